@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+
+pub mod demo;
+
+pub use quiver_storage::{
+    import, BucketEdge, Buckets, Catalog, CheckReport, CommitInfo, CorruptionError, Database, DegreeSummary,
+    Direction, ImportErrors, LineError, Neighbors, NodeRef, Snapshot, Stats, StorageError, Value, WriteBatch,
+};
+
+/// Any error quiver returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// From the storage layer.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Short for `Result<T, quiver::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

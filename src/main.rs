@@ -1,0 +1,291 @@
+//! The `quiver` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use quiver::import::{ImportOptions, Progress};
+use quiver::{Database, Direction};
+
+/// quiver: an embedded graph database with a built-in embedding engine.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import edge lists (TSV/CSV, optionally gzip) into DB, creating it if needed.
+    Import {
+        /// Database directory.
+        db: PathBuf,
+        /// Input files: `head<TAB>relation<TAB>tail`, or
+        /// `src_type<TAB>src_key<TAB>relation<TAB>dst_type<TAB>dst_key[<TAB>weight]`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Node type for plain triples.
+        #[arg(long, default_value = "Entity")]
+        node_type: String,
+        /// Import the good lines and report the bad ones instead of rejecting the import.
+        #[arg(long)]
+        skip_bad: bool,
+        /// Create unknown node and relation types found in typed files.
+        #[arg(long)]
+        create_types: bool,
+    },
+    /// Print counts per type, a degree summary and disk size per component.
+    Stats {
+        /// Database directory.
+        db: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the database; exit status 1 with a report when it is inconsistent.
+    Check {
+        /// Database directory.
+        db: PathBuf,
+    },
+    /// Build the P×P edge buckets the trainer reads and print their sizes.
+    Buckets {
+        /// Database directory.
+        db: PathBuf,
+        /// Partitions per node type.
+        #[arg(long, short = 'p', default_value_t = 4)]
+        partitions: u32,
+    },
+    /// Fold pending writes into a new base generation.
+    Compact {
+        /// Database directory.
+        db: PathBuf,
+    },
+    /// Run the built-in demo: generate a TwHIN-like network, import, inspect.
+    Demo {
+        /// Where to put the demo database (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Number of users.
+        #[arg(long, default_value_t = 2000)]
+        users: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(db: &PathBuf) -> anyhow::Result<Database> {
+    Database::open(db).with_context(|| format!("opening {}", db.display()))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Import { db, files, node_type, skip_bad, create_types } => {
+            let database = Database::open_or_create(&db).with_context(|| format!("opening {}", db.display()))?;
+            let opts = ImportOptions { node_type, skip_bad, create_types };
+            import(&database, &files, &opts)?;
+        }
+        Command::Stats { db, json } => print_stats(&open(&db)?, json)?,
+        Command::Check { db } => {
+            let report = open(&db)?.check()?;
+            for n in &report.notes {
+                println!("note: {n}");
+            }
+            if !report.ok() {
+                for p in &report.problems {
+                    println!("problem: {p}");
+                }
+                println!("check FAILED: {} problem(s)", report.problems.len());
+                return Ok(ExitCode::from(1));
+            }
+            println!("check passed");
+        }
+        Command::Buckets { db, partitions } => {
+            let database = open(&db)?;
+            let t = Instant::now();
+            let b = database.buckets(partitions)?;
+            println!("{} edges in {}x{} buckets ({:.1} ms)", b.edge_count(), partitions, partitions, ms(t.elapsed()));
+            for i in 0..partitions {
+                let row: Vec<String> = (0..partitions).map(|j| b.bucket(i, j).len().to_string()).collect();
+                println!("  {}", row.join("\t"));
+            }
+        }
+        Command::Compact { db } => {
+            let t = Instant::now();
+            open(&db)?.compact()?;
+            println!("compacted in {:.1} ms", ms(t.elapsed()));
+        }
+        Command::Demo { dir, users } => demo(dir, users)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn import(db: &Database, files: &[PathBuf], opts: &ImportOptions) -> anyhow::Result<()> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut last_log = Instant::now();
+    let mut on_progress = |p: Progress| match &bar {
+        Some(b) => {
+            b.set_length(p.total_bytes);
+            b.set_position(p.bytes);
+            b.set_message(format!("{} lines", p.lines));
+        }
+        None if last_log.elapsed() > Duration::from_secs(2) => {
+            last_log = Instant::now();
+            eprintln!("import: {} lines, {}/{} bytes", p.lines, p.bytes, p.total_bytes);
+        }
+        None => {}
+    };
+    let result = db.import(files, opts, &mut on_progress);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let r = result?;
+    if r.skipped.total > 0 {
+        eprintln!("skipped {} bad line(s):", r.skipped.total);
+        for e in &r.skipped.first {
+            eprintln!("  {e}");
+        }
+        if r.skipped.total > r.skipped.first.len() as u64 {
+            eprintln!("  ... and {} more", r.skipped.total - r.skipped.first.len() as u64);
+        }
+    }
+    println!(
+        "imported {} edge lines: {} new edges, {} new nodes in {:.3} s",
+        r.edges_read, r.edges_added, r.nodes_added, r.seconds
+    );
+    Ok(())
+}
+
+fn print_stats(db: &Database, json: bool) -> anyhow::Result<()> {
+    let s = db.stats()?;
+    if json {
+        let obj = serde_json::json!({
+            "nodes": s.nodes,
+            "edges": s.edges,
+            "node_types": s.node_types.iter().map(|(n, c)| (n.clone(), serde_json::json!(c))).collect::<serde_json::Map<_, _>>(),
+            "relation_types": s.relations.iter().map(|(n, _, _, c)| (n.clone(), serde_json::json!(c))).collect::<serde_json::Map<_, _>>(),
+            "out_degree": degree_json(&s.out_degree),
+            "in_degree": degree_json(&s.in_degree),
+            "delta_changes": s.delta_changes,
+            "generation": s.generation,
+            "disk_bytes": s.disk.iter().map(|(n, b)| (n.clone(), serde_json::json!(b))).collect::<serde_json::Map<_, _>>(),
+        });
+        println!("{obj}");
+        return Ok(());
+    }
+    println!("{} nodes, {} edges (base generation {}, {} pending changes)", s.nodes, s.edges, s.generation, s.delta_changes);
+    println!("node types:");
+    for (n, c) in &s.node_types {
+        println!("  {n:<24} {c:>12}");
+    }
+    println!("relation types:");
+    for (n, src, dst, c) in &s.relations {
+        println!("  {:<40} {c:>12}", format!("{n} ({src} -> {dst})"));
+    }
+    for (label, d) in [("out-degree", &s.out_degree), ("in-degree", &s.in_degree)] {
+        println!(
+            "{label}: min {} median {} mean {:.2} p99 {} max {}",
+            d.min, d.median, d.mean, d.p99, d.max
+        );
+    }
+    println!("disk:");
+    let mut total = 0;
+    for (n, b) in &s.disk {
+        total += b;
+        println!("  {n:<24} {:>10.2} MiB", *b as f64 / 1048576.0);
+    }
+    println!("  {:<24} {:>10.2} MiB", "total", total as f64 / 1048576.0);
+    Ok(())
+}
+
+fn degree_json(d: &quiver::DegreeSummary) -> serde_json::Value {
+    serde_json::json!({"min": d.min, "median": d.median, "mean": d.mean, "p99": d.p99, "max": d.max})
+}
+
+fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
+    let tmp;
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            tmp = std::env::temp_dir().join(format!("quiver-demo-{}", std::process::id()));
+            tmp.clone()
+        }
+    };
+    if dir.exists() {
+        bail!("{} exists; pass another --dir", dir.display());
+    }
+    std::fs::create_dir_all(&dir)?;
+    let shape = quiver::demo::Shape { users, ..Default::default() };
+    let input = dir.join("twhin.tsv");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&input)?);
+    let lines = quiver::demo::write(&shape, &mut w)?;
+    std::io::Write::flush(&mut w)?;
+    drop(w);
+    println!("== generated a TwHIN-like network: {lines} typed edge lines ({} users, seed {})", shape.users, shape.seed);
+    let db_path = dir.join("db");
+    let db = Database::create(&db_path)?;
+    quiver::demo::create_schema(&db)?;
+    println!("== import");
+    import(&db, &[input], &ImportOptions::default())?;
+    println!("== stats");
+    print_stats(&db, false)?;
+    println!("== neighbours of u0");
+    let snap = db.snapshot();
+    let c = snap.catalog();
+    let user = c.node_type("User")?;
+    let alice = snap.node_id(user, "u0").context("u0 missing")?;
+    for (rel, nbr) in snap.all_neighbors(user, alice, Direction::Out).into_iter().take(12) {
+        let r = &c.relations[rel as usize];
+        let w = snap.edge_weight(rel, alice, nbr).unwrap_or(1.0);
+        println!("  u0 -{}-> {} (weight {w})", r.name, snap.node_key(r.dst, nbr).unwrap_or("?"));
+    }
+    println!("== a write batch: u0 follows u1, unfollows its first followee");
+    let follows = c.relation("Follows")?;
+    let first = snap.out_neighbors(follows, alice).first().copied();
+    let mut b = db.batch();
+    b.insert_edge(follows, "u0", "u1", None);
+    if let Some(f) = first {
+        b.delete_edge(follows, alice, f);
+    }
+    b.set_property(user, "u0", "name", quiver::Value::Str("alice".into()));
+    db.commit(b)?;
+    db.flush()?;
+    let after = db.snapshot();
+    println!("  u0 now follows {} users; name = {:?}", after.degree(follows, alice, Direction::Out), db.property(user, alice, "name")?);
+    println!("== buckets for P=4 (what training streams)");
+    let b = db.buckets(4)?;
+    println!("  {} edges in 16 buckets; bucket (0,0) holds {}", b.edge_count(), b.bucket(0, 0).len());
+    println!("== check");
+    let report = db.check()?;
+    println!("  {}", if report.ok() { "check passed".to_string() } else { format!("{:?}", report.problems) });
+    drop(db);
+    std::fs::remove_dir_all(&dir).ok();
+    if !report.ok() {
+        bail!("demo database failed its check");
+    }
+    Ok(())
+}
