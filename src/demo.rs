@@ -100,7 +100,13 @@ pub fn write(shape: &Shape, out: &mut impl Write) -> std::io::Result<u64> {
     let tweets = shape.users * shape.tweets_per_user;
     for u in 0..shape.users {
         for k in 0..shape.tweets_per_user {
-            line(out, ("User", format!("u{u}")), "Authors", ("Tweet", format!("t{}", u * shape.tweets_per_user + k)), 1.0)?;
+            line(
+                out,
+                ("User", format!("u{u}")),
+                "Authors",
+                ("Tweet", format!("t{}", u * shape.tweets_per_user + k)),
+                1.0,
+            )?;
         }
     }
     for u in 0..shape.users {
@@ -109,7 +115,13 @@ pub fn write(shape: &Shape, out: &mut impl Write) -> std::io::Result<u64> {
             let k = if rng.chance(0.8) { home } else { rng.below(c) };
             let v = pick_user_in(&mut rng, k);
             if v != u {
-                line(out, ("User", format!("u{u}")), "Follows", ("User", format!("u{v}")), 1.0)?;
+                line(
+                    out,
+                    ("User", format!("u{u}")),
+                    "Follows",
+                    ("User", format!("u{v}")),
+                    1.0,
+                )?;
             }
         }
         for _ in 0..shape.engagements_per_user {
@@ -119,14 +131,26 @@ pub fn write(shape: &Shape, out: &mut impl Write) -> std::io::Result<u64> {
             let rel = ["Favorites", "Favorites", "Retweets", "Replies"][rng.below(4) as usize];
             let w = 1.0 + rng.below(3) as f32;
             if t < tweets {
-                line(out, ("User", format!("u{u}")), rel, ("Tweet", format!("t{t}")), w)?;
+                line(
+                    out,
+                    ("User", format!("u{u}")),
+                    rel,
+                    ("Tweet", format!("t{t}")),
+                    w,
+                )?;
             }
         }
     }
     let ads = shape.advertisers * 4;
     for a in 0..shape.advertisers {
         for k in 0..4 {
-            line(out, ("Advertiser", format!("a{a}")), "Promotes", ("Ad", format!("ad{}", a * 4 + k)), 1.0)?;
+            line(
+                out,
+                ("Advertiser", format!("a{a}")),
+                "Promotes",
+                ("Ad", format!("ad{}", a * 4 + k)),
+                1.0,
+            )?;
         }
     }
     for u in 0..shape.users {
@@ -134,7 +158,13 @@ pub fn write(shape: &Shape, out: &mut impl Write) -> std::io::Result<u64> {
             // Ads are aimed at communities: ad i suits community i % c.
             let target = community(u) + c * rng.below(ads.div_ceil(c));
             let ad = if target < ads { target } else { rng.below(ads) };
-            line(out, ("User", format!("u{u}")), "Clicks", ("Ad", format!("ad{ad}")), 1.0)?;
+            line(
+                out,
+                ("User", format!("u{u}")),
+                "Clicks",
+                ("Ad", format!("ad{ad}")),
+                1.0,
+            )?;
         }
     }
     Ok(n)

@@ -91,9 +91,23 @@ fn open(db: &PathBuf) -> anyhow::Result<Database> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Import { db, files, node_type, skip_bad, create_types } => {
-            let database = Database::open_or_create(&db).with_context(|| format!("opening {}", db.display()))?;
-            let opts = ImportOptions { node_type, skip_bad, create_types };
+        Command::Import {
+            db,
+            files,
+            node_type,
+            skip_bad,
+            create_types,
+        } => {
+            if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+                bail!("input file {} does not exist", missing.display());
+            }
+            let database = Database::open_or_create(&db)
+                .with_context(|| format!("opening {}", db.display()))?;
+            let opts = ImportOptions {
+                node_type,
+                skip_bad,
+                create_types,
+            };
             import(&database, &files, &opts)?;
         }
         Command::Stats { db, json } => print_stats(&open(&db)?, json)?,
@@ -115,9 +129,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let database = open(&db)?;
             let t = Instant::now();
             let b = database.buckets(partitions)?;
-            println!("{} edges in {}x{} buckets ({:.1} ms)", b.edge_count(), partitions, partitions, ms(t.elapsed()));
+            println!(
+                "{} edges in {}x{} buckets ({:.1} ms)",
+                b.edge_count(),
+                partitions,
+                partitions,
+                ms(t.elapsed())
+            );
             for i in 0..partitions {
-                let row: Vec<String> = (0..partitions).map(|j| b.bucket(i, j).len().to_string()).collect();
+                let row: Vec<String> = (0..partitions)
+                    .map(|j| b.bucket(i, j).len().to_string())
+                    .collect();
                 println!("  {}", row.join("\t"));
             }
         }
@@ -155,7 +177,10 @@ fn import(db: &Database, files: &[PathBuf], opts: &ImportOptions) -> anyhow::Res
         }
         None if last_log.elapsed() > Duration::from_secs(2) => {
             last_log = Instant::now();
-            eprintln!("import: {} lines, {}/{} bytes", p.lines, p.bytes, p.total_bytes);
+            eprintln!(
+                "import: {} lines, {}/{} bytes",
+                p.lines, p.bytes, p.total_bytes
+            );
         }
         None => {}
     };
@@ -170,7 +195,10 @@ fn import(db: &Database, files: &[PathBuf], opts: &ImportOptions) -> anyhow::Res
             eprintln!("  {e}");
         }
         if r.skipped.total > r.skipped.first.len() as u64 {
-            eprintln!("  ... and {} more", r.skipped.total - r.skipped.first.len() as u64);
+            eprintln!(
+                "  ... and {} more",
+                r.skipped.total - r.skipped.first.len() as u64
+            );
         }
     }
     println!(
@@ -197,7 +225,10 @@ fn print_stats(db: &Database, json: bool) -> anyhow::Result<()> {
         println!("{obj}");
         return Ok(());
     }
-    println!("{} nodes, {} edges (base generation {}, {} pending changes)", s.nodes, s.edges, s.generation, s.delta_changes);
+    println!(
+        "{} nodes, {} edges (base generation {}, {} pending changes)",
+        s.nodes, s.edges, s.generation, s.delta_changes
+    );
     println!("node types:");
     for (n, c) in &s.node_types {
         println!("  {n:<24} {c:>12}");
@@ -239,13 +270,19 @@ fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
         bail!("{} exists; pass another --dir", dir.display());
     }
     std::fs::create_dir_all(&dir)?;
-    let shape = quiver::demo::Shape { users, ..Default::default() };
+    let shape = quiver::demo::Shape {
+        users,
+        ..Default::default()
+    };
     let input = dir.join("twhin.tsv");
     let mut w = std::io::BufWriter::new(std::fs::File::create(&input)?);
     let lines = quiver::demo::write(&shape, &mut w)?;
     std::io::Write::flush(&mut w)?;
     drop(w);
-    println!("== generated a TwHIN-like network: {lines} typed edge lines ({} users, seed {})", shape.users, shape.seed);
+    println!(
+        "== generated a TwHIN-like network: {lines} typed edge lines ({} users, seed {})",
+        shape.users, shape.seed
+    );
     let db_path = dir.join("db");
     let db = Database::create(&db_path)?;
     quiver::demo::create_schema(&db)?;
@@ -258,10 +295,18 @@ fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
     let c = snap.catalog();
     let user = c.node_type("User")?;
     let alice = snap.node_id(user, "u0").context("u0 missing")?;
-    for (rel, nbr) in snap.all_neighbors(user, alice, Direction::Out).into_iter().take(12) {
+    for (rel, nbr) in snap
+        .all_neighbors(user, alice, Direction::Out)
+        .into_iter()
+        .take(12)
+    {
         let r = &c.relations[rel as usize];
         let w = snap.edge_weight(rel, alice, nbr).unwrap_or(1.0);
-        println!("  u0 -{}-> {} (weight {w})", r.name, snap.node_key(r.dst, nbr).unwrap_or("?"));
+        println!(
+            "  u0 -{}-> {} (weight {w})",
+            r.name,
+            snap.node_key(r.dst, nbr).unwrap_or("?")
+        );
     }
     println!("== a write batch: u0 follows u1, unfollows its first followee");
     let follows = c.relation("Follows")?;
@@ -275,13 +320,28 @@ fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
     db.commit(b)?;
     db.flush()?;
     let after = db.snapshot();
-    println!("  u0 now follows {} users; name = {:?}", after.degree(follows, alice, Direction::Out), db.property(user, alice, "name")?);
+    println!(
+        "  u0 now follows {} users; name = {:?}",
+        after.degree(follows, alice, Direction::Out),
+        db.property(user, alice, "name")?
+    );
     println!("== buckets for P=4 (what training streams)");
     let b = db.buckets(4)?;
-    println!("  {} edges in 16 buckets; bucket (0,0) holds {}", b.edge_count(), b.bucket(0, 0).len());
+    println!(
+        "  {} edges in 16 buckets; bucket (0,0) holds {}",
+        b.edge_count(),
+        b.bucket(0, 0).len()
+    );
     println!("== check");
     let report = db.check()?;
-    println!("  {}", if report.ok() { "check passed".to_string() } else { format!("{:?}", report.problems) });
+    println!(
+        "  {}",
+        if report.ok() {
+            "check passed".to_string()
+        } else {
+            format!("{:?}", report.problems)
+        }
+    );
     drop(db);
     std::fs::remove_dir_all(&dir).ok();
     if !report.ok() {

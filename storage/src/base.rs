@@ -45,7 +45,11 @@ fn adj_section(t: u32, d: Direction, k: usize) -> usize {
 
 impl Base {
     pub(crate) fn empty() -> Self {
-        Self { nodes: None, adj: None, counts: Vec::new() }
+        Self {
+            nodes: None,
+            adj: None,
+            counts: Vec::new(),
+        }
     }
 
     pub(crate) fn open(dir: &Path, catalog: &Catalog) -> Result<Self> {
@@ -58,32 +62,59 @@ impl Base {
         let counts = catalog.base_counts.clone();
         let types = counts.len();
         if nodes.section_count() != 3 * types {
-            return Err(nodes.corrupt(format!("{} sections for {types} node types", nodes.section_count())).into());
+            return Err(nodes
+                .corrupt(format!(
+                    "{} sections for {types} node types",
+                    nodes.section_count()
+                ))
+                .into());
         }
         if adj.section_count() != 10 * types {
-            return Err(adj.corrupt(format!("{} sections for {types} node types", adj.section_count())).into());
+            return Err(adj
+                .corrupt(format!(
+                    "{} sections for {types} node types",
+                    adj.section_count()
+                ))
+                .into());
         }
         for (t, &n) in counts.iter().enumerate() {
             let n = n as usize;
             let offsets = nodes.check_array::<u32>(3 * t)?;
             let bytes = nodes.bytes(3 * t + 1);
             let sorted = nodes.check_array::<u32>(3 * t + 2)?;
-            if offsets.len() != n + 1 || sorted.len() != n || offsets[n] as usize != bytes.len() || offsets[0] != 0 {
-                return Err(nodes.corrupt(format!("node dictionary of type {t} has wrong lengths")).into());
+            if offsets.len() != n + 1
+                || sorted.len() != n
+                || offsets[n] as usize != bytes.len()
+                || offsets[0] != 0
+            {
+                return Err(nodes
+                    .corrupt(format!("node dictionary of type {t} has wrong lengths"))
+                    .into());
             }
             for w in offsets.windows(2) {
-                if w[0] > w[1] || std::str::from_utf8(&bytes[w[0] as usize..w[1] as usize]).is_err() {
-                    return Err(nodes.corrupt(format!("node dictionary of type {t}: bad key offsets or UTF-8")).into());
+                if w[0] > w[1] || std::str::from_utf8(&bytes[w[0] as usize..w[1] as usize]).is_err()
+                {
+                    return Err(nodes
+                        .corrupt(format!(
+                            "node dictionary of type {t}: bad key offsets or UTF-8"
+                        ))
+                        .into());
                 }
             }
             if sorted.iter().any(|&id| id as usize >= n) {
-                return Err(nodes.corrupt(format!("node dictionary of type {t}: id out of range")).into());
+                return Err(nodes
+                    .corrupt(format!("node dictionary of type {t}: id out of range"))
+                    .into());
             }
             for d in [Direction::Out, Direction::In] {
                 check_csr(&adj, catalog, &counts, t as u32, d)?;
             }
         }
-        Ok(Self { nodes: Some(nodes), adj: Some(adj), counts })
+        Ok(Self {
+            nodes: Some(nodes),
+            adj: Some(adj),
+            counts,
+        })
     }
 
     /// Nodes of type `t` in the base.
@@ -111,7 +142,10 @@ impl Base {
     fn groups(&self, t: u32, d: Direction, node: u32) -> Option<(&[u32], &[u32], &[u32])> {
         let s = self.adj.as_ref()?;
         let node_off = s.array::<u32>(adj_section(t, d, 0));
-        let (a, b) = (*node_off.get(node as usize)? as usize, *node_off.get(node as usize + 1)? as usize);
+        let (a, b) = (
+            *node_off.get(node as usize)? as usize,
+            *node_off.get(node as usize + 1)? as usize,
+        );
         let rels = s.array::<u32>(adj_section(t, d, 1)).get(a..b)?;
         let offs = s.array::<u32>(adj_section(t, d, 2)).get(a..b + 1)?;
         Some((rels, offs, s.array::<u32>(adj_section(t, d, 3))))
@@ -132,11 +166,18 @@ impl Base {
     }
 
     fn weights(&self, t: u32, d: Direction) -> &[f32] {
-        self.adj.as_ref().map_or(&[], |s| s.array::<f32>(adj_section(t, d, 4)))
+        self.adj
+            .as_ref()
+            .map_or(&[], |s| s.array::<f32>(adj_section(t, d, 4)))
     }
 
     /// All `(relation, neighbour slice)` groups of a node, by relation id.
-    pub(crate) fn all_neighbors(&self, t: u32, d: Direction, node: u32) -> impl Iterator<Item = (u32, &[u32])> {
+    pub(crate) fn all_neighbors(
+        &self,
+        t: u32,
+        d: Direction,
+        node: u32,
+    ) -> impl Iterator<Item = (u32, &[u32])> {
         let g = self.groups(t, d, node);
         let n = g.map_or(0, |(r, _, _)| r.len());
         (0..n).filter_map(move |i| {
@@ -153,7 +194,9 @@ impl Base {
 
     /// Number of edges leaving nodes of type `t`.
     pub(crate) fn edge_count(&self, t: u32) -> u64 {
-        self.adj.as_ref().map_or(0, |s| s.array::<u32>(adj_section(t, Direction::Out, 3)).len() as u64)
+        self.adj.as_ref().map_or(0, |s| {
+            s.array::<u32>(adj_section(t, Direction::Out, 3)).len() as u64
+        })
     }
 }
 
@@ -164,7 +207,11 @@ fn check_csr(adj: &Segment, catalog: &Catalog, counts: &[u32], t: u32, d: Direct
     let offs = adj.check_array::<u32>(adj_section(t, d, 2))?;
     let nbrs = adj.check_array::<u32>(adj_section(t, d, 3))?;
     let weights = adj.check_array::<f32>(adj_section(t, d, 4))?;
-    let bad = |m: &str| Err(adj.corrupt(format!("adjacency of type {t} {d:?}: {m}")).into());
+    let bad = |m: &str| {
+        Err(adj
+            .corrupt(format!("adjacency of type {t} {d:?}: {m}"))
+            .into())
+    };
     if node_off.len() != n + 1 || node_off[0] != 0 || node_off[n] as usize != rels.len() {
         return bad("node offsets have wrong length or ends");
     }
@@ -189,7 +236,10 @@ fn check_csr(adj: &Segment, catalog: &Catalog, counts: &[u32], t: u32, d: Direct
             return bad("relation group of the wrong type or with bad offsets");
         }
         let limit = counts.get(other as usize).copied().unwrap_or(0);
-        if nbrs[offs[g] as usize..offs[g + 1] as usize].iter().any(|&x| x >= limit) {
+        if nbrs[offs[g] as usize..offs[g + 1] as usize]
+            .iter()
+            .any(|&x| x >= limit)
+        {
             return bad("neighbour id out of range");
         }
     }
@@ -223,8 +273,9 @@ pub(crate) fn write_base(
         offsets.push(0u32);
         for k in ks {
             bytes.extend_from_slice(k.as_bytes());
-            let end = u32::try_from(bytes.len())
-                .map_err(|_| crate::StorageError::InvalidInput("keys of one node type exceed 4 GiB".into()))?;
+            let end = u32::try_from(bytes.len()).map_err(|_| {
+                crate::StorageError::InvalidInput("keys of one node type exceed 4 GiB".into())
+            })?;
             offsets.push(end);
         }
         let mut sorted: Vec<u32> = (0..ks.len() as u32).collect();
@@ -278,7 +329,11 @@ pub(crate) fn write_base(
                 node_off[i + 1] += node_off[i];
             }
             let nbrs: Vec<u32> = mine.iter().map(|e| e.3).collect();
-            let w: Vec<f32> = if weighted { mine.iter().map(|e| e.4).collect() } else { Vec::new() };
+            let w: Vec<f32> = if weighted {
+                mine.iter().map(|e| e.4).collect()
+            } else {
+                Vec::new()
+            };
             adj.push(&node_off);
             adj.push(&rels);
             adj.push(&offs);

@@ -16,7 +16,9 @@ use crate::error::{Result, StorageError};
 use crate::segment::{Kind, Segment, SegmentWriter};
 
 /// One edge as stored in a bucket: 12 bytes, no padding, GPU-ready.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, bytemuck::Pod, bytemuck::Zeroable,
+)]
 #[repr(C)]
 pub struct BucketEdge {
     /// Relation id.
@@ -56,7 +58,10 @@ impl Buckets {
 
     /// Partition of node `id` of type `ty`.
     pub fn partition_of(&self, ty: u32, id: u32) -> u32 {
-        id / part_size(self.counts.get(ty as usize).copied().unwrap_or(0), self.partitions)
+        id / part_size(
+            self.counts.get(ty as usize).copied().unwrap_or(0),
+            self.partitions,
+        )
     }
 
     /// Ids of type `ty` in partition `p`.
@@ -69,7 +74,9 @@ impl Buckets {
     fn range(&self, i: u32, j: u32) -> Range<usize> {
         let b = (i * self.partitions + j) as usize;
         match (self.offsets.get(b), self.offsets.get(b + 1)) {
-            (Some(&a), Some(&e)) if i < self.partitions && j < self.partitions => a as usize..e as usize,
+            (Some(&a), Some(&e)) if i < self.partitions && j < self.partitions => {
+                a as usize..e as usize
+            }
             _ => 0..0,
         }
     }
@@ -82,7 +89,10 @@ impl Buckets {
 
     /// Weights of bucket (i, j)'s edges, or an empty slice when all are 1.
     pub fn weights(&self, i: u32, j: u32) -> &[f32] {
-        self.segment.array::<f32>(3).get(self.range(i, j)).unwrap_or(&[])
+        self.segment
+            .array::<f32>(3)
+            .get(self.range(i, j))
+            .unwrap_or(&[])
     }
 
     /// Total number of edges.
@@ -112,7 +122,9 @@ impl Buckets {
         if offsets.len() != p * p + 1 || offsets[0] != 0 || offsets[p * p] != edges.len() as u64 {
             return Err(bad("bucket offsets do not cover the edges"));
         }
-        if offsets.windows(2).any(|w| w[0] > w[1]) || (!weights.is_empty() && weights.len() != edges.len()) {
+        if offsets.windows(2).any(|w| w[0] > w[1])
+            || (!weights.is_empty() && weights.len() != edges.len())
+        {
             return Err(bad("bucket offsets decrease or weights do not match"));
         }
         for e in edges {
@@ -124,7 +136,13 @@ impl Buckets {
                 return Err(bad("edge refers to a missing relation or node"));
             }
         }
-        Ok(Self { segment, partitions: r.partitions, counts, offsets, edge_version: r.edge_version })
+        Ok(Self {
+            segment,
+            partitions: r.partitions,
+            counts,
+            offsets,
+            edge_version: r.edge_version,
+        })
     }
 }
 
@@ -133,7 +151,9 @@ impl Database {
     /// stored) first if there are none for this P or edges changed since.
     pub fn buckets(&self, partitions: u32) -> Result<Buckets> {
         if partitions == 0 || partitions > 4096 {
-            return Err(StorageError::InvalidInput(format!("partition count {partitions} is not in 1..=4096")));
+            return Err(StorageError::InvalidInput(format!(
+                "partition count {partitions} is not in 1..=4096"
+            )));
         }
         let _w = self.writer.lock();
         let snap = self.snapshot();
@@ -143,7 +163,9 @@ impl Database {
                 return Buckets::open(self, r, &snap);
             }
         }
-        let counts: Vec<u32> = (0..catalog.node_types.len() as u32).map(|t| snap.node_count(t)).collect();
+        let counts: Vec<u32> = (0..catalog.node_types.len() as u32)
+            .map(|t| snap.node_count(t))
+            .collect();
         let p = partitions as usize;
         let part = |ty: u32, id: u32| (id / part_size(counts[ty as usize], partitions)) as usize;
         let edges: Vec<_> = snap.edges().collect();
@@ -160,7 +182,14 @@ impl Database {
             offsets[b + 1] += offsets[b];
         }
         let mut next = offsets.clone();
-        let mut packed = vec![BucketEdge { rel: 0, src: 0, dst: 0 }; edges.len()];
+        let mut packed = vec![
+            BucketEdge {
+                rel: 0,
+                src: 0,
+                dst: 0
+            };
+            edges.len()
+        ];
         let weighted = edges.iter().any(|e| e.weight != 1.0);
         let mut weights = vec![1f32; if weighted { edges.len() } else { 0 }];
         let mut sorted = edges;
@@ -169,7 +198,11 @@ impl Database {
             let b = bucket_of(e);
             let at = next[b] as usize;
             next[b] += 1;
-            packed[at] = BucketEdge { rel: e.rel, src: e.src, dst: e.dst };
+            packed[at] = BucketEdge {
+                rel: e.rel,
+                src: e.src,
+                dst: e.dst,
+            };
             if weighted {
                 weights[at] = e.weight;
             }
@@ -183,7 +216,11 @@ impl Database {
         w.push(&weights);
         let name = format!("buckets-p{partitions}-v{}", catalog.edge_version);
         let segment = w.write(self.path(), &name)?;
-        let r = BucketRef { partitions, edge_version: catalog.edge_version, segment };
+        let r = BucketRef {
+            partitions,
+            edge_version: catalog.edge_version,
+            segment,
+        };
         let old: Vec<String> = catalog
             .buckets
             .iter()

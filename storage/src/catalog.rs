@@ -93,7 +93,10 @@ impl Catalog {
         let n = self.node_types.len() as u32;
         for r in &self.relations {
             if r.src >= n || r.dst >= n {
-                return Err(format!("relation `{}` refers to a missing node type", r.name));
+                return Err(format!(
+                    "relation `{}` refers to a missing node type",
+                    r.name
+                ));
             }
         }
         if (self.generation == 0) != self.base.is_empty() || !matches!(self.base.len(), 0 | 2) {
@@ -136,7 +139,9 @@ impl Catalog {
 
     /// Name of a node type id (which the caller got from this catalog).
     pub fn type_name(&self, ty: u32) -> &str {
-        self.node_types.get(ty as usize).map_or("?", |t| t.name.as_str())
+        self.node_types
+            .get(ty as usize)
+            .map_or("?", |t| t.name.as_str())
     }
 }
 
@@ -175,8 +180,15 @@ mod tests {
     #[test]
     fn catalog_round_trips_and_rejects_garbage() {
         let c = Catalog {
-            node_types: vec![NodeTypeDef { name: "User".into(), count: 3 }],
-            relations: vec![RelationDef { name: "Follows".into(), src: 0, dst: 0 }],
+            node_types: vec![NodeTypeDef {
+                name: "User".into(),
+                count: 3,
+            }],
+            relations: vec![RelationDef {
+                name: "Follows".into(),
+                src: 0,
+                dst: 0,
+            }],
             ..Default::default()
         };
         let p = std::path::Path::new("x");

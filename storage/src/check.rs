@@ -103,7 +103,10 @@ impl Database {
                 ind.push(snap.total_degree(t, n, Direction::In));
             }
         }
-        let mut disk = vec![("catalog (sled)".to_string(), dir_size(&self.path().join(CATALOG_DIR)))];
+        let mut disk = vec![(
+            "catalog (sled)".to_string(),
+            dir_size(&self.path().join(CATALOG_DIR)),
+        )];
         for (name, r) in ["base nodes", "base adjacency"].iter().zip(&c.base) {
             disk.push((name.to_string(), r.len));
         }
@@ -111,12 +114,23 @@ impl Database {
             disk.push((format!("buckets P={}", b.partitions), b.segment.len));
         }
         Ok(Stats {
-            node_types: c.node_types.iter().map(|t| (t.name.clone(), t.count as u64)).collect(),
+            node_types: c
+                .node_types
+                .iter()
+                .map(|t| (t.name.clone(), t.count as u64))
+                .collect(),
             relations: c
                 .relations
                 .iter()
                 .zip(&rel_counts)
-                .map(|(r, &n)| (r.name.clone(), c.type_name(r.src).into(), c.type_name(r.dst).into(), n))
+                .map(|(r, &n)| {
+                    (
+                        r.name.clone(),
+                        c.type_name(r.src).into(),
+                        c.type_name(r.dst).into(),
+                        n,
+                    )
+                })
                 .collect(),
             nodes: c.node_types.iter().map(|t| t.count as u64).sum(),
             edges: rel_counts.iter().sum(),
@@ -139,10 +153,15 @@ impl Database {
             let t = t as u32;
             for id in 0..def.count {
                 match snap.node_key(t, id) {
-                    None => rep.problems.push(format!("{} id {id} has no key", def.name)),
+                    None => rep
+                        .problems
+                        .push(format!("{} id {id} has no key", def.name)),
                     Some(k) => match snap.node_id(t, k) {
                         Some(back) if back == id => {}
-                        other => rep.problems.push(format!("{} key `{k}` maps to {other:?}, not {id}", def.name)),
+                        other => rep.problems.push(format!(
+                            "{} key `{k}` maps to {other:?}, not {id}",
+                            def.name
+                        )),
                     },
                 }
             }
@@ -154,7 +173,9 @@ impl Database {
                 for r in snap.relations_of(t, n, Direction::Out) {
                     let nb = snap.out_neighbors(r, n);
                     if nb.windows(2).any(|w| w[0] >= w[1]) {
-                        rep.problems.push(format!("out-neighbours of {t}/{n} by relation {r} are not sorted and distinct"));
+                        rep.problems.push(format!(
+                            "out-neighbours of {t}/{n} by relation {r} are not sorted and distinct"
+                        ));
                     }
                     out_edges.extend(nb.iter().map(|&d| (r, n, d)));
                 }
@@ -174,13 +195,17 @@ impl Database {
         }
         for b in &c.buckets {
             if b.edge_version != c.edge_version {
-                rep.notes.push(format!("buckets for P={} are stale (rebuilt before training)", b.partitions));
+                rep.notes.push(format!(
+                    "buckets for P={} are stale (rebuilt before training)",
+                    b.partitions
+                ));
                 continue;
             }
             let buckets = match self.buckets(b.partitions) {
                 Ok(x) => x,
                 Err(e) => {
-                    rep.problems.push(format!("buckets for P={}: {e}", b.partitions));
+                    rep.problems
+                        .push(format!("buckets for P={}: {e}", b.partitions));
                     continue;
                 }
             };
@@ -189,8 +214,12 @@ impl Database {
                 for j in 0..b.partitions {
                     for e in buckets.bucket(i, j) {
                         let r = &c.relations[e.rel as usize];
-                        if buckets.partition_of(r.src, e.src) != i || buckets.partition_of(r.dst, e.dst) != j {
-                            rep.problems.push(format!("edge {e:?} is in bucket ({i}, {j}) but belongs elsewhere"));
+                        if buckets.partition_of(r.src, e.src) != i
+                            || buckets.partition_of(r.dst, e.dst) != j
+                        {
+                            rep.problems.push(format!(
+                                "edge {e:?} is in bucket ({i}, {j}) but belongs elsewhere"
+                            ));
                         }
                         seen.push((e.rel, e.src, e.dst));
                     }
@@ -198,7 +227,10 @@ impl Database {
             }
             seen.sort_unstable();
             if seen != out_edges {
-                rep.problems.push(format!("buckets for P={} do not equal the adjacency", b.partitions));
+                rep.problems.push(format!(
+                    "buckets for P={} do not equal the adjacency",
+                    b.partitions
+                ));
             }
         }
         // Reopening re-hashes every segment against the checksums in the catalog.

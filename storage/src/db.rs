@@ -43,11 +43,16 @@ pub struct Database {
 
 fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
-    let f = File::options().create(true).truncate(false).write(true).open(&path).at(&path)?;
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .at(&path)?;
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked(dir.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => Err(StorageError::Io { path, source: e }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StorageError::Io { path, error: e }),
     }
 }
 
@@ -61,7 +66,7 @@ fn open_sled(dir: &Path) -> Result<sled::Db> {
         Ok(Err(sled::Error::Corruption { .. })) => {
             Err(CorruptionError::new(&path, "sled reports a damaged log").into())
         }
-        Ok(Err(sled::Error::Io(e))) => Err(StorageError::Io { path, source: e }),
+        Ok(Err(sled::Error::Io(e))) => Err(StorageError::Io { path, error: e }),
         Ok(Err(e)) => Err(CorruptionError::new(&path, e.to_string()).into()),
         Err(_) => Err(CorruptionError::new(&path, "sled failed while reading its files").into()),
     }
@@ -109,12 +114,19 @@ impl Database {
     fn finish_open(dir: &Path, sled: sled::Db, lock: File) -> Result<Self> {
         let sled_path = dir.join(CATALOG_DIR);
         let corrupt = |m: &str| StorageError::from(CorruptionError::new(&sled_path, m));
-        let format = sled.get(keys::FORMAT)?.ok_or_else(|| corrupt("no format version record"))?;
+        let format = sled
+            .get(keys::FORMAT)?
+            .ok_or_else(|| corrupt("no format version record"))?;
         let format = keys::read_u32(&format).ok_or_else(|| corrupt("bad format version record"))?;
         if format != FORMAT_VERSION {
-            return Err(StorageError::UnsupportedFormat { found: format, supported: FORMAT_VERSION });
+            return Err(StorageError::UnsupportedFormat {
+                found: format,
+                supported: FORMAT_VERSION,
+            });
         }
-        let catalog = sled.get(keys::CATALOG)?.ok_or_else(|| corrupt("no catalog record"))?;
+        let catalog = sled
+            .get(keys::CATALOG)?
+            .ok_or_else(|| corrupt("no catalog record"))?;
         let catalog = Catalog::decode(&catalog, &sled_path)?;
         let base = Base::open(dir, &catalog)?;
         let delta = replay_delta(&sled, &catalog, &base, &sled_path)?;
@@ -140,7 +152,9 @@ impl Database {
     /// A consistent, immutable view of the current data. Cheap: two atomic
     /// operations; later commits do not change it.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot { state: self.state.read().clone() }
+        Snapshot {
+            state: self.state.read().clone(),
+        }
     }
 
     /// The current catalog (schema, counts, segments).
@@ -162,7 +176,10 @@ impl Database {
         if catalog.node_type(name).is_ok() {
             return Err(StorageError::DuplicateType(name.to_string()));
         }
-        catalog.node_types.push(NodeTypeDef { name: name.to_string(), count: 0 });
+        catalog.node_types.push(NodeTypeDef {
+            name: name.to_string(),
+            count: 0,
+        });
         self.commit_catalog(catalog)?;
         Ok(self.catalog().node_types.len() as u32 - 1)
     }
@@ -176,7 +193,11 @@ impl Database {
             return Err(StorageError::DuplicateType(name.to_string()));
         }
         let (src, dst) = (catalog.node_type(src)?, catalog.node_type(dst)?);
-        catalog.relations.push(RelationDef { name: name.to_string(), src, dst });
+        catalog.relations.push(RelationDef {
+            name: name.to_string(),
+            src,
+            dst,
+        });
         self.commit_catalog(catalog)?;
         Ok(self.catalog().relations.len() as u32 - 1)
     }
@@ -201,44 +222,59 @@ impl Database {
         let _w = self.writer.lock();
         let snap = self.snapshot();
         let mut catalog = (*snap.state.catalog).clone();
-        let mut new_nodes: Vec<HashMap<String, u32>> = vec![HashMap::new(); catalog.node_types.len()];
+        let mut new_nodes: Vec<HashMap<String, u32>> =
+            vec![HashMap::new(); catalog.node_types.len()];
         let mut new_keys: Vec<(u32, u32, String)> = Vec::new();
         // Final state of each touched edge: Some(weight) present, None absent.
         let mut edges: HashMap<(u32, u32, u32), Option<f32>> = HashMap::new();
         let mut order: Vec<(u32, u32, u32)> = Vec::new();
         let mut props: Vec<(u32, u32, String, Value)> = Vec::new();
-        let mut resolve = |catalog: &mut Catalog, ty: u32, node: &NodeRef, create: bool| -> Result<u32> {
-            let def = catalog
-                .node_types
-                .get(ty as usize)
-                .ok_or_else(|| StorageError::UnknownNodeType(format!("#{ty}")))?;
-            match node {
-                NodeRef::Id(id) if *id < def.count => Ok(*id),
-                NodeRef::Id(id) => {
-                    Err(StorageError::InvalidId { node_type: def.name.clone(), id: *id, count: def.count })
-                }
-                NodeRef::Key(k) => {
-                    if let Some(id) = snap.node_id(ty, k).or_else(|| new_nodes[ty as usize].get(k.as_str()).copied()) {
-                        return Ok(id);
+        let mut resolve =
+            |catalog: &mut Catalog, ty: u32, node: &NodeRef, create: bool| -> Result<u32> {
+                let def = catalog
+                    .node_types
+                    .get(ty as usize)
+                    .ok_or_else(|| StorageError::UnknownNodeType(format!("#{ty}")))?;
+                match node {
+                    NodeRef::Id(id) if *id < def.count => Ok(*id),
+                    NodeRef::Id(id) => Err(StorageError::InvalidId {
+                        node_type: def.name.clone(),
+                        id: *id,
+                        count: def.count,
+                    }),
+                    NodeRef::Key(k) => {
+                        if let Some(id) = snap
+                            .node_id(ty, k)
+                            .or_else(|| new_nodes[ty as usize].get(k.as_str()).copied())
+                        {
+                            return Ok(id);
+                        }
+                        if !create {
+                            return Err(StorageError::NodeNotFound {
+                                node_type: def.name.clone(),
+                                key: k.clone(),
+                            });
+                        }
+                        check_key(k)?;
+                        let id = def.count;
+                        catalog.node_types[ty as usize].count += 1;
+                        new_nodes[ty as usize].insert(k.clone(), id);
+                        new_keys.push((ty, id, k.clone()));
+                        Ok(id)
                     }
-                    if !create {
-                        return Err(StorageError::NodeNotFound { node_type: def.name.clone(), key: k.clone() });
-                    }
-                    check_key(k)?;
-                    let id = def.count;
-                    catalog.node_types[ty as usize].count += 1;
-                    new_nodes[ty as usize].insert(k.clone(), id);
-                    new_keys.push((ty, id, k.clone()));
-                    Ok(id)
                 }
-            }
-        };
+            };
         for op in batch.ops {
             match op {
                 Op::Node { ty, key } => {
                     resolve(&mut catalog, ty, &NodeRef::Key(key), true)?;
                 }
-                Op::Edge { rel, src, dst, weight } => {
+                Op::Edge {
+                    rel,
+                    src,
+                    dst,
+                    weight,
+                } => {
                     let r = catalog
                         .relations
                         .get(rel as usize)
@@ -259,11 +295,18 @@ impl Database {
                         order.push((rel, s, d));
                     }
                 }
-                Op::Property { ty, node, name, value } => {
+                Op::Property {
+                    ty,
+                    node,
+                    name,
+                    value,
+                } => {
                     let id = resolve(&mut catalog, ty, &node, false)?;
                     if let Value::Float(f) = value {
                         if !f.is_finite() {
-                            return Err(StorageError::InvalidInput(format!("property `{name}` is not finite")));
+                            return Err(StorageError::InvalidInput(format!(
+                                "property `{name}` is not finite"
+                            )));
                         }
                     }
                     props.push((ty, id, name, value));
@@ -298,15 +341,21 @@ impl Database {
         }
         b.insert(keys::CATALOG, catalog.encode());
         self.sled.apply_batch(b)?;
-        let info = CommitInfo { nodes_created: new_keys.len() as u64, edges_changed: changes.len() as u64 };
+        let info = CommitInfo {
+            nodes_created: new_keys.len() as u64,
+            edges_changed: changes.len() as u64,
+        };
         let mut st = self.state.write();
         let st = Arc::make_mut(&mut st);
         let delta = Arc::make_mut(&mut st.delta);
-        delta.nodes.resize_with(catalog.node_types.len(), NodeDelta::default);
+        delta
+            .nodes
+            .resize_with(catalog.node_types.len(), NodeDelta::default);
         for (ty, _, key) in new_keys {
             let nd = &mut delta.nodes[ty as usize];
             let key: Box<str> = key.into();
-            nd.by_key.insert(key.clone(), catalog.base_count(ty) + nd.keys.len() as u32);
+            nd.by_key
+                .insert(key.clone(), catalog.base_count(ty) + nd.keys.len() as u32);
             nd.keys.push(key);
         }
         for (ctx, state) in changes {
@@ -362,9 +411,19 @@ impl Database {
             let old = snap.node_count(t);
             let mut ks: Vec<&str> = (0..old).filter_map(|id| snap.node_key(t, id)).collect();
             if ks.len() != old as usize {
-                return Err(CorruptionError::new(self.dir.join(CATALOG_DIR), format!("type {t} has ids without keys")).into());
+                return Err(CorruptionError::new(
+                    self.dir.join(CATALOG_DIR),
+                    format!("type {t} has ids without keys"),
+                )
+                .into());
             }
-            ks.extend(new_keys.get(t as usize).into_iter().flatten().map(String::as_str));
+            ks.extend(
+                new_keys
+                    .get(t as usize)
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            );
             keys_by_type.push(ks);
         }
         let mut edges: Vec<WEdge> = snap.edges().collect();
@@ -413,7 +472,9 @@ impl Database {
 
 fn check_name(name: &str) -> Result<()> {
     if name.is_empty() || name.chars().any(char::is_control) {
-        return Err(StorageError::InvalidInput(format!("type name {name:?} is empty or has control characters")));
+        return Err(StorageError::InvalidInput(format!(
+            "type name {name:?} is empty or has control characters"
+        )));
     }
     Ok(())
 }
@@ -427,7 +488,9 @@ pub(crate) fn check_key(key: &str) -> Result<()> {
 
 pub(crate) fn check_weight(w: f32) -> Result<()> {
     if !w.is_finite() {
-        return Err(StorageError::InvalidInput(format!("edge weight {w} is not finite")));
+        return Err(StorageError::InvalidInput(format!(
+            "edge weight {w} is not finite"
+        )));
     }
     Ok(())
 }
@@ -441,34 +504,62 @@ fn replay_delta(sled: &sled::Db, catalog: &Catalog, base: &Base, path: &Path) ->
     };
     for kv in sled.scan_prefix([keys::NODE_ID]) {
         let (k, v) = kv?;
-        let (ty, id) = keys::parse_node_id(&k).ok_or_else(|| corrupt("bad node record key".into()))?;
-        let nd = delta.nodes.get_mut(ty as usize).ok_or_else(|| corrupt(format!("node of unknown type {ty}")))?;
-        let key = std::str::from_utf8(&v).map_err(|_| corrupt(format!("node {ty}/{id}: key is not UTF-8")))?;
+        let (ty, id) =
+            keys::parse_node_id(&k).ok_or_else(|| corrupt("bad node record key".into()))?;
+        let nd = delta
+            .nodes
+            .get_mut(ty as usize)
+            .ok_or_else(|| corrupt(format!("node of unknown type {ty}")))?;
+        let key = std::str::from_utf8(&v)
+            .map_err(|_| corrupt(format!("node {ty}/{id}: key is not UTF-8")))?;
         let expected = base.count(ty) + nd.keys.len() as u32;
         if id != expected || id >= catalog.node_types[ty as usize].count || key.is_empty() {
             return Err(corrupt(format!("node record {ty}/{id} out of sequence")));
         }
         if nd.by_key.insert(key.into(), id).is_some() || base.lookup(ty, key).is_some() {
-            return Err(corrupt(format!("node key `{key}` of type {ty} appears twice")));
+            return Err(corrupt(format!(
+                "node key `{key}` of type {ty} appears twice"
+            )));
         }
         nd.keys.push(key.into());
     }
     for (t, nd) in delta.nodes.iter().enumerate() {
         if base.count(t as u32) + nd.keys.len() as u32 != catalog.node_types[t].count {
-            return Err(corrupt(format!("type {t}: node count does not match its records")));
+            return Err(corrupt(format!(
+                "type {t}: node count does not match its records"
+            )));
         }
     }
     for kv in sled.scan_prefix([keys::EDGE]) {
         let (k, v) = kv?;
-        let (rel, src, dst) = keys::parse_edge(&k).ok_or_else(|| corrupt("bad edge record key".into()))?;
-        let state = keys::parse_edge_value(&v).ok_or_else(|| corrupt("bad edge record value".into()))?;
-        let r = catalog.relations.get(rel as usize).ok_or_else(|| corrupt(format!("edge of unknown relation {rel}")))?;
-        if src >= catalog.node_types[r.src as usize].count || dst >= catalog.node_types[r.dst as usize].count {
-            return Err(corrupt(format!("edge ({rel}, {src}, {dst}) refers to a missing node")));
+        let (rel, src, dst) =
+            keys::parse_edge(&k).ok_or_else(|| corrupt("bad edge record key".into()))?;
+        let state =
+            keys::parse_edge_value(&v).ok_or_else(|| corrupt("bad edge record value".into()))?;
+        let r = catalog
+            .relations
+            .get(rel as usize)
+            .ok_or_else(|| corrupt(format!("edge of unknown relation {rel}")))?;
+        if src >= catalog.node_types[r.src as usize].count
+            || dst >= catalog.node_types[r.dst as usize].count
+        {
+            return Err(corrupt(format!(
+                "edge ({rel}, {src}, {dst}) refers to a missing node"
+            )));
         }
         let (nbrs, ws) = base.neighbors(r.src, Direction::Out, src, rel);
-        let base_w = nbrs.binary_search(&dst).ok().map(|i| ws.get(i).copied().unwrap_or(1.0));
-        let ctx = EdgeCtx { rel, src_type: r.src, dst_type: r.dst, src, dst, base: base_w };
+        let base_w = nbrs
+            .binary_search(&dst)
+            .ok()
+            .map(|i| ws.get(i).copied().unwrap_or(1.0));
+        let ctx = EdgeCtx {
+            rel,
+            src_type: r.src,
+            dst_type: r.dst,
+            src,
+            dst,
+            base: base_w,
+        };
         delta.set_edge(ctx, state);
     }
     Ok(delta)
@@ -524,10 +615,23 @@ impl From<String> for NodeRef {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Node { ty: u32, key: String },
+    Node {
+        ty: u32,
+        key: String,
+    },
     /// `weight: None` deletes.
-    Edge { rel: u32, src: NodeRef, dst: NodeRef, weight: Option<f32> },
-    Property { ty: u32, node: NodeRef, name: String, value: Value },
+    Edge {
+        rel: u32,
+        src: NodeRef,
+        dst: NodeRef,
+        weight: Option<f32>,
+    },
+    Property {
+        ty: u32,
+        node: NodeRef,
+        name: String,
+        value: Value,
+    },
 }
 
 /// Writes to apply together with [`Database::commit`].
@@ -539,26 +643,61 @@ pub struct WriteBatch {
 impl WriteBatch {
     /// Inserts a node of type `ty` unless one with that key exists.
     pub fn insert_node(&mut self, ty: u32, key: &str) -> &mut Self {
-        self.ops.push(Op::Node { ty, key: key.to_string() });
+        self.ops.push(Op::Node {
+            ty,
+            key: key.to_string(),
+        });
         self
     }
 
     /// Inserts edge `src -rel-> dst` (weight 1 when `None`), creating missing
     /// endpoint nodes given by key. Inserting an existing edge sets its weight.
-    pub fn insert_edge(&mut self, rel: u32, src: impl Into<NodeRef>, dst: impl Into<NodeRef>, weight: Option<f32>) -> &mut Self {
-        self.ops.push(Op::Edge { rel, src: src.into(), dst: dst.into(), weight: Some(weight.unwrap_or(1.0)) });
+    pub fn insert_edge(
+        &mut self,
+        rel: u32,
+        src: impl Into<NodeRef>,
+        dst: impl Into<NodeRef>,
+        weight: Option<f32>,
+    ) -> &mut Self {
+        self.ops.push(Op::Edge {
+            rel,
+            src: src.into(),
+            dst: dst.into(),
+            weight: Some(weight.unwrap_or(1.0)),
+        });
         self
     }
 
     /// Deletes edge `src -rel-> dst` if present.
-    pub fn delete_edge(&mut self, rel: u32, src: impl Into<NodeRef>, dst: impl Into<NodeRef>) -> &mut Self {
-        self.ops.push(Op::Edge { rel, src: src.into(), dst: dst.into(), weight: None });
+    pub fn delete_edge(
+        &mut self,
+        rel: u32,
+        src: impl Into<NodeRef>,
+        dst: impl Into<NodeRef>,
+    ) -> &mut Self {
+        self.ops.push(Op::Edge {
+            rel,
+            src: src.into(),
+            dst: dst.into(),
+            weight: None,
+        });
         self
     }
 
     /// Sets a property of an existing node.
-    pub fn set_property(&mut self, ty: u32, node: impl Into<NodeRef>, name: &str, value: Value) -> &mut Self {
-        self.ops.push(Op::Property { ty, node: node.into(), name: name.to_string(), value });
+    pub fn set_property(
+        &mut self,
+        ty: u32,
+        node: impl Into<NodeRef>,
+        name: &str,
+        value: Value,
+    ) -> &mut Self {
+        self.ops.push(Op::Property {
+            ty,
+            node: node.into(),
+            name: name.to_string(),
+            value,
+        });
         self
     }
 
@@ -616,13 +755,23 @@ impl Snapshot {
 
     /// Number of nodes of type `ty`.
     pub fn node_count(&self, ty: u32) -> u32 {
-        self.state.catalog.node_types.get(ty as usize).map_or(0, |t| t.count)
+        self.state
+            .catalog
+            .node_types
+            .get(ty as usize)
+            .map_or(0, |t| t.count)
     }
 
     /// Dense id of a key.
     pub fn node_id(&self, ty: u32, key: &str) -> Option<u32> {
         self.state.base.lookup(ty, key).or_else(|| {
-            self.state.delta.nodes.get(ty as usize)?.by_key.get(key).copied()
+            self.state
+                .delta
+                .nodes
+                .get(ty as usize)?
+                .by_key
+                .get(key)
+                .copied()
         })
     }
 
@@ -654,7 +803,11 @@ impl Snapshot {
         match self.state.delta.get(d, ty, node, rel) {
             None => Neighbors::Base(base),
             Some(ch) => {
-                let mut v: Vec<u32> = base.iter().copied().filter(|x| !ch.removed.contains(*x)).collect();
+                let mut v: Vec<u32> = base
+                    .iter()
+                    .copied()
+                    .filter(|x| !ch.removed.contains(*x))
+                    .collect();
                 v.extend(ch.added.iter());
                 v.sort_unstable();
                 Neighbors::Merged(v)
@@ -675,7 +828,12 @@ impl Snapshot {
     /// Relations through which node `node` of type `ty` has neighbours in
     /// direction `d`, in relation-id order.
     pub fn relations_of(&self, ty: u32, node: u32, d: Direction) -> Vec<u32> {
-        let mut rels: Vec<u32> = self.state.base.all_neighbors(ty, d, node).map(|(r, _)| r).collect();
+        let mut rels: Vec<u32> = self
+            .state
+            .base
+            .all_neighbors(ty, d, node)
+            .map(|(r, _)| r)
+            .collect();
         if let Some(m) = self.state.delta.node_rels(d, ty, node) {
             rels.extend(m.keys());
             rels.sort_unstable();
@@ -710,15 +868,27 @@ impl Snapshot {
         let base = self.state.base.degree(ty, d, node);
         match self.state.delta.node_rels(d, ty, node) {
             None => base,
-            Some(m) => m.values().fold(base, |acc, ch| acc + ch.added.len() - ch.removed.len()),
+            Some(m) => m
+                .values()
+                .fold(base, |acc, ch| acc + ch.added.len() - ch.removed.len()),
         }
     }
 
     pub(crate) fn edge_ctx(&self, catalog: &Catalog, rel: u32, src: u32, dst: u32) -> EdgeCtx {
         let r = &catalog.relations[rel as usize];
         let (nbrs, ws) = self.state.base.neighbors(r.src, Direction::Out, src, rel);
-        let base = nbrs.binary_search(&dst).ok().map(|i| ws.get(i).copied().unwrap_or(1.0));
-        EdgeCtx { rel, src_type: r.src, dst_type: r.dst, src, dst, base }
+        let base = nbrs
+            .binary_search(&dst)
+            .ok()
+            .map(|i| ws.get(i).copied().unwrap_or(1.0));
+        EdgeCtx {
+            rel,
+            src_type: r.src,
+            dst_type: r.dst,
+            src,
+            dst,
+            base,
+        }
     }
 
     fn edge_weight_in(&self, catalog: &Catalog, rel: u32, src: u32, dst: u32) -> Option<f32> {
@@ -730,7 +900,15 @@ impl Snapshot {
             (None, Some(ch)) => ch.added.contains(dst),
             (None, None) => false,
         };
-        present.then(|| self.state.delta.weights.get(&(rel, src, dst)).copied().or(ctx.base).unwrap_or(1.0))
+        present.then(|| {
+            self.state
+                .delta
+                .weights
+                .get(&(rel, src, dst))
+                .copied()
+                .or(ctx.base)
+                .unwrap_or(1.0)
+        })
     }
 
     /// The weight of edge `src -rel-> dst`, or `None` when there is no such edge.
@@ -751,15 +929,17 @@ impl Snapshot {
         let types = self.state.catalog.node_types.len() as u32;
         (0..types).flat_map(move |t| {
             (0..self.node_count(t)).flat_map(move |node| {
-                self.relations_of(t, node, Direction::Out).into_iter().flat_map(move |rel| {
-                    let nbrs: Vec<u32> = self.out_neighbors(rel, node).to_vec();
-                    nbrs.into_iter().map(move |dst| WEdge {
-                        rel,
-                        src: node,
-                        dst,
-                        weight: self.edge_weight(rel, node, dst).unwrap_or(1.0),
+                self.relations_of(t, node, Direction::Out)
+                    .into_iter()
+                    .flat_map(move |rel| {
+                        let nbrs: Vec<u32> = self.out_neighbors(rel, node).to_vec();
+                        nbrs.into_iter().map(move |dst| WEdge {
+                            rel,
+                            src: node,
+                            dst,
+                            weight: self.edge_weight(rel, node, dst).unwrap_or(1.0),
+                        })
                     })
-                })
             })
         })
     }

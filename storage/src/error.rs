@@ -8,12 +8,12 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum StorageError {
     /// An operating-system I/O error on a named file.
-    #[error("I/O error on {}: {source}", path.display())]
+    #[error("I/O error on {}: {error}", path.display())]
     Io {
         /// The file or directory the operation was on.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (shown in this error's message, so not its `source`).
+        error: std::io::Error,
     },
     /// An error reported by sled, the key-value store under the catalog and delta.
     #[error("sled: {0}")]
@@ -121,7 +121,11 @@ pub struct LineError {
 
 impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
     }
 }
 
@@ -148,7 +152,11 @@ impl ImportErrors {
 
 impl fmt::Display for ImportErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "import rejected, nothing committed: {} bad line(s)", self.total)?;
+        write!(
+            f,
+            "import rejected, nothing committed: {} bad line(s)",
+            self.total
+        )?;
         for e in &self.first {
             write!(f, "\n  {e}")?;
         }
@@ -170,9 +178,9 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: &std::path::Path) -> Result<T> {
-        self.map_err(|source| StorageError::Io {
+        self.map_err(|error| StorageError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })
     }
 }

@@ -41,7 +41,11 @@ pub struct ImportOptions {
 
 impl Default for ImportOptions {
     fn default() -> Self {
-        Self { node_type: "Entity".into(), skip_bad: false, create_types: false }
+        Self {
+            node_type: "Entity".into(),
+            skip_bad: false,
+            create_types: false,
+        }
     }
 }
 
@@ -85,7 +89,11 @@ pub struct Field<'a> {
 /// Splits one line (without its line ending) into fields. With `quoting`
 /// (CSV), a field may be enclosed in double quotes, with `""` for a quote.
 /// Errors carry the 1-based column of the problem.
-pub fn split_fields(line: &[u8], delim: u8, quoting: bool) -> std::result::Result<Vec<Field<'_>>, (u64, String)> {
+pub fn split_fields(
+    line: &[u8],
+    delim: u8,
+    quoting: bool,
+) -> std::result::Result<Vec<Field<'_>>, (u64, String)> {
     let mut fields = Vec::new();
     let mut i = 0;
     loop {
@@ -111,11 +119,17 @@ pub fn split_fields(line: &[u8], delim: u8, quoting: bool) -> std::result::Resul
                 }
             }
             if i < line.len() && line[i] != delim {
-                return Err((i as u64 + 1, "expected a delimiter after the closing quote".into()));
+                return Err((
+                    i as u64 + 1,
+                    "expected a delimiter after the closing quote".into(),
+                ));
             }
             Cow::Owned(buf)
         } else {
-            let end = line[i..].iter().position(|&c| c == delim).map_or(line.len(), |p| i + p);
+            let end = line[i..]
+                .iter()
+                .position(|&c| c == delim)
+                .map_or(line.len(), |p| i + p);
             let f = &line[i..end];
             i = end;
             Cow::Borrowed(f)
@@ -124,7 +138,10 @@ pub fn split_fields(line: &[u8], delim: u8, quoting: bool) -> std::result::Resul
             Cow::Borrowed(b) => Cow::Borrowed(utf8(b, start)?),
             Cow::Owned(b) => Cow::Owned(utf8(&b, start)?.to_string()),
         };
-        fields.push(Field { column: start as u64 + 1, text });
+        fields.push(Field {
+            column: start as u64 + 1,
+            text,
+        });
         if i >= line.len() {
             return Ok(fields);
         }
@@ -133,7 +150,12 @@ pub fn split_fields(line: &[u8], delim: u8, quoting: bool) -> std::result::Resul
 }
 
 fn utf8(b: &[u8], start: usize) -> std::result::Result<&str, (u64, String)> {
-    std::str::from_utf8(b).map_err(|e| ((start + e.valid_up_to()) as u64 + 1, "invalid UTF-8".to_string()))
+    std::str::from_utf8(b).map_err(|e| {
+        (
+            (start + e.valid_up_to()) as u64 + 1,
+            "invalid UTF-8".to_string(),
+        )
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -158,18 +180,29 @@ impl Builder<'_> {
             return Ok(t);
         }
         if !create {
-            return Err(format!("unknown node type `{name}` (use --create-types to create it)"));
+            return Err(format!(
+                "unknown node type `{name}` (use --create-types to create it)"
+            ));
         }
         if name.chars().any(char::is_control) {
             return Err(format!("node type name {name:?} has control characters"));
         }
-        self.catalog.node_types.push(NodeTypeDef { name: name.to_string(), count: 0 });
+        self.catalog.node_types.push(NodeTypeDef {
+            name: name.to_string(),
+            count: 0,
+        });
         self.new_keys.push(Vec::new());
         self.new_ids.push(HashMap::new());
         Ok(self.catalog.node_types.len() as u32 - 1)
     }
 
-    fn relation(&mut self, name: &str, src: u32, dst: u32, create: bool) -> std::result::Result<u32, String> {
+    fn relation(
+        &mut self,
+        name: &str,
+        src: u32,
+        dst: u32,
+        create: bool,
+    ) -> std::result::Result<u32, String> {
         if let Ok(r) = self.catalog.relation(name) {
             let def = &self.catalog.relations[r as usize];
             if (def.src, def.dst) != (src, dst) {
@@ -185,9 +218,15 @@ impl Builder<'_> {
             return Ok(r);
         }
         if !create {
-            return Err(format!("unknown relation `{name}` (use --create-types to create it)"));
+            return Err(format!(
+                "unknown relation `{name}` (use --create-types to create it)"
+            ));
         }
-        self.catalog.relations.push(RelationDef { name: name.to_string(), src, dst });
+        self.catalog.relations.push(RelationDef {
+            name: name.to_string(),
+            src,
+            dst,
+        });
         Ok(self.catalog.relations.len() as u32 - 1)
     }
 
@@ -217,7 +256,11 @@ impl Builder<'_> {
         r
     }
 
-    fn line_inner(&mut self, layout: Layout, f: &[Field<'_>]) -> std::result::Result<(), (u64, String)> {
+    fn line_inner(
+        &mut self,
+        layout: Layout,
+        f: &[Field<'_>],
+    ) -> std::result::Result<(), (u64, String)> {
         let key = |f: &Field<'_>, what: &str| {
             if f.text.is_empty() {
                 Err((f.column, format!("empty {what} key")))
@@ -229,14 +272,22 @@ impl Builder<'_> {
             Layout::Plain => {
                 if f.len() != 3 {
                     let col = f.get(3).map_or(1, |x| x.column);
-                    return Err((col, format!("expected 3 columns (head, relation, tail), found {}", f.len())));
+                    return Err((
+                        col,
+                        format!(
+                            "expected 3 columns (head, relation, tail), found {}",
+                            f.len()
+                        ),
+                    ));
                 }
                 key(&f[0], "head")?;
                 key(&f[2], "tail")?;
                 if f[1].text.is_empty() {
                     return Err((f[1].column, "empty relation".into()));
                 }
-                let t = self.node_type(&self.opts.node_type.clone(), true).map_err(|m| (1, m))?;
+                let t = self
+                    .node_type(&self.opts.node_type.clone(), true)
+                    .map_err(|m| (1, m))?;
                 (t, &f[0], &f[1], t, &f[2], 1.0)
             }
             Layout::Typed => {
@@ -256,12 +307,21 @@ impl Builder<'_> {
                     None => 1.0,
                     Some(w) => match w.text.trim().parse::<f32>() {
                         Ok(x) if x.is_finite() => x,
-                        _ => return Err((w.column, format!("weight `{}` is not a finite number", w.text))),
+                        _ => {
+                            return Err((
+                                w.column,
+                                format!("weight `{}` is not a finite number", w.text),
+                            ))
+                        }
                     },
                 };
                 let create = self.opts.create_types;
-                let st = self.node_type(&f[0].text, create).map_err(|m| (f[0].column, m))?;
-                let dt = self.node_type(&f[3].text, create).map_err(|m| (f[3].column, m))?;
+                let st = self
+                    .node_type(&f[0].text, create)
+                    .map_err(|m| (f[0].column, m))?;
+                let dt = self
+                    .node_type(&f[3].text, create)
+                    .map_err(|m| (f[3].column, m))?;
                 if f[2].text.is_empty() {
                     return Err((f[2].column, "empty relation".to_string()));
                 }
@@ -269,10 +329,17 @@ impl Builder<'_> {
             }
         };
         let create_rel = layout == Layout::Plain || self.opts.create_types;
-        let r = self.relation(&rel.text, st, dt, create_rel).map_err(|m| (rel.column, m))?;
+        let r = self
+            .relation(&rel.text, st, dt, create_rel)
+            .map_err(|m| (rel.column, m))?;
         let src = self.node(st, &sk.text);
         let dst = self.node(dt, &dk.text);
-        self.edges.push(WEdge { rel: r, src, dst, weight });
+        self.edges.push(WEdge {
+            rel: r,
+            src,
+            dst,
+            weight,
+        });
         Ok(())
     }
 
@@ -285,7 +352,9 @@ impl Builder<'_> {
 }
 
 const PLAIN_HEADER: &[&str] = &["head", "relation", "tail"];
-const TYPED_HEADER: &[&str] = &["src_type", "src_key", "relation", "dst_type", "dst_key", "weight"];
+const TYPED_HEADER: &[&str] = &[
+    "src_type", "src_key", "relation", "dst_type", "dst_key", "weight",
+];
 
 fn is_header(f: &[Field<'_>]) -> bool {
     let names: Vec<&str> = f.iter().map(|x| x.text.as_ref()).collect();
@@ -310,7 +379,10 @@ fn open_input(path: &Path, count: Rc<Cell<u64>>) -> Result<Box<dyn BufRead>> {
     let mut raw = BufReader::with_capacity(1 << 16, Counting { inner: file, count });
     let gz = raw.fill_buf().at(path)?.starts_with(&[0x1f, 0x8b]);
     Ok(if gz {
-        Box::new(BufReader::with_capacity(1 << 16, flate2::bufread::MultiGzDecoder::new(raw)))
+        Box::new(BufReader::with_capacity(
+            1 << 16,
+            flate2::bufread::MultiGzDecoder::new(raw),
+        ))
     } else {
         Box::new(raw)
     })
@@ -339,15 +411,25 @@ impl Database {
             edges: Vec::new(),
             opts,
         };
-        let total_bytes = files.iter().map(|f| f.metadata().map_or(0, |m| m.len())).sum();
-        let mut errors = ImportErrors { first: Vec::new(), total: 0 };
+        let total_bytes = files
+            .iter()
+            .map(|f| f.metadata().map_or(0, |m| m.len()))
+            .sum();
+        let mut errors = ImportErrors {
+            first: Vec::new(),
+            total: 0,
+        };
         let (mut lines, mut bytes_done) = (0u64, 0u64);
         let mut buf = Vec::with_capacity(256);
         for path in files {
             let count = Rc::new(Cell::new(0));
             let mut input = open_input(path, count.clone())?;
             let name = path.display().to_string();
-            let (delim, quoting) = if name.contains(".csv") { (b',', true) } else { (b'\t', false) };
+            let (delim, quoting) = if name.contains(".csv") {
+                (b',', true)
+            } else {
+                (b'\t', false)
+            };
             let mut layout = None;
             let mut line_no = 0u64;
             loop {
@@ -358,7 +440,11 @@ impl Database {
                 line_no += 1;
                 lines += 1;
                 if lines % 65536 == 0 {
-                    progress(Progress { bytes: bytes_done + count.get(), total_bytes, lines });
+                    progress(Progress {
+                        bytes: bytes_done + count.get(),
+                        total_bytes,
+                        lines,
+                    });
                 }
                 let mut line = buf.as_slice();
                 line = line.strip_suffix(b"\n").unwrap_or(line);
@@ -369,27 +455,49 @@ impl Database {
                 let result = split_fields(line, delim, quoting).and_then(|f| {
                     if layout.is_none() {
                         if is_header(&f) {
-                            layout = Some(if f.len() == 3 { Layout::Plain } else { Layout::Typed });
+                            layout = Some(if f.len() == 3 {
+                                Layout::Plain
+                            } else {
+                                Layout::Typed
+                            });
                             return Ok(());
                         }
-                        layout = Some(if f.len() >= 5 { Layout::Typed } else { Layout::Plain });
+                        layout = Some(if f.len() >= 5 {
+                            Layout::Typed
+                        } else {
+                            Layout::Plain
+                        });
                     }
                     b.line(layout.unwrap_or(Layout::Plain), &f)
                 });
                 if let Err((column, message)) = result {
-                    errors.push(LineError { file: name.clone(), line: line_no, column, message });
+                    errors.push(LineError {
+                        file: name.clone(),
+                        line: line_no,
+                        column,
+                        message,
+                    });
                 }
             }
             bytes_done += count.get();
         }
-        progress(Progress { bytes: bytes_done, total_bytes, lines });
+        progress(Progress {
+            bytes: bytes_done,
+            total_bytes,
+            lines,
+        });
         if errors.total > 0 && !opts.skip_bad {
             return Err(StorageError::ImportRejected(errors));
         }
         let edges_read = b.edges.len() as u64;
         let nodes_added: u64 = b.new_keys.iter().map(|k| k.len() as u64).sum();
         let before = snap.edge_count();
-        let Builder { catalog, new_keys, edges, .. } = b;
+        let Builder {
+            catalog,
+            new_keys,
+            edges,
+            ..
+        } = b;
         self.rebuild_base(&snap, catalog, &new_keys, edges)?;
         let after = self.snapshot().edge_count();
         Ok(ImportReport {
@@ -408,18 +516,28 @@ mod tests {
     use super::*;
 
     fn texts(line: &str, d: u8, q: bool) -> Vec<String> {
-        split_fields(line.as_bytes(), d, q).unwrap().into_iter().map(|f| f.text.into_owned()).collect()
+        split_fields(line.as_bytes(), d, q)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.text.into_owned())
+            .collect()
     }
 
     #[test]
     fn splits_tsv_and_csv() {
         assert_eq!(texts("a\tb\tc", b'\t', false), ["a", "b", "c"]);
         assert_eq!(texts("a\t\"b\"\tc", b'\t', false), ["a", "\"b\"", "c"]);
-        assert_eq!(texts("a,\"b,\"\"x\"\"\",c", b',', true), ["a", "b,\"x\"", "c"]);
+        assert_eq!(
+            texts("a,\"b,\"\"x\"\"\",c", b',', true),
+            ["a", "b,\"x\"", "c"]
+        );
         assert_eq!(texts("a,,c", b',', true), ["a", "", "c"]);
         assert_eq!(split_fields(b"a,\"b", b',', true).unwrap_err().0, 3);
         assert_eq!(split_fields(b"a,\"b\"x", b',', true).unwrap_err().0, 6);
-        assert_eq!(split_fields(b"ab\t\xffc", b'\t', false).unwrap_err(), (4, "invalid UTF-8".into()));
+        assert_eq!(
+            split_fields(b"ab\t\xffc", b'\t', false).unwrap_err(),
+            (4, "invalid UTF-8".into())
+        );
         let f = split_fields(b"ab\tcd", b'\t', false).unwrap();
         assert_eq!(f[1].column, 4);
     }

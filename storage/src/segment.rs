@@ -36,7 +36,10 @@ pub(crate) struct SegmentWriter {
 
 impl SegmentWriter {
     pub(crate) fn new(kind: Kind) -> Self {
-        Self { kind, sections: Vec::new() }
+        Self {
+            kind,
+            sections: Vec::new(),
+        }
     }
 
     pub(crate) fn push<T: bytemuck::Pod>(&mut self, data: &[T]) {
@@ -55,7 +58,11 @@ impl SegmentWriter {
         }
         let mut hasher = crc32fast::Hasher::new();
         let file = File::create(&tmp).at(&tmp)?;
-        let mut w = HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hasher: &mut hasher, pos: 0 };
+        let mut w = HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hasher: &mut hasher,
+            pos: 0,
+        };
         let mut header = Vec::with_capacity(HEADER as usize + 16 * table.len());
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -78,7 +85,11 @@ impl SegmentWriter {
         drop(file);
         fs::rename(&tmp, &path).at(&path)?;
         sync_dir(dir)?;
-        Ok(SegmentRef { file: name.to_string(), len, crc: hasher.finalize() })
+        Ok(SegmentRef {
+            file: name.to_string(),
+            len,
+            crc: hasher.finalize(),
+        })
     }
 }
 
@@ -135,7 +146,10 @@ impl Segment {
             if e.kind() == std::io::ErrorKind::NotFound {
                 CorruptionError::new(&path, "segment file is missing").into()
             } else {
-                crate::StorageError::Io { path: path.clone(), source: e }
+                crate::StorageError::Io {
+                    path: path.clone(),
+                    error: e,
+                }
             }
         })?;
         let corrupt = |m: String| CorruptionError::new(&path, m);
@@ -165,7 +179,12 @@ impl Segment {
             return Err(corrupt(format!("segment format version {}", u32_at(8))).into());
         }
         if u32_at(12) != kind as u32 {
-            return Err(corrupt(format!("segment kind {}, expected {}", u32_at(12), kind as u32)).into());
+            return Err(corrupt(format!(
+                "segment kind {}, expected {}",
+                u32_at(12),
+                kind as u32
+            ))
+            .into());
         }
         let n = u32_at(16) as u64;
         if HEADER + 16 * n > len {
@@ -181,7 +200,11 @@ impl Segment {
             }
             sections.push((o as usize, l as usize));
         }
-        Ok(Self { path, map, sections })
+        Ok(Self {
+            path,
+            map,
+            sections,
+        })
     }
 
     pub(crate) fn section_count(&self) -> usize {
@@ -204,8 +227,14 @@ impl Segment {
     /// Checks that section `i` is a whole number of `T`s.
     pub(crate) fn check_array<T: bytemuck::Pod>(&self, i: usize) -> Result<&[T]> {
         bytemuck::try_cast_slice(self.bytes(i)).map_err(|_| {
-            CorruptionError::new(&self.path, format!("section {i} is not an array of {}-byte items", size_of::<T>()))
-                .into()
+            CorruptionError::new(
+                &self.path,
+                format!(
+                    "section {i} is not an array of {}-byte items",
+                    size_of::<T>()
+                ),
+            )
+            .into()
         })
     }
 

@@ -1,0 +1,246 @@
+//! The data model, transactions, locking and format checks through the public API.
+
+use quiver_storage::{Database, Direction, StorageError, Value};
+use quiver_tests::all_edges;
+
+fn twhin(db: &Database) {
+    for t in ["User", "Tweet", "Advertiser", "Ad"] {
+        db.create_node_type(t).unwrap();
+    }
+    for (r, s, d) in [
+        ("Follows", "User", "User"),
+        ("Authors", "User", "Tweet"),
+        ("Favorites", "User", "Tweet"),
+        ("Replies", "User", "Tweet"),
+        ("Retweets", "User", "Tweet"),
+        ("Promotes", "Advertiser", "Ad"),
+        ("Clicks", "User", "Ad"),
+    ] {
+        db.create_relation_type(r, s, d).unwrap();
+    }
+}
+
+#[test]
+fn twhin_schema_persists_and_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let db = Database::create(&path).unwrap();
+        twhin(&db);
+        assert!(matches!(
+            db.create_node_type("User"),
+            Err(StorageError::DuplicateType(_))
+        ));
+        assert!(matches!(
+            db.create_relation_type("X", "User", "Nope"),
+            Err(StorageError::UnknownNodeType(_))
+        ));
+    }
+    let db = Database::open(&path).unwrap();
+    let c = db.catalog();
+    assert_eq!(c.node_types.len(), 4);
+    assert_eq!(c.relations.len(), 7);
+    let clicks = c.relation("Clicks").unwrap();
+    assert_eq!(c.relations[clicks as usize].dst, c.node_type("Ad").unwrap());
+    db.create_node_type("Hashtag").unwrap();
+    db.create_relation_type("Uses", "Tweet", "Hashtag").unwrap();
+    drop(db);
+    let db = Database::open(&path).unwrap();
+    assert_eq!(db.catalog().relation("Uses").unwrap(), 7);
+}
+
+#[test]
+fn nodes_edges_weights_properties_and_degrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path().join("db")).unwrap();
+    twhin(&db);
+    let c = db.catalog();
+    let (user, tweet) = (c.node_type("User").unwrap(), c.node_type("Tweet").unwrap());
+    let (follows, fav) = (
+        c.relation("Follows").unwrap(),
+        c.relation("Favorites").unwrap(),
+    );
+    let mut b = db.batch();
+    b.insert_node(user, "alice")
+        .insert_edge(follows, "alice", "bob", None)
+        .insert_edge(follows, "alice", "carol", Some(2.5))
+        .insert_edge(follows, "alice", "bob", None) // set semantics
+        .insert_edge(fav, "bob", "t1", None)
+        .set_property(user, "alice", "age", Value::Int(31))
+        .set_property(user, "alice", "name", Value::Str("Alice".into()))
+        .set_property(user, "alice", "score", Value::Float(0.5))
+        .set_property(user, "alice", "verified", Value::Bool(true));
+    let info = db.commit(b).unwrap();
+    assert_eq!(info.nodes_created, 4);
+    assert_eq!(info.edges_changed, 3);
+    let s = db.snapshot();
+    let (alice, bob, carol) = (
+        s.node_id(user, "alice").unwrap(),
+        s.node_id(user, "bob").unwrap(),
+        s.node_id(user, "carol").unwrap(),
+    );
+    assert_eq!((alice, bob, carol), (0, 1, 2));
+    assert_eq!(s.node_key(user, carol), Some("carol"));
+    assert_eq!(s.node_id(tweet, "t1"), Some(0));
+    assert_eq!(&*s.out_neighbors(follows, alice), &[bob, carol]);
+    assert_eq!(&*s.in_neighbors(follows, bob), &[alice]);
+    assert_eq!(s.edge_weight(follows, alice, carol), Some(2.5));
+    assert_eq!(s.edge_weight(follows, alice, bob), Some(1.0));
+    assert_eq!(s.edge_weight(follows, bob, alice), None);
+    assert_eq!(s.degree(follows, alice, Direction::Out), 2);
+    assert_eq!(s.total_degree(user, bob, Direction::Out), 1);
+    assert_eq!(s.total_degree(user, bob, Direction::In), 1);
+    assert_eq!(s.all_neighbors(user, bob, Direction::Out), vec![(fav, 0)]);
+    assert_eq!(
+        db.property(user, alice, "age").unwrap(),
+        Some(Value::Int(31))
+    );
+    assert_eq!(db.properties(user, alice).unwrap().len(), 4);
+
+    // Deletes, before and after compaction; snapshots do not move.
+    db.compact().unwrap();
+    let before = db.snapshot();
+    let mut b = db.batch();
+    b.delete_edge(follows, "alice", "bob")
+        .delete_edge(follows, "alice", "nobody");
+    db.commit(b).unwrap();
+    let after = db.snapshot();
+    assert_eq!(&*before.out_neighbors(follows, alice), &[bob, carol]);
+    assert_eq!(&*after.out_neighbors(follows, alice), &[carol]);
+    assert_eq!(after.degree(follows, alice, Direction::Out), 1);
+    assert_eq!(after.edge_count(), 2);
+    assert_eq!(after.edge_weight(follows, alice, carol), Some(2.5));
+    assert_eq!(db.check().unwrap().problems, Vec::<String>::new());
+}
+
+#[test]
+fn a_failing_batch_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path().join("db")).unwrap();
+    twhin(&db);
+    let c = db.catalog();
+    let (user, follows) = (c.node_type("User").unwrap(), c.relation("Follows").unwrap());
+    let mut b = db.batch();
+    b.insert_edge(follows, "a", "b", None)
+        .insert_edge(follows, "a", 99u32, None);
+    assert!(matches!(
+        db.commit(b),
+        Err(StorageError::InvalidId { id: 99, .. })
+    ));
+    let mut b = db.batch();
+    b.insert_edge(follows, "a", "b", Some(f32::NAN));
+    assert!(matches!(db.commit(b), Err(StorageError::InvalidInput(_))));
+    let mut b = db.batch();
+    b.insert_node(user, "");
+    assert!(matches!(db.commit(b), Err(StorageError::InvalidInput(_))));
+    let mut b = db.batch();
+    b.set_property(user, "ghost", "x", Value::Int(1));
+    assert!(matches!(
+        db.commit(b),
+        Err(StorageError::NodeNotFound { .. })
+    ));
+    assert_eq!(db.snapshot().node_count(user), 0);
+    assert!(all_edges(&db).is_empty());
+}
+
+#[test]
+fn second_open_is_refused_while_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let db = Database::create(&path).unwrap();
+    assert!(matches!(
+        Database::open(&path),
+        Err(StorageError::Locked(_))
+    ));
+    assert!(matches!(
+        Database::create(&path),
+        Err(StorageError::AlreadyExists(_))
+    ));
+    drop(db);
+    Database::open(&path).unwrap();
+    assert!(matches!(
+        Database::open(dir.path()),
+        Err(StorageError::NotADatabase(_))
+    ));
+}
+
+#[test]
+fn newer_format_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(Database::create(&path).unwrap());
+    {
+        let s = sled::open(path.join("catalog")).unwrap();
+        s.insert(b"F", &2u32.to_be_bytes()).unwrap();
+        s.flush().unwrap();
+    }
+    let e = Database::open(&path).err().unwrap();
+    assert!(
+        matches!(
+            e,
+            StorageError::UnsupportedFormat {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("version 2"), "{e}");
+}
+
+#[test]
+fn buckets_follow_partitions_and_stay_in_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path().join("db")).unwrap();
+    twhin(&db);
+    let c = db.catalog();
+    let (user, follows, authors) = (
+        c.node_type("User").unwrap(),
+        c.relation("Follows").unwrap(),
+        c.relation("Authors").unwrap(),
+    );
+    let mut b = db.batch();
+    for i in 0..100u32 {
+        b.insert_edge(
+            follows,
+            format!("u{i}"),
+            format!("u{}", (i * 7 + 3) % 100),
+            None,
+        );
+        b.insert_edge(
+            authors,
+            format!("u{i}"),
+            format!("t{i}"),
+            Some(1.0 + i as f32),
+        );
+    }
+    db.commit(b).unwrap();
+    let p4 = db.buckets(4).unwrap();
+    let snap = db.snapshot();
+    assert_eq!(p4.edge_count(), 200);
+    assert_eq!(p4.partition_range(user, 0), 0..25);
+    assert_eq!(p4.partition_range(user, 3), 75..100);
+    let mut n = 0;
+    for i in 0..4 {
+        for j in 0..4 {
+            let w = p4.weights(i, j);
+            for (k, e) in p4.bucket(i, j).iter().enumerate() {
+                assert_eq!(p4.partition_of(user, e.src), i);
+                n += 1;
+                if e.rel == authors {
+                    let i: f32 = snap.node_key(user, e.src).unwrap()[1..].parse().unwrap();
+                    assert_eq!(w[k], 1.0 + i);
+                }
+            }
+        }
+    }
+    assert_eq!(n, 200);
+    assert_eq!(p4.as_bytes().len(), 200 * 12);
+    // A write makes the stored buckets stale; the next call rebuilds them.
+    let mut b = db.batch();
+    b.delete_edge(follows, "u0", "u3");
+    db.commit(b).unwrap();
+    assert_eq!(db.buckets(4).unwrap().edge_count(), 199);
+    assert_eq!(db.buckets(1).unwrap().bucket(0, 0).len(), 199);
+    assert!(db.check().unwrap().ok());
+}
