@@ -131,13 +131,7 @@ pub fn write(shape: &Shape, out: &mut impl Write) -> std::io::Result<u64> {
             let rel = ["Favorites", "Favorites", "Retweets", "Replies"][rng.below(4) as usize];
             let w = 1.0 + rng.below(3) as f32;
             if t < tweets {
-                line(
-                    out,
-                    ("User", format!("u{u}")),
-                    rel,
-                    ("Tweet", format!("t{t}")),
-                    w,
-                )?;
+                line(out, ("User", format!("u{u}")), rel, ("Tweet", format!("t{t}")), w)?;
             }
         }
     }

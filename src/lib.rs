@@ -3,9 +3,8 @@
 pub mod demo;
 
 pub use quiver_storage::{
-    import, BucketEdge, Buckets, Catalog, CheckReport, CommitInfo, CorruptionError, Database,
-    DegreeSummary, Direction, ImportErrors, LineError, Neighbors, NodeRef, Snapshot, Stats,
-    StorageError, Value, WriteBatch,
+    import, BucketEdge, Buckets, Catalog, CheckReport, CommitInfo, CorruptionError, Database, DegreeSummary,
+    Direction, ImportErrors, LineError, Neighbors, NodeRef, Snapshot, Stats, StorageError, Value, WriteBatch,
 };
 
 /// Any error quiver returns.

@@ -101,8 +101,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(missing) = files.iter().find(|f| !f.is_file()) {
                 bail!("input file {} does not exist", missing.display());
             }
-            let database = Database::open_or_create(&db)
-                .with_context(|| format!("opening {}", db.display()))?;
+            let database =
+                Database::open_or_create(&db).with_context(|| format!("opening {}", db.display()))?;
             let opts = ImportOptions {
                 node_type,
                 skip_bad,
@@ -177,10 +177,7 @@ fn import(db: &Database, files: &[PathBuf], opts: &ImportOptions) -> anyhow::Res
         }
         None if last_log.elapsed() > Duration::from_secs(2) => {
             last_log = Instant::now();
-            eprintln!(
-                "import: {} lines, {}/{} bytes",
-                p.lines, p.bytes, p.total_bytes
-            );
+            eprintln!("import: {} lines, {}/{} bytes", p.lines, p.bytes, p.total_bytes);
         }
         None => {}
     };

@@ -100,8 +100,8 @@ fn flipped_bytes_give_errors_not_panics() {
         if rel == Path::new("LOCK") {
             continue;
         }
-        let segment = rel.to_string_lossy().starts_with("base-")
-            || rel.to_string_lossy().starts_with("buckets-");
+        let segment =
+            rel.to_string_lossy().starts_with("base-") || rel.to_string_lossy().starts_with("buckets-");
         for trial in 0..8 {
             let copy = dir.path().join(format!("t{trials}"));
             trials += 1;
@@ -115,11 +115,7 @@ fn flipped_bytes_give_errors_not_panics() {
             std::fs::write(&target, &bytes).unwrap();
             let result = std::panic::catch_unwind(|| exercise(&copy));
             let result = result.unwrap_or_else(|_| {
-                panic!(
-                    "panic reading {} with damaged {}",
-                    copy.display(),
-                    rel.display()
-                )
+                panic!("panic reading {} with damaged {}", copy.display(), rel.display())
             });
             if segment {
                 let e = result.expect_err("damage in a segment file went unnoticed");

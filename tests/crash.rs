@@ -32,8 +32,7 @@ fn child(path: &Path, start: u64) {
                 text.push_str(&format!("b{k}_{i}\tR\tb{k}_{}\n", i + 1));
             }
             std::fs::write(&f, text).unwrap();
-            db.import(&[f], &ImportOptions::default(), &mut |_| {})
-                .unwrap();
+            db.import(&[f], &ImportOptions::default(), &mut |_| {}).unwrap();
         } else {
             let mut b = db.batch();
             for i in 0..PER_BATCH {
@@ -109,8 +108,7 @@ fn killed_writer_leaves_whole_batches() {
         c.wait().unwrap();
         let acked = reader.join().unwrap();
         acked_total += acked.len();
-        let db =
-            Database::open(&path).unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
+        let db = Database::open(&path).unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
         let report = db.check().unwrap();
         assert!(report.ok(), "round {round}: {:?}", report.problems);
         let last = acked.last().copied().unwrap_or(next);

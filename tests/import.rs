@@ -48,12 +48,7 @@ fn plain_triples_lf_crlf_csv_gzip() {
     assert_eq!(c.relations.len(), 2);
     let e = named_edges(&db);
     assert!(
-        e.contains(&(
-            "/r/y".into(),
-            "/m/3".into(),
-            "/m/\"4\"".into(),
-            1f32.to_bits()
-        )),
+        e.contains(&("/r/y".into(), "/m/3".into(), "/m/\"4\"".into(), 1f32.to_bits())),
         "{e:?}"
     );
     assert!(db.snapshot().node_id(0, "/m/1\r").is_none());
@@ -120,12 +115,7 @@ fn typed_edges_with_weights_and_schema_checks() {
     import(&db, &[f], &ImportOptions::default()).unwrap();
     let e = named_edges(&db);
     assert_eq!(e.len(), 2);
-    assert!(e.contains(&(
-        "Authors".into(),
-        "alice".into(),
-        "t1".into(),
-        2.5f32.to_bits()
-    )));
+    assert!(e.contains(&("Authors".into(), "alice".into(), "t1".into(), 2.5f32.to_bits())));
     // Unknown types only with --create-types.
     let g = file(dir.path(), "g.tsv", b"User\talice\tLikes\tHashtag\t#rust\n");
     let err = import(&db, &[g.clone()], &ImportOptions::default()).unwrap_err();
@@ -158,16 +148,8 @@ fn bad_lines_are_rejected_whole_with_positions() {
             b"a\tr\tb\tc\n",
             "cols4.tsv:1:7: expected 3 columns (head, relation, tail), found 4",
         ),
-        (
-            "empty.tsv",
-            b"a\tr\tb\n\tr\tb\n",
-            "empty.tsv:2:1: empty head key",
-        ),
-        (
-            "emptyrel.tsv",
-            b"a\t\tb\n",
-            "emptyrel.tsv:1:3: empty relation",
-        ),
+        ("empty.tsv", b"a\tr\tb\n\tr\tb\n", "empty.tsv:2:1: empty head key"),
+        ("emptyrel.tsv", b"a\t\tb\n", "emptyrel.tsv:1:3: empty relation"),
         ("utf8.tsv", b"a\tr\tb\xff\n", "utf8.tsv:1:6: invalid UTF-8"),
         ("quote.csv", b"a,\"r,b\n", "quote.csv:1:3: unclosed quote"),
         (
@@ -204,10 +186,7 @@ fn bad_lines_are_rejected_whole_with_positions() {
         let before = (named_edges(&db), db.catalog());
         let f = file(dir.path(), name, bytes);
         let err = import(&db, &[f], &ImportOptions::default()).unwrap_err();
-        assert!(
-            matches!(err, StorageError::ImportRejected(_)),
-            "{name}: {err}"
-        );
+        assert!(matches!(err, StorageError::ImportRejected(_)), "{name}: {err}");
         assert!(
             err.to_string().contains(expected),
             "{name}: got\n{err}\nwanted {expected}"

@@ -8,8 +8,7 @@ use quiver_storage::{Database, Direction};
 /// extracted into `into`; `None` (after printing why) when it is absent, as in
 /// a user's clone.
 pub fn dataset(name: &str, into: &Path) -> Option<PathBuf> {
-    let archive =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../shared/data/{name}.tar.gz"));
+    let archive = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../shared/data/{name}.tar.gz"));
     if !archive.is_file() {
         eprintln!(
             "skipped: {} not found (it is only in the team's shared folder)",

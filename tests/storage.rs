@@ -56,10 +56,7 @@ fn nodes_edges_weights_properties_and_degrees() {
     twhin(&db);
     let c = db.catalog();
     let (user, tweet) = (c.node_type("User").unwrap(), c.node_type("Tweet").unwrap());
-    let (follows, fav) = (
-        c.relation("Follows").unwrap(),
-        c.relation("Favorites").unwrap(),
-    );
+    let (follows, fav) = (c.relation("Follows").unwrap(), c.relation("Favorites").unwrap());
     let mut b = db.batch();
     b.insert_node(user, "alice")
         .insert_edge(follows, "alice", "bob", None)
@@ -91,10 +88,7 @@ fn nodes_edges_weights_properties_and_degrees() {
     assert_eq!(s.total_degree(user, bob, Direction::Out), 1);
     assert_eq!(s.total_degree(user, bob, Direction::In), 1);
     assert_eq!(s.all_neighbors(user, bob, Direction::Out), vec![(fav, 0)]);
-    assert_eq!(
-        db.property(user, alice, "age").unwrap(),
-        Some(Value::Int(31))
-    );
+    assert_eq!(db.property(user, alice, "age").unwrap(), Some(Value::Int(31)));
     assert_eq!(db.properties(user, alice).unwrap().len(), 4);
 
     // Deletes, before and after compaction; snapshots do not move.
@@ -135,10 +129,7 @@ fn a_failing_batch_changes_nothing() {
     assert!(matches!(db.commit(b), Err(StorageError::InvalidInput(_))));
     let mut b = db.batch();
     b.set_property(user, "ghost", "x", Value::Int(1));
-    assert!(matches!(
-        db.commit(b),
-        Err(StorageError::NodeNotFound { .. })
-    ));
+    assert!(matches!(db.commit(b), Err(StorageError::NodeNotFound { .. })));
     assert_eq!(db.snapshot().node_count(user), 0);
     assert!(all_edges(&db).is_empty());
 }
@@ -148,10 +139,7 @@ fn second_open_is_refused_while_locked() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let db = Database::create(&path).unwrap();
-    assert!(matches!(
-        Database::open(&path),
-        Err(StorageError::Locked(_))
-    ));
+    assert!(matches!(Database::open(&path), Err(StorageError::Locked(_))));
     assert!(matches!(
         Database::create(&path),
         Err(StorageError::AlreadyExists(_))
@@ -201,18 +189,8 @@ fn buckets_follow_partitions_and_stay_in_step() {
     );
     let mut b = db.batch();
     for i in 0..100u32 {
-        b.insert_edge(
-            follows,
-            format!("u{i}"),
-            format!("u{}", (i * 7 + 3) % 100),
-            None,
-        );
-        b.insert_edge(
-            authors,
-            format!("u{i}"),
-            format!("t{i}"),
-            Some(1.0 + i as f32),
-        );
+        b.insert_edge(follows, format!("u{i}"), format!("u{}", (i * 7 + 3) % 100), None);
+        b.insert_edge(authors, format!("u{i}"), format!("t{i}"), Some(1.0 + i as f32));
     }
     db.commit(b).unwrap();
     let p4 = db.buckets(4).unwrap();

@@ -71,10 +71,7 @@ impl Base {
         }
         if adj.section_count() != 10 * types {
             return Err(adj
-                .corrupt(format!(
-                    "{} sections for {types} node types",
-                    adj.section_count()
-                ))
+                .corrupt(format!("{} sections for {types} node types", adj.section_count()))
                 .into());
         }
         for (t, &n) in counts.iter().enumerate() {
@@ -92,12 +89,9 @@ impl Base {
                     .into());
             }
             for w in offsets.windows(2) {
-                if w[0] > w[1] || std::str::from_utf8(&bytes[w[0] as usize..w[1] as usize]).is_err()
-                {
+                if w[0] > w[1] || std::str::from_utf8(&bytes[w[0] as usize..w[1] as usize]).is_err() {
                     return Err(nodes
-                        .corrupt(format!(
-                            "node dictionary of type {t}: bad key offsets or UTF-8"
-                        ))
+                        .corrupt(format!("node dictionary of type {t}: bad key offsets or UTF-8"))
                         .into());
                 }
             }
@@ -207,11 +201,7 @@ fn check_csr(adj: &Segment, catalog: &Catalog, counts: &[u32], t: u32, d: Direct
     let offs = adj.check_array::<u32>(adj_section(t, d, 2))?;
     let nbrs = adj.check_array::<u32>(adj_section(t, d, 3))?;
     let weights = adj.check_array::<f32>(adj_section(t, d, 4))?;
-    let bad = |m: &str| {
-        Err(adj
-            .corrupt(format!("adjacency of type {t} {d:?}: {m}"))
-            .into())
-    };
+    let bad = |m: &str| Err(adj.corrupt(format!("adjacency of type {t} {d:?}: {m}")).into());
     if node_off.len() != n + 1 || node_off[0] != 0 || node_off[n] as usize != rels.len() {
         return bad("node offsets have wrong length or ends");
     }
@@ -255,10 +245,110 @@ pub(crate) struct WEdge {
     pub weight: f32,
 }
 
+/// Sorts edges by (rel, src, dst) and drops duplicates; of equal edges the
+/// last one's weight wins. Sorting packed 128-bit keys (with the position as
+/// the lowest 32 bits) is several times faster than a stable sort of structs.
+pub(crate) fn sort_dedup(edges: &[WEdge]) -> Vec<WEdge> {
+    let mut keys: Vec<u128> = edges
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.rel as u128) << 96 | (e.src as u128) << 64 | (e.dst as u128) << 32 | i as u128)
+        .collect();
+    keys.sort_unstable();
+    let mut out: Vec<WEdge> = Vec::with_capacity(keys.len());
+    let mut prev = None;
+    for k in keys {
+        let e = edges[k as u32 as usize];
+        if prev == Some(k >> 32) {
+            if let Some(last) = out.last_mut() {
+                last.weight = e.weight;
+            }
+        } else {
+            out.push(e);
+            prev = Some(k >> 32);
+        }
+    }
+    out
+}
+
+/// The five CSR arrays of one (node type, direction).
+struct Csr {
+    node_off: Vec<u32>,
+    rels: Vec<u32>,
+    group_off: Vec<u32>,
+    nbrs: Vec<u32>,
+    weights: Vec<f32>,
+}
+
+/// Builds the CSR of every node type for direction `d`. `edges` are sorted by
+/// (rel, src, dst), so a stable counting sort on the node id alone yields each
+/// node's edges ordered by (rel, neighbour): linear time, no comparisons.
+fn build_csr(catalog: &Catalog, counts: &[u32], edges: &[WEdge], d: Direction, weighted: bool) -> Vec<Csr> {
+    let mut type_start = Vec::with_capacity(counts.len() + 1);
+    type_start.push(0usize);
+    for &c in counts {
+        type_start.push(type_start[type_start.len() - 1] + c as usize);
+    }
+    let side = |e: &WEdge| {
+        let r = &catalog.relations[e.rel as usize];
+        match d {
+            Direction::Out => (type_start[r.src as usize] + e.src as usize, e.dst),
+            Direction::In => (type_start[r.dst as usize] + e.dst as usize, e.src),
+        }
+    };
+    let total = type_start[counts.len()];
+    let mut start = vec![0usize; total + 1];
+    for e in edges {
+        start[side(e).0 + 1] += 1;
+    }
+    for i in 0..total {
+        start[i + 1] += start[i];
+    }
+    let mut next = start.clone();
+    let mut order = vec![0u32; edges.len()];
+    for (i, e) in edges.iter().enumerate() {
+        let slot = &mut next[side(e).0];
+        order[*slot] = i as u32;
+        *slot += 1;
+    }
+    (0..counts.len())
+        .map(|t| {
+            let nodes = type_start[t]..type_start[t + 1];
+            let (first, last) = (start[nodes.start], start[nodes.end]);
+            let mut csr = Csr {
+                node_off: Vec::with_capacity(nodes.len() + 1),
+                rels: Vec::new(),
+                group_off: Vec::new(),
+                nbrs: Vec::with_capacity(last - first),
+                weights: Vec::new(),
+            };
+            for g in nodes {
+                csr.node_off.push(csr.rels.len() as u32);
+                let mut prev = None;
+                for &i in &order[start[g]..start[g + 1]] {
+                    let e = &edges[i as usize];
+                    if prev != Some(e.rel) {
+                        csr.rels.push(e.rel);
+                        csr.group_off.push(csr.nbrs.len() as u32);
+                        prev = Some(e.rel);
+                    }
+                    csr.nbrs.push(side(e).1);
+                    if weighted {
+                        csr.weights.push(e.weight);
+                    }
+                }
+            }
+            csr.node_off.push(csr.rels.len() as u32);
+            csr.group_off.push(csr.nbrs.len() as u32);
+            csr
+        })
+        .collect()
+}
+
 /// Writes the two base segments of generation `gen`.
 ///
-/// `keys[t]` lists the keys of type `t` in id order; `edges` must be
-/// deduplicated on `(rel, src, dst)`.
+/// `keys[t]` lists the keys of type `t` in id order; `edges` must be sorted
+/// and deduplicated on `(rel, src, dst)`.
 pub(crate) fn write_base(
     dir: &Path,
     gen: u64,
@@ -266,6 +356,14 @@ pub(crate) fn write_base(
     keys: &[Vec<&str>],
     edges: &[WEdge],
 ) -> Result<[SegmentRef; 2]> {
+    let counts: Vec<u32> = keys.iter().map(|k| k.len() as u32).collect();
+    let weighted = edges.iter().any(|e| e.weight != 1.0);
+    let (out, inn) = std::thread::scope(|s| {
+        let out = s.spawn(|| build_csr(catalog, &counts, edges, Direction::Out, weighted));
+        let inn = build_csr(catalog, &counts, edges, Direction::In, weighted);
+        (out.join(), inn)
+    });
+    let out = out.map_err(|_| crate::StorageError::InvalidInput("adjacency build failed".into()))?;
     let mut nodes = SegmentWriter::new(Kind::Nodes);
     for ks in keys {
         let mut offsets = Vec::with_capacity(ks.len() + 1);
@@ -284,61 +382,14 @@ pub(crate) fn write_base(
         nodes.push(&bytes);
         nodes.push(&sorted);
     }
-    let counts: Vec<u32> = keys.iter().map(|k| k.len() as u32).collect();
     let mut adj = SegmentWriter::new(Kind::Adjacency);
-    let weighted = edges.iter().any(|e| e.weight != 1.0);
-    let mut sides: [Vec<(u32, u32, u32, u32, f32)>; 2] = Default::default();
-    for (d, side) in [Direction::Out, Direction::In].into_iter().zip(&mut sides) {
-        *side = edges
-            .iter()
-            .map(|e| {
-                let r = &catalog.relations[e.rel as usize];
-                match d {
-                    Direction::Out => (r.src, e.src, e.rel, e.dst, e.weight),
-                    Direction::In => (r.dst, e.dst, e.rel, e.src, e.weight),
-                }
-            })
-            .collect();
-        side.sort_unstable_by_key(|&(t, n, r, x, _)| (t, n, r, x));
-    }
-    let mut starts = [0usize; 2];
-    for t in 0..keys.len() as u32 {
-        for (di, side) in sides.iter().enumerate() {
-            let from = starts[di];
-            let len = side[from..].iter().take_while(|e| e.0 == t).count();
-            starts[di] += len;
-            let mine = &side[from..from + len];
-            let n = counts[t as usize] as usize;
-            let mut node_off = vec![0u32; n + 1];
-            let (mut rels, mut offs) = (Vec::new(), vec![0u32]);
-            let mut prev: Option<(u32, u32)> = None;
-            for (i, &(_, node, rel, _, _)) in mine.iter().enumerate() {
-                if prev != Some((node, rel)) {
-                    if prev.is_some() {
-                        offs.push(i as u32);
-                    }
-                    rels.push(rel);
-                    node_off[node as usize + 1] += 1;
-                    prev = Some((node, rel));
-                }
-            }
-            if prev.is_some() {
-                offs.push(mine.len() as u32);
-            }
-            for i in 0..n {
-                node_off[i + 1] += node_off[i];
-            }
-            let nbrs: Vec<u32> = mine.iter().map(|e| e.3).collect();
-            let w: Vec<f32> = if weighted {
-                mine.iter().map(|e| e.4).collect()
-            } else {
-                Vec::new()
-            };
-            adj.push(&node_off);
-            adj.push(&rels);
-            adj.push(&offs);
-            adj.push(&nbrs);
-            adj.push(&w);
+    for (o, i) in out.iter().zip(&inn) {
+        for c in [o, i] {
+            adj.push(&c.node_off);
+            adj.push(&c.rels);
+            adj.push(&c.group_off);
+            adj.push(&c.nbrs);
+            adj.push(&c.weights);
         }
     }
     Ok([

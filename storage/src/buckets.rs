@@ -16,9 +16,7 @@ use crate::error::{Result, StorageError};
 use crate::segment::{Kind, Segment, SegmentWriter};
 
 /// One edge as stored in a bucket: 12 bytes, no padding, GPU-ready.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, bytemuck::Pod, bytemuck::Zeroable,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 pub struct BucketEdge {
     /// Relation id.
@@ -74,9 +72,7 @@ impl Buckets {
     fn range(&self, i: u32, j: u32) -> Range<usize> {
         let b = (i * self.partitions + j) as usize;
         match (self.offsets.get(b), self.offsets.get(b + 1)) {
-            (Some(&a), Some(&e)) if i < self.partitions && j < self.partitions => {
-                a as usize..e as usize
-            }
+            (Some(&a), Some(&e)) if i < self.partitions && j < self.partitions => a as usize..e as usize,
             _ => 0..0,
         }
     }
@@ -89,10 +85,7 @@ impl Buckets {
 
     /// Weights of bucket (i, j)'s edges, or an empty slice when all are 1.
     pub fn weights(&self, i: u32, j: u32) -> &[f32] {
-        self.segment
-            .array::<f32>(3)
-            .get(self.range(i, j))
-            .unwrap_or(&[])
+        self.segment.array::<f32>(3).get(self.range(i, j)).unwrap_or(&[])
     }
 
     /// Total number of edges.
@@ -122,9 +115,7 @@ impl Buckets {
         if offsets.len() != p * p + 1 || offsets[0] != 0 || offsets[p * p] != edges.len() as u64 {
             return Err(bad("bucket offsets do not cover the edges"));
         }
-        if offsets.windows(2).any(|w| w[0] > w[1])
-            || (!weights.is_empty() && weights.len() != edges.len())
-        {
+        if offsets.windows(2).any(|w| w[0] > w[1]) || (!weights.is_empty() && weights.len() != edges.len()) {
             return Err(bad("bucket offsets decrease or weights do not match"));
         }
         for e in edges {

@@ -93,10 +93,7 @@ impl Catalog {
         let n = self.node_types.len() as u32;
         for r in &self.relations {
             if r.src >= n || r.dst >= n {
-                return Err(format!(
-                    "relation `{}` refers to a missing node type",
-                    r.name
-                ));
+                return Err(format!("relation `{}` refers to a missing node type", r.name));
             }
         }
         if (self.generation == 0) != self.base.is_empty() || !matches!(self.base.len(), 0 | 2) {
@@ -139,9 +136,7 @@ impl Catalog {
 
     /// Name of a node type id (which the caller got from this catalog).
     pub fn type_name(&self, ty: u32) -> &str {
-        self.node_types
-            .get(ty as usize)
-            .map_or("?", |t| t.name.as_str())
+        self.node_types.get(ty as usize).map_or("?", |t| t.name.as_str())
     }
 }
 

@@ -153,15 +153,12 @@ impl Database {
             let t = t as u32;
             for id in 0..def.count {
                 match snap.node_key(t, id) {
-                    None => rep
-                        .problems
-                        .push(format!("{} id {id} has no key", def.name)),
+                    None => rep.problems.push(format!("{} id {id} has no key", def.name)),
                     Some(k) => match snap.node_id(t, k) {
                         Some(back) if back == id => {}
-                        other => rep.problems.push(format!(
-                            "{} key `{k}` maps to {other:?}, not {id}",
-                            def.name
-                        )),
+                        other => rep
+                            .problems
+                            .push(format!("{} key `{k}` maps to {other:?}, not {id}", def.name)),
                     },
                 }
             }
@@ -204,8 +201,7 @@ impl Database {
             let buckets = match self.buckets(b.partitions) {
                 Ok(x) => x,
                 Err(e) => {
-                    rep.problems
-                        .push(format!("buckets for P={}: {e}", b.partitions));
+                    rep.problems.push(format!("buckets for P={}: {e}", b.partitions));
                     continue;
                 }
             };
@@ -214,8 +210,7 @@ impl Database {
                 for j in 0..b.partitions {
                     for e in buckets.bucket(i, j) {
                         let r = &c.relations[e.rel as usize];
-                        if buckets.partition_of(r.src, e.src) != i
-                            || buckets.partition_of(r.dst, e.dst) != j
+                        if buckets.partition_of(r.src, e.src) != i || buckets.partition_of(r.dst, e.dst) != j
                         {
                             rep.problems.push(format!(
                                 "edge {e:?} is in bucket ({i}, {j}) but belongs elsewhere"

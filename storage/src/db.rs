@@ -222,48 +222,46 @@ impl Database {
         let _w = self.writer.lock();
         let snap = self.snapshot();
         let mut catalog = (*snap.state.catalog).clone();
-        let mut new_nodes: Vec<HashMap<String, u32>> =
-            vec![HashMap::new(); catalog.node_types.len()];
+        let mut new_nodes: Vec<HashMap<String, u32>> = vec![HashMap::new(); catalog.node_types.len()];
         let mut new_keys: Vec<(u32, u32, String)> = Vec::new();
         // Final state of each touched edge: Some(weight) present, None absent.
         let mut edges: HashMap<(u32, u32, u32), Option<f32>> = HashMap::new();
         let mut order: Vec<(u32, u32, u32)> = Vec::new();
         let mut props: Vec<(u32, u32, String, Value)> = Vec::new();
-        let mut resolve =
-            |catalog: &mut Catalog, ty: u32, node: &NodeRef, create: bool| -> Result<u32> {
-                let def = catalog
-                    .node_types
-                    .get(ty as usize)
-                    .ok_or_else(|| StorageError::UnknownNodeType(format!("#{ty}")))?;
-                match node {
-                    NodeRef::Id(id) if *id < def.count => Ok(*id),
-                    NodeRef::Id(id) => Err(StorageError::InvalidId {
-                        node_type: def.name.clone(),
-                        id: *id,
-                        count: def.count,
-                    }),
-                    NodeRef::Key(k) => {
-                        if let Some(id) = snap
-                            .node_id(ty, k)
-                            .or_else(|| new_nodes[ty as usize].get(k.as_str()).copied())
-                        {
-                            return Ok(id);
-                        }
-                        if !create {
-                            return Err(StorageError::NodeNotFound {
-                                node_type: def.name.clone(),
-                                key: k.clone(),
-                            });
-                        }
-                        check_key(k)?;
-                        let id = def.count;
-                        catalog.node_types[ty as usize].count += 1;
-                        new_nodes[ty as usize].insert(k.clone(), id);
-                        new_keys.push((ty, id, k.clone()));
-                        Ok(id)
+        let mut resolve = |catalog: &mut Catalog, ty: u32, node: &NodeRef, create: bool| -> Result<u32> {
+            let def = catalog
+                .node_types
+                .get(ty as usize)
+                .ok_or_else(|| StorageError::UnknownNodeType(format!("#{ty}")))?;
+            match node {
+                NodeRef::Id(id) if *id < def.count => Ok(*id),
+                NodeRef::Id(id) => Err(StorageError::InvalidId {
+                    node_type: def.name.clone(),
+                    id: *id,
+                    count: def.count,
+                }),
+                NodeRef::Key(k) => {
+                    if let Some(id) = snap
+                        .node_id(ty, k)
+                        .or_else(|| new_nodes[ty as usize].get(k.as_str()).copied())
+                    {
+                        return Ok(id);
                     }
+                    if !create {
+                        return Err(StorageError::NodeNotFound {
+                            node_type: def.name.clone(),
+                            key: k.clone(),
+                        });
+                    }
+                    check_key(k)?;
+                    let id = def.count;
+                    catalog.node_types[ty as usize].count += 1;
+                    new_nodes[ty as usize].insert(k.clone(), id);
+                    new_keys.push((ty, id, k.clone()));
+                    Ok(id)
                 }
-            };
+            }
+        };
         for op in batch.ops {
             match op {
                 Op::Node { ty, key } => {
@@ -417,27 +415,13 @@ impl Database {
                 )
                 .into());
             }
-            ks.extend(
-                new_keys
-                    .get(t as usize)
-                    .into_iter()
-                    .flatten()
-                    .map(String::as_str),
-            );
+            ks.extend(new_keys.get(t as usize).into_iter().flatten().map(String::as_str));
             keys_by_type.push(ks);
         }
         let mut edges: Vec<WEdge> = snap.edges().collect();
         let changed = !extra.is_empty() || !snap.state.delta.is_empty();
         edges.extend(extra);
-        // Stable sort keeps the later (imported) weight last among duplicates.
-        edges.sort_by_key(|e| (e.rel, e.src, e.dst));
-        edges.dedup_by(|later, earlier| {
-            let same = (later.rel, later.src, later.dst) == (earlier.rel, earlier.src, earlier.dst);
-            if same {
-                earlier.weight = later.weight;
-            }
-            same
-        });
+        let edges = base::sort_dedup(&edges);
         let gen = catalog.generation + 1;
         let refs = base::write_base(&self.dir, gen, &catalog, &keys_by_type, &edges)?;
         let old_files: Vec<String> = catalog.base.iter().map(|r| r.file.clone()).collect();
@@ -504,22 +488,19 @@ fn replay_delta(sled: &sled::Db, catalog: &Catalog, base: &Base, path: &Path) ->
     };
     for kv in sled.scan_prefix([keys::NODE_ID]) {
         let (k, v) = kv?;
-        let (ty, id) =
-            keys::parse_node_id(&k).ok_or_else(|| corrupt("bad node record key".into()))?;
+        let (ty, id) = keys::parse_node_id(&k).ok_or_else(|| corrupt("bad node record key".into()))?;
         let nd = delta
             .nodes
             .get_mut(ty as usize)
             .ok_or_else(|| corrupt(format!("node of unknown type {ty}")))?;
-        let key = std::str::from_utf8(&v)
-            .map_err(|_| corrupt(format!("node {ty}/{id}: key is not UTF-8")))?;
+        let key =
+            std::str::from_utf8(&v).map_err(|_| corrupt(format!("node {ty}/{id}: key is not UTF-8")))?;
         let expected = base.count(ty) + nd.keys.len() as u32;
         if id != expected || id >= catalog.node_types[ty as usize].count || key.is_empty() {
             return Err(corrupt(format!("node record {ty}/{id} out of sequence")));
         }
         if nd.by_key.insert(key.into(), id).is_some() || base.lookup(ty, key).is_some() {
-            return Err(corrupt(format!(
-                "node key `{key}` of type {ty} appears twice"
-            )));
+            return Err(corrupt(format!("node key `{key}` of type {ty} appears twice")));
         }
         nd.keys.push(key.into());
     }
@@ -532,16 +513,13 @@ fn replay_delta(sled: &sled::Db, catalog: &Catalog, base: &Base, path: &Path) ->
     }
     for kv in sled.scan_prefix([keys::EDGE]) {
         let (k, v) = kv?;
-        let (rel, src, dst) =
-            keys::parse_edge(&k).ok_or_else(|| corrupt("bad edge record key".into()))?;
-        let state =
-            keys::parse_edge_value(&v).ok_or_else(|| corrupt("bad edge record value".into()))?;
+        let (rel, src, dst) = keys::parse_edge(&k).ok_or_else(|| corrupt("bad edge record key".into()))?;
+        let state = keys::parse_edge_value(&v).ok_or_else(|| corrupt("bad edge record value".into()))?;
         let r = catalog
             .relations
             .get(rel as usize)
             .ok_or_else(|| corrupt(format!("edge of unknown relation {rel}")))?;
-        if src >= catalog.node_types[r.src as usize].count
-            || dst >= catalog.node_types[r.dst as usize].count
+        if src >= catalog.node_types[r.src as usize].count || dst >= catalog.node_types[r.dst as usize].count
         {
             return Err(corrupt(format!(
                 "edge ({rel}, {src}, {dst}) refers to a missing node"
@@ -669,12 +647,7 @@ impl WriteBatch {
     }
 
     /// Deletes edge `src -rel-> dst` if present.
-    pub fn delete_edge(
-        &mut self,
-        rel: u32,
-        src: impl Into<NodeRef>,
-        dst: impl Into<NodeRef>,
-    ) -> &mut Self {
+    pub fn delete_edge(&mut self, rel: u32, src: impl Into<NodeRef>, dst: impl Into<NodeRef>) -> &mut Self {
         self.ops.push(Op::Edge {
             rel,
             src: src.into(),
@@ -685,13 +658,7 @@ impl WriteBatch {
     }
 
     /// Sets a property of an existing node.
-    pub fn set_property(
-        &mut self,
-        ty: u32,
-        node: impl Into<NodeRef>,
-        name: &str,
-        value: Value,
-    ) -> &mut Self {
+    pub fn set_property(&mut self, ty: u32, node: impl Into<NodeRef>, name: &str, value: Value) -> &mut Self {
         self.ops.push(Op::Property {
             ty,
             node: node.into(),
@@ -764,15 +731,10 @@ impl Snapshot {
 
     /// Dense id of a key.
     pub fn node_id(&self, ty: u32, key: &str) -> Option<u32> {
-        self.state.base.lookup(ty, key).or_else(|| {
-            self.state
-                .delta
-                .nodes
-                .get(ty as usize)?
-                .by_key
-                .get(key)
-                .copied()
-        })
+        self.state
+            .base
+            .lookup(ty, key)
+            .or_else(|| self.state.delta.nodes.get(ty as usize)?.by_key.get(key).copied())
     }
 
     /// Key of a dense id.

@@ -47,9 +47,7 @@ pub(crate) struct EdgeCtx {
 
 impl Delta {
     pub(crate) fn is_empty(&self) -> bool {
-        self.adj[0].is_empty()
-            && self.weights.is_empty()
-            && self.nodes.iter().all(|n| n.keys.is_empty())
+        self.adj[0].is_empty() && self.weights.is_empty() && self.nodes.iter().all(|n| n.keys.is_empty())
     }
 
     pub(crate) fn get(&self, d: Direction, ty: u32, node: u32, rel: u32) -> Option<&DeltaSet> {
@@ -60,12 +58,7 @@ impl Delta {
         m.get(&(ty, node))?.get(&rel)
     }
 
-    pub(crate) fn node_rels(
-        &self,
-        d: Direction,
-        ty: u32,
-        node: u32,
-    ) -> Option<&BTreeMap<u32, DeltaSet>> {
+    pub(crate) fn node_rels(&self, d: Direction, ty: u32, node: u32) -> Option<&BTreeMap<u32, DeltaSet>> {
         self.adj[d as usize].get(&(ty, node))
     }
 

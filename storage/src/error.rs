@@ -22,7 +22,9 @@ pub enum StorageError {
     #[error(transparent)]
     Corruption(#[from] CorruptionError),
     /// The database was written by a format this build does not read.
-    #[error("unsupported database format version {found} (this build reads version {supported}); upgrade quiver")]
+    #[error(
+        "unsupported database format version {found} (this build reads version {supported}); upgrade quiver"
+    )]
     UnsupportedFormat {
         /// Version found in the database.
         found: u32,
@@ -121,11 +123,7 @@ pub struct LineError {
 
 impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
     }
 }
 

@@ -16,12 +16,13 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::base::WEdge;
 use crate::catalog::{Catalog, NodeTypeDef, RelationDef};
@@ -94,11 +95,33 @@ pub fn split_fields(
     delim: u8,
     quoting: bool,
 ) -> std::result::Result<Vec<Field<'_>>, (u64, String)> {
+    let text = utf8(line, 0)?;
+    if !(quoting && text.contains('"')) {
+        // Fast path: no quotes to honour, so fields are the pieces between delimiters.
+        let mut column = 1;
+        return Ok(text
+            .split(delim as char)
+            .map(|f| {
+                let field = Field {
+                    column,
+                    text: Cow::Borrowed(f),
+                };
+                column += f.len() as u64 + 1;
+                field
+            })
+            .collect());
+    }
+    split_quoted(text.as_bytes(), delim)
+}
+
+/// The RFC 4180 path: a field may be enclosed in double quotes, with `""`
+/// for a quote. `line` is valid UTF-8.
+fn split_quoted(line: &[u8], delim: u8) -> std::result::Result<Vec<Field<'_>>, (u64, String)> {
     let mut fields = Vec::new();
     let mut i = 0;
     loop {
         let start = i;
-        let text: Cow<'_, [u8]> = if quoting && line.get(i) == Some(&b'"') {
+        let text: Cow<'_, [u8]> = if line.get(i) == Some(&b'"') {
             let mut buf = Vec::new();
             i += 1;
             loop {
@@ -150,12 +173,7 @@ pub fn split_fields(
 }
 
 fn utf8(b: &[u8], start: usize) -> std::result::Result<&str, (u64, String)> {
-    std::str::from_utf8(b).map_err(|e| {
-        (
-            (start + e.valid_up_to()) as u64 + 1,
-            "invalid UTF-8".to_string(),
-        )
-    })
+    std::str::from_utf8(b).map_err(|e| ((start + e.valid_up_to()) as u64 + 1, "invalid UTF-8".to_string()))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -170,13 +188,18 @@ struct Builder<'a> {
     catalog: Catalog,
     new_keys: Vec<Vec<String>>,
     new_ids: Vec<HashMap<String, u32>>,
+    /// Name → id caches of the catalog's linear lists.
+    type_ids: HashMap<String, u32>,
+    rel_ids: HashMap<String, u32>,
+    /// The node type of plain triples, once resolved.
+    plain_type: Option<u32>,
     edges: Vec<WEdge>,
     opts: &'a ImportOptions,
 }
 
 impl Builder<'_> {
     fn node_type(&mut self, name: &str, create: bool) -> std::result::Result<u32, String> {
-        if let Ok(t) = self.catalog.node_type(name) {
+        if let Some(&t) = self.type_ids.get(name) {
             return Ok(t);
         }
         if !create {
@@ -192,18 +215,14 @@ impl Builder<'_> {
             count: 0,
         });
         self.new_keys.push(Vec::new());
-        self.new_ids.push(HashMap::new());
-        Ok(self.catalog.node_types.len() as u32 - 1)
+        self.new_ids.push(HashMap::default());
+        let t = self.catalog.node_types.len() as u32 - 1;
+        self.type_ids.insert(name.to_string(), t);
+        Ok(t)
     }
 
-    fn relation(
-        &mut self,
-        name: &str,
-        src: u32,
-        dst: u32,
-        create: bool,
-    ) -> std::result::Result<u32, String> {
-        if let Ok(r) = self.catalog.relation(name) {
+    fn relation(&mut self, name: &str, src: u32, dst: u32, create: bool) -> std::result::Result<u32, String> {
+        if let Some(&r) = self.rel_ids.get(name) {
             let def = &self.catalog.relations[r as usize];
             if (def.src, def.dst) != (src, dst) {
                 let c = &self.catalog;
@@ -227,7 +246,9 @@ impl Builder<'_> {
             src,
             dst,
         });
-        Ok(self.catalog.relations.len() as u32 - 1)
+        let r = self.catalog.relations.len() as u32 - 1;
+        self.rel_ids.insert(name.to_string(), r);
+        Ok(r)
     }
 
     /// Id of `key`, assigning a new one if needed.
@@ -256,11 +277,7 @@ impl Builder<'_> {
         r
     }
 
-    fn line_inner(
-        &mut self,
-        layout: Layout,
-        f: &[Field<'_>],
-    ) -> std::result::Result<(), (u64, String)> {
+    fn line_inner(&mut self, layout: Layout, f: &[Field<'_>]) -> std::result::Result<(), (u64, String)> {
         let key = |f: &Field<'_>, what: &str| {
             if f.text.is_empty() {
                 Err((f.column, format!("empty {what} key")))
@@ -274,10 +291,7 @@ impl Builder<'_> {
                     let col = f.get(3).map_or(1, |x| x.column);
                     return Err((
                         col,
-                        format!(
-                            "expected 3 columns (head, relation, tail), found {}",
-                            f.len()
-                        ),
+                        format!("expected 3 columns (head, relation, tail), found {}", f.len()),
                     ));
                 }
                 key(&f[0], "head")?;
@@ -285,9 +299,14 @@ impl Builder<'_> {
                 if f[1].text.is_empty() {
                     return Err((f[1].column, "empty relation".into()));
                 }
-                let t = self
-                    .node_type(&self.opts.node_type.clone(), true)
-                    .map_err(|m| (1, m))?;
+                let t = match self.plain_type {
+                    Some(t) => t,
+                    None => {
+                        let t = self.node_type(&self.opts.node_type, true).map_err(|m| (1, m))?;
+                        self.plain_type = Some(t);
+                        t
+                    }
+                };
                 (t, &f[0], &f[1], t, &f[2], 1.0)
             }
             Layout::Typed => {
@@ -307,21 +326,12 @@ impl Builder<'_> {
                     None => 1.0,
                     Some(w) => match w.text.trim().parse::<f32>() {
                         Ok(x) if x.is_finite() => x,
-                        _ => {
-                            return Err((
-                                w.column,
-                                format!("weight `{}` is not a finite number", w.text),
-                            ))
-                        }
+                        _ => return Err((w.column, format!("weight `{}` is not a finite number", w.text))),
                     },
                 };
                 let create = self.opts.create_types;
-                let st = self
-                    .node_type(&f[0].text, create)
-                    .map_err(|m| (f[0].column, m))?;
-                let dt = self
-                    .node_type(&f[3].text, create)
-                    .map_err(|m| (f[3].column, m))?;
+                let st = self.node_type(&f[0].text, create).map_err(|m| (f[0].column, m))?;
+                let dt = self.node_type(&f[3].text, create).map_err(|m| (f[3].column, m))?;
                 if f[2].text.is_empty() {
                     return Err((f[2].column, "empty relation".to_string()));
                 }
@@ -344,6 +354,9 @@ impl Builder<'_> {
     }
 
     fn truncate_types(&mut self, (types, rels): (usize, usize)) {
+        self.plain_type = self.plain_type.filter(|&t| (t as usize) < types);
+        self.type_ids.retain(|_, t| (*t as usize) < types);
+        self.rel_ids.retain(|_, r| (*r as usize) < rels);
         self.catalog.node_types.truncate(types);
         self.new_keys.truncate(types);
         self.new_ids.truncate(types);
@@ -352,9 +365,7 @@ impl Builder<'_> {
 }
 
 const PLAIN_HEADER: &[&str] = &["head", "relation", "tail"];
-const TYPED_HEADER: &[&str] = &[
-    "src_type", "src_key", "relation", "dst_type", "dst_key", "weight",
-];
+const TYPED_HEADER: &[&str] = &["src_type", "src_key", "relation", "dst_type", "dst_key", "weight"];
 
 fn is_header(f: &[Field<'_>]) -> bool {
     let names: Vec<&str> = f.iter().map(|x| x.text.as_ref()).collect();
@@ -403,18 +414,30 @@ impl Database {
         let snap = self.snapshot();
         let catalog = snap.catalog().clone();
         let types = catalog.node_types.len();
+        let type_ids = catalog
+            .node_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i as u32))
+            .collect();
+        let rel_ids = catalog
+            .relations
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i as u32))
+            .collect();
         let mut b = Builder {
             snap: snap.clone(),
             catalog,
             new_keys: vec![Vec::new(); types],
-            new_ids: vec![HashMap::new(); types],
+            new_ids: vec![HashMap::default(); types],
+            type_ids,
+            rel_ids,
+            plain_type: None,
             edges: Vec::new(),
             opts,
         };
-        let total_bytes = files
-            .iter()
-            .map(|f| f.metadata().map_or(0, |m| m.len()))
-            .sum();
+        let total_bytes = files.iter().map(|f| f.metadata().map_or(0, |m| m.len())).sum();
         let mut errors = ImportErrors {
             first: Vec::new(),
             total: 0,
@@ -527,10 +550,7 @@ mod tests {
     fn splits_tsv_and_csv() {
         assert_eq!(texts("a\tb\tc", b'\t', false), ["a", "b", "c"]);
         assert_eq!(texts("a\t\"b\"\tc", b'\t', false), ["a", "\"b\"", "c"]);
-        assert_eq!(
-            texts("a,\"b,\"\"x\"\"\",c", b',', true),
-            ["a", "b,\"x\"", "c"]
-        );
+        assert_eq!(texts("a,\"b,\"\"x\"\"\",c", b',', true), ["a", "b,\"x\"", "c"]);
         assert_eq!(texts("a,,c", b',', true), ["a", "", "c"]);
         assert_eq!(split_fields(b"a,\"b", b',', true).unwrap_err().0, 3);
         assert_eq!(split_fields(b"a,\"b\"x", b',', true).unwrap_err().0, 6);

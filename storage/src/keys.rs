@@ -57,11 +57,7 @@ pub(crate) fn parse_edge(k: &[u8]) -> Option<(u32, u32, u32)> {
     if k.len() != 13 || k[0] != EDGE {
         return None;
     }
-    Some((
-        read_u32(&k[1..5])?,
-        read_u32(&k[5..9])?,
-        read_u32(&k[9..13])?,
-    ))
+    Some((read_u32(&k[1..5])?, read_u32(&k[5..9])?, read_u32(&k[9..13])?))
 }
 
 /// Value of an `e` key: `1` + weight f32 BE for a present edge, `0` for a

@@ -24,9 +24,7 @@ mod segment;
 
 pub use base::Direction;
 pub use buckets::{BucketEdge, Buckets};
-pub use catalog::{
-    BucketRef, Catalog, NodeTypeDef, RelationDef, SegmentRef, Value, FORMAT_VERSION,
-};
+pub use catalog::{BucketRef, Catalog, NodeTypeDef, RelationDef, SegmentRef, Value, FORMAT_VERSION};
 pub use check::{CheckReport, DegreeSummary, Stats};
 pub use db::{CommitInfo, Database, Neighbors, NodeRef, Snapshot, WriteBatch};
 pub use error::{CorruptionError, ImportErrors, LineError, Result, StorageError};

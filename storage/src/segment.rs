@@ -179,12 +179,7 @@ impl Segment {
             return Err(corrupt(format!("segment format version {}", u32_at(8))).into());
         }
         if u32_at(12) != kind as u32 {
-            return Err(corrupt(format!(
-                "segment kind {}, expected {}",
-                u32_at(12),
-                kind as u32
-            ))
-            .into());
+            return Err(corrupt(format!("segment kind {}, expected {}", u32_at(12), kind as u32)).into());
         }
         let n = u32_at(16) as u64;
         if HEADER + 16 * n > len {
@@ -200,11 +195,7 @@ impl Segment {
             }
             sections.push((o as usize, l as usize));
         }
-        Ok(Self {
-            path,
-            map,
-            sections,
-        })
+        Ok(Self { path, map, sections })
     }
 
     pub(crate) fn section_count(&self) -> usize {
@@ -229,10 +220,7 @@ impl Segment {
         bytemuck::try_cast_slice(self.bytes(i)).map_err(|_| {
             CorruptionError::new(
                 &self.path,
-                format!(
-                    "section {i} is not an array of {}-byte items",
-                    size_of::<T>()
-                ),
+                format!("section {i} is not an array of {}-byte items", size_of::<T>()),
             )
             .into()
         })

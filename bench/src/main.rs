@@ -1,0 +1,183 @@
+//! `quiver-bench storage [--data DIR] [--synthetic-edges N]`: storage-layer
+//! figures as one JSON line (import time and size, neighbour look-up latency,
+//! bucket streaming rate). Run it with `--release`; `make bench` does.
+
+use std::hint::black_box;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use quiver_storage::import::ImportOptions;
+use quiver_storage::Database;
+use serde_json::json;
+
+fn du(p: &Path) -> u64 {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| du(&e.unwrap().path()))
+            .sum(),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Imports `file` `runs` times into fresh databases; returns the median
+/// seconds and the last database's path and size.
+fn bench_import(work: &Path, file: &Path, runs: usize) -> (f64, Vec<f64>, PathBuf, u64) {
+    let mut times = Vec::new();
+    let mut path = PathBuf::new();
+    for i in 0..runs {
+        path = work.join(format!("import{i}"));
+        let t = Instant::now();
+        let db = Database::create(&path).unwrap();
+        db.import(&[file.to_path_buf()], &ImportOptions::default(), &mut |_| {})
+            .unwrap();
+        drop(db);
+        times.push(t.elapsed().as_secs_f64());
+        if i + 1 < runs {
+            std::fs::remove_dir_all(&path).unwrap();
+        }
+    }
+    let size = du(&path);
+    (median(times.clone()), times, path, size)
+}
+
+/// Out-neighbours by relation for `n` random (src, rel) pairs taken from the
+/// edges, after a warm-up of the same size.
+fn bench_lookups(db: &Database, n: usize) -> serde_json::Value {
+    let snap = db.snapshot();
+    let c = snap.catalog();
+    let buckets = db.buckets(1).unwrap();
+    let edges = buckets.bucket(0, 0);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let picks: Vec<(u32, u32)> = (0..n)
+        .map(|_| {
+            let e = edges[(rng.next() % edges.len() as u64) as usize];
+            (e.rel, e.src)
+        })
+        .collect();
+    let _ = c;
+    let mut lat = Vec::with_capacity(n);
+    let mut total = 0usize;
+    for round in 0..2 {
+        lat.clear();
+        for &(rel, src) in &picks {
+            let t = Instant::now();
+            // A fresh snapshot per look-up: what an API call pays.
+            let s = db.snapshot();
+            let nb = s.out_neighbors(rel, src);
+            total += black_box(nb.len());
+            drop(s);
+            if round == 1 {
+                lat.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    json!({"n": n, "p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99),
+           "mean_us": lat.iter().sum::<f64>() / n as f64, "mean_neighbours": total as f64 / (2 * n) as f64})
+}
+
+/// Opens the stored buckets and reads every edge of every bucket; bytes/s.
+fn bench_stream(db: &Database, partitions: u32, runs: usize) -> serde_json::Value {
+    db.buckets(partitions).unwrap();
+    let mut rates = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let b = db.buckets(partitions).unwrap();
+        let mut acc = 0u64;
+        for i in 0..partitions {
+            for j in 0..partitions {
+                for e in b.bucket(i, j) {
+                    acc = acc.wrapping_add((e.rel ^ e.src ^ e.dst) as u64);
+                }
+            }
+        }
+        black_box(acc);
+        bytes = b.as_bytes().len();
+        rates.push(bytes as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    json!({"partitions": partitions, "bytes": bytes, "median_gb_per_s": median(rates.clone()),
+           "min_gb_per_s": rates.iter().cloned().fold(f64::INFINITY, f64::min)})
+}
+
+fn synthetic(path: &Path, edges: u64) {
+    let nodes = (edges / 20).max(100);
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut rng = Rng(42);
+    for _ in 0..edges {
+        let (h, r, t) = (rng.next() % nodes, rng.next() % 200, rng.next() % nodes);
+        writeln!(w, "e{h}\tr{r}\te{t}").unwrap();
+    }
+    w.flush().unwrap();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if args.get(1).map(String::as_str) != Some("storage") {
+        eprintln!("usage: quiver-bench storage [--data DIR] [--synthetic-edges N]");
+        std::process::exit(2);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let mut out = serde_json::Map::new();
+    out.insert("bench".into(), json!("quiver_storage"));
+    if let Some(data) = get("--data") {
+        let train = Path::new(&data).join("train.txt");
+        let (med, times, path, size) = bench_import(work.path(), &train, 5);
+        let db = Database::open(&path).unwrap();
+        let s = db.snapshot();
+        out.insert(
+            "data".into(),
+            json!(Path::new(&data).file_name().unwrap().to_string_lossy()),
+        );
+        out.insert("nodes".into(), json!(s.node_count(0)));
+        out.insert("edges".into(), json!(s.edge_count()));
+        out.insert("import_median_s".into(), json!(med));
+        out.insert("import_runs_s".into(), json!(times));
+        out.insert("db_size_mib".into(), json!(size as f64 / 1048576.0));
+        out.insert("out_neighbors_by_relation".into(), bench_lookups(&db, 100_000));
+        out.insert("bucket_stream".into(), bench_stream(&db, 4, 20));
+    }
+    if let Some(n) = get("--synthetic-edges") {
+        let n: u64 = n.parse().unwrap();
+        let file = work.path().join("synthetic.tsv");
+        synthetic(&file, n);
+        let (med, times, path, size) = bench_import(work.path(), &file, 3);
+        let db = Database::open(&path).unwrap();
+        out.insert("synthetic".into(), json!({
+            "edge_lines": n, "edges": db.snapshot().edge_count(), "import_median_s": med, "import_runs_s": times,
+            "db_size_mib": size as f64 / 1048576.0,
+            "out_neighbors_by_relation": bench_lookups(&db, 100_000),
+            "bucket_stream": bench_stream(&db, 4, 5),
+        }));
+    }
+    println!("{}", serde_json::Value::Object(out));
+}
