@@ -118,7 +118,7 @@ fn typed_edges_with_weights_and_schema_checks() {
     assert!(e.contains(&("Authors".into(), "alice".into(), "t1".into(), 2.5f32.to_bits())));
     // Unknown types only with --create-types.
     let g = file(dir.path(), "g.tsv", b"User\talice\tLikes\tHashtag\t#rust\n");
-    let err = import(&db, &[g.clone()], &ImportOptions::default()).unwrap_err();
+    let err = import(&db, std::slice::from_ref(&g), &ImportOptions::default()).unwrap_err();
     assert!(
         err.to_string()
             .contains("g.tsv:1:18: unknown node type `Hashtag`"),
@@ -212,7 +212,7 @@ fn many_bad_lines_list_twenty_then_count_and_skip_bad_imports_the_rest() {
         text.push_str(&format!("bad{i}\n"));
     }
     let f = file(dir.path(), "many.tsv", text.as_bytes());
-    let err = import(&db, &[f.clone()], &ImportOptions::default()).unwrap_err();
+    let err = import(&db, std::slice::from_ref(&f), &ImportOptions::default()).unwrap_err();
     let StorageError::ImportRejected(list) = &err else {
         panic!("{err}")
     };

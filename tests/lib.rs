@@ -41,7 +41,7 @@ pub fn all_edges(db: &Database) -> Vec<(u32, u32, u32, f32)> {
             }
         }
     }
-    out.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    out.sort_by_key(|e| (e.0, e.1, e.2));
     out
 }
 

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# `make bench`: quiver's storage figures beside Kùzu's and oxigraph's on the
+# same data in one run, with ratios. Needs ../shared (data and anchor scripts)
+# for the side-by-side part; without it, quiver's own figures on synthetic data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+shared="$root/../shared"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+out="${BENCH_OUT:-$root/target/bench}"
+mkdir -p "$out"
+SYNTHETIC_EDGES=${SYNTHETIC_EDGES:-5000000}
+
+cargo build --release -p quiver-bench >&2
+
+data_args=()
+if [ -f "$shared/data/FB15k-237.tar.gz" ]; then
+    mkdir -p "$work/FB15k-237"
+    tar -xzf "$shared/data/FB15k-237.tar.gz" -C "$work/FB15k-237"
+    data_args=(--data "$work/FB15k-237")
+else
+    echo "note: $shared/data not found; quiver's figures on synthetic data only" >&2
+fi
+
+anchors=()
+if [ ${#data_args[@]} -gt 0 ] && [ -d "$shared/anchors" ]; then
+    venv="$root/bench/venv"
+    if [ ! -x "$venv/bin/python" ]; then
+        python3 -m venv "$venv" && "$venv/bin/pip" install -q kuzu pyoxigraph \
+            || { echo "note: could not create the anchor venv; skipping Kùzu and oxigraph" >&2; rm -rf "$venv"; }
+    fi
+    if [ -x "$venv/bin/python" ]; then
+        for a in kuzu_graph oxigraph_store; do
+            echo "running anchor $a ..." >&2
+            if "$venv/bin/python" "$shared/anchors/$a.py" "${data_args[@]}" 2>"$out/$a.log" | tail -n 1 >"$out/$a.json"; then
+                anchors+=("$out/$a.json")
+            else
+                echo "note: anchor $a failed (see $out/$a.log)" >&2
+            fi
+        done
+    fi
+fi
+
+echo "running quiver-bench ..." >&2
+./target/release/quiver-bench storage "${data_args[@]}" --synthetic-edges "$SYNTHETIC_EDGES" >"$out/quiver_storage.json"
+
+python3 - "$out/quiver_storage.json" "${anchors[@]}" <<'PY'
+import json, sys, platform, datetime
+q = json.load(open(sys.argv[1]))
+anchors = {}
+for p in sys.argv[2:]:
+    try:
+        d = json.load(open(p)); anchors[d["bench"]] = d
+    except Exception as e:
+        print(f"note: could not read {p}: {e}")
+print(f"# storage bench, {datetime.date.today()}, {platform.machine()}, {open('/proc/cpuinfo').read().count('processor')} cores")
+def row(name, ours, theirs, unit, word="faster"):
+    ratio = ""
+    if ours is not None and theirs is not None and ours > 0:
+        ratio = f"{theirs / ours:.2f}x {word}"
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"
+    print(f"| {name} | {fmt(ours)} | {fmt(theirs)} | {unit} | {ratio} |")
+k = anchors.get("kuzu_graph", {}); o = anchors.get("pyoxigraph_store", {})
+if "import_median_s" in q:
+    print(f"\nFB15k-237 train: {q['nodes']} nodes, {q['edges']} edges\n")
+    print("| measure | quiver | Kùzu | unit | ratio |\n|---|---|---|---|---|")
+    row("bulk import (median of 5)", q["import_median_s"], k.get("load_total_s"), "s")
+    row("size on disk", q["db_size_mib"], k.get("db_size_mib"), "MiB", "smaller")
+    n = q["out_neighbors_by_relation"]
+    kb = k.get("latency", {}).get("b_s_r_?o", {})
+    row("(s, r, ?o) p50", n["p50_us"], kb.get("median_us"), "µs")
+    row("(s, r, ?o) p99", n["p99_us"], kb.get("p99_us"), "µs")
+    if o:
+        print("\n| measure | quiver | oxigraph | unit | ratio |\n|---|---|---|---|---|")
+        row("bulk import", q["import_median_s"], o.get("bulk_load_s"), "s")
+        row("size on disk", q["db_size_mib"], o.get("size_after_bulk_load_mib"), "MiB", "smaller")
+        ob = o.get("latency", {}).get("s_p_?o", {})
+        row("(s, p, ?o) p50", n["p50_us"], ob.get("median_us"), "µs")
+        row("(s, p, ?o) p99", n["p99_us"], ob.get("p99_us"), "µs")
+    b = q["bucket_stream"]
+    print(f"\nbucket streaming (P={b['partitions']}, {b['bytes']/1e6:.1f} MB): median {b['median_gb_per_s']:.2f} GB/s, min {b['min_gb_per_s']:.2f}")
+s = q.get("synthetic")
+if s:
+    print(f"\nsynthetic {s['edges']} edges: import median {s['import_median_s']:.2f} s "
+          f"({s['edges']/s['import_median_s']/1e6:.2f} M edges/s), {s['db_size_mib']:.1f} MiB; "
+          f"(s, r, ?o) p50 {s['out_neighbors_by_relation']['p50_us']:.3f} µs p99 {s['out_neighbors_by_relation']['p99_us']:.3f} µs; "
+          f"bucket streaming median {s['bucket_stream']['median_gb_per_s']:.2f} GB/s ({s['bucket_stream']['bytes']/1e6:.0f} MB)")
+print(f"\nraw JSON: {sys.argv[1:]}")
+PY

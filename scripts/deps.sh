@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs (as root) or names (otherwise) what building and testing quiver needs.
+set -euo pipefail
+mkdir -p "${XDG_RUNTIME_DIR:-/tmp}"
+chmod 700 "${XDG_RUNTIME_DIR:-/tmp}" 2>/dev/null || true
+
+if ! command -v cargo >/dev/null; then
+    echo "error: cargo not found; install Rust with rustup (https://rustup.rs)" >&2
+    exit 1
+fi
+for c in fmt clippy; do
+    if ! cargo "$c" --version >/dev/null 2>&1; then
+        comp=${c/fmt/rustfmt}
+        if command -v rustup >/dev/null && rustup component add "$comp"; then continue; fi
+        echo "error: cargo $c is missing; run: rustup component add $comp" >&2
+        exit 1
+    fi
+done
+
+# System tools the tests use: tar and gzip (datasets, gzip import), a C compiler for -sys crates.
+missing=()
+command -v tar >/dev/null || missing+=(tar)
+command -v gzip >/dev/null || missing+=(gzip)
+command -v cc >/dev/null || missing+=(gcc)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    else
+        echo "error: missing packages: ${missing[*]} (as root: apt-get install ${missing[*]})" >&2
+        exit 1
+    fi
+fi
