@@ -10,6 +10,15 @@ use clap::{Parser, Subcommand};
 use quiver::import::{ImportOptions, Progress};
 use quiver::{Database, Direction};
 
+/// `println!` that returns an error instead of panicking when stdout is
+/// closed (as under `quiver stats DB | head`).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($t)*)?
+    }};
+}
+
 /// quiver: an embedded graph database with a built-in embedding engine.
 #[derive(Parser)]
 #[command(version, about)]
@@ -114,22 +123,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { db } => {
             let report = open(&db)?.check()?;
             for n in &report.notes {
-                println!("note: {n}");
+                say!("note: {n}");
             }
             if !report.ok() {
                 for p in &report.problems {
-                    println!("problem: {p}");
+                    say!("problem: {p}");
                 }
-                println!("check FAILED: {} problem(s)", report.problems.len());
+                say!("check FAILED: {} problem(s)", report.problems.len());
                 return Ok(ExitCode::from(1));
             }
-            println!("check passed");
+            say!("check passed");
         }
         Command::Buckets { db, partitions } => {
             let database = open(&db)?;
             let t = Instant::now();
             let b = database.buckets(partitions)?;
-            println!(
+            say!(
                 "{} edges in {}x{} buckets ({:.1} ms)",
                 b.edge_count(),
                 partitions,
@@ -140,13 +149,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let row: Vec<String> = (0..partitions)
                     .map(|j| b.bucket(i, j).len().to_string())
                     .collect();
-                println!("  {}", row.join("\t"));
+                say!("  {}", row.join("\t"));
             }
         }
         Command::Compact { db } => {
             let t = Instant::now();
             open(&db)?.compact()?;
-            println!("compacted in {:.1} ms", ms(t.elapsed()));
+            say!("compacted in {:.1} ms", ms(t.elapsed()));
         }
         Command::Demo { dir, users } => demo(dir, users)?,
     }
@@ -198,9 +207,12 @@ fn import(db: &Database, files: &[PathBuf], opts: &ImportOptions) -> anyhow::Res
             );
         }
     }
-    println!(
+    say!(
         "imported {} edge lines: {} new edges, {} new nodes in {:.3} s",
-        r.edges_read, r.edges_added, r.nodes_added, r.seconds
+        r.edges_read,
+        r.edges_added,
+        r.nodes_added,
+        r.seconds
     );
     Ok(())
 }
@@ -219,34 +231,41 @@ fn print_stats(db: &Database, json: bool) -> anyhow::Result<()> {
             "generation": s.generation,
             "disk_bytes": s.disk.iter().map(|(n, b)| (n.clone(), serde_json::json!(b))).collect::<serde_json::Map<_, _>>(),
         });
-        println!("{obj}");
+        say!("{obj}");
         return Ok(());
     }
-    println!(
+    say!(
         "{} nodes, {} edges (base generation {}, {} pending changes)",
-        s.nodes, s.edges, s.generation, s.delta_changes
+        s.nodes,
+        s.edges,
+        s.generation,
+        s.delta_changes
     );
-    println!("node types:");
+    say!("node types:");
     for (n, c) in &s.node_types {
-        println!("  {n:<24} {c:>12}");
+        say!("  {n:<24} {c:>12}");
     }
-    println!("relation types:");
+    say!("relation types:");
     for (n, src, dst, c) in &s.relations {
-        println!("  {:<40} {c:>12}", format!("{n} ({src} -> {dst})"));
+        say!("  {:<40} {c:>12}", format!("{n} ({src} -> {dst})"));
     }
     for (label, d) in [("out-degree", &s.out_degree), ("in-degree", &s.in_degree)] {
-        println!(
+        say!(
             "{label}: min {} median {} mean {:.2} p99 {} max {}",
-            d.min, d.median, d.mean, d.p99, d.max
+            d.min,
+            d.median,
+            d.mean,
+            d.p99,
+            d.max
         );
     }
-    println!("disk:");
+    say!("disk:");
     let mut total = 0;
     for (n, b) in &s.disk {
         total += b;
-        println!("  {n:<24} {:>10.2} MiB", *b as f64 / 1048576.0);
+        say!("  {n:<24} {:>10.2} MiB", *b as f64 / 1048576.0);
     }
-    println!("  {:<24} {:>10.2} MiB", "total", total as f64 / 1048576.0);
+    say!("  {:<24} {:>10.2} MiB", "total", total as f64 / 1048576.0);
     Ok(())
 }
 
@@ -276,18 +295,19 @@ fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
     let lines = quiver::demo::write(&shape, &mut w)?;
     std::io::Write::flush(&mut w)?;
     drop(w);
-    println!(
+    say!(
         "== generated a TwHIN-like network: {lines} typed edge lines ({} users, seed {})",
-        shape.users, shape.seed
+        shape.users,
+        shape.seed
     );
     let db_path = dir.join("db");
     let db = Database::create(&db_path)?;
     quiver::demo::create_schema(&db)?;
-    println!("== import");
+    say!("== import");
     import(&db, &[input], &ImportOptions::default())?;
-    println!("== stats");
+    say!("== stats");
     print_stats(&db, false)?;
-    println!("== neighbours of u0");
+    say!("== neighbours of u0");
     let snap = db.snapshot();
     let c = snap.catalog();
     let user = c.node_type("User")?;
@@ -299,13 +319,13 @@ fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
     {
         let r = &c.relations[rel as usize];
         let w = snap.edge_weight(rel, alice, nbr).unwrap_or(1.0);
-        println!(
+        say!(
             "  u0 -{}-> {} (weight {w})",
             r.name,
             snap.node_key(r.dst, nbr).unwrap_or("?")
         );
     }
-    println!("== a write batch: u0 follows u1, unfollows its first followee");
+    say!("== a write batch: u0 follows u1, unfollows its first followee");
     let follows = c.relation("Follows")?;
     let first = snap.out_neighbors(follows, alice).first().copied();
     let mut b = db.batch();
@@ -317,21 +337,21 @@ fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
     db.commit(b)?;
     db.flush()?;
     let after = db.snapshot();
-    println!(
+    say!(
         "  u0 now follows {} users; name = {:?}",
         after.degree(follows, alice, Direction::Out),
         db.property(user, alice, "name")?
     );
-    println!("== buckets for P=4 (what training streams)");
+    say!("== buckets for P=4 (what training streams)");
     let b = db.buckets(4)?;
-    println!(
+    say!(
         "  {} edges in 16 buckets; bucket (0,0) holds {}",
         b.edge_count(),
         b.bucket(0, 0).len()
     );
-    println!("== check");
+    say!("== check");
     let report = db.check()?;
-    println!(
+    say!(
         "  {}",
         if report.ok() {
             "check passed".to_string()

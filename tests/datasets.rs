@@ -27,8 +27,12 @@ fn import_and_compare(name: &str, entities: u32, relations: usize, edges: u64) {
     let path = tmp.path().join("db");
     {
         let db = Database::create(&path).unwrap();
-        db.import(std::slice::from_ref(&train), &ImportOptions::default(), &mut |_| {})
-            .unwrap();
+        db.import(
+            std::slice::from_ref(&train),
+            &ImportOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
     }
     let db = Database::open(&path).unwrap();
     let snap = db.snapshot();

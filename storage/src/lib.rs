@@ -28,3 +28,42 @@ pub use catalog::{BucketRef, Catalog, NodeTypeDef, RelationDef, SegmentRef, Valu
 pub use check::{CheckReport, DegreeSummary, Stats};
 pub use db::{CommitInfo, Database, Neighbors, NodeRef, Snapshot, WriteBatch};
 pub use error::{CorruptionError, ImportErrors, LineError, Result, StorageError};
+
+/// Entry points for the fuzz targets in `fuzz/`; not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::path::Path;
+
+    /// Decodes a catalog record; must return an error, never panic, on any input.
+    pub fn decode_catalog(bytes: &[u8]) -> bool {
+        crate::catalog::Catalog::decode(bytes, Path::new("fuzz")).is_ok()
+    }
+
+    /// Decodes a property value record.
+    pub fn decode_value(bytes: &[u8]) -> bool {
+        crate::catalog::Value::decode(bytes, Path::new("fuzz")).is_ok()
+    }
+
+    /// Writes `bytes` as a segment file whose catalog entry matches it (so the
+    /// checksum passes) and opens it as each kind, reading every section.
+    pub fn open_segment(dir: &Path, bytes: &[u8]) -> usize {
+        use crate::segment::{Kind, Segment};
+        if std::fs::write(dir.join("seg"), bytes).is_err() {
+            return 0;
+        }
+        let r = crate::catalog::SegmentRef {
+            file: "seg".into(),
+            len: bytes.len() as u64,
+            crc: crc32fast::hash(bytes),
+        };
+        let mut n = 0;
+        for kind in [Kind::Nodes, Kind::Adjacency, Kind::Buckets] {
+            if let Ok(s) = Segment::open(dir, &r, kind) {
+                for i in 0..s.section_count() {
+                    n += s.bytes(i).len() + s.array::<u32>(i).len();
+                }
+            }
+        }
+        n
+    }
+}
