@@ -46,6 +46,9 @@ enum Command {
         /// Create unknown node and relation types found in typed files.
         #[arg(long)]
         create_types: bool,
+        /// Edges sorted in memory before spilling a sorted run to disk (16 bytes each).
+        #[arg(long, default_value_t = quiver::import::DEFAULT_MEMORY_EDGES)]
+        memory_edges: usize,
     },
     /// Print counts per type, a degree summary and disk size per component.
     Stats {
@@ -106,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             node_type,
             skip_bad,
             create_types,
+            memory_edges,
         } => {
             if let Some(missing) = files.iter().find(|f| !f.is_file()) {
                 bail!("input file {} does not exist", missing.display());
@@ -116,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 node_type,
                 skip_bad,
                 create_types,
+                memory_edges,
             };
             import(&database, &files, &opts)?;
         }

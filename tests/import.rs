@@ -231,3 +231,43 @@ fn many_bad_lines_list_twenty_then_count_and_skip_bad_imports_the_rest() {
     assert_eq!((r.edges_added, r.skipped.total), (50, 50));
     assert_eq!(r.skipped.first[0].line, 2);
 }
+
+#[test]
+fn spilled_import_equals_in_memory_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    let mut x = 99u64;
+    for i in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Duplicates on purpose: the last weight of an edge must win in both paths.
+        text.push_str(&format!(
+            "User\tu{}\tFollows\tUser\tu{}\t{}\n",
+            x % 300,
+            (x >> 9) % 300,
+            i % 5
+        ));
+    }
+    let f = file(dir.path(), "big.tsv", text.as_bytes());
+    let small = ImportOptions {
+        memory_edges: 1000,
+        ..Default::default()
+    };
+    let a = typed_db(&dir.path().join("a"));
+    let b = typed_db(&dir.path().join("b"));
+    import(&a, std::slice::from_ref(&f), &ImportOptions::default()).unwrap();
+    import(&b, std::slice::from_ref(&f), &small).unwrap();
+    assert_eq!(named_edges(&a), named_edges(&b));
+    // A second spilled import on top of a base merges with it.
+    let g = file(dir.path(), "more.tsv", b"User\tu1\tFollows\tUser\tnew\t7\n");
+    import(&b, &[g], &small).unwrap();
+    assert_eq!(named_edges(&b).len(), named_edges(&a).len() + 1);
+    assert!(b.check().unwrap().ok());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("b/db"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

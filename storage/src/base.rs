@@ -236,8 +236,10 @@ fn check_csr(adj: &Segment, catalog: &Catalog, counts: &[u32], t: u32, d: Direct
     Ok(())
 }
 
-/// One edge with its weight, as the builders take it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One edge with its weight, as the builders take it (and as sorted runs
+/// store it on disk: 16 bytes, little-endian).
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
 pub(crate) struct WEdge {
     pub rel: u32,
     pub src: u32,
@@ -271,84 +273,142 @@ pub(crate) fn sort_dedup(edges: &[WEdge]) -> Vec<WEdge> {
     out
 }
 
-/// The five CSR arrays of one (node type, direction).
-struct Csr {
-    node_off: Vec<u32>,
-    rels: Vec<u32>,
-    group_off: Vec<u32>,
-    nbrs: Vec<u32>,
-    weights: Vec<f32>,
+/// Where each node's groups and neighbours start, per direction, over all
+/// node types (global node index = type's first index + id).
+struct Shape {
+    type_start: Vec<usize>,
+    /// Per global node, its first neighbour; one more entry at the end.
+    nbr_start: Vec<u64>,
+    /// Per global node, its first group; one more entry at the end.
+    grp_start: Vec<u64>,
 }
 
-/// Builds the CSR of every node type for direction `d`. `edges` are sorted by
-/// (rel, src, dst), so a stable counting sort on the node id alone yields each
-/// node's edges ordered by (rel, neighbour): linear time, no comparisons.
-fn build_csr(catalog: &Catalog, counts: &[u32], edges: &[WEdge], d: Direction, weighted: bool) -> Vec<Csr> {
-    let mut type_start = Vec::with_capacity(counts.len() + 1);
-    type_start.push(0usize);
-    for &c in counts {
-        type_start.push(type_start[type_start.len() - 1] + c as usize);
+fn endpoint(catalog: &Catalog, e: &WEdge, d: Direction) -> (u32, u32, u32) {
+    let r = &catalog.relations[e.rel as usize];
+    match d {
+        Direction::Out => (r.src, e.src, e.dst),
+        Direction::In => (r.dst, e.dst, e.src),
     }
-    let side = |e: &WEdge| {
-        let r = &catalog.relations[e.rel as usize];
-        match d {
-            Direction::Out => (type_start[r.src as usize] + e.src as usize, e.dst),
-            Direction::In => (type_start[r.dst as usize] + e.dst as usize, e.src),
+}
+
+impl Shape {
+    /// Counts neighbours and relation groups per node. `edges` are sorted by
+    /// (rel, src, dst), so a node's groups appear in increasing relation order
+    /// and a group starts wherever the node's last relation changes.
+    fn count(catalog: &Catalog, counts: &[u32], edges: &[WEdge], d: Direction) -> Self {
+        let mut type_start = vec![0usize];
+        for &c in counts {
+            type_start.push(type_start[type_start.len() - 1] + c as usize);
         }
-    };
-    let total = type_start[counts.len()];
-    let mut start = vec![0usize; total + 1];
-    for e in edges {
-        start[side(e).0 + 1] += 1;
-    }
-    for i in 0..total {
-        start[i + 1] += start[i];
-    }
-    let mut next = start.clone();
-    let mut order = vec![0u32; edges.len()];
-    for (i, e) in edges.iter().enumerate() {
-        let slot = &mut next[side(e).0];
-        order[*slot] = i as u32;
-        *slot += 1;
-    }
-    (0..counts.len())
-        .map(|t| {
-            let nodes = type_start[t]..type_start[t + 1];
-            let (first, last) = (start[nodes.start], start[nodes.end]);
-            let mut csr = Csr {
-                node_off: Vec::with_capacity(nodes.len() + 1),
-                rels: Vec::new(),
-                group_off: Vec::new(),
-                nbrs: Vec::with_capacity(last - first),
-                weights: Vec::new(),
-            };
-            for g in nodes {
-                csr.node_off.push(csr.rels.len() as u32);
-                let mut prev = None;
-                for &i in &order[start[g]..start[g + 1]] {
-                    let e = &edges[i as usize];
-                    if prev != Some(e.rel) {
-                        csr.rels.push(e.rel);
-                        csr.group_off.push(csr.nbrs.len() as u32);
-                        prev = Some(e.rel);
-                    }
-                    csr.nbrs.push(side(e).1);
-                    if weighted {
-                        csr.weights.push(e.weight);
-                    }
-                }
+        let total = type_start[counts.len()];
+        let mut nbr_start = vec![0u64; total + 1];
+        let mut grp_start = vec![0u64; total + 1];
+        let mut last_rel = vec![u32::MAX; total];
+        for e in edges {
+            let (t, node, _) = endpoint(catalog, e, d);
+            let g = type_start[t as usize] + node as usize;
+            nbr_start[g + 1] += 1;
+            if last_rel[g] != e.rel {
+                last_rel[g] = e.rel;
+                grp_start[g + 1] += 1;
             }
-            csr.node_off.push(csr.rels.len() as u32);
-            csr.group_off.push(csr.nbrs.len() as u32);
-            csr
+        }
+        for i in 0..total {
+            nbr_start[i + 1] += nbr_start[i];
+            grp_start[i + 1] += grp_start[i];
+        }
+        Self {
+            type_start,
+            nbr_start,
+            grp_start,
+        }
+    }
+
+    /// (neighbours, groups) of type `t`.
+    fn sizes(&self, t: usize) -> (u64, u64) {
+        let (a, b) = (self.type_start[t], self.type_start[t + 1]);
+        (
+            self.nbr_start[b] - self.nbr_start[a],
+            self.grp_start[b] - self.grp_start[a],
+        )
+    }
+}
+
+/// One (node type, direction)'s CSR sections, mapped for writing.
+struct CsrMut<'a> {
+    node_off: &'a mut [u32],
+    rels: &'a mut [u32],
+    group_off: &'a mut [u32],
+    nbrs: &'a mut [u32],
+    weights: &'a mut [f32],
+}
+
+/// Fills one direction's five sections per node type (`secs[t]`) in place.
+fn fill_csr(catalog: &Catalog, edges: &[WEdge], d: Direction, shape: &Shape, secs: Vec<[&mut [u8]; 5]>) {
+    let mut arrays: Vec<CsrMut<'_>> = secs
+        .into_iter()
+        .map(|[a, b, c, e, w]| CsrMut {
+            node_off: bytemuck::cast_slice_mut(a),
+            rels: bytemuck::cast_slice_mut(b),
+            group_off: bytemuck::cast_slice_mut(c),
+            nbrs: bytemuck::cast_slice_mut(e),
+            weights: bytemuck::cast_slice_mut(w),
         })
-        .collect()
+        .collect();
+    let ts = &shape.type_start;
+    for (
+        t,
+        CsrMut {
+            node_off, group_off, ..
+        },
+    ) in arrays.iter_mut().enumerate()
+    {
+        let g0 = shape.grp_start[ts[t]];
+        for (i, slot) in node_off.iter_mut().enumerate() {
+            *slot = (shape.grp_start[ts[t] + i] - g0) as u32;
+        }
+        let (nbrs, _) = shape.sizes(t);
+        if let Some(last) = group_off.last_mut() {
+            *last = nbrs as u32;
+        }
+    }
+    let mut nbr_cur = shape.nbr_start.clone();
+    let mut grp_cur = shape.grp_start.clone();
+    let mut last_rel = vec![u32::MAX; ts[ts.len() - 1]];
+    for e in edges {
+        let (t, node, other) = endpoint(catalog, e, d);
+        let t = t as usize;
+        let g = ts[t] + node as usize;
+        let (e0, g0) = (shape.nbr_start[ts[t]], shape.grp_start[ts[t]]);
+        let CsrMut {
+            rels,
+            group_off,
+            nbrs,
+            weights,
+            ..
+        } = &mut arrays[t];
+        if last_rel[g] != e.rel {
+            last_rel[g] = e.rel;
+            let gi = (grp_cur[g] - g0) as usize;
+            grp_cur[g] += 1;
+            rels[gi] = e.rel;
+            group_off[gi] = (nbr_cur[g] - e0) as u32;
+        }
+        let ni = (nbr_cur[g] - e0) as usize;
+        nbr_cur[g] += 1;
+        nbrs[ni] = other;
+        if let Some(w) = weights.get_mut(ni) {
+            *w = e.weight;
+        }
+    }
 }
 
 /// Writes the two base segments of generation `gen`.
 ///
 /// `keys[t]` lists the keys of type `t` in id order; `edges` must be sorted
-/// and deduplicated on `(rel, src, dst)`.
+/// and deduplicated on `(rel, src, dst)`. The adjacency is built in place in
+/// the mapped output file (two passes over `edges`, both directions on two
+/// threads), so memory grows with the node count, not the edge count.
 pub(crate) fn write_base(
     dir: &Path,
     gen: u64,
@@ -359,12 +419,45 @@ pub(crate) fn write_base(
     let counts: Vec<u32> = keys.iter().map(|k| k.len() as u32).collect();
     let weighted = edges.iter().any(|e| e.weight != 1.0);
     let (out, inn) = std::thread::scope(|s| {
-        let out = s.spawn(|| build_csr(catalog, &counts, edges, Direction::Out, weighted));
-        let inn = build_csr(catalog, &counts, edges, Direction::In, weighted);
+        let out = s.spawn(|| Shape::count(catalog, &counts, edges, Direction::Out));
+        let inn = Shape::count(catalog, &counts, edges, Direction::In);
         (out.join(), inn)
     });
     let out = out.map_err(|_| crate::StorageError::InvalidInput("adjacency build failed".into()))?;
-    let mut nodes = SegmentWriter::new(Kind::Nodes);
+    let mut lens = Vec::with_capacity(10 * counts.len());
+    for (t, &n) in counts.iter().enumerate() {
+        for shape in [&out, &inn] {
+            let (e, g) = shape.sizes(t);
+            if e >= u32::MAX as u64 {
+                return Err(crate::StorageError::InvalidInput(format!(
+                    "node type {t} has {e} edges in one direction; the format holds fewer than 2^32"
+                )));
+            }
+            let (e, g) = (e as usize, g as usize);
+            lens.extend([
+                4 * (n as usize + 1),
+                4 * g,
+                4 * (g + 1),
+                4 * e,
+                if weighted { 4 * e } else { 0 },
+            ]);
+        }
+    }
+    let mut adj = SegmentWriter::create(dir, &format!("base-{gen}.adj"), Kind::Adjacency, &lens)?;
+    let mut sections = adj.sections().into_iter();
+    let (mut out_secs, mut in_secs) = (Vec::new(), Vec::new());
+    for _ in 0..counts.len() {
+        for secs in [&mut out_secs, &mut in_secs] {
+            secs.push(std::array::from_fn(|_| sections.next().unwrap_or_default()));
+        }
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| fill_csr(catalog, edges, Direction::Out, &out, out_secs));
+        fill_csr(catalog, edges, Direction::In, &inn, in_secs);
+    });
+    let adj = adj.finish()?;
+
+    let mut owned: Vec<(Vec<u32>, Vec<u8>, Vec<u32>)> = Vec::with_capacity(keys.len());
     for ks in keys {
         let mut offsets = Vec::with_capacity(ks.len() + 1);
         let mut bytes = Vec::new();
@@ -378,22 +471,12 @@ pub(crate) fn write_base(
         }
         let mut sorted: Vec<u32> = (0..ks.len() as u32).collect();
         sorted.sort_unstable_by(|&a, &b| ks[a as usize].cmp(ks[b as usize]));
-        nodes.push(&offsets);
-        nodes.push(&bytes);
-        nodes.push(&sorted);
+        owned.push((offsets, bytes, sorted));
     }
-    let mut adj = SegmentWriter::new(Kind::Adjacency);
-    for (o, i) in out.iter().zip(&inn) {
-        for c in [o, i] {
-            adj.push(&c.node_off);
-            adj.push(&c.rels);
-            adj.push(&c.group_off);
-            adj.push(&c.nbrs);
-            adj.push(&c.weights);
-        }
-    }
-    Ok([
-        nodes.write(dir, &format!("base-{gen}.nodes"))?,
-        adj.write(dir, &format!("base-{gen}.adj"))?,
-    ])
+    let sections: Vec<&[u8]> = owned
+        .iter()
+        .flat_map(|(o, b, s)| [bytemuck::cast_slice(o), b.as_slice(), bytemuck::cast_slice(s)])
+        .collect();
+    let nodes = SegmentWriter::write(dir, &format!("base-{gen}.nodes"), Kind::Nodes, &sections)?;
+    Ok([nodes, adj])
 }

@@ -77,7 +77,7 @@ impl Buckets {
         }
     }
 
-    /// Edges of bucket (i, j), sorted by (rel, src, dst).
+    /// Edges of bucket (i, j), in source order: (source type, source, relation, destination).
     pub fn bucket(&self, i: u32, j: u32) -> &[BucketEdge] {
         let all: &[BucketEdge] = bytemuck::try_cast_slice(self.segment.bytes(2)).unwrap_or(&[]);
         &all[self.range(i, j)]
@@ -159,54 +159,55 @@ impl Database {
             .collect();
         let p = partitions as usize;
         let part = |ty: u32, id: u32| (id / part_size(counts[ty as usize], partitions)) as usize;
-        let edges: Vec<_> = snap.edges().collect();
         let bucket_of = |e: &crate::base::WEdge| {
             let r = &catalog.relations[e.rel as usize];
             part(r.src, e.src) * p + part(r.dst, e.dst)
         };
-        // Counting sort by bucket; within a bucket edges keep (rel, src, dst) order.
+        // Counting sort by bucket in two passes over the adjacency, written in
+        // place into the mapped segment: memory does not grow with the edges.
         let mut offsets = vec![0u64; p * p + 1];
-        for e in &edges {
-            offsets[bucket_of(e) + 1] += 1;
+        let mut weighted = false;
+        for e in snap.edges() {
+            offsets[bucket_of(&e) + 1] += 1;
+            weighted |= e.weight != 1.0;
         }
         for b in 0..p * p {
             offsets[b + 1] += offsets[b];
         }
-        let mut next = offsets.clone();
-        let mut packed = vec![
-            BucketEdge {
-                rel: 0,
-                src: 0,
-                dst: 0
-            };
-            edges.len()
-        ];
-        let weighted = edges.iter().any(|e| e.weight != 1.0);
-        let mut weights = vec![1f32; if weighted { edges.len() } else { 0 }];
-        let mut sorted = edges;
-        sorted.sort_unstable_by_key(|e| (e.rel, e.src, e.dst));
-        for e in &sorted {
-            let b = bucket_of(e);
-            let at = next[b] as usize;
-            next[b] += 1;
-            packed[at] = BucketEdge {
-                rel: e.rel,
-                src: e.src,
-                dst: e.dst,
-            };
-            if weighted {
-                weights[at] = e.weight;
-            }
-        }
+        let total = offsets[p * p] as usize;
         let mut meta = vec![partitions, counts.len() as u32];
         meta.extend(&counts);
-        let mut w = SegmentWriter::new(Kind::Buckets);
-        w.push(&meta);
-        w.push(&offsets);
-        w.push(&packed);
-        w.push(&weights);
         let name = format!("buckets-p{partitions}-v{}", catalog.edge_version);
-        let segment = w.write(self.path(), &name)?;
+        let lens = [
+            4 * meta.len(),
+            8 * offsets.len(),
+            size_of::<BucketEdge>() * total,
+            if weighted { 4 * total } else { 0 },
+        ];
+        let mut w = SegmentWriter::create(self.path(), &name, Kind::Buckets, &lens)?;
+        {
+            let mut secs = w.sections().into_iter();
+            let mut section = || secs.next().unwrap_or_default();
+            section().copy_from_slice(bytemuck::cast_slice(&meta));
+            section().copy_from_slice(bytemuck::cast_slice(&offsets));
+            let packed: &mut [BucketEdge] = bytemuck::cast_slice_mut(section());
+            let weights: &mut [f32] = bytemuck::cast_slice_mut(section());
+            let mut next = offsets.clone();
+            for e in snap.edges() {
+                let b = bucket_of(&e);
+                let at = next[b] as usize;
+                next[b] += 1;
+                packed[at] = BucketEdge {
+                    rel: e.rel,
+                    src: e.src,
+                    dst: e.dst,
+                };
+                if let Some(slot) = weights.get_mut(at) {
+                    *slot = e.weight;
+                }
+            }
+        }
+        let segment = w.finish()?;
         let r = BucketRef {
             partitions,
             edge_version: catalog.edge_version,

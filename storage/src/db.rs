@@ -11,6 +11,7 @@ use crate::base::{self, Base, Direction, WEdge};
 use crate::catalog::{Catalog, NodeTypeDef, RelationDef, Value, FORMAT_VERSION};
 use crate::delta::{Delta, EdgeCtx, NodeDelta};
 use crate::error::{CorruptionError, IoContext, Result, StorageError};
+use crate::extsort::{EdgeSorter, DEFAULT_CHUNK_EDGES};
 use crate::keys;
 use crate::segment::sync_dir;
 
@@ -389,19 +390,36 @@ impl Database {
     pub fn compact(&self) -> Result<()> {
         let _w = self.writer.lock();
         let snap = self.snapshot();
-        self.rebuild_base(&snap, (*snap.state.catalog).clone(), &[], Vec::new())
+        let delta = !snap.state.delta.is_empty();
+        if !delta && snap.catalog().generation > 0 {
+            return Ok(());
+        }
+        let edges = self.sorter_with(&snap, DEFAULT_CHUNK_EDGES)?.finish()?;
+        self.rebuild_base(&snap, (*snap.state.catalog).clone(), &[], &edges, delta)
     }
 
-    /// Writes a new base from `snap` plus `new_keys` (per type, continuing the
-    /// ids of `catalog`, which already counts them) and `extra` edges, then
-    /// commits it and clears the delta in one sled batch. The caller holds the
+    /// An edge sorter that already holds every edge of `snap`, so that edges
+    /// pushed later override them.
+    pub(crate) fn sorter_with(&self, snap: &Snapshot, chunk_edges: usize) -> Result<EdgeSorter> {
+        let mut sorter = EdgeSorter::new(&self.dir, chunk_edges);
+        for e in snap.edges() {
+            sorter.push(e)?;
+        }
+        Ok(sorter)
+    }
+
+    /// Writes a new base from the keys of `snap` plus `new_keys` (per type,
+    /// continuing the ids of `catalog`, which already counts them) and `edges`
+    /// (all of them, sorted), then commits it and clears the delta in one sled
+    /// batch; `changed` says whether the edges differ from `snap`'s. The caller holds the
     /// writer lock.
     pub(crate) fn rebuild_base(
         &self,
         snap: &Snapshot,
         mut catalog: Catalog,
         new_keys: &[Vec<String>],
-        extra: Vec<WEdge>,
+        edges: &[WEdge],
+        changed: bool,
     ) -> Result<()> {
         let types = catalog.node_types.len();
         let mut keys_by_type: Vec<Vec<&str>> = Vec::with_capacity(types);
@@ -418,12 +436,8 @@ impl Database {
             ks.extend(new_keys.get(t as usize).into_iter().flatten().map(String::as_str));
             keys_by_type.push(ks);
         }
-        let mut edges: Vec<WEdge> = snap.edges().collect();
-        let changed = !extra.is_empty() || !snap.state.delta.is_empty();
-        edges.extend(extra);
-        let edges = base::sort_dedup(&edges);
         let gen = catalog.generation + 1;
-        let refs = base::write_base(&self.dir, gen, &catalog, &keys_by_type, &edges)?;
+        let refs = base::write_base(&self.dir, gen, &catalog, &keys_by_type, edges)?;
         let old_files: Vec<String> = catalog.base.iter().map(|r| r.file.clone()).collect();
         catalog.generation = gen;
         catalog.base = refs.to_vec();
@@ -556,7 +570,7 @@ fn remove_unreferenced(dir: &Path, catalog: &Catalog) -> Result<()> {
         let entry = entry.at(dir)?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let ours = name.starts_with("base-") || name.starts_with("buckets-");
+        let ours = name.starts_with("base-") || name.starts_with("buckets-") || name.ends_with(".tmp");
         if ours && !live.contains(&name) {
             let _ = fs::remove_file(entry.path());
         }

@@ -28,6 +28,7 @@ use crate::base::WEdge;
 use crate::catalog::{Catalog, NodeTypeDef, RelationDef};
 use crate::db::Database;
 use crate::error::{ImportErrors, IoContext, LineError, Result, StorageError};
+pub use crate::extsort::DEFAULT_CHUNK_EDGES as DEFAULT_MEMORY_EDGES;
 
 /// How to import.
 #[derive(Debug, Clone)]
@@ -38,6 +39,9 @@ pub struct ImportOptions {
     pub skip_bad: bool,
     /// Create unknown node and relation types met in typed files.
     pub create_types: bool,
+    /// Edges held in memory before a sorted run spills to a temporary file in
+    /// the database directory (16 bytes each; default 4 Mi, 64 MiB).
+    pub memory_edges: usize,
 }
 
 impl Default for ImportOptions {
@@ -46,6 +50,7 @@ impl Default for ImportOptions {
             node_type: "Entity".into(),
             skip_bad: false,
             create_types: false,
+            memory_edges: DEFAULT_MEMORY_EDGES,
         }
     }
 }
@@ -193,7 +198,6 @@ struct Builder<'a> {
     rel_ids: HashMap<String, u32>,
     /// The node type of plain triples, once resolved.
     plain_type: Option<u32>,
-    edges: Vec<WEdge>,
     opts: &'a ImportOptions,
 }
 
@@ -268,7 +272,7 @@ impl Builder<'_> {
     }
 
     /// Interprets one line's fields. Nothing is changed when it fails.
-    fn line(&mut self, layout: Layout, f: &[Field<'_>]) -> std::result::Result<(), (u64, String)> {
+    fn line(&mut self, layout: Layout, f: &[Field<'_>]) -> std::result::Result<WEdge, (u64, String)> {
         let saved = (self.catalog.node_types.len(), self.catalog.relations.len());
         let r = self.line_inner(layout, f);
         if r.is_err() {
@@ -277,7 +281,7 @@ impl Builder<'_> {
         r
     }
 
-    fn line_inner(&mut self, layout: Layout, f: &[Field<'_>]) -> std::result::Result<(), (u64, String)> {
+    fn line_inner(&mut self, layout: Layout, f: &[Field<'_>]) -> std::result::Result<WEdge, (u64, String)> {
         let key = |f: &Field<'_>, what: &str| {
             if f.text.is_empty() {
                 Err((f.column, format!("empty {what} key")))
@@ -344,13 +348,12 @@ impl Builder<'_> {
             .map_err(|m| (rel.column, m))?;
         let src = self.node(st, &sk.text);
         let dst = self.node(dt, &dk.text);
-        self.edges.push(WEdge {
+        Ok(WEdge {
             rel: r,
             src,
             dst,
             weight,
-        });
-        Ok(())
+        })
     }
 
     fn truncate_types(&mut self, (types, rels): (usize, usize)) {
@@ -434,9 +437,10 @@ impl Database {
             type_ids,
             rel_ids,
             plain_type: None,
-            edges: Vec::new(),
             opts,
         };
+        let mut sorter = self.sorter_with(&snap, opts.memory_edges)?;
+        let existing = sorter.pushed();
         let total_bytes = files.iter().map(|f| f.metadata().map_or(0, |m| m.len())).sum();
         let mut errors = ImportErrors {
             first: Vec::new(),
@@ -483,7 +487,7 @@ impl Database {
                             } else {
                                 Layout::Typed
                             });
-                            return Ok(());
+                            return Ok(None);
                         }
                         layout = Some(if f.len() >= 5 {
                             Layout::Typed
@@ -491,15 +495,17 @@ impl Database {
                             Layout::Plain
                         });
                     }
-                    b.line(layout.unwrap_or(Layout::Plain), &f)
+                    b.line(layout.unwrap_or(Layout::Plain), &f).map(Some)
                 });
-                if let Err((column, message)) = result {
-                    errors.push(LineError {
+                match result {
+                    Ok(Some(edge)) => sorter.push(edge)?,
+                    Ok(None) => {}
+                    Err((column, message)) => errors.push(LineError {
                         file: name.clone(),
                         line: line_no,
                         column,
                         message,
-                    });
+                    }),
                 }
             }
             bytes_done += count.get();
@@ -512,16 +518,14 @@ impl Database {
         if errors.total > 0 && !opts.skip_bad {
             return Err(StorageError::ImportRejected(errors));
         }
-        let edges_read = b.edges.len() as u64;
+        let edges_read = sorter.pushed() - existing;
         let nodes_added: u64 = b.new_keys.iter().map(|k| k.len() as u64).sum();
         let before = snap.edge_count();
+        let edges = sorter.finish()?;
         let Builder {
-            catalog,
-            new_keys,
-            edges,
-            ..
+            catalog, new_keys, ..
         } = b;
-        self.rebuild_base(&snap, catalog, &new_keys, edges)?;
+        self.rebuild_base(&snap, catalog, &new_keys, &edges, edges_read > 0)?;
         let after = self.snapshot().edge_count();
         Ok(ImportReport {
             lines,

@@ -18,6 +18,7 @@ mod check;
 mod db;
 mod delta;
 mod error;
+mod extsort;
 pub mod import;
 mod keys;
 mod segment;

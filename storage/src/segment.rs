@@ -6,10 +6,9 @@
 //! length and CRC-32, so a crash leaves either no reference or a whole file.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapMut};
 
 use crate::catalog::{SegmentRef, FORMAT_VERSION};
 use crate::error::{CorruptionError, IoContext, Result};
@@ -28,102 +27,118 @@ pub(crate) enum Kind {
     Buckets = 3,
 }
 
-/// Collects sections and writes them as one segment file.
+/// A segment being written: a temporary file of its final size, mapped, whose
+/// sections the caller fills in place. `finish` checksums it, fsyncs it and
+/// renames it into place. Dropped unfinished, the temporary file is removed.
 pub(crate) struct SegmentWriter {
-    kind: Kind,
-    sections: Vec<Vec<u8>>,
+    dir: PathBuf,
+    name: String,
+    tmp: PathBuf,
+    file: File,
+    map: MmapMut,
+    table: Vec<(usize, usize)>,
+    finished: bool,
 }
 
 impl SegmentWriter {
-    pub(crate) fn new(kind: Kind) -> Self {
-        Self {
-            kind,
-            sections: Vec::new(),
-        }
-    }
-
-    pub(crate) fn push<T: bytemuck::Pod>(&mut self, data: &[T]) {
-        self.sections.push(bytemuck::cast_slice(data).to_vec());
-    }
-
-    /// Writes `dir/name` atomically and returns the reference to record.
-    pub(crate) fn write(self, dir: &Path, name: &str) -> Result<SegmentRef> {
+    /// Creates `dir/name.tmp` holding a header and sections of the given byte lengths.
+    pub(crate) fn create(dir: &Path, name: &str, kind: Kind, lens: &[usize]) -> Result<Self> {
         let tmp = dir.join(format!("{name}.tmp"));
-        let path = dir.join(name);
-        let mut table = Vec::with_capacity(self.sections.len());
-        let mut offset = align(HEADER + 16 * self.sections.len() as u64);
-        for s in &self.sections {
-            table.push((offset, s.len() as u64));
-            offset = align(offset + s.len() as u64);
+        let mut table = Vec::with_capacity(lens.len());
+        let mut offset = align(HEADER + 16 * lens.len() as u64);
+        for &l in lens {
+            table.push((offset as usize, l));
+            offset = align(offset + l as u64);
         }
-        let mut hasher = crc32fast::Hasher::new();
-        let file = File::create(&tmp).at(&tmp)?;
-        let mut w = HashingWriter {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            hasher: &mut hasher,
-            pos: 0,
-        };
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .at(&tmp)?;
+        file.set_len(offset).at(&tmp)?;
+        // SAFETY: the file was created (truncated) just now under a temporary
+        // name by this process, which holds the database lock; nothing else
+        // maps or resizes it while the map lives.
+        #[allow(unsafe_code)]
+        let mut map = unsafe { MmapMut::map_mut(&file) }.at(&tmp)?;
         let mut header = Vec::with_capacity(HEADER as usize + 16 * table.len());
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        header.extend_from_slice(&(self.kind as u32).to_le_bytes());
-        header.extend_from_slice(&(self.sections.len() as u32).to_le_bytes());
+        header.extend_from_slice(&(kind as u32).to_le_bytes());
+        header.extend_from_slice(&(lens.len() as u32).to_le_bytes());
         header.extend_from_slice(&0u32.to_le_bytes());
-        for (o, l) in &table {
-            header.extend_from_slice(&o.to_le_bytes());
-            header.extend_from_slice(&l.to_le_bytes());
+        for &(o, l) in &table {
+            header.extend_from_slice(&(o as u64).to_le_bytes());
+            header.extend_from_slice(&(l as u64).to_le_bytes());
         }
-        w.write_all(&header).at(&tmp)?;
-        for (s, (o, _)) in self.sections.iter().zip(&table) {
-            w.pad_to(*o).at(&tmp)?;
-            w.write_all(s).at(&tmp)?;
-        }
-        w.pad_to(offset).at(&tmp)?;
-        let len = w.pos;
-        let file = w.inner.into_inner().map_err(|e| e.into_error()).at(&tmp)?;
-        file.sync_all().at(&tmp)?;
-        drop(file);
-        fs::rename(&tmp, &path).at(&path)?;
-        sync_dir(dir)?;
-        Ok(SegmentRef {
-            file: name.to_string(),
-            len,
-            crc: hasher.finalize(),
+        map[..header.len()].copy_from_slice(&header);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            tmp,
+            file,
+            map,
+            table,
+            finished: false,
         })
+    }
+
+    /// Writes a segment whose sections are already in memory.
+    pub(crate) fn write(dir: &Path, name: &str, kind: Kind, sections: &[&[u8]]) -> Result<SegmentRef> {
+        let lens: Vec<usize> = sections.iter().map(|s| s.len()).collect();
+        let mut w = Self::create(dir, name, kind, &lens)?;
+        for (dst, src) in w.sections().into_iter().zip(sections) {
+            dst.copy_from_slice(src);
+        }
+        w.finish()
+    }
+
+    /// The sections, mutable and disjoint, in order.
+    pub(crate) fn sections(&mut self) -> Vec<&mut [u8]> {
+        let mut rest: &mut [u8] = &mut self.map[..];
+        let mut at = 0;
+        let mut out = Vec::with_capacity(self.table.len());
+        for &(o, l) in &self.table {
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(o - at);
+            let (section, tail) = tail.split_at_mut(l);
+            out.push(section);
+            rest = tail;
+            at = o + l;
+        }
+        out
+    }
+
+    /// Makes the segment durable under its final name and returns the
+    /// reference to record in the catalog.
+    pub(crate) fn finish(mut self) -> Result<SegmentRef> {
+        self.map.flush().at(&self.tmp)?;
+        let crc = crc32fast::hash(&self.map);
+        let len = self.map.len() as u64;
+        self.file.sync_all().at(&self.tmp)?;
+        let path = self.dir.join(&self.name);
+        fs::rename(&self.tmp, &path).at(&path)?;
+        self.finished = true;
+        sync_dir(&self.dir)?;
+        Ok(SegmentRef {
+            file: self.name.clone(),
+            len,
+            crc,
+        })
+    }
+}
+
+impl Drop for SegmentWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
 fn align(x: u64) -> u64 {
     x.div_ceil(ALIGN) * ALIGN
-}
-
-struct HashingWriter<'a, W: Write> {
-    inner: W,
-    hasher: &'a mut crc32fast::Hasher,
-    pos: u64,
-}
-
-impl<W: Write> HashingWriter<'_, W> {
-    fn pad_to(&mut self, to: u64) -> std::io::Result<()> {
-        let zeros = [0u8; ALIGN as usize];
-        while self.pos < to {
-            let n = ((to - self.pos) as usize).min(zeros.len());
-            self.write_all(&zeros[..n])?;
-        }
-        Ok(())
-    }
-}
-
-impl<W: Write> Write for HashingWriter<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.pos += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Fsyncs a directory so that a rename in it is durable.
@@ -238,11 +253,13 @@ mod tests {
     #[test]
     fn write_then_open_and_detect_damage() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = SegmentWriter::new(Kind::Nodes);
-        w.push(&[1u32, 2, 3]);
-        w.push::<u8>(b"hello");
-        w.push::<u32>(&[]);
-        let r = w.write(dir.path(), "s").unwrap();
+        let r = SegmentWriter::write(
+            dir.path(),
+            "s",
+            Kind::Nodes,
+            &[bytemuck::cast_slice(&[1u32, 2, 3]), b"hello", &[]],
+        )
+        .unwrap();
         let s = Segment::open(dir.path(), &r, Kind::Nodes).unwrap();
         assert_eq!(s.array::<u32>(0), &[1, 2, 3]);
         assert_eq!(s.bytes(1), b"hello");
