@@ -222,3 +222,46 @@ fn buckets_follow_partitions_and_stay_in_step() {
     assert_eq!(db.buckets(1).unwrap().bucket(0, 0).len(), 199);
     assert!(db.check().unwrap().ok());
 }
+
+#[test]
+fn readers_see_whole_batches_while_a_writer_commits() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Database>();
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path().join("db")).unwrap();
+    db.create_node_type("A").unwrap();
+    db.create_relation_type("r", "A", "A").unwrap();
+    const BATCHES: u32 = 60;
+    const PER: u32 = 20;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let mut checks = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) || checks == 0 {
+                    let snap = db.snapshot();
+                    let Some(hub) = snap.node_id(0, "hub") else {
+                        continue;
+                    };
+                    let seen = snap.out_neighbors(0, hub).len() as u32;
+                    // Every batch adds PER edges from the hub; a snapshot never holds part of one.
+                    assert_eq!(seen % PER, 0, "a snapshot saw {seen} edges");
+                    assert_eq!(snap.edge_count() as u32, seen);
+                    checks += 1;
+                }
+            });
+        }
+        for k in 0..BATCHES {
+            let mut b = db.batch();
+            for i in 0..PER {
+                b.insert_edge(0, "hub", format!("n{k}_{i}"), None);
+            }
+            db.commit(b).unwrap();
+            if k % 20 == 19 {
+                db.compact().unwrap();
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(db.snapshot().edge_count(), (BATCHES * PER) as u64);
+}
