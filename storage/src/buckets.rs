@@ -118,14 +118,15 @@ impl Buckets {
         if offsets.windows(2).any(|w| w[0] > w[1]) || (!weights.is_empty() && weights.len() != edges.len()) {
             return Err(bad("bucket offsets decrease or weights do not match"));
         }
-        for e in edges {
-            let ok = catalog.relations.get(e.rel as usize).is_some_and(|rd| {
-                e.src < counts.get(rd.src as usize).copied().unwrap_or(0)
-                    && e.dst < counts.get(rd.dst as usize).copied().unwrap_or(0)
-            });
-            if !ok {
-                return Err(bad("edge refers to a missing relation or node"));
-            }
+        // Id limits per relation; one branch-free pass over the edges.
+        let count = |t: u32| counts.get(t as usize).copied().unwrap_or(0);
+        let limits: Vec<(u32, u32)> = catalog.relations.iter().map(|rd| (count(rd.src), count(rd.dst))).collect();
+        let ok = edges.iter().fold(true, |ok, e| {
+            let (s, d) = limits.get(e.rel as usize).copied().unwrap_or((0, 0));
+            ok & (e.src < s) & (e.dst < d)
+        });
+        if !ok {
+            return Err(bad("edge refers to a missing relation or node"));
         }
         Ok(Self {
             segment,
