@@ -120,7 +120,11 @@ impl Buckets {
         }
         // Id limits per relation; one branch-free pass over the edges.
         let count = |t: u32| counts.get(t as usize).copied().unwrap_or(0);
-        let limits: Vec<(u32, u32)> = catalog.relations.iter().map(|rd| (count(rd.src), count(rd.dst))).collect();
+        let limits: Vec<(u32, u32)> = catalog
+            .relations
+            .iter()
+            .map(|rd| (count(rd.src), count(rd.dst)))
+            .collect();
         let ok = edges.iter().fold(true, |ok, e| {
             let (s, d) = limits.get(e.rel as usize).copied().unwrap_or((0, 0));
             ok & (e.src < s) & (e.dst < d)
