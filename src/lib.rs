@@ -7,6 +7,11 @@ pub use quiver_storage::{
     Direction, ImportErrors, LineError, Neighbors, NodeRef, Snapshot, Stats, StorageError, Value, WriteBatch,
 };
 
+pub use quiver_engine::{
+    evaluate, read_triples, train, EngineError, EpochStats, EvalReport, Loss, Model, Optimizer, Score,
+    TrainConfig, Triple,
+};
+
 /// Any error quiver returns.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -14,6 +19,9 @@ pub enum Error {
     /// From the storage layer.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// From the embedding engine.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
 }
 
 /// Short for `Result<T, quiver::Error>`.

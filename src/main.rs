@@ -76,6 +76,67 @@ enum Command {
         /// Database directory.
         db: PathBuf,
     },
+    /// Train TransE embeddings on the database's edges (CPU backend).
+    Train {
+        /// Database directory.
+        db: PathBuf,
+        /// Name to store the model under.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// `cpu` (the WGSL backend is not built yet).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Embedding dimension.
+        #[arg(long, default_value_t = 200)]
+        dim: usize,
+        /// Epochs.
+        #[arg(long, default_value_t = 10)]
+        epochs: usize,
+        /// Partitions per node type.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// Learning rate.
+        #[arg(long, default_value_t = 0.1)]
+        lr: f32,
+        /// Uniform negatives per chunk and side.
+        #[arg(long, default_value_t = 50)]
+        negatives: usize,
+        /// Edges per chunk (the chunk's other edges are negatives too).
+        #[arg(long, default_value_t = 50)]
+        chunk: usize,
+        /// margin or softmax.
+        #[arg(long, default_value = "margin")]
+        loss: String,
+        /// l1, l2 or dot.
+        #[arg(long, default_value = "l2")]
+        score: String,
+        /// Margin of the margin loss.
+        #[arg(long, default_value_t = 1.0)]
+        margin: f32,
+        /// Project node rows into the ball of this radius after updates (distance scores).
+        #[arg(long)]
+        max_norm: Option<f32>,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Filtered link-prediction metrics of a stored model on test triples.
+    Eval {
+        /// Database directory.
+        db: PathBuf,
+        /// Model name.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Test triples, `head<TAB>relation<TAB>tail`.
+        #[arg(long)]
+        test: PathBuf,
+        /// Further known triples to filter (e.g. the validation split).
+        #[arg(long)]
+        filter: Vec<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the built-in demo: generate a TwHIN-like network, import, inspect.
     Demo {
         /// Where to put the demo database (default: a temporary directory).
@@ -163,6 +224,89 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             say!("compacted in {:.1} ms", ms(t.elapsed()));
         }
         Command::Demo { dir, users } => demo(dir, users)?,
+        Command::Train {
+            db,
+            model,
+            device,
+            dim,
+            epochs,
+            partitions,
+            lr,
+            negatives,
+            chunk,
+            loss,
+            score,
+            margin,
+            max_norm,
+            seed,
+        } => {
+            if device != "cpu" {
+                bail!("--device {device}: only the CPU backend exists so far (use --device cpu)");
+            }
+            let config = quiver::TrainConfig {
+                dim,
+                epochs,
+                partitions,
+                lr,
+                uniform_negatives: negatives,
+                chunk_size: chunk,
+                loss: serde_json::from_value(serde_json::Value::String(loss.clone()))
+                    .with_context(|| format!("--loss {loss}: expected margin or softmax"))?,
+                score: serde_json::from_value(serde_json::Value::String(score.clone()))
+                    .with_context(|| format!("--score {score}: expected l1, l2 or dot"))?,
+                margin,
+                max_norm,
+                seed,
+                ..Default::default()
+            };
+            let database = open(&db)?;
+            let started = Instant::now();
+            let trained = quiver::train(&database, &config, &mut |e| {
+                eprintln!(
+                    "epoch {:>3}: loss {:.4e}, {} edges in {:.2} s ({:.0} edges/s)",
+                    e.epoch + 1,
+                    e.loss,
+                    e.edges,
+                    e.seconds,
+                    e.edges as f64 / e.seconds
+                );
+            })?;
+            trained.save(&database, &model)?;
+            say!(
+                "trained model `{model}` in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Command::Eval {
+            db,
+            model,
+            test,
+            filter,
+            json,
+        } => {
+            let database = open(&db)?;
+            let trained = quiver::Model::load(&database, &model)?;
+            let test = quiver::read_triples(&test)?;
+            let mut known = Vec::new();
+            for f in &filter {
+                known.extend(quiver::read_triples(f)?);
+            }
+            let r = quiver::evaluate(&database, &trained, &test, &known)?;
+            let obj = serde_json::json!({
+                "mrr": r.mrr, "mr": r.mr, "hits@1": r.hits1, "hits@3": r.hits3, "hits@10": r.hits10,
+                "triples": r.triples, "skipped": r.skipped, "seconds": r.seconds,
+                "ties": "realistic", "unknown_entities": "skipped",
+            });
+            database.set_model_metrics(&model, &obj.to_string())?;
+            if json {
+                say!("{obj}");
+            } else {
+                say!(
+                    "MRR {:.4}  MR {:.1}  Hits@1 {:.4}  Hits@3 {:.4}  Hits@10 {:.4}  ({} triples ranked both ways, {} skipped: entity or relation not in the database; {:.1} s)",
+                    r.mrr, r.mr, r.hits1, r.hits3, r.hits10, r.triples, r.skipped, r.seconds
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,1 +1,44 @@
-//! The embedding engine (TransE on wgpu compute pipelines and a native CPU backend); built in the engine issue.
+//! quiver's embedding engine: TransE (h + r ≈ t) trained PyTorch-BigGraph
+//! style against the edge buckets in storage, and scored for link prediction.
+//!
+//! This is the native CPU backend: the trainer walks the P×P buckets of an
+//! epoch, trains each bucket in chunks that share their negatives (so a
+//! chunk's scores are one matrix product), and updates rows with row-wise
+//! Adagrad or SGD. The WGSL backend (issue 3) will sit behind the same kernels.
+
+mod config;
+mod eval;
+mod kernels;
+mod model;
+mod train;
+
+pub use config::{Loss, Optimizer, Score, TrainConfig};
+pub use eval::{evaluate, read_triples, EvalReport, Triple};
+pub use model::Model;
+pub use train::{train, EpochStats};
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// From the storage layer.
+    #[error(transparent)]
+    Storage(#[from] quiver_storage::StorageError),
+    /// A training or evaluation setting that cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A stored model that does not match the database or this build.
+    #[error("model `{name}`: {message}")]
+    Model {
+        /// The model name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A test or filter file that cannot be read.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Short for `Result<T, EngineError>`.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

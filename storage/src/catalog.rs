@@ -69,6 +69,24 @@ pub struct Catalog {
     pub base_counts: Vec<u32>,
     /// Bucket segments, at most one per partition count.
     pub buckets: Vec<BucketRef>,
+    /// Stored models (embeddings), by name.
+    pub models: Vec<ModelRef>,
+    /// Counter that makes model file names unique.
+    pub model_seq: u64,
+}
+
+/// A stored model: its name, the engine's settings and metrics (JSON text
+/// that storage does not interpret) and one segment of `f32` sections.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    /// Model name, unique in the database.
+    pub name: String,
+    /// How it was trained (engine-defined JSON).
+    pub settings: String,
+    /// Latest evaluation (engine-defined JSON; empty when none).
+    pub metrics: String,
+    /// The segment with the model's arrays.
+    pub segment: SegmentRef,
 }
 
 impl Catalog {

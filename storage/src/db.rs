@@ -564,13 +564,17 @@ fn remove_unreferenced(dir: &Path, catalog: &Catalog) -> Result<()> {
         .base
         .iter()
         .chain(catalog.buckets.iter().map(|b| &b.segment))
+        .chain(catalog.models.iter().map(|m| &m.segment))
         .map(|r| r.file.as_str())
         .collect();
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let ours = name.starts_with("base-") || name.starts_with("buckets-") || name.ends_with(".tmp");
+        let ours = ["base-", "buckets-", "model-"]
+            .iter()
+            .any(|p| name.starts_with(p))
+            || name.ends_with(".tmp");
         if ours && !live.contains(&name) {
             let _ = fs::remove_file(entry.path());
         }

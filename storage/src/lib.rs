@@ -21,14 +21,18 @@ mod error;
 mod extsort;
 pub mod import;
 mod keys;
+mod models;
 mod segment;
 
 pub use base::Direction;
 pub use buckets::{BucketEdge, Buckets};
-pub use catalog::{BucketRef, Catalog, NodeTypeDef, RelationDef, SegmentRef, Value, FORMAT_VERSION};
+pub use catalog::{
+    BucketRef, Catalog, ModelRef, NodeTypeDef, RelationDef, SegmentRef, Value, FORMAT_VERSION,
+};
 pub use check::{CheckReport, DegreeSummary, Stats};
 pub use db::{CommitInfo, Database, Neighbors, NodeRef, Snapshot, WriteBatch};
 pub use error::{CorruptionError, ImportErrors, LineError, Result, StorageError};
+pub use models::StoredModel;
 
 /// Entry points for the fuzz targets in `fuzz/`; not part of the API.
 #[doc(hidden)]

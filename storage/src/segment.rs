@@ -25,6 +25,7 @@ pub(crate) enum Kind {
     Nodes = 1,
     Adjacency = 2,
     Buckets = 3,
+    Model = 4,
 }
 
 /// A segment being written: a temporary file of its final size, mapped, whose

@@ -1,0 +1,122 @@
+//! Training settings.
+
+use serde::{Deserialize, Serialize};
+
+/// How a triple is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Score {
+    /// f = −‖h + r − t‖₁ (TransE with L1).
+    L1,
+    /// f = −‖h + r − t‖₂ (TransE with L2; PBG's translation + l2).
+    L2,
+    /// f = (h + r)·t (PBG's translation + dot, as in TwHIN).
+    Dot,
+}
+
+/// Training loss over a positive and its negatives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    /// Σ max(0, margin − f(pos) + f(neg)) (the TransE paper, PBG's ranking loss).
+    Margin,
+    /// Cross-entropy of the positive among positive and negatives (PBG's softmax).
+    Softmax,
+}
+
+/// Parameter update rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    /// Row-wise Adagrad, as PBG: one accumulator per embedding row.
+    Adagrad,
+    /// Plain stochastic gradient descent.
+    Sgd,
+}
+
+/// Everything a training run needs to know; stored with the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// Embedding dimension (shared by all node types and relations).
+    pub dim: usize,
+    /// Passes over all buckets.
+    pub epochs: usize,
+    /// Partitions per node type (P); the trainer walks P×P buckets.
+    pub partitions: u32,
+    /// Score function.
+    pub score: Score,
+    /// Loss.
+    pub loss: Loss,
+    /// Margin of the margin loss.
+    pub margin: f32,
+    /// Optimizer.
+    pub optimizer: Optimizer,
+    /// Learning rate for node embeddings.
+    pub lr: f32,
+    /// Learning rate for relation vectors (defaults to `lr`).
+    pub relation_lr: Option<f32>,
+    /// Edges per chunk; each edge's in-batch negatives are the chunk's other edges.
+    pub chunk_size: usize,
+    /// Uniform negatives per chunk and side, shared by the chunk's edges.
+    pub uniform_negatives: usize,
+    /// Use the chunk's other edges as negatives too.
+    pub batch_negatives: bool,
+    /// For distance scores, project touched node rows back into the unit
+    /// ball after each update (the TransE paper's normalisation).
+    pub max_norm: Option<f32>,
+    /// Scale of the uniform initialisation: rows start in ±init_scale/√d.
+    pub init_scale: f32,
+    /// Seed for initialisation, shuffling and negative sampling.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            dim: 200,
+            epochs: 10,
+            partitions: 1,
+            score: Score::L2,
+            loss: Loss::Margin,
+            margin: 1.0,
+            optimizer: Optimizer::Adagrad,
+            lr: 0.1,
+            relation_lr: None,
+            chunk_size: 50,
+            uniform_negatives: 50,
+            batch_negatives: true,
+            max_norm: None,
+            init_scale: 6.0,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Rejects settings that cannot train.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: &str| Err(crate::EngineError::Config(m.to_string()));
+        if self.dim == 0 || self.dim > 65536 {
+            return bad("dim must be in 1..=65536");
+        }
+        if self.partitions == 0 {
+            return bad("partitions must be at least 1");
+        }
+        if self.chunk_size == 0 {
+            return bad("chunk_size must be at least 1");
+        }
+        if self.uniform_negatives == 0 && !self.batch_negatives {
+            return bad("no negatives: set uniform_negatives > 0 or batch_negatives");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite())
+            || self.relation_lr.is_some_and(|r| !(r >= 0.0 && r.is_finite()))
+        {
+            return bad("learning rates must be positive and finite");
+        }
+        if !self.margin.is_finite() || !self.init_scale.is_finite() || self.init_scale <= 0.0 {
+            return bad("margin and init_scale must be finite (init_scale > 0)");
+        }
+        Ok(())
+    }
+}
