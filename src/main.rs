@@ -113,9 +113,10 @@ enum Command {
         /// Margin of the margin loss.
         #[arg(long, default_value_t = 1.0)]
         margin: f32,
-        /// Project node rows into the ball of this radius after updates (distance scores).
-        #[arg(long)]
-        max_norm: Option<f32>,
+        /// Project node rows into the ball of this radius after updates
+        /// (distance scores; 0 turns it off).
+        #[arg(long, default_value_t = 1.0)]
+        max_norm: f32,
         /// Seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -255,7 +256,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 score: serde_json::from_value(serde_json::Value::String(score.clone()))
                     .with_context(|| format!("--score {score}: expected l1, l2 or dot"))?,
                 margin,
-                max_norm,
+                max_norm: (max_norm > 0.0).then_some(max_norm),
                 seed,
                 ..Default::default()
             };

@@ -86,7 +86,7 @@ impl Default for TrainConfig {
             chunk_size: 50,
             uniform_negatives: 50,
             batch_negatives: true,
-            max_norm: None,
+            max_norm: Some(1.0),
             init_scale: 6.0,
             seed: 0,
         }

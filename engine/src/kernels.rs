@@ -34,13 +34,71 @@ pub(crate) fn score(score: Score, q: &[f32], k: &[f32]) -> f32 {
     }
 }
 
-/// `s[i*m + j] = score(q_i, k_j)` for `c` queries and `m` candidates of dimension `d`.
-pub(crate) fn scores(kind: Score, q: &[f32], k: &[f32], d: usize, s: &mut [f32]) {
-    let m = k.len() / d;
-    for (qi, row) in q.chunks_exact(d).zip(s.chunks_exact_mut(m)) {
-        for (kj, out) in k.chunks_exact(d).zip(row.iter_mut()) {
-            *out = score(kind, qi, kj);
+/// A matrix operand: row-major data and whether to use its transpose.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    transposed: bool,
+}
+
+impl<'a> Mat<'a> {
+    fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            transposed: false,
         }
+    }
+    fn t(self) -> Self {
+        Self {
+            transposed: !self.transposed,
+            ..self
+        }
+    }
+    /// (rows, cols, row stride, column stride) of the operand as used.
+    fn shape(&self) -> (usize, usize, isize, isize) {
+        if self.transposed {
+            (self.cols, self.rows, 1, self.cols as isize)
+        } else {
+            (self.rows, self.cols, self.cols as isize, 1)
+        }
+    }
+}
+
+/// `c = alpha·a·b + beta·c` with `c` row-major `m × n`.
+fn gemm(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) {
+    let (m, k, rsa, csa) = a.shape();
+    let (k2, n, rsb, csb) = b.shape();
+    assert!(
+        k == k2 && a.data.len() >= a.rows * a.cols && b.data.len() >= b.rows * b.cols && c.len() >= m * n
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the assert above proves every index that sgemm computes from
+    // these shapes and strides lies inside `a`, `b` and `c`; `c` is borrowed
+    // mutably and does not alias `a` or `b`.
+    #[allow(unsafe_code)]
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            rsa,
+            csa,
+            b.data.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
     }
 }
 
@@ -48,6 +106,36 @@ pub(crate) fn scores(kind: Score, q: &[f32], k: &[f32], d: usize, s: &mut [f32])
 fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += a * xi;
+    }
+}
+
+fn sq_norms(x: &[f32], d: usize) -> Vec<f32> {
+    x.chunks_exact(d).map(|r| dot(r, r)).collect()
+}
+
+/// `s[i*m + j] = score(q_i, k_j)` for `c` queries and `m` candidates of
+/// dimension `d`. Dot and L2 go through one matrix product (L2 expands
+/// ‖q − k‖² = ‖q‖² + ‖k‖² − 2 q·k); L1 has no such form.
+pub(crate) fn scores(kind: Score, q: &[f32], k: &[f32], d: usize, s: &mut [f32]) {
+    let (c, m) = (q.len() / d, k.len() / d);
+    match kind {
+        Score::L1 => {
+            for (qi, row) in q.chunks_exact(d).zip(s.chunks_exact_mut(m)) {
+                for (kj, out) in k.chunks_exact(d).zip(row.iter_mut()) {
+                    *out = score(kind, qi, kj);
+                }
+            }
+        }
+        Score::Dot => gemm(1.0, Mat::new(q, c, d), Mat::new(k, m, d).t(), 0.0, s),
+        Score::L2 => {
+            gemm(-2.0, Mat::new(q, c, d), Mat::new(k, m, d).t(), 0.0, s);
+            let (qn, kn) = (sq_norms(q, d), sq_norms(k, d));
+            for (i, row) in s.chunks_exact_mut(m).enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = -(*v + qn[i] + kn[j]).max(0.0).sqrt();
+                }
+            }
+        }
     }
 }
 
@@ -63,34 +151,41 @@ pub(crate) fn backward(
     dq: &mut [f32],
     dk: &mut [f32],
 ) {
-    let m = k.len() / d;
-    for (i, qi) in q.chunks_exact(d).enumerate() {
-        let dqi = &mut dq[i * d..(i + 1) * d];
-        for (j, kj) in k.chunks_exact(d).enumerate() {
-            let gij = g[i * m + j];
-            if gij == 0.0 {
-                continue;
+    let (c, m) = (q.len() / d, k.len() / d);
+    match kind {
+        Score::Dot => {
+            gemm(1.0, Mat::new(g, c, m), Mat::new(k, m, d), 1.0, dq);
+            gemm(1.0, Mat::new(g, c, m).t(), Mat::new(q, c, d), 1.0, dk);
+        }
+        Score::L2 => {
+            // f = −‖q − k‖: ∂f/∂q = −(q − k)/‖q − k‖, ∂f/∂k = (q − k)/‖q − k‖. With
+            // w = g/‖q − k‖: dq = w·k − rowsum(w)·q and dk = wᵀ·q − colsum(w)·k.
+            let w: Vec<f32> = g
+                .iter()
+                .zip(s)
+                .map(|(&gv, &sv)| if sv < 0.0 { gv / -sv } else { 0.0 })
+                .collect();
+            gemm(1.0, Mat::new(&w, c, m), Mat::new(k, m, d), 1.0, dq);
+            gemm(1.0, Mat::new(&w, c, m).t(), Mat::new(q, c, d), 1.0, dk);
+            for (i, dqi) in dq.chunks_exact_mut(d).enumerate() {
+                let sum: f32 = w[i * m..(i + 1) * m].iter().sum();
+                axpy(-sum, &q[i * d..(i + 1) * d], dqi);
             }
-            let dkj = &mut dk[j * d..(j + 1) * d];
-            match kind {
-                Score::Dot => {
-                    axpy(gij, kj, dqi);
-                    axpy(gij, qi, dkj);
-                }
-                Score::L2 => {
-                    // f = −‖q − k‖: ∂f/∂q = −(q − k)/‖q − k‖, ∂f/∂k = (q − k)/‖q − k‖.
-                    let dist = -s[i * m + j];
-                    if dist > 0.0 {
-                        let w = gij / dist;
-                        for l in 0..d {
-                            let diff = qi[l] - kj[l];
-                            dqi[l] -= w * diff;
-                            dkj[l] += w * diff;
-                        }
+            for (j, dkj) in dk.chunks_exact_mut(d).enumerate() {
+                let sum: f32 = (0..c).map(|i| w[i * m + j]).sum();
+                axpy(-sum, &k[j * d..(j + 1) * d], dkj);
+            }
+        }
+        Score::L1 => {
+            // f = −Σ|q − k|: ∂f/∂q = −sign(q − k).
+            for (i, qi) in q.chunks_exact(d).enumerate() {
+                let dqi = &mut dq[i * d..(i + 1) * d];
+                for (j, kj) in k.chunks_exact(d).enumerate() {
+                    let gij = g[i * m + j];
+                    if gij == 0.0 {
+                        continue;
                     }
-                }
-                Score::L1 => {
-                    // f = −Σ|q − k|: ∂f/∂q = −sign(q − k).
+                    let dkj = &mut dk[j * d..(j + 1) * d];
                     for l in 0..d {
                         let sg = (qi[l] - kj[l]).signum() * gij;
                         dqi[l] -= sg;

@@ -29,6 +29,7 @@ fn config(score: Score, loss: Loss) -> TrainConfig {
         uniform_negatives: 8,
         lr: 0.1,
         seed: 3,
+        max_norm: None,
         ..Default::default()
     }
 }
@@ -46,6 +47,22 @@ fn loss_falls_and_runs_are_deterministic() {
             let b = train(&db, &config(score, loss), &mut |_| {}).unwrap();
             assert_eq!(a, b, "{score:?} {loss:?}: same seed, different model");
         }
+    }
+}
+
+#[test]
+fn max_norm_keeps_rows_in_the_ball() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ring(dir.path(), 40);
+    let cfg = TrainConfig {
+        max_norm: Some(1.0),
+        epochs: 3,
+        ..config(Score::L2, Loss::Margin)
+    };
+    let model = train(&db, &cfg, &mut |_| {}).unwrap();
+    for id in 0..40 {
+        let norm: f32 = model.node(0, id).iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!(norm <= 1.0 + 1e-5, "{norm}");
     }
 }
 
