@@ -85,9 +85,8 @@ struct Task {
     known: Vec<u32>,
 }
 
-/// Queries scored per block against all candidates, to reuse cached rows.
+/// Queries scored together against all candidates: one matrix product.
 const QUERY_BLOCK: usize = 64;
-const CANDIDATE_BLOCK: usize = 256;
 
 /// Ranks every test triple in both directions. `filter` holds further known
 /// triples (e.g. the validation split); the test triples filter each other.
@@ -199,14 +198,8 @@ fn rank_tasks(model: &Model, tasks: &[Task], d: usize) -> Vec<f64> {
         let n = table.len() / d;
         scores.clear();
         scores.resize(block.len() * n, 0f32);
-        for cb in (0..n).step_by(CANDIDATE_BLOCK) {
-            let rows = &table[cb * d..(cb + CANDIDATE_BLOCK).min(n) * d];
-            for (qi, task) in block.iter().enumerate() {
-                for (k, cand) in rows.chunks_exact(d).enumerate() {
-                    scores[qi * n + cb + k] = kernels::score(model.config.score, &task.query, cand);
-                }
-            }
-        }
+        let queries: Vec<f32> = block.iter().flat_map(|t| t.query.iter().copied()).collect();
+        kernels::scores(model.config.score, &queries, table, d, &mut scores);
         for (qi, task) in block.iter().enumerate() {
             let row = &scores[qi * n..(qi + 1) * n];
             let n = row.len();

@@ -34,17 +34,25 @@ pub struct EpochStats {
     pub seconds: f64,
 }
 
-/// Buffers reused across chunks.
+/// One side's buffers: queries, candidates, scores and their gradients.
 #[derive(Default)]
-struct Work {
+struct Side {
     q: Vec<f32>,
     k: Vec<f32>,
     s: Vec<f32>,
     g: Vec<f32>,
     dq: Vec<f32>,
     dk: Vec<f32>,
-    w: Vec<f32>,
+    /// (node type, row) of each candidate.
     rows: Vec<(u32, u32)>,
+    loss: f64,
+}
+
+/// Buffers reused across chunks.
+#[derive(Default)]
+struct Work {
+    sides: [Side; 2],
+    w: Vec<f32>,
     /// (node type, row) → slot in `grads`.
     slots: HashMap<(u32, u32), usize>,
     grads: Vec<f32>,
@@ -70,7 +78,11 @@ fn below(rng: &mut Xoshiro256PlusPlus, n: u32) -> u32 {
 }
 
 /// Trains a new model on the database's current edges.
-pub fn train(db: &Database, config: &TrainConfig, on_epoch: &mut dyn FnMut(&EpochStats)) -> Result<Model> {
+pub fn train(
+    db: &Database,
+    config: &TrainConfig,
+    on_epoch: &mut (dyn FnMut(&EpochStats) + Send),
+) -> Result<Model> {
     config.validate()?;
     let buckets = db.buckets(config.partitions)?;
     let snap = db.snapshot();
@@ -83,23 +95,27 @@ pub fn train(db: &Database, config: &TrainConfig, on_epoch: &mut dyn FnMut(&Epoc
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut work = Work::default();
     let p = config.partitions;
-    for epoch in 0..config.epochs {
-        let started = Instant::now();
-        let (mut loss, mut edges) = (0f64, 0u64);
-        for i in 0..p {
-            for j in 0..p {
-                let (l, n) = train_bucket(&mut model, &buckets, &ends, (i, j), &mut rng, &mut work);
-                loss += l;
-                edges += n;
+    // The loop runs on a worker of rayon's pool, so that `join` in a chunk
+    // hands one side to the other worker instead of waking two threads.
+    rayon::scope(|_| {
+        for epoch in 0..config.epochs {
+            let started = Instant::now();
+            let (mut loss, mut edges) = (0f64, 0u64);
+            for i in 0..p {
+                for j in 0..p {
+                    let (l, n) = train_bucket(&mut model, &buckets, &ends, (i, j), &mut rng, &mut work);
+                    loss += l;
+                    edges += n;
+                }
             }
+            on_epoch(&EpochStats {
+                epoch,
+                loss,
+                edges,
+                seconds: started.elapsed().as_secs_f64(),
+            });
         }
-        on_epoch(&EpochStats {
-            epoch,
-            loss,
-            edges,
-            seconds: started.elapsed().as_secs_f64(),
-        });
-    }
+    });
     Ok(model)
 }
 
@@ -162,7 +178,9 @@ fn train_bucket(
     (loss, edges.len() as u64)
 }
 
-/// Trains one chunk of edges sharing relation `rel`; returns its loss.
+/// Trains one chunk of edges sharing relation `rel`; returns its loss. The
+/// two sides (corrupted tails, corrupted heads) are computed in parallel and
+/// their gradients summed in a fixed order, so results do not depend on timing.
 #[allow(clippy::too_many_arguments)]
 fn train_chunk(
     model: &mut Model,
@@ -174,97 +192,112 @@ fn train_chunk(
     rng: &mut Xoshiro256PlusPlus,
     work: &mut Work,
 ) -> f64 {
-    let cfg = &model.config;
-    let (d, c, n) = (cfg.dim, heads.len(), cfg.uniform_negatives);
-    let m = c + n;
-    let distance = cfg.score != Score::Dot;
+    let (d, n) = (model.config.dim, model.config.uniform_negatives);
+    // Side 0 corrupts tails: queries h + r against tails; side 1 corrupts
+    // heads: queries t − r (distance) or t (dot) against heads.
+    let plan = [
+        (heads, src_t, tails, dst_t, &tail_negs),
+        (tails, dst_t, heads, src_t, &head_negs),
+    ];
+    for (side, &(_, _, k_nodes, k_type, negs)) in work.sides.iter_mut().zip(&plan) {
+        side.rows.clear();
+        side.rows.extend(k_nodes.iter().map(|&x| (k_type, x)));
+        for _ in 0..n {
+            side.rows
+                .push((k_type, negs.start + below(rng, negs.end - negs.start)));
+        }
+    }
+    let [s0, s1] = &mut work.sides;
+    let (m, w) = (&*model, &work.w);
+    rayon::join(
+        || forward_backward(m, rel, 0, plan[0].0, plan[0].1, w, s0),
+        || forward_backward(m, rel, 1, plan[1].0, plan[1].1, w, s1),
+    );
     work.slots.clear();
     work.grads.clear();
     work.rel_grad.clear();
     work.rel_grad.resize(d, 0.0);
+    let distance = model.config.score != Score::Dot;
     let mut loss = 0.0;
-    // Side 0 corrupts tails: queries h + r against tails; side 1 corrupts
-    // heads: queries t − r (distance) or t (dot) against heads.
-    for side in 0..2 {
-        let (q_nodes, q_type, k_nodes, k_type, negs) = if side == 0 {
-            (heads, src_t, tails, dst_t, &tail_negs)
-        } else {
-            (tails, dst_t, heads, src_t, &head_negs)
-        };
-        work.rows.clear();
-        work.rows.extend(k_nodes.iter().map(|&x| (k_type, x)));
-        for _ in 0..n {
-            work.rows
-                .push((k_type, negs.start + below(rng, negs.end - negs.start)));
-        }
-        let r = model.relation(rel);
-        work.q.clear();
-        for &x in q_nodes {
-            let e = model.node(q_type, x);
-            match (side, distance) {
-                (0, _) => work.q.extend(e.iter().zip(r).map(|(a, b)| a + b)),
-                (_, true) => work.q.extend(e.iter().zip(r).map(|(a, b)| a - b)),
-                (_, false) => work.q.extend_from_slice(e),
-            }
-        }
-        work.k.clear();
-        for &(t, x) in &work.rows {
-            work.k.extend_from_slice(model.node(t, x));
-        }
-        work.s.resize(c * m, 0.0);
-        work.g.resize(c * m, 0.0);
-        kernels::scores(cfg.score, &work.q, &work.k, d, &mut work.s);
-        loss += kernels::loss(
-            cfg.loss,
-            cfg.margin,
-            &work.s,
-            c,
-            m,
-            cfg.batch_negatives,
-            &work.w,
-            &mut work.g,
-        );
-        work.dq.clear();
-        work.dq.resize(c * d, 0.0);
-        work.dk.clear();
-        work.dk.resize(m * d, 0.0);
-        kernels::backward(
-            cfg.score,
-            &work.q,
-            &work.k,
-            &work.s,
-            &work.g,
-            d,
-            &mut work.dq,
-            &mut work.dk,
-        );
+    for (index, &(q_nodes, q_type, ..)) in plan.iter().enumerate() {
+        let side = std::mem::take(&mut work.sides[index]);
+        loss += side.loss;
         // Chain rule: q = h + r (side 0) or t − r (side 1, distance) or t (side 1, dot).
-        let sign = if side == 0 {
-            1.0
-        } else if distance {
-            -1.0
-        } else {
-            0.0
+        let sign = match (index, distance) {
+            (0, _) => 1.0,
+            (_, true) => -1.0,
+            (_, false) => 0.0,
         };
-        let dq = std::mem::take(&mut work.dq);
         for (a, &x) in q_nodes.iter().enumerate() {
-            let g = &dq[a * d..(a + 1) * d];
+            let g = &side.dq[a * d..(a + 1) * d];
             work.grad(q_type, x, g);
             for (rg, gv) in work.rel_grad.iter_mut().zip(g) {
                 *rg += sign * gv;
             }
         }
-        work.dq = dq;
-        let dk = std::mem::take(&mut work.dk);
-        let rows = std::mem::take(&mut work.rows);
-        for (a, &(t, x)) in rows.iter().enumerate() {
-            work.grad(t, x, &dk[a * d..(a + 1) * d]);
+        for (a, &(t, x)) in side.rows.iter().enumerate() {
+            work.grad(t, x, &side.dk[a * d..(a + 1) * d]);
         }
-        work.rows = rows;
-        work.dk = dk;
+        work.sides[index] = side;
     }
     apply(model, rel, work);
     loss
+}
+
+/// Scores, loss and gradients of one side of a chunk, into `side`.
+fn forward_backward(
+    model: &Model,
+    rel: u32,
+    index: usize,
+    q_nodes: &[u32],
+    q_type: u32,
+    w: &[f32],
+    side: &mut Side,
+) {
+    let cfg = &model.config;
+    let (d, c) = (cfg.dim, q_nodes.len());
+    let m = side.rows.len();
+    let r = model.relation(rel);
+    side.q.clear();
+    for &x in q_nodes {
+        let e = model.node(q_type, x);
+        match (index, cfg.score != Score::Dot) {
+            (0, _) => side.q.extend(e.iter().zip(r).map(|(a, b)| a + b)),
+            (_, true) => side.q.extend(e.iter().zip(r).map(|(a, b)| a - b)),
+            (_, false) => side.q.extend_from_slice(e),
+        }
+    }
+    side.k.clear();
+    for &(t, x) in &side.rows {
+        side.k.extend_from_slice(model.node(t, x));
+    }
+    side.s.resize(c * m, 0.0);
+    side.g.resize(c * m, 0.0);
+    kernels::scores(cfg.score, &side.q, &side.k, d, &mut side.s);
+    side.loss = kernels::loss(
+        cfg.loss,
+        cfg.margin,
+        &side.s,
+        c,
+        m,
+        cfg.batch_negatives,
+        w,
+        &mut side.g,
+    );
+    side.dq.clear();
+    side.dq.resize(c * d, 0.0);
+    side.dk.clear();
+    side.dk.resize(m * d, 0.0);
+    kernels::backward(
+        cfg.score,
+        &side.q,
+        &side.k,
+        &side.s,
+        &side.g,
+        d,
+        &mut side.dq,
+        &mut side.dk,
+    );
 }
 
 fn step(opt: Optimizer, lr: f32, row: &mut [f32], state: &mut f32, g: &[f32]) {
