@@ -69,6 +69,9 @@ pub struct TrainConfig {
     pub init_scale: f32,
     /// Seed for initialisation, shuffling and negative sampling.
     pub seed: u64,
+    /// Training threads (0: one per core). With more than one, updates race
+    /// as in PBG's Hogwild and runs are no longer bit-for-bit repeatable.
+    pub threads: usize,
 }
 
 impl Default for TrainConfig {
@@ -89,6 +92,7 @@ impl Default for TrainConfig {
             max_norm: Some(1.0),
             init_scale: 6.0,
             seed: 0,
+            threads: 0,
         }
     }
 }

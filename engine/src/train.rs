@@ -5,11 +5,14 @@
 //! uniform negatives drawn from the partitions of the current bucket, as PBG
 //! does, so that a chunk's scores form one dense `c × (c + n)` block.
 //!
-//! Updates are applied after each chunk, once per distinct row with the
-//! gradients of that row summed (as autograd would), single-threaded and
-//! therefore deterministic for a seed.
+//! Threads take turns over a bucket's chunks and update the shared tables
+//! without locks (Hogwild, as PBG): rows are read and written through relaxed
+//! atomic loads and stores, so a concurrent update may be lost but nothing is
+//! torn or undefined. With `threads = 1` a run is deterministic for its seed.
+//! Within a chunk, each distinct row gets one update with its gradients summed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Instant;
 
 use quiver_storage::{Buckets, Database};
@@ -34,6 +37,39 @@ pub struct EpochStats {
     pub seconds: f64,
 }
 
+/// Views `x` as atomics for shared, lock-free updates.
+fn atomics(x: &mut [f32]) -> &[AtomicU32] {
+    // SAFETY: `AtomicU32` has the same size and alignment as `u32`, hence as
+    // `f32` (4 and 4), and any bit pattern is valid for both. The exclusive
+    // borrow of `x` guarantees that, while the view lives, every access to
+    // these floats goes through the atomics.
+    #[allow(unsafe_code)]
+    unsafe {
+        &*(x as *mut [f32] as *const [AtomicU32])
+    }
+}
+
+/// The model's tables, shared by the training threads.
+struct Params<'a> {
+    d: usize,
+    nodes: Vec<&'a [AtomicU32]>,
+    node_state: Vec<&'a [AtomicU32]>,
+    relations: &'a [AtomicU32],
+    relation_state: &'a [AtomicU32],
+}
+
+impl Params<'_> {
+    fn read(row: &[AtomicU32], out: &mut Vec<f32>) {
+        out.extend(row.iter().map(|a| f32::from_bits(a.load(Relaxed))));
+    }
+    fn node(&self, t: u32, x: u32) -> &[AtomicU32] {
+        &self.nodes[t as usize][x as usize * self.d..(x as usize + 1) * self.d]
+    }
+    fn relation(&self, r: u32) -> &[AtomicU32] {
+        &self.relations[r as usize * self.d..(r as usize + 1) * self.d]
+    }
+}
+
 /// One side's buffers: queries, candidates, scores and their gradients.
 #[derive(Default)]
 struct Side {
@@ -43,15 +79,16 @@ struct Side {
     g: Vec<f32>,
     dq: Vec<f32>,
     dk: Vec<f32>,
-    /// (node type, row) of each candidate.
-    rows: Vec<(u32, u32)>,
-    loss: f64,
 }
 
-/// Buffers reused across chunks.
+/// A thread's buffers, reused across chunks.
 #[derive(Default)]
 struct Work {
-    sides: [Side; 2],
+    side: Side,
+    r: Vec<f32>,
+    row: Vec<f32>,
+    /// (node type, row) of each candidate.
+    rows: Vec<(u32, u32)>,
     w: Vec<f32>,
     /// (node type, row) → slot in `grads`.
     slots: HashMap<(u32, u32), usize>,
@@ -78,11 +115,7 @@ fn below(rng: &mut Xoshiro256PlusPlus, n: u32) -> u32 {
 }
 
 /// Trains a new model on the database's current edges.
-pub fn train(
-    db: &Database,
-    config: &TrainConfig,
-    on_epoch: &mut (dyn FnMut(&EpochStats) + Send),
-) -> Result<Model> {
+pub fn train(db: &Database, config: &TrainConfig, on_epoch: &mut dyn FnMut(&EpochStats)) -> Result<Model> {
     config.validate()?;
     let buckets = db.buckets(config.partitions)?;
     let snap = db.snapshot();
@@ -92,98 +125,137 @@ pub fn train(
         .collect();
     let mut model = Model::init(config, &counts, catalog.relations.len());
     let ends: Vec<(u32, u32)> = catalog.relations.iter().map(|r| (r.src, r.dst)).collect();
+    let threads = match config.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15);
-    let mut work = Work::default();
+    let mut works: Vec<Work> = (0..threads).map(|_| Work::default()).collect();
+    let Model {
+        nodes,
+        node_state,
+        relations,
+        relation_state,
+        ..
+    } = &mut model;
+    let params = Params {
+        d: config.dim,
+        nodes: nodes.iter_mut().map(|t| atomics(t)).collect(),
+        node_state: node_state.iter_mut().map(|t| atomics(t)).collect(),
+        relations: atomics(relations),
+        relation_state: atomics(relation_state),
+    };
     let p = config.partitions;
-    // The loop runs on a worker of rayon's pool, so that `join` in a chunk
-    // hands one side to the other worker instead of waking two threads.
-    rayon::scope(|_| {
-        for epoch in 0..config.epochs {
-            let started = Instant::now();
-            let (mut loss, mut edges) = (0f64, 0u64);
-            for i in 0..p {
-                for j in 0..p {
-                    let (l, n) = train_bucket(&mut model, &buckets, &ends, (i, j), &mut rng, &mut work);
-                    loss += l;
-                    edges += n;
-                }
+    for epoch in 0..config.epochs {
+        let started = Instant::now();
+        let (mut loss, mut edges) = (0f64, 0u64);
+        for i in 0..p {
+            for j in 0..p {
+                let (l, n) = train_bucket(&params, config, &buckets, &ends, (i, j), &mut rng, &mut works);
+                loss += l;
+                edges += n;
             }
-            on_epoch(&EpochStats {
-                epoch,
-                loss,
-                edges,
-                seconds: started.elapsed().as_secs_f64(),
-            });
         }
-    });
+        on_epoch(&EpochStats {
+            epoch,
+            loss,
+            edges,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    drop(params);
     Ok(model)
 }
 
+/// A chunk: positions `range` of the bucket's relation-grouped edge order.
+type Chunk = std::ops::Range<usize>;
+
 fn train_bucket(
-    model: &mut Model,
+    params: &Params<'_>,
+    cfg: &TrainConfig,
     buckets: &Buckets,
     ends: &[(u32, u32)],
     (i, j): (u32, u32),
     rng: &mut Xoshiro256PlusPlus,
-    work: &mut Work,
+    works: &mut [Work],
 ) -> (f64, u64) {
     let edges = buckets.bucket(i, j);
     let weights = buckets.weights(i, j);
     // Group by relation, shuffle within each, cut into chunks, shuffle the chunks.
-    let mut by_rel: Vec<u32> = (0..edges.len() as u32).collect();
-    by_rel.sort_unstable_by_key(|&e| edges[e as usize].rel);
-    let mut chunks = Vec::new();
+    let mut order: Vec<u32> = (0..edges.len() as u32).collect();
+    order.sort_unstable_by_key(|&e| edges[e as usize].rel);
+    let mut chunks: Vec<Chunk> = Vec::new();
     let mut start = 0;
-    while start < by_rel.len() {
-        let rel = edges[by_rel[start] as usize].rel;
+    while start < order.len() {
+        let rel = edges[order[start] as usize].rel;
         let end = start
-            + by_rel[start..]
+            + order[start..]
                 .iter()
                 .take_while(|&&e| edges[e as usize].rel == rel)
                 .count();
-        let group = &mut by_rel[start..end];
+        let group = &mut order[start..end];
         for a in (1..group.len()).rev() {
             group.swap(a, below(rng, a as u32 + 1) as usize);
         }
-        for c in (start..end).step_by(model.config.chunk_size) {
-            chunks.push(c..(c + model.config.chunk_size).min(end));
+        for c in (start..end).step_by(cfg.chunk_size) {
+            chunks.push(c..(c + cfg.chunk_size).min(end));
         }
         start = end;
     }
     for a in (1..chunks.len()).rev() {
         chunks.swap(a, below(rng, a as u32 + 1) as usize);
     }
-    let mut loss = 0.0;
-    for range in chunks {
-        let idx = &by_rel[range];
-        let rel = edges[idx[0] as usize].rel;
-        let (src_t, dst_t) = ends[rel as usize];
-        let heads: Vec<u32> = idx.iter().map(|&e| edges[e as usize].src).collect();
-        let tails: Vec<u32> = idx.iter().map(|&e| edges[e as usize].dst).collect();
-        work.w.clear();
-        work.w.extend(idx.iter().filter_map(|&e| weights.get(e as usize)));
-        let tail_negs = buckets.partition_range(dst_t, j);
-        let head_negs = buckets.partition_range(src_t, i);
-        loss += train_chunk(
-            model,
-            rel,
-            (src_t, dst_t),
-            &heads,
-            &tails,
-            (head_negs, tail_negs),
-            rng,
-            work,
-        );
-    }
+    let seeds: Vec<u64> = works.iter().map(|_| rng.next_u64()).collect();
+    let stride = works.len();
+    let run = |t: usize, work: &mut Work| -> f64 {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seeds[t]);
+        let mut loss = 0.0;
+        for range in chunks.iter().skip(t).step_by(stride) {
+            let idx = &order[range.clone()];
+            let rel = edges[idx[0] as usize].rel;
+            let (src_t, dst_t) = ends[rel as usize];
+            let heads: Vec<u32> = idx.iter().map(|&e| edges[e as usize].src).collect();
+            let tails: Vec<u32> = idx.iter().map(|&e| edges[e as usize].dst).collect();
+            work.w.clear();
+            work.w.extend(idx.iter().filter_map(|&e| weights.get(e as usize)));
+            let negs = (
+                buckets.partition_range(src_t, i),
+                buckets.partition_range(dst_t, j),
+            );
+            loss += train_chunk(
+                params,
+                cfg,
+                rel,
+                (src_t, dst_t),
+                &heads,
+                &tails,
+                negs,
+                &mut rng,
+                work,
+            );
+        }
+        loss
+    };
+    let loss = if works.len() == 1 {
+        run(0, &mut works[0])
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = works
+                .iter_mut()
+                .enumerate()
+                .map(|(t, w)| s.spawn(move || run(t, w)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(f64::NAN)).sum()
+        })
+    };
     (loss, edges.len() as u64)
 }
 
-/// Trains one chunk of edges sharing relation `rel`; returns its loss. The
-/// two sides (corrupted tails, corrupted heads) are computed in parallel and
-/// their gradients summed in a fixed order, so results do not depend on timing.
+/// Trains one chunk of edges sharing relation `rel`; returns its loss.
 #[allow(clippy::too_many_arguments)]
 fn train_chunk(
-    model: &mut Model,
+    params: &Params<'_>,
+    cfg: &TrainConfig,
     rel: u32,
     (src_t, dst_t): (u32, u32),
     heads: &[u32],
@@ -192,156 +264,155 @@ fn train_chunk(
     rng: &mut Xoshiro256PlusPlus,
     work: &mut Work,
 ) -> f64 {
-    let (d, n) = (model.config.dim, model.config.uniform_negatives);
-    // Side 0 corrupts tails: queries h + r against tails; side 1 corrupts
-    // heads: queries t − r (distance) or t (dot) against heads.
-    let plan = [
-        (heads, src_t, tails, dst_t, &tail_negs),
-        (tails, dst_t, heads, src_t, &head_negs),
-    ];
-    for (side, &(_, _, k_nodes, k_type, negs)) in work.sides.iter_mut().zip(&plan) {
-        side.rows.clear();
-        side.rows.extend(k_nodes.iter().map(|&x| (k_type, x)));
-        for _ in 0..n {
-            side.rows
-                .push((k_type, negs.start + below(rng, negs.end - negs.start)));
-        }
-    }
-    let [s0, s1] = &mut work.sides;
-    let (m, w) = (&*model, &work.w);
-    rayon::join(
-        || forward_backward(m, rel, 0, plan[0].0, plan[0].1, w, s0),
-        || forward_backward(m, rel, 1, plan[1].0, plan[1].1, w, s1),
-    );
+    let (d, c, n) = (cfg.dim, heads.len(), cfg.uniform_negatives);
+    let m = c + n;
+    let distance = cfg.score != Score::Dot;
     work.slots.clear();
     work.grads.clear();
     work.rel_grad.clear();
     work.rel_grad.resize(d, 0.0);
-    let distance = model.config.score != Score::Dot;
+    work.r.clear();
+    Params::read(params.relation(rel), &mut work.r);
     let mut loss = 0.0;
-    for (index, &(q_nodes, q_type, ..)) in plan.iter().enumerate() {
-        let side = std::mem::take(&mut work.sides[index]);
-        loss += side.loss;
+    // Side 0 corrupts tails: queries h + r against tails; side 1 corrupts
+    // heads: queries t − r (distance) or t (dot) against heads.
+    for index in 0..2 {
+        let (q_nodes, q_type, k_nodes, k_type, negs) = if index == 0 {
+            (heads, src_t, tails, dst_t, &tail_negs)
+        } else {
+            (tails, dst_t, heads, src_t, &head_negs)
+        };
+        work.rows.clear();
+        work.rows.extend(k_nodes.iter().map(|&x| (k_type, x)));
+        for _ in 0..n {
+            work.rows
+                .push((k_type, negs.start + below(rng, negs.end - negs.start)));
+        }
+        let side = &mut work.side;
+        side.q.clear();
+        for &x in q_nodes {
+            work.row.clear();
+            Params::read(params.node(q_type, x), &mut work.row);
+            match (index, distance) {
+                (0, _) => side.q.extend(work.row.iter().zip(&work.r).map(|(a, b)| a + b)),
+                (_, true) => side.q.extend(work.row.iter().zip(&work.r).map(|(a, b)| a - b)),
+                (_, false) => side.q.extend_from_slice(&work.row),
+            }
+        }
+        side.k.clear();
+        for &(t, x) in &work.rows {
+            Params::read(params.node(t, x), &mut side.k);
+        }
+        side.s.resize(c * m, 0.0);
+        side.g.resize(c * m, 0.0);
+        kernels::scores(cfg.score, &side.q, &side.k, d, &mut side.s);
+        loss += kernels::loss(
+            cfg.loss,
+            cfg.margin,
+            &side.s,
+            c,
+            m,
+            cfg.batch_negatives,
+            &work.w,
+            &mut side.g,
+        );
+        side.dq.clear();
+        side.dq.resize(c * d, 0.0);
+        side.dk.clear();
+        side.dk.resize(m * d, 0.0);
+        kernels::backward(
+            cfg.score,
+            &side.q,
+            &side.k,
+            &side.s,
+            &side.g,
+            d,
+            &mut side.dq,
+            &mut side.dk,
+        );
         // Chain rule: q = h + r (side 0) or t − r (side 1, distance) or t (side 1, dot).
         let sign = match (index, distance) {
             (0, _) => 1.0,
             (_, true) => -1.0,
             (_, false) => 0.0,
         };
+        let (dq, dk) = (
+            std::mem::take(&mut work.side.dq),
+            std::mem::take(&mut work.side.dk),
+        );
         for (a, &x) in q_nodes.iter().enumerate() {
-            let g = &side.dq[a * d..(a + 1) * d];
+            let g = &dq[a * d..(a + 1) * d];
             work.grad(q_type, x, g);
             for (rg, gv) in work.rel_grad.iter_mut().zip(g) {
                 *rg += sign * gv;
             }
         }
-        for (a, &(t, x)) in side.rows.iter().enumerate() {
-            work.grad(t, x, &side.dk[a * d..(a + 1) * d]);
+        let rows = std::mem::take(&mut work.rows);
+        for (a, &(t, x)) in rows.iter().enumerate() {
+            work.grad(t, x, &dk[a * d..(a + 1) * d]);
         }
-        work.sides[index] = side;
+        (work.side.dq, work.side.dk, work.rows) = (dq, dk, rows);
     }
-    apply(model, rel, work);
+    apply(params, cfg, rel, work);
     loss
 }
 
-/// Scores, loss and gradients of one side of a chunk, into `side`.
-fn forward_backward(
-    model: &Model,
-    rel: u32,
-    index: usize,
-    q_nodes: &[u32],
-    q_type: u32,
-    w: &[f32],
-    side: &mut Side,
-) {
-    let cfg = &model.config;
-    let (d, c) = (cfg.dim, q_nodes.len());
-    let m = side.rows.len();
-    let r = model.relation(rel);
-    side.q.clear();
-    for &x in q_nodes {
-        let e = model.node(q_type, x);
-        match (index, cfg.score != Score::Dot) {
-            (0, _) => side.q.extend(e.iter().zip(r).map(|(a, b)| a + b)),
-            (_, true) => side.q.extend(e.iter().zip(r).map(|(a, b)| a - b)),
-            (_, false) => side.q.extend_from_slice(e),
-        }
-    }
-    side.k.clear();
-    for &(t, x) in &side.rows {
-        side.k.extend_from_slice(model.node(t, x));
-    }
-    side.s.resize(c * m, 0.0);
-    side.g.resize(c * m, 0.0);
-    kernels::scores(cfg.score, &side.q, &side.k, d, &mut side.s);
-    side.loss = kernels::loss(
-        cfg.loss,
-        cfg.margin,
-        &side.s,
-        c,
-        m,
-        cfg.batch_negatives,
-        w,
-        &mut side.g,
-    );
-    side.dq.clear();
-    side.dq.resize(c * d, 0.0);
-    side.dk.clear();
-    side.dk.resize(m * d, 0.0);
-    kernels::backward(
-        cfg.score,
-        &side.q,
-        &side.k,
-        &side.s,
-        &side.g,
-        d,
-        &mut side.dq,
-        &mut side.dk,
-    );
-}
-
-fn step(opt: Optimizer, lr: f32, row: &mut [f32], state: &mut f32, g: &[f32]) {
+/// One optimizer step on a shared row; `scratch` receives the row's new value.
+fn step(opt: Optimizer, lr: f32, row: &[AtomicU32], state: &AtomicU32, g: &[f32], scratch: &mut Vec<f32>) {
     let scale = match opt {
         Optimizer::Sgd => lr,
         Optimizer::Adagrad => {
-            *state += kernels::dot(g, g) / g.len() as f32;
-            lr / (state.sqrt() + 1e-10)
+            let s = f32::from_bits(state.load(Relaxed)) + kernels::dot(g, g) / g.len() as f32;
+            state.store(s.to_bits(), Relaxed);
+            lr / (s.sqrt() + 1e-10)
         }
     };
-    for (x, gv) in row.iter_mut().zip(g) {
+    scratch.clear();
+    Params::read(row, scratch);
+    for (x, gv) in scratch.iter_mut().zip(g) {
         *x -= scale * gv;
     }
 }
 
-fn apply(model: &mut Model, rel: u32, work: &Work) {
-    let cfg = model.config.clone();
+fn write(row: &[AtomicU32], values: &[f32]) {
+    for (a, v) in row.iter().zip(values) {
+        a.store(v.to_bits(), Relaxed);
+    }
+}
+
+fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, work: &mut Work) {
     let d = cfg.dim;
+    let mut scratch = std::mem::take(&mut work.row);
     for (&(t, x), &slot) in &work.slots {
-        let (t, x) = (t as usize, x as usize);
-        let row = &mut model.nodes[t][x * d..(x + 1) * d];
+        let (row, state) = (params.node(t, x), &params.node_state[t as usize][x as usize]);
         step(
             cfg.optimizer,
             cfg.lr,
             row,
-            &mut model.node_state[t][x],
+            state,
             &work.grads[slot * d..(slot + 1) * d],
+            &mut scratch,
         );
         if let (Some(max), true) = (cfg.max_norm, cfg.score != Score::Dot) {
-            let norm = kernels::dot(row, row).sqrt();
+            let norm = kernels::dot(&scratch, &scratch).sqrt();
             if norm > max {
-                row.iter_mut().for_each(|v| *v *= max / norm);
+                scratch.iter_mut().for_each(|v| *v *= max / norm);
             }
         }
+        write(row, &scratch);
     }
-    let r = rel as usize;
     let lr = cfg.relation_lr.unwrap_or(cfg.lr);
     if lr > 0.0 {
+        let row = params.relation(rel);
         step(
             cfg.optimizer,
             lr,
-            &mut model.relations[r * d..(r + 1) * d],
-            &mut model.relation_state[r],
+            row,
+            &params.relation_state[rel as usize],
             &work.rel_grad,
+            &mut scratch,
         );
+        write(row, &scratch);
     }
+    work.row = scratch;
 }

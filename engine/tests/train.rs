@@ -30,6 +30,7 @@ fn config(score: Score, loss: Loss) -> TrainConfig {
         lr: 0.1,
         seed: 3,
         max_norm: None,
+        threads: 1,
         ..Default::default()
     }
 }
