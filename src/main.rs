@@ -120,6 +120,16 @@ enum Command {
         /// Seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Training threads (0: one per core; 1: bit-for-bit repeatable).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Keep resident partitions under this many MiB beyond the current bucket's (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        memory_budget: usize,
+        /// Continue the stopped run of --model from its last finished bucket
+        /// (its stored settings apply; the other options are ignored).
+        #[arg(long)]
+        resume: bool,
     },
     /// Filtered link-prediction metrics of a stored model on test triples.
     Eval {
@@ -240,6 +250,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             margin,
             max_norm,
             seed,
+            threads,
+            memory_budget,
+            resume,
         } => {
             if device != "cpu" {
                 bail!("--device {device}: only the CPU backend exists so far (use --device cpu)");
@@ -258,21 +271,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 margin,
                 max_norm: (max_norm > 0.0).then_some(max_norm),
                 seed,
+                threads,
+                memory_budget_mib: memory_budget,
                 ..Default::default()
             };
             let database = open(&db)?;
             let started = Instant::now();
-            let trained = quiver::train(&database, &config, &mut |e| {
+            let mut log = |e: &quiver::EpochStats| {
                 eprintln!(
-                    "epoch {:>3}: loss {:.4e}, {} edges in {:.2} s ({:.0} edges/s)",
+                    "epoch {:>3}: loss {:.4e}, {} edges in {:.2} s ({:.0} edges/s, {:.0}% moving partitions)",
                     e.epoch + 1,
                     e.loss,
                     e.edges,
                     e.seconds,
-                    e.edges as f64 / e.seconds
+                    e.edges as f64 / e.seconds,
+                    100.0 * e.io_share
                 );
-            })?;
-            trained.save(&database, &model)?;
+            };
+            if resume {
+                quiver::resume(&database, &model, &mut log)?;
+            } else {
+                quiver::train(&database, &model, &config, &mut log)?;
+            }
             say!(
                 "trained model `{model}` in {:.1} s",
                 started.elapsed().as_secs_f64()

@@ -69,6 +69,9 @@ pub struct TrainConfig {
     pub init_scale: f32,
     /// Seed for initialisation, shuffling and negative sampling.
     pub seed: u64,
+    /// Resident partitions beyond those of the current bucket are dropped,
+    /// least recently used first, while they take more than this (0: no limit).
+    pub memory_budget_mib: usize,
     /// Training threads (0: one per core). With more than one, updates race
     /// as in PBG's Hogwild and runs are no longer bit-for-bit repeatable.
     pub threads: usize,
@@ -93,6 +96,7 @@ impl Default for TrainConfig {
             init_scale: 6.0,
             seed: 0,
             threads: 0,
+            memory_budget_mib: 0,
         }
     }
 }

@@ -15,7 +15,7 @@ mod train;
 pub use config::{Loss, Optimizer, Score, TrainConfig};
 pub use eval::{evaluate, read_triples, EvalReport, Triple};
 pub use model::Model;
-pub use train::{train, EpochStats};
+pub use train::{resume, train, EpochStats};
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,11 @@
 //! A trained model: one embedding table per node type, one translation vector
-//! per relation, and the optimizer's row state; stored in the database as one
-//! model segment (arrays: relations, relation state, then per node type its
-//! table and its state).
+//! per relation, and the optimizer's row state.
+//!
+//! In the database a model is stored in parts, so that training can hold only
+//! some partitions in memory and checkpoint only what changed: part
+//! `relations` holds the relation vectors and their state; part `nodes/T/P`
+//! holds partition P of node type T (rows `P·s .. min((P+1)·s, n)` with
+//! `s = ceil(n / partitions)`, as the buckets use) and its state.
 
 use quiver_storage::Database;
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
@@ -11,51 +15,62 @@ use serde::{Deserialize, Serialize};
 use crate::config::TrainConfig;
 use crate::{EngineError, Result};
 
-/// Embeddings of every node and relation.
+/// Embeddings of every node and relation, in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
-    /// How it was (or will be) trained.
+    /// How it was trained.
     pub config: TrainConfig,
     /// Per node type: `count × dim` row-major.
     pub nodes: Vec<Vec<f32>>,
     /// `relations × dim` row-major.
     pub relations: Vec<f32>,
-    /// Adagrad accumulators, one per node row.
-    pub(crate) node_state: Vec<Vec<f32>>,
-    /// Adagrad accumulators, one per relation.
-    pub(crate) relation_state: Vec<f32>,
 }
 
 /// What is stored beside the arrays.
-#[derive(Serialize, Deserialize)]
-struct Settings {
-    config: TrainConfig,
-    node_counts: Vec<u32>,
-    relations: usize,
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub(crate) struct Settings {
+    pub config: TrainConfig,
+    pub node_counts: Vec<u32>,
+    pub relations: usize,
+}
+
+impl Settings {
+    /// Rows per partition of node type `t`.
+    pub(crate) fn part_size(&self, t: usize) -> u32 {
+        self.node_counts[t].div_ceil(self.config.partitions).max(1)
+    }
+
+    /// Row range of partition `p` of node type `t`.
+    pub(crate) fn part_range(&self, t: usize, p: u32) -> std::ops::Range<u32> {
+        let (n, s) = (self.node_counts[t], self.part_size(t));
+        (p * s).min(n)..((p + 1) * s).min(n)
+    }
+}
+
+pub(crate) fn part_key(t: usize, p: u32) -> String {
+    format!("nodes/{t}/{p}")
+}
+
+pub(crate) const RELATIONS_KEY: &str = "relations";
+
+/// `rows × dim` values uniform in ±init_scale/√dim, from a seed of their own,
+/// so that any partition can be initialised alone and identically.
+pub(crate) fn init_rows(config: &TrainConfig, seed: u64, rows: usize) -> Vec<f32> {
+    let d = config.dim;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let bound = config.init_scale / (d as f32).sqrt();
+    (0..rows * d)
+        .map(|_| ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * bound)
+        .collect()
+}
+
+/// Seed of node type `t`'s partition `p`, or of the relations (`None`).
+pub(crate) fn part_seed(config: &TrainConfig, part: Option<(usize, u32)>) -> u64 {
+    let tag = part.map_or(0, |(t, p)| 1 + ((t as u64) << 32 | p as u64));
+    config.seed ^ tag.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 impl Model {
-    /// A freshly initialised model: rows uniform in ±init_scale/√dim.
-    pub fn init(config: &TrainConfig, node_counts: &[u32], relations: usize) -> Self {
-        let d = config.dim;
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed);
-        let bound = config.init_scale / (d as f32).sqrt();
-        let mut table = |rows: usize| -> Vec<f32> {
-            (0..rows * d)
-                .map(|_| ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * bound)
-                .collect()
-        };
-        let nodes: Vec<Vec<f32>> = node_counts.iter().map(|&n| table(n as usize)).collect();
-        let relations = table(relations);
-        Self {
-            config: config.clone(),
-            node_state: node_counts.iter().map(|&n| vec![0.0; n as usize]).collect(),
-            relation_state: vec![0.0; relations.len() / d.max(1)],
-            nodes,
-            relations,
-        }
-    }
-
     /// Embedding dimension.
     pub fn dim(&self) -> usize {
         self.config.dim
@@ -78,55 +93,43 @@ impl Model {
             .unwrap_or(&[])
     }
 
-    /// Stores the model in `db` under `name`, replacing any model of that name.
-    pub fn save(&self, db: &Database, name: &str) -> Result<()> {
-        let settings = Settings {
-            config: self.config.clone(),
-            node_counts: self.node_state.iter().map(|s| s.len() as u32).collect(),
-            relations: self.relation_state.len(),
-        };
-        let settings = serde_json::to_string(&settings).map_err(|e| EngineError::Config(e.to_string()))?;
-        let mut arrays: Vec<&[f32]> = vec![&self.relations, &self.relation_state];
-        for (t, s) in self.nodes.iter().zip(&self.node_state) {
-            arrays.push(t);
-            arrays.push(s);
-        }
-        db.save_model(name, &settings, &arrays)?;
-        Ok(())
-    }
-
-    /// Loads model `name` from `db`, checking that its shapes are consistent.
+    /// Loads model `name` from `db`, assembling its partitions, and checks
+    /// that the shapes are consistent. Partitions never trained (a run
+    /// stopped early) come out as initialised.
     pub fn load(db: &Database, name: &str) -> Result<Self> {
-        let stored = db.model(name)?;
+        let info = db.model_info(name)?;
         let bad = |m: &str| EngineError::Model {
             name: name.to_string(),
             message: m.to_string(),
         };
-        let s: Settings =
-            serde_json::from_str(&stored.info().settings).map_err(|e| bad(&format!("settings: {e}")))?;
+        let s: Settings = serde_json::from_str(&info.settings).map_err(|e| bad(&format!("settings: {e}")))?;
         let d = s.config.dim;
-        if stored.len() != 2 + 2 * s.node_counts.len() {
-            return Err(bad("wrong number of arrays"));
+        let relations = match db.model_part(name, RELATIONS_KEY)? {
+            Some(part) => part.array(0).to_vec(),
+            None => init_rows(&s.config, part_seed(&s.config, None), s.relations),
+        };
+        if relations.len() != s.relations * d {
+            return Err(bad("relation vectors have the wrong size"));
         }
-        let (rel, rel_state) = (stored.array(0).to_vec(), stored.array(1).to_vec());
-        if rel.len() != s.relations * d || rel_state.len() != s.relations {
-            return Err(bad("relation arrays have the wrong size"));
-        }
-        let (mut nodes, mut node_state) = (Vec::new(), Vec::new());
-        for (t, &n) in s.node_counts.iter().enumerate() {
-            let (table, state) = (stored.array(2 + 2 * t), stored.array(3 + 2 * t));
-            if table.len() != n as usize * d || state.len() != n as usize {
-                return Err(bad(&format!("arrays of node type {t} have the wrong size")));
+        let mut nodes = Vec::with_capacity(s.node_counts.len());
+        for t in 0..s.node_counts.len() {
+            let mut table = Vec::with_capacity(s.node_counts[t] as usize * d);
+            for p in 0..s.config.partitions {
+                let rows = s.part_range(t, p).len();
+                match db.model_part(name, &part_key(t, p))? {
+                    Some(part) if part.array(0).len() == rows * d => table.extend_from_slice(part.array(0)),
+                    Some(_) => {
+                        return Err(bad(&format!("partition {p} of node type {t} has the wrong size")))
+                    }
+                    None => table.extend(init_rows(&s.config, part_seed(&s.config, Some((t, p))), rows)),
+                }
             }
-            nodes.push(table.to_vec());
-            node_state.push(state.to_vec());
+            nodes.push(table);
         }
         Ok(Self {
             config: s.config,
             nodes,
-            relations: rel,
-            node_state,
-            relation_state: rel_state,
+            relations,
         })
     }
 }

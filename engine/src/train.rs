@@ -1,15 +1,23 @@
 //! The trainer: Algorithm 1 of the TwHIN talk (PyTorch-BigGraph's) over the
-//! stored buckets. Each epoch walks the P×P buckets; a bucket's edges are
-//! grouped by relation, shuffled and cut into chunks; each chunk is trained on
-//! both sides (corrupting tails, then heads) against its own edges and a set of
-//! uniform negatives drawn from the partitions of the current bucket, as PBG
-//! does, so that a chunk's scores form one dense `c × (c + n)` block.
+//! stored buckets, out of core. Each epoch walks the P×P buckets in
+//! inside-out order (consecutive buckets share a partition); for bucket (i, j)
+//! only partition i of the source types and partition j of the destination
+//! types of its relations are resident, loaded from the model's stored parts
+//! (or initialised) and, beyond `memory_budget_mib`, the least recently used
+//! others are dropped. After every bucket the partitions it changed, the
+//! relation vectors and the position are saved, so a killed run resumes from
+//! the last finished bucket ([`resume`]).
 //!
+//! A bucket's edges are grouped by relation, shuffled and cut into chunks;
+//! each chunk is trained on both sides (corrupting tails, then heads) against
+//! its own edges and uniform negatives drawn from the bucket's partitions, as
+//! PBG does, so that a chunk's scores form one dense `c × (c + n)` block.
 //! Threads take turns over a bucket's chunks and update the shared tables
 //! without locks (Hogwild, as PBG): rows are read and written through relaxed
 //! atomic loads and stores, so a concurrent update may be lost but nothing is
-//! torn or undefined. With `threads = 1` a run is deterministic for its seed.
-//! Within a chunk, each distinct row gets one update with its gradients summed.
+//! torn or undefined. With `threads = 1` a run is deterministic for its seed,
+//! resumed or not. Within a chunk each distinct row gets one update with its
+//! gradients summed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -18,23 +26,26 @@ use std::time::Instant;
 use quiver_storage::{Buckets, Database};
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Optimizer, Score, TrainConfig};
 use crate::kernels;
-use crate::model::Model;
-use crate::Result;
+use crate::model::{init_rows, part_key, part_seed, Model, Settings, RELATIONS_KEY};
+use crate::{EngineError, Result};
 
 /// What one epoch did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpochStats {
     /// 0-based epoch.
     pub epoch: usize,
-    /// Summed loss over the epoch.
+    /// Summed loss over the buckets trained in this epoch.
     pub loss: f64,
     /// Positive edges trained.
     pub edges: u64,
     /// Wall time of the epoch.
     pub seconds: f64,
+    /// Share of that time spent loading and saving partitions.
+    pub io_share: f64,
 }
 
 /// Views `x` as atomics for shared, lock-free updates.
@@ -49,24 +60,52 @@ fn atomics(x: &mut [f32]) -> &[AtomicU32] {
     }
 }
 
-/// The model's tables, shared by the training threads.
+/// A resident partition of a node type's table and its optimizer state.
+struct Part {
+    table: Vec<f32>,
+    state: Vec<f32>,
+    last_used: usize,
+}
+
+/// One resident partition as the training threads see it.
+struct PartView<'a> {
+    t: u32,
+    p: u32,
+    start: u32,
+    table: &'a [AtomicU32],
+    state: &'a [AtomicU32],
+}
+
+/// The tables a bucket trains, shared by the training threads.
 struct Params<'a> {
     d: usize,
-    nodes: Vec<&'a [AtomicU32]>,
-    node_state: Vec<&'a [AtomicU32]>,
+    part_size: &'a [u32],
+    views: Vec<PartView<'a>>,
     relations: &'a [AtomicU32],
     relation_state: &'a [AtomicU32],
 }
 
 impl Params<'_> {
-    fn read(row: &[AtomicU32], out: &mut Vec<f32>) {
-        out.extend(row.iter().map(|a| f32::from_bits(a.load(Relaxed))));
+    /// Appends a row's values to `out` (zeros if the row is not resident,
+    /// which the bucket check before training rules out).
+    fn read(&self, row: Option<&[AtomicU32]>, out: &mut Vec<f32>) {
+        match row {
+            Some(row) => out.extend(row.iter().map(|a| f32::from_bits(a.load(Relaxed)))),
+            None => out.extend(std::iter::repeat_n(0.0, self.d)),
+        }
     }
-    fn node(&self, t: u32, x: u32) -> &[AtomicU32] {
-        &self.nodes[t as usize][x as usize * self.d..(x as usize + 1) * self.d]
+    fn node(&self, t: u32, x: u32) -> Option<(&[AtomicU32], &AtomicU32)> {
+        let p = x / self.part_size[t as usize];
+        let v = self.views.iter().find(|v| v.t == t && v.p == p)?;
+        let r = (x - v.start) as usize;
+        Some((v.table.get(r * self.d..(r + 1) * self.d)?, v.state.get(r)?))
     }
-    fn relation(&self, r: u32) -> &[AtomicU32] {
-        &self.relations[r as usize * self.d..(r as usize + 1) * self.d]
+    fn relation(&self, r: u32) -> Option<(&[AtomicU32], &AtomicU32)> {
+        let r = r as usize;
+        Some((
+            self.relations.get(r * self.d..(r + 1) * self.d)?,
+            self.relation_state.get(r)?,
+        ))
     }
 }
 
@@ -114,57 +153,273 @@ fn below(rng: &mut Xoshiro256PlusPlus, n: u32) -> u32 {
     (((rng.next_u64() >> 32) * n as u64) >> 32) as u32
 }
 
-/// Trains a new model on the database's current edges.
-pub fn train(db: &Database, config: &TrainConfig, on_epoch: &mut dyn FnMut(&EpochStats)) -> Result<Model> {
+/// Where a run stands, stored with the model after every bucket.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    /// Next epoch to train.
+    epoch: usize,
+    /// Next bucket (index in the epoch's order) to train.
+    bucket: usize,
+    /// The catalog's edge version the buckets had.
+    edge_version: u64,
+}
+
+/// PBG's inside-out order: layer k holds the buckets whose larger index is k,
+/// starting next to the previous layer, so consecutive buckets share a partition.
+pub(crate) fn bucket_order(p: u32) -> Vec<(u32, u32)> {
+    let mut order = Vec::with_capacity((p * p) as usize);
+    for k in 0..p {
+        for j in (0..k).rev() {
+            order.push((k, j));
+            order.push((j, k));
+        }
+        order.push((k, k));
+    }
+    order
+}
+
+/// Trains model `name` from scratch on the database's current edges
+/// (replacing any model of that name), saving it after every bucket.
+pub fn train(
+    db: &Database,
+    name: &str,
+    config: &TrainConfig,
+    on_epoch: &mut dyn FnMut(&EpochStats),
+) -> Result<Model> {
     config.validate()?;
+    if db.model_info(name).is_ok() {
+        db.drop_model(name)?;
+    }
     let buckets = db.buckets(config.partitions)?;
     let snap = db.snapshot();
     let catalog = snap.catalog();
-    let counts: Vec<u32> = (0..catalog.node_types.len() as u32)
-        .map(|t| snap.node_count(t))
-        .collect();
-    let mut model = Model::init(config, &counts, catalog.relations.len());
-    let ends: Vec<(u32, u32)> = catalog.relations.iter().map(|r| (r.src, r.dst)).collect();
-    let threads = match config.threads {
+    let settings = Settings {
+        config: config.clone(),
+        node_counts: (0..catalog.node_types.len() as u32)
+            .map(|t| snap.node_count(t))
+            .collect(),
+        relations: catalog.relations.len(),
+    };
+    let start = Progress {
+        epoch: 0,
+        bucket: 0,
+        edge_version: buckets.edge_version(),
+    };
+    // Registered before the first bucket, so that a run killed at once can resume.
+    let settings_json = serde_json::to_string(&settings).map_err(|e| EngineError::Config(e.to_string()))?;
+    let start_json = serde_json::to_string(&start).map_err(|e| EngineError::Config(e.to_string()))?;
+    db.save_model_parts(name, &settings_json, &start_json, &[])?;
+    run(db, name, &settings, start, &buckets, on_epoch)
+}
+
+/// Continues an interrupted run of model `name` from its last finished bucket.
+pub fn resume(db: &Database, name: &str, on_epoch: &mut dyn FnMut(&EpochStats)) -> Result<Model> {
+    let info = db.model_info(name)?;
+    let bad = |m: &str| EngineError::Model {
+        name: name.to_string(),
+        message: m.to_string(),
+    };
+    let settings: Settings =
+        serde_json::from_str(&info.settings).map_err(|e| bad(&format!("settings: {e}")))?;
+    if info.progress.is_empty() {
+        return Err(bad("training finished; there is nothing to resume"));
+    }
+    let start: Progress = serde_json::from_str(&info.progress).map_err(|e| bad(&format!("progress: {e}")))?;
+    let buckets = db.buckets(settings.config.partitions)?;
+    if buckets.edge_version() != start.edge_version {
+        return Err(bad(
+            "the graph's edges changed since this run started; train it again",
+        ));
+    }
+    run(db, name, &settings, start, &buckets, on_epoch)
+}
+
+fn run(
+    db: &Database,
+    name: &str,
+    settings: &Settings,
+    start: Progress,
+    buckets: &Buckets,
+    on_epoch: &mut dyn FnMut(&EpochStats),
+) -> Result<Model> {
+    let cfg = &settings.config;
+    let (d, p) = (cfg.dim, cfg.partitions);
+    let settings_json = serde_json::to_string(settings).map_err(|e| EngineError::Config(e.to_string()))?;
+    let snap = db.snapshot();
+    let ends: Vec<(u32, u32)> = snap.catalog().relations.iter().map(|r| (r.src, r.dst)).collect();
+    let types = settings.node_counts.len();
+    let part_size: Vec<u32> = (0..types).map(|t| settings.part_size(t)).collect();
+    let (mut relations, mut relation_state) = match db.model_part(name, RELATIONS_KEY)? {
+        Some(part) if part.array(0).len() == settings.relations * d => {
+            (part.array(0).to_vec(), part.array(1).to_vec())
+        }
+        _ => (
+            init_rows(cfg, part_seed(cfg, None), settings.relations),
+            vec![0.0; settings.relations],
+        ),
+    };
+    let mut resident: Vec<Option<Part>> = (0..types * p as usize).map(|_| None).collect();
+    let threads = match cfg.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut works: Vec<Work> = (0..threads).map(|_| Work::default()).collect();
-    let Model {
-        nodes,
-        node_state,
-        relations,
-        relation_state,
-        ..
-    } = &mut model;
-    let params = Params {
-        d: config.dim,
-        nodes: nodes.iter_mut().map(|t| atomics(t)).collect(),
-        node_state: node_state.iter_mut().map(|t| atomics(t)).collect(),
-        relations: atomics(relations),
-        relation_state: atomics(relation_state),
-    };
-    let p = config.partitions;
-    for epoch in 0..config.epochs {
+    let order = bucket_order(p);
+    let mut clock = 0usize;
+    for epoch in start.epoch..cfg.epochs {
         let started = Instant::now();
+        let mut io = 0f64;
         let (mut loss, mut edges) = (0f64, 0u64);
-        for i in 0..p {
-            for j in 0..p {
-                let (l, n) = train_bucket(&params, config, &buckets, &ends, (i, j), &mut rng, &mut works);
-                loss += l;
-                edges += n;
+        let first = if epoch == start.epoch { start.bucket } else { 0 };
+        for (b, &(i, j)) in order.iter().enumerate().skip(first) {
+            let bucket = buckets.bucket(i, j);
+            // Partitions this bucket trains: i of its source types, j of its destination types.
+            let mut needed: Vec<(u32, u32)> = Vec::new();
+            for e in bucket {
+                let (s, t) = ends[e.rel as usize];
+                if e.src / part_size[s as usize] != i || e.dst / part_size[t as usize] != j {
+                    return Err(EngineError::Model {
+                        name: name.to_string(),
+                        message: format!("bucket ({i}, {j}) holds an edge outside its partitions"),
+                    });
+                }
+                for part in [(s, i), (t, j)] {
+                    if !needed.contains(&part) {
+                        needed.push(part);
+                    }
+                }
             }
+            let io_started = Instant::now();
+            clock += 1;
+            for &(t, q) in &needed {
+                let slot = &mut resident[t as usize * p as usize + q as usize];
+                if slot.is_none() {
+                    let rows = settings.part_range(t as usize, q).len();
+                    *slot = Some(match db.model_part(name, &part_key(t as usize, q))? {
+                        Some(part) if part.array(0).len() == rows * d => Part {
+                            table: part.array(0).to_vec(),
+                            state: part.array(1).to_vec(),
+                            last_used: clock,
+                        },
+                        _ => Part {
+                            table: init_rows(cfg, part_seed(cfg, Some((t as usize, q))), rows),
+                            state: vec![0.0; rows],
+                            last_used: clock,
+                        },
+                    });
+                }
+                if let Some(part) = slot {
+                    part.last_used = clock;
+                }
+            }
+            evict(&mut resident, p, cfg.memory_budget_mib, &needed);
+            io += io_started.elapsed().as_secs_f64();
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(
+                cfg.seed ^ ((epoch as u64) << 32 | b as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9),
+            );
+            {
+                let views = resident
+                    .iter_mut()
+                    .enumerate()
+                    .filter_map(|(idx, slot)| {
+                        let (t, q) = ((idx / p as usize) as u32, (idx % p as usize) as u32);
+                        let part = slot.as_mut().filter(|_| needed.contains(&(t, q)))?;
+                        Some(PartView {
+                            t,
+                            p: q,
+                            start: q * part_size[t as usize],
+                            table: atomics(&mut part.table),
+                            state: atomics(&mut part.state),
+                        })
+                    })
+                    .collect();
+                let params = Params {
+                    d,
+                    part_size: &part_size,
+                    views,
+                    relations: atomics(&mut relations),
+                    relation_state: atomics(&mut relation_state),
+                };
+                loss += train_bucket(&params, cfg, buckets, &ends, (i, j), &mut rng, &mut works);
+            }
+            edges += bucket.len() as u64;
+            let io_started = Instant::now();
+            let next = match b + 1 < order.len() {
+                true => Progress {
+                    epoch,
+                    bucket: b + 1,
+                    edge_version: start.edge_version,
+                },
+                false => Progress {
+                    epoch: epoch + 1,
+                    bucket: 0,
+                    edge_version: start.edge_version,
+                },
+            };
+            let progress = if next.epoch >= cfg.epochs {
+                String::new()
+            } else {
+                serde_json::to_string(&next).unwrap_or_default()
+            };
+            let keys: Vec<String> = needed.iter().map(|&(t, q)| part_key(t as usize, q)).collect();
+            let mut arrays: Vec<[&[f32]; 2]> = Vec::with_capacity(needed.len() + 1);
+            for &(t, q) in &needed {
+                if let Some(part) = &resident[t as usize * p as usize + q as usize] {
+                    arrays.push([&part.table, &part.state]);
+                }
+            }
+            let mut parts: Vec<(&str, &[&[f32]])> = keys
+                .iter()
+                .map(String::as_str)
+                .zip(arrays.iter().map(|a| &a[..]))
+                .collect();
+            let rel_arrays: [&[f32]; 2] = [&relations, &relation_state];
+            parts.push((RELATIONS_KEY, &rel_arrays));
+            db.save_model_parts(name, &settings_json, &progress, &parts)?;
+            io += io_started.elapsed().as_secs_f64();
         }
+        let seconds = started.elapsed().as_secs_f64();
         on_epoch(&EpochStats {
             epoch,
             loss,
             edges,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds,
+            io_share: if seconds > 0.0 { io / seconds } else { 0.0 },
         });
     }
-    drop(params);
-    Ok(model)
+    // A run whose last buckets were empty, or that had nothing left to do, still ends finished.
+    let rel_arrays: [&[f32]; 2] = [&relations, &relation_state];
+    db.save_model_parts(name, &settings_json, "", &[(RELATIONS_KEY, &rel_arrays)])?;
+    Model::load(db, name)
+}
+
+/// Drops least recently used partitions that this bucket does not need until
+/// the resident set fits the budget (0: no limit). Every partition was saved
+/// after the bucket that last changed it, so dropping loses nothing.
+fn evict(resident: &mut [Option<Part>], p: u32, budget_mib: usize, needed: &[(u32, u32)]) {
+    if budget_mib == 0 {
+        return;
+    }
+    let bytes = |r: &[Option<Part>]| -> usize {
+        r.iter()
+            .flatten()
+            .map(|x| 4 * (x.table.len() + x.state.len()))
+            .sum()
+    };
+    while bytes(resident) > budget_mib << 20 {
+        let victim = resident
+            .iter()
+            .enumerate()
+            .filter(|(idx, slot)| {
+                slot.is_some() && !needed.contains(&((idx / p as usize) as u32, (idx % p as usize) as u32))
+            })
+            .min_by_key(|(_, slot)| slot.as_ref().map_or(usize::MAX, |x| x.last_used))
+            .map(|(idx, _)| idx);
+        match victim {
+            Some(idx) => resident[idx] = None,
+            None => return,
+        }
+    }
 }
 
 /// A chunk: positions `range` of the bucket's relation-grouped edge order.
@@ -178,7 +433,7 @@ fn train_bucket(
     (i, j): (u32, u32),
     rng: &mut Xoshiro256PlusPlus,
     works: &mut [Work],
-) -> (f64, u64) {
+) -> f64 {
     let edges = buckets.bucket(i, j);
     let weights = buckets.weights(i, j);
     // Group by relation, shuffle within each, cut into chunks, shuffle the chunks.
@@ -248,7 +503,7 @@ fn train_bucket(
             handles.into_iter().map(|h| h.join().unwrap_or(f64::NAN)).sum()
         })
     };
-    (loss, edges.len() as u64)
+    loss
 }
 
 /// Trains one chunk of edges sharing relation `rel`; returns its loss.
@@ -272,7 +527,7 @@ fn train_chunk(
     work.rel_grad.clear();
     work.rel_grad.resize(d, 0.0);
     work.r.clear();
-    Params::read(params.relation(rel), &mut work.r);
+    params.read(params.relation(rel).map(|(row, _)| row), &mut work.r);
     let mut loss = 0.0;
     // Side 0 corrupts tails: queries h + r against tails; side 1 corrupts
     // heads: queries t − r (distance) or t (dot) against heads.
@@ -292,7 +547,7 @@ fn train_chunk(
         side.q.clear();
         for &x in q_nodes {
             work.row.clear();
-            Params::read(params.node(q_type, x), &mut work.row);
+            params.read(params.node(q_type, x).map(|(row, _)| row), &mut work.row);
             match (index, distance) {
                 (0, _) => side.q.extend(work.row.iter().zip(&work.r).map(|(a, b)| a + b)),
                 (_, true) => side.q.extend(work.row.iter().zip(&work.r).map(|(a, b)| a - b)),
@@ -301,7 +556,7 @@ fn train_chunk(
         }
         side.k.clear();
         for &(t, x) in &work.rows {
-            Params::read(params.node(t, x), &mut side.k);
+            params.read(params.node(t, x).map(|(row, _)| row), &mut side.k);
         }
         side.s.resize(c * m, 0.0);
         side.g.resize(c * m, 0.0);
@@ -368,7 +623,7 @@ fn step(opt: Optimizer, lr: f32, row: &[AtomicU32], state: &AtomicU32, g: &[f32]
         }
     };
     scratch.clear();
-    Params::read(row, scratch);
+    scratch.extend(row.iter().map(|a| f32::from_bits(a.load(Relaxed))));
     for (x, gv) in scratch.iter_mut().zip(g) {
         *x -= scale * gv;
     }
@@ -384,7 +639,9 @@ fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, work: &mut Work) {
     let d = cfg.dim;
     let mut scratch = std::mem::take(&mut work.row);
     for (&(t, x), &slot) in &work.slots {
-        let (row, state) = (params.node(t, x), &params.node_state[t as usize][x as usize]);
+        let Some((row, state)) = params.node(t, x) else {
+            continue;
+        };
         step(
             cfg.optimizer,
             cfg.lr,
@@ -402,16 +659,8 @@ fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, work: &mut Work) {
         write(row, &scratch);
     }
     let lr = cfg.relation_lr.unwrap_or(cfg.lr);
-    if lr > 0.0 {
-        let row = params.relation(rel);
-        step(
-            cfg.optimizer,
-            lr,
-            row,
-            &params.relation_state[rel as usize],
-            &work.rel_grad,
-            &mut scratch,
-        );
+    if let (true, Some((row, state))) = (lr > 0.0, params.relation(rel)) {
+        step(cfg.optimizer, lr, row, state, &work.rel_grad, &mut scratch);
         write(row, &scratch);
     }
     work.row = scratch;

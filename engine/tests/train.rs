@@ -1,6 +1,6 @@
 //! Training and evaluation on small graphs, checked against brute force.
 
-use quiver_engine::{evaluate, train, Loss, Model, Score, TrainConfig, Triple};
+use quiver_engine::{evaluate, resume, train, Loss, Model, Score, TrainConfig, Triple};
 use quiver_storage::Database;
 
 /// A graph with structure: node i links by `next` to i+1 and by `back` to
@@ -42,10 +42,10 @@ fn loss_falls_and_runs_are_deterministic() {
     for score in [Score::L1, Score::L2, Score::Dot] {
         for loss in [Loss::Margin, Loss::Softmax] {
             let mut losses = Vec::new();
-            let a = train(&db, &config(score, loss), &mut |e| losses.push(e.loss)).unwrap();
+            let a = train(&db, "m", &config(score, loss), &mut |e| losses.push(e.loss)).unwrap();
             assert_eq!(losses.len(), 30);
             assert!(losses[29] < 0.5 * losses[0], "{score:?} {loss:?}: {losses:?}");
-            let b = train(&db, &config(score, loss), &mut |_| {}).unwrap();
+            let b = train(&db, "m", &config(score, loss), &mut |_| {}).unwrap();
             assert_eq!(a, b, "{score:?} {loss:?}: same seed, different model");
         }
     }
@@ -60,7 +60,7 @@ fn max_norm_keeps_rows_in_the_ball() {
         epochs: 3,
         ..config(Score::L2, Loss::Margin)
     };
-    let model = train(&db, &cfg, &mut |_| {}).unwrap();
+    let model = train(&db, "m", &cfg, &mut |_| {}).unwrap();
     for id in 0..40 {
         let norm: f32 = model.node(0, id).iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!(norm <= 1.0 + 1e-5, "{norm}");
@@ -85,7 +85,7 @@ fn partitioned_training_reaches_the_same_quality() {
             epochs: 60,
             ..config(Score::L2, Loss::Margin)
         };
-        let model = train(&db, &cfg, &mut |_| {}).unwrap();
+        let model = train(&db, "m", &cfg, &mut |_| {}).unwrap();
         // Test triples are training edges here: filtered, they must rank near the top.
         mrr.push(evaluate(&db, &model, &test, &[]).unwrap().mrr);
     }
@@ -159,6 +159,7 @@ fn filtered_ranks_equal_brute_force() {
     let db = ring(dir.path(), 30);
     let model = train(
         &db,
+        "m",
         &TrainConfig {
             epochs: 5,
             ..config(Score::L2, Loss::Margin)
@@ -190,23 +191,68 @@ fn filtered_ranks_equal_brute_force() {
 }
 
 #[test]
-fn models_round_trip_through_the_database() {
+fn models_are_stored_and_resume_where_they_stopped() {
     let dir = tempfile::tempdir().unwrap();
-    let db = ring(dir.path(), 20);
-    let model = train(
+    let db = ring(dir.path(), 48);
+    let cfg = TrainConfig {
+        partitions: 3,
+        epochs: 4,
+        ..config(Score::Dot, Loss::Softmax)
+    };
+    let full = train(&db, "full", &cfg, &mut |_| {}).unwrap();
+    assert_eq!(Model::load(&db, "full").unwrap(), full);
+    assert!(db.model_info("full").unwrap().progress.is_empty());
+    assert!(
+        resume(&db, "full", &mut |_| {}).is_err(),
+        "a finished run has nothing to resume"
+    );
+
+    // Stop a run after 2 epochs by training a 2-epoch model, then mark it as
+    // part of a 4-epoch run: resuming must give the uninterrupted result.
+    let mut epochs = Vec::new();
+    train(
         &db,
+        "cut",
         &TrainConfig {
             epochs: 2,
-            ..config(Score::Dot, Loss::Softmax)
+            ..cfg.clone()
         },
         &mut |_| {},
     )
     .unwrap();
-    model.save(&db, "m").unwrap();
-    model.save(&db, "m").unwrap(); // replaces
-    assert_eq!(db.models().len(), 1);
+    let info = db.model_info("cut").unwrap();
+    let settings = info.settings.replace("\"epochs\":2", "\"epochs\":4");
+    let version = db.buckets(3).unwrap().edge_version();
+    let progress = format!("{{\"epoch\":2,\"bucket\":0,\"edge_version\":{version}}}");
+    db.save_model_parts("cut", &settings, &progress, &[]).unwrap();
     drop(db);
     let db = Database::open(dir.path().join("db")).unwrap();
-    assert_eq!(Model::load(&db, "m").unwrap(), model);
+    let resumed = resume(&db, "cut", &mut |e| epochs.push(e.epoch)).unwrap();
+    assert_eq!(epochs, [2, 3]);
+    assert_eq!(resumed.nodes, full.nodes);
+    assert_eq!(resumed.relations, full.relations);
     assert!(Model::load(&db, "nope").is_err());
+}
+
+#[test]
+fn a_memory_budget_keeps_results_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ring(dir.path(), 64);
+    let cfg = TrainConfig {
+        partitions: 4,
+        epochs: 2,
+        ..config(Score::L2, Loss::Margin)
+    };
+    let free = train(&db, "free", &cfg, &mut |_| {}).unwrap();
+    let tight = train(
+        &db,
+        "tight",
+        &TrainConfig {
+            memory_budget_mib: 1,
+            ..cfg
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(free.nodes, tight.nodes);
 }

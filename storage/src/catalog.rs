@@ -75,18 +75,22 @@ pub struct Catalog {
     pub model_seq: u64,
 }
 
-/// A stored model: its name, the engine's settings and metrics (JSON text
-/// that storage does not interpret) and one segment of `f32` sections.
+/// A stored model: its name, the engine's settings, progress and metrics
+/// (JSON text that storage does not interpret) and its parts, each a segment
+/// of `f32` arrays saved on its own (an embedding partition, say), so that a
+/// checkpoint rewrites only the parts that changed.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ModelRef {
     /// Model name, unique in the database.
     pub name: String,
     /// How it was trained (engine-defined JSON).
     pub settings: String,
+    /// Where training stands (engine-defined JSON; empty when finished).
+    pub progress: String,
     /// Latest evaluation (engine-defined JSON; empty when none).
     pub metrics: String,
-    /// The segment with the model's arrays.
-    pub segment: SegmentRef,
+    /// (part key, segment), sorted by key.
+    pub parts: Vec<(String, SegmentRef)>,
 }
 
 impl Catalog {

@@ -564,7 +564,7 @@ fn remove_unreferenced(dir: &Path, catalog: &Catalog) -> Result<()> {
         .base
         .iter()
         .chain(catalog.buckets.iter().map(|b| &b.segment))
-        .chain(catalog.models.iter().map(|m| &m.segment))
+        .chain(catalog.models.iter().flat_map(|m| m.parts.iter().map(|(_, r)| r)))
         .map(|r| r.file.as_str())
         .collect();
     for entry in fs::read_dir(dir).at(dir)? {

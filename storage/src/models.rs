@@ -1,30 +1,26 @@
-//! Stored models: named sets of `f32` arrays (embedding tables, optimizer
-//! state) in one segment each, listed in the catalog. Storage keeps them
-//! durable and checksummed; what the arrays mean is the engine's business.
+//! Stored models: named sets of parts, each part a segment of `f32` arrays
+//! (an embedding partition and its optimizer state, the relation vectors),
+//! listed in the catalog. Storage keeps them durable and checksummed and lets
+//! a checkpoint replace some parts atomically; what the arrays mean is the
+//! engine's business.
 
-use crate::catalog::ModelRef;
+use crate::catalog::{ModelRef, SegmentRef};
 use crate::db::Database;
 use crate::error::{Result, StorageError};
 use crate::segment::{Kind, Segment, SegmentWriter};
 
-/// A model's arrays, memory-mapped and verified.
-pub struct StoredModel {
-    info: ModelRef,
+/// One part of a stored model, memory-mapped and verified.
+pub struct StoredPart {
     segment: Segment,
 }
 
-impl StoredModel {
-    /// Name, settings and metrics.
-    pub fn info(&self) -> &ModelRef {
-        &self.info
-    }
-
+impl StoredPart {
     /// Number of arrays.
     pub fn len(&self) -> usize {
         self.segment.section_count()
     }
 
-    /// True when the model has no arrays.
+    /// True when the part has no arrays.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -36,8 +32,17 @@ impl StoredModel {
 }
 
 impl Database {
-    /// Stores (or replaces) model `name` with the given arrays, atomically.
-    pub fn save_model(&self, name: &str, settings: &str, arrays: &[&[f32]]) -> Result<()> {
+    /// Writes `parts` of model `name` (creating the model if needed) and sets
+    /// its settings and progress, in one atomic catalog change: after a crash
+    /// either all of these parts are the model's or none. Parts not named keep
+    /// their stored versions.
+    pub fn save_model_parts(
+        &self,
+        name: &str,
+        settings: &str,
+        progress: &str,
+        parts: &[(&str, &[&[f32]])],
+    ) -> Result<()> {
         if name.is_empty() || name.chars().any(char::is_control) {
             return Err(StorageError::InvalidInput(format!(
                 "model name {name:?} is empty or has control characters"
@@ -45,25 +50,61 @@ impl Database {
         }
         let _w = self.writer.lock();
         let mut catalog = self.catalog().as_ref().clone();
-        catalog.model_seq += 1;
-        let file = format!("model-{}", catalog.model_seq);
-        let sections: Vec<&[u8]> = arrays.iter().map(|a| bytemuck::cast_slice(a)).collect();
-        let segment = SegmentWriter::write(self.path(), &file, Kind::Model, &sections)?;
-        let old = catalog
+        let mut written: Vec<(String, SegmentRef)> = Vec::with_capacity(parts.len());
+        for (key, arrays) in parts {
+            catalog.model_seq += 1;
+            let file = format!("model-{}", catalog.model_seq);
+            let sections: Vec<&[u8]> = arrays.iter().map(|a| bytemuck::cast_slice(a)).collect();
+            written.push((
+                key.to_string(),
+                SegmentWriter::write(self.path(), &file, Kind::Model, &sections)?,
+            ));
+        }
+        let at = match catalog.models.iter().position(|m| m.name == name) {
+            Some(i) => i,
+            None => {
+                catalog.models.push(ModelRef {
+                    name: name.to_string(),
+                    settings: String::new(),
+                    progress: String::new(),
+                    metrics: String::new(),
+                    parts: Vec::new(),
+                });
+                catalog.models.len() - 1
+            }
+        };
+        let model = &mut catalog.models[at];
+        model.settings = settings.to_string();
+        model.progress = progress.to_string();
+        let mut replaced = Vec::new();
+        for (key, r) in written {
+            match model.parts.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+                Ok(i) => replaced.push(std::mem::replace(&mut model.parts[i].1, r)),
+                Err(i) => model.parts.insert(i, (key, r)),
+            }
+        }
+        self.commit_catalog(catalog)?;
+        self.flush()?;
+        for old in replaced {
+            let _ = std::fs::remove_file(self.path().join(old.file));
+        }
+        Ok(())
+    }
+
+    /// Deletes model `name` and its files.
+    pub fn drop_model(&self, name: &str) -> Result<()> {
+        let _w = self.writer.lock();
+        let mut catalog = self.catalog().as_ref().clone();
+        let i = catalog
             .models
             .iter()
             .position(|m| m.name == name)
-            .map(|i| catalog.models.remove(i));
-        catalog.models.push(ModelRef {
-            name: name.to_string(),
-            settings: settings.to_string(),
-            metrics: String::new(),
-            segment,
-        });
+            .ok_or_else(|| no_model(name))?;
+        let old = catalog.models.remove(i);
         self.commit_catalog(catalog)?;
         self.flush()?;
-        if let Some(old) = old {
-            let _ = std::fs::remove_file(self.path().join(old.segment.file));
+        for (_, r) in old.parts {
+            let _ = std::fs::remove_file(self.path().join(r.file));
         }
         Ok(())
     }
@@ -82,20 +123,28 @@ impl Database {
         self.flush()
     }
 
-    /// Opens a stored model, verifying its checksum.
-    pub fn model(&self, name: &str) -> Result<StoredModel> {
-        let info = self
-            .catalog()
+    /// The catalog entry of model `name`.
+    pub fn model_info(&self, name: &str) -> Result<ModelRef> {
+        self.catalog()
             .models
             .iter()
             .find(|m| m.name == name)
             .cloned()
-            .ok_or_else(|| no_model(name))?;
-        let segment = Segment::open(self.path(), &info.segment, Kind::Model)?;
+            .ok_or_else(|| no_model(name))
+    }
+
+    /// Opens part `key` of model `name`, verifying its checksum; `None` when
+    /// the model has no such part.
+    pub fn model_part(&self, name: &str, key: &str) -> Result<Option<StoredPart>> {
+        let info = self.model_info(name)?;
+        let Some((_, r)) = info.parts.iter().find(|(k, _)| k == key) else {
+            return Ok(None);
+        };
+        let segment = Segment::open(self.path(), r, Kind::Model)?;
         for i in 0..segment.section_count() {
             segment.check_array::<f32>(i)?;
         }
-        Ok(StoredModel { info, segment })
+        Ok(Some(StoredPart { segment }))
     }
 
     /// Every stored model.
