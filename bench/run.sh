@@ -31,9 +31,14 @@ if [ ${#data_args[@]} -gt 0 ] && [ -d "$shared/anchors" ]; then
             || { echo "note: could not create the anchor venv; skipping Kùzu and oxigraph" >&2; rm -rf "$venv"; }
     fi
     if [ -x "$venv/bin/python" ]; then
-        for a in kuzu_graph oxigraph_store; do
+        for a in kuzu_graph oxigraph_store pbg_transe pykeen_transe; do
+            case $a in
+                pbg_transe) extra=(--epochs 5 --eval) ;;
+                pykeen_transe) extra=(--train-budget 0 --timing-epochs 5 --no-eval) ;;
+                *) extra=() ;;
+            esac
             echo "running anchor $a ..." >&2
-            if "$venv/bin/python" "$shared/anchors/$a.py" "${data_args[@]}" 2>"$out/$a.log" | tail -n 1 >"$out/$a.json"; then
+            if "$venv/bin/python" "$shared/anchors/$a.py" "${data_args[@]}" "${extra[@]}" 2>"$out/$a.log" | tail -n 1 >"$out/$a.json"; then
                 anchors+=("$out/$a.json")
             else
                 echo "note: anchor $a failed (see $out/$a.log)" >&2
@@ -44,8 +49,13 @@ fi
 
 echo "running quiver-bench ..." >&2
 ./target/release/quiver-bench storage "${data_args[@]}" --synthetic-edges "$SYNTHETIC_EDGES" >"$out/quiver_storage.json"
+train_json=()
+if [ ${#data_args[@]} -gt 0 ]; then
+    ./target/release/quiver-bench train "${data_args[@]}" --epochs 5 >"$out/quiver_train.json"
+    train_json=("$out/quiver_train.json")
+fi
 
-python3 - "$out/quiver_storage.json" "${anchors[@]}" <<'PY'
+python3 - "$out/quiver_storage.json" "${train_json[@]}" "${anchors[@]}" <<'PY'
 import json, sys, platform, datetime
 q = json.load(open(sys.argv[1]))
 anchors = {}
@@ -86,5 +96,22 @@ if s:
           f"({s['edges']/s['import_median_s']/1e6:.2f} M edges/s), {s['db_size_mib']:.1f} MiB; "
           f"(s, r, ?o) p50 {s['out_neighbors_by_relation']['p50_us']:.3f} µs p99 {s['out_neighbors_by_relation']['p99_us']:.3f} µs; "
           f"bucket streaming ({s['bucket_stream']['bytes']/1e6:.0f} MB) open + verify + read median {s['bucket_stream']['median_gb_per_s']:.2f} GB/s, read alone {s['bucket_stream']['read_only_median_gb_per_s']:.2f} GB/s")
+t = anchors.get("quiver_train_cpu")
+if t:
+    pbg, pk = anchors.get("pbg_transe_cpu", {}), anchors.get("pykeen_transe_cpu", {})
+    ps = t["pbg_settings"]
+    print(f"\nTransE training on FB15k-237, CPU, {t['threads']} threads, d=200, {t['epochs']} epochs\n")
+    print("| measure | quiver | anchor | unit | ratio |\n|---|---|---|---|---|")
+    def rate(name, ours, theirs):
+        ratio = f"{ours / theirs:.2f}x faster" if theirs else ""
+        print(f"| {name} | {ours:,.0f} | {theirs or float('nan'):,.0f} | edges/s | {ratio} |")
+    rate("training at PBG's settings (50 in-batch + 50 uniform negatives, L2, margin, Adagrad)", ps["edges_per_s"], pbg.get("train_edges_per_s"))
+    rate("training at PyKEEN's settings (1 negative, L1, margin)", t["pykeen_settings"]["edges_per_s"], pk.get("train_pos_triples_per_s"))
+    row("filtered evaluation of the test split (both directions)", ps["eval_s"], pbg.get("eval_s"), "s")
+    tf, pf = ps["test_filtered"], pbg.get("test_filtered", {})
+    print(f"\nafter {t['epochs']} epochs at PBG's settings: quiver MRR {tf['mrr']:.4f} Hits@10 {tf['hits@10']:.4f}; "
+          f"PBG MRR {pf.get('mrr', float('nan')):.4f} Hits@10 {pf.get('hits@10', float('nan')):.4f}")
+    print(f"quiver edges/s: PBG settings {ps['edges_per_s']:.0f}, PyKEEN settings {t['pykeen_settings']['edges_per_s']:.0f}; "
+          + ", ".join(f"P={k[1:]} {v['edges_per_s']:.0f} ({100 * v['io_share']:.0f}% moving partitions)" for k, v in t["partitions"].items()))
 print(f"\nraw JSON: {sys.argv[1:]}")
 PY

@@ -1,6 +1,11 @@
-//! `quiver-bench storage [--data DIR] [--synthetic-edges N]`: storage-layer
-//! figures as one JSON line (import time and size, neighbour look-up latency,
-//! bucket streaming rate). Run it with `--release`; `make bench` does.
+//! One entry point for quiver's benchmarks, each printing one JSON line.
+//! Run with `--release`; `make bench` does.
+//!
+//! - `quiver-bench storage [--data DIR] [--synthetic-edges N]`: import time
+//!   and size, neighbour look-up latency, bucket streaming rate.
+//! - `quiver-bench train --data DIR [--epochs N]`: CPU training edges/s at
+//!   PBG's and PyKEEN's settings, at P = 1, 4 and 16, and filtered evaluation
+//!   of the test split.
 
 use std::hint::black_box;
 use std::io::Write;
@@ -139,6 +144,81 @@ fn synthetic(path: &Path, edges: u64) {
     w.flush().unwrap();
 }
 
+fn usage() -> ! {
+    eprintln!(
+        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N]"
+    );
+    std::process::exit(2);
+}
+
+/// Trains with `cfg` and returns (median edges/s over epochs after the
+/// first, median share of time moving partitions, seconds in all).
+fn train_rate(db: &Database, name: &str, cfg: &quiver_engine::TrainConfig) -> (f64, f64, f64) {
+    let (mut rates, mut io) = (Vec::new(), Vec::new());
+    let t = Instant::now();
+    quiver_engine::train(db, name, cfg, &mut |e| {
+        rates.push(e.edges as f64 / e.seconds);
+        io.push(e.io_share);
+    })
+    .unwrap();
+    let skip = usize::from(rates.len() > 1);
+    (
+        median(rates[skip..].to_vec()),
+        median(io[skip..].to_vec()),
+        t.elapsed().as_secs_f64(),
+    )
+}
+
+fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
+    use quiver_engine::{Loss, Score, TrainConfig};
+    let work = tempfile::tempdir().unwrap();
+    let db = Database::create(work.path().join("db")).unwrap();
+    db.import(&[data.join("train.txt")], &ImportOptions::default(), &mut |_| {})
+        .unwrap();
+    // PBG's anchor: translation + l2, ranking loss m = 1, row Adagrad 0.1, 50 in-batch + 50 uniform negatives.
+    let pbg = TrainConfig {
+        epochs,
+        ..TrainConfig::default()
+    };
+    let (rate, _, secs) = train_rate(&db, "pbg", &pbg);
+    let model = quiver_engine::Model::load(&db, "pbg").unwrap();
+    let test = quiver_engine::read_triples(&data.join("test.txt")).unwrap();
+    let valid = quiver_engine::read_triples(&data.join("valid.txt")).unwrap();
+    let ev = quiver_engine::evaluate(&db, &model, &test, &valid).unwrap();
+    // PyKEEN's anchor: L1, margin 1, one negative per positive, no in-batch negatives.
+    let pykeen = TrainConfig {
+        epochs,
+        score: Score::L1,
+        loss: Loss::Margin,
+        uniform_negatives: 1,
+        batch_negatives: false,
+        ..TrainConfig::default()
+    };
+    let (pykeen_rate, _, _) = train_rate(&db, "pykeen", &pykeen);
+    let mut parts = serde_json::Map::new();
+    for p in [4, 16] {
+        let cfg = TrainConfig {
+            epochs: epochs.min(3),
+            partitions: p,
+            memory_budget_mib: 4,
+            ..pbg.clone()
+        };
+        let (r, io, _) = train_rate(&db, &format!("p{p}"), &cfg);
+        parts.insert(format!("p{p}"), json!({"edges_per_s": r, "io_share": io}));
+    }
+    json!({
+        "bench": "quiver_train_cpu",
+        "data": data.file_name().unwrap().to_string_lossy(),
+        "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "epochs": epochs,
+        "pbg_settings": {"edges_per_s": rate, "train_s": secs,
+                         "test_filtered": {"mrr": ev.mrr, "mr": ev.mr, "hits@1": ev.hits1, "hits@3": ev.hits3, "hits@10": ev.hits10},
+                         "eval_s": ev.seconds, "eval_triples": ev.triples, "eval_skipped": ev.skipped},
+        "pykeen_settings": {"edges_per_s": pykeen_rate},
+        "partitions": parts,
+    })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let get = |flag: &str| {
@@ -147,9 +227,15 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    if args.get(1).map(String::as_str) != Some("storage") {
-        eprintln!("usage: quiver-bench storage [--data DIR] [--synthetic-edges N]");
-        std::process::exit(2);
+    match args.get(1).map(String::as_str) {
+        Some("storage") => {}
+        Some("train") => {
+            let data = get("--data").unwrap_or_else(|| usage());
+            let epochs = get("--epochs").map_or(5, |e| e.parse().unwrap_or(5));
+            println!("{}", bench_train(Path::new(&data), epochs));
+            return;
+        }
+        _ => usage(),
     }
     let work = tempfile::tempdir().unwrap();
     let mut out = serde_json::Map::new();
