@@ -46,6 +46,9 @@ pub struct TrainConfig {
     pub partitions: u32,
     /// Score function.
     pub score: Score,
+    /// Predict heads with a relation vector of their own (queries t + r′
+    /// against heads, as PBG's dynamic relations do) instead of t − r.
+    pub reciprocal: bool,
     /// Loss.
     pub loss: Loss,
     /// Margin of the margin loss.
@@ -84,6 +87,7 @@ impl Default for TrainConfig {
             epochs: 10,
             partitions: 1,
             score: Score::L2,
+            reciprocal: false,
             loss: Loss::Margin,
             margin: 1.0,
             optimizer: Optimizer::Adagrad,

@@ -12,7 +12,6 @@ use std::time::Instant;
 use quiver_storage::import::split_fields;
 use quiver_storage::{Database, Direction};
 
-use crate::config::Score;
 use crate::kernels;
 use crate::model::Model;
 use crate::{EngineError, Result};
@@ -130,7 +129,6 @@ pub fn evaluate(db: &Database, model: &Model, test: &[Triple], filter: &[Triple]
         heads_of.entry((r, t)).or_default().push(h);
     }
     let d = model.dim();
-    let distance = model.config.score != Score::Dot;
     let mut tasks = Vec::with_capacity(2 * resolved.len());
     for &(r, h, t) in &resolved {
         let def = &c.relations[r as usize];
@@ -145,11 +143,7 @@ pub fn evaluate(db: &Database, model: &Model, test: &[Triple], filter: &[Triple]
         });
         let mut known: Vec<u32> = snap.neighbors(r, t, Direction::In).to_vec();
         known.extend(heads_of.get(&(r, t)).into_iter().flatten());
-        let query = if distance {
-            te.iter().zip(re).map(|(a, b)| a - b).collect()
-        } else {
-            te.to_vec()
-        };
+        let query = model.head_query(r, te);
         tasks.push(Task {
             ty: def.src,
             query,

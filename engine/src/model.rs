@@ -22,7 +22,8 @@ pub struct Model {
     pub config: TrainConfig,
     /// Per node type: `count × dim` row-major.
     pub nodes: Vec<Vec<f32>>,
-    /// `relations × dim` row-major.
+    /// `relations × dim` row-major; with `config.reciprocal`, as many rows
+    /// again for head prediction.
     pub relations: Vec<f32>,
 }
 
@@ -35,6 +36,11 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// Rows of relation vectors: one per relation, twice that with reciprocal ones.
+    pub(crate) fn relation_rows(&self) -> usize {
+        self.relations * (1 + usize::from(self.config.reciprocal))
+    }
+
     /// Rows per partition of node type `t`.
     pub(crate) fn part_size(&self, t: usize) -> u32 {
         self.node_counts[t].div_ceil(self.config.partitions).max(1)
@@ -85,12 +91,28 @@ impl Model {
             .unwrap_or(&[])
     }
 
-    /// The translation vector of relation `rel`.
+    /// The translation vector of relation `rel` (tails: h + r ≈ t).
     pub fn relation(&self, rel: u32) -> &[f32] {
         let d = self.dim();
         self.relations
             .get(rel as usize * d..(rel as usize + 1) * d)
             .unwrap_or(&[])
+    }
+
+    /// The query for heads of relation `rel` given tail embedding `t`:
+    /// t + r′ with reciprocal relations, t − r for distances, t for dot.
+    pub fn head_query(&self, rel: u32, t: &[f32]) -> Vec<f32> {
+        let d = self.dim();
+        let forward_rows = self.relations.len() / d / (1 + usize::from(self.config.reciprocal));
+        if self.config.reciprocal {
+            let r = rel as usize + forward_rows;
+            let r2 = self.relations.get(r * d..(r + 1) * d).unwrap_or(&[]);
+            t.iter().zip(r2).map(|(a, b)| a + b).collect()
+        } else if self.config.score != crate::Score::Dot {
+            t.iter().zip(self.relation(rel)).map(|(a, b)| a - b).collect()
+        } else {
+            t.to_vec()
+        }
     }
 
     /// Loads model `name` from `db`, assembling its partitions, and checks
@@ -106,9 +128,9 @@ impl Model {
         let d = s.config.dim;
         let relations = match db.model_part(name, RELATIONS_KEY)? {
             Some(part) => part.array(0).to_vec(),
-            None => init_rows(&s.config, part_seed(&s.config, None), s.relations),
+            None => vec![0.0; s.relation_rows() * d],
         };
-        if relations.len() != s.relations * d {
+        if relations.len() != s.relation_rows() * d {
             return Err(bad("relation vectors have the wrong size"));
         }
         let mut nodes = Vec::with_capacity(s.node_counts.len());

@@ -250,12 +250,12 @@ fn run(
     let types = settings.node_counts.len();
     let part_size: Vec<u32> = (0..types).map(|t| settings.part_size(t)).collect();
     let (mut relations, mut relation_state) = match db.model_part(name, RELATIONS_KEY)? {
-        Some(part) if part.array(0).len() == settings.relations * d => {
+        Some(part) if part.array(0).len() == settings.relation_rows() * d => {
             (part.array(0).to_vec(), part.array(1).to_vec())
         }
         _ => (
-            init_rows(cfg, part_seed(cfg, None), settings.relations),
-            vec![0.0; settings.relations],
+            vec![0.0; settings.relation_rows() * d],
+            vec![0.0; settings.relation_rows()],
         ),
     };
     let mut resident: Vec<Option<Part>> = (0..types * p as usize).map(|_| None).collect();
@@ -524,10 +524,17 @@ fn train_chunk(
     let distance = cfg.score != Score::Dot;
     work.slots.clear();
     work.grads.clear();
+    // rel_grad holds r's gradient, then r′'s (reciprocal head relation).
+    let head_rel = cfg
+        .reciprocal
+        .then(|| params.relations.len() as u32 / d as u32 / 2 + rel);
     work.rel_grad.clear();
-    work.rel_grad.resize(d, 0.0);
+    work.rel_grad.resize(2 * d, 0.0);
     work.r.clear();
     params.read(params.relation(rel).map(|(row, _)| row), &mut work.r);
+    if let Some(r2) = head_rel {
+        params.read(params.relation(r2).map(|(row, _)| row), &mut work.r);
+    }
     let mut loss = 0.0;
     // Side 0 corrupts tails: queries h + r against tails; side 1 corrupts
     // heads: queries t − r (distance) or t (dot) against heads.
@@ -548,10 +555,12 @@ fn train_chunk(
         for &x in q_nodes {
             work.row.clear();
             params.read(params.node(q_type, x).map(|(row, _)| row), &mut work.row);
-            match (index, distance) {
-                (0, _) => side.q.extend(work.row.iter().zip(&work.r).map(|(a, b)| a + b)),
-                (_, true) => side.q.extend(work.row.iter().zip(&work.r).map(|(a, b)| a - b)),
-                (_, false) => side.q.extend_from_slice(&work.row),
+            let (r, r2) = work.r.split_at(d);
+            match (index, head_rel.is_some(), distance) {
+                (0, ..) => side.q.extend(work.row.iter().zip(r).map(|(a, b)| a + b)),
+                (_, true, _) => side.q.extend(work.row.iter().zip(r2).map(|(a, b)| a + b)),
+                (_, false, true) => side.q.extend(work.row.iter().zip(r).map(|(a, b)| a - b)),
+                (_, false, false) => side.q.extend_from_slice(&work.row),
             }
         }
         side.k.clear();
@@ -585,11 +594,13 @@ fn train_chunk(
             &mut side.dq,
             &mut side.dk,
         );
-        // Chain rule: q = h + r (side 0) or t − r (side 1, distance) or t (side 1, dot).
-        let sign = match (index, distance) {
-            (0, _) => 1.0,
-            (_, true) => -1.0,
-            (_, false) => 0.0,
+        // Chain rule: q = h + r (side 0); on side 1 q = t + r′ (reciprocal),
+        // t − r (distance) or t (dot).
+        let (sign, half) = match (index, head_rel.is_some(), distance) {
+            (0, ..) => (1.0, 0),
+            (_, true, _) => (1.0, 1),
+            (_, false, true) => (-1.0, 0),
+            (_, false, false) => (0.0, 0),
         };
         let (dq, dk) = (
             std::mem::take(&mut work.side.dq),
@@ -598,7 +609,7 @@ fn train_chunk(
         for (a, &x) in q_nodes.iter().enumerate() {
             let g = &dq[a * d..(a + 1) * d];
             work.grad(q_type, x, g);
-            for (rg, gv) in work.rel_grad.iter_mut().zip(g) {
+            for (rg, gv) in work.rel_grad[half * d..(half + 1) * d].iter_mut().zip(g) {
                 *rg += sign * gv;
             }
         }
@@ -608,7 +619,7 @@ fn train_chunk(
         }
         (work.side.dq, work.side.dk, work.rows) = (dq, dk, rows);
     }
-    apply(params, cfg, rel, work);
+    apply(params, cfg, rel, head_rel, work);
     loss
 }
 
@@ -635,7 +646,7 @@ fn write(row: &[AtomicU32], values: &[f32]) {
     }
 }
 
-fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, work: &mut Work) {
+fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, head_rel: Option<u32>, work: &mut Work) {
     let d = cfg.dim;
     let mut scratch = std::mem::take(&mut work.row);
     for (&(t, x), &slot) in &work.slots {
@@ -659,9 +670,18 @@ fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, work: &mut Work) {
         write(row, &scratch);
     }
     let lr = cfg.relation_lr.unwrap_or(cfg.lr);
-    if let (true, Some((row, state))) = (lr > 0.0, params.relation(rel)) {
-        step(cfg.optimizer, lr, row, state, &work.rel_grad, &mut scratch);
-        write(row, &scratch);
+    for (half, r) in [(0, Some(rel)), (1, head_rel)] {
+        if let (true, Some((row, state))) = (lr > 0.0, r.and_then(|r| params.relation(r))) {
+            step(
+                cfg.optimizer,
+                lr,
+                row,
+                state,
+                &work.rel_grad[half * d..(half + 1) * d],
+                &mut scratch,
+            );
+            write(row, &scratch);
+        }
     }
     work.row = scratch;
 }

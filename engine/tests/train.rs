@@ -52,6 +52,42 @@ fn loss_falls_and_runs_are_deterministic() {
 }
 
 #[test]
+fn reciprocal_head_relations_train_and_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ring(dir.path(), 40);
+    let cfg = TrainConfig {
+        reciprocal: true,
+        epochs: 40,
+        ..config(Score::L2, Loss::Margin)
+    };
+    let mut losses = Vec::new();
+    let model = train(&db, "r", &cfg, &mut |e| losses.push(e.loss)).unwrap();
+    assert!(losses[39] < 0.5 * losses[0], "{losses:?}");
+    assert_eq!(
+        model.relations.len(),
+        2 * 2 * 16,
+        "two relations, each with a head vector"
+    );
+    // Head queries use r′: t + r′ should land near h for a training edge.
+    let (h, t) = (
+        db.snapshot().node_id(0, "n5").unwrap(),
+        db.snapshot().node_id(0, "n6").unwrap(),
+    );
+    let q = model.head_query(0, model.node(0, t));
+    let dist = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f32>()
+            .sqrt()
+    };
+    let closer = (0..40)
+        .filter(|&k| dist(&q, model.node(0, k)) < dist(&q, model.node(0, h)))
+        .count();
+    assert!(closer < 8, "{closer} nodes are closer than the true head");
+}
+
+#[test]
 fn max_norm_keeps_rows_in_the_ball() {
     let dir = tempfile::tempdir().unwrap();
     let db = ring(dir.path(), 40);
