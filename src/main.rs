@@ -77,62 +77,25 @@ enum Command {
         db: PathBuf,
     },
     /// Train TransE embeddings on the database's edges (CPU backend).
-    Train {
+    Train(TrainArgs),
+    /// List the stored models with their settings, progress and metrics.
+    Models {
         /// Database directory.
         db: PathBuf,
-        /// Name to store the model under.
+    },
+    /// Write a model's embeddings: per node type a matrix and a key table.
+    Export {
+        /// Database directory.
+        db: PathBuf,
+        /// Model name.
         #[arg(long, default_value = "default")]
         model: String,
-        /// `cpu` (the WGSL backend is not built yet).
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// Embedding dimension.
-        #[arg(long, default_value_t = 200)]
-        dim: usize,
-        /// Epochs.
-        #[arg(long, default_value_t = 10)]
-        epochs: usize,
-        /// Partitions per node type.
-        #[arg(long, default_value_t = 1)]
-        partitions: u32,
-        /// Learning rate.
-        #[arg(long, default_value_t = 0.1)]
-        lr: f32,
-        /// Uniform negatives per chunk and side.
-        #[arg(long, default_value_t = 50)]
-        negatives: usize,
-        /// Edges per chunk (the chunk's other edges are negatives too).
-        #[arg(long, default_value_t = 50)]
-        chunk: usize,
-        /// margin or softmax.
-        #[arg(long, default_value = "margin")]
-        loss: String,
-        /// l1, l2 or dot.
-        #[arg(long, default_value = "l2")]
-        score: String,
-        /// Margin of the margin loss.
-        #[arg(long, default_value_t = 1.0)]
-        margin: f32,
-        /// Project node rows into the ball of this radius after updates
-        /// (distance scores; 0 turns it off).
-        #[arg(long, default_value_t = 1.0)]
-        max_norm: f32,
-        /// Initial rows are uniform in ±init_scale/√dim.
-        #[arg(long, default_value_t = 6.0)]
-        init_scale: f32,
-        /// Seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Training threads (0: one per core; 1: bit-for-bit repeatable).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// Keep resident partitions under this many MiB beyond the current bucket's (0: no limit).
-        #[arg(long, default_value_t = 0)]
-        memory_budget: usize,
-        /// Continue the stopped run of --model from its last finished bucket
-        /// (its stored settings apply; the other options are ignored).
+        /// `npy` (TYPE.npy, float32 rows, plus TYPE.keys.tsv) or `tsv` (TYPE.tsv: key then values).
+        #[arg(long, default_value = "npy")]
+        format: String,
+        /// Output directory (created).
         #[arg(long)]
-        resume: bool,
+        out: PathBuf,
     },
     /// Filtered link-prediction metrics of a stored model on test triples.
     Eval {
@@ -238,50 +201,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             say!("compacted in {:.1} ms", ms(t.elapsed()));
         }
         Command::Demo { dir, users } => demo(dir, users)?,
-        Command::Train {
-            db,
-            model,
-            device,
-            dim,
-            epochs,
-            partitions,
-            lr,
-            negatives,
-            chunk,
-            loss,
-            score,
-            margin,
-            max_norm,
-            init_scale,
-            seed,
-            threads,
-            memory_budget,
-            resume,
-        } => {
-            if device != "cpu" {
-                bail!("--device {device}: only the CPU backend exists so far (use --device cpu)");
-            }
-            let config = quiver::TrainConfig {
-                dim,
-                epochs,
-                partitions,
-                lr,
-                uniform_negatives: negatives,
-                chunk_size: chunk,
-                loss: serde_json::from_value(serde_json::Value::String(loss.clone()))
-                    .with_context(|| format!("--loss {loss}: expected margin or softmax"))?,
-                score: serde_json::from_value(serde_json::Value::String(score.clone()))
-                    .with_context(|| format!("--score {score}: expected l1, l2 or dot"))?,
-                margin,
-                max_norm: (max_norm > 0.0).then_some(max_norm),
-                init_scale,
-                seed,
-                threads,
-                memory_budget_mib: memory_budget,
-                ..Default::default()
-            };
-            let database = open(&db)?;
-            let started = Instant::now();
+        Command::Train(args) => {
+            let database = open(&args.db)?;
             let mut log = |e: &quiver::EpochStats| {
                 eprintln!(
                     "epoch {:>3}: loss {:.4e}, {} edges in {:.2} s ({:.0} edges/s, {:.0}% moving partitions)",
@@ -293,15 +214,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     100.0 * e.io_share
                 );
             };
-            if resume {
-                quiver::resume(&database, &model, &mut log)?;
+            let started = Instant::now();
+            if args.resume {
+                quiver::resume(&database, &args.model, &mut log)?;
             } else {
-                quiver::train(&database, &model, &config, &mut log)?;
+                quiver::train(&database, &args.model, &args.config()?, &mut log)?;
             }
             say!(
-                "trained model `{model}` in {:.1} s",
+                "trained model `{}` in {:.1} s",
+                args.model,
                 started.elapsed().as_secs_f64()
             );
+        }
+        Command::Models { db } => {
+            for m in open(&db)?.models() {
+                let settings: serde_json::Value = serde_json::from_str(&m.settings).unwrap_or_default();
+                let c = &settings["config"];
+                let state = if m.progress.is_empty() {
+                    "finished".to_string()
+                } else {
+                    format!("stopped at {}", m.progress)
+                };
+                say!(
+                    "{}: dim {} epochs {} partitions {} score {} loss {}; {state}; metrics {}",
+                    m.name,
+                    c["dim"],
+                    c["epochs"],
+                    c["partitions"],
+                    c["score"],
+                    c["loss"],
+                    if m.metrics.is_empty() { "none" } else { &m.metrics }
+                );
+            }
+        }
+        Command::Export {
+            db,
+            model,
+            format,
+            out,
+        } => {
+            let database = open(&db)?;
+            let trained = quiver::Model::load(&database, &model)?;
+            let files = export(&database, &trained, &format, &out)?;
+            say!("wrote {files} files to {}", out.display());
         }
         Command::Eval {
             db,
@@ -335,6 +290,164 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `quiver train`: settings come from `--config FILE.toml` (the fields of
+/// `TrainConfig`), then from the flags given, then from the defaults.
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Database directory.
+    db: PathBuf,
+    /// Name to store the model under.
+    #[arg(long, default_value = "default")]
+    model: String,
+    /// TOML file with training settings (see configs/).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `cpu` (the WGSL backend is not built yet) or `auto`.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Embedding dimension.
+    #[arg(long)]
+    dim: Option<usize>,
+    /// Epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Partitions per node type.
+    #[arg(long)]
+    partitions: Option<u32>,
+    /// Learning rate.
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Uniform negatives per chunk and side.
+    #[arg(long)]
+    negatives: Option<usize>,
+    /// Edges per chunk (the chunk's other edges are negatives too).
+    #[arg(long)]
+    chunk: Option<usize>,
+    /// margin or softmax.
+    #[arg(long)]
+    loss: Option<String>,
+    /// l1, l2 or dot.
+    #[arg(long)]
+    score: Option<String>,
+    /// Margin of the margin loss.
+    #[arg(long)]
+    margin: Option<f32>,
+    /// Project node rows into the ball of this radius after updates (distance scores; 0: off).
+    #[arg(long)]
+    max_norm: Option<f32>,
+    /// Initial rows are uniform in ±init_scale/√dim.
+    #[arg(long)]
+    init_scale: Option<f32>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Training threads (0: one per core; 1: bit-for-bit repeatable).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Keep resident partitions under this many MiB beyond the current bucket's (0: no limit).
+    #[arg(long)]
+    memory_budget: Option<usize>,
+    /// Continue the stopped run of --model from its last finished bucket (its stored settings apply).
+    #[arg(long)]
+    resume: bool,
+}
+
+impl TrainArgs {
+    fn config(&self) -> anyhow::Result<quiver::TrainConfig> {
+        if !matches!(self.device.as_str(), "auto" | "cpu") {
+            bail!(
+                "--device {}: only the CPU backend exists so far (use --device cpu or auto)",
+                self.device
+            );
+        }
+        let mut c: quiver::TrainConfig = match &self.config {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("{}", path.display()))?
+            }
+            None => quiver::TrainConfig::default(),
+        };
+        let word = |v: &str| serde_json::Value::String(v.to_string());
+        macro_rules! set {
+            ($($field:ident <- $value:expr),* $(,)?) => { $( if let Some(v) = $value { c.$field = v; } )* };
+        }
+        set!(dim <- self.dim, epochs <- self.epochs, partitions <- self.partitions, lr <- self.lr,
+             uniform_negatives <- self.negatives, chunk_size <- self.chunk, margin <- self.margin,
+             init_scale <- self.init_scale, seed <- self.seed, threads <- self.threads,
+             memory_budget_mib <- self.memory_budget);
+        if let Some(l) = &self.loss {
+            c.loss = serde_json::from_value(word(l))
+                .with_context(|| format!("--loss {l}: expected margin or softmax"))?;
+        }
+        if let Some(s) = &self.score {
+            c.score = serde_json::from_value(word(s))
+                .with_context(|| format!("--score {s}: expected l1, l2 or dot"))?;
+        }
+        if let Some(m) = self.max_norm {
+            c.max_norm = (m > 0.0).then_some(m);
+        }
+        Ok(c)
+    }
+}
+
+/// Writes one matrix and one key table per node type; returns the file count.
+fn export(
+    db: &Database,
+    model: &quiver::Model,
+    format: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<usize> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let snap = db.snapshot();
+    let d = model.dim();
+    let mut files = 0;
+    for (t, def) in snap.catalog().node_types.iter().enumerate() {
+        let rows = model.nodes.get(t).map_or(0, |v| v.len() / d);
+        let key = |id: usize| snap.node_key(t as u32, id as u32).unwrap_or("");
+        match format {
+            "npy" => {
+                let path = out.join(format!("{}.npy", def.name));
+                let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
+                // NPY 1.0: magic, version, header length, a Python dict padded to 64 bytes.
+                let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {d}), }}");
+                let len = (10 + dict.len() + 1).div_ceil(64) * 64 - 10;
+                w.write_all(b"\x93NUMPY\x01\x00")?;
+                w.write_all(&(len as u16).to_le_bytes())?;
+                write!(w, "{dict:<width$}\n", width = len - 1)?;
+                for v in &model.nodes[t] {
+                    w.write_all(&v.to_le_bytes())?;
+                }
+                w.flush()?;
+                let mut k = std::io::BufWriter::new(std::fs::File::create(
+                    out.join(format!("{}.keys.tsv", def.name)),
+                )?);
+                for id in 0..rows {
+                    writeln!(k, "{id}\t{}", key(id))?;
+                }
+                k.flush()?;
+                files += 2;
+            }
+            "tsv" => {
+                let mut w =
+                    std::io::BufWriter::new(std::fs::File::create(out.join(format!("{}.tsv", def.name)))?);
+                for id in 0..rows {
+                    write!(w, "{}", key(id))?;
+                    for v in &model.nodes[t][id * d..(id + 1) * d] {
+                        write!(w, "\t{v}")?;
+                    }
+                    writeln!(w)?;
+                }
+                w.flush()?;
+                files += 1;
+            }
+            other => bail!("--format {other}: expected npy or tsv"),
+        }
+    }
+    Ok(files)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -97,3 +97,83 @@ fn import_stats_check_and_errors() {
         text(&o)
     );
 }
+
+#[test]
+fn train_eval_models_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let train = dir.path().join("train.tsv");
+    let lines: String = (0..40)
+        .map(|i| format!("e{i}\tnext\te{}\n", (i + 1) % 40))
+        .collect();
+    std::fs::write(&train, lines).unwrap();
+    let test = dir.path().join("test.tsv");
+    std::fs::write(&test, "e1\tnext\te2\r\nghost\tnext\te1\r\n").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "dim = 8\nepochs = 3\nchunk_size = 10\nuniform_negatives = 10\nthreads = 1\n",
+    )
+    .unwrap();
+    assert!(quiver(&["import", p(&db), p(&train)]).status.success());
+
+    let o = quiver(&[
+        "train",
+        p(&db),
+        "--model",
+        "m",
+        "--config",
+        p(&config),
+        "--epochs",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        text(&o).matches("epoch ").count(),
+        2,
+        "--epochs overrides the file: {}",
+        text(&o)
+    );
+    let o = quiver(&["train", p(&db), "--model", "m", "--score", "cosine"]);
+    assert!(
+        !o.status.success() && text(&o).contains("expected l1, l2 or dot"),
+        "{}",
+        text(&o)
+    );
+
+    let o = quiver(&["eval", p(&db), "--model", "m", "--test", p(&test), "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let json = String::from_utf8(o.stdout).unwrap();
+    for key in [
+        r#""mrr":"#,
+        r#""mr":"#,
+        r#""hits@1":"#,
+        r#""hits@3":"#,
+        r#""hits@10":"#,
+        r#""skipped":1"#,
+        r#""triples":1"#,
+    ] {
+        assert!(json.contains(key), "{key} not in {json}");
+    }
+    let o = quiver(&["models", p(&db)]);
+    assert!(
+        text(&o).contains("m: dim 8 epochs 2") && text(&o).contains("finished"),
+        "{}",
+        text(&o)
+    );
+
+    let out = dir.path().join("export");
+    let o = quiver(&["export", p(&db), "--model", "m", "--out", p(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let npy = std::fs::read(out.join("Entity.npy")).unwrap();
+    assert_eq!(&npy[..6], b"\x93NUMPY");
+    assert_eq!(npy.len(), 128 + 40 * 8 * 4);
+    assert!(String::from_utf8_lossy(&npy[10..128]).contains("'shape': (40, 8)"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("Entity.keys.tsv"))
+            .unwrap()
+            .lines()
+            .count(),
+        40
+    );
+}
