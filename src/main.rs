@@ -77,7 +77,7 @@ enum Command {
         db: PathBuf,
     },
     /// Train TransE embeddings on the database's edges (CPU backend).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// List the stored models with their settings, progress and metrics.
     Models {
         /// Database directory.
@@ -417,7 +417,7 @@ fn export(
                 let len = (10 + dict.len() + 1).div_ceil(64) * 64 - 10;
                 w.write_all(b"\x93NUMPY\x01\x00")?;
                 w.write_all(&(len as u16).to_le_bytes())?;
-                write!(w, "{dict:<width$}\n", width = len - 1)?;
+                writeln!(w, "{dict:<width$}", width = len - 1)?;
                 for v in &model.nodes[t] {
                     w.write_all(&v.to_le_bytes())?;
                 }
