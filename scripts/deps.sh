@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs (as root) or names (otherwise) what building and testing quiver needs.
 set -euo pipefail
-mkdir -p "${XDG_RUNTIME_DIR:-/tmp}"
-chmod 700 "${XDG_RUNTIME_DIR:-/tmp}" 2>/dev/null || true
+# A private runtime directory silences Mesa's warnings (the Makefile sets one).
+if [ -n "${XDG_RUNTIME_DIR:-}" ]; then
+    mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+fi
 
 if ! command -v cargo >/dev/null; then
     echo "error: cargo not found; install Rust with rustup (https://rustup.rs)" >&2
