@@ -8,8 +8,8 @@ pub use quiver_storage::{
 };
 
 pub use quiver_engine::{
-    evaluate, read_triples, resume, train, EngineError, EpochStats, EvalReport, Loss, Model, Optimizer,
-    Score, TrainConfig, Triple,
+    evaluate, read_triples, resume, train, AdapterChoice, Device, EngineError, EpochStats, EvalReport,
+    GpuContext, Loss, Model, Optimizer, Score, TrainConfig, Triple,
 };
 
 /// Any error quiver returns.

@@ -110,6 +110,9 @@ enum Command {
         /// Further known triples to filter (e.g. the validation split).
         #[arg(long)]
         filter: Vec<PathBuf>,
+        /// auto (a hardware GPU if any, else the CPU), gpu (any adapter, lavapipe included) or cpu.
+        #[arg(long, default_value = "auto")]
+        device: String,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -264,7 +267,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             test,
             filter,
             json,
+            device,
         } => {
+            let device = quiver::Device::select(&device)?;
             let database = open(&db)?;
             let trained = quiver::Model::load(&database, &model)?;
             let test = quiver::read_triples(&test)?;
@@ -272,11 +277,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for f in &filter {
                 known.extend(quiver::read_triples(f)?);
             }
-            let r = quiver::evaluate(&database, &trained, &test, &known)?;
+            let r = quiver::evaluate(&database, &trained, &test, &known, &device)?;
             let obj = serde_json::json!({
                 "mrr": r.mrr, "mr": r.mr, "hits@1": r.hits1, "hits@3": r.hits3, "hits@10": r.hits10,
                 "triples": r.triples, "skipped": r.skipped, "seconds": r.seconds,
-                "ties": "realistic", "unknown_entities": "skipped",
+                "ties": "realistic", "unknown_entities": "skipped", "device": device.describe(),
             });
             database.set_model_metrics(&model, &obj.to_string())?;
             if json {

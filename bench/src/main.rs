@@ -184,7 +184,7 @@ fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
     let model = quiver_engine::Model::load(&db, "pbg").unwrap();
     let test = quiver_engine::read_triples(&data.join("test.txt")).unwrap();
     let valid = quiver_engine::read_triples(&data.join("valid.txt")).unwrap();
-    let ev = quiver_engine::evaluate(&db, &model, &test, &valid).unwrap();
+    let ev = quiver_engine::evaluate(&db, &model, &test, &valid, &quiver_engine::Device::Cpu).unwrap();
     // PyKEEN's anchor: L1, margin 1, one negative per positive, no in-batch negatives.
     let pykeen = TrainConfig {
         epochs,

@@ -89,7 +89,13 @@ const QUERY_BLOCK: usize = 64;
 
 /// Ranks every test triple in both directions. `filter` holds further known
 /// triples (e.g. the validation split); the test triples filter each other.
-pub fn evaluate(db: &Database, model: &Model, test: &[Triple], filter: &[Triple]) -> Result<EvalReport> {
+pub fn evaluate(
+    db: &Database,
+    model: &Model,
+    test: &[Triple],
+    filter: &[Triple],
+    device: &crate::Device,
+) -> Result<EvalReport> {
     let started = Instant::now();
     let snap = db.snapshot();
     let c = snap.catalog();
@@ -153,20 +159,32 @@ pub fn evaluate(db: &Database, model: &Model, test: &[Triple], filter: &[Triple]
     }
     // Tasks sharing a candidate type go together so blocks reuse cached rows.
     tasks.sort_by_key(|t| t.ty);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(tasks.len().max(1));
-    let per = tasks.len().div_ceil(threads.max(1)).max(1);
-    let ranks: Vec<f64> = std::thread::scope(|s| {
+    // The CPU splits the tasks over its cores; a GPU takes them in large blocks.
+    let (threads, block) = match device {
+        crate::Device::Gpu(_) => (1, 1024),
+        crate::Device::Cpu => (
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            QUERY_BLOCK,
+        ),
+    };
+    let per = tasks.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<f64>>> = std::thread::scope(|s| {
         let handles: Vec<_> = tasks
             .chunks(per)
-            .map(|part| s.spawn(move || rank_tasks(model, part, d)))
+            .map(|part| s.spawn(move || rank_tasks(model, part, d, block, device)))
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(EngineError::Config("ranking thread failed".into())))
+            })
             .collect()
     });
+    let mut ranks = Vec::with_capacity(tasks.len());
+    for part in parts {
+        ranks.extend(part?);
+    }
     let n = ranks.len().max(1) as f64;
     let share = |k: f64| ranks.iter().filter(|&&r| r <= k).count() as f64 / n;
     Ok(EvalReport {
@@ -181,19 +199,30 @@ pub fn evaluate(db: &Database, model: &Model, test: &[Triple], filter: &[Triple]
     })
 }
 
-fn rank_tasks(model: &Model, tasks: &[Task], d: usize) -> Vec<f64> {
+fn rank_tasks(
+    model: &Model,
+    tasks: &[Task],
+    d: usize,
+    block: usize,
+    device: &crate::Device,
+) -> Result<Vec<f64>> {
     let mut ranks = Vec::with_capacity(tasks.len());
     let mut scores = Vec::new();
     for block in tasks
         .chunk_by(|a, b| a.ty == b.ty)
-        .flat_map(|same| same.chunks(QUERY_BLOCK))
+        .flat_map(|same| same.chunks(block))
     {
         let table = &model.nodes[block[0].ty as usize];
         let n = table.len() / d;
-        scores.clear();
-        scores.resize(block.len() * n, 0f32);
         let queries: Vec<f32> = block.iter().flat_map(|t| t.query.iter().copied()).collect();
-        kernels::scores(model.config.score, &queries, table, d, &mut scores);
+        match device {
+            crate::Device::Cpu => {
+                scores.clear();
+                scores.resize(block.len() * n, 0f32);
+                kernels::scores(model.config.score, &queries, table, d, &mut scores);
+            }
+            crate::Device::Gpu(gpu) => scores = gpu.scores(model.config.score, &queries, table, d)?,
+        }
         for (qi, task) in block.iter().enumerate() {
             let row = &scores[qi * n..(qi + 1) * n];
             let n = row.len();
@@ -215,5 +244,5 @@ fn rank_tasks(model: &Model, tasks: &[Task], d: usize) -> Vec<f64> {
             ranks.push(1.0 + greater as f64 + equal as f64 / 2.0);
         }
     }
-    ranks
+    Ok(ranks)
 }

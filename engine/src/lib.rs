@@ -8,12 +8,14 @@
 
 mod config;
 mod eval;
+mod gpu;
 mod kernels;
 mod model;
 mod train;
 
 pub use config::{Loss, Optimizer, Score, TrainConfig};
 pub use eval::{evaluate, read_triples, EvalReport, Triple};
+pub use gpu::{AdapterChoice, GpuContext};
 pub use model::Model;
 pub use train::{resume, train, EpochStats};
 
@@ -38,6 +40,49 @@ pub enum EngineError {
     /// A test or filter file that cannot be read.
     #[error("{0}")]
     Input(String),
+    /// The GPU backend failed, or no adapter was found.
+    #[error("GPU: {0}")]
+    Gpu(String),
+}
+
+/// Where scoring runs.
+pub enum Device {
+    /// The native CPU kernels.
+    Cpu,
+    /// A wgpu adapter.
+    Gpu(Box<GpuContext>),
+}
+
+impl Device {
+    /// `auto`: a hardware GPU if wgpu finds one, else the CPU; `gpu`: any
+    /// adapter, software ones (lavapipe) included, or an error; `cpu`.
+    pub fn select(name: &str) -> Result<Self> {
+        match name {
+            "cpu" => Ok(Device::Cpu),
+            "auto" => {
+                Ok(GpuContext::new(AdapterChoice::Hardware)?
+                    .map_or(Device::Cpu, |g| Device::Gpu(Box::new(g))))
+            }
+            "gpu" => GpuContext::new(AdapterChoice::AnyIncludingSoftware)?
+                .map(|g| Device::Gpu(Box::new(g)))
+                .ok_or_else(|| {
+                    EngineError::Gpu(
+                        "no GPU adapter found; for a software one install mesa-vulkan-drivers".into(),
+                    )
+                }),
+            other => Err(EngineError::Config(format!(
+                "device `{other}`: expected auto, gpu or cpu"
+            ))),
+        }
+    }
+
+    /// What runs the kernels, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Device::Cpu => "CPU".into(),
+            Device::Gpu(g) => format!("GPU {}", g.adapter()),
+        }
+    }
 }
 
 /// Short for `Result<T, EngineError>`.

@@ -1,6 +1,6 @@
 //! Training and evaluation on small graphs, checked against brute force.
 
-use quiver_engine::{evaluate, resume, train, Loss, Model, Score, TrainConfig, Triple};
+use quiver_engine::{evaluate, resume, train, Device, Loss, Model, Score, TrainConfig, Triple};
 use quiver_storage::Database;
 
 /// A graph with structure: node i links by `next` to i+1 and by `back` to
@@ -123,7 +123,7 @@ fn partitioned_training_reaches_the_same_quality() {
         };
         let model = train(&db, "m", &cfg, &mut |_| {}).unwrap();
         // Test triples are training edges here: filtered, they must rank near the top.
-        mrr.push(evaluate(&db, &model, &test, &[]).unwrap().mrr);
+        mrr.push(evaluate(&db, &model, &test, &[], &Device::Cpu).unwrap().mrr);
     }
     // Random ranking gives about 0.07 here; a ring is not exactly representable by translations.
     assert!(mrr[0] > 0.3 && (mrr[0] - mrr[1]).abs() < 0.05, "{mrr:?}");
@@ -216,7 +216,7 @@ fn filtered_ranks_equal_brute_force() {
             tail: "n1".into(),
         }])
         .collect();
-    let report = evaluate(&db, &model, &test, &[]).unwrap();
+    let report = evaluate(&db, &model, &test, &[], &Device::Cpu).unwrap();
     assert_eq!((report.triples, report.skipped), (10, 1));
     let expected = brute_force(&db, &model, &test[..10]);
     assert!(
