@@ -9,7 +9,7 @@ pub use quiver_storage::{
 
 pub use quiver_engine::{
     evaluate, read_triples, resume, train, AdapterChoice, Device, EngineError, EpochStats, EvalReport,
-    GpuContext, Loss, Model, Optimizer, Score, TrainConfig, Triple,
+    GpuContext, Loss, Model, Optimizer, Score, TrainConfig, TrainEvent, Triple,
 };
 
 /// Any error quiver returns.

@@ -206,28 +206,88 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { dir, users } => demo(dir, users)?,
         Command::Train(args) => {
             let database = open(&args.db)?;
-            let mut log = |e: &quiver::EpochStats| {
-                eprintln!(
-                    "epoch {:>3}: loss {:.4e}, {} edges in {:.2} s ({:.0} edges/s, {:.0}% moving partitions)",
-                    e.epoch + 1,
-                    e.loss,
-                    e.edges,
-                    e.seconds,
-                    e.edges as f64 / e.seconds,
-                    100.0 * e.io_share
+            let config = match args.resume {
+                true => {
+                    serde_json::from_str::<serde_json::Value>(&database.model_info(&args.model)?.settings)
+                        .ok()
+                        .and_then(|s| serde_json::from_value::<quiver::TrainConfig>(s["config"].clone()).ok())
+                        .unwrap_or_default()
+                }
+                false => args.config()?,
+            };
+            let bar = std::io::stderr().is_terminal().then(|| {
+                let b = indicatif::ProgressBar::new(0);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template("{bar:30} {msg} eta {eta}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                 );
+                b
+            });
+            let mut curve = Vec::new();
+            let mut epoch_start = Instant::now();
+            let mut log = |e: &quiver::TrainEvent| match *e {
+                quiver::TrainEvent::Bucket {
+                    epoch,
+                    bucket,
+                    buckets,
+                    edges,
+                    loss,
+                } => {
+                    if let Some(b) = &bar {
+                        b.set_length((config.epochs * buckets) as u64);
+                        b.set_position((epoch * buckets + bucket + 1) as u64);
+                        b.set_message(format!(
+                            "epoch {}/{} bucket {}/{buckets} loss {loss:.3e} {:.0} edges/s",
+                            epoch + 1,
+                            config.epochs,
+                            bucket + 1,
+                            edges as f64 / epoch_start.elapsed().as_secs_f64()
+                        ));
+                    }
+                }
+                quiver::TrainEvent::Epoch(s) => {
+                    epoch_start = Instant::now();
+                    curve.push(s.loss);
+                    let line = format!(
+                        "epoch {:>3}: loss {:.4e}, {} edges in {:.2} s ({:.0} edges/s, {:.0}% moving partitions)",
+                        s.epoch + 1,
+                        s.loss,
+                        s.edges,
+                        s.seconds,
+                        s.edges as f64 / s.seconds,
+                        100.0 * s.io_share
+                    );
+                    match &bar {
+                        Some(b) => b.println(line),
+                        None => eprintln!("{line}"),
+                    }
+                }
             };
             let started = Instant::now();
             if args.resume {
                 quiver::resume(&database, &args.model, &mut log)?;
             } else {
-                quiver::train(&database, &args.model, &args.config()?, &mut log)?;
+                quiver::train(&database, &args.model, &config, &mut log)?;
+            }
+            if let Some(b) = bar {
+                b.finish_and_clear();
             }
             say!(
                 "trained model `{}` in {:.1} s",
                 args.model,
                 started.elapsed().as_secs_f64()
             );
+            if !curve.is_empty() {
+                let safe: String = args
+                    .model
+                    .chars()
+                    .map(|c| if c.is_alphanumeric() { c } else { '_' })
+                    .collect();
+                let path = args.db.join(format!("{safe}.loss.svg"));
+                std::fs::write(&path, loss_svg(&args.model, &curve))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                say!("loss curve: {}", path.display());
+            }
         }
         Command::Models { db } => {
             for m in open(&db)?.models() {
@@ -396,6 +456,46 @@ impl TrainArgs {
         }
         Ok(c)
     }
+}
+
+/// A small SVG line chart of the loss per epoch.
+fn loss_svg(name: &str, losses: &[f64]) -> String {
+    let (w, h, pad) = (640.0, 360.0, 48.0);
+    let max = losses
+        .iter()
+        .cloned()
+        .fold(f64::MIN, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let min = losses.iter().cloned().fold(f64::MAX, f64::min).min(max);
+    let span = (max - min).max(max * 1e-9);
+    let n = losses.len().max(2) - 1;
+    let points: Vec<String> = losses
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let x = pad + (w - 2.0 * pad) * i as f64 / n as f64;
+            let y = h - pad - (h - 2.0 * pad) * (l - min) / span;
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{pad}" y="24">{} — training loss per epoch</text>
+<line x1="{pad}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{b}" stroke="black"/>
+<text x="4" y="{pad}">{max:.3e}</text><text x="4" y="{b}">{min:.3e}</text>
+<text x="{pad}" y="{lb}">epoch 1</text><text x="{rl}" y="{lb}">epoch {}</text>
+<polyline fill="none" stroke="steelblue" stroke-width="2" points="{}"/>
+</svg>
+"##,
+        name.replace('&', "&amp;").replace('<', "&lt;"),
+        losses.len(),
+        points.join(" "),
+        b = h - pad,
+        r = w - pad,
+        lb = h - pad + 20.0,
+        rl = w - pad - 50.0,
+    )
 }
 
 /// Writes one matrix and one key table per node type; returns the file count.

@@ -157,8 +157,10 @@ fn train_rate(db: &Database, name: &str, cfg: &quiver_engine::TrainConfig) -> (f
     let (mut rates, mut io) = (Vec::new(), Vec::new());
     let t = Instant::now();
     quiver_engine::train(db, name, cfg, &mut |e| {
-        rates.push(e.edges as f64 / e.seconds);
-        io.push(e.io_share);
+        if let quiver_engine::TrainEvent::Epoch(e) = e {
+            rates.push(e.edges as f64 / e.seconds);
+            io.push(e.io_share);
+        }
     })
     .unwrap();
     let skip = usize::from(rates.len() > 1);

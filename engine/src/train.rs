@@ -48,6 +48,27 @@ pub struct EpochStats {
     pub io_share: f64,
 }
 
+/// What a training run reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TrainEvent {
+    /// Bucket `bucket` of `buckets` in epoch `epoch` is trained and saved;
+    /// `edges` and `loss` add up the epoch so far.
+    Bucket {
+        /// 0-based epoch.
+        epoch: usize,
+        /// 0-based bucket index in the epoch's order.
+        bucket: usize,
+        /// Buckets per epoch.
+        buckets: usize,
+        /// Edges trained in this epoch so far.
+        edges: u64,
+        /// Loss summed over this epoch so far.
+        loss: f64,
+    },
+    /// An epoch is done.
+    Epoch(EpochStats),
+}
+
 /// Views `x` as atomics for shared, lock-free updates.
 fn atomics(x: &mut [f32]) -> &[AtomicU32] {
     // SAFETY: `AtomicU32` has the same size and alignment as `u32`, hence as
@@ -184,7 +205,7 @@ pub fn train(
     db: &Database,
     name: &str,
     config: &TrainConfig,
-    on_epoch: &mut dyn FnMut(&EpochStats),
+    on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<Model> {
     config.validate()?;
     if db.model_info(name).is_ok() {
@@ -209,11 +230,11 @@ pub fn train(
     let settings_json = serde_json::to_string(&settings).map_err(|e| EngineError::Config(e.to_string()))?;
     let start_json = serde_json::to_string(&start).map_err(|e| EngineError::Config(e.to_string()))?;
     db.save_model_parts(name, &settings_json, &start_json, &[])?;
-    run(db, name, &settings, start, &buckets, on_epoch)
+    run(db, name, &settings, start, &buckets, on_event)
 }
 
 /// Continues an interrupted run of model `name` from its last finished bucket.
-pub fn resume(db: &Database, name: &str, on_epoch: &mut dyn FnMut(&EpochStats)) -> Result<Model> {
+pub fn resume(db: &Database, name: &str, on_event: &mut dyn FnMut(&TrainEvent)) -> Result<Model> {
     let info = db.model_info(name)?;
     let bad = |m: &str| EngineError::Model {
         name: name.to_string(),
@@ -231,7 +252,7 @@ pub fn resume(db: &Database, name: &str, on_epoch: &mut dyn FnMut(&EpochStats)) 
             "the graph's edges changed since this run started; train it again",
         ));
     }
-    run(db, name, &settings, start, &buckets, on_epoch)
+    run(db, name, &settings, start, &buckets, on_event)
 }
 
 fn run(
@@ -240,7 +261,7 @@ fn run(
     settings: &Settings,
     start: Progress,
     buckets: &Buckets,
-    on_epoch: &mut dyn FnMut(&EpochStats),
+    on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<Model> {
     let cfg = &settings.config;
     let (d, p) = (cfg.dim, cfg.partitions);
@@ -377,15 +398,22 @@ fn run(
             parts.push((RELATIONS_KEY, &rel_arrays));
             db.save_model_parts(name, &settings_json, &progress, &parts)?;
             io += io_started.elapsed().as_secs_f64();
+            on_event(&TrainEvent::Bucket {
+                epoch,
+                bucket: b,
+                buckets: order.len(),
+                edges,
+                loss,
+            });
         }
         let seconds = started.elapsed().as_secs_f64();
-        on_epoch(&EpochStats {
+        on_event(&TrainEvent::Epoch(EpochStats {
             epoch,
             loss,
             edges,
             seconds,
             io_share: if seconds > 0.0 { io / seconds } else { 0.0 },
-        });
+        }));
     }
     // A run whose last buckets were empty, or that had nothing left to do, still ends finished.
     let rel_arrays: [&[f32]; 2] = [&relations, &relation_state];

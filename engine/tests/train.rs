@@ -1,6 +1,6 @@
 //! Training and evaluation on small graphs, checked against brute force.
 
-use quiver_engine::{evaluate, resume, train, Device, Loss, Model, Score, TrainConfig, Triple};
+use quiver_engine::{evaluate, resume, train, Device, Loss, Model, Score, TrainConfig, TrainEvent, Triple};
 use quiver_storage::Database;
 
 /// A graph with structure: node i links by `next` to i+1 and by `back` to
@@ -42,7 +42,12 @@ fn loss_falls_and_runs_are_deterministic() {
     for score in [Score::L1, Score::L2, Score::Dot] {
         for loss in [Loss::Margin, Loss::Softmax] {
             let mut losses = Vec::new();
-            let a = train(&db, "m", &config(score, loss), &mut |e| losses.push(e.loss)).unwrap();
+            let a = train(&db, "m", &config(score, loss), &mut |e| {
+                if let TrainEvent::Epoch(e) = e {
+                    losses.push(e.loss)
+                }
+            })
+            .unwrap();
             assert_eq!(losses.len(), 30);
             assert!(losses[29] < 0.5 * losses[0], "{score:?} {loss:?}: {losses:?}");
             let b = train(&db, "m", &config(score, loss), &mut |_| {}).unwrap();
@@ -61,7 +66,12 @@ fn reciprocal_head_relations_train_and_rank() {
         ..config(Score::L2, Loss::Margin)
     };
     let mut losses = Vec::new();
-    let model = train(&db, "r", &cfg, &mut |e| losses.push(e.loss)).unwrap();
+    let model = train(&db, "r", &cfg, &mut |e| {
+        if let TrainEvent::Epoch(e) = e {
+            losses.push(e.loss)
+        }
+    })
+    .unwrap();
     assert!(losses[39] < 0.5 * losses[0], "{losses:?}");
     assert_eq!(
         model.relations.len(),
@@ -263,7 +273,12 @@ fn models_are_stored_and_resume_where_they_stopped() {
     db.save_model_parts("cut", &settings, &progress, &[]).unwrap();
     drop(db);
     let db = Database::open(dir.path().join("db")).unwrap();
-    let resumed = resume(&db, "cut", &mut |e| epochs.push(e.epoch)).unwrap();
+    let resumed = resume(&db, "cut", &mut |e| {
+        if let TrainEvent::Epoch(e) = e {
+            epochs.push(e.epoch)
+        }
+    })
+    .unwrap();
     assert_eq!(epochs, [2, 3]);
     assert_eq!(resumed.nodes, full.nodes);
     assert_eq!(resumed.relations, full.relations);
