@@ -214,37 +214,41 @@ pub(crate) fn loss(
 ) -> f64 {
     g.fill(0.0);
     let mut total = 0f64;
+    // Negative columns of row i: the chunk's other columns (with batch
+    // negatives), then every uniform column.
+    let first = if batch_negatives { 0 } else { c.min(m) };
     for i in 0..c {
         let row = &s[i * m..(i + 1) * m];
         let grow = &mut g[i * m..(i + 1) * m];
         let w = weights.get(i).copied().unwrap_or(1.0);
-        let is_neg = |j: usize| if j < c { batch_negatives && j != i } else { true };
         let pos = row[i];
+        let negs = (first..m).filter(|&j| j != i);
         match kind {
             Loss::Margin => {
-                for j in (0..m).filter(|&j| is_neg(j)) {
+                let mut active = 0.0;
+                for j in negs {
                     let v = margin - pos + row[j];
                     if v > 0.0 {
                         total += (w * v) as f64;
-                        grow[j] += w;
-                        grow[i] -= w;
+                        grow[j] = w;
+                        active += w;
                     }
                 }
+                grow[i] = -active;
             }
             Loss::Softmax => {
-                let max = (0..m)
-                    .filter(|&j| j == i || is_neg(j))
-                    .map(|j| row[j])
-                    .fold(f32::NEG_INFINITY, f32::max);
-                let z: f32 = (0..m)
-                    .filter(|&j| j == i || is_neg(j))
-                    .map(|j| (row[j] - max).exp())
-                    .sum();
-                total += (w * (max + z.ln() - pos)) as f64;
-                for j in (0..m).filter(|&j| j == i || is_neg(j)) {
-                    grow[j] = w * (row[j] - max).exp() / z;
+                let max = negs.clone().map(|j| row[j]).fold(pos, f32::max);
+                let mut z = (pos - max).exp();
+                for j in negs.clone() {
+                    let e = (row[j] - max).exp();
+                    grow[j] = e;
+                    z += e;
                 }
-                grow[i] -= w;
+                total += (w * (max + z.ln() - pos)) as f64;
+                for j in negs {
+                    grow[j] *= w / z;
+                }
+                grow[i] = w * ((pos - max).exp() / z - 1.0);
             }
         }
     }

@@ -19,13 +19,13 @@
 //! resumed or not. Within a chunk each distinct row gets one update with its
 //! gradients summed.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Instant;
 
 use quiver_storage::{Buckets, Database};
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Optimizer, Score, TrainConfig};
