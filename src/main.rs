@@ -452,7 +452,7 @@ impl TrainArgs {
                 .with_context(|| format!("--score {s}: expected l1, l2 or dot"))?;
         }
         if let Some(m) = self.max_norm {
-            c.max_norm = (m > 0.0).then_some(m);
+            c.max_norm = m;
         }
         Ok(c)
     }
@@ -498,61 +498,86 @@ fn loss_svg(name: &str, losses: &[f64]) -> String {
     )
 }
 
-/// Writes one matrix and one key table per node type; returns the file count.
+/// Writes one matrix and one key table per node type, and one for the
+/// relation vectors (`_relations`); returns the file count.
 fn export(
     db: &Database,
     model: &quiver::Model,
     format: &str,
     out: &std::path::Path,
 ) -> anyhow::Result<usize> {
-    use std::io::Write as _;
+    if !matches!(format, "npy" | "tsv") {
+        bail!("--format {format}: expected npy or tsv");
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let snap = db.snapshot();
+    let c = snap.catalog();
     let d = model.dim();
     let mut files = 0;
-    for (t, def) in snap.catalog().node_types.iter().enumerate() {
-        let rows = model.nodes.get(t).map_or(0, |v| v.len() / d);
-        let key = |id: usize| snap.node_key(t as u32, id as u32).unwrap_or("");
-        match format {
-            "npy" => {
-                let path = out.join(format!("{}.npy", def.name));
-                let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
-                // NPY 1.0: magic, version, header length, a Python dict padded to 64 bytes.
-                let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {d}), }}");
-                let len = (10 + dict.len() + 1).div_ceil(64) * 64 - 10;
-                w.write_all(b"\x93NUMPY\x01\x00")?;
-                w.write_all(&(len as u16).to_le_bytes())?;
-                writeln!(w, "{dict:<width$}", width = len - 1)?;
-                for v in &model.nodes[t] {
-                    w.write_all(&v.to_le_bytes())?;
-                }
-                w.flush()?;
-                let mut k = std::io::BufWriter::new(std::fs::File::create(
-                    out.join(format!("{}.keys.tsv", def.name)),
-                )?);
-                for id in 0..rows {
-                    writeln!(k, "{id}\t{}", key(id))?;
-                }
-                k.flush()?;
-                files += 2;
-            }
-            "tsv" => {
-                let mut w =
-                    std::io::BufWriter::new(std::fs::File::create(out.join(format!("{}.tsv", def.name)))?);
-                for id in 0..rows {
-                    write!(w, "{}", key(id))?;
-                    for v in &model.nodes[t][id * d..(id + 1) * d] {
-                        write!(w, "\t{v}")?;
-                    }
-                    writeln!(w)?;
-                }
-                w.flush()?;
-                files += 1;
-            }
-            other => bail!("--format {other}: expected npy or tsv"),
-        }
+    for (t, def) in c.node_types.iter().enumerate() {
+        let table = model.nodes.get(t).map_or(&[][..], |v| v.as_slice());
+        let key = |id: usize| snap.node_key(t as u32, id as u32).unwrap_or("").to_string();
+        files += write_matrix(out, &def.name, table, d, format, key)?;
     }
+    let relations = c.relations.len();
+    let key = |row: usize| match c.relations.get(row) {
+        Some(r) => r.name.clone(),
+        None => format!(
+            "{} (head)",
+            c.relations.get(row - relations).map_or("?", |r| r.name.as_str())
+        ),
+    };
+    files += write_matrix(out, "_relations", &model.relations, d, format, key)?;
     Ok(files)
+}
+
+/// `STEM.npy` (NPY 1.0, float32, rows × d) plus `STEM.keys.tsv` (row, key),
+/// or `STEM.tsv` (key, then the values); returns the file count.
+fn write_matrix(
+    out: &std::path::Path,
+    stem: &str,
+    data: &[f32],
+    d: usize,
+    format: &str,
+    key: impl Fn(usize) -> String,
+) -> anyhow::Result<usize> {
+    use std::io::Write as _;
+    let rows = data.len() / d;
+    let create = |name: String| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+        let path = out.join(name);
+        Ok(std::io::BufWriter::new(
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+        ))
+    };
+    if format == "tsv" {
+        let mut w = create(format!("{stem}.tsv"))?;
+        for (id, row) in data.chunks_exact(d).enumerate() {
+            write!(w, "{}", key(id))?;
+            for v in row {
+                write!(w, "\t{v}")?;
+            }
+            writeln!(w)?;
+        }
+        w.flush()?;
+        return Ok(1);
+    }
+    let mut w = create(format!("{stem}.npy"))?;
+    // NPY 1.0: magic, version, header length, a Python dict padded to 64 bytes.
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {d}), }}");
+    let len = (10 + dict.len() + 1).div_ceil(64) * 64 - 10;
+    w.write_all(b"\x93NUMPY\x01\x00")?;
+    w.write_all(&(len as u16).to_le_bytes())?;
+    writeln!(w, "{dict:<width$}", width = len - 1)?;
+    for v in data {
+        w.write_all(&v.to_le_bytes())?;
+    }
+    w.flush()?;
+    let mut k = create(format!("{stem}.keys.tsv"))?;
+    for id in 0..rows {
+        writeln!(k, "{id}\t{}", key(id))?;
+    }
+    k.flush()?;
+    Ok(2)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -194,6 +194,7 @@ fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
         loss: Loss::Margin,
         uniform_negatives: 1,
         batch_negatives: false,
+        self_negatives: false,
         ..TrainConfig::default()
     };
     let (pykeen_rate, _, _) = train_rate(&db, "pykeen", &pykeen);

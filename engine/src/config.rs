@@ -65,10 +65,16 @@ pub struct TrainConfig {
     pub uniform_negatives: usize,
     /// Use the chunk's other edges as negatives too.
     pub batch_negatives: bool,
-    /// For distance scores, project touched node rows back into the unit
-    /// ball after each update (the TransE paper's normalisation).
-    pub max_norm: Option<f32>,
-    /// Scale of the uniform initialisation: rows start in ±init_scale/√d.
+    /// For relations within one node type, also use the chunk's query
+    /// entities as candidates: each is a negative for itself (h as its own
+    /// tail) and for the other edges.
+    pub self_negatives: bool,
+    /// For distance scores, project touched node rows back into the ball of
+    /// this radius after each update (the TransE paper's normalisation with
+    /// 1); 0 leaves them free, as PBG does.
+    pub max_norm: f32,
+    /// Scale of the uniform initialisation: rows start in ±init_scale/√d
+    /// (the default, about ±0.001 at d = 200, is PBG's 10⁻³).
     pub init_scale: f32,
     /// Seed for initialisation, shuffling and negative sampling.
     pub seed: u64,
@@ -96,8 +102,9 @@ impl Default for TrainConfig {
             chunk_size: 50,
             uniform_negatives: 50,
             batch_negatives: true,
-            max_norm: Some(1.0),
-            init_scale: 6.0,
+            self_negatives: true,
+            max_norm: 0.0,
+            init_scale: 0.014,
             seed: 0,
             threads: 0,
             memory_budget_mib: 0,
@@ -125,6 +132,9 @@ impl TrainConfig {
             || self.relation_lr.is_some_and(|r| !(r >= 0.0 && r.is_finite()))
         {
             return bad("learning rates must be positive and finite");
+        }
+        if !self.max_norm.is_finite() || self.max_norm < 0.0 {
+            return bad("max_norm must be finite and not negative");
         }
         if !self.margin.is_finite() || !self.init_scale.is_finite() || self.init_scale <= 0.0 {
             return bad("margin and init_scale must be finite (init_scale > 0)");

@@ -548,7 +548,6 @@ fn train_chunk(
     work: &mut Work,
 ) -> f64 {
     let (d, c, n) = (cfg.dim, heads.len(), cfg.uniform_negatives);
-    let m = c + n;
     let distance = cfg.score != Score::Dot;
     work.slots.clear();
     work.grads.clear();
@@ -574,6 +573,12 @@ fn train_chunk(
         };
         work.rows.clear();
         work.rows.extend(k_nodes.iter().map(|&x| (k_type, x)));
+        // When both ends have one type, the chunk's query entities are
+        // negatives too: each for itself (h is not its own tail) and for the
+        // others; without them h + r ≈ h wins whenever r is short.
+        if cfg.self_negatives && q_type == k_type {
+            work.rows.extend(q_nodes.iter().map(|&x| (q_type, x)));
+        }
         for _ in 0..n {
             work.rows
                 .push((k_type, negs.start + below(rng, negs.end - negs.start)));
@@ -595,6 +600,7 @@ fn train_chunk(
         for &(t, x) in &work.rows {
             params.read(params.node(t, x).map(|(row, _)| row), &mut side.k);
         }
+        let m = work.rows.len();
         side.s.resize(c * m, 0.0);
         side.g.resize(c * m, 0.0);
         kernels::scores(cfg.score, &side.q, &side.k, d, &mut side.s);
@@ -689,7 +695,8 @@ fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, head_rel: Option<u32>
             &work.grads[slot * d..(slot + 1) * d],
             &mut scratch,
         );
-        if let (Some(max), true) = (cfg.max_norm, cfg.score != Score::Dot) {
+        if cfg.max_norm > 0.0 && cfg.score != Score::Dot {
+            let max = cfg.max_norm;
             let norm = kernels::dot(&scratch, &scratch).sqrt();
             if norm > max {
                 scratch.iter_mut().for_each(|v| *v *= max / norm);

@@ -29,7 +29,8 @@ fn config(score: Score, loss: Loss) -> TrainConfig {
         uniform_negatives: 8,
         lr: 0.1,
         seed: 3,
-        max_norm: None,
+        max_norm: 0.0,
+        init_scale: 6.0,
         threads: 1,
         ..Default::default()
     }
@@ -102,7 +103,7 @@ fn max_norm_keeps_rows_in_the_ball() {
     let dir = tempfile::tempdir().unwrap();
     let db = ring(dir.path(), 40);
     let cfg = TrainConfig {
-        max_norm: Some(1.0),
+        max_norm: 1.0,
         epochs: 3,
         ..config(Score::L2, Loss::Margin)
     };
