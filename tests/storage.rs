@@ -3,21 +3,9 @@
 use quiver_storage::{Database, Direction, StorageError, Value};
 use quiver_tests::all_edges;
 
+/// The TwHIN schema, as the demo creates it.
 fn twhin(db: &Database) {
-    for t in ["User", "Tweet", "Advertiser", "Ad"] {
-        db.create_node_type(t).unwrap();
-    }
-    for (r, s, d) in [
-        ("Follows", "User", "User"),
-        ("Authors", "User", "Tweet"),
-        ("Favorites", "User", "Tweet"),
-        ("Replies", "User", "Tweet"),
-        ("Retweets", "User", "Tweet"),
-        ("Promotes", "Advertiser", "Ad"),
-        ("Clicks", "User", "Ad"),
-    ] {
-        db.create_relation_type(r, s, d).unwrap();
-    }
+    quiver::demo::create_schema(db).unwrap();
 }
 
 #[test]

@@ -136,7 +136,7 @@ impl Database {
             edges: rel_counts.iter().sum(),
             out_degree: DegreeSummary::of(outd),
             in_degree: DegreeSummary::of(ind),
-            delta_changes: snap.state.delta.edge_changes(),
+            delta_changes: snap.state.delta.edge_changes(|rel| c.relations[rel as usize].src),
             generation: c.generation,
             disk,
         })

@@ -62,14 +62,24 @@ impl Delta {
         self.adj[d as usize].get(&(ty, node))
     }
 
-    /// Number of edge changes held (as stored in sled).
-    pub(crate) fn edge_changes(&self) -> u64 {
-        self.adj[0]
+    /// Number of edge changes held, one per sled record: added and removed
+    /// edges, plus weight changes of base edges (`src_type` maps a relation
+    /// to its source node type).
+    pub(crate) fn edge_changes(&self, src_type: impl Fn(u32) -> u32) -> u64 {
+        let presence: u64 = self.adj[0]
             .values()
             .flat_map(|m| m.values())
             .map(|s| s.added.len() + s.removed.len())
-            .sum::<u64>()
-            + self.weights.len() as u64
+            .sum();
+        let reweighted = self
+            .weights
+            .keys()
+            .filter(|&&(rel, src, dst)| {
+                self.get(Direction::Out, src_type(rel), src, rel)
+                    .is_none_or(|s| !s.added.contains(dst))
+            })
+            .count();
+        presence + reweighted as u64
     }
 
     /// Edges added minus base edges removed.
