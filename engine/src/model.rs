@@ -115,6 +115,47 @@ impl Model {
         }
     }
 
+    /// The query for tails of relation `rel` given head embedding `h`: h + r.
+    pub fn tail_query(&self, rel: u32, h: &[f32]) -> Vec<f32> {
+        h.iter().zip(self.relation(rel)).map(|(a, b)| a + b).collect()
+    }
+
+    /// How well candidate `c` answers query `q`, higher is better:
+    /// −‖q − c‖ for the distance scores, q·c for the dot score.
+    pub fn compare(&self, q: &[f32], c: &[f32]) -> f32 {
+        if q.len() != c.len() {
+            return f32::NEG_INFINITY;
+        }
+        crate::kernels::score(self.config.score, q, c)
+    }
+
+    /// The `k` best nodes of type `ty` for query `q` by [`Model::compare`],
+    /// best first (ties by id), leaving out those for which `skip` is true.
+    pub fn top_k(&self, q: &[f32], ty: u32, k: usize, skip: &dyn Fn(u32) -> bool) -> Vec<(u32, f32)> {
+        let d = self.dim();
+        let Some(table) = self.nodes.get(ty as usize) else {
+            return Vec::new();
+        };
+        if q.len() != d || k == 0 {
+            return Vec::new();
+        }
+        let mut s = vec![0.0; table.len() / d];
+        crate::kernels::scores(self.config.score, q, table, d, &mut s);
+        let mut best: Vec<(u32, f32)> = s
+            .into_iter()
+            .enumerate()
+            .filter(|&(i, x)| !x.is_nan() && !skip(i as u32))
+            .map(|(i, x)| (i as u32, x))
+            .collect();
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if best.len() > k {
+            best.select_nth_unstable_by(k - 1, order);
+            best.truncate(k);
+        }
+        best.sort_unstable_by(order);
+        best
+    }
+
     /// Loads model `name` from `db`, assembling its partitions, and checks
     /// that the shapes are consistent. Partitions never trained (a run
     /// stopped early) come out as initialised.

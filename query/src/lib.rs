@@ -1,1 +1,235 @@
-//! The query language (a Cypher subset with embedding procedures) and its executor; built in the query issue.
+//! quiver's query language: a subset of openCypher with embedding
+//! procedures, parsed, planned and run against `storage` (and `engine` for
+//! the embedding procedures). The grammar is in `docs/query.md`.
+//!
+//! A [`Graph`] is a database handle that answers queries:
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! use quiver_query::{Graph, Params};
+//! let g = Graph::open(dir.path())?;
+//! g.query("CREATE NODE TYPE User; CREATE RELATION TYPE Follows (User -> User)", &Params::new())?;
+//! g.query("CREATE (:User {key: 'alice'})-[:Follows]->(:User {key: 'bob'})", &Params::new())?;
+//! let params = Params::from([("k".to_string(), "alice".into())]);
+//! let rows = g.query("MATCH (a:User {key: $k})-[:Follows]->(b) RETURN b.key", &params)?;
+//! assert_eq!(rows.rows[0][0].as_str(), Some("bob"));
+//! # Ok::<_, quiver_query::QueryError>(())
+//! ```
+
+mod ast;
+mod error;
+mod exec;
+mod lexer;
+mod parser;
+mod plan;
+mod value;
+
+use std::cell::Cell;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use quiver_storage::Database;
+
+pub use ast::Statement;
+pub use error::{Pos, QueryError, Result};
+pub use parser::{parse, parse_one, MAX_DEPTH};
+pub use value::{Params, Rows, Value};
+
+use exec::{Ctx, ModelCache};
+
+/// Limits on one query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most rows a query may return or hold at once (in a sort, a
+    /// `DISTINCT`, a group table or a variable-length expansion).
+    pub max_rows: u64,
+    /// Longest a query may run (`None`: no limit). Training run by
+    /// `quiver.train` is not interrupted.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_rows: 1_000_000,
+            timeout: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// A statement parsed once and run many times with different parameters.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    text: String,
+    statement: Statement,
+}
+
+impl Prepared {
+    /// The statement's text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// A database handle that answers queries. Reads see one snapshot per
+/// statement; each statement's writes commit as one batch.
+pub struct Graph {
+    db: Database,
+    limits: Limits,
+    models: ModelCache,
+}
+
+impl Graph {
+    /// Opens (or creates) the database in directory `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Self::new(Database::open_or_create(path)?))
+    }
+
+    /// Wraps an open database.
+    pub fn new(db: Database) -> Self {
+        Graph {
+            db,
+            limits: Limits::default(),
+            models: Default::default(),
+        }
+    }
+
+    /// The database underneath.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The limits queries run under unless given their own.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Sets the default limits for this handle.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Parses one statement for [`Graph::execute`].
+    pub fn prepare(&self, text: &str) -> Result<Prepared> {
+        Ok(Prepared {
+            text: text.to_string(),
+            statement: parse_one(text)?,
+        })
+    }
+
+    /// Runs `;`-separated statements and returns the last one's rows.
+    pub fn query(&self, text: &str, params: &Params) -> Result<Rows> {
+        let statements = parse(text)?;
+        let mut last = None;
+        for s in &statements {
+            last = Some(self.run(s, params, self.limits)?);
+        }
+        last.ok_or_else(|| QueryError::syntax(Pos::at(text, text.len()), "expected a statement"))
+    }
+
+    /// Runs a prepared statement with its own limits.
+    pub fn execute(&self, p: &Prepared, params: &Params, limits: Limits) -> Result<Rows> {
+        self.run(&p.statement, params, limits)
+    }
+
+    fn rows(&self, columns: &[&str], rows: Vec<Vec<Value>>) -> Rows {
+        Rows {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows,
+            snapshot: self.db.snapshot(),
+        }
+    }
+
+    fn run(&self, s: &Statement, params: &Params, limits: Limits) -> Result<Rows> {
+        use ast::Statement as S;
+        let name = |n: &ast::Name| n.text.clone();
+        match s {
+            S::CreateNodeType(n) => {
+                self.db.create_node_type(&n.text)?;
+                Ok(self.rows(&["created"], vec![vec![Value::Str(name(n))]]))
+            }
+            S::CreateRelationType { name: n, src, dst } => {
+                let c = self.db.catalog();
+                for t in [src, dst] {
+                    if !c.node_types.iter().any(|x| x.name == t.text) {
+                        return Err(QueryError::semantic(
+                            t.pos,
+                            format!("unknown node type `{}`", t.text),
+                        ));
+                    }
+                }
+                self.db.create_relation_type(&n.text, &src.text, &dst.text)?;
+                Ok(self.rows(&["created"], vec![vec![Value::Str(name(n))]]))
+            }
+            S::ShowTypes => {
+                let snap = self.db.snapshot();
+                let c = snap.catalog();
+                let mut rows = Vec::new();
+                for (t, nt) in c.node_types.iter().enumerate() {
+                    rows.push(vec![
+                        "node".into(),
+                        nt.name.clone().into(),
+                        Value::Null,
+                        Value::Null,
+                        Value::Int(snap.live_node_count(t as u32) as i64),
+                    ]);
+                }
+                for r in &c.relations {
+                    rows.push(vec![
+                        "relation".into(),
+                        r.name.clone().into(),
+                        c.type_name(r.src).into(),
+                        c.type_name(r.dst).into(),
+                        Value::Null,
+                    ]);
+                }
+                Ok(self.rows(&["kind", "name", "from", "to", "nodes"], rows))
+            }
+            S::Explain(clauses) => {
+                let snap = self.db.snapshot();
+                let p = plan::plan(clauses, snap.catalog(), &snap)?;
+                let lines = plan::explain(&p, snap.catalog());
+                Ok(self.rows(
+                    &["plan"],
+                    lines.into_iter().map(|l| vec![Value::Str(l)]).collect(),
+                ))
+            }
+            S::Query(clauses) => {
+                let snap = self.db.snapshot();
+                let p = plan::plan(clauses, snap.catalog(), &snap)?;
+                let ctx = Ctx {
+                    db: &self.db,
+                    snap: &snap,
+                    params,
+                    models: &self.models,
+                    start: Instant::now(),
+                    timeout: limits.timeout,
+                    max_rows: limits.max_rows,
+                    ticks: Cell::new(0),
+                };
+                let input = vec![Value::Null; p.width];
+                let rows = ctx.pipeline(&p.ops, input);
+                if !p.writes.is_empty() {
+                    let out = ctx.write(&p, rows)?;
+                    return Ok(self.rows(&["nodes_created", "edges_changed", "properties_set"], out));
+                }
+                let (columns, out) = match &p.ret {
+                    Some(ret) => (ret.columns.clone(), ctx.project(ret, rows)?),
+                    None => {
+                        let mut out = Vec::new();
+                        for r in rows {
+                            let r = r?;
+                            out.push(p.call_columns.iter().map(|(_, s)| r[*s].clone()).collect());
+                        }
+                        (p.call_columns.iter().map(|(c, _)| c.clone()).collect(), out)
+                    }
+                };
+                Ok(Rows {
+                    columns,
+                    rows: out,
+                    snapshot: self.db.snapshot(),
+                })
+            }
+        }
+    }
+}

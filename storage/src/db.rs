@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
+use roaring::RoaringBitmap;
 
 use crate::base::{self, Base, Direction, WEdge};
 use crate::catalog::{Catalog, NodeTypeDef, RelationDef, Value, FORMAT_VERSION};
@@ -229,12 +230,32 @@ impl Database {
         let mut edges: HashMap<(u32, u32, u32), Option<f32>> = HashMap::new();
         let mut order: Vec<(u32, u32, u32)> = Vec::new();
         let mut props: Vec<(u32, u32, String, Value)> = Vec::new();
-        let mut resolve = |catalog: &mut Catalog, ty: u32, node: &NodeRef, create: bool| -> Result<u32> {
+        // Nodes this batch deletes (true) or brings back (false).
+        let mut deaths: HashMap<(u32, u32), bool> = HashMap::new();
+        let mut resolve = |catalog: &mut Catalog,
+                           deaths: &mut HashMap<(u32, u32), bool>,
+                           ty: u32,
+                           node: &NodeRef,
+                           create: bool|
+         -> Result<u32> {
             let def = catalog
                 .node_types
                 .get(ty as usize)
                 .ok_or_else(|| StorageError::UnknownNodeType(format!("#{ty}")))?;
+            let dead = |deaths: &HashMap<(u32, u32), bool>, id: u32| {
+                deaths
+                    .get(&(ty, id))
+                    .copied()
+                    .unwrap_or_else(|| snap.is_deleted(ty, id))
+            };
+            let not_found = |key: String| StorageError::NodeNotFound {
+                node_type: def.name.clone(),
+                key,
+            };
             match node {
+                NodeRef::Id(id) if *id < def.count && dead(deaths, *id) => {
+                    Err(not_found(snap.node_key(ty, *id).unwrap_or("?").to_string()))
+                }
                 NodeRef::Id(id) if *id < def.count => Ok(*id),
                 NodeRef::Id(id) => Err(StorageError::InvalidId {
                     node_type: def.name.clone(),
@@ -243,16 +264,20 @@ impl Database {
                 }),
                 NodeRef::Key(k) => {
                     if let Some(id) = snap
-                        .node_id(ty, k)
+                        .any_node_id(ty, k)
                         .or_else(|| new_nodes[ty as usize].get(k.as_str()).copied())
                     {
+                        if !dead(deaths, id) {
+                            return Ok(id);
+                        }
+                        if !create {
+                            return Err(not_found(k.clone()));
+                        }
+                        deaths.insert((ty, id), false);
                         return Ok(id);
                     }
                     if !create {
-                        return Err(StorageError::NodeNotFound {
-                            node_type: def.name.clone(),
-                            key: k.clone(),
-                        });
+                        return Err(not_found(k.clone()));
                     }
                     check_key(k)?;
                     let id = def.count;
@@ -266,7 +291,7 @@ impl Database {
         for op in batch.ops {
             match op {
                 Op::Node { ty, key } => {
-                    resolve(&mut catalog, ty, &NodeRef::Key(key), true)?;
+                    resolve(&mut catalog, &mut deaths, ty, &NodeRef::Key(key), true)?;
                 }
                 Op::Edge {
                     rel,
@@ -280,8 +305,8 @@ impl Database {
                         .cloned()
                         .ok_or_else(|| StorageError::UnknownRelation(format!("#{rel}")))?;
                     let create = weight.is_some();
-                    let ends = resolve(&mut catalog, r.src, &src, create)
-                        .and_then(|s| Ok((s, resolve(&mut catalog, r.dst, &dst, create)?)));
+                    let ends = resolve(&mut catalog, &mut deaths, r.src, &src, create)
+                        .and_then(|s| Ok((s, resolve(&mut catalog, &mut deaths, r.dst, &dst, create)?)));
                     let (s, d) = match ends {
                         // Deleting an edge whose endpoint does not exist changes nothing.
                         Err(StorageError::NodeNotFound { .. }) if !create => continue,
@@ -300,7 +325,7 @@ impl Database {
                     name,
                     value,
                 } => {
-                    let id = resolve(&mut catalog, ty, &node, false)?;
+                    let id = resolve(&mut catalog, &mut deaths, ty, &node, false)?;
                     if let Value::Float(f) = value {
                         if !f.is_finite() {
                             return Err(StorageError::InvalidInput(format!(
@@ -309,6 +334,36 @@ impl Database {
                         }
                     }
                     props.push((ty, id, name, value));
+                }
+                Op::DeleteNode { ty, node } => {
+                    let id = match resolve(&mut catalog, &mut deaths, ty, &node, false) {
+                        Err(StorageError::NodeNotFound { .. }) => continue,
+                        other => other?,
+                    };
+                    // Its edges go with it: those stored and those this batch added.
+                    let touches = |rel: u32, s: u32, d: u32| {
+                        let r = &catalog.relations[rel as usize];
+                        (r.src == ty && s == id) || (r.dst == ty && d == id)
+                    };
+                    for (&(rel, s, d), state) in edges.iter_mut() {
+                        if touches(rel, s, d) {
+                            *state = None;
+                        }
+                    }
+                    for dir in [Direction::Out, Direction::In] {
+                        for (rel, n) in snap.all_neighbors(ty, id, dir) {
+                            let key = if dir == Direction::Out {
+                                (rel, id, n)
+                            } else {
+                                (rel, n, id)
+                            };
+                            if edges.insert(key, None).is_none() {
+                                order.push(key);
+                            }
+                        }
+                    }
+                    props.retain(|p| (p.0, p.1) != (ty, id));
+                    deaths.insert((ty, id), true);
                 }
             }
         }
@@ -335,13 +390,24 @@ impl Database {
         for (ty, id, name, value) in &props {
             b.insert(keys::property(*ty, *id, name), value.encode());
         }
+        for (&(ty, id), &dead) in &deaths {
+            if dead {
+                b.insert(keys::deleted(ty, id), &[][..]);
+                for k in self.sled.scan_prefix(keys::property_prefix(ty, id)).keys() {
+                    b.remove(k?);
+                }
+            } else {
+                b.remove(keys::deleted(ty, id));
+            }
+        }
         if !changes.is_empty() {
             catalog.edge_version += 1;
         }
         b.insert(keys::CATALOG, catalog.encode());
         self.sled.apply_batch(b)?;
         let info = CommitInfo {
-            nodes_created: new_keys.len() as u64,
+            nodes_created: new_keys.len() as u64 + deaths.values().filter(|d| !**d).count() as u64,
+            nodes_deleted: deaths.values().filter(|d| **d).count() as u64,
             edges_changed: changes.len() as u64,
         };
         let mut st = self.state.write();
@@ -359,6 +425,16 @@ impl Database {
         }
         for (ctx, state) in changes {
             delta.set_edge(ctx, state);
+        }
+        delta
+            .deleted
+            .resize_with(catalog.node_types.len(), RoaringBitmap::new);
+        for ((ty, id), dead) in deaths {
+            if dead {
+                delta.deleted[ty as usize].insert(id);
+            } else {
+                delta.deleted[ty as usize].remove(id);
+            }
         }
         st.catalog = Arc::new(catalog);
         Ok(info)
@@ -458,7 +534,10 @@ impl Database {
         *self.state.write() = Arc::new(State {
             catalog: Arc::new(catalog),
             base: Arc::new(base),
-            delta: Arc::new(Delta::default()),
+            delta: Arc::new(Delta {
+                deleted: snap.state.delta.deleted.clone(),
+                ..Default::default()
+            }),
         });
         for f in old_files {
             // Readers may still map the old files; unlinking keeps their maps valid.
@@ -517,6 +596,15 @@ fn replay_delta(sled: &sled::Db, catalog: &Catalog, base: &Base, path: &Path) ->
             return Err(corrupt(format!("node key `{key}` of type {ty} appears twice")));
         }
         nd.keys.push(key.into());
+    }
+    delta.deleted = vec![RoaringBitmap::new(); catalog.node_types.len()];
+    for k in sled.scan_prefix([keys::DELETED]).keys() {
+        let (ty, id) =
+            keys::parse_node_id(&k?).ok_or_else(|| corrupt("bad deleted-node record key".into()))?;
+        match catalog.node_types.get(ty as usize) {
+            Some(t) if id < t.count => delta.deleted[ty as usize].insert(id),
+            _ => return Err(corrupt(format!("deleted node {ty}/{id} does not exist"))),
+        };
     }
     for (t, nd) in delta.nodes.iter().enumerate() {
         if base.count(t as u32) + nd.keys.len() as u32 != catalog.node_types[t].count {
@@ -628,6 +716,10 @@ enum Op {
         name: String,
         value: Value,
     },
+    DeleteNode {
+        ty: u32,
+        node: NodeRef,
+    },
 }
 
 /// Writes to apply together with [`Database::commit`].
@@ -686,6 +778,16 @@ impl WriteBatch {
         self
     }
 
+    /// Deletes a node with its edges and properties. Its id is not reused;
+    /// inserting its key again brings it back, bare.
+    pub fn delete_node(&mut self, ty: u32, node: impl Into<NodeRef>) -> &mut Self {
+        self.ops.push(Op::DeleteNode {
+            ty,
+            node: node.into(),
+        });
+        self
+    }
+
     /// Number of operations queued.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -700,8 +802,10 @@ impl WriteBatch {
 /// What a commit changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitInfo {
-    /// Nodes created.
+    /// Nodes created (or brought back after deletion).
     pub nodes_created: u64,
+    /// Nodes deleted.
+    pub nodes_deleted: u64,
     /// Edges whose presence or weight changed.
     pub edges_changed: u64,
 }
@@ -747,12 +851,35 @@ impl Snapshot {
             .map_or(0, |t| t.count)
     }
 
-    /// Dense id of a key.
+    /// Dense id of a key (`None` for deleted nodes).
     pub fn node_id(&self, ty: u32, key: &str) -> Option<u32> {
+        self.any_node_id(ty, key).filter(|&id| !self.is_deleted(ty, id))
+    }
+
+    /// Dense id of a key, deleted nodes included.
+    fn any_node_id(&self, ty: u32, key: &str) -> Option<u32> {
         self.state
             .base
             .lookup(ty, key)
             .or_else(|| self.state.delta.nodes.get(ty as usize)?.by_key.get(key).copied())
+    }
+
+    /// Whether node `id` of type `ty` was deleted. Ids are not reused: a
+    /// deleted node keeps its id and key, and creating its key again brings
+    /// it back without edges or properties.
+    pub fn is_deleted(&self, ty: u32, id: u32) -> bool {
+        self.state.delta.is_deleted(ty, id)
+    }
+
+    /// Number of nodes of type `ty` that are not deleted.
+    pub fn live_node_count(&self, ty: u32) -> u32 {
+        let gone = self
+            .state
+            .delta
+            .deleted
+            .get(ty as usize)
+            .map_or(0, |b| b.len() as u32);
+        self.node_count(ty) - gone
     }
 
     /// Key of a dense id.

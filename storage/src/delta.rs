@@ -31,6 +31,10 @@ pub(crate) struct Delta {
     pub weights: HashMap<(u32, u32, u32), f32>,
     /// Per node type.
     pub nodes: Vec<NodeDelta>,
+    /// Deleted nodes per type. Ids are never reused (embeddings are indexed
+    /// by id), so deletions outlive compaction: they stay in sled (`x` keys)
+    /// and are carried into every new delta.
+    pub deleted: Vec<RoaringBitmap>,
 }
 
 /// Where an edge stands relative to the base.
@@ -48,6 +52,10 @@ pub(crate) struct EdgeCtx {
 impl Delta {
     pub(crate) fn is_empty(&self) -> bool {
         self.adj[0].is_empty() && self.weights.is_empty() && self.nodes.iter().all(|n| n.keys.is_empty())
+    }
+
+    pub(crate) fn is_deleted(&self, ty: u32, id: u32) -> bool {
+        self.deleted.get(ty as usize).is_some_and(|b| b.contains(id))
     }
 
     pub(crate) fn get(&self, d: Direction, ty: u32, node: u32, rel: u32) -> Option<&DeltaSet> {

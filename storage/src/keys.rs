@@ -8,12 +8,14 @@
 //! | `i` | `i` type:u32 id:u32                   | key bytes (delta nodes)        |
 //! | `e` | `e` rel:u32 src:u32 dst:u32           | edge state (delta edges)       |
 //! | `p` | `p` type:u32 id:u32 name-bytes        | property value, rkyv           |
+//! | `x` | `x` type:u32 id:u32                   | empty (the node is deleted)    |
 
 pub(crate) const FORMAT: &[u8] = b"F";
 pub(crate) const CATALOG: &[u8] = b"C";
 pub(crate) const NODE_ID: u8 = b'i';
 pub(crate) const EDGE: u8 = b'e';
 pub(crate) const PROPERTY: u8 = b'p';
+pub(crate) const DELETED: u8 = b'x';
 
 fn with_tag(tag: u8, capacity: usize) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + capacity);
@@ -36,9 +38,16 @@ pub(crate) fn node_id(ty: u32, id: u32) -> Vec<u8> {
     k
 }
 
-/// Decodes an `i` key into (type, id).
+/// The tombstone of a deleted node.
+pub(crate) fn deleted(ty: u32, id: u32) -> Vec<u8> {
+    let mut k = node_id(ty, id);
+    k[0] = DELETED;
+    k
+}
+
+/// Decodes an `i` or `x` key into (type, id).
 pub(crate) fn parse_node_id(k: &[u8]) -> Option<(u32, u32)> {
-    if k.len() != 9 || k[0] != NODE_ID {
+    if k.len() != 9 || (k[0] != NODE_ID && k[0] != DELETED) {
         return None;
     }
     Some((read_u32(&k[1..5])?, read_u32(&k[5..9])?))
