@@ -196,7 +196,7 @@ pub enum BinOp {
 }
 
 impl BinOp {
-    fn text(self) -> &'static str {
+    pub(crate) fn text(self) -> &'static str {
         use BinOp::*;
         match self {
             Or => "OR",

@@ -35,7 +35,7 @@ impl fmt::Display for Pos {
 #[non_exhaustive]
 pub enum QueryError {
     /// The text is not a valid statement.
-    #[error("{pos}: {message}")]
+    #[error("{}{message}", at(pos))]
     Syntax {
         /// Where.
         pos: Pos,
@@ -44,7 +44,7 @@ pub enum QueryError {
     },
     /// The statement is well-formed but names something that does not exist
     /// or combines things that cannot go together.
-    #[error("{pos}: {message}")]
+    #[error("{}{message}", at(pos))]
     Semantic {
         /// Where.
         pos: Pos,
@@ -68,6 +68,15 @@ pub enum QueryError {
     Engine(#[from] quiver_engine::EngineError),
 }
 
+/// `line L, column C: ` before a message, or nothing for an unknown place.
+fn at(pos: &Pos) -> String {
+    if pos.line == 0 {
+        String::new()
+    } else {
+        format!("{pos}: ")
+    }
+}
+
 impl QueryError {
     pub(crate) fn syntax(pos: Pos, message: impl Into<String>) -> Self {
         QueryError::Syntax {
@@ -86,7 +95,7 @@ impl QueryError {
     /// Where in the query text the error is, when it has a place.
     pub fn pos(&self) -> Option<Pos> {
         match self {
-            QueryError::Syntax { pos, .. } | QueryError::Semantic { pos, .. } => Some(*pos),
+            QueryError::Syntax { pos, .. } | QueryError::Semantic { pos, .. } if pos.line > 0 => Some(*pos),
             _ => None,
         }
     }

@@ -36,7 +36,7 @@ impl Ctx<'_> {
     fn tick(&self) -> Result<()> {
         let t = self.ticks.get() + 1;
         self.ticks.set(t);
-        if t % 256 == 0 {
+        if t.is_multiple_of(256) {
             if let Some(limit) = self.timeout {
                 if self.start.elapsed() > limit {
                     return Err(QueryError::Timeout(limit.as_millis() as u64));
@@ -57,6 +57,10 @@ impl Ctx<'_> {
     pub(crate) fn pipeline<'s>(&'s self, ops: &'s [Op], input: Row) -> RowIter<'s> {
         let mut it: RowIter<'s> = Box::new(std::iter::once(Ok(input)));
         for op in ops {
+            if let Op::Scan { slot, types } = op {
+                it = Box::new(it.flat_map(move |r| self.scan(r, *slot, types.as_deref())));
+                continue;
+            }
             it = Box::new(it.flat_map(move |r| -> RowIter<'s> {
                 let out = r.and_then(|row| self.apply(op, row));
                 match out {
@@ -68,6 +72,29 @@ impl Ctx<'_> {
         it
     }
 
+    /// Every live node of the types, one row each, produced lazily.
+    fn scan<'s>(&'s self, r: Result<Row>, slot: usize, types: Option<&'s [u32]>) -> RowIter<'s> {
+        let row = match r {
+            Ok(row) => row,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        let all: Vec<u32> = match types {
+            Some(t) => t.to_vec(),
+            None => (0..self.snap.catalog().node_types.len() as u32).collect(),
+        };
+        Box::new(
+            all.into_iter()
+                .flat_map(move |ty| (0..self.snap.node_count(ty)).map(move |id| (ty, id)))
+                .filter(|&(ty, id)| !self.snap.is_deleted(ty, id))
+                .map(move |(ty, id)| {
+                    self.tick()?;
+                    let mut r = row.clone();
+                    r[slot] = Value::Node { ty, id };
+                    Ok(r)
+                }),
+        )
+    }
+
     fn apply(&self, op: &Op, row: Row) -> Result<Vec<Row>> {
         self.tick()?;
         let with = |row: &Row, slot: usize, v: Value| {
@@ -77,21 +104,7 @@ impl Ctx<'_> {
         };
         let all_types = || 0..self.snap.catalog().node_types.len() as u32;
         Ok(match op {
-            Op::Scan { slot, types } => {
-                let types: Vec<u32> = types.clone().unwrap_or_else(|| all_types().collect());
-                let mut out = Vec::new();
-                for ty in types {
-                    for id in 0..self.snap.node_count(ty) {
-                        self.tick()?;
-                        if self.snap.is_deleted(ty, id) {
-                            continue;
-                        }
-                        out.push(with(&row, *slot, Value::Node { ty, id }));
-                        self.cap(out.len())?;
-                    }
-                }
-                out
-            }
+            Op::Scan { .. } => unreachable!("scans run lazily in the pipeline"),
             Op::ByKey { slot, types, key } => {
                 let k = match self.eval(key, &row)? {
                     Value::Str(s) => s,
@@ -124,7 +137,7 @@ impl Ctx<'_> {
                     r[step.edge] = edge;
                     r[step.to] = to;
                     out.push(r);
-                    self.cap(out.len())
+                    Ok(())
                 })?;
                 out
             }
@@ -332,7 +345,6 @@ impl Ctx<'_> {
                                 r[b.edge] = eb[j].1.clone();
                                 r[a.to] = node.clone();
                                 out.push(r);
-                                self.cap(out.len())?;
                             }
                             j += 1;
                         }
@@ -418,7 +430,11 @@ impl Ctx<'_> {
             match v {
                 Bool(b) => Ok(Some(b)),
                 Null => Ok(None),
-                other => Err(runtime(format!("{op:?} needs booleans, not {}", kind(&other)))),
+                other => Err(runtime(format!(
+                    "{} needs booleans, not {}",
+                    op.text(),
+                    kind(&other)
+                ))),
             }
         };
         let tri = |x: Option<bool>| x.map_or(Null, Bool);
@@ -761,6 +777,7 @@ impl Ctx<'_> {
                 None => Ok(None),
                 Some(e) => match self.eval(e, &empty)? {
                     Value::Int(n) if n >= 0 => Ok(Some(n as usize)),
+                    Value::Int(n) => Err(runtime(format!("{what} needs a non-negative integer, found {n}"))),
                     other => Err(runtime(format!(
                         "{what} needs a non-negative integer, not {}",
                         kind(&other)
@@ -1017,6 +1034,7 @@ impl Ctx<'_> {
         let info = self.db.commit(batch)?;
         Ok(vec![vec![
             Value::Int(info.nodes_created as i64),
+            Value::Int(info.nodes_deleted as i64),
             Value::Int(info.edges_changed as i64),
             Value::Int(props),
         ]])
@@ -1118,7 +1136,8 @@ fn arith(op: BinOp, l: Value, r: Value) -> Result<Value> {
         }
         (op, a, b) => {
             return Err(runtime(format!(
-                "cannot apply {op:?} to {} and {}",
+                "cannot apply {} to {} and {}",
+                op.text(),
                 kind(&a),
                 kind(&b)
             )))

@@ -211,7 +211,15 @@ impl Graph {
                 let rows = ctx.pipeline(&p.ops, input);
                 if !p.writes.is_empty() {
                     let out = ctx.write(&p, rows)?;
-                    return Ok(self.rows(&["nodes_created", "edges_changed", "properties_set"], out));
+                    return Ok(self.rows(
+                        &[
+                            "nodes_created",
+                            "nodes_deleted",
+                            "edges_changed",
+                            "properties_set",
+                        ],
+                        out,
+                    ));
                 }
                 let (columns, out) = match &p.ret {
                     Some(ret) => (ret.columns.clone(), ctx.project(ret, rows)?),

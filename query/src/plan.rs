@@ -448,11 +448,14 @@ impl Planner<'_> {
         if r.types.is_empty() {
             return Ok(None);
         }
-        r.types
+        let mut rels = r
+            .types
             .iter()
             .map(|t| self.relation(t))
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+            .collect::<Result<Vec<_>>>()?;
+        rels.sort_unstable();
+        rels.dedup();
+        Ok(Some(rels))
     }
 
     fn path(
@@ -801,7 +804,10 @@ impl Planner<'_> {
                     None if aggregating || p.distinct => {
                         return Err(sem(
                             Pos::default(),
-                            format!("ORDER BY {e}: with DISTINCT or aggregates, sort by a returned column"),
+                            format!(
+                                "ORDER BY {}: with DISTINCT or aggregates, sort by a returned column",
+                                column_name(e)
+                            ),
                         ))
                     }
                     None => Err(self.expr(e)?),

@@ -1,0 +1,319 @@
+//! The query language: golden files (`tests/query/*.txt`), a differential
+//! test of the planner against a naive evaluator, and the embedding
+//! procedures against the engine's model.
+//!
+//! A golden file is a list of cases, each the query text, a `----` line and
+//! the expected output (the result table, or the error with its caret),
+//! ended by a blank line. Lines starting with `#` between cases are comments;
+//! `$name = value` lines before a query set parameters (an integer, a float or
+//! a quoted string) and `:max_rows N` sets the row cap. All cases of a file run
+//! in order against one fresh database. `QUIVER_BLESS=1` rewrites the
+//! expected outputs from what the queries return.
+
+use std::path::Path;
+
+use quiver_query::{Graph, Limits, Params, Value};
+
+fn run_case(g: &Graph, query: &str, params: &Params, limits: Limits) -> String {
+    let run = || -> quiver_query::Result<quiver_query::Rows> {
+        if quiver_query::parse(query).is_ok_and(|s| s.len() > 1) {
+            return g.query(query, params);
+        }
+        let p = g.prepare(query)?;
+        g.execute(&p, params, limits)
+    };
+    match run() {
+        Ok(rows) => rows.to_table(),
+        Err(e) => format!("{}\n", e.render(query)),
+    }
+}
+
+fn parse_value(v: &str) -> Value {
+    let v = v.trim();
+    if let Some(s) = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+        return Value::Str(s.to_string());
+    }
+    v.parse::<i64>()
+        .map(Value::Int)
+        .or_else(|_| v.parse::<f64>().map(Value::Float))
+        .unwrap_or_else(|_| panic!("bad parameter value {v}"))
+}
+
+/// Runs one golden file; panics with a diff-friendly message on mismatch.
+fn check(name: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("query").join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let g = Graph::open(dir.path()).unwrap();
+    let bless = std::env::var_os("QUIVER_BLESS").is_some();
+    let mut out = String::new();
+    let mut failures = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let mut params = Params::new();
+        let mut limits = Limits::default();
+        let mut query = Vec::new();
+        let mut l = line;
+        loop {
+            if let Some(rest) = l.strip_prefix('$') {
+                let (k, v) = rest.split_once('=').expect("`$name = value`");
+                params.insert(k.trim().to_string(), parse_value(v));
+            } else if let Some(n) = l.strip_prefix(":max_rows ") {
+                limits.max_rows = n.trim().parse().unwrap();
+            } else {
+                query.push(l);
+            }
+            out.push_str(l);
+            out.push('\n');
+            l = lines
+                .next()
+                .unwrap_or_else(|| panic!("{name}: case without `----`"));
+            if l == "----" {
+                break;
+            }
+        }
+        out.push_str("----\n");
+        let mut expected = String::new();
+        for l in lines.by_ref() {
+            if l.is_empty() {
+                break;
+            }
+            expected.push_str(l);
+            expected.push('\n');
+        }
+        let query = query.join("\n");
+        let actual = run_case(&g, &query, &params, limits);
+        if actual != expected {
+            failures.push(format!(
+                "{name}: {query}\n--- expected\n{expected}--- actual\n{actual}"
+            ));
+        }
+        out.push_str(&actual);
+        out.push('\n');
+    }
+    if bless {
+        std::fs::write(&path, out.trim_end().to_string() + "\n").unwrap();
+    } else {
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}
+
+#[test]
+fn golden_schema() {
+    check("schema.txt");
+}
+
+#[test]
+fn golden_writes() {
+    check("writes.txt");
+}
+
+#[test]
+fn golden_match() {
+    check("match.txt");
+}
+
+#[test]
+fn golden_triples() {
+    check("triples.txt");
+}
+
+#[test]
+fn golden_errors() {
+    check("errors.txt");
+}
+
+/// A tiny deterministic generator for the differential test.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// One step of a random path pattern: relation types (empty: any),
+/// direction (0 out, 1 in, 2 both) and hop bounds (`None`: one hop).
+#[derive(Debug, Clone)]
+struct RandStep {
+    rels: Vec<usize>,
+    dir: usize,
+    hops: Option<(usize, usize)>,
+}
+
+/// Every walk matching `steps` from `at`, edges distinct over the whole
+/// pattern, as the node reached after each step: the naive semantics.
+fn naive(
+    edges: &[(usize, usize, usize)],
+    steps: &[RandStep],
+    at: usize,
+    used: &mut Vec<usize>,
+    nodes: &mut Vec<usize>,
+    out: &mut Vec<Vec<usize>>,
+) {
+    let Some((step, rest)) = steps.split_first() else {
+        out.push(nodes.clone());
+        return;
+    };
+    let (lo, hi) = step.hops.unwrap_or((1, 1));
+    // Walk `len` more hops of this step from `x`.
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        edges: &[(usize, usize, usize)],
+        step: &RandStep,
+        rest: &[RandStep],
+        x: usize,
+        done: usize,
+        lo: usize,
+        hi: usize,
+        used: &mut Vec<usize>,
+        nodes: &mut Vec<usize>,
+        out: &mut Vec<Vec<usize>>,
+    ) {
+        if done >= lo {
+            nodes.push(x);
+            naive(edges, rest, x, used, nodes, out);
+            nodes.pop();
+        }
+        if done == hi {
+            return;
+        }
+        for (i, &(r, s, d)) in edges.iter().enumerate() {
+            if used.contains(&i) || !(step.rels.is_empty() || step.rels.contains(&r)) {
+                continue;
+            }
+            let mut next = Vec::new();
+            if step.dir != 1 && s == x {
+                next.push(d);
+            }
+            if step.dir != 0 && d == x && !(step.dir == 2 && s == d) {
+                next.push(s);
+            }
+            for n in next {
+                used.push(i);
+                walk(edges, step, rest, n, done + 1, lo, hi, used, nodes, out);
+                used.pop();
+            }
+        }
+    }
+    walk(edges, step, rest, at, 0, lo, hi, used, nodes, out);
+}
+
+#[test]
+fn planner_matches_naive_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Graph::open(dir.path()).unwrap();
+    let p = Params::new();
+    g.query("CREATE NODE TYPE N; CREATE RELATION TYPE R0 (N -> N); CREATE RELATION TYPE R1 (N -> N); CREATE RELATION TYPE R2 (N -> N)", &p)
+        .unwrap();
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let n = 12;
+    // Edges go in through queries in three batches, with a compaction and
+    // deletions in between, so reads merge the base with the delta.
+    let mut edges: Vec<(usize, usize, usize)> = Vec::new();
+    for round in 0..3 {
+        for _ in 0..14 {
+            let e = (rng.below(3), rng.below(n), rng.below(n));
+            if !edges.contains(&e) {
+                edges.push(e);
+                g.query(
+                    &format!(
+                        "CREATE (:N {{key: 'n{}'}})-[:R{}]->(:N {{key: 'n{}'}})",
+                        e.1, e.0, e.2
+                    ),
+                    &p,
+                )
+                .unwrap();
+            }
+        }
+        if round == 0 {
+            g.database().compact().unwrap();
+        }
+        for _ in 0..3 {
+            let i = rng.below(edges.len());
+            let (r, s, d) = edges.remove(i);
+            g.query(
+                &format!("MATCH (a {{key: 'n{s}'}})-[e:R{r}]->(b {{key: 'n{d}'}}) DELETE e"),
+                &p,
+            )
+            .unwrap();
+        }
+    }
+    let present: Vec<usize> = (0..n)
+        .filter(|i| g.database().snapshot().node_id(0, &format!("n{i}")).is_some())
+        .collect();
+    let mut checked = 0;
+    for case in 0..400 {
+        let len = 1 + rng.below(3);
+        let steps: Vec<RandStep> = (0..len)
+            .map(|_| RandStep {
+                rels: (0..rng.below(3)).map(|_| rng.below(3)).collect(),
+                dir: rng.below(3),
+                hops: (rng.below(4) == 0).then(|| {
+                    let lo = rng.below(3);
+                    (lo, lo + rng.below(3))
+                }),
+            })
+            .collect();
+        let start = present[rng.below(present.len())];
+        // Sometimes the end is given too (an intersection or an expand-into).
+        let end = (rng.below(3) == 0).then(|| present[rng.below(present.len())]);
+        // Sometimes the start is not given: every node is a start.
+        let scan = rng.below(4) == 0;
+        let mut text = if scan {
+            "MATCH (x0)".to_string()
+        } else {
+            format!("MATCH (x0 {{key: 'n{start}'}})")
+        };
+        for (i, s) in steps.iter().enumerate() {
+            let types: Vec<String> = s.rels.iter().map(|r| format!("R{r}")).collect();
+            let types = if types.is_empty() {
+                String::new()
+            } else {
+                format!(":{}", types.join("|"))
+            };
+            let hops = s.hops.map_or(String::new(), |(lo, hi)| format!("*{lo}..{hi}"));
+            let (l, r) = [("-", "->"), ("<-", "-"), ("-", "-")][s.dir];
+            let node = match end {
+                Some(e) if i + 1 == len => format!("(x{} {{key: 'n{e}'}})", i + 1),
+                _ => format!("(x{})", i + 1),
+            };
+            text.push_str(&format!("{l}[{types}{hops}]{r}{node}"));
+        }
+        let cols: Vec<String> = (0..=len).map(|i| format!("x{i}.key")).collect();
+        text.push_str(&format!(" RETURN {}", cols.join(", ")));
+        let rows = g
+            .query(&text, &p)
+            .unwrap_or_else(|e| panic!("case {case}: {text}: {e}"));
+        let mut got: Vec<Vec<String>> = rows
+            .rows
+            .iter()
+            .map(|r| r.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+            .collect();
+        let mut want = Vec::new();
+        for s in if scan { present.clone() } else { vec![start] } {
+            naive(&edges, &steps, s, &mut Vec::new(), &mut vec![s], &mut want);
+        }
+        let mut want: Vec<Vec<String>> = want
+            .into_iter()
+            .filter(|w| end.is_none_or(|e| *w.last().unwrap() == e))
+            .map(|w| w.iter().map(|x| format!("n{x}")).collect())
+            .collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "case {case}: {text}");
+        checked += want.len();
+    }
+    assert!(
+        checked > 1000,
+        "the random queries matched too little: {checked} rows"
+    );
+}
