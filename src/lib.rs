@@ -2,6 +2,10 @@
 
 pub mod demo;
 
+/// Values in query parameters and results.
+pub use quiver_query::Value as QueryValue;
+pub use quiver_query::{Graph, Limits, Params, Pos, Prepared, QueryError, Rows};
+
 pub use quiver_storage::{
     import, BucketEdge, Buckets, Catalog, CheckReport, CommitInfo, CorruptionError, Database, DegreeSummary,
     Direction, ImportErrors, LineError, Neighbors, NodeRef, Snapshot, Stats, StorageError, Value, WriteBatch,
@@ -22,6 +26,9 @@ pub enum Error {
     /// From the embedding engine.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// From the query language.
+    #[error(transparent)]
+    Query(#[from] QueryError),
 }
 
 /// Short for `Result<T, quiver::Error>`.

@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 use quiver::import::{ImportOptions, Progress};
 use quiver::{Database, Direction};
 
+mod shell;
+
 /// `println!` that returns an error instead of panicking when stdout is
 /// closed (as under `quiver stats DB | head`).
 macro_rules! say {
@@ -117,6 +119,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run queries given with -e, or a script of `;`-ended statements from standard input.
+    Query {
+        /// Database directory (created if missing).
+        db: PathBuf,
+        /// The query text.
+        #[arg(short = 'e', long = "execute")]
+        execute: Option<String>,
+        /// A parameter, `name=value` (integers, floats, true, false and null are typed; else a string).
+        #[arg(long = "param")]
+        params: Vec<String>,
+        /// table, json (an array of objects keyed by column) or csv.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Most rows a query may return or buffer.
+        #[arg(long, default_value_t = quiver::Limits::default().max_rows)]
+        max_rows: u64,
+        /// Stop a query after this many milliseconds (0: never).
+        #[arg(long, default_value_t = 60_000)]
+        timeout_ms: u64,
+    },
+    /// An interactive query shell with line editing and history.
+    Shell {
+        /// Database directory (created if missing).
+        db: PathBuf,
+    },
     /// Run the built-in demo: generate a TwHIN-like network, import, inspect.
     Demo {
         /// Where to put the demo database (default: a temporary directory).
@@ -204,6 +231,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             say!("compacted in {:.1} ms", ms(t.elapsed()));
         }
         Command::Demo { dir, users } => demo(dir, users)?,
+        Command::Query {
+            db,
+            execute,
+            params,
+            format,
+            max_rows,
+            timeout_ms,
+        } => {
+            let limits = quiver::Limits {
+                max_rows,
+                timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
+            };
+            shell::query(
+                &db,
+                execute,
+                &shell::params(&params)?,
+                shell::Format::parse(&format)?,
+                limits,
+            )?;
+        }
+        Command::Shell { db } => shell::shell(&db)?,
         Command::Train(args) => {
             let database = open(&args.db)?;
             let config = match args.resume {

@@ -177,3 +177,142 @@ fn train_eval_models_export() {
         40
     );
 }
+
+#[test]
+fn query_command_formats_params_and_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let setup = "CREATE NODE TYPE User; CREATE RELATION TYPE Follows (User -> User);\n\
+                 CREATE (:User {key: 'alice'})-[:Follows]->(:User {key: 'bob'}), (:User {key: 'alice'})-[:Follows]->(:User {key: 'carol, jr'})";
+    let o = quiver(&["query", p(&db), "-e", setup]);
+    assert!(o.status.success(), "{}", text(&o));
+    let q = "MATCH (a:User {key: $k})-[:Follows]->(b) RETURN b.key AS who, b ORDER BY who";
+    let o = quiver(&["query", p(&db), "-e", q, "--param", "k=alice", "--format", "json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        r#"[{"who":"bob","b":{"type":"User","key":"bob"}},{"who":"carol, jr","b":{"type":"User","key":"carol, jr"}}]"#
+    );
+    let o = quiver(&["query", p(&db), "-e", q, "--param", "k=alice", "--format", "csv"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "who,b\nbob,(:User 'bob')\n\"carol, jr\",\"(:User 'carol, jr')\"\n"
+    );
+    // A script on standard input; the error names its line in the script.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["query", p(&db)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"MATCH (u:User) RETURN count(*) AS users;\n\nMATCH (u:User)\nRETURN v;\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("| users |") && t.contains("| 3     |"), "{t}");
+    assert!(
+        t.contains("error: line 4, column 8: unknown variable `v`\n  RETURN v;\n         ^"),
+        "{t}"
+    );
+    let o = quiver(&["query", p(&db), "-e", "RETURN 1", "--format", "xml"]);
+    assert!(text(&o).contains("--format xml: expected table, json or csv"));
+}
+
+/// Drives `quiver shell` through a pseudo-terminal (util-linux `script`),
+/// one line at a time, waiting for each prompt as a user would.
+#[test]
+fn shell_session_with_history_multiline_and_error() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let history = dir.path().join("history");
+    let o = quiver(&[
+        "query",
+        p(&db),
+        "-e",
+        "CREATE NODE TYPE User; CREATE (:User {key: 'alice'})",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cmd = format!("{} shell {}", env!("CARGO_BIN_EXE_quiver"), p(&db));
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("QUIVER_HISTORY", &history)
+        .env("TERM", "dumb")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = out.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let wait_for = |what: &str, times: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while out.lock().unwrap().matches(what).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} in:\n{}",
+                out.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut prompts = 1;
+    wait_for("quiver> ", prompts);
+    for line in [
+        "MATCH (u:User)",
+        " RETURN u.key AS name;",
+        "MATCH (x RETURN 1;",
+        ":schema",
+        ":quit",
+    ] {
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+        if line.ends_with(';') || line.starts_with(':') {
+            prompts += 1;
+            if line != ":quit" {
+                wait_for("quiver> ", prompts);
+            }
+        } else {
+            wait_for("...> ", 1);
+        }
+    }
+    let status = child.wait().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    let out = out.lock().unwrap().clone();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("| name  |") && out.contains("| alice |"), "{out}");
+    assert!(
+        out.contains("error: line 1, column 10: expected ')' to close the node pattern, found 'RETURN'"),
+        "{out}"
+    );
+    assert!(out.contains("| node | User | null | null | 1     |"), "{out}");
+    let h = std::fs::read_to_string(&history).unwrap();
+    assert!(
+        h.contains("MATCH (u:User)\\n RETURN u.key AS name;") && h.contains(":schema"),
+        "{h}"
+    );
+}

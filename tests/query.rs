@@ -317,3 +317,179 @@ fn planner_matches_naive_evaluation() {
         "the random queries matched too little: {checked} rows"
     );
 }
+
+/// A small TwHIN-like network (from the demo generator), trained in the query language.
+fn demo_graph(dir: &Path) -> Graph {
+    let shape = quiver::demo::Shape {
+        users: 300,
+        communities: 6,
+        advertisers: 10,
+        ..Default::default()
+    };
+    let file = dir.join("twhin.tsv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    quiver::demo::write(&shape, &mut out).unwrap();
+    drop(out);
+    let db = quiver::Database::create(dir.join("db")).unwrap();
+    quiver::demo::create_schema(&db).unwrap();
+    db.import(&[file], &quiver::import::ImportOptions::default(), &mut |_| {})
+        .unwrap();
+    let g = Graph::new(db);
+    let rows = g
+        .query(
+            "CALL quiver.train({dim: 16, epochs: 20, threads: 1, seed: 3, lr: 0.1}) YIELD model, epochs, edges",
+            &Params::new(),
+        )
+        .unwrap();
+    assert_eq!(rows.rows[0][0], Value::Str("default".into()));
+    assert_eq!(rows.rows[0][1], Value::Int(20));
+    assert!(rows.rows[0][2].as_i64().unwrap() > 1000, "{rows:?}");
+    g
+}
+
+#[test]
+fn embedding_procedures_agree_with_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = demo_graph(dir.path());
+    let db = g.database();
+    let model = quiver_engine::Model::load(db, "default").unwrap();
+    let snap = db.snapshot();
+    let c = snap.catalog();
+    let (user, follows) = (c.node_type("User").unwrap(), c.relation("Follows").unwrap());
+    let u0 = snap.node_id(user, "u0").unwrap();
+    let key = |id: u32| snap.node_key(user, id).unwrap().to_string();
+    let p = Params::from([("k".to_string(), Value::from("u0"))]);
+
+    // predict: top tails of u0 -Follows-> ?, as the model ranks them.
+    let rows = g
+        .query(
+            "MATCH (a:User {key: $k}) CALL quiver.predict(a, 'Follows', 5) YIELD node, score RETURN node.key, score",
+            &p,
+        )
+        .unwrap();
+    let q = model.tail_query(follows, model.node(user, u0));
+    let want = model.top_k(&q, user, 5, &|_| false);
+    assert_eq!(rows.len(), 5);
+    for (row, (id, s)) in rows.rows.iter().zip(&want) {
+        assert_eq!(row[0].as_str().unwrap(), key(*id));
+        assert!((row[1].as_f64().unwrap() - *s as f64).abs() < 1e-5);
+    }
+
+    // predict_head: top heads of ? -Follows-> u0.
+    let rows = g
+        .query(
+            "MATCH (a:User {key: $k}) CALL quiver.predict_head(a, 'Follows', 3) YIELD node RETURN node.key",
+            &p,
+        )
+        .unwrap();
+    let hq = model.head_query(follows, model.node(user, u0));
+    let want: Vec<String> = model
+        .top_k(&hq, user, 3, &|_| false)
+        .into_iter()
+        .map(|(i, _)| key(i))
+        .collect();
+    let got: Vec<&str> = rows.rows.iter().map(|r| r[0].as_str().unwrap()).collect();
+    assert_eq!(got, want);
+
+    // nearest: leaves the node itself out, best first.
+    let rows = g
+        .query(
+            "MATCH (a:User {key: $k}) CALL quiver.nearest(a, 10) YIELD node, score RETURN node.key, score",
+            &p,
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 10);
+    assert!(rows.rows.iter().all(|r| r[0].as_str() != Some("u0")));
+    assert!(rows.rows.windows(2).all(|w| w[0][1].as_f64() >= w[1][1].as_f64()));
+
+    // score, and the issue's example: friends of friends u0 does not follow yet, ranked.
+    let rows = g
+        .query(
+            "MATCH (a:User {key: $k})-[:Follows]->(f)-[:Follows]->(c) \
+             WHERE c <> a AND NOT (a)-[:Follows]->(c) \
+             RETURN DISTINCT c.key AS who, quiver.score(a, 'Follows', c) AS score ORDER BY score DESC LIMIT 10",
+            &p,
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 10);
+    for r in &rows.rows {
+        let c = snap.node_id(user, r[0].as_str().unwrap()).unwrap();
+        assert!(!snap.has_edge(follows, u0, c) && c != u0);
+        let s = model.compare(&q, model.node(user, c)) as f64;
+        assert!((r[1].as_f64().unwrap() - s).abs() < 1e-5);
+    }
+    assert!(rows.rows.windows(2).all(|w| w[0][1].as_f64() >= w[1][1].as_f64()));
+
+    // embed: the stored vector.
+    let rows = g
+        .query("MATCH (a:User {key: $k}) RETURN quiver.embed(a)", &p)
+        .unwrap();
+    let Value::List(v) = &rows.rows[0][0] else {
+        panic!("{rows:?}")
+    };
+    assert_eq!(v.len(), 16);
+    assert!((v[0].as_f64().unwrap() - model.node(user, u0)[0] as f64).abs() < 1e-7);
+
+    // A wrong node type for the relation is an error that says so.
+    let e = g
+        .query(
+            "MATCH (t:Tweet) CALL quiver.predict(t, 'Follows', 3) YIELD node RETURN node LIMIT 1",
+            &p,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Follows joins User to User: the node given is a Tweet"),
+        "{e}"
+    );
+}
+
+#[test]
+fn limits_stop_runaway_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Graph::open(dir.path()).unwrap();
+    let p = Params::new();
+    g.query("CREATE NODE TYPE N; CREATE RELATION TYPE R (N -> N)", &p)
+        .unwrap();
+    let mut text = String::from("CREATE ");
+    for i in 0..60 {
+        text.push_str(&format!(
+            "(:N {{key: 'n{i}'}})-[:R]->(:N {{key: 'n{}'}}), ",
+            (i + 1) % 60
+        ));
+        text.push_str(&format!(
+            "(:N {{key: 'n{i}'}})-[:R]->(:N {{key: 'n{}'}}), ",
+            (i + 7) % 60
+        ));
+    }
+    g.query(text.trim_end_matches(", "), &p).unwrap();
+    // A cartesian product of 60^4 rows counted without buffering: the timeout stops it.
+    let prepared = g.prepare("MATCH (a), (b), (c), (d) RETURN count(*)").unwrap();
+    let limits = Limits {
+        max_rows: 1_000_000,
+        timeout: Some(std::time::Duration::from_millis(50)),
+    };
+    let started = std::time::Instant::now();
+    let e = g.execute(&prepared, &p, limits).unwrap_err();
+    assert!(matches!(e, quiver_query::QueryError::Timeout(50)), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // Unbounded variable-length paths hit the row cap.
+    let prepared = g
+        .prepare("MATCH (a {key: 'n0'})-[:R*]->(b) RETURN count(*)")
+        .unwrap();
+    let limits = Limits {
+        max_rows: 10_000,
+        timeout: None,
+    };
+    let e = g.execute(&prepared, &p, limits).unwrap_err();
+    assert!(matches!(e, quiver_query::QueryError::RowCap(10_000)), "{e}");
+    // The handle's defaults apply to `query`.
+    let mut g = g;
+    g.set_limits(Limits {
+        max_rows: 5,
+        timeout: None,
+    });
+    let e = g.query("MATCH (a) RETURN a.key", &p).unwrap_err();
+    assert!(matches!(e, quiver_query::QueryError::RowCap(5)), "{e}");
+    assert_eq!(g.query("MATCH (a) RETURN a.key LIMIT 5", &p).unwrap().len(), 5);
+}

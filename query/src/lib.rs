@@ -127,6 +127,15 @@ impl Graph {
         last.ok_or_else(|| QueryError::syntax(Pos::at(text, text.len()), "expected a statement"))
     }
 
+    /// Runs `;`-separated statements in order, handing each one's rows to
+    /// `each`; stops at the first error (places in it refer to `text`).
+    pub fn query_each(&self, text: &str, params: &Params, each: &mut dyn FnMut(&Rows)) -> Result<()> {
+        for s in &parse(text)? {
+            each(&self.run(s, params, self.limits)?);
+        }
+        Ok(())
+    }
+
     /// Runs a prepared statement with its own limits.
     pub fn execute(&self, p: &Prepared, params: &Params, limits: Limits) -> Result<Rows> {
         self.run(&p.statement, params, limits)
