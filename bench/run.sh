@@ -52,7 +52,8 @@ echo "running quiver-bench ..." >&2
 train_json=()
 if [ ${#data_args[@]} -gt 0 ]; then
     ./target/release/quiver-bench train "${data_args[@]}" --epochs 5 >"$out/quiver_train.json"
-    train_json=("$out/quiver_train.json")
+    ./target/release/quiver-bench query "${data_args[@]}" --queries 20000 >"$out/quiver_query.json"
+    train_json=("$out/quiver_train.json" "$out/quiver_query.json")
 fi
 
 python3 - "$out/quiver_storage.json" "${train_json[@]}" "${anchors[@]}" <<'PY'
@@ -113,5 +114,21 @@ if t:
           f"PBG MRR {pf.get('mrr', float('nan')):.4f} Hits@10 {pf.get('r10', float('nan')):.4f} (its FilteredRankingEvaluator)")
     print(f"quiver edges/s: PBG settings {ps['edges_per_s']:.0f}, PyKEEN settings {t['pykeen_settings']['edges_per_s']:.0f}; "
           + ", ".join(f"P={k[1:]} {v['edges_per_s']:.0f} ({100 * v['io_share']:.0f}% moving partitions)" for k, v in t["partitions"].items()))
+qq = anchors.get("quiver_query")
+if qq:
+    kl = k.get("latency", {})
+    print("\nPrepared queries on FB15k-237 (quiver: Rust API `Graph::execute`; Kùzu: Python API, ~120 µs of it fixed cost)\n")
+    print("| query | quiver p50 | Kùzu p50 | quiver p99 | Kùzu p99 | unit | p50 ratio |\n|---|---|---|---|---|---|---|")
+    for name, ours, theirs in [
+        ("1-hop out-neighbours, return keys", "a_1hop_out", "a_1hop_out"),
+        ("(s, r, ?o)", "b_s_r_?o", "b_s_r_?o"),
+        ("(s, ?r, ?o) with relation names", "s_?r_?o", None),
+        ("2-hop distinct count", "c_2hop_distinct_count", "c_2hop_distinct_count"),
+        ("2-hop path count", "c2_2hop_path_count", "c2_2hop_path_count"),
+    ]:
+        a, b = qq["latency"][ours], kl.get(theirs, {}) if theirs else {}
+        ratio = f"{b['median_us'] / a['median_us']:.1f}x faster" if b else ""
+        f = lambda v: "-" if v is None else f"{v:.1f}"
+        print(f"| {name} | {f(a['median_us'])} | {f(b.get('median_us'))} | {f(a['p99_us'])} | {f(b.get('p99_us'))} | µs | {ratio} |")
 print(f"\nraw JSON: {sys.argv[1:]}")
 PY

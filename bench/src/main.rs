@@ -6,6 +6,8 @@
 //! - `quiver-bench train --data DIR [--epochs N]`: CPU training edges/s at
 //!   PBG's and PyKEEN's settings, at P = 1, 4 and 16, and filtered evaluation
 //!   of the test split.
+//! - `quiver-bench query --data DIR [--queries N]`: latency of prepared
+//!   queries through `Graph::execute` (the Kùzu anchor's queries).
 
 use std::hint::black_box;
 use std::io::Write;
@@ -144,9 +146,87 @@ fn synthetic(path: &Path, edges: u64) {
     w.flush().unwrap();
 }
 
+/// Latency of prepared statements, each run `n` times after `n / 10` warm-up
+/// runs, with subjects drawn uniformly from the heads of the train triples
+/// and (s, r) pairs from the triples themselves, as the Kùzu anchor does.
+fn bench_query(data: &Path, n: usize) -> serde_json::Value {
+    use quiver_query::{Graph, Limits, Params, Value};
+    let work = tempfile::tempdir().unwrap();
+    let db = Database::create(work.path().join("db")).unwrap();
+    db.import(&[data.join("train.txt")], &ImportOptions::default(), &mut |_| {})
+        .unwrap();
+    let triples: Vec<(String, String)> = std::fs::read_to_string(data.join("train.txt"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some((f.next()?.to_string(), f.next()?.to_string()))
+        })
+        .collect();
+    let mut heads: Vec<&str> = triples.iter().map(|t| t.0.as_str()).collect();
+    heads.sort_unstable();
+    heads.dedup();
+    let g = Graph::new(db);
+    let limits = Limits::default();
+    let mut rng = Rng(0x5eed);
+    let mut pick = |k: usize| (rng.next() % k as u64) as usize;
+    let mut out = serde_json::Map::new();
+    let queries = [
+        ("a_1hop_out", "MATCH (a:Entity {key: $s})-->(b) RETURN b.key"),
+        (
+            "s_?r_?o",
+            "MATCH (a:Entity {key: $s})-[r]->(b) RETURN type(r), b.key",
+        ),
+        ("b_s_r_?o", ""),
+        (
+            "c_2hop_distinct_count",
+            "MATCH (a:Entity {key: $s})-->()-->(c) RETURN count(DISTINCT c)",
+        ),
+        (
+            "c2_2hop_path_count",
+            "MATCH (a:Entity {key: $s})-->()-->(c) RETURN count(*)",
+        ),
+    ];
+    let mut by_rel = std::collections::HashMap::new();
+    for (name, text) in queries {
+        let mut lat = Vec::with_capacity(n);
+        let mut rows = 0usize;
+        for i in 0..n + n / 10 {
+            let (prepared, s) = if text.is_empty() {
+                let (s, r) = &triples[pick(triples.len())];
+                let p = by_rel.entry(r.clone()).or_insert_with(|| {
+                    g.prepare(&format!(
+                        "MATCH (a:Entity {{key: $s}})-[:`{r}`]->(b) RETURN b.key"
+                    ))
+                    .unwrap()
+                });
+                (p.clone(), s.as_str())
+            } else {
+                (g.prepare(text).unwrap(), heads[pick(heads.len())])
+            };
+            let params = Params::from([("s".to_string(), Value::from(s))]);
+            let t = Instant::now();
+            let r = g.execute(&prepared, &params, limits).unwrap();
+            let dt = t.elapsed().as_secs_f64() * 1e6;
+            if i >= n / 10 {
+                lat.push(dt);
+                rows += r.len();
+            }
+            black_box(r);
+        }
+        lat.sort_by(f64::total_cmp);
+        out.insert(
+            name.into(),
+            json!({"n": n, "median_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99),
+                   "mean_us": lat.iter().sum::<f64>() / n as f64, "mean_rows": rows as f64 / n as f64}),
+        );
+    }
+    json!({"bench": "quiver_query", "latency": out})
+}
+
 fn usage() -> ! {
     eprintln!(
-        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N]"
+        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N]"
     );
     std::process::exit(2);
 }
@@ -236,6 +316,12 @@ fn main() {
             let data = get("--data").unwrap_or_else(|| usage());
             let epochs = get("--epochs").map_or(5, |e| e.parse().unwrap_or(5));
             println!("{}", bench_train(Path::new(&data), epochs));
+            return;
+        }
+        Some("query") => {
+            let data = get("--data").unwrap_or_else(|| usage());
+            let n = get("--queries").map_or(20_000, |e| e.parse().unwrap_or(20_000));
+            println!("{}", bench_query(Path::new(&data), n));
             return;
         }
         _ => usage(),

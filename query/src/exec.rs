@@ -3,7 +3,9 @@
 //! ticks a counter that checks the timeout, and buffers are held to the row cap.
 
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,7 @@ use crate::error::{runtime, QueryError, Result};
 use crate::plan::{Agg, AggKind, CExpr, Func, NodeSrc, Op, Plan, Proc, Ret, Step, Write};
 use crate::value::{format_float, Params, Value};
 
+/// One row: a value per slot.
 pub(crate) type Row = Vec<Value>;
 type RowIter<'a> = Box<dyn Iterator<Item = Result<Row>> + 'a>;
 
@@ -771,7 +774,7 @@ impl Ctx<'_> {
 
     /// Runs `RETURN`.
     pub(crate) fn project(&self, ret: &Ret, mut rows: RowIter<'_>) -> Result<Vec<Vec<Value>>> {
-        let empty = Vec::new();
+        let empty = Row::new();
         let konst = |e: &Option<CExpr>, what: &str| -> Result<Option<usize>> {
             match e {
                 None => Ok(None),
@@ -788,7 +791,7 @@ impl Ctx<'_> {
         let skip = konst(&ret.skip, "SKIP")?.unwrap_or(0);
         let limit = konst(&ret.limit, "LIMIT")?;
         let aggregating = ret.items.iter().any(|i| i.is_err());
-        let mut seen = HashSet::new();
+        let mut seen = FxHashSet::default();
         // Without sorting or aggregates, rows stream and the pipeline stops at the limit.
         if !aggregating && ret.order.is_empty() {
             let mut out = Vec::new();
@@ -812,7 +815,7 @@ impl Ctx<'_> {
         }
         let mut keyed: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
         if aggregating {
-            let mut groups: HashMap<Vec<Value>, usize> = HashMap::new();
+            let mut groups: FxHashMap<Vec<Value>, usize> = FxHashMap::default();
             let mut states: Vec<(Vec<Value>, Vec<AggState>)> = Vec::new();
             for row in rows {
                 let row = row?;
@@ -822,7 +825,12 @@ impl Ctx<'_> {
                     .filter_map(|i| i.as_ref().ok())
                     .map(|e| self.eval(e, &row))
                     .collect::<Result<_>>()?;
-                let g = match groups.get(&key) {
+                // Without grouping keys every row falls in the one group.
+                let g = match if key.is_empty() && !states.is_empty() {
+                    Some(&0)
+                } else {
+                    groups.get(&key)
+                } {
                     Some(&g) => g,
                     None => {
                         let aggs = ret
@@ -1147,17 +1155,17 @@ fn arith(op: BinOp, l: Value, r: Value) -> Result<Value> {
 
 /// Running state of one aggregate in one group.
 enum AggState {
-    Count(u64, Option<HashSet<Value>>),
+    Count(u64, Option<FxHashSet<Value>>),
     Sum(Value),
     Avg(f64, u64),
     Min(Option<Value>),
     Max(Option<Value>),
-    Collect(Vec<Value>, Option<HashSet<Value>>),
+    Collect(Vec<Value>, Option<FxHashSet<Value>>),
 }
 
 impl AggState {
     fn new(a: &Agg) -> Self {
-        let set = a.distinct.then(HashSet::new);
+        let set = a.distinct.then(FxHashSet::default);
         match a.kind {
             AggKind::Count => AggState::Count(0, set),
             AggKind::Sum => AggState::Sum(Value::Int(0)),
