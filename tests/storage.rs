@@ -253,3 +253,66 @@ fn readers_see_whole_batches_while_a_writer_commits() {
     });
     assert_eq!(db.snapshot().edge_count(), (BATCHES * PER) as u64);
 }
+
+#[test]
+fn deleted_nodes_lose_their_edges_keep_their_ids_and_come_back_bare() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let (user, follows);
+    {
+        let db = Database::create(&path).unwrap();
+        twhin(&db);
+        let c = db.catalog();
+        (user, follows) = (c.node_type("User").unwrap(), c.relation("Follows").unwrap());
+        let mut b = db.batch();
+        b.insert_edge(follows, "a", "b", None)
+            .insert_edge(follows, "b", "c", None)
+            .insert_edge(follows, "c", "b", Some(2.0))
+            .set_property(user, "b", "age", Value::Int(3));
+        db.commit(b).unwrap();
+        db.compact().unwrap();
+        let b_id = db.snapshot().node_id(user, "b").unwrap();
+        // In the same batch: an edge added to b, then b deleted; a and c stay.
+        let mut batch = db.batch();
+        batch
+            .insert_edge(follows, "a", "c", None)
+            .insert_edge(follows, "c", "b", None);
+        batch.delete_node(user, "b");
+        let info = db.commit(batch).unwrap();
+        assert_eq!((info.nodes_deleted, info.edges_changed), (1, 4), "{info:?}");
+        let s = db.snapshot();
+        assert_eq!(s.node_id(user, "b"), None);
+        assert!(s.is_deleted(user, b_id));
+        assert_eq!((s.node_count(user), s.live_node_count(user)), (3, 2));
+        assert_eq!(s.edge_count(), 1);
+        assert_eq!(db.property(user, b_id, "age").unwrap(), None);
+        // Writing to a deleted node by id or key is an error; deleting it again is not.
+        let mut bad = db.batch();
+        bad.insert_edge(follows, b_id, "a", None);
+        assert!(matches!(db.commit(bad), Err(StorageError::NodeNotFound { .. })));
+        let mut bad = db.batch();
+        bad.set_property(user, "b", "age", Value::Int(4));
+        assert!(matches!(db.commit(bad), Err(StorageError::NodeNotFound { .. })));
+        let mut again = db.batch();
+        again.delete_node(user, "b");
+        assert_eq!(db.commit(again).unwrap().nodes_deleted, 0);
+        db.compact().unwrap();
+        db.flush().unwrap();
+    }
+    // The tombstone outlives compaction and reopening; the id is not reused.
+    let db = Database::open(&path).unwrap();
+    let s = db.snapshot();
+    assert_eq!(s.node_id(user, "b"), None);
+    assert_eq!(s.live_node_count(user), 2);
+    assert!(db.check().unwrap().ok());
+    let mut b = db.batch();
+    b.insert_edge(follows, "d", "b", None);
+    let info = db.commit(b).unwrap();
+    assert_eq!(info.nodes_created, 2, "d is new, b comes back");
+    let s = db.snapshot();
+    let b_id = s.node_id(user, "b").unwrap();
+    assert_eq!(s.node_key(user, b_id), Some("b"));
+    assert_eq!(s.node_count(user), 4, "b kept its id; only d is new");
+    assert_eq!(s.in_neighbors(follows, b_id).len(), 1);
+    assert_eq!(all_edges(&db).len(), 2);
+}

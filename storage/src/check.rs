@@ -152,6 +152,15 @@ impl Database {
         for (t, def) in c.node_types.iter().enumerate() {
             let t = t as u32;
             for id in 0..def.count {
+                if snap.is_deleted(t, id) {
+                    let degree =
+                        snap.total_degree(t, id, Direction::Out) + snap.total_degree(t, id, Direction::In);
+                    if degree > 0 {
+                        rep.problems
+                            .push(format!("{} id {id} is deleted but has {degree} edges", def.name));
+                    }
+                    continue;
+                }
                 match snap.node_key(t, id) {
                     None => rep.problems.push(format!("{} id {id} has no key", def.name)),
                     Some(k) => match snap.node_id(t, k) {

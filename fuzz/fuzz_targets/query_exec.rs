@@ -1,0 +1,60 @@
+//! The executor, on any query over a small database, returns rows or an error
+//! and never panics or runs away (row cap and timeout). Statements that write
+//! or train are skipped, so every run sees the same database.
+#![no_main]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use quiver_query::{Graph, Limits, Params, Value};
+
+fn graph() -> &'static Graph {
+    static G: OnceLock<(tempfile::TempDir, Graph)> = OnceLock::new();
+    &G.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Graph::open(dir.path()).unwrap();
+        let p = Params::new();
+        g.query(
+            "CREATE NODE TYPE User; CREATE NODE TYPE Tweet; CREATE RELATION TYPE Follows (User -> User); \
+             CREATE RELATION TYPE Likes (User -> Tweet)",
+            &p,
+        )
+        .unwrap();
+        g.query(
+            "CREATE (a:User {key: 'alice', age: 31}), (b:User {key: 'bob', age: 25}), (c:User {key: 'carol'}), \
+             (a)-[:Follows]->(b), (b)-[:Follows]->(c), (c)-[:Follows]->(a), (c)-[:Follows]->(c), \
+             (a)-[:Likes]->(:Tweet {key: 't1'}), (b)-[:Likes]->(:Tweet {key: 't2', text: 'hi'})",
+            &p,
+        )
+        .unwrap();
+        g.query("CALL quiver.train({dim: 4, epochs: 1, threads: 1})", &p).unwrap();
+        (dir, g)
+    })
+    .1
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(statements) = quiver_query::parse(text) else { return };
+    for s in statements {
+        let printed = s.to_string();
+        if ["CREATE", "DELETE", "SET ", "quiver.train"].iter().any(|w| printed.contains(w)) {
+            continue;
+        }
+        let g = graph();
+        let params = Params::from([
+            ("k".to_string(), Value::from("alice")),
+            ("n".to_string(), Value::Int(2)),
+        ]);
+        let limits = Limits {
+            max_rows: 10_000,
+            timeout: Some(Duration::from_millis(200)),
+        };
+        if let Ok(p) = g.prepare(&printed) {
+            if let Ok(rows) = g.execute(&p, &params, limits) {
+                let _ = (rows.to_table(), rows.to_json(), rows.to_csv());
+            }
+        }
+    }
+});
