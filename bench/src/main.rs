@@ -149,7 +149,7 @@ fn synthetic(path: &Path, edges: u64) {
 /// Latency of prepared statements, each run `n` times after `n / 10` warm-up
 /// runs, with subjects drawn uniformly from the heads of the train triples
 /// and (s, r) pairs from the triples themselves, as the Kùzu anchor does.
-fn bench_query(data: &Path, n: usize) -> serde_json::Value {
+fn bench_query(data: &Path, n: usize, only: Option<&str>) -> serde_json::Value {
     use quiver_query::{Graph, Limits, Params, Value};
     let work = tempfile::tempdir().unwrap();
     let db = Database::create(work.path().join("db")).unwrap();
@@ -189,6 +189,9 @@ fn bench_query(data: &Path, n: usize) -> serde_json::Value {
     ];
     let mut by_rel = std::collections::HashMap::new();
     for (name, text) in queries {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
         let mut lat = Vec::with_capacity(n);
         let mut rows = 0usize;
         for i in 0..n + n / 10 {
@@ -226,7 +229,7 @@ fn bench_query(data: &Path, n: usize) -> serde_json::Value {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N]"
+        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME]"
     );
     std::process::exit(2);
 }
@@ -321,7 +324,7 @@ fn main() {
         Some("query") => {
             let data = get("--data").unwrap_or_else(|| usage());
             let n = get("--queries").map_or(20_000, |e| e.parse().unwrap_or(20_000));
-            println!("{}", bench_query(Path::new(&data), n));
+            println!("{}", bench_query(Path::new(&data), n, get("--only").as_deref()));
             return;
         }
         _ => usage(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quiver_engine::Model;
-use quiver_storage::{Database, Direction, NodeRef, Snapshot};
+use quiver_storage::{Database, Direction, Neighbors, NodeRef, Snapshot};
 
 use crate::ast::{BinOp, Dir};
 use crate::error::{runtime, QueryError, Result};
@@ -33,6 +33,9 @@ pub(crate) struct Ctx<'a> {
     pub timeout: Option<Duration>,
     pub max_rows: u64,
     pub ticks: Cell<u64>,
+    /// Rows dropped by the aggregate and filters, reused by expansions so
+    /// that a row costs no allocation in the steady state.
+    pub pool: std::cell::RefCell<Vec<Row>>,
 }
 
 impl Ctx<'_> {
@@ -49,6 +52,25 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// A copy of `row` in a recycled buffer.
+    fn copy(&self, row: &Row) -> Row {
+        match self.pool.borrow_mut().pop() {
+            Some(mut r) => {
+                r.clone_from(row);
+                r
+            }
+            None => row.clone(),
+        }
+    }
+
+    /// Hands a finished row back for reuse.
+    fn recycle(&self, row: Row) {
+        let mut pool = self.pool.borrow_mut();
+        if pool.len() < 1024 {
+            pool.push(row);
+        }
+    }
+
     fn cap(&self, n: usize) -> Result<()> {
         if n as u64 > self.max_rows {
             return Err(QueryError::RowCap(self.max_rows));
@@ -60,9 +82,16 @@ impl Ctx<'_> {
     pub(crate) fn pipeline<'s>(&'s self, ops: &'s [Op], input: Row) -> RowIter<'s> {
         let mut it: RowIter<'s> = Box::new(std::iter::once(Ok(input)));
         for op in ops {
-            if let Op::Scan { slot, types } = op {
-                it = Box::new(it.flat_map(move |r| self.scan(r, *slot, types.as_deref())));
-                continue;
+            match op {
+                Op::Scan { slot, types } => {
+                    it = Box::new(it.flat_map(move |r| self.scan(r, *slot, types.as_deref())));
+                    continue;
+                }
+                Op::Expand(step) if !step.into => {
+                    it = Box::new(it.flat_map(move |r| self.expand_lazy(step, r)));
+                    continue;
+                }
+                _ => {}
             }
             it = Box::new(it.flat_map(move |r| -> RowIter<'s> {
                 let out = r.and_then(|row| self.apply(op, row));
@@ -136,7 +165,7 @@ impl Ctx<'_> {
             Op::Expand(step) => {
                 let mut out = Vec::new();
                 self.expand(step, &row, &mut |edge, to| {
-                    let mut r = row.clone();
+                    let mut r = self.copy(&row);
                     r[step.edge] = edge;
                     r[step.to] = to;
                     out.push(r);
@@ -148,7 +177,10 @@ impl Ctx<'_> {
             Op::Intersect { a, b } => self.intersect(a, b, row)?,
             Op::Filter(e) => match self.eval(e, &row)? {
                 Value::Bool(true) => vec![row],
-                _ => Vec::new(),
+                _ => {
+                    self.recycle(row);
+                    Vec::new()
+                }
             },
             Op::Call { proc, args, out } => {
                 let args = args
@@ -242,6 +274,51 @@ impl Ctx<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The rows of a one-hop expansion to unbound nodes, produced one at a
+    /// time: each consumer hands its row back to the pool before the next is
+    /// made, so the steady state copies into one warm buffer.
+    fn expand_lazy<'s>(&'s self, step: &'s Step, r: Result<Row>) -> RowIter<'s> {
+        let row = match r {
+            Ok(row) => std::rc::Rc::new(row),
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        let Value::Node { ty, id } = row[step.from] else {
+            return Box::new(std::iter::empty());
+        };
+        let c = self.snap.catalog();
+        let rels = self.step_rels(step, ty, id);
+        Box::new(rels.into_iter().flat_map(move |(rel, d)| {
+            let def = &c.relations[rel as usize];
+            let to_ty = if d == Direction::Out { def.dst } else { def.src };
+            let wanted = step.to_types.as_ref().is_none_or(|t| t.contains(&to_ty));
+            let nbrs = if wanted {
+                self.snap.neighbors(rel, id, d)
+            } else {
+                Neighbors::Base(&[])
+            };
+            // An undirected step meets a self-loop from both sides; keep it once.
+            let skip_self = step.dir == Dir::Both && d == Direction::In && def.src == def.dst;
+            let row = row.clone();
+            (0..nbrs.len()).filter_map(move |i| {
+                let n = nbrs[i];
+                if let Err(e) = self.tick() {
+                    return Some(Err(e));
+                }
+                let e = match d {
+                    Direction::Out => Value::Edge { rel, src: id, dst: n },
+                    Direction::In => Value::Edge { rel, src: n, dst: id },
+                };
+                if (skip_self && n == id) || !self.unique(step, &row, &e) {
+                    return None;
+                }
+                let mut r = self.copy(&row);
+                r[step.edge] = e;
+                r[step.to] = Value::Node { ty: to_ty, id: n };
+                Some(Ok(r))
+            })
+        }))
     }
 
     /// Whether `e` differs from the edges already bound in the same MATCH.
@@ -817,14 +894,18 @@ impl Ctx<'_> {
         if aggregating {
             let mut groups: FxHashMap<Vec<Value>, usize> = FxHashMap::default();
             let mut states: Vec<(Vec<Value>, Vec<AggState>)> = Vec::new();
+            let grouped = ret.items.iter().any(|i| i.is_ok());
             for row in rows {
                 let row = row?;
-                let key: Vec<Value> = ret
-                    .items
-                    .iter()
-                    .filter_map(|i| i.as_ref().ok())
-                    .map(|e| self.eval(e, &row))
-                    .collect::<Result<_>>()?;
+                let key: Vec<Value> = if grouped {
+                    ret.items
+                        .iter()
+                        .filter_map(|i| i.as_ref().ok())
+                        .map(|e| self.eval(e, &row))
+                        .collect::<Result<_>>()?
+                } else {
+                    Vec::new()
+                };
                 // Without grouping keys every row falls in the one group.
                 let g = match if key.is_empty() && !states.is_empty() {
                     Some(&0)
@@ -853,6 +934,7 @@ impl Ctx<'_> {
                     };
                     st.add(agg, v)?;
                 }
+                self.recycle(row);
             }
             if states.is_empty() && ret.items.iter().all(|i| i.is_err()) {
                 let aggs = ret

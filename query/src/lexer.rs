@@ -122,10 +122,15 @@ pub fn lex(src: &str) -> Result<Vec<(Tok, Pos)>, QueryError> {
             }
             let text = &src[start..i];
             if float {
-                Tok::Float(
-                    text.parse()
-                        .map_err(|_| QueryError::syntax(pos(start), "bad number"))?,
-                )
+                match text.parse::<f64>() {
+                    Ok(x) if x.is_finite() => Tok::Float(x),
+                    _ => {
+                        return Err(QueryError::syntax(
+                            pos(start),
+                            format!("number {text} is out of range"),
+                        ))
+                    }
+                }
             } else {
                 Tok::Int(text.parse().map_err(|_| {
                     QueryError::syntax(pos(start), format!("integer {text} does not fit in 64 bits"))
@@ -207,6 +212,10 @@ mod tests {
         let e = lex("RETURN 'abc").unwrap_err().to_string();
         assert_eq!(e, "line 1, column 8: unterminated string");
         assert!(lex("RETURN 99999999999999999999").is_err());
+        assert_eq!(
+            lex("RETURN 1e999").unwrap_err().to_string(),
+            "line 1, column 8: number 1e999 is out of range"
+        );
         assert!(lex("RETURN #")
             .unwrap_err()
             .to_string()

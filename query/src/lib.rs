@@ -215,6 +215,7 @@ impl Graph {
                     timeout: limits.timeout,
                     max_rows: limits.max_rows,
                     ticks: Cell::new(0),
+                    pool: Default::default(),
                 };
                 let input = vec![Value::Null; p.width];
                 let rows = ctx.pipeline(&p.ops, input);

@@ -558,22 +558,42 @@ impl Parser {
         Ok(e)
     }
 
-    /// After `(` at the current token: is this a pattern (a node pattern
-    /// followed by a relationship) rather than a parenthesised expression?
+    /// After `(` at the current token: does a node pattern (`(a:L {..})`)
+    /// followed by a relationship start here, rather than a parenthesised
+    /// expression? `(a) - [1]` still reads as arithmetic once parsing it as
+    /// a pattern fails, see `primary`.
     fn looks_like_pattern(&self) -> bool {
+        let name = |t: &Tok| matches!(t, Tok::Ident(_) | Tok::Quoted(_));
         let mut k = 1;
-        let mut depth = 1;
-        while depth > 0 {
-            match self.peek_at(k) {
-                Tok::Eof => return false,
-                Tok::Sym("(") => depth += 1,
-                Tok::Sym(")") => depth -= 1,
-                _ => {}
-            }
+        if name(self.peek_at(k)) {
             k += 1;
         }
+        if matches!(self.peek_at(k), Tok::Sym(":")) {
+            if !name(self.peek_at(k + 1)) {
+                return false;
+            }
+            k += 2;
+        }
+        if matches!(self.peek_at(k), Tok::Sym("{")) {
+            let mut depth = 0;
+            loop {
+                match self.peek_at(k) {
+                    Tok::Eof => return false,
+                    Tok::Sym("{") => depth += 1,
+                    Tok::Sym("}") => depth -= 1,
+                    _ => {}
+                }
+                k += 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+        }
+        if !matches!(self.peek_at(k), Tok::Sym(")")) {
+            return false;
+        }
         matches!(
-            (self.peek_at(k), self.peek_at(k + 1)),
+            (self.peek_at(k + 1), self.peek_at(k + 2)),
             (Tok::Sym("<-"), _)
                 | (Tok::Sym("-"), Tok::Sym("["))
                 | (Tok::Sym("-"), Tok::Sym("-"))
@@ -610,10 +630,16 @@ impl Parser {
             Tok::Sym("{") => Ok(Expr::Map(self.map()?)),
             Tok::Sym("(") => {
                 if self.looks_like_pattern() {
+                    let (at, depth) = (self.i, self.depth);
                     self.enter()?;
-                    let p = self.path()?;
-                    self.depth -= 1;
-                    return Ok(Expr::Pattern(p));
+                    match self.path() {
+                        Ok(p) => {
+                            self.depth -= 1;
+                            return Ok(Expr::Pattern(p));
+                        }
+                        // Not a pattern after all: read it as an expression.
+                        Err(_) => (self.i, self.depth) = (at, depth),
+                    }
                 }
                 self.bump();
                 let e = self.expr()?;
@@ -698,6 +724,7 @@ mod tests {
             "MATCH (a)-[r:F]->(b) DELETE r",
             "MATCH (a:U) SET a.age = 3, a.name = 'it\\'s' ",
             "EXPLAIN MATCH (a)-[:F*2]->(b) RETURN b",
+            "RETURN (a) - [1] - (b), (x) - [y], H (h)-[r]-y",
         ] {
             round_trip(q);
         }
