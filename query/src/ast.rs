@@ -196,6 +196,19 @@ pub enum BinOp {
 }
 
 impl BinOp {
+    /// Precedence, loosest first (see [`Expr::prec`]).
+    pub(crate) fn prec(self) -> u8 {
+        use BinOp::*;
+        match self {
+            Or => 1,
+            Xor => 2,
+            And => 3,
+            Eq | Ne | Lt | Le | Gt | Ge | In | StartsWith | EndsWith | Contains => 5,
+            Add | Sub => 6,
+            Mul | Div | Mod => 7,
+        }
+    }
+
     pub(crate) fn text(self) -> &'static str {
         use BinOp::*;
         match self {
@@ -313,26 +326,61 @@ impl Display for Lit {
     }
 }
 
-impl Display for Expr {
-    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+impl Expr {
+    /// How tightly the expression binds: `OR` 1, `XOR` 2, `AND` 3, `NOT` 4,
+    /// comparisons and `IS NULL` 5, `+ -` 6, `* / %` 7, unary `-` 8,
+    /// `.property` 9, everything else 10.
+    fn prec(&self) -> u8 {
         match self {
-            Expr::Lit(l) => write!(f, "{l}"),
-            Expr::Param(n) => write!(f, "${}", n.text),
-            Expr::Var(n) => name(f, n),
+            Expr::Bin(op, ..) => op.prec(),
+            Expr::Not(_) => 4,
+            Expr::IsNull(..) => 5,
+            Expr::Neg(_) => 8,
+            Expr::Prop(..) => 9,
+            _ => 10,
+        }
+    }
+
+    /// Prints with the fewest parentheses that parse back to this tree, so
+    /// the text never nests deeper than the text it was parsed from.
+    fn write(&self, f: &mut Formatter<'_>, min: u8) -> fmt::Result {
+        let wrap = self.prec() < min;
+        if wrap {
+            f.write_char('(')?;
+        }
+        match self {
+            Expr::Lit(l) => write!(f, "{l}")?,
+            Expr::Param(n) => write!(f, "${}", n.text)?,
+            Expr::Var(n) => name(f, n)?,
             Expr::Prop(e, n) => {
-                write!(f, "{e}.")?;
-                name(f, n)
+                e.write(f, 9)?;
+                f.write_char('.')?;
+                name(f, n)?;
             }
             Expr::List(items) => {
                 f.write_char('[')?;
                 list(f, items, |f, e| write!(f, "{e}"))?;
-                f.write_char(']')
+                f.write_char(']')?;
             }
-            Expr::Map(p) => props(f, p),
-            Expr::Not(e) => write!(f, "(NOT {e})"),
-            Expr::Neg(e) => write!(f, "(-{e})"),
-            Expr::Bin(op, a, b) => write!(f, "({a} {} {b})", op.text()),
-            Expr::IsNull(e, not) => write!(f, "({e} IS {}NULL)", if *not { "NOT " } else { "" }),
+            Expr::Map(p) => props(f, p)?,
+            Expr::Not(e) => {
+                f.write_str("NOT ")?;
+                e.write(f, 4)?;
+            }
+            Expr::Neg(e) => {
+                f.write_char('-')?;
+                e.write(f, 8)?;
+            }
+            Expr::Bin(op, a, b) => {
+                // Left-associative: the right operand binds one level tighter.
+                a.write(f, op.prec())?;
+                write!(f, " {} ", op.text())?;
+                b.write(f, op.prec() + 1)?;
+            }
+            Expr::IsNull(e, not) => {
+                e.write(f, 5)?;
+                write!(f, " IS {}NULL", if *not { "NOT " } else { "" })?;
+            }
             Expr::Call {
                 name,
                 distinct,
@@ -347,10 +395,20 @@ impl Display for Expr {
                     f.write_char('*')?;
                 }
                 list(f, args, |f, e| write!(f, "{e}"))?;
-                f.write_char(')')
+                f.write_char(')')?;
             }
-            Expr::Pattern(p) => write!(f, "{p}"),
+            Expr::Pattern(p) => write!(f, "{p}")?,
         }
+        if wrap {
+            f.write_char(')')?;
+        }
+        Ok(())
+    }
+}
+
+impl Display for Expr {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        self.write(f, 0)
     }
 }
 

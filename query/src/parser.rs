@@ -474,33 +474,33 @@ impl Parser {
         e
     }
 
-    /// The binary operator at the current token and its precedence: OR 1,
-    /// XOR 2, AND 3, (NOT 4), comparisons 5, `+ -` 6, `* / %` 7.
+    /// The binary operator at the current token and its precedence
+    /// ([`BinOp::prec`]); `IS` stands for the postfix `IS [NOT] NULL`.
     fn infix(&self) -> Option<(BinOp, u8)> {
         let kw = |k: &str| self.is_kw(k);
-        Some(match self.peek() {
-            Tok::Sym("=") => (BinOp::Eq, 5),
-            Tok::Sym("<>") | Tok::Sym("!=") => (BinOp::Ne, 5),
-            Tok::Sym("<") => (BinOp::Lt, 5),
-            Tok::Sym("<=") => (BinOp::Le, 5),
-            Tok::Sym(">") => (BinOp::Gt, 5),
-            Tok::Sym(">=") => (BinOp::Ge, 5),
-            Tok::Sym("+") => (BinOp::Add, 6),
-            Tok::Sym("-") => (BinOp::Sub, 6),
-            Tok::Sym("*") => (BinOp::Mul, 7),
-            Tok::Sym("/") => (BinOp::Div, 7),
-            Tok::Sym("%") => (BinOp::Mod, 7),
-            _ if kw("OR") => (BinOp::Or, 1),
-            _ if kw("XOR") => (BinOp::Xor, 2),
-            _ if kw("AND") => (BinOp::And, 3),
-            _ if kw("IN") => (BinOp::In, 5),
-            _ if kw("CONTAINS") => (BinOp::Contains, 5),
-            _ if kw("STARTS") => (BinOp::StartsWith, 5),
-            _ if kw("ENDS") => (BinOp::EndsWith, 5),
-            // IS [NOT] NULL: a postfix operator at comparison level.
-            _ if kw("IS") => (BinOp::Eq, 5),
+        let op = match self.peek() {
+            Tok::Sym("=") => BinOp::Eq,
+            Tok::Sym("<>") | Tok::Sym("!=") => BinOp::Ne,
+            Tok::Sym("<") => BinOp::Lt,
+            Tok::Sym("<=") => BinOp::Le,
+            Tok::Sym(">") => BinOp::Gt,
+            Tok::Sym(">=") => BinOp::Ge,
+            Tok::Sym("+") => BinOp::Add,
+            Tok::Sym("-") => BinOp::Sub,
+            Tok::Sym("*") => BinOp::Mul,
+            Tok::Sym("/") => BinOp::Div,
+            Tok::Sym("%") => BinOp::Mod,
+            _ if kw("OR") => BinOp::Or,
+            _ if kw("XOR") => BinOp::Xor,
+            _ if kw("AND") => BinOp::And,
+            _ if kw("IN") => BinOp::In,
+            _ if kw("CONTAINS") => BinOp::Contains,
+            _ if kw("STARTS") => BinOp::StartsWith,
+            _ if kw("ENDS") => BinOp::EndsWith,
+            _ if kw("IS") => BinOp::Eq,
             _ => return None,
-        })
+        };
+        Some((op, op.prec()))
     }
 
     /// Precedence climbing: one frame per nesting level, so that deep input
@@ -725,6 +725,8 @@ mod tests {
             "MATCH (a:U) SET a.age = 3, a.name = 'it\\'s' ",
             "EXPLAIN MATCH (a)-[:F*2]->(b) RETURN b",
             "RETURN (a) - [1] - (b), (x) - [y], H (h)-[r]-y",
+            "RETURN (NOT a) = b, NOT a AND b, a OR NOT b, a = b IS NULL, -(x IS NULL), (-x).y, - -1, a - (b - c), 1.5.x",
+            "RETURN NOT (a)-->(b), (NOT a) IS NULL, a = (b IS NULL), a IN [1] = true",
         ] {
             round_trip(q);
         }
@@ -762,5 +764,12 @@ mod tests {
         let list = format!("RETURN {}1{}", "[".repeat(1000), "]".repeat(1000));
         assert!(e(&list).contains("nesting deeper"));
         assert!(parse(&format!("RETURN 1{}", " AND true".repeat(40))).is_ok());
+        // What parses prints back no deeper than it was written.
+        let chain = format!("RETURN 1{}", " AND true".repeat(60));
+        let printed = parse(&chain).unwrap()[0].to_string();
+        assert!(parse(&printed).is_ok(), "{printed}");
+        let negs = format!("RETURN {}x", "- ".repeat(60));
+        let printed = parse(&negs).unwrap()[0].to_string();
+        assert!(parse(&printed).is_ok(), "{printed}");
     }
 }
