@@ -438,7 +438,7 @@ struct TrainArgs {
     /// Edges per chunk (the chunk's other edges are negatives too).
     #[arg(long)]
     chunk: Option<usize>,
-    /// margin or softmax.
+    /// margin, softmax or adversarial (self-adversarial negative sampling).
     #[arg(long)]
     loss: Option<String>,
     /// l1, l2 or dot.
@@ -493,7 +493,7 @@ impl TrainArgs {
              memory_budget_mib <- self.memory_budget);
         if let Some(l) = &self.loss {
             c.loss = serde_json::from_value(word(l))
-                .with_context(|| format!("--loss {l}: expected margin or softmax"))?;
+                .with_context(|| format!("--loss {l}: expected margin, softmax or adversarial"))?;
         }
         if let Some(s) = &self.score {
             c.score = serde_json::from_value(word(s))

@@ -22,6 +22,11 @@ pub enum Loss {
     Margin,
     /// Cross-entropy of the positive among positive and negatives (PBG's softmax).
     Softmax,
+    /// Self-adversarial negative sampling (RotatE, Sun et al. 2019):
+    /// −log σ(γ + f(pos)) − Σ pⱼ log σ(−γ − f(negⱼ)), with γ the margin and
+    /// pⱼ the softmax of `adversarial_temperature` · f over the negatives,
+    /// held constant in the gradient, so that hard negatives count most.
+    Adversarial,
 }
 
 /// Parameter update rule.
@@ -51,8 +56,10 @@ pub struct TrainConfig {
     pub reciprocal: bool,
     /// Loss.
     pub loss: Loss,
-    /// Margin of the margin loss.
+    /// Margin of the margin loss; γ of the adversarial loss.
     pub margin: f32,
+    /// Temperature α of the adversarial loss's negative weights (0: uniform).
+    pub adversarial_temperature: f32,
     /// Optimizer.
     pub optimizer: Optimizer,
     /// Learning rate for node embeddings.
@@ -96,6 +103,7 @@ impl Default for TrainConfig {
             reciprocal: false,
             loss: Loss::Margin,
             margin: 1.0,
+            adversarial_temperature: 1.0,
             optimizer: Optimizer::Adagrad,
             lr: 0.1,
             relation_lr: None,
@@ -135,6 +143,9 @@ impl TrainConfig {
         }
         if !self.max_norm.is_finite() || self.max_norm < 0.0 {
             return bad("max_norm must be finite and not negative");
+        }
+        if !self.adversarial_temperature.is_finite() || self.adversarial_temperature < 0.0 {
+            return bad("adversarial_temperature must be finite and not negative");
         }
         if !self.margin.is_finite() || !self.init_scale.is_finite() || self.init_scale <= 0.0 {
             return bad("margin and init_scale must be finite (init_scale > 0)");

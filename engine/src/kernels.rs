@@ -197,6 +197,15 @@ pub(crate) fn backward(
     }
 }
 
+/// ln(1 + eˣ) without overflow.
+fn softplus(x: f32) -> f32 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
 /// Loss of `c` rows of `m` scores and its gradient `g` (overwritten). Row i's
 /// positive is column i (the chunk's own edge); its negatives are the other
 /// chunk columns `j < c, j ≠ i` when `batch_negatives`, and every column
@@ -205,6 +214,7 @@ pub(crate) fn backward(
 pub(crate) fn loss(
     kind: Loss,
     margin: f32,
+    temperature: f32,
     s: &[f32],
     c: usize,
     m: usize,
@@ -249,6 +259,24 @@ pub(crate) fn loss(
                     grow[j] *= w / z;
                 }
                 grow[i] = w * ((pos - max).exp() / z - 1.0);
+            }
+            Loss::Adversarial => {
+                // Weights of the negatives: a softmax of temperature · score.
+                let max = negs.clone().map(|j| row[j]).fold(f32::NEG_INFINITY, f32::max);
+                let mut z = 0.0;
+                for j in negs.clone() {
+                    let e = (temperature * (row[j] - max)).exp();
+                    grow[j] = e;
+                    z += e;
+                }
+                let mut l = softplus(-(margin + pos));
+                for j in negs {
+                    let p = grow[j] / z;
+                    l += p * softplus(margin + row[j]);
+                    grow[j] = w * p * sigmoid(margin + row[j]);
+                }
+                total += (w * l) as f64;
+                grow[i] = -w * sigmoid(-(margin + pos));
             }
         }
     }
@@ -315,20 +343,22 @@ mod tests {
             }
         }
         let mut g = vec![0f32; c * m];
-        loss(lk, 0.5, &s, c, m, bn, &[], &mut g)
+        // Temperature 0: the adversarial weights are uniform, so the loss's
+        // gradient is the true one and finite differences can check it.
+        loss(lk, 0.5, 0.0, &s, c, m, bn, &[], &mut g)
     }
 
     #[test]
     fn gradients_match_finite_differences() {
         let (c, m, d) = (3, 6, 8);
         for kind in [Score::Dot, Score::L2, Score::L1] {
-            for lk in [Loss::Margin, Loss::Softmax] {
+            for lk in [Loss::Margin, Loss::Softmax, Loss::Adversarial] {
                 let mut seed = 7 + kind as u64;
                 let (q, k) = (rand_vec(c * d, &mut seed), rand_vec(m * d, &mut seed));
                 let mut s = vec![0.0; c * m];
                 scores(kind, &q, &k, d, &mut s);
                 let mut g = vec![0.0; c * m];
-                loss(lk, 0.5, &s, c, m, true, &[], &mut g);
+                loss(lk, 0.5, 0.0, &s, c, m, true, &[], &mut g);
                 let (mut dq, mut dk) = (vec![0.0; c * d], vec![0.0; m * d]);
                 backward(kind, &q, &k, &s, &g, d, &mut dq, &mut dk);
                 let h = 1e-3f32;
@@ -363,11 +393,41 @@ mod tests {
         // Two rows, four columns: columns 0 and 1 are the chunk, 2 and 3 uniform.
         let s = [1.0, 0.9, 0.2, 1.5, 0.0, 2.0, -1.0, -1.0];
         let mut g = [0.0; 8];
-        let l = loss(Loss::Margin, 1.0, &s, 2, 4, false, &[1.0, 2.0], &mut g);
+        let l = loss(Loss::Margin, 1.0, 0.0, &s, 2, 4, false, &[1.0, 2.0], &mut g);
         // Row 0: negatives 2 and 3: (1 - 1 + 0.2) + (1 - 1 + 1.5); row 1 (weight 2): (1 - 2 - 1) < 0 twice.
         assert!((l - 1.7).abs() < 1e-6, "{l}");
         assert_eq!(g, [-2.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
-        let l = loss(Loss::Margin, 1.0, &s, 2, 4, true, &[], &mut g);
+        let l = loss(Loss::Margin, 1.0, 0.0, &s, 2, 4, true, &[], &mut g);
         assert!((l - (1.7 + 0.9)).abs() < 1e-5, "{l}");
+    }
+
+    #[test]
+    fn adversarial_loss_weights_hard_negatives() {
+        // One row: the positive (score -1) and negatives scoring -0.5 and -3.
+        let s = [-1.0f32, -0.5, -3.0];
+        let (gamma, alpha) = (2.0f64, 1.5f64);
+        let mut g = [0.0; 3];
+        let l = loss(
+            Loss::Adversarial,
+            gamma as f32,
+            alpha as f32,
+            &s,
+            1,
+            3,
+            false,
+            &[],
+            &mut g,
+        );
+        let sp = |x: f64| (1.0 + x.exp()).ln();
+        let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let (e1, e2) = ((alpha * -0.5).exp(), (alpha * -3.0).exp());
+        let (p1, p2) = (e1 / (e1 + e2), e2 / (e1 + e2));
+        let want = sp(-(gamma - 1.0)) + p1 * sp(gamma - 0.5) + p2 * sp(gamma - 3.0);
+        assert!((l - want).abs() < 1e-5, "{l} vs {want}");
+        let gw = [-sig(-(gamma - 1.0)), p1 * sig(gamma - 0.5), p2 * sig(gamma - 3.0)];
+        for (a, b) in g.iter().zip(gw) {
+            assert!((*a as f64 - b).abs() < 1e-6, "{g:?} vs {gw:?}");
+        }
+        assert!(g[1] > 5.0 * g[2], "the harder negative dominates: {g:?}");
     }
 }

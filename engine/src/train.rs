@@ -607,6 +607,7 @@ fn train_chunk(
         loss += kernels::loss(
             cfg.loss,
             cfg.margin,
+            cfg.adversarial_temperature,
             &side.s,
             c,
             m,
