@@ -26,6 +26,8 @@ pub struct GpuContext {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     score: wgpu::ComputePipeline,
+    /// `shaders/train.wgsl`'s entry points, in [`TRAIN_STAGES`] order.
+    train: Vec<wgpu::ComputePipeline>,
     /// Largest storage binding, in bytes (lavapipe: 128 MiB).
     max_binding: u64,
     max_groups: u32,
@@ -38,6 +40,66 @@ struct ScoreParams {
     m: u32,
     d: u32,
     kind: u32,
+}
+
+/// Entry points of `shaders/train.wgsl`, in the order a step runs them.
+const TRAIN_STAGES: [&str; 6] = ["gather_q", "scores", "loss", "grad_q", "grad_k", "apply"];
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct StepParams {
+    b: u32,
+    c: u32,
+    m: u32,
+    d: u32,
+    score: u32,
+    loss: u32,
+    batch_neg: u32,
+    rows: u32,
+    margin: f32,
+    temperature: f32,
+    lr: f32,
+    rel_lr: f32,
+    max_norm: f32,
+    adagrad: u32,
+    node_rows: u32,
+    _pad: u32,
+}
+
+/// A batch of `sides` training sides (a chunk's queries against its
+/// candidates, as the CPU trainer forms them), by row indices into the tables.
+#[derive(Debug, Clone)]
+pub struct StepBatch {
+    /// Number of sides.
+    pub sides: usize,
+    /// Queries per side (the chunk's edges).
+    pub c: usize,
+    /// Candidates per side: the chunk's own answers first (column i is
+    /// query i's positive), then negatives.
+    pub m: usize,
+    /// Per query: its node row.
+    pub qn: Vec<u32>,
+    /// Per query: its relation row.
+    pub qr: Vec<u32>,
+    /// Per query: how the relation enters, q = node + sgn · relation
+    /// (1 tails, −1 heads for distances, 0 heads for dot).
+    pub sgn: Vec<f32>,
+    /// Per query: its weight (0 for padding).
+    pub w: Vec<f32>,
+    /// Per candidate: its node row.
+    pub kn: Vec<u32>,
+}
+
+/// The rows a step trains, with their optimizer state (one value per row).
+pub struct StepTables<'a> {
+    /// Node rows, `rows × dim`.
+    pub nodes: &'a mut [f32],
+    /// Adagrad state per node row.
+    pub node_state: &'a mut [f32],
+    /// Relation rows, `relations × dim`.
+    pub relations: &'a mut [f32],
+    /// Adagrad state per relation row.
+    pub relation_state: &'a mut [f32],
 }
 
 fn gpu_err(e: impl std::fmt::Display) -> EngineError {
@@ -97,7 +159,25 @@ impl GpuContext {
             compilation_options: Default::default(),
             cache: None,
         });
+        let train_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("train.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/train.wgsl").into()),
+        });
+        let train = TRAIN_STAGES
+            .iter()
+            .map(|entry| {
+                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: None,
+                    module: &train_module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+            })
+            .collect();
         Ok(Some(Self {
+            train,
             info: adapter.get_info(),
             max_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
             max_groups: limits.max_compute_workgroups_per_dimension,
@@ -229,5 +309,441 @@ impl GpuContext {
         drop(data);
         read.unmap();
         Ok(out)
+    }
+
+    /// One training step on the GPU (`shaders/train.wgsl`): scores, loss and
+    /// gradients of every side of `batch`, then one optimizer step per touched
+    /// row, summing its contributions in a fixed order (deterministic, no
+    /// float atomics). Returns the batch's loss. Tables go up and come back
+    /// whole on every call: this is the kernels' reference entry point; a
+    /// trainer keeps them resident.
+    pub fn train_step(&self, cfg: &crate::TrainConfig, t: StepTables<'_>, batch: &StepBatch) -> Result<f64> {
+        use wgpu::util::DeviceExt;
+        let d = cfg.dim;
+        let (b, c, m) = (batch.sides, batch.c, batch.m);
+        if d > 1024 || d == 0 {
+            return Err(EngineError::Config(
+                "the GPU step handles dimensions 1..=1024".into(),
+            ));
+        }
+        let sizes_ok = batch.qn.len() == b * c
+            && batch.qr.len() == b * c
+            && batch.sgn.len() == b * c
+            && batch.w.len() == b * c
+            && batch.kn.len() == b * m
+            && c <= m;
+        let node_rows = t.nodes.len() / d;
+        let rel_rows = t.relations.len() / d;
+        let in_range = batch
+            .qn
+            .iter()
+            .chain(&batch.kn)
+            .all(|&x| (x as usize) < node_rows)
+            && batch.qr.iter().all(|&x| (x as usize) < rel_rows);
+        if !sizes_ok || !in_range || t.node_state.len() != node_rows || t.relation_state.len() != rel_rows {
+            return Err(EngineError::Config("inconsistent GPU step batch".into()));
+        }
+        // Contributions per touched row, in a fixed order: queries, then candidates.
+        const HIGH: u32 = 0x8000_0000;
+        let mut touched: std::collections::BTreeMap<u32, Vec<(u32, f32)>> = Default::default();
+        for bi in 0..b * c {
+            touched.entry(batch.qn[bi]).or_default().push((bi as u32, 1.0));
+            if batch.sgn[bi] != 0.0 && cfg.relation_lr.unwrap_or(cfg.lr) > 0.0 {
+                touched
+                    .entry(HIGH | batch.qr[bi])
+                    .or_default()
+                    .push((bi as u32, batch.sgn[bi]));
+            }
+        }
+        for bj in 0..b * m {
+            touched
+                .entry(batch.kn[bj])
+                .or_default()
+                .push((HIGH | bj as u32, 1.0));
+        }
+        let rows = touched.len();
+        // csr = targets (rows) | offsets (rows + 1) | entries
+        let mut csr: Vec<u32> = touched.keys().copied().collect();
+        let (mut offs, mut entries, mut scale) = (vec![0u32], Vec::new(), Vec::new());
+        for list in touched.values() {
+            for &(code, sc) in list {
+                entries.push(code);
+                scale.push(sc);
+            }
+            offs.push(entries.len() as u32);
+        }
+        csr.extend(&offs);
+        csr.extend(&entries);
+        let params = StepParams {
+            b: b as u32,
+            c: c as u32,
+            m: m as u32,
+            d: d as u32,
+            score: match cfg.score {
+                Score::Dot => 0,
+                Score::L2 => 1,
+                Score::L1 => 2,
+            },
+            loss: match cfg.loss {
+                crate::Loss::Margin => 0,
+                crate::Loss::Softmax => 1,
+                crate::Loss::Adversarial => 2,
+            },
+            batch_neg: u32::from(cfg.batch_negatives),
+            rows: rows as u32,
+            margin: cfg.margin,
+            temperature: cfg.adversarial_temperature,
+            lr: cfg.lr,
+            rel_lr: cfg.relation_lr.unwrap_or(cfg.lr),
+            max_norm: cfg.max_norm,
+            adagrad: u32::from(cfg.optimizer == crate::Optimizer::Adagrad),
+            node_rows: node_rows as u32,
+            _pad: 0,
+        };
+        let mut idx = batch.qn.clone();
+        idx.extend(&batch.qr);
+        idx.extend(&batch.kn);
+        let mut sw = batch.sgn.clone();
+        sw.extend(&batch.w);
+        let mut state = t.node_state.to_vec();
+        state.extend_from_slice(t.relation_state);
+        let dev = &self.device;
+        let rw = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let init = |label: &str, contents: &[u8], usage| {
+            dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                // Bindings may not be empty.
+                contents: if contents.is_empty() { &[0; 4] } else { contents },
+                usage,
+            })
+        };
+        let scratch = |label: &str, floats: usize| {
+            dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: (4 * floats.max(1)) as u64,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        let bufs = [
+            init("params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM),
+            init("nodes", bytemuck::cast_slice(t.nodes), rw),
+            init("relations", bytemuck::cast_slice(t.relations), rw),
+            init("indices", bytemuck::cast_slice(&idx), wgpu::BufferUsages::STORAGE),
+            init(
+                "signs and weights",
+                bytemuck::cast_slice(&sw),
+                wgpu::BufferUsages::STORAGE,
+            ),
+            scratch("q", b * c * d),
+            scratch("s", b * c * m),
+            scratch("g", b * c * m),
+            scratch("dq", b * c * d),
+            scratch("dk", b * m * d),
+            init("csr", bytemuck::cast_slice(&csr), wgpu::BufferUsages::STORAGE),
+            init(
+                "csr scale",
+                bytemuck::cast_slice(&scale),
+                wgpu::BufferUsages::STORAGE,
+            ),
+            init("state", bytemuck::cast_slice(&state), rw),
+            init("loss", &vec![0u8; 4 * b * c], rw),
+        ];
+        for (what, buf) in [("nodes", &bufs[1]), ("dk", &bufs[9]), ("s", &bufs[6])] {
+            if buf.size() > self.max_binding {
+                return Err(EngineError::Gpu(format!(
+                    "the {what} buffer ({} bytes) exceeds the device's binding limit ({} bytes)",
+                    buf.size(),
+                    self.max_binding
+                )));
+            }
+        }
+        // Flat 1-D dispatches of `n` invocations in groups of 64, spilling into y.
+        let flat = |n: usize| {
+            let groups = n.div_ceil(64).max(1) as u32;
+            (groups.min(65535), groups.div_ceil(65535))
+        };
+        let (gq, sc, lo, dqg, dkg) = (
+            flat(b * c * d),
+            (m.div_ceil(16) as u32, c.div_ceil(16) as u32),
+            flat(b * c),
+            flat(b * c * d),
+            flat(b * m * d),
+        );
+        let grids = [
+            (gq.0, gq.1, 1),
+            (sc.0, sc.1, b as u32),
+            (lo.0, lo.1, 1),
+            (dqg.0, dqg.1, 1),
+            (dkg.0, dkg.1, 1),
+            ((rows as u32).min(65535), (rows as u32).div_ceil(65535), 1),
+        ];
+        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("train step"),
+        });
+        for (stage, (pipe, grid)) in self.train.iter().zip(grids).enumerate() {
+            let layout = pipe.get_bind_group_layout(0);
+            // Bind what this entry point uses: the layout names its bindings.
+            let entries: Vec<wgpu::BindGroupEntry> = (0..bufs.len() as u32)
+                .filter(|&i| binding_used(TRAIN_STAGES[stage], i))
+                .map(|i| wgpu::BindGroupEntry {
+                    binding: i,
+                    resource: bufs[i as usize].as_entire_binding(),
+                })
+                .collect();
+            let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("train step"),
+                layout: &layout,
+                entries: &entries,
+            });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("train step"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(pipe);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(grid.0, grid.1, grid.2);
+        }
+        let back = [
+            (&bufs[1], t.nodes.len()),
+            (&bufs[2], t.relations.len()),
+            (&bufs[12], state.len()),
+            (&bufs[13], b * c),
+        ];
+        let reads: Vec<wgpu::Buffer> = back
+            .iter()
+            .map(|(buf, n)| {
+                let read = dev.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("readback"),
+                    size: (4 * n.max(&1)) as u64,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                enc.copy_buffer_to_buffer(buf, 0, &read, 0, (4 * n.max(&1)) as u64);
+                read
+            })
+            .collect();
+        self.queue.submit([enc.finish()]);
+        let mut out: Vec<Vec<f32>> = Vec::new();
+        for (read, (_, n)) in reads.iter().zip(&back) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+            self.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(gpu_err)?;
+            rx.recv().map_err(gpu_err)?.map_err(gpu_err)?;
+            let data = read.slice(..).get_mapped_range().map_err(gpu_err)?;
+            out.push(bytemuck::cast_slice::<u8, f32>(&data)[..*n].to_vec());
+        }
+        t.nodes.copy_from_slice(&out[0]);
+        t.relations.copy_from_slice(&out[1]);
+        t.node_state.copy_from_slice(&out[2][..node_rows]);
+        t.relation_state.copy_from_slice(&out[2][node_rows..]);
+        Ok(out[3].iter().map(|&x| x as f64).sum())
+    }
+}
+
+/// The bindings each entry point of `train.wgsl` uses (auto layouts hold only those).
+fn binding_used(entry: &str, binding: u32) -> bool {
+    let used: &[u32] = match entry {
+        "gather_q" => &[0, 1, 2, 3, 4, 5],
+        "scores" => &[0, 1, 3, 5, 6],
+        "loss" => &[0, 4, 6, 7, 13],
+        "grad_q" => &[0, 1, 3, 5, 6, 7, 8],
+        "grad_k" => &[0, 1, 3, 5, 6, 7, 9],
+        _ => &[0, 1, 2, 8, 9, 10, 11, 12],
+    };
+    used.contains(&binding)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The training step on whatever adapter exists (lavapipe in CI) against
+    //! the CPU kernels; skipped with a printed reason where there is none.
+    use super::*;
+    use crate::{kernels, Loss, Optimizer, TrainConfig};
+
+    fn rand_vec(n: usize, seed: &mut u64) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                ((*seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+            })
+            .collect()
+    }
+
+    /// The same step with the CPU kernels: per side scores, loss, backward;
+    /// then each touched row's gradients summed and one optimizer step.
+    fn reference(cfg: &TrainConfig, t: StepTables<'_>, batch: &StepBatch) -> f64 {
+        let d = cfg.dim;
+        let (c, m) = (batch.c, batch.m);
+        let mut grads: std::collections::BTreeMap<(bool, u32), Vec<f32>> = Default::default();
+        let mut add = |key: (bool, u32), g: &[f32], sc: f32| {
+            let e = grads.entry(key).or_insert_with(|| vec![0.0; d]);
+            e.iter_mut().zip(g).for_each(|(a, b)| *a += sc * b);
+        };
+        let mut total = 0.0;
+        for b in 0..batch.sides {
+            let mut q = Vec::new();
+            for i in b * c..(b + 1) * c {
+                let (n, r) = (batch.qn[i] as usize, batch.qr[i] as usize);
+                q.extend((0..d).map(|l| t.nodes[n * d + l] + batch.sgn[i] * t.relations[r * d + l]));
+            }
+            let mut k = Vec::new();
+            for j in b * m..(b + 1) * m {
+                k.extend_from_slice(&t.nodes[batch.kn[j] as usize * d..(batch.kn[j] as usize + 1) * d]);
+            }
+            let mut s = vec![0.0; c * m];
+            kernels::scores(cfg.score, &q, &k, d, &mut s);
+            let mut g = vec![0.0; c * m];
+            total += kernels::loss(
+                cfg.loss,
+                cfg.margin,
+                cfg.adversarial_temperature,
+                &s,
+                c,
+                m,
+                cfg.batch_negatives,
+                &batch.w[b * c..(b + 1) * c],
+                &mut g,
+            );
+            let (mut dq, mut dk) = (vec![0.0; c * d], vec![0.0; m * d]);
+            kernels::backward(cfg.score, &q, &k, &s, &g, d, &mut dq, &mut dk);
+            for i in 0..c {
+                let gi = &dq[i * d..(i + 1) * d];
+                add((false, batch.qn[b * c + i]), gi, 1.0);
+                if batch.sgn[b * c + i] != 0.0 {
+                    add((true, batch.qr[b * c + i]), gi, batch.sgn[b * c + i]);
+                }
+            }
+            for j in 0..m {
+                add((false, batch.kn[b * m + j]), &dk[j * d..(j + 1) * d], 1.0);
+            }
+        }
+        for ((is_rel, r), g) in grads {
+            let (rows, states) = if is_rel {
+                (&mut *t.relations, &mut *t.relation_state)
+            } else {
+                (&mut *t.nodes, &mut *t.node_state)
+            };
+            let r = r as usize;
+            states[r] += g.iter().map(|x| x * x).sum::<f32>() / d as f32;
+            let scale = cfg.lr / (states[r].sqrt() + 1e-10);
+            let row = &mut rows[r * d..(r + 1) * d];
+            row.iter_mut().zip(&g).for_each(|(x, gv)| *x -= scale * gv);
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if !is_rel && cfg.max_norm > 0.0 && cfg.score != Score::Dot && norm > cfg.max_norm {
+                row.iter_mut().for_each(|x| *x *= cfg.max_norm / norm);
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn train_step_matches_the_cpu_kernels_and_repeats_exactly() {
+        let Some(gpu) = GpuContext::new(AdapterChoice::AnyIncludingSoftware).unwrap() else {
+            eprintln!("skipped: no GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+            return;
+        };
+        eprintln!("GPU step on {}", gpu.adapter());
+        let (n_nodes, n_rels, sides, c) = (30, 3, 3, 4);
+        let mut seed = 11;
+        let mut cases: Vec<(Score, Loss, usize, usize)> = Vec::new();
+        for score in [Score::Dot, Score::L2, Score::L1] {
+            for loss in [Loss::Margin, Loss::Softmax, Loss::Adversarial] {
+                cases.push((score, loss, 24, 9));
+            }
+        }
+        // Dimensions past one workgroup's width, and more candidates than a tile.
+        cases.push((Score::L2, Loss::Adversarial, 200, 37));
+        cases.push((Score::Dot, Loss::Softmax, 130, 20));
+        for (score, loss, d, m) in cases {
+            {
+                let cfg = TrainConfig {
+                    dim: d,
+                    score,
+                    loss,
+                    margin: 0.5,
+                    adversarial_temperature: 0.7,
+                    lr: 0.1,
+                    optimizer: Optimizer::Adagrad,
+                    batch_negatives: seed % 2 == 0,
+                    max_norm: if score == Score::L2 { 1.0 } else { 0.0 },
+                    ..Default::default()
+                };
+                let pick = |n: usize, seed: &mut u64| {
+                    rand_vec(n, seed)
+                        .into_iter()
+                        .map(|x| ((x + 1.0) * 0.5 * n_nodes as f32) as u32 % n_nodes)
+                        .collect::<Vec<u32>>()
+                };
+                let batch = StepBatch {
+                    sides,
+                    c,
+                    m,
+                    qn: pick(sides * c, &mut seed),
+                    qr: pick(sides * c, &mut seed)
+                        .into_iter()
+                        .map(|r| r % n_rels)
+                        .collect(),
+                    sgn: (0..sides * c).map(|i| [1.0, -1.0, 0.0][i % 3]).collect(),
+                    w: (0..sides * c)
+                        .map(|i| if i == 5 { 0.0 } else { 1.0 + (i % 2) as f32 })
+                        .collect(),
+                    kn: pick(sides * m, &mut seed),
+                };
+                let nodes = rand_vec(n_nodes as usize * d, &mut seed);
+                let rels = rand_vec(n_rels as usize * d, &mut seed);
+                let state: Vec<f32> = rand_vec(n_nodes as usize, &mut seed)
+                    .iter()
+                    .map(|x| x.abs())
+                    .collect();
+                let rstate = vec![0.0; n_rels as usize];
+                let run = |gpu_side: bool| {
+                    let (mut nd, mut ns, mut rl, mut rs) =
+                        (nodes.clone(), state.clone(), rels.clone(), rstate.clone());
+                    let t = StepTables {
+                        nodes: &mut nd,
+                        node_state: &mut ns,
+                        relations: &mut rl,
+                        relation_state: &mut rs,
+                    };
+                    let l = if gpu_side {
+                        gpu.train_step(&cfg, t, &batch).unwrap()
+                    } else {
+                        reference(&cfg, t, &batch)
+                    };
+                    (l, nd, ns, rl, rs)
+                };
+                let (want, got, again) = (run(false), run(true), run(true));
+                let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * (1.0 + b.abs());
+                assert!(
+                    (got.0 - want.0).abs() <= 1e-4 * (1.0 + want.0.abs()),
+                    "{score:?} {loss:?} loss {} vs {}",
+                    got.0,
+                    want.0
+                );
+                for (what, g, w) in [
+                    ("nodes", &got.1, &want.1),
+                    ("node state", &got.2, &want.2),
+                    ("relations", &got.3, &want.3),
+                    ("relation state", &got.4, &want.4),
+                ] {
+                    for (i, (a, b)) in g.iter().zip(w.iter()).enumerate() {
+                        assert!(
+                            close(*a, *b),
+                            "{score:?} {loss:?} {what}[{i}]: GPU {a} vs CPU {b}"
+                        );
+                    }
+                }
+                // Deterministic: the same inputs give the same bits.
+                assert_eq!(got.1, again.1);
+                assert_eq!(got.3, again.3);
+            }
+        }
     }
 }

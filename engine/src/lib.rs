@@ -15,7 +15,7 @@ mod train;
 
 pub use config::{Loss, Optimizer, Score, TrainConfig};
 pub use eval::{evaluate, read_triples, EvalReport, Triple};
-pub use gpu::{AdapterChoice, GpuContext};
+pub use gpu::{AdapterChoice, GpuContext, StepBatch, StepTables};
 pub use model::Model;
 pub use train::{resume, train, EpochStats, TrainEvent};
 
