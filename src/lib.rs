@@ -12,8 +12,8 @@ pub use quiver_storage::{
 };
 
 pub use quiver_engine::{
-    evaluate, read_triples, resume, train, AdapterChoice, Device, EngineError, EpochStats, EvalReport,
-    GpuContext, Loss, Model, Optimizer, Score, TrainConfig, TrainEvent, Triple,
+    evaluate, read_triples, resume, resume_on, train, train_on, AdapterChoice, Device, EngineError,
+    EpochStats, EvalReport, GpuContext, Loss, Model, Optimizer, Score, TrainConfig, TrainEvent, Triple,
 };
 
 /// Any error quiver returns.

@@ -311,11 +311,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             };
+            let device = quiver::Device::select(&args.device)?;
+            eprintln!("training on {}", device.describe());
             let started = Instant::now();
             if args.resume {
-                quiver::resume(&database, &args.model, &mut log)?;
+                quiver::resume_on(&database, &args.model, &device, &mut log)?;
             } else {
-                quiver::train(&database, &args.model, &config, &mut log)?;
+                quiver::train_on(&database, &args.model, &config, &device, &mut log)?;
             }
             if let Some(b) = bar {
                 b.finish_and_clear();
@@ -417,7 +419,7 @@ struct TrainArgs {
     /// TOML file with training settings (see configs/).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// `cpu` (the WGSL backend is not built yet) or `auto`.
+    /// auto (a hardware GPU if wgpu finds one, else the CPU), gpu (any adapter, lavapipe included) or cpu.
     #[arg(long, default_value = "auto")]
     device: String,
     /// Embedding dimension.
@@ -469,12 +471,6 @@ struct TrainArgs {
 
 impl TrainArgs {
     fn config(&self) -> anyhow::Result<quiver::TrainConfig> {
-        if !matches!(self.device.as_str(), "auto" | "cpu") {
-            bail!(
-                "--device {}: only the CPU backend exists so far (use --device cpu or auto)",
-                self.device
-            );
-        }
         let mut c: quiver::TrainConfig = match &self.config {
             Some(path) => {
                 let text =

@@ -88,6 +88,9 @@ pub struct TrainConfig {
     /// Resident partitions beyond those of the current bucket are dropped,
     /// least recently used first, while they take more than this (0: no limit).
     pub memory_budget_mib: usize,
+    /// Chunks per GPU training step (each gives two sides: tails and heads).
+    /// 1 reproduces the CPU's chunk-by-chunk updates; more fill a device.
+    pub gpu_chunks: usize,
     /// Training threads (0: one per core). With more than one, updates race
     /// as in PBG's Hogwild and runs are no longer bit-for-bit repeatable.
     pub threads: usize,
@@ -116,6 +119,7 @@ impl Default for TrainConfig {
             seed: 0,
             threads: 0,
             memory_budget_mib: 0,
+            gpu_chunks: 32,
         }
     }
 }

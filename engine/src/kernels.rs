@@ -187,7 +187,17 @@ pub(crate) fn backward(
                     }
                     let dkj = &mut dk[j * d..(j + 1) * d];
                     for l in 0..d {
-                        let sg = (qi[l] - kj[l]).signum() * gij;
+                        // The subgradient of |x| at 0 is taken as 0 (f32::signum
+                        // would give 1): equal coordinates, as a query and its
+                        // self-negative have while r is still zero, pull nowhere.
+                        let x = qi[l] - kj[l];
+                        let sg = if x > 0.0 {
+                            gij
+                        } else if x < 0.0 {
+                            -gij
+                        } else {
+                            0.0
+                        };
                         dqi[l] -= sg;
                         dkj[l] += sg;
                     }

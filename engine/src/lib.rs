@@ -17,7 +17,7 @@ pub use config::{Loss, Optimizer, Score, TrainConfig};
 pub use eval::{evaluate, read_triples, EvalReport, Triple};
 pub use gpu::{AdapterChoice, GpuContext, StepBatch, StepTables};
 pub use model::Model;
-pub use train::{resume, train, EpochStats, TrainEvent};
+pub use train::{resume, resume_on, train, train_on, EpochStats, TrainEvent};
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]

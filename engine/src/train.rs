@@ -22,16 +22,17 @@
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Instant;
 
-use quiver_storage::{Buckets, Database};
+use quiver_storage::{BucketEdge, Buckets, Database};
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Optimizer, Score, TrainConfig};
+use crate::gpu::{GpuContext, StepBatch, StepTables};
 use crate::kernels;
 use crate::model::{init_rows, part_key, part_seed, Model, Settings, RELATIONS_KEY};
-use crate::{EngineError, Result};
+use crate::{Device, EngineError, Result};
 
 /// What one epoch did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -207,6 +208,18 @@ pub fn train(
     config: &TrainConfig,
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<Model> {
+    train_on(db, name, config, &Device::Cpu, on_event)
+}
+
+/// [`train`] on a chosen device: the native CPU kernels, or the WGSL
+/// training step on a GPU (`shaders/train.wgsl`).
+pub fn train_on(
+    db: &Database,
+    name: &str,
+    config: &TrainConfig,
+    device: &Device,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<Model> {
     config.validate()?;
     if db.model_info(name).is_ok() {
         db.drop_model(name)?;
@@ -230,11 +243,21 @@ pub fn train(
     let settings_json = serde_json::to_string(&settings).map_err(|e| EngineError::Config(e.to_string()))?;
     let start_json = serde_json::to_string(&start).map_err(|e| EngineError::Config(e.to_string()))?;
     db.save_model_parts(name, &settings_json, &start_json, &[])?;
-    run(db, name, &settings, start, &buckets, on_event)
+    run(db, name, &settings, start, &buckets, device, on_event)
 }
 
 /// Continues an interrupted run of model `name` from its last finished bucket.
 pub fn resume(db: &Database, name: &str, on_event: &mut dyn FnMut(&TrainEvent)) -> Result<Model> {
+    resume_on(db, name, &Device::Cpu, on_event)
+}
+
+/// [`resume`] on a chosen device.
+pub fn resume_on(
+    db: &Database,
+    name: &str,
+    device: &Device,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<Model> {
     let info = db.model_info(name)?;
     let bad = |m: &str| EngineError::Model {
         name: name.to_string(),
@@ -252,7 +275,7 @@ pub fn resume(db: &Database, name: &str, on_event: &mut dyn FnMut(&TrainEvent)) 
             "the graph's edges changed since this run started; train it again",
         ));
     }
-    run(db, name, &settings, start, &buckets, on_event)
+    run(db, name, &settings, start, &buckets, device, on_event)
 }
 
 fn run(
@@ -261,6 +284,7 @@ fn run(
     settings: &Settings,
     start: Progress,
     buckets: &Buckets,
+    device: &Device,
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<Model> {
     let cfg = &settings.config;
@@ -338,7 +362,29 @@ fn run(
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(
                 cfg.seed ^ ((epoch as u64) << 32 | b as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             );
-            {
+            if let Device::Gpu(gpu) = device {
+                let mut parts: Vec<(u32, u32, &mut Part)> = resident
+                    .iter_mut()
+                    .enumerate()
+                    .filter_map(|(idx, slot)| {
+                        let (t, q) = ((idx / p as usize) as u32, (idx % p as usize) as u32);
+                        Some((t, q, slot.as_mut().filter(|_| needed.contains(&(t, q)))?))
+                    })
+                    .collect();
+                let rels = (&mut relations[..], &mut relation_state[..]);
+                let bucket_rng = &mut rng;
+                loss += train_bucket_gpu(
+                    gpu,
+                    &mut parts,
+                    rels,
+                    &part_size,
+                    cfg,
+                    buckets,
+                    &ends,
+                    (i, j),
+                    bucket_rng,
+                )?;
+            } else {
                 let views = resident
                     .iter_mut()
                     .enumerate()
@@ -453,18 +499,13 @@ fn evict(resident: &mut [Option<Part>], p: u32, budget_mib: usize, needed: &[(u3
 /// A chunk: positions `range` of the bucket's relation-grouped edge order.
 type Chunk = std::ops::Range<usize>;
 
-fn train_bucket(
-    params: &Params<'_>,
+/// A bucket's edges grouped by relation, shuffled within each group, cut
+/// into chunks of `chunk_size`, and the chunks shuffled: (edge order, chunks).
+fn plan_chunks(
     cfg: &TrainConfig,
-    buckets: &Buckets,
-    ends: &[(u32, u32)],
-    (i, j): (u32, u32),
+    edges: &[BucketEdge],
     rng: &mut Xoshiro256PlusPlus,
-    works: &mut [Work],
-) -> f64 {
-    let edges = buckets.bucket(i, j);
-    let weights = buckets.weights(i, j);
-    // Group by relation, shuffle within each, cut into chunks, shuffle the chunks.
+) -> (Vec<u32>, Vec<Chunk>) {
     let mut order: Vec<u32> = (0..edges.len() as u32).collect();
     order.sort_unstable_by_key(|&e| edges[e as usize].rel);
     let mut chunks: Vec<Chunk> = Vec::new();
@@ -488,6 +529,168 @@ fn train_bucket(
     for a in (1..chunks.len()).rev() {
         chunks.swap(a, below(rng, a as u32 + 1) as usize);
     }
+    (order, chunks)
+}
+
+/// One bucket with the WGSL training step: the chunks and negatives are
+/// drawn as the CPU trainer draws them, each chunk gives two sides (tails
+/// and heads), and sides of the same shape go to the GPU in batches of
+/// `gpu_chunks` chunks (with 1, a step is exactly the CPU's chunk update,
+/// and with one CPU thread the negatives are the same too). The bucket's partitions are concatenated into one table
+/// for the steps and split back afterwards.
+#[allow(clippy::too_many_arguments)]
+fn train_bucket_gpu(
+    gpu: &GpuContext,
+    parts: &mut [(u32, u32, &mut Part)],
+    (relations, relation_state): (&mut [f32], &mut [f32]),
+    part_size: &[u32],
+    cfg: &TrainConfig,
+    buckets: &Buckets,
+    ends: &[(u32, u32)],
+    (i, j): (u32, u32),
+    rng: &mut Xoshiro256PlusPlus,
+) -> Result<f64> {
+    let d = cfg.dim;
+    let edges = buckets.bucket(i, j);
+    let weights = buckets.weights(i, j);
+    let (order, chunks) = plan_chunks(cfg, edges, rng);
+    // Negatives from the stream the CPU trainer's first thread uses.
+    let rng = &mut Xoshiro256PlusPlus::seed_from_u64(rng.next_u64());
+    let sides_per_step = 2 * cfg.gpu_chunks.max(1);
+    // Row of (type, node) in the concatenated table.
+    let mut base: HashMap<(u32, u32), u32> = HashMap::default();
+    let (mut table, mut state) = (Vec::new(), Vec::new());
+    for (t, q, part) in parts.iter() {
+        base.insert((*t, *q), state.len() as u32);
+        table.extend_from_slice(&part.table);
+        state.extend_from_slice(&part.state);
+    }
+    let row = |t: u32, x: u32| {
+        let q = x / part_size[t as usize];
+        base.get(&(t, q)).map(|b| b + (x - q * part_size[t as usize]))
+    };
+    let distance = cfg.score != Score::Dot;
+    let forward = relations.len() / d / (1 + usize::from(cfg.reciprocal));
+    let mut pending: HashMap<(usize, usize), StepBatch> = HashMap::default();
+    let mut loss = 0.0;
+    let flush = |batch: StepBatch,
+                 table: &mut Vec<f32>,
+                 state: &mut Vec<f32>,
+                 rel: &mut [f32],
+                 rel_state: &mut [f32]| {
+        let t = StepTables {
+            nodes: table,
+            node_state: state,
+            relations: rel,
+            relation_state: rel_state,
+        };
+        gpu.train_step(cfg, t, &batch)
+    };
+    for range in &chunks {
+        let idx = &order[range.clone()];
+        let rel = edges[idx[0] as usize].rel;
+        let (src_t, dst_t) = ends[rel as usize];
+        let c = idx.len();
+        for side in 0..2 {
+            let (q_t, k_t, part) = if side == 0 {
+                (src_t, dst_t, j)
+            } else {
+                (dst_t, src_t, i)
+            };
+            let ends_of = |e: u32| {
+                let edge = &edges[e as usize];
+                if side == 0 {
+                    (edge.src, edge.dst)
+                } else {
+                    (edge.dst, edge.src)
+                }
+            };
+            let mut kn: Vec<u32> = Vec::new();
+            let mut missing = false;
+            let mut push = |kn: &mut Vec<u32>, t: u32, x: u32| match row(t, x) {
+                Some(r) => kn.push(r),
+                None => missing = true,
+            };
+            for &e in idx {
+                push(&mut kn, k_t, ends_of(e).1);
+            }
+            if cfg.self_negatives && q_t == k_t {
+                for &e in idx {
+                    push(&mut kn, q_t, ends_of(e).0);
+                }
+            }
+            let negs = buckets.partition_range(k_t, part);
+            for _ in 0..cfg.uniform_negatives {
+                push(&mut kn, k_t, negs.start + below(rng, negs.end - negs.start));
+            }
+            let mut qn = Vec::with_capacity(c);
+            for &e in idx {
+                push(&mut qn, q_t, ends_of(e).0);
+            }
+            if missing {
+                return Err(EngineError::Config(format!(
+                    "bucket ({i}, {j}) needs a partition that is not resident"
+                )));
+            }
+            let (qr, sgn) = match (side, cfg.reciprocal, distance) {
+                (0, ..) => (rel, 1.0),
+                (_, true, _) => (forward as u32 + rel, 1.0),
+                (_, false, true) => (rel, -1.0),
+                (_, false, false) => (rel, 0.0),
+            };
+            let m = kn.len();
+            let batch = pending.entry((c, m)).or_insert_with(|| StepBatch {
+                sides: 0,
+                c,
+                m,
+                qn: Vec::new(),
+                qr: Vec::new(),
+                sgn: Vec::new(),
+                w: Vec::new(),
+                kn: Vec::new(),
+            });
+            batch.sides += 1;
+            batch.qn.extend(qn);
+            batch.qr.extend(std::iter::repeat_n(qr, c));
+            batch.sgn.extend(std::iter::repeat_n(sgn, c));
+            batch.w.extend(
+                idx.iter()
+                    .map(|&e| weights.get(e as usize).copied().unwrap_or(1.0)),
+            );
+            batch.kn.extend(kn);
+            if batch.sides == sides_per_step {
+                let full = pending.remove(&(c, m)).unwrap_or_else(|| unreachable!());
+                loss += flush(full, &mut table, &mut state, relations, relation_state)?;
+            }
+        }
+    }
+    let mut rest: Vec<((usize, usize), StepBatch)> = pending.into_iter().collect();
+    rest.sort_by_key(|(k, _)| *k);
+    for (_, batch) in rest {
+        loss += flush(batch, &mut table, &mut state, relations, relation_state)?;
+    }
+    for (_, _, part) in parts.iter_mut() {
+        let n = part.state.len();
+        part.table.copy_from_slice(&table[..n * d]);
+        part.state.copy_from_slice(&state[..n]);
+        table.drain(..n * d);
+        state.drain(..n);
+    }
+    Ok(loss)
+}
+
+fn train_bucket(
+    params: &Params<'_>,
+    cfg: &TrainConfig,
+    buckets: &Buckets,
+    ends: &[(u32, u32)],
+    (i, j): (u32, u32),
+    rng: &mut Xoshiro256PlusPlus,
+    works: &mut [Work],
+) -> f64 {
+    let edges = buckets.bucket(i, j);
+    let weights = buckets.weights(i, j);
+    let (order, chunks) = plan_chunks(cfg, edges, rng);
     let seeds: Vec<u64> = works.iter().map(|_| rng.next_u64()).collect();
     let stride = works.len();
     let run = |t: usize, work: &mut Work| -> f64 {

@@ -2,7 +2,9 @@
 //! kernel checked against the CPU on whatever adapter exists (lavapipe in CI;
 //! skipped with a printed reason where there is none).
 
-use quiver_engine::{evaluate, train, AdapterChoice, Device, GpuContext, Loss, Score, TrainConfig, Triple};
+use quiver_engine::{
+    evaluate, train, train_on, AdapterChoice, Device, GpuContext, Loss, Score, TrainConfig, Triple,
+};
 use quiver_storage::Database;
 
 #[test]
@@ -119,4 +121,74 @@ fn gpu_evaluation_equals_cpu_evaluation() {
 fn device_names_are_checked() {
     assert!(Device::select("tpu").is_err());
     assert!(matches!(Device::select("cpu").unwrap(), Device::Cpu));
+}
+
+/// The same run on both backends: with one chunk per GPU step and one CPU
+/// thread, the GPU's updates and negatives are the CPU's, so the models
+/// agree up to float rounding; with the default batching the quality holds.
+#[test]
+fn gpu_training_reaches_the_cpu_mrr() {
+    let Some(g) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path().join("db")).unwrap();
+    db.create_node_type("N").unwrap();
+    let next = db.create_relation_type("next", "N", "N").unwrap();
+    let back = db.create_relation_type("back", "N", "N").unwrap();
+    let mut b = db.batch();
+    for i in 0..64u32 {
+        b.insert_edge(next, format!("n{i}"), format!("n{}", (i + 1) % 64), None);
+        b.insert_edge(back, format!("n{}", (i + 1) % 64), format!("n{i}"), None);
+    }
+    db.commit(b).unwrap();
+    let test: Vec<Triple> = (0..64)
+        .map(|i| Triple {
+            head: format!("n{i}"),
+            relation: "next".into(),
+            tail: format!("n{}", (i + 1) % 64),
+        })
+        .collect();
+    let gpu = Device::Gpu(Box::new(g));
+    for (score, loss) in [
+        (Score::L2, Loss::Adversarial),
+        (Score::L1, Loss::Margin),
+        (Score::L2, Loss::Margin),
+        (Score::Dot, Loss::Softmax),
+        (Score::L1, Loss::Adversarial),
+    ] {
+        let cfg = TrainConfig {
+            dim: 16,
+            epochs: 40,
+            score,
+            loss,
+            chunk_size: 8,
+            uniform_negatives: 8,
+            lr: 0.1,
+            seed: 3,
+            init_scale: 6.0,
+            threads: 1,
+            gpu_chunks: 1,
+            ..Default::default()
+        };
+        let on_cpu = train(&db, "cpu", &cfg, &mut |_| {}).unwrap();
+        let on_gpu = train_on(&db, "gpu", &cfg, &gpu, &mut |_| {}).unwrap();
+        let (a, b) = (
+            evaluate(&db, &on_cpu, &test, &[], &Device::Cpu).unwrap().mrr,
+            evaluate(&db, &on_gpu, &test, &[], &Device::Cpu).unwrap().mrr,
+        );
+        assert!((a - b).abs() < 0.01, "{score:?} {loss:?}: CPU MRR {a} vs GPU {b}");
+        let diff = on_cpu.nodes[0]
+            .iter()
+            .zip(&on_gpu.nodes[0])
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        eprintln!("{score:?} {loss:?}: MRR CPU {a:.4} GPU {b:.4}, largest embedding difference {diff:.2e}");
+        let batched = TrainConfig {
+            gpu_chunks: 32,
+            ..cfg
+        };
+        let m = train_on(&db, "gpu32", &batched, &gpu, &mut |_| {}).unwrap();
+        let c = evaluate(&db, &m, &test, &[], &Device::Cpu).unwrap().mrr;
+        eprintln!("  32 chunks per step: MRR {c:.4}");
+        assert!(c > 0.2, "{score:?} {loss:?}: batched GPU training MRR {c}");
+    }
 }
