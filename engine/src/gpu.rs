@@ -314,33 +314,85 @@ impl GpuContext {
     /// One training step on the GPU (`shaders/train.wgsl`): scores, loss and
     /// gradients of every side of `batch`, then one optimizer step per touched
     /// row, summing its contributions in a fixed order (deterministic, no
-    /// float atomics). Returns the batch's loss. Tables go up and come back
-    /// whole on every call: this is the kernels' reference entry point; a
-    /// trainer keeps them resident.
-    pub fn train_step(&self, cfg: &crate::TrainConfig, t: StepTables<'_>, batch: &StepBatch) -> Result<f64> {
+    /// float atomics). Returns the batch's loss. The tables go up and come
+    /// back for this one step; a trainer uses [`GpuContext::upload`],
+    /// [`GpuContext::step`] and [`GpuContext::download`] to keep them resident.
+    pub fn train_step(
+        &self,
+        cfg: &crate::TrainConfig,
+        mut t: StepTables<'_>,
+        batch: &StepBatch,
+    ) -> Result<f64> {
+        let mut tables = self.upload(cfg.dim, &t)?;
+        self.step(cfg, &mut tables, batch)?;
+        self.download(tables, &mut t)
+    }
+
+    /// Puts a bucket's tables on the device for a run of [`GpuContext::step`]s.
+    pub fn upload(&self, d: usize, t: &StepTables<'_>) -> Result<GpuTables> {
         use wgpu::util::DeviceExt;
-        let d = cfg.dim;
-        let (b, c, m) = (batch.sides, batch.c, batch.m);
         if d > 1024 || d == 0 {
             return Err(EngineError::Config(
                 "the GPU step handles dimensions 1..=1024".into(),
             ));
         }
-        let sizes_ok = batch.qn.len() == b * c
+        let (node_rows, rel_rows) = (t.nodes.len() / d, t.relations.len() / d);
+        if t.node_state.len() != node_rows || t.relation_state.len() != rel_rows {
+            return Err(EngineError::Config("tables and optimizer state disagree".into()));
+        }
+        if (4 * t.nodes.len()) as u64 > self.max_binding {
+            return Err(EngineError::Gpu(format!(
+                "the resident rows ({} bytes) exceed the device's binding limit ({} bytes); use more partitions",
+                4 * t.nodes.len(),
+                self.max_binding
+            )));
+        }
+        let mut state = t.node_state.to_vec();
+        state.extend_from_slice(t.relation_state);
+        let rw = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let init = |label: &str, data: &[f32]| {
+            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: if data.is_empty() {
+                    &[0; 4]
+                } else {
+                    bytemuck::cast_slice(data)
+                },
+                usage: rw,
+            })
+        };
+        Ok(GpuTables {
+            d,
+            node_rows,
+            rel_rows,
+            nodes: init("nodes", t.nodes),
+            relations: init("relations", t.relations),
+            state: init("state", &state),
+            scratch: Vec::new(),
+            losses: Vec::new(),
+        })
+    }
+
+    /// Queues one training step on resident tables (see [`GpuContext::train_step`]).
+    pub fn step(&self, cfg: &crate::TrainConfig, tables: &mut GpuTables, batch: &StepBatch) -> Result<()> {
+        use wgpu::util::DeviceExt;
+        let d = cfg.dim;
+        let (b, c, m) = (batch.sides, batch.c, batch.m);
+        let (node_rows, rel_rows) = (tables.node_rows, tables.rel_rows);
+        let sizes_ok = d == tables.d
+            && batch.qn.len() == b * c
             && batch.qr.len() == b * c
             && batch.sgn.len() == b * c
             && batch.w.len() == b * c
             && batch.kn.len() == b * m
             && c <= m;
-        let node_rows = t.nodes.len() / d;
-        let rel_rows = t.relations.len() / d;
         let in_range = batch
             .qn
             .iter()
             .chain(&batch.kn)
             .all(|&x| (x as usize) < node_rows)
             && batch.qr.iter().all(|&x| (x as usize) < rel_rows);
-        if !sizes_ok || !in_range || t.node_state.len() != node_rows || t.relation_state.len() != rel_rows {
+        if !sizes_ok || !in_range {
             return Err(EngineError::Config("inconsistent GPU step batch".into()));
         }
         // Contributions per touched row, in a fixed order: queries, then candidates.
@@ -405,10 +457,7 @@ impl GpuContext {
         idx.extend(&batch.kn);
         let mut sw = batch.sgn.clone();
         sw.extend(&batch.w);
-        let mut state = t.node_state.to_vec();
-        state.extend_from_slice(t.relation_state);
         let dev = &self.device;
-        let rw = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
         let init = |label: &str, contents: &[u8], usage| {
             dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
@@ -417,65 +466,85 @@ impl GpuContext {
                 usage,
             })
         };
-        let scratch = |label: &str, floats: usize| {
-            dev.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: (4 * floats.max(1)) as u64,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            })
-        };
-        let bufs = [
+        // Scratch (q, s, g, dq, dk) is reused across steps while it is large enough.
+        let need = [b * c * d, b * c * m, b * c * m, b * c * d, b * m * d];
+        if tables.scratch.len() != 5
+            || tables
+                .scratch
+                .iter()
+                .zip(need)
+                .any(|(buf, n)| buf.size() < (4 * n.max(1)) as u64)
+        {
+            tables.scratch = ["q", "s", "g", "dq", "dk"]
+                .iter()
+                .zip(need)
+                .map(|(label, n)| {
+                    dev.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(label),
+                        size: (4 * n.max(1)) as u64,
+                        usage: wgpu::BufferUsages::STORAGE,
+                        mapped_at_creation: false,
+                    })
+                })
+                .collect();
+        }
+        for (what, buf) in ["q", "s", "g", "dq", "dk"].iter().zip(&tables.scratch) {
+            if buf.size() > self.max_binding {
+                return Err(EngineError::Gpu(format!(
+                    "the {what} buffer ({} bytes) exceeds the device's binding limit ({} bytes); use fewer gpu_chunks",
+                    buf.size(),
+                    self.max_binding
+                )));
+            }
+        }
+        let loss = init(
+            "loss",
+            &vec![0u8; 4 * b * c],
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let own = [
             init("params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM),
-            init("nodes", bytemuck::cast_slice(t.nodes), rw),
-            init("relations", bytemuck::cast_slice(t.relations), rw),
             init("indices", bytemuck::cast_slice(&idx), wgpu::BufferUsages::STORAGE),
             init(
                 "signs and weights",
                 bytemuck::cast_slice(&sw),
                 wgpu::BufferUsages::STORAGE,
             ),
-            scratch("q", b * c * d),
-            scratch("s", b * c * m),
-            scratch("g", b * c * m),
-            scratch("dq", b * c * d),
-            scratch("dk", b * m * d),
             init("csr", bytemuck::cast_slice(&csr), wgpu::BufferUsages::STORAGE),
             init(
                 "csr scale",
                 bytemuck::cast_slice(&scale),
                 wgpu::BufferUsages::STORAGE,
             ),
-            init("state", bytemuck::cast_slice(&state), rw),
-            init("loss", &vec![0u8; 4 * b * c], rw),
         ];
-        for (what, buf) in [("nodes", &bufs[1]), ("dk", &bufs[9]), ("s", &bufs[6])] {
-            if buf.size() > self.max_binding {
-                return Err(EngineError::Gpu(format!(
-                    "the {what} buffer ({} bytes) exceeds the device's binding limit ({} bytes)",
-                    buf.size(),
-                    self.max_binding
-                )));
-            }
-        }
+        let sc = &tables.scratch;
+        let bufs: [&wgpu::Buffer; 14] = [
+            &own[0],
+            &tables.nodes,
+            &tables.relations,
+            &own[1],
+            &own[2],
+            &sc[0],
+            &sc[1],
+            &sc[2],
+            &sc[3],
+            &sc[4],
+            &own[3],
+            &own[4],
+            &tables.state,
+            &loss,
+        ];
         // Flat 1-D dispatches of `n` invocations in groups of 64, spilling into y.
         let flat = |n: usize| {
             let groups = n.div_ceil(64).max(1) as u32;
-            (groups.min(65535), groups.div_ceil(65535))
+            (groups.min(65535), groups.div_ceil(65535), 1)
         };
-        let (gq, sc, lo, dqg, dkg) = (
+        let grids = [
             flat(b * c * d),
-            (m.div_ceil(16) as u32, c.div_ceil(16) as u32),
+            (m.div_ceil(16) as u32, c.div_ceil(16) as u32, b as u32),
             flat(b * c),
             flat(b * c * d),
             flat(b * m * d),
-        );
-        let grids = [
-            (gq.0, gq.1, 1),
-            (sc.0, sc.1, b as u32),
-            (lo.0, lo.1, 1),
-            (dqg.0, dqg.1, 1),
-            (dkg.0, dkg.1, 1),
             ((rows as u32).min(65535), (rows as u32).div_ceil(65535), 1),
         ];
         let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -483,7 +552,7 @@ impl GpuContext {
         });
         for (stage, (pipe, grid)) in self.train.iter().zip(grids).enumerate() {
             let layout = pipe.get_bind_group_layout(0);
-            // Bind what this entry point uses: the layout names its bindings.
+            // Bind what this entry point uses: auto layouts hold only those.
             let entries: Vec<wgpu::BindGroupEntry> = (0..bufs.len() as u32)
                 .filter(|&i| binding_used(TRAIN_STAGES[stage], i))
                 .map(|i| wgpu::BindGroupEntry {
@@ -504,22 +573,36 @@ impl GpuContext {
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(grid.0, grid.1, grid.2);
         }
-        let back = [
-            (&bufs[1], t.nodes.len()),
-            (&bufs[2], t.relations.len()),
-            (&bufs[12], state.len()),
-            (&bufs[13], b * c),
+        self.queue.submit([enc.finish()]);
+        tables.losses.push((loss, b * c));
+        Ok(())
+    }
+
+    /// Waits for the queued steps, copies the tables back into `t` and
+    /// returns the steps' summed loss.
+    pub fn download(&self, tables: GpuTables, t: &mut StepTables<'_>) -> Result<f64> {
+        let dev = &self.device;
+        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("download"),
+        });
+        let n_state = tables.node_rows + tables.rel_rows;
+        let mut back: Vec<(&wgpu::Buffer, usize)> = vec![
+            (&tables.nodes, t.nodes.len()),
+            (&tables.relations, t.relations.len()),
+            (&tables.state, n_state),
         ];
+        back.extend(tables.losses.iter().map(|(b, n)| (b, *n)));
         let reads: Vec<wgpu::Buffer> = back
             .iter()
             .map(|(buf, n)| {
+                let size = (4 * (*n).max(1)) as u64;
                 let read = dev.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("readback"),
-                    size: (4 * n.max(&1)) as u64,
+                    size,
                     usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
-                enc.copy_buffer_to_buffer(buf, 0, &read, 0, (4 * n.max(&1)) as u64);
+                enc.copy_buffer_to_buffer(buf, 0, &read, 0, size);
                 read
             })
             .collect();
@@ -539,10 +622,23 @@ impl GpuContext {
         }
         t.nodes.copy_from_slice(&out[0]);
         t.relations.copy_from_slice(&out[1]);
-        t.node_state.copy_from_slice(&out[2][..node_rows]);
-        t.relation_state.copy_from_slice(&out[2][node_rows..]);
-        Ok(out[3].iter().map(|&x| x as f64).sum())
+        t.node_state.copy_from_slice(&out[2][..tables.node_rows]);
+        t.relation_state.copy_from_slice(&out[2][tables.node_rows..]);
+        Ok(out[3..].iter().flatten().map(|&x| x as f64).sum())
     }
+}
+
+/// A bucket's rows and optimizer state on the device, with the scratch
+/// buffers its steps reuse and the per-step losses not yet read back.
+pub struct GpuTables {
+    d: usize,
+    node_rows: usize,
+    rel_rows: usize,
+    nodes: wgpu::Buffer,
+    relations: wgpu::Buffer,
+    state: wgpu::Buffer,
+    scratch: Vec<wgpu::Buffer>,
+    losses: Vec<(wgpu::Buffer, usize)>,
 }
 
 /// The bindings each entry point of `train.wgsl` uses (auto layouts hold only those).

@@ -572,20 +572,16 @@ fn train_bucket_gpu(
     let distance = cfg.score != Score::Dot;
     let forward = relations.len() / d / (1 + usize::from(cfg.reciprocal));
     let mut pending: HashMap<(usize, usize), StepBatch> = HashMap::default();
-    let mut loss = 0.0;
-    let flush = |batch: StepBatch,
-                 table: &mut Vec<f32>,
-                 state: &mut Vec<f32>,
-                 rel: &mut [f32],
-                 rel_state: &mut [f32]| {
-        let t = StepTables {
-            nodes: table,
-            node_state: state,
-            relations: rel,
-            relation_state: rel_state,
-        };
-        gpu.train_step(cfg, t, &batch)
-    };
+    // The bucket's rows stay on the device for all its steps.
+    let mut resident = gpu.upload(
+        d,
+        &StepTables {
+            nodes: &mut table,
+            node_state: &mut state,
+            relations,
+            relation_state,
+        },
+    )?;
     for range in &chunks {
         let idx = &order[range.clone()];
         let rel = edges[idx[0] as usize].rel;
@@ -659,16 +655,26 @@ fn train_bucket_gpu(
             );
             batch.kn.extend(kn);
             if batch.sides == sides_per_step {
-                let full = pending.remove(&(c, m)).unwrap_or_else(|| unreachable!());
-                loss += flush(full, &mut table, &mut state, relations, relation_state)?;
+                if let Some(full) = pending.remove(&(c, m)) {
+                    gpu.step(cfg, &mut resident, &full)?;
+                }
             }
         }
     }
     let mut rest: Vec<((usize, usize), StepBatch)> = pending.into_iter().collect();
     rest.sort_by_key(|(k, _)| *k);
     for (_, batch) in rest {
-        loss += flush(batch, &mut table, &mut state, relations, relation_state)?;
+        gpu.step(cfg, &mut resident, &batch)?;
     }
+    let loss = gpu.download(
+        resident,
+        &mut StepTables {
+            nodes: &mut table,
+            node_state: &mut state,
+            relations,
+            relation_state,
+        },
+    )?;
     for (_, _, part) in parts.iter_mut() {
         let n = part.state.len();
         part.table.copy_from_slice(&table[..n * d]);
