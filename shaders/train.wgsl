@@ -31,7 +31,11 @@ struct Params {
     max_norm: f32,
     adagrad: u32,    // 1 Adagrad, 0 SGD
     node_rows: u32,  // state[] holds node rows first, then relation rows
-    _pad: u32,
+    reg: f32,        // penalty weight on node rows (0: none)
+    reg_kind: u32,   // 0 L2 (2λx), 1 N3 (3λx|x|)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -280,6 +284,10 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
             var v = 0.0;
             if (from_k) { v = dk[at]; } else { v = dq[at]; }
             acc += csr_scale[e] * v;
+        }
+        if (!is_rel && p.reg > 0.0) {
+            let x = emb[r * p.d + l];
+            if (p.reg_kind == 0u) { acc += 2.0 * p.reg * x; } else { acc += 3.0 * p.reg * x * abs(x); }
         }
         grad[k] = acc;
         sq += acc * acc;

@@ -446,9 +446,24 @@ struct TrainArgs {
     /// l1, l2 or dot.
     #[arg(long)]
     score: Option<String>,
-    /// Margin of the margin loss.
+    /// Margin of the margin loss; γ of the adversarial loss.
     #[arg(long)]
     margin: Option<f32>,
+    /// Temperature of the adversarial loss's negative weights.
+    #[arg(long)]
+    adversarial_temperature: Option<f32>,
+    /// Weight of the penalty on touched node rows (0: none).
+    #[arg(long)]
+    regularization: Option<f32>,
+    /// l2 or n3.
+    #[arg(long)]
+    regularizer: Option<String>,
+    /// Learning rate of the relation vectors (default: --lr).
+    #[arg(long)]
+    relation_lr: Option<f32>,
+    /// Chunks per GPU training step.
+    #[arg(long)]
+    gpu_chunks: Option<usize>,
     /// Project node rows into the ball of this radius after updates (distance scores; 0: off).
     #[arg(long)]
     max_norm: Option<f32>,
@@ -486,7 +501,15 @@ impl TrainArgs {
         set!(dim <- self.dim, epochs <- self.epochs, partitions <- self.partitions, lr <- self.lr,
              uniform_negatives <- self.negatives, chunk_size <- self.chunk, margin <- self.margin,
              init_scale <- self.init_scale, seed <- self.seed, threads <- self.threads,
-             memory_budget_mib <- self.memory_budget);
+             memory_budget_mib <- self.memory_budget, adversarial_temperature <- self.adversarial_temperature,
+             regularization <- self.regularization, gpu_chunks <- self.gpu_chunks);
+        if let Some(r) = self.relation_lr {
+            c.relation_lr = Some(r);
+        }
+        if let Some(r) = &self.regularizer {
+            c.regularizer = serde_json::from_value(word(r))
+                .with_context(|| format!("--regularizer {r}: expected l2 or n3"))?;
+        }
         if let Some(l) = &self.loss {
             c.loss = serde_json::from_value(word(l))
                 .with_context(|| format!("--loss {l}: expected margin, softmax or adversarial"))?;

@@ -29,6 +29,16 @@ pub enum Loss {
     Adversarial,
 }
 
+/// Penalty on the node rows a chunk touches, added to their gradient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Regularizer {
+    /// λ‖x‖₂² (gradient 2λx).
+    L2,
+    /// λ‖x‖₃³, the nuclear 3-norm of Lacroix et al. (gradient 3λ·x·|x|).
+    N3,
+}
+
 /// Parameter update rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -62,6 +72,10 @@ pub struct TrainConfig {
     pub adversarial_temperature: f32,
     /// Optimizer.
     pub optimizer: Optimizer,
+    /// Penalty kind for `regularization`.
+    pub regularizer: Regularizer,
+    /// Weight λ of the penalty on touched node rows (0: none; relations are not penalised).
+    pub regularization: f32,
     /// Learning rate for node embeddings.
     pub lr: f32,
     /// Learning rate for relation vectors (defaults to `lr`).
@@ -108,6 +122,8 @@ impl Default for TrainConfig {
             margin: 1.0,
             adversarial_temperature: 1.0,
             optimizer: Optimizer::Adagrad,
+            regularizer: Regularizer::L2,
+            regularization: 0.0,
             lr: 0.1,
             relation_lr: None,
             chunk_size: 50,
@@ -125,6 +141,14 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The penalty's gradient at coordinate `x` (0 without regularization).
+    pub(crate) fn reg_grad(&self, x: f32) -> f32 {
+        match self.regularizer {
+            Regularizer::L2 => 2.0 * self.regularization * x,
+            Regularizer::N3 => 3.0 * self.regularization * x * x.abs(),
+        }
+    }
+
     /// Rejects settings that cannot train.
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: &str| Err(crate::EngineError::Config(m.to_string()));
@@ -147,6 +171,9 @@ impl TrainConfig {
         }
         if !self.max_norm.is_finite() || self.max_norm < 0.0 {
             return bad("max_norm must be finite and not negative");
+        }
+        if !self.regularization.is_finite() || self.regularization < 0.0 {
+            return bad("regularization must be finite and not negative");
         }
         if !self.adversarial_temperature.is_finite() || self.adversarial_temperature < 0.0 {
             return bad("adversarial_temperature must be finite and not negative");

@@ -63,7 +63,9 @@ struct StepParams {
     max_norm: f32,
     adagrad: u32,
     node_rows: u32,
-    _pad: u32,
+    reg: f32,
+    reg_kind: u32,
+    _pad: [u32; 3],
 }
 
 /// A batch of `sides` training sides (a chunk's queries against its
@@ -450,7 +452,12 @@ impl GpuContext {
             max_norm: cfg.max_norm,
             adagrad: u32::from(cfg.optimizer == crate::Optimizer::Adagrad),
             node_rows: node_rows as u32,
-            _pad: 0,
+            reg: cfg.regularization,
+            reg_kind: match cfg.regularizer {
+                crate::Regularizer::L2 => 0,
+                crate::Regularizer::N3 => 1,
+            },
+            _pad: [0; 3],
         };
         let mut idx = batch.qn.clone();
         idx.extend(&batch.qr);
@@ -727,6 +734,12 @@ mod tests {
                 (&mut *t.nodes, &mut *t.node_state)
             };
             let r = r as usize;
+            let mut g = g;
+            if !is_rel && cfg.regularization > 0.0 {
+                g.iter_mut()
+                    .zip(&rows[r * d..(r + 1) * d])
+                    .for_each(|(gv, x)| *gv += cfg.reg_grad(*x));
+            }
             states[r] += g.iter().map(|x| x * x).sum::<f32>() / d as f32;
             let scale = cfg.lr / (states[r].sqrt() + 1e-10);
             let row = &mut rows[r * d..(r + 1) * d];
@@ -769,6 +782,12 @@ mod tests {
                     optimizer: Optimizer::Adagrad,
                     batch_negatives: seed % 2 == 0,
                     max_norm: if score == Score::L2 { 1.0 } else { 0.0 },
+                    regularization: if loss == Loss::Softmax { 0.05 } else { 0.0 },
+                    regularizer: if score == Score::Dot {
+                        crate::Regularizer::N3
+                    } else {
+                        crate::Regularizer::L2
+                    },
                     ..Default::default()
                 };
                 let pick = |n: usize, seed: &mut u64| {

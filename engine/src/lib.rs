@@ -13,7 +13,7 @@ mod kernels;
 mod model;
 mod train;
 
-pub use config::{Loss, Optimizer, Score, TrainConfig};
+pub use config::{Loss, Optimizer, Regularizer, Score, TrainConfig};
 pub use eval::{evaluate, read_triples, EvalReport, Triple};
 pub use gpu::{AdapterChoice, GpuContext, StepBatch, StepTables};
 pub use model::Model;

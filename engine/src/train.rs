@@ -897,6 +897,12 @@ fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, head_rel: Option<u32>
         let Some((row, state)) = params.node(t, x) else {
             continue;
         };
+        if cfg.regularization > 0.0 {
+            let g = &mut work.grads[slot * d..(slot + 1) * d];
+            for (gv, a) in g.iter_mut().zip(row) {
+                *gv += cfg.reg_grad(f32::from_bits(a.load(Relaxed)));
+            }
+        }
         step(
             cfg.optimizer,
             cfg.lr,

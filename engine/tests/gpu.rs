@@ -3,7 +3,8 @@
 //! skipped with a printed reason where there is none).
 
 use quiver_engine::{
-    evaluate, train, train_on, AdapterChoice, Device, GpuContext, Loss, Score, TrainConfig, Triple,
+    evaluate, train, train_on, AdapterChoice, Device, GpuContext, Loss, Regularizer, Score, TrainConfig,
+    Triple,
 };
 use quiver_storage::Database;
 
@@ -167,6 +168,12 @@ fn gpu_training_reaches_the_cpu_mrr() {
             init_scale: 6.0,
             threads: 1,
             gpu_chunks: 1,
+            regularization: if loss == Loss::Adversarial { 0.01 } else { 0.0 },
+            regularizer: if score == Score::L1 {
+                Regularizer::N3
+            } else {
+                Regularizer::L2
+            },
             ..Default::default()
         };
         let on_cpu = train(&db, "cpu", &cfg, &mut |_| {}).unwrap();
