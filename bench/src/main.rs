@@ -6,6 +6,10 @@
 //! - `quiver-bench train --data DIR [--epochs N]`: CPU training edges/s at
 //!   PBG's and PyKEEN's settings, at P = 1, 4 and 16, and filtered evaluation
 //!   of the test split.
+//! - `quiver-bench scale --quiver BIN [--nodes N] [--edges M] [--partitions P]
+//!   [--budget MiB] [--dim D]`: the scale run: a generated power-law
+//!   graph trained one epoch out of core by the `quiver` binary under
+//!   `/usr/bin/time` (peak RSS), beside P = 1 on a tenth of it that fits.
 //! - `quiver-bench query --data DIR [--queries N]`: latency of prepared
 //!   queries through `Graph::execute` (the Kùzu anchor's queries).
 
@@ -227,9 +231,83 @@ fn bench_query(data: &Path, n: usize, only: Option<&str>) -> serde_json::Value {
     json!({"bench": "quiver_query", "latency": out})
 }
 
+/// Writes `edges` triples over `nodes` entities and 8 relations, both ends
+/// drawn from a power law (node x with probability ∝ (x + 1)^−0.8, by
+/// inverse transform), as `n<src>\tr<k>\tn<dst>` lines.
+fn power_law_file(path: &Path, nodes: u64, edges: u64, seed: u64) {
+    let mut rng = Rng(seed);
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let draw = |rng: &mut Rng| {
+        let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        // Inverse CDF of p(x) ∝ x^−0.8 on [1, n + 1): x = (1 + u((n+1)^0.2 − 1))^5.
+        let top = ((nodes + 1) as f64).powf(0.2);
+        (((1.0 + u * (top - 1.0)).powi(5) as u64).max(1) - 1).min(nodes - 1)
+    };
+    for _ in 0..edges {
+        let (s, d, r) = (draw(&mut rng), draw(&mut rng), rng.next() % 8);
+        writeln!(out, "n{s}\tr{r}\tn{d}").unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// One `quiver train` epoch under `/usr/bin/time -v`: (edges/s from its epoch
+/// line, peak RSS in MiB, wall seconds).
+fn timed_epoch(bin: &Path, db: &Path, partitions: u64, budget: u64, dim: u64) -> (f64, f64, f64) {
+    let t = Instant::now();
+    let out = std::process::Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(bin)
+        .args(["train", db.to_str().unwrap(), "--model", "scale", "--device", "cpu", "--epochs", "1"])
+        .args(["--dim", &dim.to_string(), "--partitions", &partitions.to_string()])
+        .args(["--memory-budget", &budget.to_string(), "--negatives", "50"])
+        .output()
+        .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "quiver train failed: {err}");
+    let rate = err
+        .lines()
+        .find_map(|l| l.split(" edges/s").next()?.rsplit('(').next()?.parse::<f64>().ok().filter(|_| l.contains("edges/s")))
+        .unwrap_or(f64::NAN);
+    let rss_kib = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): ")?.parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    (rate, rss_kib / 1024.0, secs)
+}
+
+fn bench_scale(bin: &Path, nodes: u64, edges: u64, partitions: u64, budget: u64, dim: u64) -> serde_json::Value {
+    let work = tempfile::tempdir_in(std::env::var_os("QUIVER_SCALE_DIR").unwrap_or_else(|| ".".into())).unwrap();
+    let mut runs = serde_json::Map::new();
+    for (name, n, m, p) in [("fits", nodes / 10, edges / 10, 1), ("scale", nodes, edges, partitions)] {
+        let file = work.path().join(format!("{name}.tsv"));
+        let t = Instant::now();
+        power_law_file(&file, n, m, 0x5ca1e);
+        let gen_s = t.elapsed().as_secs_f64();
+        let db_path = work.path().join(format!("{name}.qdb"));
+        let t = Instant::now();
+        {
+            let db = Database::create(&db_path).unwrap();
+            db.import(&[file.clone()], &ImportOptions::default(), &mut |_| {}).unwrap();
+        }
+        let import_s = t.elapsed().as_secs_f64();
+        std::fs::remove_file(&file).unwrap();
+        let (rate, rss, secs) = timed_epoch(bin, &db_path, p, budget, dim);
+        eprintln!("{name}: {n} nodes, {m} edges, P={p}: {rate:.0} edges/s, peak RSS {rss:.0} MiB, {secs:.0} s");
+        runs.insert(
+            name.into(),
+            json!({"nodes": n, "edges": m, "partitions": p, "budget_mib": budget, "dim": dim,
+                   "generate_s": gen_s, "import_s": import_s, "edges_per_s": rate,
+                   "peak_rss_mib": rss, "epoch_wall_s": secs,
+                   "embedding_gib": (n * dim * 4) as f64 / (1u64 << 30) as f64}),
+        );
+    }
+    json!({"bench": "quiver_scale", "runs": runs})
+}
+
 fn usage() -> ! {
     eprintln!(
-        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME]"
+        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | scale --quiver BIN [--nodes N] [--edges M]"
     );
     std::process::exit(2);
 }
@@ -319,6 +397,22 @@ fn main() {
             let data = get("--data").unwrap_or_else(|| usage());
             let epochs = get("--epochs").map_or(5, |e| e.parse().unwrap_or(5));
             println!("{}", bench_train(Path::new(&data), epochs));
+            return;
+        }
+        Some("scale") => {
+            let num = |f: &str, d: u64| get(f).map_or(d, |v| v.parse().unwrap_or(d));
+            let bin = get("--quiver").unwrap_or_else(|| usage());
+            println!(
+                "{}",
+                bench_scale(
+                    Path::new(&bin),
+                    num("--nodes", 5_000_000),
+                    num("--edges", 50_000_000),
+                    num("--partitions", 16),
+                    num("--budget", 512),
+                    num("--dim", 128),
+                )
+            );
             return;
         }
         Some("query") => {
