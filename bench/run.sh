@@ -56,6 +56,14 @@ if [ ${#data_args[@]} -gt 0 ]; then
     train_json=("$out/quiver_train.json" "$out/quiver_query.json")
 fi
 
+# The scale run (issue 3): SCALE=1 make bench. About 25 minutes on 2 cores and
+# 12 GB of disk under target/ (QUIVER_SCALE_DIR moves it).
+if [ "${SCALE:-0}" = 1 ]; then
+    cargo build --release --bin quiver >&2
+    QUIVER_SCALE_DIR=${QUIVER_SCALE_DIR:-$root/target} ./target/release/quiver-bench scale --quiver ./target/release/quiver >"$out/quiver_scale.json"
+    train_json+=("$out/quiver_scale.json")
+fi
+
 python3 - "$out/quiver_storage.json" "${train_json[@]}" "${anchors[@]}" <<'PY'
 import json, sys, platform, datetime
 q = json.load(open(sys.argv[1]))
@@ -114,6 +122,12 @@ if t:
           f"PBG MRR {pf.get('mrr', float('nan')):.4f} Hits@10 {pf.get('r10', float('nan')):.4f} (its FilteredRankingEvaluator)")
     print(f"quiver edges/s: PBG settings {ps['edges_per_s']:.0f}, PyKEEN settings {t['pykeen_settings']['edges_per_s']:.0f}; "
           + ", ".join(f"P={k[1:]} {v['edges_per_s']:.0f} ({100 * v['io_share']:.0f}% moving partitions)" for k, v in t["partitions"].items()))
+sc = anchors.get("quiver_scale")
+if sc:
+    f, b = sc["runs"]["fits"], sc["runs"]["scale"]
+    print(f"\nscale run: {b['nodes']:,} nodes, {b['edges']:,} edges, d={b['dim']} ({b['embedding_gib']:.2f} GiB of embeddings), P={b['partitions']}, budget {b['budget_mib']} MiB: "
+          f"one epoch {b['epoch_wall_s']:.0f} s, {b['edges_per_s']:,.0f} edges/s, peak RSS {b['peak_rss_mib']:,.0f} MiB; "
+          f"P=1 on {f['edges']:,} edges: {f['edges_per_s']:,.0f} edges/s (ratio {f['edges_per_s'] / b['edges_per_s']:.2f}x)")
 qq = anchors.get("quiver_query")
 if qq:
     kl = k.get("latency", {})

@@ -257,7 +257,16 @@ fn timed_epoch(bin: &Path, db: &Path, partitions: u64, budget: u64, dim: u64) ->
     let out = std::process::Command::new("/usr/bin/time")
         .arg("-v")
         .arg(bin)
-        .args(["train", db.to_str().unwrap(), "--model", "scale", "--device", "cpu", "--epochs", "1"])
+        .args([
+            "train",
+            db.to_str().unwrap(),
+            "--model",
+            "scale",
+            "--device",
+            "cpu",
+            "--epochs",
+            "1",
+        ])
         .args(["--dim", &dim.to_string(), "--partitions", &partitions.to_string()])
         .args(["--memory-budget", &budget.to_string(), "--negatives", "50"])
         .output()
@@ -267,19 +276,43 @@ fn timed_epoch(bin: &Path, db: &Path, partitions: u64, budget: u64, dim: u64) ->
     assert!(out.status.success(), "quiver train failed: {err}");
     let rate = err
         .lines()
-        .find_map(|l| l.split(" edges/s").next()?.rsplit('(').next()?.parse::<f64>().ok().filter(|_| l.contains("edges/s")))
+        .find_map(|l| {
+            l.split(" edges/s")
+                .next()?
+                .rsplit('(')
+                .next()?
+                .parse::<f64>()
+                .ok()
+                .filter(|_| l.contains("edges/s"))
+        })
         .unwrap_or(f64::NAN);
     let rss_kib = err
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): ")?.parse::<f64>().ok())
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")?
+                .parse::<f64>()
+                .ok()
+        })
         .unwrap_or(f64::NAN);
     (rate, rss_kib / 1024.0, secs)
 }
 
-fn bench_scale(bin: &Path, nodes: u64, edges: u64, partitions: u64, budget: u64, dim: u64) -> serde_json::Value {
-    let work = tempfile::tempdir_in(std::env::var_os("QUIVER_SCALE_DIR").unwrap_or_else(|| ".".into())).unwrap();
+fn bench_scale(
+    bin: &Path,
+    nodes: u64,
+    edges: u64,
+    partitions: u64,
+    budget: u64,
+    dim: u64,
+) -> serde_json::Value {
+    let work =
+        tempfile::tempdir_in(std::env::var_os("QUIVER_SCALE_DIR").unwrap_or_else(|| ".".into())).unwrap();
     let mut runs = serde_json::Map::new();
-    for (name, n, m, p) in [("fits", nodes / 10, edges / 10, 1), ("scale", nodes, edges, partitions)] {
+    for (name, n, m, p) in [
+        ("fits", nodes / 10, edges / 10, 1),
+        ("scale", nodes, edges, partitions),
+    ] {
         let file = work.path().join(format!("{name}.tsv"));
         let t = Instant::now();
         power_law_file(&file, n, m, 0x5ca1e);
@@ -288,12 +321,15 @@ fn bench_scale(bin: &Path, nodes: u64, edges: u64, partitions: u64, budget: u64,
         let t = Instant::now();
         {
             let db = Database::create(&db_path).unwrap();
-            db.import(&[file.clone()], &ImportOptions::default(), &mut |_| {}).unwrap();
+            db.import(&[file.clone()], &ImportOptions::default(), &mut |_| {})
+                .unwrap();
         }
         let import_s = t.elapsed().as_secs_f64();
         std::fs::remove_file(&file).unwrap();
         let (rate, rss, secs) = timed_epoch(bin, &db_path, p, budget, dim);
-        eprintln!("{name}: {n} nodes, {m} edges, P={p}: {rate:.0} edges/s, peak RSS {rss:.0} MiB, {secs:.0} s");
+        eprintln!(
+            "{name}: {n} nodes, {m} edges, P={p}: {rate:.0} edges/s, peak RSS {rss:.0} MiB, {secs:.0} s"
+        );
         runs.insert(
             name.into(),
             json!({"nodes": n, "edges": m, "partitions": p, "budget_mib": budget, "dim": dim,

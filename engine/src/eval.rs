@@ -215,14 +215,16 @@ fn rank_tasks(
         let table = &model.nodes[block[0].ty as usize];
         let n = table.len() / d;
         let queries: Vec<f32> = block.iter().flat_map(|t| t.query.iter().copied()).collect();
-        match device {
-            crate::Device::Cpu => {
-                scores.clear();
-                scores.resize(block.len() * n, 0f32);
-                kernels::scores(model.config.score, &queries, table, d, &mut scores);
-            }
-            crate::Device::Gpu(gpu) => scores = gpu.scores(model.config.score, &queries, table, d)?,
+        if let crate::Device::Gpu(gpu) = device {
+            // Scores stay on the device; only the counts come back.
+            let answers: Vec<u32> = block.iter().map(|t| t.answer).collect();
+            let known: Vec<Vec<u32>> = block.iter().map(|t| t.known.clone()).collect();
+            ranks.extend(gpu.ranks(model.config.score, &queries, table, d, &answers, &known)?);
+            continue;
         }
+        scores.clear();
+        scores.resize(block.len() * n, 0f32);
+        kernels::scores(model.config.score, &queries, table, d, &mut scores);
         for (qi, task) in block.iter().enumerate() {
             let row = &scores[qi * n..(qi + 1) * n];
             let n = row.len();

@@ -26,6 +26,8 @@ pub struct GpuContext {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     score: wgpu::ComputePipeline,
+    /// `shaders/rank.wgsl`.
+    rank: wgpu::ComputePipeline,
     /// `shaders/train.wgsl`'s entry points, in [`TRAIN_STAGES`] order.
     train: Vec<wgpu::ComputePipeline>,
     /// Largest storage binding, in bytes (lavapipe: 128 MiB).
@@ -161,6 +163,18 @@ impl GpuContext {
             compilation_options: Default::default(),
             cache: None,
         });
+        let rank_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("rank.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/rank.wgsl").into()),
+        });
+        let rank = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("rank"),
+            layout: None,
+            module: &rank_module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
         let train_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("train.wgsl"),
             source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/train.wgsl").into()),
@@ -179,6 +193,7 @@ impl GpuContext {
             })
             .collect();
         Ok(Some(Self {
+            rank,
             train,
             info: adapter.get_info(),
             max_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
@@ -224,6 +239,168 @@ impl GpuContext {
             }
         }
         Ok(out)
+    }
+
+    /// Filtered ranks (realistic ties: 1 + above + ties/2) of each query's
+    /// answer among all candidates `k`, leaving out its `known` candidates;
+    /// the scores never leave the device (`shaders/rank.wgsl` counts them).
+    pub fn ranks(
+        &self,
+        kind: Score,
+        q: &[f32],
+        k: &[f32],
+        d: usize,
+        answers: &[u32],
+        known: &[Vec<u32>],
+    ) -> Result<Vec<f64>> {
+        use wgpu::util::DeviceExt;
+        let (c, m) = (q.len() / d, k.len() / d);
+        if answers.len() != c || known.len() != c || answers.iter().any(|&a| a as usize >= m) {
+            return Err(EngineError::Config("inconsistent ranking block".into()));
+        }
+        let row_bytes = (d * 4) as u64;
+        let max_rows = (self.max_binding / row_bytes)
+            .min(16 * self.max_groups as u64)
+            .max(1) as usize;
+        let m_piece = max_rows.min(m.max(1));
+        let c_piece = max_rows
+            .min((self.max_binding / (4 * m_piece as u64)).max(1) as usize)
+            .min(65535 * 65535)
+            .min(c.max(1));
+        let kind_code = match kind {
+            Score::Dot => 0,
+            Score::L2 => 1,
+            Score::L1 => 2,
+        };
+        let dev = &self.device;
+        let init = |label: &str, contents: &[u8], usage| {
+            dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: if contents.is_empty() { &[0; 4] } else { contents },
+                usage,
+            })
+        };
+        let storage = wgpu::BufferUsages::STORAGE;
+        let mut ranks = Vec::with_capacity(c);
+        for c0 in (0..c).step_by(c_piece) {
+            let cq = c_piece.min(c - c0);
+            let qs = &q[c0 * d..(c0 + cq) * d];
+            let mut ans_rows = Vec::with_capacity(cq * d);
+            let mut meta: Vec<u32> = answers[c0..c0 + cq].to_vec();
+            let mut entries = Vec::new();
+            meta.push(0);
+            let mut offs = Vec::with_capacity(cq);
+            for i in c0..c0 + cq {
+                let a = answers[i] as usize;
+                ans_rows.extend_from_slice(&k[a * d..(a + 1) * d]);
+                let mut f: Vec<u32> = known[i]
+                    .iter()
+                    .copied()
+                    .filter(|&x| x != answers[i] && (x as usize) < m)
+                    .collect();
+                f.sort_unstable();
+                f.dedup();
+                entries.extend(f);
+                offs.push(entries.len() as u32);
+            }
+            meta.extend(offs);
+            meta.extend(entries);
+            let qb = init("queries", bytemuck::cast_slice(qs), storage);
+            let ab = init("answer rows", bytemuck::cast_slice(&ans_rows), storage);
+            let mb = init("answers and filters", bytemuck::cast_slice(&meta), storage);
+            let out = init(
+                "counts",
+                &vec![0u8; 8 * cq],
+                storage | wgpu::BufferUsages::COPY_SRC,
+            );
+            let mut enc =
+                dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ranks") });
+            let mut keep = Vec::new();
+            for m0 in (0..m).step_by(m_piece) {
+                let mk = m_piece.min(m - m0);
+                let kb = init(
+                    "candidates",
+                    bytemuck::cast_slice(&k[m0 * d..(m0 + mk) * d]),
+                    storage,
+                );
+                let sb = dev.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("scores"),
+                    size: (4 * cq * mk).max(4) as u64,
+                    usage: storage,
+                    mapped_at_creation: false,
+                });
+                let sp = init(
+                    "score params",
+                    bytemuck::bytes_of(&ScoreParams {
+                        c: cq as u32,
+                        m: mk as u32,
+                        d: d as u32,
+                        kind: kind_code,
+                    }),
+                    wgpu::BufferUsages::UNIFORM,
+                );
+                let rp = init(
+                    "rank params",
+                    bytemuck::cast_slice(&[cq as u32, mk as u32, d as u32, kind_code, m0 as u32, 0, 0, 0]),
+                    wgpu::BufferUsages::UNIFORM,
+                );
+                let bind = |pipe: &wgpu::ComputePipeline, bufs: &[&wgpu::Buffer]| {
+                    let entries: Vec<wgpu::BindGroupEntry> = bufs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| wgpu::BindGroupEntry {
+                            binding: i as u32,
+                            resource: b.as_entire_binding(),
+                        })
+                        .collect();
+                    dev.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: None,
+                        layout: &pipe.get_bind_group_layout(0),
+                        entries: &entries,
+                    })
+                };
+                let score_bind = bind(&self.score, &[&sp, &qb, &kb, &sb]);
+                let rank_bind = bind(&self.rank, &[&rp, &qb, &ab, &sb, &mb, &out]);
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("ranks"),
+                        timestamp_writes: None,
+                    });
+                    pass.set_pipeline(&self.score);
+                    pass.set_bind_group(0, &score_bind, &[]);
+                    pass.dispatch_workgroups(mk.div_ceil(16) as u32, cq.div_ceil(16) as u32, 1);
+                    pass.set_pipeline(&self.rank);
+                    pass.set_bind_group(0, &rank_bind, &[]);
+                    pass.dispatch_workgroups((cq as u32).min(65535), (cq as u32).div_ceil(65535), 1);
+                }
+                keep.push((kb, sb, sp, rp));
+            }
+            let read = dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: (8 * cq) as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            enc.copy_buffer_to_buffer(&out, 0, &read, 0, (8 * cq) as u64);
+            self.queue.submit([enc.finish()]);
+            let (tx, rx) = std::sync::mpsc::channel();
+            read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+            self.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(gpu_err)?;
+            rx.recv().map_err(gpu_err)?.map_err(gpu_err)?;
+            let data = read.slice(..).get_mapped_range().map_err(gpu_err)?;
+            let counts = bytemuck::cast_slice::<u8, u32>(&data);
+            ranks.extend(
+                counts
+                    .chunks_exact(2)
+                    .map(|g| 1.0 + g[0] as f64 + g[1] as f64 / 2.0),
+            );
+            drop(keep);
+        }
+        Ok(ranks)
     }
 
     fn score_piece(&self, kind: Score, q: &[f32], k: &[f32], d: usize) -> Result<Vec<f32>> {

@@ -199,3 +199,51 @@ fn gpu_training_reaches_the_cpu_mrr() {
         assert!(c > 0.2, "{score:?} {loss:?}: batched GPU training MRR {c}");
     }
 }
+
+/// Filtered ranks counted on the device against a plain loop over f64 scores.
+#[test]
+fn rank_kernel_counts_filtered_ranks() {
+    let Some(g) = gpu() else { return };
+    let mut seed = 5;
+    for (c, m, d) in [(1, 1, 3), (37, 300, 19), (70, 1000, 64)] {
+        let (q, k) = (rand_vec(c * d, &mut seed), rand_vec(m * d, &mut seed));
+        let pick = |seed: &mut u64, n: usize| {
+            rand_vec(n, seed)
+                .iter()
+                .map(|x| ((x + 1.0) * 0.5 * m as f32) as u32 % m as u32)
+                .collect::<Vec<u32>>()
+        };
+        let answers = pick(&mut seed, c);
+        let known: Vec<Vec<u32>> = (0..c).map(|i| pick(&mut seed, i % 7)).collect();
+        for kind in [Score::Dot, Score::L2, Score::L1] {
+            let got = g.ranks(kind, &q, &k, d, &answers, &known).unwrap();
+            let score = |i: usize, j: usize| -> f64 {
+                let it = (0..d).map(|l| (q[i * d + l] as f64, k[j * d + l] as f64));
+                match kind {
+                    Score::Dot => it.map(|(a, b)| a * b).sum(),
+                    Score::L2 => -it.map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt(),
+                    Score::L1 => -it.map(|(a, b)| (a - b).abs()).sum::<f64>(),
+                }
+            };
+            let mut off = 0;
+            for i in 0..c {
+                let t = score(i, answers[i] as usize);
+                let above = (0..m)
+                    .filter(|&j| j as u32 != answers[i] && !known[i].contains(&(j as u32)) && score(i, j) > t)
+                    .count();
+                let want = 1.0 + above as f64;
+                // Scores within float rounding of the answer's may land either side.
+                assert!(
+                    (got[i] - want).abs() <= 1.0,
+                    "{kind:?} query {i}: {} vs {want}",
+                    got[i]
+                );
+                off += usize::from(got[i] != want);
+            }
+            assert!(
+                off * 50 <= c.max(50),
+                "{kind:?}: {off} of {c} ranks off by rounding"
+            );
+        }
+    }
+}
