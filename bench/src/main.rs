@@ -321,7 +321,7 @@ fn bench_scale(
         let t = Instant::now();
         {
             let db = Database::create(&db_path).unwrap();
-            db.import(&[file.clone()], &ImportOptions::default(), &mut |_| {})
+            db.import(std::slice::from_ref(&file), &ImportOptions::default(), &mut |_| {})
                 .unwrap();
         }
         let import_s = t.elapsed().as_secs_f64();
