@@ -321,8 +321,12 @@ fn bench_scale(
         let t = Instant::now();
         {
             let db = Database::create(&db_path).unwrap();
-            db.import(std::slice::from_ref(&file), &ImportOptions::default(), &mut |_| {})
-                .unwrap();
+            db.import(
+                std::slice::from_ref(&file),
+                &ImportOptions::default(),
+                &mut |_| {},
+            )
+            .unwrap();
         }
         let import_s = t.elapsed().as_secs_f64();
         std::fs::remove_file(&file).unwrap();
