@@ -201,25 +201,30 @@ pub(crate) fn bucket_order(p: u32) -> Vec<(u32, u32)> {
 }
 
 /// Trains model `name` from scratch on the database's current edges
-/// (replacing any model of that name), saving it after every bucket.
+/// (replacing any model of that name) with the CPU backend, saving it after
+/// every bucket, and returns it loaded whole (convenient for graphs that
+/// fit in memory; [`train_on`] leaves it on disk).
 pub fn train(
     db: &Database,
     name: &str,
     config: &TrainConfig,
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<Model> {
-    train_on(db, name, config, &Device::Cpu, on_event)
+    train_on(db, name, config, &Device::Cpu, on_event)?;
+    Model::load(db, name)
 }
 
-/// [`train`] on a chosen device: the native CPU kernels, or the WGSL
-/// training step on a GPU (`shaders/train.wgsl`).
+/// Trains model `name` on a chosen device (the native CPU kernels, or the
+/// WGSL training step on a GPU, `shaders/train.wgsl`), out of core: only
+/// the current bucket's partitions and those the memory budget keeps are in
+/// memory, and the model stays in the database.
 pub fn train_on(
     db: &Database,
     name: &str,
     config: &TrainConfig,
     device: &Device,
     on_event: &mut dyn FnMut(&TrainEvent),
-) -> Result<Model> {
+) -> Result<()> {
     config.validate()?;
     if db.model_info(name).is_ok() {
         db.drop_model(name)?;
@@ -246,18 +251,20 @@ pub fn train_on(
     run(db, name, &settings, start, &buckets, device, on_event)
 }
 
-/// Continues an interrupted run of model `name` from its last finished bucket.
+/// Continues an interrupted run of model `name` from its last finished
+/// bucket on the CPU backend, and returns the model loaded whole.
 pub fn resume(db: &Database, name: &str, on_event: &mut dyn FnMut(&TrainEvent)) -> Result<Model> {
-    resume_on(db, name, &Device::Cpu, on_event)
+    resume_on(db, name, &Device::Cpu, on_event)?;
+    Model::load(db, name)
 }
 
-/// [`resume`] on a chosen device.
+/// [`resume`] on a chosen device, leaving the model in the database.
 pub fn resume_on(
     db: &Database,
     name: &str,
     device: &Device,
     on_event: &mut dyn FnMut(&TrainEvent),
-) -> Result<Model> {
+) -> Result<()> {
     let info = db.model_info(name)?;
     let bad = |m: &str| EngineError::Model {
         name: name.to_string(),
@@ -286,7 +293,7 @@ fn run(
     buckets: &Buckets,
     device: &Device,
     on_event: &mut dyn FnMut(&TrainEvent),
-) -> Result<Model> {
+) -> Result<()> {
     let cfg = &settings.config;
     let (d, p) = (cfg.dim, cfg.partitions);
     let settings_json = serde_json::to_string(settings).map_err(|e| EngineError::Config(e.to_string()))?;
@@ -464,7 +471,7 @@ fn run(
     // A run whose last buckets were empty, or that had nothing left to do, still ends finished.
     let rel_arrays: [&[f32]; 2] = [&relations, &relation_state];
     db.save_model_parts(name, &settings_json, "", &[(RELATIONS_KEY, &rel_arrays)])?;
-    Model::load(db, name)
+    Ok(())
 }
 
 /// Drops least recently used partitions that this bucket does not need until

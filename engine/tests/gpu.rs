@@ -3,8 +3,8 @@
 //! skipped with a printed reason where there is none).
 
 use quiver_engine::{
-    evaluate, train, train_on, AdapterChoice, Device, GpuContext, Loss, Regularizer, Score, TrainConfig,
-    Triple,
+    evaluate, train, train_on, AdapterChoice, Device, GpuContext, Loss, Model, Regularizer, Score,
+    TrainConfig, Triple,
 };
 use quiver_storage::Database;
 
@@ -177,7 +177,8 @@ fn gpu_training_reaches_the_cpu_mrr() {
             ..Default::default()
         };
         let on_cpu = train(&db, "cpu", &cfg, &mut |_| {}).unwrap();
-        let on_gpu = train_on(&db, "gpu", &cfg, &gpu, &mut |_| {}).unwrap();
+        train_on(&db, "gpu", &cfg, &gpu, &mut |_| {}).unwrap();
+        let on_gpu = Model::load(&db, "gpu").unwrap();
         let (a, b) = (
             evaluate(&db, &on_cpu, &test, &[], &Device::Cpu).unwrap().mrr,
             evaluate(&db, &on_gpu, &test, &[], &Device::Cpu).unwrap().mrr,
@@ -193,7 +194,8 @@ fn gpu_training_reaches_the_cpu_mrr() {
             gpu_chunks: 32,
             ..cfg
         };
-        let m = train_on(&db, "gpu32", &batched, &gpu, &mut |_| {}).unwrap();
+        train_on(&db, "gpu32", &batched, &gpu, &mut |_| {}).unwrap();
+        let m = Model::load(&db, "gpu32").unwrap();
         let c = evaluate(&db, &m, &test, &[], &Device::Cpu).unwrap().mrr;
         eprintln!("  32 chunks per step: MRR {c:.4}");
         assert!(c > 0.2, "{score:?} {loss:?}: batched GPU training MRR {c}");

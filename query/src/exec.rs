@@ -823,7 +823,7 @@ impl Ctx<'_> {
             .map_err(|e| runtime(format!("quiver.train: {e}")))?;
         let mut last = None;
         let t = Instant::now();
-        quiver_engine::train(self.db, &name, &cfg, &mut |e| {
+        quiver_engine::train_on(self.db, &name, &cfg, &quiver_engine::Device::Cpu, &mut |e| {
             if let quiver_engine::TrainEvent::Epoch(s) = e {
                 last = Some(*s);
             }
