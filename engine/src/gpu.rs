@@ -28,6 +28,8 @@ pub struct GpuContext {
     score: wgpu::ComputePipeline,
     /// `shaders/rank.wgsl`.
     rank: wgpu::ComputePipeline,
+    /// `shaders/topk.wgsl`.
+    topk: wgpu::ComputePipeline,
     /// `shaders/train.wgsl`'s entry points, in [`TRAIN_STAGES`] order.
     train: Vec<wgpu::ComputePipeline>,
     /// Largest storage binding, in bytes (lavapipe: 128 MiB).
@@ -175,6 +177,18 @@ impl GpuContext {
             compilation_options: Default::default(),
             cache: None,
         });
+        let topk_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("topk.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/topk.wgsl").into()),
+        });
+        let topk = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("topk"),
+            layout: None,
+            module: &topk_module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
         let train_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("train.wgsl"),
             source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/train.wgsl").into()),
@@ -194,6 +208,7 @@ impl GpuContext {
             .collect();
         Ok(Some(Self {
             rank,
+            topk,
             train,
             info: adapter.get_info(),
             max_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
@@ -401,6 +416,167 @@ impl GpuContext {
             drop(keep);
         }
         Ok(ranks)
+    }
+
+    /// The `top` best candidates of `k` for each query by `kind` (best first,
+    /// ties to the lower index), `top` ≤ 32; scores never leave the device.
+    pub fn top_k(
+        &self,
+        kind: Score,
+        q: &[f32],
+        k: &[f32],
+        d: usize,
+        top: usize,
+    ) -> Result<Vec<Vec<(u32, f32)>>> {
+        use wgpu::util::DeviceExt;
+        const NONE: u32 = u32::MAX;
+        if top == 0 || top > 32 {
+            return Err(EngineError::Config(
+                "GPU top-k takes 1..=32 results per query".into(),
+            ));
+        }
+        let (c, m) = (q.len() / d, k.len() / d);
+        let row_bytes = (d * 4) as u64;
+        let max_rows = (self.max_binding / row_bytes)
+            .min(16 * self.max_groups as u64)
+            .max(1) as usize;
+        let m_piece = max_rows.min(m.max(1));
+        let c_piece = max_rows
+            .min((self.max_binding / (4 * m_piece as u64)).max(1) as usize)
+            .min(c.max(1));
+        let kind_code = match kind {
+            Score::Dot => 0,
+            Score::L2 => 1,
+            Score::L1 => 2,
+        };
+        let dev = &self.device;
+        let init = |label: &str, contents: &[u8], usage| {
+            dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: if contents.is_empty() { &[0; 4] } else { contents },
+                usage,
+            })
+        };
+        let storage = wgpu::BufferUsages::STORAGE;
+        let mut out = Vec::with_capacity(c);
+        for c0 in (0..c).step_by(c_piece) {
+            let cq = c_piece.min(c - c0);
+            let qb = init(
+                "queries",
+                bytemuck::cast_slice(&q[c0 * d..(c0 + cq) * d]),
+                storage,
+            );
+            let best_s = init(
+                "best scores",
+                &vec![0u8; 4 * cq * top],
+                storage | wgpu::BufferUsages::COPY_SRC,
+            );
+            let best_i = init(
+                "best ids",
+                bytemuck::cast_slice(&vec![NONE; cq * top]),
+                storage | wgpu::BufferUsages::COPY_SRC,
+            );
+            let mut enc =
+                dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("top-k") });
+            let mut keep = Vec::new();
+            for m0 in (0..m).step_by(m_piece) {
+                let mk = m_piece.min(m - m0);
+                let kb = init(
+                    "candidates",
+                    bytemuck::cast_slice(&k[m0 * d..(m0 + mk) * d]),
+                    storage,
+                );
+                let sb = dev.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("scores"),
+                    size: (4 * cq * mk).max(4) as u64,
+                    usage: storage,
+                    mapped_at_creation: false,
+                });
+                let sp = init(
+                    "score params",
+                    bytemuck::bytes_of(&ScoreParams {
+                        c: cq as u32,
+                        m: mk as u32,
+                        d: d as u32,
+                        kind: kind_code,
+                    }),
+                    wgpu::BufferUsages::UNIFORM,
+                );
+                let tp = init(
+                    "top-k params",
+                    bytemuck::cast_slice(&[cq as u32, mk as u32, top as u32, m0 as u32]),
+                    wgpu::BufferUsages::UNIFORM,
+                );
+                let bind = |pipe: &wgpu::ComputePipeline, bufs: &[&wgpu::Buffer]| {
+                    let entries: Vec<wgpu::BindGroupEntry> = bufs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| wgpu::BindGroupEntry {
+                            binding: i as u32,
+                            resource: b.as_entire_binding(),
+                        })
+                        .collect();
+                    dev.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: None,
+                        layout: &pipe.get_bind_group_layout(0),
+                        entries: &entries,
+                    })
+                };
+                let score_bind = bind(&self.score, &[&sp, &qb, &kb, &sb]);
+                let topk_bind = bind(&self.topk, &[&tp, &sb, &best_s, &best_i]);
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("top-k"),
+                        timestamp_writes: None,
+                    });
+                    pass.set_pipeline(&self.score);
+                    pass.set_bind_group(0, &score_bind, &[]);
+                    pass.dispatch_workgroups(mk.div_ceil(16) as u32, cq.div_ceil(16) as u32, 1);
+                    pass.set_pipeline(&self.topk);
+                    pass.set_bind_group(0, &topk_bind, &[]);
+                    pass.dispatch_workgroups((cq as u32).min(65535), (cq as u32).div_ceil(65535), 1);
+                }
+                keep.push((kb, sb, sp, tp));
+            }
+            let size = (4 * cq * top) as u64;
+            let reads: Vec<wgpu::Buffer> = [&best_s, &best_i]
+                .iter()
+                .map(|buf| {
+                    let read = dev.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("readback"),
+                        size,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    enc.copy_buffer_to_buffer(buf, 0, &read, 0, size);
+                    read
+                })
+                .collect();
+            self.queue.submit([enc.finish()]);
+            let mut back: Vec<Vec<u32>> = Vec::new();
+            for read in &reads {
+                let (tx, rx) = std::sync::mpsc::channel();
+                read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                    let _ = tx.send(r);
+                });
+                self.device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .map_err(gpu_err)?;
+                rx.recv().map_err(gpu_err)?.map_err(gpu_err)?;
+                let data = read.slice(..).get_mapped_range().map_err(gpu_err)?;
+                back.push(bytemuck::cast_slice::<u8, u32>(&data).to_vec());
+            }
+            drop(keep);
+            for i in 0..cq {
+                out.push(
+                    (0..top)
+                        .map(|t| (back[1][i * top + t], f32::from_bits(back[0][i * top + t])))
+                        .filter(|&(id, _)| id != NONE)
+                        .collect(),
+                );
+            }
+        }
+        Ok(out)
     }
 
     fn score_piece(&self, kind: Score, q: &[f32], k: &[f32], d: usize) -> Result<Vec<f32>> {

@@ -249,3 +249,41 @@ fn rank_kernel_counts_filtered_ranks() {
         }
     }
 }
+
+/// The device's top-k against a plain sort of f64 scores.
+#[test]
+fn top_k_kernel_finds_the_best_candidates() {
+    let Some(g) = gpu() else { return };
+    let mut seed = 9;
+    for (c, m, d, top) in [(1, 1, 3, 1), (5, 200, 17, 10), (40, 3000, 64, 32)] {
+        let (q, k) = (rand_vec(c * d, &mut seed), rand_vec(m * d, &mut seed));
+        for kind in [Score::Dot, Score::L2, Score::L1] {
+            let got = g.top_k(kind, &q, &k, d, top).unwrap();
+            for (i, best) in got.iter().enumerate() {
+                let score = |j: usize| -> f64 {
+                    let it = (0..d).map(|l| (q[i * d + l] as f64, k[j * d + l] as f64));
+                    match kind {
+                        Score::Dot => it.map(|(a, b)| a * b).sum(),
+                        Score::L2 => -it.map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt(),
+                        Score::L1 => -it.map(|(a, b)| (a - b).abs()).sum::<f64>(),
+                    }
+                };
+                let mut want: Vec<(usize, f64)> = (0..m).map(|j| (j, score(j))).collect();
+                want.sort_by(|a, b| b.1.total_cmp(&a.1));
+                want.truncate(top);
+                assert_eq!(best.len(), want.len(), "{kind:?} query {i}");
+                for ((id, s), (wj, ws)) in best.iter().zip(&want) {
+                    // Same order up to scores within float rounding of each other.
+                    assert!(
+                        (score(*id as usize) - *s as f64).abs() < 1e-4,
+                        "{kind:?} {i}: score of {id}"
+                    );
+                    assert!(
+                        (*s as f64 - ws).abs() < 1e-4,
+                        "{kind:?} {i}: {id} {s} vs {wj} {ws}"
+                    );
+                }
+            }
+        }
+    }
+}
