@@ -752,33 +752,37 @@ impl GpuContext {
         }
         // Contributions per touched row, in a fixed order: queries, then candidates.
         const HIGH: u32 = 0x8000_0000;
-        let mut touched: std::collections::BTreeMap<u32, Vec<(u32, f32)>> = Default::default();
+        // (target row, contribution, scale) in list order, then a stable sort by
+        // target: each row's contributions keep that order.
+        let mut contrib: Vec<(u32, u32, f32)> = Vec::with_capacity(2 * b * c + b * m);
+        let rel_lr = cfg.relation_lr.unwrap_or(cfg.lr);
         for bi in 0..b * c {
-            touched.entry(batch.qn[bi]).or_default().push((bi as u32, 1.0));
-            if batch.sgn[bi] != 0.0 && cfg.relation_lr.unwrap_or(cfg.lr) > 0.0 {
-                touched
-                    .entry(HIGH | batch.qr[bi])
-                    .or_default()
-                    .push((bi as u32, batch.sgn[bi]));
+            contrib.push((batch.qn[bi], bi as u32, 1.0));
+            if batch.sgn[bi] != 0.0 && rel_lr > 0.0 {
+                contrib.push((HIGH | batch.qr[bi], bi as u32, batch.sgn[bi]));
             }
         }
-        for bj in 0..b * m {
-            touched
-                .entry(batch.kn[bj])
-                .or_default()
-                .push((HIGH | bj as u32, 1.0));
-        }
-        let rows = touched.len();
+        contrib.extend((0..b * m).map(|bj| (batch.kn[bj], HIGH | bj as u32, 1.0)));
+        contrib.sort_by_key(|x| x.0);
         // csr = targets (rows) | offsets (rows + 1) | entries
-        let mut csr: Vec<u32> = touched.keys().copied().collect();
-        let (mut offs, mut entries, mut scale) = (vec![0u32], Vec::new(), Vec::new());
-        for list in touched.values() {
-            for &(code, sc) in list {
-                entries.push(code);
-                scale.push(sc);
+        let mut csr: Vec<u32> = Vec::new();
+        let (mut offs, mut entries, mut scale) = (
+            vec![0u32],
+            Vec::with_capacity(contrib.len()),
+            Vec::with_capacity(contrib.len()),
+        );
+        for (n, &(target, code, sc)) in contrib.iter().enumerate() {
+            if n > 0 && contrib[n - 1].0 != target {
+                offs.push(entries.len() as u32);
             }
-            offs.push(entries.len() as u32);
+            if n == 0 || contrib[n - 1].0 != target {
+                csr.push(target);
+            }
+            entries.push(code);
+            scale.push(sc);
         }
+        offs.push(entries.len() as u32);
+        let rows = csr.len();
         csr.extend(&offs);
         csr.extend(&entries);
         let params = StepParams {
