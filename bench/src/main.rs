@@ -10,6 +10,10 @@
 //!   [--budget MiB] [--dim D]`: the scale run: a generated power-law
 //!   graph trained one epoch out of core by the `quiver` binary under
 //!   `/usr/bin/time` (peak RSS), beside P = 1 on a tenth of it that fits.
+//! - `quiver-bench gpu --data DIR [--epochs N]`: GPU training edges/s at
+//!   d = 200 with 50 in-batch + 50 uniform negatives per side (100 chunked
+//!   negatives) for several chunks-per-step, CPU rate and evaluation on the
+//!   GPU beside it (`scripts/gpu-check.sh` runs it on a lent machine).
 //! - `quiver-bench query --data DIR [--queries N]`: latency of prepared
 //!   queries through `Graph::execute` (the Kùzu anchor's queries).
 
@@ -347,7 +351,7 @@ fn bench_scale(
 
 fn usage() -> ! {
     eprintln!(
-        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | scale --quiver BIN [--nodes N] [--edges M]"
+        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | scale --quiver BIN [--nodes N] [--edges M] | gpu --data DIR [--epochs N]"
     );
     std::process::exit(2);
 }
@@ -355,9 +359,18 @@ fn usage() -> ! {
 /// Trains with `cfg` and returns (median edges/s over epochs after the
 /// first, median share of time moving partitions, seconds in all).
 fn train_rate(db: &Database, name: &str, cfg: &quiver_engine::TrainConfig) -> (f64, f64, f64) {
+    train_rate_on(db, name, cfg, &quiver_engine::Device::Cpu)
+}
+
+fn train_rate_on(
+    db: &Database,
+    name: &str,
+    cfg: &quiver_engine::TrainConfig,
+    device: &quiver_engine::Device,
+) -> (f64, f64, f64) {
     let (mut rates, mut io) = (Vec::new(), Vec::new());
     let t = Instant::now();
-    quiver_engine::train(db, name, cfg, &mut |e| {
+    quiver_engine::train_on(db, name, cfg, device, &mut |e| {
         if let quiver_engine::TrainEvent::Epoch(e) = e {
             rates.push(e.edges as f64 / e.seconds);
             io.push(e.io_share);
@@ -370,6 +383,46 @@ fn train_rate(db: &Database, name: &str, cfg: &quiver_engine::TrainConfig) -> (f
         median(io[skip..].to_vec()),
         t.elapsed().as_secs_f64(),
     )
+}
+
+fn bench_gpu(data: &Path, epochs: usize) -> serde_json::Value {
+    use quiver_engine::{Device, TrainConfig};
+    let work = tempfile::tempdir().unwrap();
+    let db = Database::create(work.path().join("db")).unwrap();
+    db.import(&[data.join("train.txt")], &ImportOptions::default(), &mut |_| {})
+        .unwrap();
+    let gpu = match Device::select("gpu") {
+        Ok(d) => d,
+        Err(e) => return json!({"bench": "quiver_gpu", "error": e.to_string()}),
+    };
+    let cfg = TrainConfig {
+        epochs,
+        dim: 200,
+        uniform_negatives: 50,
+        ..TrainConfig::default()
+    };
+    let (cpu_rate, _, _) = train_rate(&db, "cpu", &cfg);
+    let mut steps = serde_json::Map::new();
+    for chunks in [32usize, 128, 512] {
+        let c = TrainConfig {
+            gpu_chunks: chunks,
+            ..cfg.clone()
+        };
+        let (rate, _, secs) = train_rate_on(&db, "gpu", &c, &gpu);
+        let model = quiver_engine::Model::load(&db, "gpu").unwrap();
+        let test = quiver_engine::read_triples(&data.join("test.txt")).unwrap();
+        let valid = quiver_engine::read_triples(&data.join("valid.txt")).unwrap();
+        let ev = quiver_engine::evaluate(&db, &model, &test, &valid, &gpu).unwrap();
+        steps.insert(
+            chunks.to_string(),
+            json!({"edges_per_s": rate, "seconds": secs, "mrr": ev.mrr, "hits@10": ev.hits10, "eval_s": ev.seconds}),
+        );
+        eprintln!(
+            "{chunks} chunks per step: {rate:.0} edges/s, MRR {:.4}, eval {:.1} s",
+            ev.mrr, ev.seconds
+        );
+    }
+    json!({"bench": "quiver_gpu", "adapter": gpu.describe(), "epochs": epochs, "cpu_edges_per_s": cpu_rate, "gpu": steps})
 }
 
 fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
@@ -453,6 +506,12 @@ fn main() {
                     num("--dim", 128),
                 )
             );
+            return;
+        }
+        Some("gpu") => {
+            let data = get("--data").unwrap_or_else(|| usage());
+            let epochs = get("--epochs").map_or(3, |e| e.parse().unwrap_or(3));
+            println!("{}", bench_gpu(Path::new(&data), epochs));
             return;
         }
         Some("query") => {
