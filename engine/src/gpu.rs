@@ -108,6 +108,14 @@ pub struct StepTables<'a> {
     pub relation_state: &'a mut [f32],
 }
 
+fn score_code(kind: Score) -> u32 {
+    match kind {
+        Score::Dot => 0,
+        Score::L2 => 1,
+        Score::L1 => 2,
+    }
+}
+
 fn gpu_err(e: impl std::fmt::Display) -> EngineError {
     EngineError::Gpu(e.to_string())
 }
@@ -227,29 +235,196 @@ impl GpuContext {
         )
     }
 
-    /// `s[i*m + j] = score(q_i, k_j)` on the GPU, as [`crate::kernels`] does
-    /// on the CPU. Candidates and queries are cut into pieces that fit the
-    /// device's binding size and dispatch limits.
-    pub fn scores(&self, kind: Score, q: &[f32], k: &[f32], d: usize) -> Result<Vec<f32>> {
-        let (c, m) = (q.len() / d, k.len() / d);
-        let mut out = vec![0f32; c * m];
-        let row_bytes = (d * 4) as u64;
-        // Pieces: at most 16·max_groups rows each way, and bindings within the limit.
-        let max_rows = (self.max_binding / row_bytes)
+    /// Rows per piece, (queries, candidates), so that every binding fits the
+    /// device and every dispatch stays within its group limits.
+    fn pieces(&self, c: usize, m: usize, d: usize) -> (usize, usize) {
+        let max_rows = (self.max_binding / (d * 4) as u64)
             .min(16 * self.max_groups as u64)
             .max(1) as usize;
         let m_piece = max_rows.min(m.max(1));
         let c_piece = max_rows
             .min((self.max_binding / (4 * m_piece as u64)).max(1) as usize)
             .min(c.max(1));
+        (c_piece, m_piece)
+    }
+
+    /// A buffer holding `contents` (4 zero bytes when empty: bindings may not be empty).
+    fn buffer(&self, label: &str, contents: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: if contents.is_empty() { &[0; 4] } else { contents },
+            usage,
+        })
+    }
+
+    /// An uninitialised storage buffer of `words` 4-byte words.
+    fn scratch(&self, label: &str, words: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (4 * words.max(1)) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A bind group giving `bufs` the bindings 0, 1, … of `pipe`'s layout.
+    fn bind(&self, pipe: &wgpu::ComputePipeline, bufs: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = bufs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipe.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    }
+
+    /// Submits `enc` with copies of `bufs` (each its first `n` 4-byte words)
+    /// and returns their contents once the device is done.
+    fn read_back(
+        &self,
+        mut enc: wgpu::CommandEncoder,
+        bufs: &[(&wgpu::Buffer, usize)],
+    ) -> Result<Vec<Vec<u32>>> {
+        let reads: Vec<wgpu::Buffer> = bufs
+            .iter()
+            .map(|(buf, n)| {
+                let size = (4 * (*n).max(1)) as u64;
+                let read = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("readback"),
+                    size,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                enc.copy_buffer_to_buffer(buf, 0, &read, 0, size);
+                read
+            })
+            .collect();
+        self.queue.submit([enc.finish()]);
+        let mut out = Vec::with_capacity(bufs.len());
+        for (read, (_, n)) in reads.iter().zip(bufs) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+            self.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(gpu_err)?;
+            rx.recv().map_err(gpu_err)?.map_err(gpu_err)?;
+            let data = read.slice(..).get_mapped_range().map_err(gpu_err)?;
+            out.push(bytemuck::cast_slice::<u8, u32>(&data)[..*n].to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Records, for each piece of the candidates `k`, the score kernel over
+    /// the `cq` queries in `qb` and then `next` (one workgroup per query)
+    /// with the bind group `bind(m0, mk, scores)` makes, so that the scores
+    /// never leave the device. Returns the buffers the passes use.
+    #[allow(clippy::too_many_arguments)]
+    fn score_then(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        kind: Score,
+        qb: &wgpu::Buffer,
+        cq: usize,
+        k: &[f32],
+        d: usize,
+        m_piece: usize,
+        next: &wgpu::ComputePipeline,
+        bind: &mut dyn FnMut(usize, usize, &wgpu::Buffer) -> wgpu::BindGroup,
+    ) -> Vec<wgpu::Buffer> {
+        let m = k.len() / d;
+        let mut keep = Vec::new();
+        for m0 in (0..m).step_by(m_piece) {
+            let mk = m_piece.min(m - m0);
+            let kb = self.buffer(
+                "candidates",
+                bytemuck::cast_slice(&k[m0 * d..(m0 + mk) * d]),
+                wgpu::BufferUsages::STORAGE,
+            );
+            let sb = self.scratch("scores", cq * mk);
+            let params = ScoreParams {
+                c: cq as u32,
+                m: mk as u32,
+                d: d as u32,
+                kind: score_code(kind),
+            };
+            let sp = self.buffer(
+                "score params",
+                bytemuck::bytes_of(&params),
+                wgpu::BufferUsages::UNIFORM,
+            );
+            let score_bind = self.bind(&self.score, &[&sp, qb, &kb, &sb]);
+            let next_bind = bind(m0, mk, &sb);
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("score then"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.score);
+            pass.set_bind_group(0, &score_bind, &[]);
+            pass.dispatch_workgroups(mk.div_ceil(16) as u32, cq.div_ceil(16) as u32, 1);
+            pass.set_pipeline(next);
+            pass.set_bind_group(0, &next_bind, &[]);
+            pass.dispatch_workgroups((cq as u32).min(65535), (cq as u32).div_ceil(65535), 1);
+            drop(pass);
+            keep.extend([kb, sb, sp]);
+        }
+        keep
+    }
+
+    /// `s[i*m + j] = score(q_i, k_j)` on the GPU, as [`crate::kernels`] does
+    /// on the CPU. Candidates and queries are cut into pieces that fit the
+    /// device's binding size and dispatch limits.
+    pub fn scores(&self, kind: Score, q: &[f32], k: &[f32], d: usize) -> Result<Vec<f32>> {
+        let (c, m) = (q.len() / d, k.len() / d);
+        let mut out = vec![0f32; c * m];
+        let (c_piece, m_piece) = self.pieces(c, m, d);
         for c0 in (0..c).step_by(c_piece) {
             let cq = c_piece.min(c - c0);
             for m0 in (0..m).step_by(m_piece) {
                 let mk = m_piece.min(m - m0);
-                let part = self.score_piece(kind, &q[c0 * d..(c0 + cq) * d], &k[m0 * d..(m0 + mk) * d], d)?;
+                let storage = wgpu::BufferUsages::STORAGE;
+                let qb = self.buffer(
+                    "queries",
+                    bytemuck::cast_slice(&q[c0 * d..(c0 + cq) * d]),
+                    storage,
+                );
+                let kb = self.buffer(
+                    "candidates",
+                    bytemuck::cast_slice(&k[m0 * d..(m0 + mk) * d]),
+                    storage,
+                );
+                let sb = self.scratch("scores", cq * mk);
+                let params = ScoreParams {
+                    c: cq as u32,
+                    m: mk as u32,
+                    d: d as u32,
+                    kind: score_code(kind),
+                };
+                let sp = self.buffer("params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
+                let bind = self.bind(&self.score, &[&sp, &qb, &kb, &sb]);
+                let mut enc = self.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    pass.set_pipeline(&self.score);
+                    pass.set_bind_group(0, &bind, &[]);
+                    pass.dispatch_workgroups(mk.div_ceil(16) as u32, cq.div_ceil(16) as u32, 1);
+                }
+                let part = self.read_back(enc, &[(&sb, cq * mk)])?;
                 for i in 0..cq {
-                    out[(c0 + i) * m + m0..(c0 + i) * m + m0 + mk]
-                        .copy_from_slice(&part[i * mk..(i + 1) * mk]);
+                    for (o, &bits) in out[(c0 + i) * m + m0..(c0 + i) * m + m0 + mk]
+                        .iter_mut()
+                        .zip(&part[0][i * mk..(i + 1) * mk])
+                    {
+                        *o = f32::from_bits(bits);
+                    }
                 }
             }
         }
@@ -268,43 +443,19 @@ impl GpuContext {
         answers: &[u32],
         known: &[Vec<u32>],
     ) -> Result<Vec<f64>> {
-        use wgpu::util::DeviceExt;
         let (c, m) = (q.len() / d, k.len() / d);
         if answers.len() != c || known.len() != c || answers.iter().any(|&a| a as usize >= m) {
             return Err(EngineError::Config("inconsistent ranking block".into()));
         }
-        let row_bytes = (d * 4) as u64;
-        let max_rows = (self.max_binding / row_bytes)
-            .min(16 * self.max_groups as u64)
-            .max(1) as usize;
-        let m_piece = max_rows.min(m.max(1));
-        let c_piece = max_rows
-            .min((self.max_binding / (4 * m_piece as u64)).max(1) as usize)
-            .min(65535 * 65535)
-            .min(c.max(1));
-        let kind_code = match kind {
-            Score::Dot => 0,
-            Score::L2 => 1,
-            Score::L1 => 2,
-        };
-        let dev = &self.device;
-        let init = |label: &str, contents: &[u8], usage| {
-            dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: if contents.is_empty() { &[0; 4] } else { contents },
-                usage,
-            })
-        };
+        let (c_piece, m_piece) = self.pieces(c, m, d);
         let storage = wgpu::BufferUsages::STORAGE;
         let mut ranks = Vec::with_capacity(c);
         for c0 in (0..c).step_by(c_piece) {
             let cq = c_piece.min(c - c0);
-            let qs = &q[c0 * d..(c0 + cq) * d];
+            // answers | filter offsets | filter entries (sorted per query)
             let mut ans_rows = Vec::with_capacity(cq * d);
-            let mut meta: Vec<u32> = answers[c0..c0 + cq].to_vec();
-            let mut entries = Vec::new();
-            meta.push(0);
-            let mut offs = Vec::with_capacity(cq);
+            let mut info: Vec<u32> = answers[c0..c0 + cq].to_vec();
+            let (mut offs, mut entries) = (vec![0u32], Vec::new());
             for i in c0..c0 + cq {
                 let a = answers[i] as usize;
                 ans_rows.extend_from_slice(&k[a * d..(a + 1) * d]);
@@ -318,102 +469,59 @@ impl GpuContext {
                 entries.extend(f);
                 offs.push(entries.len() as u32);
             }
-            meta.extend(offs);
-            meta.extend(entries);
-            let qb = init("queries", bytemuck::cast_slice(qs), storage);
-            let ab = init("answer rows", bytemuck::cast_slice(&ans_rows), storage);
-            let mb = init("answers and filters", bytemuck::cast_slice(&meta), storage);
-            let out = init(
+            info.extend(offs);
+            info.extend(entries);
+            let qb = self.buffer(
+                "queries",
+                bytemuck::cast_slice(&q[c0 * d..(c0 + cq) * d]),
+                storage,
+            );
+            let ab = self.buffer("answer rows", bytemuck::cast_slice(&ans_rows), storage);
+            let ib = self.buffer("answers and filters", bytemuck::cast_slice(&info), storage);
+            let out = self.buffer(
                 "counts",
                 &vec![0u8; 8 * cq],
                 storage | wgpu::BufferUsages::COPY_SRC,
             );
-            let mut enc =
-                dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ranks") });
-            let mut keep = Vec::new();
-            for m0 in (0..m).step_by(m_piece) {
-                let mk = m_piece.min(m - m0);
-                let kb = init(
-                    "candidates",
-                    bytemuck::cast_slice(&k[m0 * d..(m0 + mk) * d]),
-                    storage,
-                );
-                let sb = dev.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("scores"),
-                    size: (4 * cq * mk).max(4) as u64,
-                    usage: storage,
-                    mapped_at_creation: false,
-                });
-                let sp = init(
-                    "score params",
-                    bytemuck::bytes_of(&ScoreParams {
-                        c: cq as u32,
-                        m: mk as u32,
-                        d: d as u32,
-                        kind: kind_code,
-                    }),
-                    wgpu::BufferUsages::UNIFORM,
-                );
-                let rp = init(
-                    "rank params",
-                    bytemuck::cast_slice(&[cq as u32, mk as u32, d as u32, kind_code, m0 as u32, 0, 0, 0]),
-                    wgpu::BufferUsages::UNIFORM,
-                );
-                let bind = |pipe: &wgpu::ComputePipeline, bufs: &[&wgpu::Buffer]| {
-                    let entries: Vec<wgpu::BindGroupEntry> = bufs
-                        .iter()
-                        .enumerate()
-                        .map(|(i, b)| wgpu::BindGroupEntry {
-                            binding: i as u32,
-                            resource: b.as_entire_binding(),
-                        })
-                        .collect();
-                    dev.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: None,
-                        layout: &pipe.get_bind_group_layout(0),
-                        entries: &entries,
-                    })
-                };
-                let score_bind = bind(&self.score, &[&sp, &qb, &kb, &sb]);
-                let rank_bind = bind(&self.rank, &[&rp, &qb, &ab, &sb, &mb, &out]);
-                {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("ranks"),
-                        timestamp_writes: None,
-                    });
-                    pass.set_pipeline(&self.score);
-                    pass.set_bind_group(0, &score_bind, &[]);
-                    pass.dispatch_workgroups(mk.div_ceil(16) as u32, cq.div_ceil(16) as u32, 1);
-                    pass.set_pipeline(&self.rank);
-                    pass.set_bind_group(0, &rank_bind, &[]);
-                    pass.dispatch_workgroups((cq as u32).min(65535), (cq as u32).div_ceil(65535), 1);
-                }
-                keep.push((kb, sb, sp, rp));
-            }
-            let read = dev.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback"),
-                size: (8 * cq) as u64,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            enc.copy_buffer_to_buffer(&out, 0, &read, 0, (8 * cq) as u64);
-            self.queue.submit([enc.finish()]);
-            let (tx, rx) = std::sync::mpsc::channel();
-            read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
-            self.device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(gpu_err)?;
-            rx.recv().map_err(gpu_err)?.map_err(gpu_err)?;
-            let data = read.slice(..).get_mapped_range().map_err(gpu_err)?;
-            let counts = bytemuck::cast_slice::<u8, u32>(&data);
+            let mut enc = self.device.create_command_encoder(&Default::default());
+            let mut params = Vec::new();
+            let keep = self.score_then(
+                &mut enc,
+                kind,
+                &qb,
+                cq,
+                k,
+                d,
+                m_piece,
+                &self.rank,
+                &mut |m0, mk, sb| {
+                    let words = [
+                        cq as u32,
+                        mk as u32,
+                        d as u32,
+                        score_code(kind),
+                        m0 as u32,
+                        0,
+                        0,
+                        0,
+                    ];
+                    let rp = self.buffer(
+                        "rank params",
+                        bytemuck::cast_slice(&words),
+                        wgpu::BufferUsages::UNIFORM,
+                    );
+                    let bind = self.bind(&self.rank, &[&rp, &qb, &ab, sb, &ib, &out]);
+                    params.push(rp);
+                    bind
+                },
+            );
+            let counts = self.read_back(enc, &[(&out, 2 * cq)])?;
+            drop((keep, params));
             ranks.extend(
-                counts
+                counts[0]
                     .chunks_exact(2)
                     .map(|g| 1.0 + g[0] as f64 + g[1] as f64 / 2.0),
             );
-            drop(keep);
         }
         Ok(ranks)
     }
@@ -428,7 +536,6 @@ impl GpuContext {
         d: usize,
         top: usize,
     ) -> Result<Vec<Vec<(u32, f32)>>> {
-        use wgpu::util::DeviceExt;
         const NONE: u32 = u32::MAX;
         if top == 0 || top > 32 {
             return Err(EngineError::Config(
@@ -436,137 +543,44 @@ impl GpuContext {
             ));
         }
         let (c, m) = (q.len() / d, k.len() / d);
-        let row_bytes = (d * 4) as u64;
-        let max_rows = (self.max_binding / row_bytes)
-            .min(16 * self.max_groups as u64)
-            .max(1) as usize;
-        let m_piece = max_rows.min(m.max(1));
-        let c_piece = max_rows
-            .min((self.max_binding / (4 * m_piece as u64)).max(1) as usize)
-            .min(c.max(1));
-        let kind_code = match kind {
-            Score::Dot => 0,
-            Score::L2 => 1,
-            Score::L1 => 2,
-        };
-        let dev = &self.device;
-        let init = |label: &str, contents: &[u8], usage| {
-            dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: if contents.is_empty() { &[0; 4] } else { contents },
-                usage,
-            })
-        };
+        let (c_piece, m_piece) = self.pieces(c, m, d);
         let storage = wgpu::BufferUsages::STORAGE;
         let mut out = Vec::with_capacity(c);
         for c0 in (0..c).step_by(c_piece) {
             let cq = c_piece.min(c - c0);
-            let qb = init(
+            let qb = self.buffer(
                 "queries",
                 bytemuck::cast_slice(&q[c0 * d..(c0 + cq) * d]),
                 storage,
             );
-            let best_s = init(
-                "best scores",
-                &vec![0u8; 4 * cq * top],
-                storage | wgpu::BufferUsages::COPY_SRC,
+            let rw = storage | wgpu::BufferUsages::COPY_SRC;
+            let best_s = self.buffer("best scores", &vec![0u8; 4 * cq * top], rw);
+            let best_i = self.buffer("best ids", bytemuck::cast_slice(&vec![NONE; cq * top]), rw);
+            let mut enc = self.device.create_command_encoder(&Default::default());
+            let mut params = Vec::new();
+            let keep = self.score_then(
+                &mut enc,
+                kind,
+                &qb,
+                cq,
+                k,
+                d,
+                m_piece,
+                &self.topk,
+                &mut |m0, mk, sb| {
+                    let words = [cq as u32, mk as u32, top as u32, m0 as u32];
+                    let tp = self.buffer(
+                        "top-k params",
+                        bytemuck::cast_slice(&words),
+                        wgpu::BufferUsages::UNIFORM,
+                    );
+                    let bind = self.bind(&self.topk, &[&tp, sb, &best_s, &best_i]);
+                    params.push(tp);
+                    bind
+                },
             );
-            let best_i = init(
-                "best ids",
-                bytemuck::cast_slice(&vec![NONE; cq * top]),
-                storage | wgpu::BufferUsages::COPY_SRC,
-            );
-            let mut enc =
-                dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("top-k") });
-            let mut keep = Vec::new();
-            for m0 in (0..m).step_by(m_piece) {
-                let mk = m_piece.min(m - m0);
-                let kb = init(
-                    "candidates",
-                    bytemuck::cast_slice(&k[m0 * d..(m0 + mk) * d]),
-                    storage,
-                );
-                let sb = dev.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("scores"),
-                    size: (4 * cq * mk).max(4) as u64,
-                    usage: storage,
-                    mapped_at_creation: false,
-                });
-                let sp = init(
-                    "score params",
-                    bytemuck::bytes_of(&ScoreParams {
-                        c: cq as u32,
-                        m: mk as u32,
-                        d: d as u32,
-                        kind: kind_code,
-                    }),
-                    wgpu::BufferUsages::UNIFORM,
-                );
-                let tp = init(
-                    "top-k params",
-                    bytemuck::cast_slice(&[cq as u32, mk as u32, top as u32, m0 as u32]),
-                    wgpu::BufferUsages::UNIFORM,
-                );
-                let bind = |pipe: &wgpu::ComputePipeline, bufs: &[&wgpu::Buffer]| {
-                    let entries: Vec<wgpu::BindGroupEntry> = bufs
-                        .iter()
-                        .enumerate()
-                        .map(|(i, b)| wgpu::BindGroupEntry {
-                            binding: i as u32,
-                            resource: b.as_entire_binding(),
-                        })
-                        .collect();
-                    dev.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: None,
-                        layout: &pipe.get_bind_group_layout(0),
-                        entries: &entries,
-                    })
-                };
-                let score_bind = bind(&self.score, &[&sp, &qb, &kb, &sb]);
-                let topk_bind = bind(&self.topk, &[&tp, &sb, &best_s, &best_i]);
-                {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("top-k"),
-                        timestamp_writes: None,
-                    });
-                    pass.set_pipeline(&self.score);
-                    pass.set_bind_group(0, &score_bind, &[]);
-                    pass.dispatch_workgroups(mk.div_ceil(16) as u32, cq.div_ceil(16) as u32, 1);
-                    pass.set_pipeline(&self.topk);
-                    pass.set_bind_group(0, &topk_bind, &[]);
-                    pass.dispatch_workgroups((cq as u32).min(65535), (cq as u32).div_ceil(65535), 1);
-                }
-                keep.push((kb, sb, sp, tp));
-            }
-            let size = (4 * cq * top) as u64;
-            let reads: Vec<wgpu::Buffer> = [&best_s, &best_i]
-                .iter()
-                .map(|buf| {
-                    let read = dev.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("readback"),
-                        size,
-                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    });
-                    enc.copy_buffer_to_buffer(buf, 0, &read, 0, size);
-                    read
-                })
-                .collect();
-            self.queue.submit([enc.finish()]);
-            let mut back: Vec<Vec<u32>> = Vec::new();
-            for read in &reads {
-                let (tx, rx) = std::sync::mpsc::channel();
-                read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-                    let _ = tx.send(r);
-                });
-                self.device
-                    .poll(wgpu::PollType::wait_indefinitely())
-                    .map_err(gpu_err)?;
-                rx.recv().map_err(gpu_err)?.map_err(gpu_err)?;
-                let data = read.slice(..).get_mapped_range().map_err(gpu_err)?;
-                back.push(bytemuck::cast_slice::<u8, u32>(&data).to_vec());
-            }
-            drop(keep);
+            let back = self.read_back(enc, &[(&best_s, cq * top), (&best_i, cq * top)])?;
+            drop((keep, params));
             for i in 0..cq {
                 out.push(
                     (0..top)
@@ -576,93 +590,6 @@ impl GpuContext {
                 );
             }
         }
-        Ok(out)
-    }
-
-    fn score_piece(&self, kind: Score, q: &[f32], k: &[f32], d: usize) -> Result<Vec<f32>> {
-        use wgpu::util::DeviceExt;
-        let (c, m) = (q.len() / d, k.len() / d);
-        let params = ScoreParams {
-            c: c as u32,
-            m: m as u32,
-            d: d as u32,
-            kind: match kind {
-                Score::Dot => 0,
-                Score::L2 => 1,
-                Score::L1 => 2,
-            },
-        };
-        let dev = &self.device;
-        let init = |label: &str, contents: &[u8], usage| {
-            dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents,
-                usage,
-            })
-        };
-        let p = init("params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
-        let qb = init("queries", bytemuck::cast_slice(q), wgpu::BufferUsages::STORAGE);
-        let kb = init("candidates", bytemuck::cast_slice(k), wgpu::BufferUsages::STORAGE);
-        let size = (4 * c * m).max(4) as u64;
-        let sb = dev.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("scores"),
-            size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let read = dev.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let layout = self.score.get_bind_group_layout(0);
-        let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("score"),
-            layout: &layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: p.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: qb.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: kb.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: sb.as_entire_binding(),
-                },
-            ],
-        });
-        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("score") });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("score"),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&self.score);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(m.div_ceil(16) as u32, c.div_ceil(16) as u32, 1);
-        }
-        enc.copy_buffer_to_buffer(&sb, 0, &read, 0, size);
-        self.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(gpu_err)?;
-        rx.recv().map_err(gpu_err)?.map_err(gpu_err)?;
-        let data = read.slice(..).get_mapped_range().map_err(gpu_err)?;
-        let out = bytemuck::cast_slice::<u8, f32>(&data)[..c * m].to_vec();
-        drop(data);
-        read.unmap();
         Ok(out)
     }
 
@@ -685,7 +612,6 @@ impl GpuContext {
 
     /// Puts a bucket's tables on the device for a run of [`GpuContext::step`]s.
     pub fn upload(&self, d: usize, t: &StepTables<'_>) -> Result<GpuTables> {
-        use wgpu::util::DeviceExt;
         if d > 1024 || d == 0 {
             return Err(EngineError::Config(
                 "the GPU step handles dimensions 1..=1024".into(),
@@ -705,17 +631,7 @@ impl GpuContext {
         let mut state = t.node_state.to_vec();
         state.extend_from_slice(t.relation_state);
         let rw = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-        let init = |label: &str, data: &[f32]| {
-            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: if data.is_empty() {
-                    &[0; 4]
-                } else {
-                    bytemuck::cast_slice(data)
-                },
-                usage: rw,
-            })
-        };
+        let init = |label: &str, data: &[f32]| self.buffer(label, bytemuck::cast_slice(data), rw);
         Ok(GpuTables {
             d,
             node_rows,
@@ -730,7 +646,6 @@ impl GpuContext {
 
     /// Queues one training step on resident tables (see [`GpuContext::train_step`]).
     pub fn step(&self, cfg: &crate::TrainConfig, tables: &mut GpuTables, batch: &StepBatch) -> Result<()> {
-        use wgpu::util::DeviceExt;
         let d = cfg.dim;
         let (b, c, m) = (batch.sides, batch.c, batch.m);
         let (node_rows, rel_rows) = (tables.node_rows, tables.rel_rows);
@@ -822,14 +737,7 @@ impl GpuContext {
         let mut sw = batch.sgn.clone();
         sw.extend(&batch.w);
         let dev = &self.device;
-        let init = |label: &str, contents: &[u8], usage| {
-            dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                // Bindings may not be empty.
-                contents: if contents.is_empty() { &[0; 4] } else { contents },
-                usage,
-            })
-        };
+        let init = |label: &str, contents: &[u8], usage| self.buffer(label, contents, usage);
         // Scratch (q, s, g, dq, dk) is reused across steps while it is large enough.
         let need = [b * c * d, b * c * m, b * c * m, b * c * d, b * m * d];
         if tables.scratch.len() != 5
@@ -945,10 +853,7 @@ impl GpuContext {
     /// Waits for the queued steps, copies the tables back into `t` and
     /// returns the steps' summed loss.
     pub fn download(&self, tables: GpuTables, t: &mut StepTables<'_>) -> Result<f64> {
-        let dev = &self.device;
-        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("download"),
-        });
+        let enc = self.device.create_command_encoder(&Default::default());
         let n_state = tables.node_rows + tables.rel_rows;
         let mut back: Vec<(&wgpu::Buffer, usize)> = vec![
             (&tables.nodes, t.nodes.len()),
@@ -956,34 +861,11 @@ impl GpuContext {
             (&tables.state, n_state),
         ];
         back.extend(tables.losses.iter().map(|(b, n)| (b, *n)));
-        let reads: Vec<wgpu::Buffer> = back
-            .iter()
-            .map(|(buf, n)| {
-                let size = (4 * (*n).max(1)) as u64;
-                let read = dev.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("readback"),
-                    size,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                enc.copy_buffer_to_buffer(buf, 0, &read, 0, size);
-                read
-            })
+        let out: Vec<Vec<f32>> = self
+            .read_back(enc, &back)?
+            .into_iter()
+            .map(|words| words.into_iter().map(f32::from_bits).collect())
             .collect();
-        self.queue.submit([enc.finish()]);
-        let mut out: Vec<Vec<f32>> = Vec::new();
-        for (read, (_, n)) in reads.iter().zip(&back) {
-            let (tx, rx) = std::sync::mpsc::channel();
-            read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
-            self.device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(gpu_err)?;
-            rx.recv().map_err(gpu_err)?.map_err(gpu_err)?;
-            let data = read.slice(..).get_mapped_range().map_err(gpu_err)?;
-            out.push(bytemuck::cast_slice::<u8, f32>(&data)[..*n].to_vec());
-        }
         t.nodes.copy_from_slice(&out[0]);
         t.relations.copy_from_slice(&out[1]);
         t.node_state.copy_from_slice(&out[2][..tables.node_rows]);
