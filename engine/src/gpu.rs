@@ -161,59 +161,35 @@ impl GpuContext {
             ..Default::default()
         }))
         .map_err(gpu_err)?;
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("score.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/score.wgsl").into()),
-        });
-        let score = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("score"),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        let rank_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("rank.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/rank.wgsl").into()),
-        });
-        let rank = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("rank"),
-            layout: None,
-            module: &rank_module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        let topk_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("topk.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/topk.wgsl").into()),
-        });
-        let topk = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("topk"),
-            layout: None,
-            module: &topk_module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        let train_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("train.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/train.wgsl").into()),
-        });
-        let train = TRAIN_STAGES
-            .iter()
-            .map(|entry| {
-                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(entry),
-                    layout: None,
-                    module: &train_module,
-                    entry_point: Some(entry),
-                    compilation_options: Default::default(),
-                    cache: None,
+        // Pipelines (auto layouts), built once: entry points of each shader.
+        let pipelines = |label: &str, source: &str, entries: &[&str]| -> Vec<wgpu::ComputePipeline> {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+            entries
+                .iter()
+                .map(|entry| {
+                    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(entry),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some(entry),
+                        compilation_options: Default::default(),
+                        cache: None,
+                    })
                 })
-            })
-            .collect();
+                .collect()
+        };
+        let one = |label: &str, source: &str| pipelines(label, source, &["main"]).remove(0);
+        let score = one("score.wgsl", include_str!("../../shaders/score.wgsl"));
+        let rank = one("rank.wgsl", include_str!("../../shaders/rank.wgsl"));
+        let topk = one("topk.wgsl", include_str!("../../shaders/topk.wgsl"));
+        let train = pipelines(
+            "train.wgsl",
+            include_str!("../../shaders/train.wgsl"),
+            &TRAIN_STAGES,
+        );
         Ok(Some(Self {
             rank,
             topk,
