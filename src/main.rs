@@ -874,6 +874,20 @@ fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
         );
     }
     say!("  {same} of the 10 are in u0's community (the generator puts 80% of follows there; chance is 1 in 20)");
+    say!("== the same question in the query language: friends of friends, ranked by the model");
+    let text = "MATCH (a:User {key: $k})-[:Follows]->()-[:Follows]->(c)\n\
+                WHERE c <> a AND NOT (a)-[:Follows]->(c)\n\
+                RETURN DISTINCT c.key AS who, quiver.score(a, 'Follows', c) AS score\n\
+                ORDER BY score DESC LIMIT 5";
+    for line in text.lines() {
+        say!("  {line}");
+    }
+    let graph = quiver::Graph::new(db);
+    let rows = graph.query(text, &quiver::Params::from([("k".into(), "u0".into())]))?;
+    for line in rows.to_table().lines() {
+        say!("  {line}");
+    }
+    let db = graph.database();
     say!("== check");
     let report = db.check()?;
     say!(
@@ -884,7 +898,7 @@ fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
             format!("{:?}", report.problems)
         }
     );
-    drop(db);
+    drop(graph);
     std::fs::remove_dir_all(&dir).ok();
     if !report.ok() {
         bail!("demo database failed its check");
