@@ -281,44 +281,38 @@ impl Ctx<'_> {
     /// made, so the steady state copies into one warm buffer.
     fn expand_lazy<'s>(&'s self, step: &'s Step, r: Result<Row>) -> RowIter<'s> {
         let row = match r {
-            Ok(row) => std::rc::Rc::new(row),
+            Ok(row) => row,
             Err(e) => return Box::new(std::iter::once(Err(e))),
         };
         let Value::Node { ty, id } = row[step.from] else {
             return Box::new(std::iter::empty());
         };
         let c = self.snap.catalog();
-        let rels = self.step_rels(step, ty, id);
-        Box::new(rels.into_iter().flat_map(move |(rel, d)| {
-            let def = &c.relations[rel as usize];
-            let to_ty = if d == Direction::Out { def.dst } else { def.src };
-            let wanted = step.to_types.as_ref().is_none_or(|t| t.contains(&to_ty));
-            let nbrs = if wanted {
-                self.snap.neighbors(rel, id, d)
-            } else {
-                Neighbors::Base(&[])
-            };
-            // An undirected step meets a self-loop from both sides; keep it once.
-            let skip_self = step.dir == Dir::Both && d == Direction::In && def.src == def.dst;
-            let row = row.clone();
-            (0..nbrs.len()).filter_map(move |i| {
-                let n = nbrs[i];
-                if let Err(e) = self.tick() {
-                    return Some(Err(e));
-                }
-                let e = match d {
-                    Direction::Out => Value::Edge { rel, src: id, dst: n },
-                    Direction::In => Value::Edge { rel, src: n, dst: id },
-                };
-                if (skip_self && n == id) || !self.unique(step, &row, &e) {
-                    return None;
-                }
-                let mut r = self.copy(&row);
-                r[step.edge] = e;
-                r[step.to] = Value::Node { ty: to_ty, id: n };
-                Some(Ok(r))
+        let lists = self
+            .step_rels(step, ty, id)
+            .into_iter()
+            .filter_map(|(rel, d)| {
+                let def = &c.relations[rel as usize];
+                let to_ty = if d == Direction::Out { def.dst } else { def.src };
+                step.to_types
+                    .as_ref()
+                    .is_none_or(|t| t.contains(&to_ty))
+                    .then(|| {
+                        // An undirected step meets a self-loop from both sides; keep it once.
+                        let skip_self = step.dir == Dir::Both && d == Direction::In && def.src == def.dst;
+                        (rel, d, to_ty, skip_self, self.snap.neighbors(rel, id, d))
+                    })
             })
-        }))
+            .collect();
+        Box::new(Expansion {
+            ctx: self,
+            step,
+            row,
+            id,
+            lists,
+            list: 0,
+            at: 0,
+        })
     }
 
     /// Whether `e` differs from the edges already bound in the same MATCH.
@@ -1302,6 +1296,49 @@ impl AggState {
             AggState::Avg(s, n) => Value::Float(s / n as f64),
             AggState::Min(m) | AggState::Max(m) => m.unwrap_or(Value::Null),
             AggState::Collect(l, _) => Value::List(l),
+        }
+    }
+}
+
+/// The rows of one expansion, one neighbour at a time (see `expand_lazy`).
+struct Expansion<'s, 'a> {
+    ctx: &'s Ctx<'a>,
+    step: &'s Step,
+    row: Row,
+    id: u32,
+    /// Per relation and direction: (relation, direction, type reached, skip self-loops, neighbours).
+    lists: Vec<(u32, Direction, u32, bool, Neighbors<'s>)>,
+    list: usize,
+    at: usize,
+}
+
+impl Iterator for Expansion<'_, '_> {
+    type Item = Result<Row>;
+
+    fn next(&mut self) -> Option<Result<Row>> {
+        loop {
+            let (rel, d, to_ty, skip_self, nbrs) = self.lists.get(self.list)?;
+            let Some(&n) = nbrs.get(self.at) else {
+                self.list += 1;
+                self.at = 0;
+                continue;
+            };
+            self.at += 1;
+            if let Err(e) = self.ctx.tick() {
+                return Some(Err(e));
+            }
+            let (rel, id) = (*rel, self.id);
+            let e = match d {
+                Direction::Out => Value::Edge { rel, src: id, dst: n },
+                Direction::In => Value::Edge { rel, src: n, dst: id },
+            };
+            if (*skip_self && n == id) || !self.ctx.unique(self.step, &self.row, &e) {
+                continue;
+            }
+            let mut r = self.ctx.copy(&self.row);
+            r[self.step.edge] = e;
+            r[self.step.to] = Value::Node { ty: *to_ty, id: n };
+            return Some(Ok(r));
         }
     }
 }

@@ -119,7 +119,23 @@ impl Value {
 
 impl PartialEq for Value {
     fn eq(&self, other: &Self) -> bool {
-        self.total_cmp(other) == Ordering::Equal
+        // Nodes and edges, the common case while matching, compare directly.
+        match (self, other) {
+            (Value::Node { ty: a, id: b }, Value::Node { ty: c, id: d }) => a == c && b == d,
+            (
+                Value::Edge {
+                    rel: a,
+                    src: b,
+                    dst: c,
+                },
+                Value::Edge {
+                    rel: x,
+                    src: y,
+                    dst: z,
+                },
+            ) => a == x && b == y && c == z,
+            _ => self.total_cmp(other) == Ordering::Equal,
+        }
     }
 }
 
