@@ -29,6 +29,19 @@ fn before(a: f32, ai: u32, b: f32, bi: u32) -> bool {
     return a > b || (a == b && ai < bi);
 }
 
+// Inserts (v, idx) into a best-first list of p.k entries if it ranks in it.
+fn insert(ls: ptr<function, array<f32, 32>>, li: ptr<function, array<u32, 32>>, v: f32, idx: u32) {
+    if (!before(v, idx, (*ls)[p.k - 1u], (*li)[p.k - 1u])) { return; }
+    var t = p.k - 1u;
+    while (t > 0u && before(v, idx, (*ls)[t - 1u], (*li)[t - 1u])) {
+        (*ls)[t] = (*ls)[t - 1u];
+        (*li)[t] = (*li)[t - 1u];
+        t -= 1u;
+    }
+    (*ls)[t] = v;
+    (*li)[t] = idx;
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let row = wid.x + wid.y * 65535u;
@@ -41,16 +54,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let v = s[row * p.mk + j];
         let idx = p.m0 + j;
         if (v != v) { continue; } // NaN
-        if (!before(v, idx, ls[p.k - 1u], li[p.k - 1u])) { continue; }
-        // Insert, keeping the list sorted best first.
-        var t = p.k - 1u;
-        while (t > 0u && before(v, idx, ls[t - 1u], li[t - 1u])) {
-            ls[t] = ls[t - 1u];
-            li[t] = li[t - 1u];
-            t -= 1u;
-        }
-        ls[t] = v;
-        li[t] = idx;
+        insert(&ls, &li, v, idx);
     }
     for (var t = 0u; t < p.k; t++) {
         cand_s[lid * p.k + t] = ls[t];
@@ -66,17 +70,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             out_i[t] = best_i[row * p.k + t];
         }
         for (var c = 0u; c < 64u * p.k; c++) {
-            let v = cand_s[c];
-            let idx = cand_i[c];
-            if (!before(v, idx, out_s[p.k - 1u], out_i[p.k - 1u])) { continue; }
-            var t = p.k - 1u;
-            while (t > 0u && before(v, idx, out_s[t - 1u], out_i[t - 1u])) {
-                out_s[t] = out_s[t - 1u];
-                out_i[t] = out_i[t - 1u];
-                t -= 1u;
-            }
-            out_s[t] = v;
-            out_i[t] = idx;
+            insert(&out_s, &out_i, cand_s[c], cand_i[c]);
         }
         for (var t = 0u; t < p.k; t++) {
             best_s[row * p.k + t] = out_s[t];

@@ -926,7 +926,7 @@ impl Ctx<'_> {
                         None => Value::Bool(true),
                         Some(e) => self.eval(e, &row)?,
                     };
-                    st.add(agg, v)?;
+                    st.add(v)?;
                 }
                 self.recycle(row);
             }
@@ -1021,7 +1021,12 @@ impl Ctx<'_> {
                 other => Err(runtime(format!("a node key is a string, not {}", kind(&other)))),
             }
         };
-        let node_ref = |src: &NodeSrc, want: u32, row: &Row, rel: &str| -> Result<Option<NodeRef>> {
+        let node_ref = |src: &NodeSrc,
+                        want: u32,
+                        row: &Row,
+                        def: &quiver_storage::RelationDef|
+         -> Result<Option<NodeRef>> {
+            let rel = &def.name;
             let (ty, r) = match src {
                 NodeSrc::New { ty, key } => (*ty, NodeRef::Key(key_of(key, row)?)),
                 NodeSrc::Bound(s) => match row[*s] {
@@ -1033,8 +1038,8 @@ impl Ctx<'_> {
             if ty != want {
                 return Err(runtime(format!(
                     "{rel} joins {} to {}: a {} cannot be an end of it",
-                    c.type_name(c.relations[c.relations.iter().position(|r| r.name == rel).unwrap_or(0)].src),
-                    c.type_name(c.relations[c.relations.iter().position(|r| r.name == rel).unwrap_or(0)].dst),
+                    c.type_name(def.src),
+                    c.type_name(def.dst),
                     c.type_name(ty)
                 )));
             }
@@ -1065,8 +1070,8 @@ impl Ctx<'_> {
                     } => {
                         let def = &c.relations[*rel as usize];
                         let (Some(s), Some(d)) = (
-                            node_ref(src, def.src, &row, &def.name)?,
-                            node_ref(dst, def.dst, &row, &def.name)?,
+                            node_ref(src, def.src, &row, def)?,
+                            node_ref(dst, def.dst, &row, def)?,
                         ) else {
                             continue;
                         };
@@ -1252,7 +1257,7 @@ impl AggState {
         }
     }
 
-    fn add(&mut self, _a: &Agg, v: Value) -> Result<()> {
+    fn add(&mut self, v: Value) -> Result<()> {
         if matches!(v, Value::Null) {
             return Ok(());
         }
