@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
@@ -60,10 +61,26 @@ fn lock_dir(dir: &Path) -> Result<File> {
 
 /// Opens sled, turning a panic inside it (which some damaged files cause)
 /// into a corruption error rather than taking the host process down.
+///
+/// The caller already holds quiver's own lock, so sled's lock can only be
+/// busy because a `sled::Db` this process just dropped still has background
+/// threads finishing their writes (sled's own tests block on it for the same
+/// reason); that is waited out for up to ten seconds.
 fn open_sled(dir: &Path) -> Result<sled::Db> {
     let path = dir.join(CATALOG_DIR);
-    let cfg = sled::Config::new().path(&path);
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || cfg.open())) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let opened = loop {
+        let cfg = sled::Config::new().path(&path);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || cfg.open())) {
+            Ok(Err(sled::Error::Io(e)))
+                if e.to_string().starts_with("could not acquire lock") && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => break other,
+        }
+    };
+    match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(sled::Error::Corruption { .. })) => {
             Err(CorruptionError::new(&path, "sled reports a damaged log").into())
