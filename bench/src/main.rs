@@ -16,6 +16,9 @@
 //!   GPU beside it (`scripts/gpu-check.sh` runs it on a lent machine).
 //! - `quiver-bench query --data DIR [--queries N]`: latency of prepared
 //!   queries through `Graph::execute` (the Kùzu anchor's queries).
+//! - `quiver-bench knn [--n N] [--dim D] [--queries Q] [--k K]`: exact top-k
+//!   by inner product over random unit vectors (the faiss anchor's setting):
+//!   batched queries/s and single-query latency on the CPU backend.
 
 use std::hint::black_box;
 use std::io::Write;
@@ -349,9 +352,66 @@ fn bench_scale(
     json!({"bench": "quiver_scale", "runs": runs})
 }
 
+/// `n × dim` standard-normal rows scaled to unit length (as the faiss anchor's data).
+fn unit_rows(rng: &mut Rng, n: usize, dim: usize) -> Vec<f32> {
+    let mut normal = || {
+        // Box-Muller from two uniforms in (0, 1].
+        let u = |r: &mut Rng| ((r.next() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let (a, b) = (u(rng), u(rng));
+        ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()) as f32
+    };
+    let mut rows: Vec<f32> = (0..n * dim).map(|_| normal()).collect();
+    for r in rows.chunks_exact_mut(dim) {
+        let norm = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+        r.iter_mut().for_each(|x| *x /= norm);
+    }
+    rows
+}
+
+/// Exact top-k by inner product: batched queries/s (median of 5) and
+/// single-query latency (all threads, and one thread, as faiss is run).
+fn bench_knn(n: usize, dim: usize, queries: usize, k: usize) -> serde_json::Value {
+    use quiver_engine::{Index, Metric};
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let rows = unit_rows(&mut rng, n, dim);
+    let q = unit_rows(&mut rng, queries, dim);
+    let index = Index::new(Metric::Dot, &rows, dim);
+    let none = |_: usize, _: u32| false;
+    let batched: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(index.search(&q, k, &none));
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let batched = median(batched);
+    let single = |index: &Index<'_>| {
+        let mut lat: Vec<f64> = q
+            .chunks_exact(dim)
+            .map(|one| {
+                let t = Instant::now();
+                black_box(index.search(one, k, &none));
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        let total: f64 = lat.iter().sum();
+        lat.sort_by(f64::total_cmp);
+        json!({"qps": queries as f64 / total, "median_us": percentile(&lat, 0.5) * 1e6, "p99_us": percentile(&lat, 0.99) * 1e6})
+    };
+    let single_all = single(&index);
+    let index1 = Index::new(Metric::Dot, &rows, dim).with_threads(1);
+    json!({
+        "bench": "quiver_knn", "n": n, "dim": dim, "queries": queries, "k": k,
+        "threads": std::thread::available_parallelism().map_or(1, |t| t.get()),
+        "batched": {"search_s": batched, "qps": queries as f64 / batched, "gflops": 2.0 * (n * dim * queries) as f64 / batched / 1e9},
+        "single": single_all,
+        "single_1thread": single(&index1),
+    })
+}
+
 fn usage() -> ! {
     eprintln!(
-        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | scale --quiver BIN [--nodes N] [--edges M] | gpu --data DIR [--epochs N]"
+        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | scale --quiver BIN [--nodes N] [--edges M] | gpu --data DIR [--epochs N] | knn [--n N] [--dim D] [--queries Q] [--k K]"
     );
     std::process::exit(2);
 }
@@ -512,6 +572,14 @@ fn main() {
             let data = get("--data").unwrap_or_else(|| usage());
             let epochs = get("--epochs").map_or(3, |e| e.parse().unwrap_or(3));
             println!("{}", bench_gpu(Path::new(&data), epochs));
+            return;
+        }
+        Some("knn") => {
+            let num = |f: &str, d: usize| get(f).map_or(d, |v| v.parse().unwrap_or(d));
+            println!(
+                "{}",
+                bench_knn(num("--n", 14_541), num("--dim", 200), num("--queries", 2000), num("--k", 10))
+            );
             return;
         }
         Some("query") => {

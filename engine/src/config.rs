@@ -49,6 +49,33 @@ pub enum Optimizer {
     Sgd,
 }
 
+/// Edges of one relation left out of training, so that a model can be
+/// judged on them ([`crate::recall`]); which ones is a function of the seed
+/// and the edge alone, so that evaluation finds the same set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Holdout {
+    /// Relation id.
+    pub relation: u32,
+    /// Share of that relation's edges held out, in (0, 1).
+    pub fraction: f64,
+    /// Seed of the split.
+    pub seed: u64,
+}
+
+impl Holdout {
+    /// True when edge (`rel`, `src`, `dst`) is held out.
+    pub fn holds(&self, rel: u32, src: u32, dst: u32) -> bool {
+        if rel != self.relation {
+            return false;
+        }
+        let mut z = self.seed ^ ((src as u64) << 32 | dst as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        ((z >> 11) as f64 / (1u64 << 53) as f64) < self.fraction
+    }
+}
+
 /// Everything a training run needs to know; stored with the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -108,6 +135,8 @@ pub struct TrainConfig {
     /// Training threads (0: one per core). With more than one, updates race
     /// as in PBG's Hogwild and runs are no longer bit-for-bit repeatable.
     pub threads: usize,
+    /// Edges left out of training (for recall evaluation).
+    pub holdout: Option<Holdout>,
 }
 
 impl Default for TrainConfig {
@@ -136,6 +165,7 @@ impl Default for TrainConfig {
             threads: 0,
             memory_budget_mib: 0,
             gpu_chunks: 32,
+            holdout: None,
         }
     }
 }
@@ -177,6 +207,9 @@ impl TrainConfig {
         }
         if !self.adversarial_temperature.is_finite() || self.adversarial_temperature < 0.0 {
             return bad("adversarial_temperature must be finite and not negative");
+        }
+        if self.holdout.as_ref().is_some_and(|h| !(h.fraction > 0.0 && h.fraction < 1.0)) {
+            return bad("holdout fraction must be in (0, 1)");
         }
         if !self.margin.is_finite() || !self.init_scale.is_finite() || self.init_scale <= 0.0 {
             return bad("margin and init_scale must be finite (init_scale > 0)");

@@ -7,6 +7,7 @@ use crate::config::{Loss, Score};
 
 const LANES: usize = 16;
 
+#[inline(always)]
 fn reduce(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
     let mut acc = [0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -22,6 +23,68 @@ fn reduce(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
 /// a · b
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     reduce(a, b, |x, y| x * y)
+}
+
+/// `out[j] = q · rows_j` for the `d`-wide rows of `rows`: one query against
+/// a block, bound by the per-row horizontal sum unless wide registers are
+/// used, so AVX2 + FMA intrinsics where the CPU has them (the baseline
+/// x86-64 target gives LLVM only SSE2, and it vectorizes this 2 wide).
+pub(crate) fn dots(q: &[f32], rows: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU was just found to support AVX2 and FMA, the only
+        // requirements of `dots_avx2`'s target features.
+        #[allow(unsafe_code)]
+        unsafe {
+            return dots_avx2(q, rows, out);
+        }
+    }
+    for (x, o) in rows.chunks_exact(q.len()).zip(out) {
+        *o = dot(q, x);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dots_avx2(q: &[f32], rows: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let d = q.len();
+    for (x, o) in rows.chunks_exact(d).zip(out) {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        // SAFETY (all loads below): `i + 32 <= d` or `i + 8 <= d` is checked
+        // before each read of 8 floats at offset `i + 8l` of `q` and of `x`,
+        // both `d` long; unaligned loads have no alignment requirement.
+        #[allow(unsafe_code)]
+        unsafe {
+            while i + 32 <= d {
+                for (l, a) in acc.iter_mut().enumerate() {
+                    let (pq, px) = (q.as_ptr().add(i + 8 * l), x.as_ptr().add(i + 8 * l));
+                    *a = _mm256_fmadd_ps(_mm256_loadu_ps(pq), _mm256_loadu_ps(px), *a);
+                }
+                i += 32;
+            }
+            while i + 8 <= d {
+                acc[0] = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(q.as_ptr().add(i)),
+                    _mm256_loadu_ps(x.as_ptr().add(i)),
+                    acc[0],
+                );
+                i += 8;
+            }
+        }
+        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` holds exactly the 8 floats stored.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm256_storeu_ps(lanes.as_mut_ptr(), sum)
+        };
+        let tail: f32 = q[i..].iter().zip(&x[i..]).map(|(a, b)| a * b).sum();
+        *o = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+            + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
+            + tail;
+    }
 }
 
 /// The score of query `q` against candidate `k`: for distances the query is

@@ -10,13 +10,18 @@ mod config;
 mod eval;
 mod gpu;
 mod kernels;
+mod mixture;
 mod model;
+pub mod recall;
+mod retrieval;
 mod train;
 
-pub use config::{Loss, Optimizer, Regularizer, Score, TrainConfig};
+pub use config::{Holdout, Loss, Optimizer, Regularizer, Score, TrainConfig};
 pub use eval::{evaluate, read_triples, EvalReport, Triple};
 pub use gpu::{AdapterChoice, GpuContext, StepBatch, StepTables};
+pub use mixture::{kmeans, KMeans, Mixtures};
 pub use model::Model;
+pub use retrieval::{Index, Metric};
 pub use train::{resume, resume_on, train, train_on, EpochStats, TrainEvent};
 
 /// Everything that can go wrong in the engine.

@@ -13,6 +13,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
+use crate::retrieval::{Index, Metric};
 use crate::{EngineError, Result};
 
 /// Embeddings of every node and relation, in memory.
@@ -131,29 +132,21 @@ impl Model {
 
     /// The `k` best nodes of type `ty` for query `q` by [`Model::compare`],
     /// best first (ties by id), leaving out those for which `skip` is true.
-    pub fn top_k(&self, q: &[f32], ty: u32, k: usize, skip: &dyn Fn(u32) -> bool) -> Vec<(u32, f32)> {
+    pub fn top_k(
+        &self,
+        q: &[f32],
+        ty: u32,
+        k: usize,
+        skip: &(dyn Fn(u32) -> bool + Sync),
+    ) -> Vec<(u32, f32)> {
         let d = self.dim();
-        let Some(table) = self.nodes.get(ty as usize) else {
-            return Vec::new();
-        };
-        if q.len() != d || k == 0 {
-            return Vec::new();
+        match self.nodes.get(ty as usize) {
+            Some(table) if q.len() == d => Index::new(Metric::of_score(self.config.score), table, d)
+                .search(q, k, &|_, id| skip(id))
+                .pop()
+                .unwrap_or_default(),
+            _ => Vec::new(),
         }
-        let mut s = vec![0.0; table.len() / d];
-        crate::kernels::scores(self.config.score, q, table, d, &mut s);
-        let mut best: Vec<(u32, f32)> = s
-            .into_iter()
-            .enumerate()
-            .filter(|&(i, x)| !x.is_nan() && !skip(i as u32))
-            .map(|(i, x)| (i as u32, x))
-            .collect();
-        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if best.len() > k {
-            best.select_nth_unstable_by(k - 1, order);
-            best.truncate(k);
-        }
-        best.sort_unstable_by(order);
-        best
     }
 
     /// Loads model `name` from `db`, assembling its partitions, and checks

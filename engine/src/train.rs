@@ -513,7 +513,12 @@ fn plan_chunks(
     edges: &[BucketEdge],
     rng: &mut Xoshiro256PlusPlus,
 ) -> (Vec<u32>, Vec<Chunk>) {
-    let mut order: Vec<u32> = (0..edges.len() as u32).collect();
+    let mut order: Vec<u32> = (0..edges.len() as u32)
+        .filter(|&e| {
+            let e = &edges[e as usize];
+            !cfg.holdout.as_ref().is_some_and(|h| h.holds(e.rel, e.src, e.dst))
+        })
+        .collect();
     order.sort_unstable_by_key(|&e| edges[e as usize].rel);
     let mut chunks: Vec<Chunk> = Vec::new();
     let mut start = 0;

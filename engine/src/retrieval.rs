@@ -1,0 +1,359 @@
+//! Exact nearest-neighbour search over a table of embeddings: blocks of
+//! queries against blocks of rows through one matrix product each (L1 has no
+//! product form and is scored row by row), a running top-k per query, and the
+//! work split over threads by queries, or by rows for a single query.
+
+use crate::config::Score;
+use crate::kernels;
+
+/// How neighbours are ranked; higher scores are better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// q · x
+    Dot,
+    /// q · x / (‖q‖ ‖x‖); rows or queries of norm 0 score 0.
+    Cosine,
+    /// −‖q − x‖₂
+    L2,
+    /// −‖q − x‖₁
+    L1,
+}
+
+impl Metric {
+    /// The metric that ranks like a model's score (TransE's translated
+    /// queries compared by distance, or by dot product).
+    pub fn of_score(score: Score) -> Self {
+        match score {
+            Score::Dot => Metric::Dot,
+            Score::L2 => Metric::L2,
+            Score::L1 => Metric::L1,
+        }
+    }
+
+    /// Parses `dot`, `cosine`, `l2` or `l1`.
+    pub fn parse(s: &str) -> crate::Result<Self> {
+        Ok(match s {
+            "dot" => Metric::Dot,
+            "cosine" => Metric::Cosine,
+            "l2" => Metric::L2,
+            "l1" => Metric::L1,
+            other => {
+                return Err(crate::EngineError::Config(format!(
+                    "metric `{other}`: expected dot, cosine, l2 or l1"
+                )))
+            }
+        })
+    }
+}
+
+/// Rows per block of the score matrix, and queries per block.
+const ROW_BLOCK: usize = 2048;
+const QUERY_BLOCK: usize = 128;
+/// Below this many queries in a block, rows are scored by direct dot products.
+const DIRECT_BELOW: usize = 8;
+
+/// The best `k` (id, score) seen so far, best first; among equal scores the
+/// lower id, because ids arrive in increasing order and an equal score never
+/// displaces an earlier one.
+pub(crate) struct TopK {
+    k: usize,
+    items: Vec<(u32, f32)>,
+}
+
+impl TopK {
+    pub(crate) fn new(k: usize) -> Self {
+        Self {
+            k,
+            items: Vec::with_capacity(k + 1),
+        }
+    }
+
+    /// The score a candidate must beat to enter.
+    fn floor(&self) -> f32 {
+        if self.items.len() < self.k {
+            f32::NEG_INFINITY
+        } else {
+            self.items[self.k - 1].1
+        }
+    }
+
+    fn push(&mut self, id: u32, s: f32) {
+        let at = self.items.partition_point(|&(_, x)| x >= s);
+        self.items.insert(at, (id, s));
+        self.items.truncate(self.k);
+    }
+
+    /// Scores `s` of rows `first..`, leaving out ids for which `exclude` holds.
+    pub(crate) fn offer(&mut self, first: u32, s: &[f32], exclude: &dyn Fn(u32) -> bool) {
+        if self.k == 0 {
+            return;
+        }
+        let mut floor = self.floor();
+        for (j, &x) in s.iter().enumerate() {
+            // NaN never passes `>`; an equal score keeps the earlier id.
+            if x > floor || (floor == f32::NEG_INFINITY && x == floor) {
+                let id = first + j as u32;
+                if !exclude(id) {
+                    self.push(id, x);
+                    floor = self.floor();
+                }
+            }
+        }
+    }
+
+    /// Merges lists of disjoint row ranges into the best `k`.
+    fn merge(k: usize, lists: impl IntoIterator<Item = Vec<(u32, f32)>>) -> Vec<(u32, f32)> {
+        let mut all: Vec<(u32, f32)> = lists.into_iter().flatten().collect();
+        all.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(k);
+        all
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<(u32, f32)> {
+        self.items
+    }
+}
+
+/// An exact index over `rows` (row-major, `dim` columns), with the per-row
+/// norms its metric needs computed once.
+pub struct Index<'a> {
+    metric: Metric,
+    dim: usize,
+    rows: &'a [f32],
+    /// Cosine: 1/‖x‖ (0 for a zero row); L2: ‖x‖²; otherwise empty.
+    norms: Vec<f32>,
+    threads: usize,
+}
+
+impl<'a> Index<'a> {
+    /// An index over `rows`; `rows.len()` must be a multiple of `dim`.
+    pub fn new(metric: Metric, rows: &'a [f32], dim: usize) -> Self {
+        assert!(dim > 0 && rows.len() % dim == 0, "rows must be whole rows of dim");
+        let norms = match metric {
+            Metric::Cosine => rows
+                .chunks_exact(dim)
+                .map(|r| inverse_norm(kernels::dot(r, r)))
+                .collect(),
+            Metric::L2 => rows.chunks_exact(dim).map(|r| kernels::dot(r, r)).collect(),
+            Metric::Dot | Metric::L1 => Vec::new(),
+        };
+        Self {
+            metric,
+            dim,
+            rows,
+            norms,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    /// Searches with at most `threads` threads (default: one per core).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len() / self.dim
+    }
+
+    /// True when the index has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The metric.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    /// The `k` best rows for each query in `queries` (row-major, `dim`
+    /// columns), best first, ties to the lower id; `exclude(i, id)` leaves
+    /// row `id` out of query `i`'s answer (asked only of rows that would
+    /// enter it). NaN scores never enter.
+    pub fn search(
+        &self,
+        queries: &[f32],
+        k: usize,
+        exclude: &(dyn Fn(usize, u32) -> bool + Sync),
+    ) -> Vec<Vec<(u32, f32)>> {
+        let d = self.dim;
+        assert!(queries.len() % d == 0, "queries must be whole rows of dim");
+        let nq = queries.len() / d;
+        let n = self.len();
+        if nq == 0 {
+            return Vec::new();
+        }
+        if k == 0 || n == 0 {
+            return vec![Vec::new(); nq];
+        }
+        let threads = self.threads.min(nq.max(n / ROW_BLOCK)).max(1);
+        if nq >= threads {
+            // Split the queries.
+            let per = nq.div_ceil(threads);
+            let mut out: Vec<Vec<(u32, f32)>> = Vec::with_capacity(nq);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..nq)
+                    .step_by(per)
+                    .map(|q0| {
+                        let q1 = (q0 + per).min(nq);
+                        s.spawn(move || self.search_range(&queries[q0 * d..q1 * d], q0, 0..n, k, exclude))
+                    })
+                    .collect();
+                for h in handles {
+                    out.extend(h.join().expect("search thread panicked"));
+                }
+            });
+            out
+        } else {
+            // Few queries: split the rows and merge.
+            let per = n.div_ceil(threads);
+            let parts: Vec<Vec<Vec<(u32, f32)>>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..n)
+                    .step_by(per)
+                    .map(|r0| s.spawn(move || self.search_range(queries, 0, r0..(r0 + per).min(n), k, exclude)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("search thread panicked"))
+                    .collect()
+            });
+            (0..nq)
+                .map(|i| TopK::merge(k, parts.iter().map(|p| p[i].clone())))
+                .collect()
+        }
+    }
+
+    /// Queries `queries` (numbered from `first`) against rows `range`.
+    fn search_range(
+        &self,
+        queries: &[f32],
+        first: usize,
+        range: std::ops::Range<usize>,
+        k: usize,
+        exclude: &(dyn Fn(usize, u32) -> bool + Sync),
+    ) -> Vec<Vec<(u32, f32)>> {
+        let d = self.dim;
+        let nq = queries.len() / d;
+        let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
+        let mut s = vec![0f32; QUERY_BLOCK.min(nq) * ROW_BLOCK.min(range.len())];
+        for q0 in (0..nq).step_by(QUERY_BLOCK) {
+            let q1 = (q0 + QUERY_BLOCK).min(nq);
+            let q = &queries[q0 * d..q1 * d];
+            let qn: Vec<f32> = match self.metric {
+                Metric::Cosine => q.chunks_exact(d).map(|r| inverse_norm(kernels::dot(r, r))).collect(),
+                Metric::L2 => q.chunks_exact(d).map(|r| kernels::dot(r, r)).collect(),
+                Metric::Dot | Metric::L1 => Vec::new(),
+            };
+            for r0 in range.clone().step_by(ROW_BLOCK) {
+                let r1 = (r0 + ROW_BLOCK).min(range.end);
+                let m = r1 - r0;
+                let block = &self.rows[r0 * d..r1 * d];
+                let s = &mut s[..(q1 - q0) * m];
+                match self.metric {
+                    Metric::L1 => kernels::scores(Score::L1, q, block, d, s),
+                    // A matrix product packs the block first: not worth it for a few queries.
+                    _ if q1 - q0 < DIRECT_BELOW => {
+                        for (qi, row) in q.chunks_exact(d).zip(s.chunks_exact_mut(m)) {
+                            kernels::dots(qi, block, row);
+                        }
+                    }
+                    _ => kernels::scores(Score::Dot, q, block, d, s),
+                }
+                for (i, row) in s.chunks_exact_mut(m).enumerate() {
+                    match self.metric {
+                        Metric::Cosine => {
+                            for (x, inv) in row.iter_mut().zip(&self.norms[r0..r1]) {
+                                *x *= inv * qn[i];
+                            }
+                        }
+                        Metric::L2 => {
+                            for (x, nx) in row.iter_mut().zip(&self.norms[r0..r1]) {
+                                *x = -(qn[i] + nx - 2.0 * *x).max(0.0).sqrt();
+                            }
+                        }
+                        Metric::Dot | Metric::L1 => {}
+                    }
+                    let qi = first + q0 + i;
+                    tops[q0 + i].offer(r0 as u32, row, &|id| exclude(qi, id));
+                }
+            }
+        }
+        tops.into_iter().map(TopK::into_vec).collect()
+    }
+}
+
+fn inverse_norm(sq: f32) -> f32 {
+    if sq > 0.0 {
+        1.0 / sq.sqrt()
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(metric: Metric, rows: &[f32], q: &[f32], d: usize, k: usize, skip: u32) -> Vec<(u32, f64)> {
+        let mut all: Vec<(u32, f64)> = rows
+            .chunks_exact(d)
+            .enumerate()
+            .filter(|&(i, _)| i as u32 % 7 != skip)
+            .map(|(i, x)| {
+                let dot: f64 = q.iter().zip(x).map(|(&a, &b)| a as f64 * b as f64).sum();
+                let nq: f64 = q.iter().map(|&a| (a as f64).powi(2)).sum::<f64>().sqrt();
+                let nx: f64 = x.iter().map(|&a| (a as f64).powi(2)).sum::<f64>().sqrt();
+                let s = match metric {
+                    Metric::Dot => dot,
+                    Metric::Cosine => dot / (nq * nx),
+                    Metric::L2 => -q.iter().zip(x).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum::<f64>().sqrt(),
+                    Metric::L1 => -q.iter().zip(x).map(|(&a, &b)| (a as f64 - b as f64).abs()).sum::<f64>(),
+                };
+                (i as u32, s)
+            })
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(k);
+        all
+    }
+
+    #[test]
+    fn matches_an_f64_sort_for_every_metric_and_split() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        for (n, d, nq) in [(5000, 24, 3), (300, 7, 1), (4100, 33, 300)] {
+            let rows: Vec<f32> = (0..n * d).map(|_| rand()).collect();
+            let queries: Vec<f32> = (0..nq * d).map(|_| rand()).collect();
+            for metric in [Metric::Dot, Metric::Cosine, Metric::L2, Metric::L1] {
+                for threads in [1, 3] {
+                    let index = Index::new(metric, &rows, d).with_threads(threads);
+                    let got = index.search(&queries, 10, &|i, id| id % 7 == i as u32 % 7);
+                    for (i, q) in queries.chunks_exact(d).enumerate() {
+                        let want = reference(metric, &rows, q, d, 10, i as u32 % 7);
+                        let ids: Vec<u32> = got[i].iter().map(|p| p.0).collect();
+                        let want_ids: Vec<u32> = want.iter().map(|p| p.0).collect();
+                        assert_eq!(ids, want_ids, "{metric:?} n={n} d={d} query {i} threads {threads}");
+                        for (g, w) in got[i].iter().zip(&want) {
+                            assert!((g.1 as f64 - w.1).abs() <= 1e-4 * w.1.abs().max(1.0), "{metric:?}: {} vs {}", g.1, w.1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ties_go_to_the_lower_id_and_nan_never_enters() {
+        let rows = [1.0, 1.0, f32::NAN, 1.0, 0.5];
+        let index = Index::new(Metric::Dot, &rows, 1).with_threads(2);
+        let got = index.search(&[1.0], 3, &|_, _| false);
+        assert_eq!(got, vec![vec![(0, 1.0), (1, 1.0), (3, 1.0)]]);
+        assert_eq!(index.search(&[1.0], 0, &|_, _| false), vec![Vec::new()]);
+    }
+}
