@@ -400,12 +400,36 @@ fn bench_knn(n: usize, dim: usize, queries: usize, k: usize) -> serde_json::Valu
     };
     let single_all = single(&index);
     let index1 = Index::new(Metric::Dot, &rows, dim).with_threads(1);
+    // The int8 copy: memory, recall@k against the exact float answer, speed.
+    let exact = index.search(&q, k, &none);
+    let codes = quiver_engine::Int8Rows::quantize(&rows, dim);
+    let qindex = codes.index(Metric::Dot);
+    let int8_batched: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(qindex.search(&q, k, &none));
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let int8_batched = median(int8_batched);
+    let approx = qindex.search(&q, k, &none);
+    let hits: usize = exact
+        .iter()
+        .zip(&approx)
+        .map(|(e, a)| a.iter().filter(|p| e.iter().any(|x| x.0 == p.0)).count())
+        .sum();
     json!({
         "bench": "quiver_knn", "n": n, "dim": dim, "queries": queries, "k": k,
         "threads": std::thread::available_parallelism().map_or(1, |t| t.get()),
         "batched": {"search_s": batched, "qps": queries as f64 / batched, "gflops": 2.0 * (n * dim * queries) as f64 / batched / 1e9},
         "single": single_all,
         "single_1thread": single(&index1),
+        "int8": {
+            "bytes": codes.bytes(), "float_bytes": rows.len() * 4,
+            "recall_at_k": hits as f64 / (queries * k) as f64,
+            "batched_qps": queries as f64 / int8_batched,
+            "single": single(&qindex),
+        },
     })
 }
 
@@ -578,7 +602,12 @@ fn main() {
             let num = |f: &str, d: usize| get(f).map_or(d, |v| v.parse().unwrap_or(d));
             println!(
                 "{}",
-                bench_knn(num("--n", 14_541), num("--dim", 200), num("--queries", 2000), num("--k", 10))
+                bench_knn(
+                    num("--n", 14_541),
+                    num("--dim", 200),
+                    num("--queries", 2000),
+                    num("--k", 10)
+                )
             );
             return;
         }

@@ -208,7 +208,11 @@ impl TrainConfig {
         if !self.adversarial_temperature.is_finite() || self.adversarial_temperature < 0.0 {
             return bad("adversarial_temperature must be finite and not negative");
         }
-        if self.holdout.as_ref().is_some_and(|h| !(h.fraction > 0.0 && h.fraction < 1.0)) {
+        if self
+            .holdout
+            .as_ref()
+            .is_some_and(|h| !(h.fraction > 0.0 && h.fraction < 1.0))
+        {
             return bad("holdout fraction must be in (0, 1)");
         }
         if !self.margin.is_finite() || !self.init_scale.is_finite() || self.init_scale <= 0.0 {

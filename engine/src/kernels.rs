@@ -32,9 +32,9 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 pub(crate) fn dots(q: &[f32], rows: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        #[allow(unsafe_code)]
         // SAFETY: the CPU was just found to support AVX2 and FMA, the only
         // requirements of `dots_avx2`'s target features.
-        #[allow(unsafe_code)]
         unsafe {
             return dots_avx2(q, rows, out);
         }
@@ -52,10 +52,10 @@ fn dots_avx2(q: &[f32], rows: &[f32], out: &mut [f32]) {
     for (x, o) in rows.chunks_exact(d).zip(out) {
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut i = 0;
-        // SAFETY (all loads below): `i + 32 <= d` or `i + 8 <= d` is checked
-        // before each read of 8 floats at offset `i + 8l` of `q` and of `x`,
-        // both `d` long; unaligned loads have no alignment requirement.
         #[allow(unsafe_code)]
+        // SAFETY: `i + 32 <= d` or `i + 8 <= d` is checked before each read
+        // of 8 floats at offset `i + 8l` of `q` and of `x`, both `d` long;
+        // unaligned loads have no alignment requirement.
         unsafe {
             while i + 32 <= d {
                 for (l, a) in acc.iter_mut().enumerate() {
@@ -75,8 +75,8 @@ fn dots_avx2(q: &[f32], rows: &[f32], out: &mut [f32]) {
         }
         let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
         let mut lanes = [0f32; 8];
-        // SAFETY: `lanes` holds exactly the 8 floats stored.
         #[allow(unsafe_code)]
+        // SAFETY: `lanes` holds exactly the 8 floats stored.
         unsafe {
             _mm256_storeu_ps(lanes.as_mut_ptr(), sum)
         };

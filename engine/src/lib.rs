@@ -12,6 +12,7 @@ mod gpu;
 mod kernels;
 mod mixture;
 mod model;
+mod quant;
 pub mod recall;
 mod retrieval;
 mod train;
@@ -21,6 +22,7 @@ pub use eval::{evaluate, read_triples, EvalReport, Triple};
 pub use gpu::{AdapterChoice, GpuContext, StepBatch, StepTables};
 pub use mixture::{kmeans, KMeans, Mixtures};
 pub use model::Model;
+pub use quant::Int8Rows;
 pub use retrieval::{Index, Metric};
 pub use train::{resume, resume_on, train, train_on, EpochStats, TrainEvent};
 

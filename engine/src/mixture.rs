@@ -44,7 +44,14 @@ fn uniform(rng: &mut Xoshiro256PlusPlus) -> f64 {
 /// Lloyd's k-means with k-means++ initialisation (Arthur and Vassilvitskii),
 /// at most `iterations` passes, stopping when no row changes cluster. An
 /// empty cluster is restarted at the row farthest from its centroid.
-pub fn kmeans(rows: &[f32], d: usize, k: usize, iterations: usize, seed: u64, device: &Device) -> Result<KMeans> {
+pub fn kmeans(
+    rows: &[f32],
+    d: usize,
+    k: usize,
+    iterations: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<KMeans> {
     let n = rows.len() / d;
     if k == 0 || k > n {
         return Err(EngineError::Config(format!(
@@ -52,7 +59,12 @@ pub fn kmeans(rows: &[f32], d: usize, k: usize, iterations: usize, seed: u64, de
         )));
     }
     let row = |i: usize| &rows[i * d..(i + 1) * d];
-    let sq = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>();
+    let sq = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>()
+    };
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     // k-means++: each next centre drawn with probability ∝ D(x)².
     let mut centroids = Vec::with_capacity(k * d);
@@ -169,11 +181,7 @@ impl Mixtures {
                 votes
             })
             .collect();
-        Self {
-            dim,
-            clusters,
-            modes,
-        }
+        Self { dim, clusters, modes }
     }
 
     /// The mode vectors of `node` (centroids), heaviest first.

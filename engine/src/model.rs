@@ -7,7 +7,7 @@
 //! holds partition P of node type T (rows `P·s .. min((P+1)·s, n)` with
 //! `s = ceil(n / partitions)`, as the buckets use) and its state.
 
-use quiver_storage::Database;
+use quiver_storage::{Database, Snapshot};
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
@@ -147,6 +147,79 @@ impl Model {
                 .unwrap_or_default(),
             _ => Vec::new(),
         }
+    }
+
+    /// Rows of node type `ty` that the model holds.
+    pub fn rows(&self, ty: u32) -> u32 {
+        self.nodes
+            .get(ty as usize)
+            .map_or(0, |t| (t.len() / self.dim()) as u32)
+    }
+
+    /// An embedding for node `id` of type `ty` from its neighbours' (cold
+    /// start, without training): the mean of t − r over its out-edges (t + r′
+    /// with reciprocal relations) and of h + r over its in-edges, counting
+    /// only neighbours the model has rows for. It is the least-squares
+    /// solution of x + r ≈ t over those edges, for every score. `None` when
+    /// no neighbour has a row.
+    pub fn infer(&self, snap: &Snapshot, ty: u32, id: u32) -> Option<Vec<f32>> {
+        let d = self.dim();
+        let mut acc = vec![0f64; d];
+        let mut n = 0usize;
+        let forward = self.relations.len() / d / (1 + usize::from(self.config.reciprocal));
+        for (rel, def) in snap.catalog().relations.iter().enumerate() {
+            let rel = rel as u32;
+            if rel as usize >= forward {
+                break;
+            }
+            if def.src == ty {
+                for &t in snap.out_neighbors(rel, id).iter() {
+                    if t < self.rows(def.dst) {
+                        let q = match self.config.reciprocal {
+                            true => self.head_query(rel, self.node(def.dst, t)),
+                            false => self
+                                .node(def.dst, t)
+                                .iter()
+                                .zip(self.relation(rel))
+                                .map(|(a, b)| a - b)
+                                .collect(),
+                        };
+                        acc.iter_mut().zip(&q).for_each(|(a, &x)| *a += x as f64);
+                        n += 1;
+                    }
+                }
+            }
+            if def.dst == ty {
+                for &h in snap.in_neighbors(rel, id).iter() {
+                    if h < self.rows(def.src) {
+                        let q = self.tail_query(rel, self.node(def.src, h));
+                        acc.iter_mut().zip(&q).for_each(|(a, &x)| *a += x as f64);
+                        n += 1;
+                    }
+                }
+            }
+        }
+        (n > 0).then(|| acc.iter().map(|&a| (a / n as f64) as f32).collect())
+    }
+
+    /// Appends a row for every node created since training ([`Model::infer`];
+    /// zeros for one with no trained neighbour yet), so that every query sees
+    /// them as if trained. Returns how many rows were inferred.
+    pub fn extend_to(&mut self, snap: &Snapshot) -> usize {
+        let d = self.dim();
+        let mut inferred = 0;
+        let mut rows: Vec<(usize, Vec<f32>)> = Vec::new();
+        for ty in 0..self.nodes.len() as u32 {
+            for id in self.rows(ty)..snap.node_count(ty) {
+                let row = self.infer(snap, ty, id);
+                inferred += usize::from(row.is_some());
+                rows.push((ty as usize, row.unwrap_or_else(|| vec![0.0; d])));
+            }
+        }
+        for (ty, row) in rows {
+            self.nodes[ty].extend_from_slice(&row);
+        }
+        inferred
     }
 
     /// Loads model `name` from `db`, assembling its partitions, and checks

@@ -153,7 +153,7 @@ pub fn rce(model: &[(f64, f64)], baseline: Option<&[(f64, f64)]>) -> Result<f64>
             ce(&mut model.iter().map(|&(_, y)| (mean, y)))
         }
     };
-    if !(base > 0.0) {
+    if base.is_nan() || base <= 0.0 {
         return Err(EngineError::Input(
             "the baseline's cross-entropy is 0: every label is the same and predicted exactly".into(),
         ));

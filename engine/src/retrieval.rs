@@ -47,8 +47,8 @@ impl Metric {
 }
 
 /// Rows per block of the score matrix, and queries per block.
-const ROW_BLOCK: usize = 2048;
-const QUERY_BLOCK: usize = 128;
+const ROW_BLOCK: usize = 1024;
+const QUERY_BLOCK: usize = 512;
 /// Below this many queries in a block, rows are scored by direct dot products.
 const DIRECT_BELOW: usize = 8;
 
@@ -114,29 +114,77 @@ impl TopK {
     }
 }
 
-/// An exact index over `rows` (row-major, `dim` columns), with the per-row
+/// Rows an index searches: floats, or int8 codes with one scale per row
+/// ([`crate::Int8Rows`]), turned back into floats a block at a time.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    F32(&'a [f32]),
+    I8 { codes: &'a [i8], scales: &'a [f32] },
+}
+
+impl Rows<'_> {
+    fn values(&self) -> usize {
+        match self {
+            Rows::F32(r) => r.len(),
+            Rows::I8 { codes, .. } => codes.len(),
+        }
+    }
+
+    /// Rows `r0..r1` as floats: borrowed, or decoded into `scratch`.
+    fn block<'s>(&'s self, r0: usize, r1: usize, d: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
+        match *self {
+            Rows::F32(r) => &r[r0 * d..r1 * d],
+            Rows::I8 { codes, scales } => {
+                scratch.clear();
+                for (row, &scale) in codes[r0 * d..r1 * d].chunks_exact(d).zip(&scales[r0..r1]) {
+                    scratch.extend(row.iter().map(|&c| c as f32 * scale));
+                }
+                scratch
+            }
+        }
+    }
+}
+
+/// An exact index over a table of rows (`dim` columns), with the per-row
 /// norms its metric needs computed once.
 pub struct Index<'a> {
     metric: Metric,
     dim: usize,
-    rows: &'a [f32],
+    rows: Rows<'a>,
     /// Cosine: 1/‖x‖ (0 for a zero row); L2: ‖x‖²; otherwise empty.
     norms: Vec<f32>,
     threads: usize,
 }
 
 impl<'a> Index<'a> {
-    /// An index over `rows`; `rows.len()` must be a multiple of `dim`.
+    /// An index over `rows` (row-major); `rows.len()` must be a multiple of `dim`.
     pub fn new(metric: Metric, rows: &'a [f32], dim: usize) -> Self {
-        assert!(dim > 0 && rows.len() % dim == 0, "rows must be whole rows of dim");
-        let norms = match metric {
-            Metric::Cosine => rows
-                .chunks_exact(dim)
-                .map(|r| inverse_norm(kernels::dot(r, r)))
-                .collect(),
-            Metric::L2 => rows.chunks_exact(dim).map(|r| kernels::dot(r, r)).collect(),
-            Metric::Dot | Metric::L1 => Vec::new(),
-        };
+        Self::over(metric, Rows::F32(rows), dim)
+    }
+
+    /// An index over int8 codes, row `i` being `codes[i·dim..] × scales[i]`.
+    pub(crate) fn new_i8(metric: Metric, codes: &'a [i8], scales: &'a [f32], dim: usize) -> Self {
+        assert!(codes.len() == scales.len() * dim, "one scale per row of codes");
+        Self::over(metric, Rows::I8 { codes, scales }, dim)
+    }
+
+    fn over(metric: Metric, rows: Rows<'a>, dim: usize) -> Self {
+        assert!(
+            dim > 0 && rows.values().is_multiple_of(dim),
+            "rows must be whole rows of dim"
+        );
+        let n = rows.values() / dim;
+        let mut norms = Vec::new();
+        if matches!(metric, Metric::Cosine | Metric::L2) {
+            let mut scratch = Vec::new();
+            for r0 in (0..n).step_by(ROW_BLOCK) {
+                let block = rows.block(r0, (r0 + ROW_BLOCK).min(n), dim, &mut scratch);
+                norms.extend(block.chunks_exact(dim).map(|r| match metric {
+                    Metric::Cosine => inverse_norm(kernels::dot(r, r)),
+                    _ => kernels::dot(r, r),
+                }));
+            }
+        }
         Self {
             metric,
             dim,
@@ -154,12 +202,12 @@ impl<'a> Index<'a> {
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.rows.len() / self.dim
+        self.rows.values() / self.dim
     }
 
     /// True when the index has no rows.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows.values() == 0
     }
 
     /// The metric.
@@ -178,7 +226,10 @@ impl<'a> Index<'a> {
         exclude: &(dyn Fn(usize, u32) -> bool + Sync),
     ) -> Vec<Vec<(u32, f32)>> {
         let d = self.dim;
-        assert!(queries.len() % d == 0, "queries must be whole rows of dim");
+        assert!(
+            queries.len().is_multiple_of(d),
+            "queries must be whole rows of dim"
+        );
         let nq = queries.len() / d;
         let n = self.len();
         if nq == 0 {
@@ -211,7 +262,9 @@ impl<'a> Index<'a> {
             let parts: Vec<Vec<Vec<(u32, f32)>>> = std::thread::scope(|s| {
                 let handles: Vec<_> = (0..n)
                     .step_by(per)
-                    .map(|r0| s.spawn(move || self.search_range(queries, 0, r0..(r0 + per).min(n), k, exclude)))
+                    .map(|r0| {
+                        s.spawn(move || self.search_range(queries, 0, r0..(r0 + per).min(n), k, exclude))
+                    })
                     .collect();
                 handles
                     .into_iter()
@@ -237,18 +290,22 @@ impl<'a> Index<'a> {
         let nq = queries.len() / d;
         let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
         let mut s = vec![0f32; QUERY_BLOCK.min(nq) * ROW_BLOCK.min(range.len())];
+        let mut scratch = Vec::new();
         for q0 in (0..nq).step_by(QUERY_BLOCK) {
             let q1 = (q0 + QUERY_BLOCK).min(nq);
             let q = &queries[q0 * d..q1 * d];
             let qn: Vec<f32> = match self.metric {
-                Metric::Cosine => q.chunks_exact(d).map(|r| inverse_norm(kernels::dot(r, r))).collect(),
+                Metric::Cosine => q
+                    .chunks_exact(d)
+                    .map(|r| inverse_norm(kernels::dot(r, r)))
+                    .collect(),
                 Metric::L2 => q.chunks_exact(d).map(|r| kernels::dot(r, r)).collect(),
                 Metric::Dot | Metric::L1 => Vec::new(),
             };
             for r0 in range.clone().step_by(ROW_BLOCK) {
                 let r1 = (r0 + ROW_BLOCK).min(range.end);
                 let m = r1 - r0;
-                let block = &self.rows[r0 * d..r1 * d];
+                let block = self.rows.block(r0, r1, d, &mut scratch);
                 let s = &mut s[..(q1 - q0) * m];
                 match self.metric {
                     Metric::L1 => kernels::scores(Score::L1, q, block, d, s),
@@ -307,8 +364,17 @@ mod tests {
                 let s = match metric {
                     Metric::Dot => dot,
                     Metric::Cosine => dot / (nq * nx),
-                    Metric::L2 => -q.iter().zip(x).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum::<f64>().sqrt(),
-                    Metric::L1 => -q.iter().zip(x).map(|(&a, &b)| (a as f64 - b as f64).abs()).sum::<f64>(),
+                    Metric::L2 => -q
+                        .iter()
+                        .zip(x)
+                        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                        .sum::<f64>()
+                        .sqrt(),
+                    Metric::L1 => -q
+                        .iter()
+                        .zip(x)
+                        .map(|(&a, &b)| (a as f64 - b as f64).abs())
+                        .sum::<f64>(),
                 };
                 (i as u32, s)
             })
@@ -338,9 +404,17 @@ mod tests {
                         let want = reference(metric, &rows, q, d, 10, i as u32 % 7);
                         let ids: Vec<u32> = got[i].iter().map(|p| p.0).collect();
                         let want_ids: Vec<u32> = want.iter().map(|p| p.0).collect();
-                        assert_eq!(ids, want_ids, "{metric:?} n={n} d={d} query {i} threads {threads}");
+                        assert_eq!(
+                            ids, want_ids,
+                            "{metric:?} n={n} d={d} query {i} threads {threads}"
+                        );
                         for (g, w) in got[i].iter().zip(&want) {
-                            assert!((g.1 as f64 - w.1).abs() <= 1e-4 * w.1.abs().max(1.0), "{metric:?}: {} vs {}", g.1, w.1);
+                            assert!(
+                                (g.1 as f64 - w.1).abs() <= 1e-4 * w.1.abs().max(1.0),
+                                "{metric:?}: {} vs {}",
+                                g.1,
+                                w.1
+                            );
                         }
                     }
                 }

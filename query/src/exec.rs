@@ -716,18 +716,24 @@ impl Ctx<'_> {
             }
         };
         let info = self.db.model_info(&name)?;
-        let stamp: Vec<String> = info
+        let mut stamp: Vec<String> = info
             .parts
             .iter()
             .map(|(k, s)| format!("{k}:{}:{}", s.file, s.crc))
             .collect();
+        // Nodes created since training get rows inferred from their
+        // neighbours; new nodes or changed edges make those stale.
+        stamp.push(format!("edges:{}", c.edge_version));
+        stamp.extend((0..c.node_types.len() as u32).map(|t| format!("nodes:{}", self.snap.node_count(t))));
         let mut cache = self.models.lock();
         if let Some((s, m)) = cache.get(&name) {
             if *s == stamp {
                 return Ok(m.clone());
             }
         }
-        let m = Arc::new(Model::load(self.db, &name)?);
+        let mut m = Model::load(self.db, &name)?;
+        m.extend_to(self.snap);
+        let m = Arc::new(m);
         cache.insert(name, (stamp, m.clone()));
         Ok(m)
     }
