@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use quiver::import::{ImportOptions, Progress};
 use quiver::{Database, Direction};
 
+mod embed;
 mod shell;
 
 /// `println!` that returns an error instead of panicking when stdout is
@@ -84,6 +85,9 @@ enum Command {
     Models {
         /// Database directory.
         db: PathBuf,
+        /// Drop this model (versions are kept until dropped).
+        #[arg(long)]
+        drop: Option<String>,
     },
     /// Write a model's embeddings: per node type a matrix and a key table.
     Export {
@@ -99,16 +103,21 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Filtered link-prediction metrics of a stored model on test triples.
+    /// Filtered link-prediction metrics of a stored model on test triples;
+    /// `eval recall` for Recall@K of held-out edges.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Eval {
+        #[command(subcommand)]
+        what: Option<EvalWhat>,
         /// Database directory.
-        db: PathBuf,
+        #[arg(required = true)]
+        db: Option<PathBuf>,
         /// Model name.
         #[arg(long, default_value = "default")]
         model: String,
         /// Test triples, `head<TAB>relation<TAB>tail`.
-        #[arg(long)]
-        test: PathBuf,
+        #[arg(long, required = true)]
+        test: Option<PathBuf>,
         /// Further known triples to filter (e.g. the validation split).
         #[arg(long)]
         filter: Vec<PathBuf>,
@@ -118,6 +127,45 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// Nearest neighbours of nodes by a model's embeddings (exact; or its int8 copy).
+    Neighbors(Box<embed::NeighborsArgs>),
+    /// Store an int8 copy (one scale per row) of a model's embeddings and report its recall.
+    Quantize {
+        /// Database directory.
+        db: PathBuf,
+        /// Model name.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Node types to quantize (default: all).
+        #[arg(long = "type")]
+        types: Vec<String>,
+    },
+    /// How far two versions of a model drifted: mean cosine and top-k neighbour overlap.
+    Drift {
+        /// Database directory.
+        db: PathBuf,
+        /// The older model.
+        model_a: String,
+        /// The newer model.
+        model_b: String,
+        /// Node type compared.
+        #[arg(long = "type")]
+        ty: String,
+        /// Neighbours compared per node.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Nodes whose neighbours are compared.
+        #[arg(long, default_value_t = 1000)]
+        sample: usize,
+    },
+    /// Relative cross-entropy of a classifier's predictions (`probability label` per line).
+    Rce {
+        /// The model's predictions.
+        predictions: PathBuf,
+        /// A baseline's predictions for the same examples (default: predict the label mean).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
     },
     /// Run queries given with -e, or a script of `;`-ended statements from standard input.
     Query {
@@ -155,12 +203,34 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum EvalWhat {
+    /// Hold out a share of one relation's edges, train on the rest, and
+    /// report Recall@K when each source retrieves its top K.
+    Recall(Box<embed::RecallArgs>),
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs one line per training epoch to standard error.
+fn epoch_logger() -> impl FnMut(&quiver::TrainEvent) {
+    |e| {
+        if let quiver::TrainEvent::Epoch(s) = e {
+            eprintln!(
+                "epoch {:>3}: loss {:.4e}, {} edges in {:.2} s",
+                s.epoch + 1,
+                s.loss,
+                s.edges,
+                s.seconds
+            );
         }
     }
 }
@@ -261,7 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .and_then(|s| serde_json::from_value::<quiver::TrainConfig>(s["config"].clone()).ok())
                         .unwrap_or_default()
                 }
-                false => args.config()?,
+                false => args.config(&database)?,
             };
             let bar = std::io::stderr().is_terminal().then(|| {
                 let b = indicatif::ProgressBar::new(0);
@@ -339,7 +409,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 say!("loss curve: {}", path.display());
             }
         }
-        Command::Models { db } => {
+        Command::Neighbors(a) => embed::neighbors(&a)?,
+        Command::Quantize { db, model, types } => embed::quantize(&db, &model, &types)?,
+        Command::Drift {
+            db,
+            model_a,
+            model_b,
+            ty,
+            k,
+            sample,
+        } => embed::drift(&db, &model_a, &model_b, &ty, k, sample)?,
+        Command::Rce {
+            predictions,
+            baseline,
+        } => embed::rce(&predictions, baseline.as_deref())?,
+        Command::Models { db, drop: Some(name) } => {
+            open(&db)?.drop_model(&name)?;
+            say!("dropped model `{name}`");
+        }
+        Command::Models { db, drop: None } => {
             for m in open(&db)?.models() {
                 let settings: serde_json::Value = serde_json::from_str(&m.settings).unwrap_or_default();
                 let c = &settings["config"];
@@ -372,6 +460,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             say!("wrote {files} files to {}", out.display());
         }
         Command::Eval {
+            what: Some(EvalWhat::Recall(a)),
+            ..
+        } => embed::eval_recall(&a)?,
+        Command::Eval {
+            what: None,
             db,
             model,
             test,
@@ -379,6 +472,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             device,
         } => {
+            let (Some(db), Some(test)) = (db, test) else {
+                bail!("eval needs DB and --test FILE");
+            };
             let device = quiver::Device::select(&device)?;
             let database = open(&db)?;
             let trained = quiver::Model::load(&database, &model)?;
@@ -482,10 +578,19 @@ struct TrainArgs {
     /// Continue the stopped run of --model from its last finished bucket (its stored settings apply).
     #[arg(long)]
     resume: bool,
+    /// Start from this stored model's embeddings (new nodes from their neighbours').
+    #[arg(long)]
+    warm_start: Option<String>,
+    /// Weight of the penalty λ‖θ − θ_prev‖² against drift from --warm-start (CPU backend).
+    #[arg(long)]
+    drift_penalty: Option<f32>,
+    /// Train on these relations only, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    relations: Vec<String>,
 }
 
 impl TrainArgs {
-    fn config(&self) -> anyhow::Result<quiver::TrainConfig> {
+    fn config(&self, db: &Database) -> anyhow::Result<quiver::TrainConfig> {
         let mut c: quiver::TrainConfig = match &self.config {
             Some(path) => {
                 let text =
@@ -520,6 +625,20 @@ impl TrainArgs {
         }
         if let Some(m) = self.max_norm {
             c.max_norm = m;
+        }
+        if let Some(w) = &self.warm_start {
+            c.warm_start = Some(w.clone());
+        }
+        if let Some(p) = self.drift_penalty {
+            c.drift_penalty = p;
+        }
+        if !self.relations.is_empty() {
+            let catalog = db.catalog();
+            c.only_relations = self
+                .relations
+                .iter()
+                .map(|r| catalog.relation(r))
+                .collect::<Result<_, _>>()?;
         }
         Ok(c)
     }

@@ -137,6 +137,14 @@ pub struct TrainConfig {
     pub threads: usize,
     /// Edges left out of training (for recall evaluation).
     pub holdout: Option<Holdout>,
+    /// Train on these relation ids only (empty: all relations).
+    pub only_relations: Vec<u32>,
+    /// Start from this stored model's rows instead of random ones (nodes it
+    /// lacks start from their neighbours' rows, [`crate::Model::infer`]).
+    pub warm_start: Option<String>,
+    /// Weight λ of the penalty λ‖θ − θ_prev‖² that keeps touched node rows
+    /// near the warm-start model's (0: none; CPU backend).
+    pub drift_penalty: f32,
 }
 
 impl Default for TrainConfig {
@@ -166,6 +174,9 @@ impl Default for TrainConfig {
             memory_budget_mib: 0,
             gpu_chunks: 32,
             holdout: None,
+            only_relations: Vec::new(),
+            warm_start: None,
+            drift_penalty: 0.0,
         }
     }
 }

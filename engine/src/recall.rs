@@ -121,6 +121,82 @@ pub fn recall(
     })
 }
 
+/// How far two versions of a model moved apart on one node type.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftReport {
+    /// Nodes both versions have rows for.
+    pub nodes: usize,
+    /// Mean cosine between a node's two rows.
+    pub mean_cosine: f64,
+    /// Nodes whose top-k neighbours were compared (a seeded sample).
+    pub sampled: usize,
+    /// k of the neighbour comparison.
+    pub k: usize,
+    /// Mean share of a sampled node's top-k neighbours (by cosine, itself
+    /// left out) that both versions agree on.
+    pub neighbor_overlap: f64,
+}
+
+/// Compares node type `ty` in models `a` and `b` (rows the two share).
+pub fn drift(a: &Model, b: &Model, ty: u32, k: usize, sample: usize, seed: u64) -> Result<DriftReport> {
+    let d = a.dim();
+    if b.dim() != d {
+        return Err(EngineError::Config(format!(
+            "the models' dims differ: {d} and {}",
+            b.dim()
+        )));
+    }
+    let n = a.rows(ty).min(b.rows(ty)) as usize;
+    if n == 0 {
+        return Err(EngineError::Config(format!(
+            "the models share no rows of node type {ty}"
+        )));
+    }
+    let cos = |x: &[f32], y: &[f32]| {
+        let (mut xy, mut xx, mut yy) = (0f64, 0f64, 0f64);
+        for (&p, &q) in x.iter().zip(y) {
+            xy += p as f64 * q as f64;
+            xx += p as f64 * p as f64;
+            yy += q as f64 * q as f64;
+        }
+        if xx > 0.0 && yy > 0.0 {
+            xy / (xx * yy).sqrt()
+        } else {
+            0.0
+        }
+    };
+    let mean_cosine = (0..n as u32)
+        .map(|i| cos(a.node(ty, i), b.node(ty, i)))
+        .sum::<f64>()
+        / n as f64;
+    // A seeded sample without repeats: every ⌈n / sample⌉-th node from a random offset.
+    let step = n.div_ceil(sample.max(1)).max(1);
+    let offset = (seed as usize) % step;
+    let picked: Vec<u32> = (offset..n).step_by(step).map(|i| i as u32).collect();
+    let top = |m: &Model| {
+        let table = &m.nodes[ty as usize][..n * d];
+        let queries: Vec<f32> = picked.iter().flat_map(|&i| m.node(ty, i).to_vec()).collect();
+        Index::new(Metric::Cosine, table, d).search(&queries, k, &|q, id| id == picked[q])
+    };
+    let (ta, tb) = (top(a), top(b));
+    let overlap = ta
+        .iter()
+        .zip(&tb)
+        .map(|(x, y)| {
+            let same = x.iter().filter(|p| y.iter().any(|q| q.0 == p.0)).count();
+            same as f64 / x.len().max(1) as f64
+        })
+        .sum::<f64>()
+        / picked.len().max(1) as f64;
+    Ok(DriftReport {
+        nodes: n,
+        mean_cosine,
+        sampled: picked.len(),
+        k,
+        neighbor_overlap: overlap,
+    })
+}
+
 /// Relative cross-entropy, as the TwHIN paper defines it:
 /// RCE = 100 × (1 − CE(model) / CE(baseline)), where `model` and `baseline`
 /// hold (predicted probability, label ∈ {0, 1}) pairs for the same

@@ -22,7 +22,7 @@
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Instant;
 
-use quiver_storage::{BucketEdge, Buckets, Database};
+use quiver_storage::{BucketEdge, Buckets, Database, Snapshot};
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rustc_hash::FxHashMap as HashMap;
@@ -105,6 +105,8 @@ struct Params<'a> {
     views: Vec<PartView<'a>>,
     relations: &'a [AtomicU32],
     relation_state: &'a [AtomicU32],
+    /// The warm-start model, when rows are held near it.
+    prev: Option<&'a Model>,
 }
 
 impl Params<'_> {
@@ -297,7 +299,25 @@ fn run(
     let cfg = &settings.config;
     let (d, p) = (cfg.dim, cfg.partitions);
     let settings_json = serde_json::to_string(settings).map_err(|e| EngineError::Config(e.to_string()))?;
+    if cfg.drift_penalty > 0.0 && matches!(device, Device::Gpu(_)) {
+        return Err(EngineError::Config(
+            "drift_penalty is applied by the CPU backend only: train with --device cpu".into(),
+        ));
+    }
     let snap = db.snapshot();
+    let prev = match &cfg.warm_start {
+        Some(from) => {
+            let m = Model::load(db, from)?;
+            if m.dim() != d {
+                return Err(EngineError::Config(format!(
+                    "warm start from `{from}`: its dim is {}, this run's {d}",
+                    m.dim()
+                )));
+            }
+            Some(m)
+        }
+        None => None,
+    };
     let ends: Vec<(u32, u32)> = snap.catalog().relations.iter().map(|r| (r.src, r.dst)).collect();
     let types = settings.node_counts.len();
     let part_size: Vec<u32> = (0..types).map(|t| settings.part_size(t)).collect();
@@ -306,7 +326,10 @@ fn run(
             (part.array(0).to_vec(), part.array(1).to_vec())
         }
         _ => (
-            vec![0.0; settings.relation_rows() * d],
+            match &prev {
+                Some(m) if m.relations.len() == settings.relation_rows() * d => m.relations.clone(),
+                _ => vec![0.0; settings.relation_rows() * d],
+            },
             vec![0.0; settings.relation_rows()],
         ),
     };
@@ -354,7 +377,13 @@ fn run(
                             last_used: clock,
                         },
                         _ => Part {
-                            table: init_rows(cfg, part_seed(cfg, Some((t as usize, q))), rows),
+                            table: first_rows(
+                                cfg,
+                                prev.as_ref(),
+                                &snap,
+                                (t, q),
+                                settings.part_range(t as usize, q),
+                            ),
                             state: vec![0.0; rows],
                             last_used: clock,
                         },
@@ -413,6 +442,7 @@ fn run(
                     views,
                     relations: atomics(&mut relations),
                     relation_state: atomics(&mut relation_state),
+                    prev: prev.as_ref(),
                 };
                 loss += train_bucket(&params, cfg, buckets, &ends, (i, j), &mut rng, &mut works);
             }
@@ -474,6 +504,30 @@ fn run(
     Ok(())
 }
 
+/// Starting rows of node type `t`'s rows `range`: the warm-start model's
+/// where it has them, else inferred from neighbours there, else random.
+fn first_rows(
+    cfg: &TrainConfig,
+    prev: Option<&Model>,
+    snap: &Snapshot,
+    (t, p): (u32, u32),
+    range: std::ops::Range<u32>,
+) -> Vec<f32> {
+    let mut rows = init_rows(cfg, part_seed(cfg, Some((t as usize, p))), range.len());
+    if let Some(m) = prev {
+        let d = cfg.dim;
+        for (i, id) in range.enumerate() {
+            let row = &mut rows[i * d..(i + 1) * d];
+            if id < m.rows(t) {
+                row.copy_from_slice(m.node(t, id));
+            } else if let Some(x) = m.infer(snap, t, id) {
+                row.copy_from_slice(&x);
+            }
+        }
+    }
+    rows
+}
+
 /// Drops least recently used partitions that this bucket does not need until
 /// the resident set fits the budget (0: no limit). Every partition was saved
 /// after the bucket that last changed it, so dropping loses nothing.
@@ -517,6 +571,7 @@ fn plan_chunks(
         .filter(|&e| {
             let e = &edges[e as usize];
             !cfg.holdout.as_ref().is_some_and(|h| h.holds(e.rel, e.src, e.dst))
+                && (cfg.only_relations.is_empty() || cfg.only_relations.contains(&e.rel))
         })
         .collect();
     order.sort_unstable_by_key(|&e| edges[e as usize].rel);
@@ -913,6 +968,12 @@ fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, head_rel: Option<u32>
             let g = &mut work.grads[slot * d..(slot + 1) * d];
             for (gv, a) in g.iter_mut().zip(row) {
                 *gv += cfg.reg_grad(f32::from_bits(a.load(Relaxed)));
+            }
+        }
+        if let Some(prev) = params.prev.filter(|p| cfg.drift_penalty > 0.0 && x < p.rows(t)) {
+            let g = &mut work.grads[slot * d..(slot + 1) * d];
+            for ((gv, a), p) in g.iter_mut().zip(row).zip(prev.node(t, x)) {
+                *gv += 2.0 * cfg.drift_penalty * (f32::from_bits(a.load(Relaxed)) - p);
             }
         }
         step(
