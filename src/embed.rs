@@ -423,7 +423,7 @@ fn read_predictions(path: &Path) -> anyhow::Result<Vec<(f64, f64)>> {
         }
         let mut fields = Vec::new();
         let mut col = 0;
-        for piece in body.split(|ch: char| ch == '\t' || ch == ',' || ch == ' ') {
+        for piece in body.split(['\t', ',', ' ']) {
             if !piece.is_empty() {
                 fields.push((col + 1, piece));
             }
