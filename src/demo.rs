@@ -45,11 +45,11 @@ impl Default for Shape {
     fn default() -> Self {
         Self {
             users: 2000,
-            communities: 20,
+            communities: 50,
             tweets_per_user: 3,
             advertisers: 50,
-            follows_per_user: 12,
-            engagements_per_user: 10,
+            follows_per_user: 4,
+            engagements_per_user: 20,
             seed: 42,
         }
     }
@@ -109,10 +109,22 @@ pub fn write(shape: &Shape, out: &mut impl Write) -> std::io::Result<u64> {
             )?;
         }
     }
+    // Each user has a home community and a second interest (the reason for
+    // mixtures): follows go 55% home, 30% to the second, 15% anywhere.
+    let second = |u: u32| (community(u) + 1 + (u / c) % (c - 1).max(1)) % c;
+    let interest = |rng: &mut Rng, u: u32, home_share: f64, second_share: f64| {
+        let x = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        if x < home_share {
+            community(u)
+        } else if x < home_share + second_share {
+            second(u)
+        } else {
+            rng.below(c)
+        }
+    };
     for u in 0..shape.users {
-        let home = community(u);
         for _ in 0..shape.follows_per_user {
-            let k = if rng.chance(0.8) { home } else { rng.below(c) };
+            let k = interest(&mut rng, u, 0.55, 0.30);
             let v = pick_user_in(&mut rng, k);
             if v != u {
                 line(
@@ -125,7 +137,7 @@ pub fn write(shape: &Shape, out: &mut impl Write) -> std::io::Result<u64> {
             }
         }
         for _ in 0..shape.engagements_per_user {
-            let k = if rng.chance(0.75) { home } else { rng.below(c) };
+            let k = interest(&mut rng, u, 0.5, 0.3);
             let author = pick_user_in(&mut rng, k);
             let t = author * shape.tweets_per_user + rng.below(shape.tweets_per_user);
             let rel = ["Favorites", "Favorites", "Retweets", "Replies"][rng.below(4) as usize];

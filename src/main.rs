@@ -877,6 +877,112 @@ fn degree_json(d: &quiver::DegreeSummary) -> serde_json::Value {
     serde_json::json!({"min": d.min, "median": d.median, "mean": d.mean, "p99": d.p99, "max": d.max})
 }
 
+/// The talk's table: Recall@K of held-out follows when each user retrieves
+/// by (u + Follows) · v, for embeddings of the follow graph alone, of the
+/// whole network, and of the whole network with mixtures.
+fn demo_recall(db: &Database, follows: u32, base: &quiver::TrainConfig) -> anyhow::Result<()> {
+    let holdout = quiver::Holdout {
+        relation: follows,
+        fraction: 0.1,
+        seed: 7,
+    };
+    say!("== Recall@K of 10% held-out follows (each user retrieves by (u + Follows) · v; follows it keeps are left out)");
+    let ks = [10, 20, 50];
+    let mut rows = Vec::new();
+    for (label, only) in [("follow graph only", vec![follows]), ("whole network", vec![])] {
+        let config = quiver::TrainConfig {
+            holdout: Some(holdout.clone()),
+            only_relations: only.clone(),
+            ..base.clone()
+        };
+        let started = Instant::now();
+        let name = format!("recall-{}", if only.is_empty() { "network" } else { "follows" });
+        let model = quiver::train(db, &name, &config, &mut |_| {})?;
+        let seconds = started.elapsed().as_secs_f64();
+        let snap = db.snapshot();
+        let r = quiver::recall::recall(
+            &snap,
+            &model,
+            &holdout,
+            &ks,
+            quiver::recall::Method::Translation,
+            None,
+        )?;
+        rows.push((label.to_string(), r.recall.clone(), seconds, r.held_out));
+        if only.is_empty() {
+            let mix = embed::mixtures(&snap, &model, &holdout, 50, 3, &quiver::Device::Cpu)?;
+            let r = quiver::recall::recall(
+                &snap,
+                &model,
+                &holdout,
+                &ks,
+                quiver::recall::Method::Mixture,
+                Some(&mix),
+            )?;
+            rows.push((
+                "whole network, mixture (50 clusters, 3 modes)".into(),
+                r.recall,
+                0.0,
+                r.held_out,
+            ));
+        }
+        db.drop_model(&name)?;
+    }
+    say!("  | embeddings | Recall@10 | Recall@20 | Recall@50 |");
+    say!("  |---|---|---|---|");
+    for (label, r, _, _) in &rows {
+        say!("  | {label} | {:.3} | {:.3} | {:.3} |", r[0].1, r[1].1, r[2].1);
+    }
+    say!(
+        "  ({} held-out follows; training {:.1} s and {:.1} s)",
+        rows[0].3,
+        rows[0].2,
+        rows[1].2
+    );
+    Ok(())
+}
+
+/// A user created after training gets an embedding from its neighbours.
+fn demo_cold_start(
+    graph: &quiver::Graph,
+    (user, follows): (u32, u32),
+    communities: u32,
+    community: &dyn Fn(u32) -> Option<u32>,
+) -> anyhow::Result<()> {
+    say!("== cold start: `newbie` joins after training and follows 6 users of community 3; no retraining");
+    let db = graph.database();
+    let snap = db.snapshot();
+    let mut b = db.batch();
+    for v in (0..6).map(|i| 3 + communities * i) {
+        b.insert_edge(
+            follows,
+            "newbie",
+            snap.node_key(user, v).context("user missing")?,
+            None,
+        );
+    }
+    db.commit(b)?;
+    let text = "MATCH (n:User {key: 'newbie'})\n\
+                CALL quiver.predict(n, 'Follows', 10, 'twhin') YIELD node, score\n\
+                RETURN node.key AS who, score";
+    for line in text.lines() {
+        say!("  {line}");
+    }
+    let rows = graph.query(text, &quiver::Params::new())?;
+    let snap = db.snapshot();
+    let mut same = 0;
+    for row in &rows.rows {
+        if let Some(quiver::QueryValue::Str(k)) = row.first() {
+            same += usize::from(snap.node_id(user, k.as_str()).and_then(community) == Some(3));
+        }
+    }
+    for line in rows.to_table().lines() {
+        say!("  {line}");
+    }
+    say!("  {same} of {} are in community 3 (the inferred row is the mean of (v − Follows) over its followees)", rows.rows.len());
+    Ok(())
+}
+
 fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
     let tmp;
     let dir = match dir {
@@ -968,31 +1074,35 @@ fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
     say!("  trained in {:.1} s", started.elapsed().as_secs_f64());
     say!("== who should u0 follow? top 10 by (u0 + Follows) · v, among users u0 does not follow");
     let snap = db.snapshot();
-    let (r, u) = (model.relation(follows), model.node(user, alice));
-    let query: Vec<f32> = u.iter().zip(r).map(|(a, b)| a + b).collect();
     let followed = snap.out_neighbors(follows, alice);
-    let mut ranked: Vec<(f32, u32)> = (0..snap.node_count(user))
-        .filter(|&v| v != alice && followed.binary_search(&v).is_err())
-        .map(|v| (query.iter().zip(model.node(user, v)).map(|(a, b)| a * b).sum(), v))
-        .collect();
-    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let index = quiver::Index::new(quiver::Metric::Dot, &model.nodes[user as usize], model.dim());
+    let ranked = index
+        .search(
+            &model.tail_query(follows, model.node(user, alice)),
+            10,
+            &|_, v| v == alice || followed.binary_search(&v).is_ok(),
+        )
+        .remove(0);
     let community = |v: u32| {
         snap.node_key(user, v)
             .and_then(|k| k[1..].parse::<u32>().ok())
-            .map(|n| n % 20)
+            .map(|n| n % shape.communities)
     };
     let same = ranked
         .iter()
-        .take(10)
-        .filter(|(_, v)| community(*v) == community(alice))
+        .filter(|&&(v, _)| community(v) == community(alice))
         .count();
-    for (score, v) in ranked.iter().take(10) {
+    for (v, score) in &ranked {
         say!(
             "  {:<6} score {score:>8.3}",
             snap.node_key(user, *v).unwrap_or("?")
         );
     }
-    say!("  {same} of the 10 are in u0's community (the generator puts 80% of follows there; chance is 1 in 20)");
+    say!(
+        "  {same} of the 10 are in u0's community (the generator puts 80% of follows there; chance is 1 in {})",
+        shape.communities
+    );
+    demo_recall(&db, follows, &config)?;
     say!("== the same question in the query language: friends of friends, ranked by the model");
     let text = "MATCH (a:User {key: $k})-[:Follows]->()-[:Follows]->(c)\n\
                 WHERE c <> a AND NOT (a)-[:Follows]->(c)\n\
@@ -1006,6 +1116,7 @@ fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
     for line in rows.to_table().lines() {
         say!("  {line}");
     }
+    demo_cold_start(&graph, (user, follows), shape.communities, &community)?;
     let db = graph.database();
     say!("== check");
     let report = db.check()?;

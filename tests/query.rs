@@ -368,7 +368,7 @@ fn embedding_procedures_agree_with_the_model() {
         )
         .unwrap();
     let q = model.tail_query(follows, model.node(user, u0));
-    let want = model.top_k(&q, user, 5, &|_| false);
+    let want = model.top_k(&q, user, 5, &|x| x == u0);
     assert_eq!(rows.len(), 5);
     for (row, (id, s)) in rows.rows.iter().zip(&want) {
         assert_eq!(row[0].as_str().unwrap(), key(*id));
@@ -384,7 +384,7 @@ fn embedding_procedures_agree_with_the_model() {
         .unwrap();
     let hq = model.head_query(follows, model.node(user, u0));
     let want: Vec<String> = model
-        .top_k(&hq, user, 3, &|_| false)
+        .top_k(&hq, user, 3, &|x| x == u0)
         .into_iter()
         .map(|(i, _)| key(i))
         .collect();
@@ -442,6 +442,57 @@ fn embedding_procedures_agree_with_the_model() {
         e.contains("Follows joins User to User: the node given is a Tweet"),
         "{e}"
     );
+
+    // Cold start: a user created after training is embedded from its
+    // neighbours, mean of (t − Follows) over its followees, without retraining.
+    let embed = |key: &str| -> Vec<f64> {
+        let p = Params::from([("k".to_string(), Value::from(key))]);
+        let rows = g
+            .query("MATCH (a:User {key: $k}) RETURN quiver.embed(a)", &p)
+            .unwrap();
+        match &rows.rows[0][0] {
+            Value::List(v) => v.iter().map(|x| x.as_f64().unwrap()).collect(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let mean = |ids: &[u32]| -> Vec<f64> {
+        (0..16)
+            .map(|j| {
+                ids.iter()
+                    .map(|&t| (model.node(user, t)[j] - model.relation(follows)[j]) as f64)
+                    .sum::<f64>()
+                    / ids.len() as f64
+            })
+            .collect()
+    };
+    g.query(
+        "MATCH (a:User {key: 'u1'}), (b:User {key: 'u2'}) CREATE (:User {key: 'fresh'})-[:Follows]->(a), (fresh2:User {key: 'fresh2'})",
+        &Params::new(),
+    )
+    .unwrap();
+    let (u1, u2) = (
+        snap.node_id(user, "u1").unwrap(),
+        snap.node_id(user, "u2").unwrap(),
+    );
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
+    assert!(close(&embed("fresh"), &mean(&[u1])));
+    // A node with no trained neighbour gets zeros; then its first edge counts.
+    assert!(embed("fresh2").iter().all(|&x| x == 0.0));
+    // New edges invalidate the cached row.
+    g.query(
+        "MATCH (a:User {key: 'fresh'}), (b:User {key: 'u2'}) CREATE (a)-[:Follows]->(b)",
+        &Params::new(),
+    )
+    .unwrap();
+    assert!(close(&embed("fresh"), &mean(&[u1, u2])));
+    // And the new node is a candidate of nearest for its neighbours' queries.
+    let rows = g
+        .query(
+            "MATCH (a:User {key: 'fresh'}) CALL quiver.nearest(a, 3) YIELD node RETURN node.key",
+            &Params::new(),
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 3);
 }
 
 #[test]

@@ -197,17 +197,19 @@ impl Mixtures {
             .unwrap_or_default()
     }
 
-    /// The union of each mode's `k` nearest rows of `index`, merged by
-    /// score (a row found by several modes counts with its best), best `k`.
+    /// The union of each mode's `k` best rows of `index`, merged by score
+    /// (a row found by several modes counts with its best), best `k`. Each
+    /// mode vector stands in for the node's own row: `query` turns it into
+    /// the query (the identity for kNN, h + r for translation).
     pub fn retrieve(
         &self,
         index: &Index<'_>,
         node: u32,
         k: usize,
+        query: &dyn Fn(&[f32]) -> Vec<f32>,
         exclude: &(dyn Fn(u32) -> bool + Sync),
     ) -> Vec<(u32, f32)> {
-        let vectors = self.mode_vectors(node);
-        let queries: Vec<f32> = vectors.concat();
+        let queries: Vec<f32> = self.mode_vectors(node).into_iter().flat_map(query).collect();
         let mut all: Vec<(u32, f32)> = index
             .search(&queries, k, &|_, id| exclude(id))
             .into_iter()

@@ -20,7 +20,8 @@ pub enum Method {
     Translation,
     /// The node's embedding against the destination type by cosine (kNN).
     Knn,
-    /// The union of per-mode kNN results ([`Mixtures`]), merged by score.
+    /// Translation from each of the source's modes ([`Mixtures`]) instead of
+    /// its own row, the results merged by score.
     Mixture,
 }
 
@@ -93,11 +94,14 @@ pub fn recall(
         }
         Method::Mixture => {
             let mix = mixtures.ok_or_else(|| EngineError::Config("mixture recall needs mixtures".into()))?;
-            let index = Index::new(Metric::Cosine, table, d);
+            // A mode is a centroid of destinations the source engaged with, so
+            // it stands in for the translated query h + r itself.
+            let index = Index::new(Metric::of_score(model.config.score), table, d);
+            let query = |mode: &[f32]| mode.to_vec();
             sources
                 .iter()
                 .enumerate()
-                .map(|(i, (s, _, _))| mix.retrieve(&index, *s, kmax, &|id| exclude(i, id)))
+                .map(|(i, (s, _, _))| mix.retrieve(&index, *s, kmax, &query, &|id| exclude(i, id)))
                 .collect()
         }
     };

@@ -788,7 +788,8 @@ impl Ctx<'_> {
                 } else {
                     m.head_query(rel, m.node(ty, id))
                 };
-                Ok(scored(to, m.top_k(&q, to, k, &|_| false)))
+                // A node is not its own answer (no self-loops among the predictions).
+                Ok(scored(to, m.top_k(&q, to, k, &|x| from == to && x == id)))
             }
         }
     }
