@@ -219,6 +219,12 @@ impl TrainConfig {
         if !self.adversarial_temperature.is_finite() || self.adversarial_temperature < 0.0 {
             return bad("adversarial_temperature must be finite and not negative");
         }
+        if !self.drift_penalty.is_finite() || self.drift_penalty < 0.0 {
+            return bad("drift_penalty must be finite and not negative");
+        }
+        if self.drift_penalty > 0.0 && self.warm_start.is_none() {
+            return bad("drift_penalty needs warm_start: the model to stay near");
+        }
         if self
             .holdout
             .as_ref()

@@ -446,7 +446,10 @@ fn run(
                 };
                 loss += train_bucket(&params, cfg, buckets, &ends, (i, j), &mut rng, &mut works);
             }
-            edges += bucket.len() as u64;
+            edges += match cfg.holdout.is_some() || !cfg.only_relations.is_empty() {
+                true => bucket.iter().filter(|e| trains(cfg, e)).count(),
+                false => bucket.len(),
+            } as u64;
             let io_started = Instant::now();
             let next = match b + 1 < order.len() {
                 true => Progress {
@@ -560,6 +563,13 @@ fn evict(resident: &mut [Option<Part>], p: u32, budget_mib: usize, needed: &[(u3
 /// A chunk: positions `range` of the bucket's relation-grouped edge order.
 type Chunk = std::ops::Range<usize>;
 
+/// False for edges the run leaves out: held out, or of another relation
+/// than `only_relations`.
+fn trains(cfg: &TrainConfig, e: &BucketEdge) -> bool {
+    !cfg.holdout.as_ref().is_some_and(|h| h.holds(e.rel, e.src, e.dst))
+        && (cfg.only_relations.is_empty() || cfg.only_relations.contains(&e.rel))
+}
+
 /// A bucket's edges grouped by relation, shuffled within each group, cut
 /// into chunks of `chunk_size`, and the chunks shuffled: (edge order, chunks).
 fn plan_chunks(
@@ -568,11 +578,7 @@ fn plan_chunks(
     rng: &mut Xoshiro256PlusPlus,
 ) -> (Vec<u32>, Vec<Chunk>) {
     let mut order: Vec<u32> = (0..edges.len() as u32)
-        .filter(|&e| {
-            let e = &edges[e as usize];
-            !cfg.holdout.as_ref().is_some_and(|h| h.holds(e.rel, e.src, e.dst))
-                && (cfg.only_relations.is_empty() || cfg.only_relations.contains(&e.rel))
-        })
+        .filter(|&e| trains(cfg, &edges[e as usize]))
         .collect();
     order.sort_unstable_by_key(|&e| edges[e as usize].rel);
     let mut chunks: Vec<Chunk> = Vec::new();

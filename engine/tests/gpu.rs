@@ -287,3 +287,28 @@ fn top_k_kernel_finds_the_best_candidates() {
         }
     }
 }
+
+#[test]
+fn kmeans_assigns_the_same_clusters_on_the_gpu() {
+    let Some(g) = gpu() else { return };
+    let mut seed = 21;
+    let (n, d, k) = (3000, 24, 12);
+    let rows = rand_vec(n * d, &mut seed);
+    let cpu = quiver_engine::kmeans(&rows, d, k, 15, 4, &quiver_engine::Device::Cpu).unwrap();
+    let gpu = quiver_engine::kmeans(&rows, d, k, 15, 4, &quiver_engine::Device::Gpu(Box::new(g))).unwrap();
+    // Same seeding and the same nearest centroids: rows differ only where two
+    // centroids are within float rounding of each other.
+    let same = cpu
+        .assignment
+        .iter()
+        .zip(&gpu.assignment)
+        .filter(|(a, b)| a == b)
+        .count();
+    assert!(same as f64 >= 0.99 * n as f64, "{same} of {n} rows agree");
+    assert!(
+        (cpu.inertia - gpu.inertia).abs() <= 1e-3 * cpu.inertia,
+        "{} vs {}",
+        cpu.inertia,
+        gpu.inertia
+    );
+}

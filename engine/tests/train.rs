@@ -308,3 +308,102 @@ fn a_memory_budget_keeps_results_identical() {
     .unwrap();
     assert_eq!(free.nodes, tight.nodes);
 }
+
+#[test]
+fn held_out_edges_are_not_trained_and_recall_finds_them() {
+    use quiver_engine::recall::{recall, Method};
+    use quiver_engine::Holdout;
+    let dir = tempfile::tempdir().unwrap();
+    let db = ring(dir.path(), 60);
+    let next = db.catalog().relation("next").unwrap();
+    let holdout = Holdout {
+        relation: next,
+        fraction: 0.2,
+        seed: 5,
+    };
+    let held = (0..60).filter(|&i| holdout.holds(next, i, (i + 1) % 60)).count();
+    assert!((4..=20).contains(&held), "{held} held out");
+    let mut trained_edges = Vec::new();
+    let cfg = TrainConfig {
+        holdout: Some(holdout.clone()),
+        ..config(Score::L2, Loss::Margin)
+    };
+    let model = train(&db, "h", &cfg, &mut |e| {
+        if let TrainEvent::Epoch(s) = e {
+            trained_edges.push(s.edges);
+        }
+    })
+    .unwrap();
+    let snap = db.snapshot();
+    let r = recall(&snap, &model, &holdout, &[1, 10], Method::Translation, None).unwrap();
+    assert_eq!((r.held_out, r.sources), (held, held));
+    assert!(
+        r.recall[1].1 >= 0.8 && r.recall[1].1 >= r.recall[0].1,
+        "{:?}",
+        r.recall
+    );
+    // Every epoch trained the 120 edges but the held-out ones.
+    assert_eq!(trained_edges, vec![120 - held as u64; cfg.epochs]);
+    // Training on `back` alone trains 60 edges an epoch.
+    let only_back = TrainConfig {
+        only_relations: vec![db.catalog().relation("back").unwrap()],
+        ..cfg.clone()
+    };
+    let mut counts = Vec::new();
+    train(&db, "b", &only_back, &mut |e| {
+        if let TrainEvent::Epoch(s) = e {
+            counts.push(s.edges);
+        }
+    })
+    .unwrap();
+    assert_eq!(counts, vec![60; cfg.epochs]);
+}
+
+#[test]
+fn warm_start_keeps_rows_and_the_drift_penalty_holds_them() {
+    use quiver_engine::recall::drift;
+    let dir = tempfile::tempdir().unwrap();
+    let db = ring(dir.path(), 40);
+    let base = config(Score::L2, Loss::Margin);
+    let v1 = train(&db, "v1", &base, &mut |_| {}).unwrap();
+    // A warm start that barely moves (a vanishing learning rate) is v1 itself.
+    let same = train(
+        &db,
+        "v1-copy",
+        &TrainConfig {
+            epochs: 1,
+            lr: 1e-20,
+            warm_start: Some("v1".into()),
+            ..base.clone()
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(same.nodes, v1.nodes);
+    assert_eq!(same.relations, v1.relations);
+    let d = drift(&v1, &same, 0, 5, 100, 0).unwrap();
+    assert!(
+        (d.mean_cosine - 1.0).abs() < 1e-9 && d.neighbor_overlap == 1.0,
+        "{d:?}"
+    );
+    // Retraining with a new seed drifts; the penalty keeps it closer.
+    let retrain = |penalty: f32, name: &str| {
+        let cfg = TrainConfig {
+            seed: 99,
+            warm_start: Some("v1".into()),
+            drift_penalty: penalty,
+            epochs: 10,
+            ..base.clone()
+        };
+        let m = train(&db, name, &cfg, &mut |_| {}).unwrap();
+        drift(&v1, &m, 0, 5, 100, 0).unwrap().mean_cosine
+    };
+    let (free, held) = (retrain(0.0, "free"), retrain(1.0, "held"));
+    assert!(held > free, "penalised {held} vs free {free}");
+    // A new node starts from its neighbours, and the penalty needs a warm start.
+    let bad = TrainConfig {
+        drift_penalty: 1.0,
+        ..base.clone()
+    };
+    assert!(train(&db, "x", &bad, &mut |_| {}).is_err());
+}
