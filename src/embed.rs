@@ -115,7 +115,8 @@ pub fn neighbors(a: &NeighborsArgs) -> anyhow::Result<()> {
         .iter()
         .map(|&(t, id)| {
             let mut out: Vec<u32> = Vec::new();
-            if rel.is_none() {
+            // A node is not its own neighbour, nor its own prediction.
+            if t == target {
                 out.push(id);
             }
             if a.exclude_connected {

@@ -316,3 +316,186 @@ fn shell_session_with_history_multiline_and_error() {
         "{h}"
     );
 }
+
+#[test]
+fn neighbors_quantize_recall_drift_and_rce() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    // Two cliques of 8 users each, following each other.
+    let mut lines = String::new();
+    for c in 0..2 {
+        for i in 0..8 {
+            for j in 0..8 {
+                if i != j {
+                    lines.push_str(&format!("User\tc{c}u{i}\tFollows\tUser\tc{c}u{j}\n"));
+                }
+            }
+        }
+    }
+    let file = dir.path().join("g.tsv");
+    std::fs::write(&file, lines).unwrap();
+    assert!(quiver(&["import", p(&db), p(&file), "--create-types"])
+        .status
+        .success());
+    let train = quiver(&[
+        "train",
+        p(&db),
+        "--dim",
+        "8",
+        "--epochs",
+        "30",
+        "--device",
+        "cpu",
+        "--score",
+        "dot",
+        "--seed",
+        "1",
+    ]);
+    assert!(train.status.success(), "{}", text(&train));
+
+    // neighbors: the rest of u0's clique, best first, in text and JSON.
+    let o = quiver(&[
+        "neighbors",
+        p(&db),
+        "--node",
+        "User:c0u0",
+        "--k",
+        "7",
+        "--json",
+        "--metric",
+        "cosine",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    let keys: Vec<&str> = v["neighbors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 7);
+    assert!(
+        keys.iter().filter(|k| k.starts_with("c0")).count() >= 6,
+        "{keys:?}"
+    );
+    // Translated by Follows and leaving out who u0 already follows: nothing of its clique is left.
+    let o = quiver(&[
+        "neighbors",
+        p(&db),
+        "--node",
+        "User:c0u0",
+        "--relation",
+        "Follows",
+        "--exclude-connected",
+        "--k",
+        "3",
+    ]);
+    assert!(
+        o.status.success() && text(&o).matches("c0u").count() == 1,
+        "{}",
+        text(&o)
+    );
+    let o = quiver(&["neighbors", p(&db), "--node", "User:nobody"]);
+    assert!(
+        !o.status.success() && text(&o).contains("no User with key \"nobody\""),
+        "{}",
+        text(&o)
+    );
+    let o = quiver(&["neighbors", p(&db), "--node", "User:c0u0", "--quantized"]);
+    assert!(
+        !o.status.success() && text(&o).contains("quiver quantize"),
+        "{}",
+        text(&o)
+    );
+
+    // quantize, then the int8 copy answers like the floats.
+    let o = quiver(&["quantize", p(&db)]);
+    assert!(
+        o.status.success() && text(&o).contains("User: 16 rows"),
+        "{}",
+        text(&o)
+    );
+    let o = quiver(&[
+        "neighbors",
+        p(&db),
+        "--node",
+        "User:c0u0",
+        "--k",
+        "7",
+        "--quantized",
+        "--metric",
+        "cosine",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).matches("c0u").count() >= 6, "{}", text(&o));
+
+    // eval recall: held-out follows come back within the clique.
+    let o = quiver(&[
+        "eval",
+        "recall",
+        p(&db),
+        "--relation",
+        "Follows",
+        "--holdout",
+        "0.2",
+        "--k",
+        "5,7",
+        "--dim",
+        "8",
+        "--epochs",
+        "30",
+        "--score",
+        "dot",
+        "--device",
+        "cpu",
+        "--json",
+        "--mixture",
+        "--clusters",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    let r = &v["reports"][0];
+    assert_eq!(r["method"], "translation");
+    assert!(r["held_out"].as_u64().unwrap() > 0);
+    assert!(r["recall"][1][1].as_f64().unwrap() >= 0.5, "{v}");
+    assert_eq!(v["reports"][1]["method"], "mixture");
+
+    // drift between the model and the held-out one; models --drop.
+    let o = quiver(&[
+        "drift",
+        p(&db),
+        "default",
+        "default-holdout",
+        "--type",
+        "User",
+        "--k",
+        "3",
+    ]);
+    assert!(
+        o.status.success() && text(&o).contains("mean cosine"),
+        "{}",
+        text(&o)
+    );
+    assert!(quiver(&["models", p(&db), "--drop", "default-holdout"])
+        .status
+        .success());
+    assert!(!text(&quiver(&["models", p(&db)])).contains("default-holdout"));
+
+    // rce: against the label mean, and errors that say where.
+    let pred = dir.path().join("pred.txt");
+    std::fs::write(&pred, "0.9\t1\n0.2\t0\n# comment\n0.8,1\n0.7 1\n").unwrap();
+    let o = quiver(&["rce", p(&pred)]);
+    assert!(
+        o.status.success() && text(&o).contains("RCE ") && text(&o).contains("4 examples"),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(&pred, "0.9\t1\n1.5\t0\n").unwrap();
+    let o = quiver(&["rce", p(&pred)]);
+    assert!(
+        text(&o).contains("pred.txt:2:1: probability \"1.5\""),
+        "{}",
+        text(&o)
+    );
+}
