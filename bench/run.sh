@@ -27,11 +27,11 @@ anchors=()
 if [ ${#data_args[@]} -gt 0 ] && [ -d "$shared/anchors" ]; then
     venv="$root/bench/venv"
     if [ ! -x "$venv/bin/python" ]; then
-        python3 -m venv "$venv" && "$venv/bin/pip" install -q kuzu pyoxigraph \
+        python3 -m venv "$venv" && "$venv/bin/pip" install -q kuzu pyoxigraph faiss-cpu numpy \
             || { echo "note: could not create the anchor venv; skipping Kùzu and oxigraph" >&2; rm -rf "$venv"; }
     fi
     if [ -x "$venv/bin/python" ]; then
-        for a in kuzu_graph oxigraph_store pbg_transe pykeen_transe; do
+        for a in kuzu_graph oxigraph_store pbg_transe pykeen_transe ann_search; do
             case $a in
                 pbg_transe) extra=(--epochs 5 --eval) ;;
                 pykeen_transe) extra=(--train-budget 0 --timing-epochs 5 --no-eval) ;;
@@ -53,7 +53,18 @@ train_json=()
 if [ ${#data_args[@]} -gt 0 ]; then
     ./target/release/quiver-bench train "${data_args[@]}" --epochs 5 >"$out/quiver_train.json"
     ./target/release/quiver-bench query "${data_args[@]}" --queries 20000 >"$out/quiver_query.json"
-    train_json=("$out/quiver_train.json" "$out/quiver_query.json")
+    ./target/release/quiver-bench coldstart "${data_args[@]}" >"$out/quiver_coldstart.json"
+    train_json=("$out/quiver_train.json" "$out/quiver_query.json" "$out/quiver_coldstart.json")
+fi
+
+# Exact top-10 (issue 5), beside faiss IndexFlatIP on the same kind of data in this run.
+./target/release/quiver-bench knn >"$out/quiver_knn.json"
+./target/release/quiver-bench knn --n 1000000 --dim 128 --queries 1000 >"$out/quiver_knn_1m.json"
+train_json+=("$out/quiver_knn.json" "$out/quiver_knn_1m.json")
+if [ -x "${venv:-}/bin/python" ] && "$venv/bin/python" -c "import faiss" 2>/dev/null; then
+    "$venv/bin/python" bench/faiss_flat.py --n 14541 --dim 200 --queries 2000 >"$out/faiss_flat.json"
+    "$venv/bin/python" bench/faiss_flat.py --n 1000000 --dim 128 --queries 1000 --single 50 >"$out/faiss_flat_1m.json"
+    anchors+=("$out/faiss_flat.json" "$out/faiss_flat_1m.json")
 fi
 
 # The scale run (issue 3): SCALE=1 make bench. About 25 minutes on 2 cores and
@@ -144,5 +155,21 @@ if qq:
         ratio = f"{b['median_us'] / a['median_us']:.1f}x faster" if b else ""
         f = lambda v: "-" if v is None else f"{v:.1f}"
         print(f"| {name} | {f(a['median_us'])} | {f(b.get('median_us'))} | {f(a['p99_us'])} | {f(b.get('p99_us'))} | µs | {ratio} |")
+knn = [d for d in map(lambda p: json.load(open(p)), [p for p in sys.argv[2:] if "knn" in p or "faiss_flat" in p])]
+if knn:
+    print("\nExact top-10 by inner product, random unit vectors (quiver: CPU backend; faiss: IndexFlatIP, same run)\n")
+    print("| rows × dim | quiver batched q/s | faiss batched q/s | ratio | quiver int8 batched q/s | int8 recall@10 | int8 size | single query p50 quiver / faiss (1 thread) |\n|---|---|---|---|---|---|---|---|")
+    for q in [d for d in knn if d["bench"] == "quiver_knn"]:
+        f = next((d for d in knn if d["bench"] == "faiss_flat" and d["n"] == q["n"] and d["dim"] == q["dim"]), {})
+        fb = f.get("batched", {}).get("qps")
+        ratio = f"{q['batched']['qps'] / fb:.2f}x" if fb else ""
+        fs = f.get("single_1thread", {}).get("median_us")
+        i8 = q["int8"]
+        print(f"| {q['n']:,} × {q['dim']} | {q['batched']['qps']:,.0f} | {fb or float('nan'):,.0f} | {ratio} | {i8['batched_qps']:,.0f} | {i8['recall_at_k']:.3f} | {i8['bytes'] / 2**20:.1f} MiB vs {i8['float_bytes'] / 2**20:.1f} MiB | {q['single_1thread']['median_us']:,.0f} / {fs or float('nan'):,.0f} µs |")
+cs = anchors.get("quiver_coldstart")
+if cs:
+    print(f"\ncold start on FB15k-237 ({cs['held_out_entities']} entities held out, {cs['test_triples_touching_them']} test triples touching them, {cs['epochs']} epochs): "
+          f"filtered MRR inductive {cs['inductive']['mrr']:.4f}, transductive {cs['transductive']['mrr']:.4f} (ratio {cs['inductive_share_of_transductive']:.2f}), random rows {cs['random']['mrr']:.4f}; "
+          f"inferring {cs['inferred_rows']} rows took {cs['infer_s'] * 1e3:.1f} ms")
 print(f"\nraw JSON: {sys.argv[1:]}")
 PY
