@@ -448,13 +448,20 @@ fn bench_coldstart(data: &Path, epochs: usize) -> serde_json::Value {
     let train = read_triples(&data.join("train.txt")).unwrap();
     let test = read_triples(&data.join("test.txt")).unwrap();
     let valid = read_triples(&data.join("valid.txt")).unwrap();
-    let mut entities: Vec<&str> = train.iter().flat_map(|t| [t.head.as_str(), t.tail.as_str()]).collect();
+    let mut entities: Vec<&str> = train
+        .iter()
+        .flat_map(|t| [t.head.as_str(), t.tail.as_str()])
+        .collect();
     entities.sort_unstable();
     entities.dedup();
     let mut rng = Rng(0x5eed_c01d_0000_0001);
-    let held: std::collections::HashSet<&str> =
-        entities.iter().copied().filter(|_| rng.next() % 10 == 0).collect();
-    let touches = |t: &quiver_engine::Triple| held.contains(t.head.as_str()) || held.contains(t.tail.as_str());
+    let held: std::collections::HashSet<&str> = entities
+        .iter()
+        .copied()
+        .filter(|_| rng.next() % 10 == 0)
+        .collect();
+    let touches =
+        |t: &quiver_engine::Triple| held.contains(t.head.as_str()) || held.contains(t.tail.as_str());
     let subset: Vec<_> = test.iter().filter(|t| touches(t)).cloned().collect();
     let known: Vec<_> = valid.iter().chain(train.iter()).cloned().collect();
     let write = |name: &str, rows: &mut dyn Iterator<Item = &quiver_engine::Triple>| {
@@ -488,7 +495,8 @@ fn bench_coldstart(data: &Path, epochs: usize) -> serde_json::Value {
     let db = import("ind", &rest);
     quiver_engine::train(&db, "m", &config, &mut |_| {}).unwrap();
     let back = write("back.txt", &mut train.iter().filter(|t| touches(t)));
-    db.import(&[back], &ImportOptions::default(), &mut |_| {}).unwrap();
+    db.import(&[back], &ImportOptions::default(), &mut |_| {})
+        .unwrap();
     let mut ind = Model::load(&db, "m").unwrap();
     let trained_rows = ind.rows(0);
     let started = Instant::now();
