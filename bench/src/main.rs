@@ -458,7 +458,7 @@ fn bench_coldstart(data: &Path, epochs: usize) -> serde_json::Value {
     let held: std::collections::HashSet<&str> = entities
         .iter()
         .copied()
-        .filter(|_| rng.next() % 10 == 0)
+        .filter(|_| rng.next().is_multiple_of(10))
         .collect();
     let touches =
         |t: &quiver_engine::Triple| held.contains(t.head.as_str()) || held.contains(t.tail.as_str());
