@@ -8,7 +8,7 @@ use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::config::Score;
-use crate::retrieval::{Index, Metric, TopK};
+use crate::retrieval::{Index, Metric};
 use crate::{Device, EngineError, Result};
 
 /// A k-means clustering of `n` rows.
@@ -217,12 +217,9 @@ impl Mixtures {
             .collect();
         all.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
         all.dedup_by_key(|p| p.0);
-        let mut top = TopK::new(k);
         all.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        for (id, s) in all {
-            top.offer(id, &[s], &|_| false);
-        }
-        top.into_vec()
+        all.truncate(k);
+        all
     }
 }
 
