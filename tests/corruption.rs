@@ -218,7 +218,9 @@ fn trained_database_damage_is_reported_or_harmless() {
         match got {
             Err(message) => {
                 errors += 1;
-                let segment = ["base-", "buckets-", "model-"].iter().any(|p| name.starts_with(p));
+                let segment = ["base-", "buckets-", "model-"]
+                    .iter()
+                    .any(|p| name.starts_with(p));
                 assert!(
                     !segment || message.contains(&name),
                     "trial {trial}: the error does not name {name}: {message}"
@@ -226,7 +228,10 @@ fn trained_database_damage_is_reported_or_harmless() {
             }
             Ok(digest) => {
                 harmless += 1;
-                assert!(digest == want, "trial {trial}: damaged {name} changed the results silently");
+                assert!(
+                    digest == want,
+                    "trial {trial}: damaged {name} changed the results silently"
+                );
             }
         }
         std::fs::remove_dir_all(&copy).unwrap();

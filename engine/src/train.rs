@@ -228,9 +228,6 @@ pub fn train_on(
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<()> {
     config.validate()?;
-    if db.model_info(name).is_ok() {
-        db.drop_model(name)?;
-    }
     let buckets = db.buckets(config.partitions)?;
     let snap = db.snapshot();
     let catalog = snap.catalog();
@@ -249,7 +246,7 @@ pub fn train_on(
     // Registered before the first bucket, so that a run killed at once can resume.
     let settings_json = serde_json::to_string(&settings).map_err(|e| EngineError::Config(e.to_string()))?;
     let start_json = serde_json::to_string(&start).map_err(|e| EngineError::Config(e.to_string()))?;
-    db.save_model_parts(name, &settings_json, &start_json, &[])?;
+    db.start_model(name, &settings_json, &start_json)?;
     run(db, name, &settings, start, &buckets, device, on_event)
 }
 

@@ -16,7 +16,7 @@ pub enum StorageError {
         error: std::io::Error,
     },
     /// An error reported by sled, the key-value store under the catalog and delta.
-    #[error("sled: {0}")]
+    #[error("the catalog store (sled, in the database's `catalog/` directory): {0}")]
     Sled(#[from] sled::Error),
     /// A file of the database is damaged.
     #[error(transparent)]

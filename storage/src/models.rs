@@ -43,11 +43,7 @@ impl Database {
         progress: &str,
         parts: &[(&str, &[&[f32]])],
     ) -> Result<()> {
-        if name.is_empty() || name.chars().any(char::is_control) {
-            return Err(StorageError::InvalidInput(format!(
-                "model name {name:?} is empty or has control characters"
-            )));
-        }
+        check_name(name)?;
         let _w = self.writer.lock();
         let mut catalog = self.catalog().as_ref().clone();
         let mut written: Vec<(String, SegmentRef)> = Vec::with_capacity(parts.len());
@@ -87,6 +83,34 @@ impl Database {
         self.flush()?;
         for old in replaced {
             let _ = std::fs::remove_file(self.path().join(old.file));
+        }
+        Ok(())
+    }
+
+    /// Starts model `name` afresh with `settings` and `progress` and no
+    /// parts, replacing any model of that name in the same catalog change:
+    /// after a crash or an I/O error the old model is either still whole or
+    /// replaced, never gone.
+    pub fn start_model(&self, name: &str, settings: &str, progress: &str) -> Result<()> {
+        check_name(name)?;
+        let _w = self.writer.lock();
+        let mut catalog = self.catalog().as_ref().clone();
+        let old = catalog
+            .models
+            .iter()
+            .position(|m| m.name == name)
+            .map(|i| catalog.models.remove(i));
+        catalog.models.push(ModelRef {
+            name: name.to_string(),
+            settings: settings.to_string(),
+            progress: progress.to_string(),
+            metrics: String::new(),
+            parts: Vec::new(),
+        });
+        self.commit_catalog(catalog)?;
+        self.flush()?;
+        for (_, r) in old.into_iter().flat_map(|m| m.parts) {
+            let _ = std::fs::remove_file(self.path().join(r.file));
         }
         Ok(())
     }
@@ -151,6 +175,15 @@ impl Database {
     pub fn models(&self) -> Vec<ModelRef> {
         self.catalog().models.clone()
     }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(StorageError::InvalidInput(format!(
+            "model name {name:?} is empty or has control characters"
+        )));
+    }
+    Ok(())
 }
 
 fn no_model(name: &str) -> StorageError {
