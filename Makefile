@@ -6,7 +6,7 @@ CARGO ?= cargo
 export XDG_RUNTIME_DIR ?= /tmp/quiver-xdg-$(shell id -u)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps demo test lint bench fuzz clean
+.PHONY: deps demo test lint bench stress fuzz clean
 
 deps:
 	@./scripts/deps.sh
@@ -23,6 +23,10 @@ test: lint
 
 bench: deps
 	./bench/run.sh
+
+# Readers, a writer and training together for 10 minutes (2 in `make test`).
+stress: deps
+	QUIVER_STRESS_SECS=$${QUIVER_STRESS_SECS:-600} $(CARGO) test --release -p quiver-tests --test stress -- --nocapture
 
 # Each fuzz target for FUZZ_SECONDS (default 600); corpora kept in fuzz/corpus/.
 fuzz: deps

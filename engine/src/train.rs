@@ -229,14 +229,12 @@ pub fn train_on(
 ) -> Result<()> {
     config.validate()?;
     let buckets = db.buckets(config.partitions)?;
-    let snap = db.snapshot();
-    let catalog = snap.catalog();
+    // The partitions are the buckets' own: nodes created since they were
+    // built (by a concurrent writer) get no rows now and are inferred later.
     let settings = Settings {
         config: config.clone(),
-        node_counts: (0..catalog.node_types.len() as u32)
-            .map(|t| snap.node_count(t))
-            .collect(),
-        relations: catalog.relations.len(),
+        node_counts: buckets.node_counts().to_vec(),
+        relations: db.catalog().relations.len(),
     };
     let start = Progress {
         epoch: 0,

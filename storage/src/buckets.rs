@@ -49,6 +49,12 @@ impl Buckets {
         self.partitions
     }
 
+    /// Node counts per type the partitions were cut from (nodes created
+    /// later, without edges, are in no bucket).
+    pub fn node_counts(&self) -> &[u32] {
+        &self.counts
+    }
+
     /// The catalog `edge_version` these buckets reflect.
     pub fn edge_version(&self) -> u64 {
         self.edge_version
