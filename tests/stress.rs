@@ -103,7 +103,7 @@ fn readers_writer_and_training_together() {
                 db.commit(b).unwrap();
                 commits.fetch_add(1, Relaxed);
                 k += 1;
-                if k % 2000 == 0 {
+                if k.is_multiple_of(2000) {
                     db.compact().unwrap();
                 }
                 std::thread::sleep(Duration::from_millis(1));
