@@ -543,4 +543,22 @@ fn limits_stop_runaway_queries() {
     let e = g.query("MATCH (a) RETURN a.key", &p).unwrap_err();
     assert!(matches!(e, quiver_query::QueryError::RowCap(5)), "{e}");
     assert_eq!(g.query("MATCH (a) RETURN a.key LIMIT 5", &p).unwrap().len(), 5);
+    // Huge literals: a 4 MiB string and a 200,000-element list parse and run
+    // in bounded time; a deeper nesting than 64 is refused with its position.
+    let big = "x".repeat(4 << 20);
+    let rows = g.query(&format!("RETURN size('{big}') AS n"), &p);
+    assert!(rows.is_ok() || rows.unwrap_err().to_string().contains("size"));
+    let list: Vec<String> = (0..200_000).map(|i| i.to_string()).collect();
+    let started = std::time::Instant::now();
+    let rows = g
+        .query(
+            &format!("MATCH (a) WHERE 17 IN [{}] RETURN count(*)", list.join(",")),
+            &p,
+        )
+        .unwrap();
+    assert_eq!(rows.rows[0][0], Value::Int(60));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let deep = format!("RETURN {}1{}", "(".repeat(100), ")".repeat(100));
+    let e = g.query(&deep, &p).unwrap_err().to_string();
+    assert!(e.contains("line 1, column") && e.contains("deep"), "{e}");
 }
