@@ -499,3 +499,16 @@ fn neighbors_quantize_recall_drift_and_rce() {
         text(&o)
     );
 }
+
+#[test]
+fn a_database_held_by_another_process_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let held = quiver::Database::create(&db).unwrap();
+    // This process holds it; the `quiver` process gets a clear error.
+    let o = quiver(&["stats", p(&db)]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("locked"), "{}", text(&o));
+    drop(held);
+    assert!(quiver(&["stats", p(&db)]).status.success());
+}
