@@ -21,8 +21,17 @@ use crate::value::{format_float, Params, Value};
 pub(crate) type Row = Vec<Value>;
 type RowIter<'a> = Box<dyn Iterator<Item = Result<Row>> + 'a>;
 
-/// Loads models on first use and keeps them while their stored parts are unchanged.
-pub(crate) type ModelCache = parking_lot::Mutex<HashMap<String, (Vec<String>, Arc<Model>)>>;
+/// Loads models on first use and keeps them while their stored parts are
+/// unchanged; beside each, the model extended with rows inferred for nodes
+/// created since training, kept while the graph's edges and node counts are.
+pub(crate) type ModelCache = parking_lot::Mutex<HashMap<String, CachedModel>>;
+
+#[derive(Clone)]
+pub(crate) struct CachedModel {
+    parts: Vec<String>,
+    base: Arc<Model>,
+    extended: Option<(Vec<String>, Arc<Model>)>,
+}
 
 pub(crate) struct Ctx<'a> {
     pub db: &'a Database,
@@ -657,7 +666,7 @@ impl Ctx<'_> {
             }
             (Func::StartNode | Func::EndNode, _) => return bad("an edge"),
             (Func::Score, _) => {
-                let m = self.model(vals.get(3))?;
+                let m = self.model(vals.get(3), false)?;
                 let (h, rel, t) = (
                     self.node_arg(&vals[0])?,
                     self.rel_arg(&vals[1])?,
@@ -666,13 +675,18 @@ impl Ctx<'_> {
                 if matches!(vals[2], Value::Null) {
                     return Ok(Value::Null);
                 }
-                let q = m.tail_query(rel, m.node(h.0, h.1));
-                Value::Float(m.compare(&q, m.node(t.0, t.1)) as f64)
+                let q = m.tail_query(rel, &self.row(&m, h));
+                Value::Float(m.compare(&q, &self.row(&m, t)) as f64)
             }
             (Func::Embed, _) => {
-                let m = self.model(vals.get(1))?;
-                let (ty, id) = self.node_arg(&vals[0])?;
-                Value::List(m.node(ty, id).iter().map(|&x| Value::Float(x as f64)).collect())
+                let m = self.model(vals.get(1), false)?;
+                let node = self.node_arg(&vals[0])?;
+                Value::List(
+                    self.row(&m, node)
+                        .iter()
+                        .map(|&x| Value::Float(x as f64))
+                        .collect(),
+                )
             }
         })
     }
@@ -698,8 +712,20 @@ impl Ctx<'_> {
             .ok_or_else(|| runtime(format!("unknown relation type `{name}`")))
     }
 
-    /// The named model, or the only one / the one named `default`.
-    fn model(&self, name: Option<&Value>) -> Result<Arc<Model>> {
+    /// A node's row: trained, or inferred from its neighbours now (cold
+    /// start) for a node created since training (zeros when none has a row).
+    fn row<'m>(&self, m: &'m Model, (ty, id): (u32, u32)) -> std::borrow::Cow<'m, [f32]> {
+        if id < m.rows(ty) {
+            std::borrow::Cow::Borrowed(m.node(ty, id))
+        } else {
+            std::borrow::Cow::Owned(m.infer(self.snap, ty, id).unwrap_or_else(|| vec![0.0; m.dim()]))
+        }
+    }
+
+    /// The named model, or the only one / the one named `default`; with
+    /// `new_nodes`, extended with rows for every node created since training
+    /// (for procedures that rank all nodes of a type).
+    fn model(&self, name: Option<&Value>, new_nodes: bool) -> Result<Arc<Model>> {
         let c = self.snap.catalog();
         let name = match name {
             Some(Value::Str(s)) => s.clone(),
@@ -716,26 +742,45 @@ impl Ctx<'_> {
             }
         };
         let info = self.db.model_info(&name)?;
-        let mut stamp: Vec<String> = info
+        let parts: Vec<String> = info
             .parts
             .iter()
             .map(|(k, s)| format!("{k}:{}:{}", s.file, s.crc))
             .collect();
-        // Nodes created since training get rows inferred from their
-        // neighbours; new nodes or changed edges make those stale.
-        stamp.push(format!("edges:{}", c.edge_version));
-        stamp.extend((0..c.node_types.len() as u32).map(|t| format!("nodes:{}", self.snap.node_count(t))));
-        let mut cache = self.models.lock();
-        if let Some((s, m)) = cache.get(&name) {
-            if *s == stamp {
-                return Ok(m.clone());
+        // Loads happen outside the lock: readers never wait on another's load.
+        let cached = self
+            .models
+            .lock()
+            .get(&name)
+            .filter(|c| c.parts == parts)
+            .cloned();
+        let mut entry = match cached {
+            Some(c) => c,
+            None => CachedModel {
+                parts,
+                base: Arc::new(Model::load(self.db, &name)?),
+                extended: None,
+            },
+        };
+        let result = if new_nodes {
+            let mut graph = vec![format!("edges:{}", c.edge_version)];
+            graph
+                .extend((0..c.node_types.len() as u32).map(|t| format!("nodes:{}", self.snap.node_count(t))));
+            match &entry.extended {
+                Some((g, m)) if *g == graph => m.clone(),
+                _ => {
+                    let mut m = (*entry.base).clone();
+                    m.extend_to(self.snap);
+                    let m = Arc::new(m);
+                    entry.extended = Some((graph, m.clone()));
+                    m
+                }
             }
-        }
-        let mut m = Model::load(self.db, &name)?;
-        m.extend_to(self.snap);
-        let m = Arc::new(m);
-        cache.insert(name, (stamp, m.clone()));
-        Ok(m)
+        } else {
+            entry.base.clone()
+        };
+        self.models.lock().insert(name, entry);
+        Ok(result)
     }
 
     fn call(&self, proc: Proc, args: &[Value]) -> Result<Vec<Vec<Value>>> {
@@ -754,7 +799,7 @@ impl Ctx<'_> {
         match proc {
             Proc::Train => self.train(args.first()),
             Proc::Nearest => {
-                let m = self.model(args.get(2))?;
+                let m = self.model(args.get(2), true)?;
                 let Value::Node { ty, id } = args[0] else {
                     return Ok(Vec::new());
                 };
@@ -762,7 +807,7 @@ impl Ctx<'_> {
                 Ok(scored(ty, m.top_k(m.node(ty, id), ty, k, &|x| x == id)))
             }
             Proc::Predict | Proc::PredictHead => {
-                let m = self.model(args.get(3))?;
+                let m = self.model(args.get(3), true)?;
                 let Value::Node { ty, id } = args[0] else {
                     return Ok(Vec::new());
                 };
