@@ -70,7 +70,8 @@ fn open_sled(dir: &Path) -> Result<sled::Db> {
     let path = dir.join(CATALOG_DIR);
     let deadline = Instant::now() + Duration::from_secs(10);
     let opened = loop {
-        let cfg = sled::Config::new().path(&path);
+        // sled holds only the catalog and the delta: a small cache bounds its memory (default 1 GiB).
+        let cfg = sled::Config::new().path(&path).cache_capacity(64 << 20);
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || cfg.open())) {
             Ok(Err(sled::Error::Io(e)))
                 if e.to_string().starts_with("could not acquire lock") && Instant::now() < deadline =>
