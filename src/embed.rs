@@ -229,19 +229,13 @@ pub fn quantize(db: &Path, model: &str, types: &[String]) -> anyhow::Result<()> 
         let metric = Metric::of_score(m.config.score);
         let exact = Index::new(metric, &m.nodes[t as usize], d).search(&queries, 10, &|_, _| false);
         let approx = q.index(metric).search(&queries, 10, &|_, _| false);
-        let hits: usize = exact
-            .iter()
-            .zip(&approx)
-            .map(|(e, a)| a.iter().filter(|p| e.iter().any(|x| x.0 == p.0)).count())
-            .sum();
-        let total: usize = exact.iter().map(Vec::len).sum();
         say!(
             "{}: {n} rows, int8 {:.2} MiB vs float {:.2} MiB ({:.2}x smaller); recall@10 against float search {:.4} ({} queries, {metric:?})",
             c.type_name(t),
             q.bytes() as f64 / 1048576.0,
             (n * d * 4) as f64 / 1048576.0,
             (n * d * 4) as f64 / q.bytes().max(1) as f64,
-            hits as f64 / total.max(1) as f64,
+            quiver::overlap(&exact, &approx),
             exact.len()
         );
     }

@@ -417,11 +417,6 @@ fn bench_knn(n: usize, dim: usize, queries: usize, k: usize) -> serde_json::Valu
         .collect();
     let int8_batched = median(int8_batched);
     let approx = qindex.search(&q, k, &none);
-    let hits: usize = exact
-        .iter()
-        .zip(&approx)
-        .map(|(e, a)| a.iter().filter(|p| e.iter().any(|x| x.0 == p.0)).count())
-        .sum();
     json!({
         "bench": "quiver_knn", "n": n, "dim": dim, "queries": queries, "k": k,
         "threads": std::thread::available_parallelism().map_or(1, |t| t.get()),
@@ -430,7 +425,7 @@ fn bench_knn(n: usize, dim: usize, queries: usize, k: usize) -> serde_json::Valu
         "single_1thread": single(&index1),
         "int8": {
             "bytes": codes.bytes(), "float_bytes": rows.len() * 4,
-            "recall_at_k": hits as f64 / (queries * k) as f64,
+            "recall_at_k": quiver_engine::overlap(&exact, &approx),
             "batched_qps": queries as f64 / int8_batched,
             "single": single(&qindex),
         },

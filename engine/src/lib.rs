@@ -23,7 +23,7 @@ pub use gpu::{AdapterChoice, GpuContext, StepBatch, StepTables};
 pub use mixture::{kmeans, KMeans, Mixtures};
 pub use model::Model;
 pub use quant::Int8Rows;
-pub use retrieval::{Index, Metric};
+pub use retrieval::{overlap, Index, Metric};
 pub use train::{resume, resume_on, train, train_on, EpochStats, TrainEvent};
 
 /// Everything that can go wrong in the engine.

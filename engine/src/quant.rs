@@ -123,16 +123,8 @@ mod tests {
         for metric in [Metric::Dot, Metric::Cosine, Metric::L2] {
             let exact = Index::new(metric, &rows, d).search(&queries, 10, &|_, _| false);
             let approx = q.index(metric).search(&queries, 10, &|_, _| false);
-            let hits: usize = exact
-                .iter()
-                .zip(&approx)
-                .map(|(e, a)| a.iter().filter(|p| e.iter().any(|x| x.0 == p.0)).count())
-                .sum();
-            assert!(
-                hits as f64 / 500.0 >= 0.9,
-                "{metric:?}: recall {}",
-                hits as f64 / 500.0
-            );
+            let recall = crate::retrieval::overlap(&exact, &approx);
+            assert!(recall >= 0.9, "{metric:?}: recall {recall}");
         }
     }
 }

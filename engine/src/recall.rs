@@ -136,8 +136,8 @@ pub struct DriftReport {
     pub sampled: usize,
     /// k of the neighbour comparison.
     pub k: usize,
-    /// Mean share of a sampled node's top-k neighbours (by cosine, itself
-    /// left out) that both versions agree on.
+    /// Share of the sampled nodes' top-k neighbours (by cosine, each node
+    /// itself left out) that both versions agree on.
     pub neighbor_overlap: f64,
 }
 
@@ -183,15 +183,7 @@ pub fn drift(a: &Model, b: &Model, ty: u32, k: usize, sample: usize, seed: u64) 
         Index::new(Metric::Cosine, table, d).search(&queries, k, &|q, id| id == picked[q])
     };
     let (ta, tb) = (top(a), top(b));
-    let overlap = ta
-        .iter()
-        .zip(&tb)
-        .map(|(x, y)| {
-            let same = x.iter().filter(|p| y.iter().any(|q| q.0 == p.0)).count();
-            same as f64 / x.len().max(1) as f64
-        })
-        .sum::<f64>()
-        / picked.len().max(1) as f64;
+    let overlap = crate::retrieval::overlap(&ta, &tb);
     Ok(DriftReport {
         nodes: n,
         mean_cosine,

@@ -55,13 +55,13 @@ const DIRECT_BELOW: usize = 8;
 /// The best `k` (id, score) seen so far, best first; among equal scores the
 /// lower id, because ids arrive in increasing order and an equal score never
 /// displaces an earlier one.
-pub(crate) struct TopK {
+struct TopK {
     k: usize,
     items: Vec<(u32, f32)>,
 }
 
 impl TopK {
-    pub(crate) fn new(k: usize) -> Self {
+    fn new(k: usize) -> Self {
         Self {
             k,
             items: Vec::with_capacity(k + 1),
@@ -84,7 +84,7 @@ impl TopK {
     }
 
     /// Scores `s` of rows `first..`, leaving out ids for which `exclude` holds.
-    pub(crate) fn offer(&mut self, first: u32, s: &[f32], exclude: &dyn Fn(u32) -> bool) {
+    fn offer(&mut self, first: u32, s: &[f32], exclude: &dyn Fn(u32) -> bool) {
         if self.k == 0 {
             return;
         }
@@ -109,7 +109,7 @@ impl TopK {
         all
     }
 
-    pub(crate) fn into_vec(self) -> Vec<(u32, f32)> {
+    fn into_vec(self) -> Vec<(u32, f32)> {
         self.items
     }
 }
@@ -338,6 +338,17 @@ impl<'a> Index<'a> {
         }
         tops.into_iter().map(TopK::into_vec).collect()
     }
+}
+
+/// The share of `exact`'s results that `approx` also returned, over all
+/// queries: recall@k of an approximate search, or the agreement of two.
+pub fn overlap(exact: &[Vec<(u32, f32)>], approx: &[Vec<(u32, f32)>]) -> f64 {
+    let hits: usize = exact
+        .iter()
+        .zip(approx)
+        .map(|(e, a)| a.iter().filter(|p| e.iter().any(|x| x.0 == p.0)).count())
+        .sum();
+    hits as f64 / exact.iter().map(Vec::len).sum::<usize>().max(1) as f64
 }
 
 fn inverse_norm(sq: f32) -> f32 {
