@@ -62,6 +62,19 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Copies database `clean` to `copy` and changes `flips` random bytes of its
+/// file `rel` (each to a different value).
+fn damaged_copy(clean: &Path, copy: &Path, rel: &Path, flips: usize, next: &mut dyn FnMut() -> u64) {
+    copy_dir(clean, copy);
+    let target = copy.join(rel);
+    let mut bytes = std::fs::read(&target).unwrap();
+    for _ in 0..flips {
+        let at = (next() % bytes.len() as u64) as usize;
+        bytes[at] ^= 1 + (next() % 255) as u8;
+    }
+    std::fs::write(&target, &bytes).unwrap();
+}
+
 /// Opens and reads everything; an `Err` is fine, a panic is not.
 fn exercise(path: &Path) -> Result<(), StorageError> {
     let db = Database::open(path)?;
@@ -105,14 +118,7 @@ fn flipped_bytes_give_errors_not_panics() {
         for trial in 0..8 {
             let copy = dir.path().join(format!("t{trials}"));
             trials += 1;
-            copy_dir(&clean, &copy);
-            let target = copy.join(&rel);
-            let mut bytes = std::fs::read(&target).unwrap();
-            for _ in 0..1 + trial % 3 {
-                let at = (next() % bytes.len() as u64) as usize;
-                bytes[at] ^= 1 + (next() % 255) as u8;
-            }
-            std::fs::write(&target, &bytes).unwrap();
+            damaged_copy(&clean, &copy, &rel, 1 + trial % 3, &mut next);
             let result = std::panic::catch_unwind(|| exercise(&copy));
             let result = result.unwrap_or_else(|_| {
                 panic!("panic reading {} with damaged {}", copy.display(), rel.display())
@@ -216,14 +222,7 @@ fn trained_database_damage_is_reported_or_harmless() {
         let file = &all[(next() % all.len() as u64) as usize];
         let rel = file.strip_prefix(&clean).unwrap().to_path_buf();
         let copy = dir.path().join(format!("t{trial}"));
-        copy_dir(&clean, &copy);
-        let target = copy.join(&rel);
-        let mut bytes = std::fs::read(&target).unwrap();
-        for _ in 0..1 + trial % 3 {
-            let at = (next() % bytes.len() as u64) as usize;
-            bytes[at] ^= 1 + (next() % 255) as u8;
-        }
-        std::fs::write(&target, &bytes).unwrap();
+        damaged_copy(&clean, &copy, &rel, 1 + trial % 3, &mut next);
         let name = rel.to_string_lossy().to_string();
         let got = std::panic::catch_unwind(|| trained_digest(&copy))
             .unwrap_or_else(|_| panic!("trial {trial}: panic with damaged {name}"));
