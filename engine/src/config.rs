@@ -47,6 +47,20 @@ pub enum Optimizer {
     Adagrad,
     /// Plain stochastic gradient descent.
     Sgd,
+    /// Adam (β₁ = 0.9, β₂ = 0.999, ε = 10⁻⁸), element-wise and lazy: a row's
+    /// moments and step count change only when a chunk touches it, as in
+    /// sparse Adam. CPU backend only; state is 2d + 1 floats per row.
+    Adam,
+}
+
+impl Optimizer {
+    /// Floats of optimizer state per row of dimension `d`.
+    pub fn state_width(self, d: usize) -> usize {
+        match self {
+            Optimizer::Adagrad | Optimizer::Sgd => 1,
+            Optimizer::Adam => 2 * d + 1,
+        }
+    }
 }
 
 /// Edges of one relation left out of training, so that a model can be

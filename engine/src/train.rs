@@ -101,6 +101,8 @@ struct PartView<'a> {
 /// The tables a bucket trains, shared by the training threads.
 struct Params<'a> {
     d: usize,
+    /// Optimizer state floats per row.
+    width: usize,
     part_size: &'a [u32],
     views: Vec<PartView<'a>>,
     relations: &'a [AtomicU32],
@@ -118,17 +120,20 @@ impl Params<'_> {
             None => out.extend(std::iter::repeat_n(0.0, self.d)),
         }
     }
-    fn node(&self, t: u32, x: u32) -> Option<(&[AtomicU32], &AtomicU32)> {
+    fn node(&self, t: u32, x: u32) -> Option<(&[AtomicU32], &[AtomicU32])> {
         let p = x / self.part_size[t as usize];
         let v = self.views.iter().find(|v| v.t == t && v.p == p)?;
         let r = (x - v.start) as usize;
-        Some((v.table.get(r * self.d..(r + 1) * self.d)?, v.state.get(r)?))
+        Some((
+            v.table.get(r * self.d..(r + 1) * self.d)?,
+            v.state.get(r * self.width..(r + 1) * self.width)?,
+        ))
     }
-    fn relation(&self, r: u32) -> Option<(&[AtomicU32], &AtomicU32)> {
+    fn relation(&self, r: u32) -> Option<(&[AtomicU32], &[AtomicU32])> {
         let r = r as usize;
         Some((
             self.relations.get(r * self.d..(r + 1) * self.d)?,
-            self.relation_state.get(r)?,
+            self.relation_state.get(r * self.width..(r + 1) * self.width)?,
         ))
     }
 }
@@ -294,11 +299,20 @@ fn run(
     let cfg = &settings.config;
     let (d, p) = (cfg.dim, cfg.partitions);
     let settings_json = serde_json::to_string(settings).map_err(|e| EngineError::Config(e.to_string()))?;
-    if cfg.drift_penalty > 0.0 && matches!(device, Device::Gpu(_)) {
-        return Err(EngineError::Config(
-            "drift_penalty is applied by the CPU backend only: train with --device cpu".into(),
-        ));
+    if matches!(device, Device::Gpu(_)) {
+        if cfg.drift_penalty > 0.0 {
+            return Err(EngineError::Config(
+                "drift_penalty is applied by the CPU backend only: train with --device cpu".into(),
+            ));
+        }
+        if cfg.optimizer == Optimizer::Adam {
+            return Err(EngineError::Config(
+                "the adam optimizer runs on the CPU backend only: train with --device cpu or use adagrad"
+                    .into(),
+            ));
+        }
     }
+    let width = cfg.optimizer.state_width(d);
     let snap = db.snapshot();
     let prev = match &cfg.warm_start {
         Some(from) => {
@@ -317,7 +331,10 @@ fn run(
     let types = settings.node_counts.len();
     let part_size: Vec<u32> = (0..types).map(|t| settings.part_size(t)).collect();
     let (mut relations, mut relation_state) = match db.model_part(name, RELATIONS_KEY)? {
-        Some(part) if part.array(0).len() == settings.relation_rows() * d => {
+        Some(part)
+            if part.array(0).len() == settings.relation_rows() * d
+                && part.array(1).len() == settings.relation_rows() * width =>
+        {
             (part.array(0).to_vec(), part.array(1).to_vec())
         }
         _ => (
@@ -325,7 +342,7 @@ fn run(
                 Some(m) if m.relations.len() == settings.relation_rows() * d => m.relations.clone(),
                 _ => vec![0.0; settings.relation_rows() * d],
             },
-            vec![0.0; settings.relation_rows()],
+            vec![0.0; settings.relation_rows() * width],
         ),
     };
     let mut resident: Vec<Option<Part>> = (0..types * p as usize).map(|_| None).collect();
@@ -366,11 +383,15 @@ fn run(
                 if slot.is_none() {
                     let rows = settings.part_range(t as usize, q).len();
                     *slot = Some(match db.model_part(name, &part_key(t as usize, q))? {
-                        Some(part) if part.array(0).len() == rows * d => Part {
-                            table: part.array(0).to_vec(),
-                            state: part.array(1).to_vec(),
-                            last_used: clock,
-                        },
+                        Some(part)
+                            if part.array(0).len() == rows * d && part.array(1).len() == rows * width =>
+                        {
+                            Part {
+                                table: part.array(0).to_vec(),
+                                state: part.array(1).to_vec(),
+                                last_used: clock,
+                            }
+                        }
                         _ => Part {
                             table: first_rows(
                                 cfg,
@@ -379,7 +400,7 @@ fn run(
                                 (t, q),
                                 settings.part_range(t as usize, q),
                             ),
-                            state: vec![0.0; rows],
+                            state: vec![0.0; rows * width],
                             last_used: clock,
                         },
                     });
@@ -433,6 +454,7 @@ fn run(
                     .collect();
                 let params = Params {
                     d,
+                    width,
                     part_size: &part_size,
                     views,
                     relations: atomics(&mut relations),
@@ -935,18 +957,39 @@ fn train_chunk(
     loss
 }
 
-/// One optimizer step on a shared row; `scratch` receives the row's new value.
-fn step(opt: Optimizer, lr: f32, row: &[AtomicU32], state: &AtomicU32, g: &[f32], scratch: &mut Vec<f32>) {
+/// One optimizer step on a shared row and its state (`Optimizer::state_width`
+/// floats); `scratch` receives the row's new value.
+fn step(opt: Optimizer, lr: f32, row: &[AtomicU32], state: &[AtomicU32], g: &[f32], scratch: &mut Vec<f32>) {
+    let load = |a: &AtomicU32| f32::from_bits(a.load(Relaxed));
+    scratch.clear();
+    scratch.extend(row.iter().map(load));
     let scale = match opt {
         Optimizer::Sgd => lr,
         Optimizer::Adagrad => {
-            let s = f32::from_bits(state.load(Relaxed)) + kernels::dot(g, g) / g.len() as f32;
-            state.store(s.to_bits(), Relaxed);
+            let s = load(&state[0]) + kernels::dot(g, g) / g.len() as f32;
+            state[0].store(s.to_bits(), Relaxed);
             lr / (s.sqrt() + 1e-10)
         }
+        Optimizer::Adam => {
+            const B1: f32 = 0.9;
+            const B2: f32 = 0.999;
+            let d = g.len();
+            let (m, rest) = state.split_at(d);
+            let (v, t) = rest.split_at(d);
+            let steps = load(&t[0]) + 1.0;
+            t[0].store(steps.to_bits(), Relaxed);
+            // Bias corrections folded into the step size.
+            let a = lr * (1.0 - B2.powf(steps)).sqrt() / (1.0 - B1.powf(steps));
+            for (((x, &gv), m), v) in scratch.iter_mut().zip(g).zip(m).zip(v) {
+                let mv = B1 * load(m) + (1.0 - B1) * gv;
+                let vv = B2 * load(v) + (1.0 - B2) * gv * gv;
+                m.store(mv.to_bits(), Relaxed);
+                v.store(vv.to_bits(), Relaxed);
+                *x -= a * mv / (vv.sqrt() + 1e-8);
+            }
+            return;
+        }
     };
-    scratch.clear();
-    scratch.extend(row.iter().map(|a| f32::from_bits(a.load(Relaxed))));
     for (x, gv) in scratch.iter_mut().zip(g) {
         *x -= scale * gv;
     }
@@ -1009,4 +1052,52 @@ fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, head_rel: Option<u32>
         }
     }
     work.row = scratch;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adam_step_matches_reference() {
+        let d = 5;
+        let mut row: Vec<f32> = vec![0.5, -1.0, 0.0, 2.0, 0.25];
+        let mut state = vec![0f32; Optimizer::Adam.state_width(d)];
+        let grads: [[f32; 5]; 3] = [
+            [0.1, -0.2, 0.0, 1.5, -0.01],
+            [0.3, 0.2, 0.05, -1.0, -0.01],
+            [-0.2, 0.0, 0.05, 0.5, 0.02],
+        ];
+        // PyTorch's Adam in f64: bias-corrected moments, ε added after the root.
+        let (lr, b1, b2, eps) = (0.01f64, 0.9f64, 0.999f64, 1e-8f64);
+        let mut x: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+        let (mut m, mut v) = (vec![0f64; d], vec![0f64; d]);
+        let mut scratch = Vec::new();
+        for (k, g) in grads.iter().enumerate() {
+            let t = (k + 1) as i32;
+            for i in 0..d {
+                let gi = g[i] as f64;
+                m[i] = b1 * m[i] + (1.0 - b1) * gi;
+                v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                let (mh, vh) = (m[i] / (1.0 - b1.powi(t)), v[i] / (1.0 - b2.powi(t)));
+                x[i] -= lr * mh / (vh.sqrt() + eps);
+            }
+            step(
+                Optimizer::Adam,
+                lr as f32,
+                atomics(&mut row),
+                atomics(&mut state),
+                g,
+                &mut scratch,
+            );
+            row.copy_from_slice(&scratch);
+        }
+        for (a, b) in row.iter().zip(&x) {
+            assert!(
+                (*a as f64 - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "{row:?} vs {x:?}"
+            );
+        }
+        assert_eq!(state[2 * d], 3.0, "step count");
+    }
 }

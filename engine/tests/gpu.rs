@@ -200,6 +200,14 @@ fn gpu_training_reaches_the_cpu_mrr() {
         eprintln!("  32 chunks per step: MRR {c:.4}");
         assert!(c > 0.2, "{score:?} {loss:?}: batched GPU training MRR {c}");
     }
+    let adam = TrainConfig {
+        optimizer: quiver_engine::Optimizer::Adam,
+        ..Default::default()
+    };
+    let err = train_on(&db, "adam", &adam, &gpu, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CPU backend only"), "{err}");
 }
 
 /// Filtered ranks counted on the device against a plain loop over f64 scores.

@@ -1,6 +1,8 @@
 //! Training and evaluation on small graphs, checked against brute force.
 
-use quiver_engine::{evaluate, resume, train, Device, Loss, Model, Score, TrainConfig, TrainEvent, Triple};
+use quiver_engine::{
+    evaluate, resume, train, Device, Loss, Model, Optimizer, Score, TrainConfig, TrainEvent, Triple,
+};
 use quiver_storage::Database;
 
 /// A graph with structure: node i links by `next` to i+1 and by `back` to
@@ -41,7 +43,16 @@ fn loss_falls_and_runs_are_deterministic() {
     let dir = tempfile::tempdir().unwrap();
     let db = ring(dir.path(), 40);
     for score in [Score::L1, Score::L2, Score::Dot] {
-        for loss in [Loss::Margin, Loss::Softmax] {
+        for (loss, optimizer, lr) in [
+            (Loss::Margin, Optimizer::Adagrad, 0.1),
+            (Loss::Softmax, Optimizer::Adagrad, 0.1),
+            (Loss::Softmax, Optimizer::Adam, 0.01),
+        ] {
+            let config = |score, loss| TrainConfig {
+                optimizer,
+                lr,
+                ..config(score, loss)
+            };
             let mut losses = Vec::new();
             let a = train(&db, "m", &config(score, loss), &mut |e| {
                 if let TrainEvent::Epoch(e) = e {
@@ -50,9 +61,15 @@ fn loss_falls_and_runs_are_deterministic() {
             })
             .unwrap();
             assert_eq!(losses.len(), 30);
-            assert!(losses[29] < 0.5 * losses[0], "{score:?} {loss:?}: {losses:?}");
+            assert!(
+                losses[29] < 0.5 * losses[0],
+                "{score:?} {loss:?} {optimizer:?}: {losses:?}"
+            );
             let b = train(&db, "m", &config(score, loss), &mut |_| {}).unwrap();
-            assert_eq!(a, b, "{score:?} {loss:?}: same seed, different model");
+            assert_eq!(
+                a, b,
+                "{score:?} {loss:?} {optimizer:?}: same seed, different model"
+            );
         }
     }
 }
@@ -239,13 +256,21 @@ fn filtered_ranks_equal_brute_force() {
 
 #[test]
 fn models_are_stored_and_resume_where_they_stopped() {
+    // Adam's state (moments and step counts) must come back with the rows.
+    for (optimizer, lr) in [(Optimizer::Adagrad, 0.1), (Optimizer::Adam, 0.01)] {
+        stop_and_resume(TrainConfig {
+            partitions: 3,
+            epochs: 4,
+            optimizer,
+            lr,
+            ..config(Score::Dot, Loss::Softmax)
+        });
+    }
+}
+
+fn stop_and_resume(cfg: TrainConfig) {
     let dir = tempfile::tempdir().unwrap();
     let db = ring(dir.path(), 48);
-    let cfg = TrainConfig {
-        partitions: 3,
-        epochs: 4,
-        ..config(Score::Dot, Loss::Softmax)
-    };
     let full = train(&db, "full", &cfg, &mut |_| {}).unwrap();
     assert_eq!(Model::load(&db, "full").unwrap(), full);
     assert!(db.model_info("full").unwrap().progress.is_empty());
