@@ -572,9 +572,12 @@ struct TrainArgs {
     /// Training threads (0: one per core; 1: bit-for-bit repeatable).
     #[arg(long)]
     threads: Option<usize>,
-    /// Keep resident partitions under this many MiB beyond the current bucket's (0: no limit).
+    /// MiB for resident partitions (0: no limit): beyond the bucket's own, partitions of its types are held as negatives while they fit.
     #[arg(long)]
     memory_budget: Option<usize>,
+    /// Visits of every bucket per epoch, each training a share of its edges (PBG's num_edge_chunks).
+    #[arg(long)]
+    passes: Option<usize>,
     /// Continue the stopped run of --model from its last finished bucket (its stored settings apply).
     #[arg(long)]
     resume: bool,
@@ -607,7 +610,7 @@ impl TrainArgs {
              uniform_negatives <- self.negatives, chunk_size <- self.chunk, margin <- self.margin,
              init_scale <- self.init_scale, seed <- self.seed, threads <- self.threads,
              memory_budget_mib <- self.memory_budget, adversarial_temperature <- self.adversarial_temperature,
-             regularization <- self.regularization, gpu_chunks <- self.gpu_chunks);
+             regularization <- self.regularization, gpu_chunks <- self.gpu_chunks, passes <- self.passes);
         if let Some(r) = self.relation_lr {
             c.relation_lr = Some(r);
         }

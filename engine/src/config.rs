@@ -140,9 +140,18 @@ pub struct TrainConfig {
     pub init_scale: f32,
     /// Seed for initialisation, shuffling and negative sampling.
     pub seed: u64,
-    /// Resident partitions beyond those of the current bucket are dropped,
-    /// least recently used first, while they take more than this (0: no limit).
+    /// Memory for resident partitions (0: no limit). Each bucket holds its
+    /// own partitions and, while they fit, the other partitions of the same
+    /// node types, whose rows are uniform negatives too (with no limit every
+    /// partition is; with a tight budget only the bucket's two, as PBG);
+    /// other resident partitions are dropped, least recently used first,
+    /// while the total is over budget.
     pub memory_budget_mib: usize,
+    /// Visits of every bucket per epoch (PBG's `num_edge_chunks`): each
+    /// visit trains every `passes`-th chunk of the bucket, so that with
+    /// P > 1 the partitions and relation vectors move in smaller steps
+    /// between swaps.
+    pub passes: usize,
     /// Chunks per GPU training step (each gives two sides: tails and heads).
     /// 1 reproduces the CPU's chunk-by-chunk updates; more fill a device.
     pub gpu_chunks: usize,
@@ -186,6 +195,7 @@ impl Default for TrainConfig {
             seed: 0,
             threads: 0,
             memory_budget_mib: 0,
+            passes: 1,
             gpu_chunks: 32,
             holdout: None,
             only_relations: Vec::new(),
@@ -215,6 +225,9 @@ impl TrainConfig {
         }
         if self.chunk_size == 0 {
             return bad("chunk_size must be at least 1");
+        }
+        if self.passes == 0 {
+            return bad("passes must be at least 1");
         }
         if self.uniform_negatives == 0 && !self.batch_negatives {
             return bad("no negatives: set uniform_negatives > 0 or batch_negatives");

@@ -19,6 +19,7 @@
 //! resumed or not. Within a chunk each distinct row gets one update with its
 //! gradients summed.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Instant;
 
@@ -180,6 +181,60 @@ impl Work {
 
 fn below(rng: &mut Xoshiro256PlusPlus, n: u32) -> u32 {
     (((rng.next_u64() >> 32) * n as u64) >> 32) as u32
+}
+
+/// The partitions held for a bucket that trains `needed`: those, then, for
+/// each of their node types, the type's other partitions in the order
+/// q + 1, q + 2, … (mod P) after its last needed one, while their `bytes`
+/// keep the total within `budget_mib` (0: no limit, so every partition of
+/// those types). A function of the bucket and the settings alone, so a
+/// resumed run holds what the uninterrupted one held.
+fn held_partitions(
+    needed: &[(u32, u32)],
+    p: u32,
+    budget_mib: usize,
+    bytes: impl Fn(u32, u32) -> usize,
+) -> Vec<(u32, u32)> {
+    let mut held = needed.to_vec();
+    let mut total: usize = held.iter().map(|&(t, q)| bytes(t, q)).sum();
+    for &(t, q) in needed {
+        for k in 1..p {
+            let part = (t, (q + k) % p);
+            if held.contains(&part) {
+                continue;
+            }
+            if budget_mib > 0 && total + bytes(part.0, part.1) > budget_mib << 20 {
+                break;
+            }
+            total += bytes(part.0, part.1);
+            held.push(part);
+        }
+    }
+    held
+}
+
+/// Where uniform negatives of node type `t` come from: every held partition
+/// of `t`, in partition order. Negatives beyond the bucket's own partitions
+/// keep partitioned training close to unpartitioned: a true tail meets
+/// entities of other partitions too (Marius samples from its whole buffer
+/// the same way).
+fn negative_pool(buckets: &Buckets, held: &[(u32, u32)], t: u32) -> Vec<Range<u32>> {
+    let mut parts: Vec<u32> = held.iter().filter(|h| h.0 == t).map(|h| h.1).collect();
+    parts.sort_unstable();
+    parts.iter().map(|&q| buckets.partition_range(t, q)).collect()
+}
+
+/// A node drawn uniformly from the union of `pool`'s ranges.
+fn draw(pool: &[Range<u32>], rng: &mut Xoshiro256PlusPlus) -> u32 {
+    let total: u32 = pool.iter().map(|r| r.end - r.start).sum();
+    let mut x = below(rng, total);
+    for r in pool {
+        if x < r.end - r.start {
+            return r.start + x;
+        }
+        x -= r.end - r.start;
+    }
+    unreachable!("a draw below the pool's size falls in one of its ranges")
 }
 
 /// Where a run stands, stored with the model after every bucket.
@@ -352,13 +407,16 @@ fn run(
     };
     let mut works: Vec<Work> = (0..threads).map(|_| Work::default()).collect();
     let order = bucket_order(p);
+    // Each epoch visits every bucket `passes` times, a share of its chunks each time.
+    let visits = order.len() * cfg.passes;
     let mut clock = 0usize;
     for epoch in start.epoch..cfg.epochs {
         let started = Instant::now();
         let mut io = 0f64;
         let (mut loss, mut edges) = (0f64, 0u64);
         let first = if epoch == start.epoch { start.bucket } else { 0 };
-        for (b, &(i, j)) in order.iter().enumerate().skip(first) {
+        for b in first..visits {
+            let (i, j) = order[b % order.len()];
             let bucket = buckets.bucket(i, j);
             // Partitions this bucket trains: i of its source types, j of its destination types.
             let mut needed: Vec<(u32, u32)> = Vec::new();
@@ -376,9 +434,15 @@ fn run(
                     }
                 }
             }
+            // The partitions held for this bucket: those it trains, and
+            // others of the same types while the budget allows, whose rows
+            // serve as negatives too.
+            let held = held_partitions(&needed, p, cfg.memory_budget_mib, |t, q| {
+                4 * settings.part_range(t as usize, q).len() * (d + width)
+            });
             let io_started = Instant::now();
             clock += 1;
-            for &(t, q) in &needed {
+            for &(t, q) in &held {
                 let slot = &mut resident[t as usize * p as usize + q as usize];
                 if slot.is_none() {
                     let rows = settings.part_range(t as usize, q).len();
@@ -409,32 +473,33 @@ fn run(
                     part.last_used = clock;
                 }
             }
-            evict(&mut resident, p, cfg.memory_budget_mib, &needed);
+            evict(&mut resident, p, cfg.memory_budget_mib, &held);
             io += io_started.elapsed().as_secs_f64();
+            // Seeded by the bucket, so that its passes share one plan of chunks.
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(
-                cfg.seed ^ ((epoch as u64) << 32 | b as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9),
+                cfg.seed
+                    ^ ((epoch as u64) << 32 | (b % order.len()) as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             );
+            let (edge_order, chunks) = plan_chunks(cfg, bucket, &mut rng, b / order.len());
+            let visit = Visit {
+                bucket: (i, j),
+                held: &held,
+                order: edge_order,
+                chunks,
+            };
             if let Device::Gpu(gpu) = device {
                 let mut parts: Vec<(u32, u32, &mut Part)> = resident
                     .iter_mut()
                     .enumerate()
                     .filter_map(|(idx, slot)| {
                         let (t, q) = ((idx / p as usize) as u32, (idx % p as usize) as u32);
-                        Some((t, q, slot.as_mut().filter(|_| needed.contains(&(t, q)))?))
+                        Some((t, q, slot.as_mut().filter(|_| held.contains(&(t, q)))?))
                     })
                     .collect();
                 let rels = (&mut relations[..], &mut relation_state[..]);
                 let bucket_rng = &mut rng;
                 loss += train_bucket_gpu(
-                    gpu,
-                    &mut parts,
-                    rels,
-                    &part_size,
-                    cfg,
-                    buckets,
-                    &ends,
-                    (i, j),
-                    bucket_rng,
+                    gpu, &mut parts, rels, &part_size, cfg, buckets, &ends, &visit, bucket_rng,
                 )?;
             } else {
                 let views = resident
@@ -442,7 +507,7 @@ fn run(
                     .enumerate()
                     .filter_map(|(idx, slot)| {
                         let (t, q) = ((idx / p as usize) as u32, (idx % p as usize) as u32);
-                        let part = slot.as_mut().filter(|_| needed.contains(&(t, q)))?;
+                        let part = slot.as_mut().filter(|_| held.contains(&(t, q)))?;
                         Some(PartView {
                             t,
                             p: q,
@@ -461,14 +526,11 @@ fn run(
                     relation_state: atomics(&mut relation_state),
                     prev: prev.as_ref(),
                 };
-                loss += train_bucket(&params, cfg, buckets, &ends, (i, j), &mut rng, &mut works);
+                loss += train_bucket(&params, cfg, buckets, &ends, &visit, &mut rng, &mut works);
             }
-            edges += match cfg.holdout.is_some() || !cfg.only_relations.is_empty() {
-                true => bucket.iter().filter(|e| trains(cfg, e)).count(),
-                false => bucket.len(),
-            } as u64;
+            edges += visit.chunks.iter().map(|c| c.len() as u64).sum::<u64>();
             let io_started = Instant::now();
-            let next = match b + 1 < order.len() {
+            let next = match b + 1 < visits {
                 true => Progress {
                     epoch,
                     bucket: b + 1,
@@ -485,9 +547,9 @@ fn run(
             } else {
                 serde_json::to_string(&next).unwrap_or_default()
             };
-            let keys: Vec<String> = needed.iter().map(|&(t, q)| part_key(t as usize, q)).collect();
-            let mut arrays: Vec<[&[f32]; 2]> = Vec::with_capacity(needed.len() + 1);
-            for &(t, q) in &needed {
+            let keys: Vec<String> = held.iter().map(|&(t, q)| part_key(t as usize, q)).collect();
+            let mut arrays: Vec<[&[f32]; 2]> = Vec::with_capacity(held.len() + 1);
+            for &(t, q) in &held {
                 if let Some(part) = &resident[t as usize * p as usize + q as usize] {
                     arrays.push([&part.table, &part.state]);
                 }
@@ -504,7 +566,7 @@ fn run(
             on_event(&TrainEvent::Bucket {
                 epoch,
                 bucket: b,
-                buckets: order.len(),
+                buckets: visits,
                 edges,
                 loss,
             });
@@ -531,7 +593,7 @@ fn first_rows(
     prev: Option<&Model>,
     snap: &Snapshot,
     (t, p): (u32, u32),
-    range: std::ops::Range<u32>,
+    range: Range<u32>,
 ) -> Vec<f32> {
     let mut rows = init_rows(cfg, part_seed(cfg, Some((t as usize, p))), range.len());
     if let Some(m) = prev {
@@ -578,7 +640,7 @@ fn evict(resident: &mut [Option<Part>], p: u32, budget_mib: usize, needed: &[(u3
 }
 
 /// A chunk: positions `range` of the bucket's relation-grouped edge order.
-type Chunk = std::ops::Range<usize>;
+type Chunk = Range<usize>;
 
 /// False for edges the run leaves out: held out, or of another relation
 /// than `only_relations`.
@@ -587,12 +649,24 @@ fn trains(cfg: &TrainConfig, e: &BucketEdge) -> bool {
         && (cfg.only_relations.is_empty() || cfg.only_relations.contains(&e.rel))
 }
 
+/// A bucket visit's work: its edges in relation-grouped order, the chunks
+/// (ranges of that order) this visit trains, and the partitions it holds.
+struct Visit<'a> {
+    bucket: (u32, u32),
+    held: &'a [(u32, u32)],
+    order: Vec<u32>,
+    chunks: Vec<Chunk>,
+}
+
 /// A bucket's edges grouped by relation, shuffled within each group, cut
-/// into chunks of `chunk_size`, and the chunks shuffled: (edge order, chunks).
+/// into chunks of `chunk_size`, and the chunks shuffled: (edge order, the
+/// chunks of pass `pass`, every `passes`-th one). After pass 0 `rng` is
+/// reseeded, so that each pass draws its own negatives.
 fn plan_chunks(
     cfg: &TrainConfig,
     edges: &[BucketEdge],
     rng: &mut Xoshiro256PlusPlus,
+    pass: usize,
 ) -> (Vec<u32>, Vec<Chunk>) {
     let mut order: Vec<u32> = (0..edges.len() as u32)
         .filter(|&e| trains(cfg, &edges[e as usize]))
@@ -619,6 +693,14 @@ fn plan_chunks(
     for a in (1..chunks.len()).rev() {
         chunks.swap(a, below(rng, a as u32 + 1) as usize);
     }
+    if cfg.passes > 1 {
+        chunks = chunks.into_iter().skip(pass).step_by(cfg.passes).collect();
+    }
+    if pass > 0 {
+        *rng = Xoshiro256PlusPlus::seed_from_u64(
+            rng.next_u64() ^ (pass as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+    }
     (order, chunks)
 }
 
@@ -637,13 +719,14 @@ fn train_bucket_gpu(
     cfg: &TrainConfig,
     buckets: &Buckets,
     ends: &[(u32, u32)],
-    (i, j): (u32, u32),
+    visit: &Visit<'_>,
     rng: &mut Xoshiro256PlusPlus,
 ) -> Result<f64> {
     let d = cfg.dim;
-    let edges = buckets.bucket(i, j);
+    let (i, j) = visit.bucket;
+    let (edges, held) = (buckets.bucket(i, j), visit.held);
     let weights = buckets.weights(i, j);
-    let (order, chunks) = plan_chunks(cfg, edges, rng);
+    let (order, chunks) = (&visit.order, &visit.chunks);
     // Negatives from the stream the CPU trainer's first thread uses.
     let rng = &mut Xoshiro256PlusPlus::seed_from_u64(rng.next_u64());
     let sides_per_step = 2 * cfg.gpu_chunks.max(1);
@@ -672,17 +755,13 @@ fn train_bucket_gpu(
             relation_state,
         },
     )?;
-    for range in &chunks {
+    for range in chunks {
         let idx = &order[range.clone()];
         let rel = edges[idx[0] as usize].rel;
         let (src_t, dst_t) = ends[rel as usize];
         let c = idx.len();
         for side in 0..2 {
-            let (q_t, k_t, part) = if side == 0 {
-                (src_t, dst_t, j)
-            } else {
-                (dst_t, src_t, i)
-            };
+            let (q_t, k_t) = if side == 0 { (src_t, dst_t) } else { (dst_t, src_t) };
             let ends_of = |e: u32| {
                 let edge = &edges[e as usize];
                 if side == 0 {
@@ -705,9 +784,9 @@ fn train_bucket_gpu(
                     push(&mut kn, q_t, ends_of(e).0);
                 }
             }
-            let negs = buckets.partition_range(k_t, part);
+            let pool = negative_pool(buckets, held, k_t);
             for _ in 0..cfg.uniform_negatives {
-                push(&mut kn, k_t, negs.start + below(rng, negs.end - negs.start));
+                push(&mut kn, k_t, draw(&pool, rng));
             }
             let mut qn = Vec::with_capacity(c);
             for &e in idx {
@@ -780,13 +859,14 @@ fn train_bucket(
     cfg: &TrainConfig,
     buckets: &Buckets,
     ends: &[(u32, u32)],
-    (i, j): (u32, u32),
+    visit: &Visit<'_>,
     rng: &mut Xoshiro256PlusPlus,
     works: &mut [Work],
 ) -> f64 {
-    let edges = buckets.bucket(i, j);
+    let (i, j) = visit.bucket;
+    let (edges, held) = (buckets.bucket(i, j), visit.held);
     let weights = buckets.weights(i, j);
-    let (order, chunks) = plan_chunks(cfg, edges, rng);
+    let (order, chunks) = (&visit.order, &visit.chunks);
     let seeds: Vec<u64> = works.iter().map(|_| rng.next_u64()).collect();
     let stride = works.len();
     let run = |t: usize, work: &mut Work| -> f64 {
@@ -801,8 +881,8 @@ fn train_bucket(
             work.w.clear();
             work.w.extend(idx.iter().filter_map(|&e| weights.get(e as usize)));
             let negs = (
-                buckets.partition_range(src_t, i),
-                buckets.partition_range(dst_t, j),
+                negative_pool(buckets, held, src_t),
+                negative_pool(buckets, held, dst_t),
             );
             loss += train_chunk(
                 params,
@@ -842,7 +922,7 @@ fn train_chunk(
     (src_t, dst_t): (u32, u32),
     heads: &[u32],
     tails: &[u32],
-    (head_negs, tail_negs): (std::ops::Range<u32>, std::ops::Range<u32>),
+    (head_negs, tail_negs): (Vec<Range<u32>>, Vec<Range<u32>>),
     rng: &mut Xoshiro256PlusPlus,
     work: &mut Work,
 ) -> f64 {
@@ -879,8 +959,7 @@ fn train_chunk(
             work.rows.extend(q_nodes.iter().map(|&x| (q_type, x)));
         }
         for _ in 0..n {
-            work.rows
-                .push((k_type, negs.start + below(rng, negs.end - negs.start)));
+            work.rows.push((k_type, draw(negs, rng)));
         }
         let side = &mut work.side;
         side.q.clear();
@@ -1057,6 +1136,31 @@ fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, head_rel: Option<u32>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_partitions_follow_the_budget() {
+        let mib = 1 << 20;
+        // One type, P = 4, 1 MiB a partition: bucket (2, 0) trains (0, 2) and (0, 0).
+        let needed = [(0, 2), (0, 0)];
+        let size = |_, _| mib;
+        assert_eq!(
+            held_partitions(&needed, 4, 0, size),
+            [(0, 2), (0, 0), (0, 3), (0, 1)]
+        );
+        assert_eq!(held_partitions(&needed, 4, 3, size), [(0, 2), (0, 0), (0, 3)]);
+        assert_eq!(
+            held_partitions(&needed, 4, 1, size),
+            needed,
+            "needed ones even over budget"
+        );
+        // Two types: each gets the others of its own type.
+        let needed = [(0, 1), (1, 0)];
+        assert_eq!(
+            held_partitions(&needed, 2, 0, size),
+            [(0, 1), (1, 0), (0, 0), (1, 1)]
+        );
+        assert_eq!(held_partitions(&[(0, 0)], 1, 0, size), [(0, 0)]);
+    }
 
     #[test]
     fn adam_step_matches_reference() {
