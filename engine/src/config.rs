@@ -140,12 +140,11 @@ pub struct TrainConfig {
     pub init_scale: f32,
     /// Seed for initialisation, shuffling and negative sampling.
     pub seed: u64,
-    /// Memory for resident partitions (0: no limit). Each bucket holds its
-    /// own partitions and, while they fit, the other partitions of the same
-    /// node types, whose rows are uniform negatives too (with no limit every
-    /// partition is; with a tight budget only the bucket's two, as PBG);
-    /// other resident partitions are dropped, least recently used first,
-    /// while the total is over budget.
+    /// Memory for resident partitions (0: no limit). A bucket holds every
+    /// partition of its node types when they all fit, their rows serving as
+    /// uniform negatives too, and else only its own two (as PBG); other
+    /// resident partitions are dropped, least recently used first, while
+    /// the total is over budget.
     pub memory_budget_mib: usize,
     /// Visits of every bucket per epoch (PBG's `num_edge_chunks`): each
     /// visit trains every `passes`-th chunk of the bucket, so that with

@@ -183,34 +183,31 @@ fn below(rng: &mut Xoshiro256PlusPlus, n: u32) -> u32 {
     (((rng.next_u64() >> 32) * n as u64) >> 32) as u32
 }
 
-/// The partitions held for a bucket that trains `needed`: those, then, for
-/// each of their node types, the type's other partitions in the order
-/// q + 1, q + 2, … (mod P) after its last needed one, while their `bytes`
-/// keep the total within `budget_mib` (0: no limit, so every partition of
-/// those types). A function of the bucket and the settings alone, so a
-/// resumed run holds what the uninterrupted one held.
+/// The partitions held for a bucket that trains `needed`: every partition
+/// of their node types when all of them fit `budget_mib` by their `bytes`
+/// (0: no limit), else just `needed` (PBG's two). A function of the bucket
+/// and the settings alone, so a resumed run holds what the uninterrupted
+/// one held; all or nothing, so that a tight budget never pays for loading
+/// and saving a partition only for its negatives.
 fn held_partitions(
     needed: &[(u32, u32)],
     p: u32,
     budget_mib: usize,
     bytes: impl Fn(u32, u32) -> usize,
 ) -> Vec<(u32, u32)> {
-    let mut held = needed.to_vec();
-    let mut total: usize = held.iter().map(|&(t, q)| bytes(t, q)).sum();
-    for &(t, q) in needed {
-        for k in 1..p {
-            let part = (t, (q + k) % p);
-            if held.contains(&part) {
-                continue;
+    let mut all = needed.to_vec();
+    for &(t, _) in needed {
+        for q in 0..p {
+            if !all.contains(&(t, q)) {
+                all.push((t, q));
             }
-            if budget_mib > 0 && total + bytes(part.0, part.1) > budget_mib << 20 {
-                break;
-            }
-            total += bytes(part.0, part.1);
-            held.push(part);
         }
     }
-    held
+    let total: usize = all.iter().map(|&(t, q)| bytes(t, q)).sum();
+    match budget_mib == 0 || total <= budget_mib << 20 {
+        true => all,
+        false => needed.to_vec(),
+    }
 }
 
 /// Where uniform negatives of node type `t` come from: every held partition
@@ -1143,17 +1140,20 @@ mod tests {
         // One type, P = 4, 1 MiB a partition: bucket (2, 0) trains (0, 2) and (0, 0).
         let needed = [(0, 2), (0, 0)];
         let size = |_, _| mib;
+        let all = [(0, 2), (0, 0), (0, 1), (0, 3)];
+        assert_eq!(held_partitions(&needed, 4, 0, size), all);
+        assert_eq!(held_partitions(&needed, 4, 4, size), all);
         assert_eq!(
-            held_partitions(&needed, 4, 0, size),
-            [(0, 2), (0, 0), (0, 3), (0, 1)]
+            held_partitions(&needed, 4, 3, size),
+            needed,
+            "all or just the bucket's"
         );
-        assert_eq!(held_partitions(&needed, 4, 3, size), [(0, 2), (0, 0), (0, 3)]);
         assert_eq!(
             held_partitions(&needed, 4, 1, size),
             needed,
             "needed ones even over budget"
         );
-        // Two types: each gets the others of its own type.
+        // Two types: each with all of its partitions.
         let needed = [(0, 1), (1, 0)];
         assert_eq!(
             held_partitions(&needed, 2, 0, size),
