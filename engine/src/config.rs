@@ -141,8 +141,9 @@ pub struct TrainConfig {
     /// Seed for initialisation, shuffling and negative sampling.
     pub seed: u64,
     /// Memory for resident partitions (0: no limit). A bucket holds every
-    /// partition of its node types when they all fit, their rows serving as
-    /// uniform negatives too, and else only its own two (as PBG); other
+    /// partition of its node types when they all fit, the rows of those it
+    /// does not train serving as read-only uniform negatives, and else only
+    /// its own two (as PBG); other
     /// resident partitions are dropped, least recently used first, while
     /// the total is over budget.
     pub memory_budget_mib: usize,

@@ -97,6 +97,8 @@ struct PartView<'a> {
     start: u32,
     table: &'a [AtomicU32],
     state: &'a [AtomicU32],
+    /// False for a partition held only for its negatives: read, never updated.
+    trains: bool,
 }
 
 /// The tables a bucket trains, shared by the training threads.
@@ -129,6 +131,11 @@ impl Params<'_> {
             v.table.get(r * self.d..(r + 1) * self.d)?,
             v.state.get(r * self.width..(r + 1) * self.width)?,
         ))
+    }
+    /// True when node `x` of type `t` is in a partition the bucket trains.
+    fn trains(&self, t: u32, x: u32) -> bool {
+        let p = x / self.part_size[t as usize];
+        self.views.iter().any(|v| v.t == t && v.p == p && v.trains)
     }
     fn relation(&self, r: u32) -> Option<(&[AtomicU32], &[AtomicU32])> {
         let r = r as usize;
@@ -187,8 +194,9 @@ fn below(rng: &mut Xoshiro256PlusPlus, n: u32) -> u32 {
 /// of their node types when all of them fit `budget_mib` by their `bytes`
 /// (0: no limit), else just `needed` (PBG's two). A function of the bucket
 /// and the settings alone, so a resumed run holds what the uninterrupted
-/// one held; all or nothing, so that a tight budget never pays for loading
-/// and saving a partition only for its negatives.
+/// one held; all or nothing, so that a tight budget never swaps a
+/// partition in only for its negatives. Partitions beyond `needed` are
+/// read, never updated, so only `needed` is saved after the bucket.
 fn held_partitions(
     needed: &[(u32, u32)],
     p: u32,
@@ -212,9 +220,9 @@ fn held_partitions(
 
 /// Where uniform negatives of node type `t` come from: every held partition
 /// of `t`, in partition order. Negatives beyond the bucket's own partitions
-/// keep partitioned training close to unpartitioned: a true tail meets
-/// entities of other partitions too (Marius samples from its whole buffer
-/// the same way).
+/// (read-only there) keep partitioned training close to unpartitioned: a
+/// true tail meets entities of other partitions too (Marius samples from
+/// its whole buffer the same way).
 fn negative_pool(buckets: &Buckets, held: &[(u32, u32)], t: u32) -> Vec<Range<u32>> {
     let mut parts: Vec<u32> = held.iter().filter(|h| h.0 == t).map(|h| h.1).collect();
     parts.sort_unstable();
@@ -480,6 +488,7 @@ fn run(
             let (edge_order, chunks) = plan_chunks(cfg, bucket, &mut rng, b / order.len());
             let visit = Visit {
                 bucket: (i, j),
+                trained: &needed,
                 held: &held,
                 order: edge_order,
                 chunks,
@@ -511,6 +520,7 @@ fn run(
                             start: q * part_size[t as usize],
                             table: atomics(&mut part.table),
                             state: atomics(&mut part.state),
+                            trains: needed.contains(&(t, q)),
                         })
                     })
                     .collect();
@@ -544,9 +554,9 @@ fn run(
             } else {
                 serde_json::to_string(&next).unwrap_or_default()
             };
-            let keys: Vec<String> = held.iter().map(|&(t, q)| part_key(t as usize, q)).collect();
-            let mut arrays: Vec<[&[f32]; 2]> = Vec::with_capacity(held.len() + 1);
-            for &(t, q) in &held {
+            let keys: Vec<String> = needed.iter().map(|&(t, q)| part_key(t as usize, q)).collect();
+            let mut arrays: Vec<[&[f32]; 2]> = Vec::with_capacity(needed.len() + 1);
+            for &(t, q) in &needed {
                 if let Some(part) = &resident[t as usize * p as usize + q as usize] {
                     arrays.push([&part.table, &part.state]);
                 }
@@ -650,6 +660,9 @@ fn trains(cfg: &TrainConfig, e: &BucketEdge) -> bool {
 /// (ranges of that order) this visit trains, and the partitions it holds.
 struct Visit<'a> {
     bucket: (u32, u32),
+    /// The partitions the bucket trains (and saves).
+    trained: &'a [(u32, u32)],
+    /// Those and the partitions held for their negatives only.
     held: &'a [(u32, u32)],
     order: Vec<u32>,
     chunks: Vec<Chunk>,
@@ -841,10 +854,14 @@ fn train_bucket_gpu(
             relation_state,
         },
     )?;
-    for (_, _, part) in parts.iter_mut() {
+    // Partitions held for negatives only keep their rows (the CPU never
+    // updates them; here their changes within the bucket are dropped).
+    for (t, q, part) in parts.iter_mut() {
         let n = part.state.len();
-        part.table.copy_from_slice(&table[..n * d]);
-        part.state.copy_from_slice(&state[..n]);
+        if visit.trained.contains(&(*t, *q)) {
+            part.table.copy_from_slice(&table[..n * d]);
+            part.state.copy_from_slice(&state[..n]);
+        }
         table.drain(..n * d);
         state.drain(..n);
     }
@@ -1081,7 +1098,7 @@ fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, head_rel: Option<u32>
     let d = cfg.dim;
     let mut scratch = std::mem::take(&mut work.row);
     for (&(t, x), &slot) in &work.slots {
-        let Some((row, state)) = params.node(t, x) else {
+        let Some((row, state)) = params.node(t, x).filter(|_| params.trains(t, x)) else {
             continue;
         };
         if cfg.regularization > 0.0 {
