@@ -572,7 +572,7 @@ struct TrainArgs {
     /// Training threads (0: one per core; 1: bit-for-bit repeatable).
     #[arg(long)]
     threads: Option<usize>,
-    /// MiB for resident partitions (0: no limit); when all partitions of a bucket's types fit, all are held and serve as negatives.
+    /// Keep resident partitions under this many MiB beyond the current bucket's (0: no limit).
     #[arg(long)]
     memory_budget: Option<usize>,
     /// Visits of every bucket per epoch, each training a share of its edges (PBG's num_edge_chunks).

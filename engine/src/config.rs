@@ -140,12 +140,8 @@ pub struct TrainConfig {
     pub init_scale: f32,
     /// Seed for initialisation, shuffling and negative sampling.
     pub seed: u64,
-    /// Memory for resident partitions (0: no limit). A bucket holds every
-    /// partition of its node types when they all fit, the rows of those it
-    /// does not train serving as read-only uniform negatives, and else only
-    /// its own two (as PBG); other
-    /// resident partitions are dropped, least recently used first, while
-    /// the total is over budget.
+    /// Resident partitions beyond those of the current bucket are dropped,
+    /// least recently used first, while they take more than this (0: no limit).
     pub memory_budget_mib: usize,
     /// Visits of every bucket per epoch (PBG's `num_edge_chunks`): each
     /// visit trains every `passes`-th chunk of the bucket, so that with

@@ -97,8 +97,6 @@ struct PartView<'a> {
     start: u32,
     table: &'a [AtomicU32],
     state: &'a [AtomicU32],
-    /// False for a partition held only for its negatives: read, never updated.
-    trains: bool,
 }
 
 /// The tables a bucket trains, shared by the training threads.
@@ -131,11 +129,6 @@ impl Params<'_> {
             v.table.get(r * self.d..(r + 1) * self.d)?,
             v.state.get(r * self.width..(r + 1) * self.width)?,
         ))
-    }
-    /// True when node `x` of type `t` is in a partition the bucket trains.
-    fn trains(&self, t: u32, x: u32) -> bool {
-        let p = x / self.part_size[t as usize];
-        self.views.iter().any(|v| v.t == t && v.p == p && v.trains)
     }
     fn relation(&self, r: u32) -> Option<(&[AtomicU32], &[AtomicU32])> {
         let r = r as usize;
@@ -190,43 +183,25 @@ fn below(rng: &mut Xoshiro256PlusPlus, n: u32) -> u32 {
     (((rng.next_u64() >> 32) * n as u64) >> 32) as u32
 }
 
-/// The partitions held for a bucket that trains `needed`: every partition
-/// of their node types when all of them fit `budget_mib` by their `bytes`
-/// (0: no limit), else just `needed` (PBG's two). A function of the bucket
-/// and the settings alone, so a resumed run holds what the uninterrupted
-/// one held; all or nothing, so that a tight budget never swaps a
-/// partition in only for its negatives. Partitions beyond `needed` are
-/// read, never updated, so only `needed` is saved after the bucket.
-fn held_partitions(
-    needed: &[(u32, u32)],
-    p: u32,
-    budget_mib: usize,
-    bytes: impl Fn(u32, u32) -> usize,
-) -> Vec<(u32, u32)> {
-    let mut all = needed.to_vec();
-    for &(t, _) in needed {
-        for q in 0..p {
-            if !all.contains(&(t, q)) {
-                all.push((t, q));
-            }
+/// Where a chunk of bucket (i, j) draws its uniform negatives of node type
+/// `t`, for a relation from `src_t` to `dst_t`: every partition of `t` the
+/// bucket holds, so j for tails, i for heads, and both when the relation
+/// joins one type (with P > 1 a true tail then meets more than its own
+/// partition's entities).
+fn negative_pool(
+    buckets: &Buckets,
+    (src_t, dst_t): (u32, u32),
+    (i, j): (u32, u32),
+    t: u32,
+) -> Vec<Range<u32>> {
+    let mut pool = Vec::with_capacity(2);
+    for (ty, q) in [(dst_t, j), (src_t, i)] {
+        let range = buckets.partition_range(t, q);
+        if ty == t && !pool.contains(&range) {
+            pool.push(range);
         }
     }
-    let total: usize = all.iter().map(|&(t, q)| bytes(t, q)).sum();
-    match budget_mib == 0 || total <= budget_mib << 20 {
-        true => all,
-        false => needed.to_vec(),
-    }
-}
-
-/// Where uniform negatives of node type `t` come from: every held partition
-/// of `t`, in partition order. Negatives beyond the bucket's own partitions
-/// (read-only there) keep partitioned training close to unpartitioned: a
-/// true tail meets entities of other partitions too (Marius samples from
-/// its whole buffer the same way).
-fn negative_pool(buckets: &Buckets, held: &[(u32, u32)], t: u32) -> Vec<Range<u32>> {
-    let mut parts: Vec<u32> = held.iter().filter(|h| h.0 == t).map(|h| h.1).collect();
-    parts.sort_unstable();
-    parts.iter().map(|&q| buckets.partition_range(t, q)).collect()
+    pool
 }
 
 /// A node drawn uniformly from the union of `pool`'s ranges.
@@ -439,15 +414,9 @@ fn run(
                     }
                 }
             }
-            // The partitions held for this bucket: those it trains, and
-            // others of the same types while the budget allows, whose rows
-            // serve as negatives too.
-            let held = held_partitions(&needed, p, cfg.memory_budget_mib, |t, q| {
-                4 * settings.part_range(t as usize, q).len() * (d + width)
-            });
             let io_started = Instant::now();
             clock += 1;
-            for &(t, q) in &held {
+            for &(t, q) in &needed {
                 let slot = &mut resident[t as usize * p as usize + q as usize];
                 if slot.is_none() {
                     let rows = settings.part_range(t as usize, q).len();
@@ -478,7 +447,7 @@ fn run(
                     part.last_used = clock;
                 }
             }
-            evict(&mut resident, p, cfg.memory_budget_mib, &held);
+            evict(&mut resident, p, cfg.memory_budget_mib, &needed);
             io += io_started.elapsed().as_secs_f64();
             // Seeded by the bucket, so that its passes share one plan of chunks.
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(
@@ -488,8 +457,6 @@ fn run(
             let (edge_order, chunks) = plan_chunks(cfg, bucket, &mut rng, b / order.len());
             let visit = Visit {
                 bucket: (i, j),
-                trained: &needed,
-                held: &held,
                 order: edge_order,
                 chunks,
             };
@@ -499,7 +466,7 @@ fn run(
                     .enumerate()
                     .filter_map(|(idx, slot)| {
                         let (t, q) = ((idx / p as usize) as u32, (idx % p as usize) as u32);
-                        Some((t, q, slot.as_mut().filter(|_| held.contains(&(t, q)))?))
+                        Some((t, q, slot.as_mut().filter(|_| needed.contains(&(t, q)))?))
                     })
                     .collect();
                 let rels = (&mut relations[..], &mut relation_state[..]);
@@ -513,14 +480,13 @@ fn run(
                     .enumerate()
                     .filter_map(|(idx, slot)| {
                         let (t, q) = ((idx / p as usize) as u32, (idx % p as usize) as u32);
-                        let part = slot.as_mut().filter(|_| held.contains(&(t, q)))?;
+                        let part = slot.as_mut().filter(|_| needed.contains(&(t, q)))?;
                         Some(PartView {
                             t,
                             p: q,
                             start: q * part_size[t as usize],
                             table: atomics(&mut part.table),
                             state: atomics(&mut part.state),
-                            trains: needed.contains(&(t, q)),
                         })
                     })
                     .collect();
@@ -656,14 +622,10 @@ fn trains(cfg: &TrainConfig, e: &BucketEdge) -> bool {
         && (cfg.only_relations.is_empty() || cfg.only_relations.contains(&e.rel))
 }
 
-/// A bucket visit's work: its edges in relation-grouped order, the chunks
-/// (ranges of that order) this visit trains, and the partitions it holds.
-struct Visit<'a> {
+/// A bucket visit's work: its edges in relation-grouped order and the chunks
+/// (ranges of that order) this visit trains.
+struct Visit {
     bucket: (u32, u32),
-    /// The partitions the bucket trains (and saves).
-    trained: &'a [(u32, u32)],
-    /// Those and the partitions held for their negatives only.
-    held: &'a [(u32, u32)],
     order: Vec<u32>,
     chunks: Vec<Chunk>,
 }
@@ -729,12 +691,12 @@ fn train_bucket_gpu(
     cfg: &TrainConfig,
     buckets: &Buckets,
     ends: &[(u32, u32)],
-    visit: &Visit<'_>,
+    visit: &Visit,
     rng: &mut Xoshiro256PlusPlus,
 ) -> Result<f64> {
     let d = cfg.dim;
     let (i, j) = visit.bucket;
-    let (edges, held) = (buckets.bucket(i, j), visit.held);
+    let edges = buckets.bucket(i, j);
     let weights = buckets.weights(i, j);
     let (order, chunks) = (&visit.order, &visit.chunks);
     // Negatives from the stream the CPU trainer's first thread uses.
@@ -794,7 +756,7 @@ fn train_bucket_gpu(
                     push(&mut kn, q_t, ends_of(e).0);
                 }
             }
-            let pool = negative_pool(buckets, held, k_t);
+            let pool = negative_pool(buckets, (src_t, dst_t), (i, j), k_t);
             for _ in 0..cfg.uniform_negatives {
                 push(&mut kn, k_t, draw(&pool, rng));
             }
@@ -854,14 +816,10 @@ fn train_bucket_gpu(
             relation_state,
         },
     )?;
-    // Partitions held for negatives only keep their rows (the CPU never
-    // updates them; here their changes within the bucket are dropped).
-    for (t, q, part) in parts.iter_mut() {
+    for (_, _, part) in parts.iter_mut() {
         let n = part.state.len();
-        if visit.trained.contains(&(*t, *q)) {
-            part.table.copy_from_slice(&table[..n * d]);
-            part.state.copy_from_slice(&state[..n]);
-        }
+        part.table.copy_from_slice(&table[..n * d]);
+        part.state.copy_from_slice(&state[..n]);
         table.drain(..n * d);
         state.drain(..n);
     }
@@ -873,12 +831,12 @@ fn train_bucket(
     cfg: &TrainConfig,
     buckets: &Buckets,
     ends: &[(u32, u32)],
-    visit: &Visit<'_>,
+    visit: &Visit,
     rng: &mut Xoshiro256PlusPlus,
     works: &mut [Work],
 ) -> f64 {
     let (i, j) = visit.bucket;
-    let (edges, held) = (buckets.bucket(i, j), visit.held);
+    let edges = buckets.bucket(i, j);
     let weights = buckets.weights(i, j);
     let (order, chunks) = (&visit.order, &visit.chunks);
     let seeds: Vec<u64> = works.iter().map(|_| rng.next_u64()).collect();
@@ -895,8 +853,8 @@ fn train_bucket(
             work.w.clear();
             work.w.extend(idx.iter().filter_map(|&e| weights.get(e as usize)));
             let negs = (
-                negative_pool(buckets, held, src_t),
-                negative_pool(buckets, held, dst_t),
+                negative_pool(buckets, (src_t, dst_t), (i, j), src_t),
+                negative_pool(buckets, (src_t, dst_t), (i, j), dst_t),
             );
             loss += train_chunk(
                 params,
@@ -1098,7 +1056,7 @@ fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, head_rel: Option<u32>
     let d = cfg.dim;
     let mut scratch = std::mem::take(&mut work.row);
     for (&(t, x), &slot) in &work.slots {
-        let Some((row, state)) = params.node(t, x).filter(|_| params.trains(t, x)) else {
+        let Some((row, state)) = params.node(t, x) else {
             continue;
         };
         if cfg.regularization > 0.0 {
@@ -1150,34 +1108,6 @@ fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, head_rel: Option<u32>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn held_partitions_follow_the_budget() {
-        let mib = 1 << 20;
-        // One type, P = 4, 1 MiB a partition: bucket (2, 0) trains (0, 2) and (0, 0).
-        let needed = [(0, 2), (0, 0)];
-        let size = |_, _| mib;
-        let all = [(0, 2), (0, 0), (0, 1), (0, 3)];
-        assert_eq!(held_partitions(&needed, 4, 0, size), all);
-        assert_eq!(held_partitions(&needed, 4, 4, size), all);
-        assert_eq!(
-            held_partitions(&needed, 4, 3, size),
-            needed,
-            "all or just the bucket's"
-        );
-        assert_eq!(
-            held_partitions(&needed, 4, 1, size),
-            needed,
-            "needed ones even over budget"
-        );
-        // Two types: each with all of its partitions.
-        let needed = [(0, 1), (1, 0)];
-        assert_eq!(
-            held_partitions(&needed, 2, 0, size),
-            [(0, 1), (1, 0), (0, 0), (1, 1)]
-        );
-        assert_eq!(held_partitions(&[(0, 0)], 1, 0, size), [(0, 0)]);
-    }
 
     #[test]
     fn adam_step_matches_reference() {

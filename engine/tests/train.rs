@@ -143,8 +143,7 @@ fn partitioned_training_reaches_the_same_quality() {
         })
         .collect();
     let mut mrr = Vec::new();
-    // P = 4 with every partition held as negatives (no budget), and visiting
-    // each bucket twice an epoch.
+    // P = 4, once as is and once visiting each bucket twice an epoch.
     for (p, passes) in [(1, 1), (4, 1), (4, 2)] {
         let cfg = TrainConfig {
             partitions: p,
