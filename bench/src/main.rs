@@ -609,11 +609,13 @@ fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
     let test = quiver_engine::read_triples(&data.join("test.txt")).unwrap();
     let valid = quiver_engine::read_triples(&data.join("valid.txt")).unwrap();
     let ev = quiver_engine::evaluate(&db, &model, &test, &valid, &quiver_engine::Device::Cpu).unwrap();
-    // PyKEEN's anchor: L1, margin 1, one negative per positive, no in-batch negatives.
+    // PyKEEN's anchor: L1, margin 1, one negative per positive, no in-batch negatives, Adam (lr 0.001).
     let pykeen = TrainConfig {
         epochs,
         score: Score::L1,
         loss: Loss::Margin,
+        optimizer: quiver_engine::Optimizer::Adam,
+        lr: 0.001,
         uniform_negatives: 1,
         batch_negatives: false,
         self_negatives: false,
