@@ -1014,12 +1014,12 @@ fn step(opt: Optimizer, lr: f32, row: &[AtomicU32], state: &[AtomicU32], g: &[f3
     let load = |a: &AtomicU32| f32::from_bits(a.load(Relaxed));
     scratch.clear();
     scratch.extend(row.iter().map(load));
-    let scale = match opt {
-        Optimizer::Sgd => lr,
+    match opt {
+        Optimizer::Sgd => kernels::axpy(-lr, g, scratch),
         Optimizer::Adagrad => {
             let s = load(&state[0]) + kernels::dot(g, g) / g.len() as f32;
             state[0].store(s.to_bits(), Relaxed);
-            lr / (s.sqrt() + 1e-10)
+            kernels::axpy(-lr / (s.sqrt() + 1e-10), g, scratch);
         }
         Optimizer::Adam => {
             const B1: f32 = 0.9;
@@ -1038,11 +1038,7 @@ fn step(opt: Optimizer, lr: f32, row: &[AtomicU32], state: &[AtomicU32], g: &[f3
                 v.store(vv.to_bits(), Relaxed);
                 *x -= a * mv / (vv.sqrt() + 1e-8);
             }
-            return;
         }
-    };
-    for (x, gv) in scratch.iter_mut().zip(g) {
-        *x -= scale * gv;
     }
 }
 
