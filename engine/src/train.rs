@@ -998,8 +998,17 @@ fn train_chunk(
                 *rg += sign * gv;
             }
         }
+        // A candidate whose scores got no gradient (a negative the margin
+        // leaves inactive) has a zero row gradient; where a zero gradient
+        // changes nothing (Adagrad or SGD with no penalty) it is not stepped.
+        let sparse = matches!(cfg.optimizer, Optimizer::Adagrad | Optimizer::Sgd)
+            && cfg.regularization == 0.0
+            && cfg.drift_penalty == 0.0;
         let rows = std::mem::take(&mut work.rows);
         for (a, &(t, x)) in rows.iter().enumerate() {
+            if sparse && (0..c).all(|i| work.side.g[i * m + a] == 0.0) {
+                continue;
+            }
             work.grad(t, x, &dk[a * d..(a + 1) * d]);
         }
         (work.side.dq, work.side.dk, work.rows) = (dq, dk, rows);
