@@ -900,6 +900,12 @@ fn train_chunk(
 ) -> f64 {
     let (d, c, n) = (cfg.dim, heads.len(), cfg.uniform_negatives);
     let distance = cfg.score != Score::Dot;
+    // A candidate whose scores got no gradient (a negative the margin leaves
+    // inactive) has a zero row gradient; where a zero gradient changes
+    // nothing (Adagrad or SGD with no penalty) it is not stepped.
+    let sparse = matches!(cfg.optimizer, Optimizer::Adagrad | Optimizer::Sgd)
+        && cfg.regularization == 0.0
+        && cfg.drift_penalty == 0.0;
     work.slots.clear();
     work.grads.clear();
     // rel_grad holds r's gradient, then r′'s (reciprocal head relation).
@@ -998,12 +1004,6 @@ fn train_chunk(
                 *rg += sign * gv;
             }
         }
-        // A candidate whose scores got no gradient (a negative the margin
-        // leaves inactive) has a zero row gradient; where a zero gradient
-        // changes nothing (Adagrad or SGD with no penalty) it is not stepped.
-        let sparse = matches!(cfg.optimizer, Optimizer::Adagrad | Optimizer::Sgd)
-            && cfg.regularization == 0.0
-            && cfg.drift_penalty == 0.0;
         let rows = std::mem::take(&mut work.rows);
         for (a, &(t, x)) in rows.iter().enumerate() {
             if sparse && (0..c).all(|i| work.side.g[i * m + a] == 0.0) {
