@@ -148,6 +148,14 @@ pub struct TrainConfig {
     /// P > 1 the partitions and relation vectors move in smaller steps
     /// between swaps.
     pub passes: usize,
+    /// Rows sampled afresh at every bucket visit, per node type, from the
+    /// partitions the bucket does not hold (P > 1). A uniform negative falls
+    /// on them with those partitions' share of the type's rows, as at P = 1,
+    /// and they are updated like the resident rows; their new values are
+    /// kept as patches of their partitions (stored, applied when the
+    /// partition is next loaded). 0: negatives come only from the bucket's
+    /// partitions, as in PBG.
+    pub foreign_sample: usize,
     /// Chunks per GPU training step (each gives two sides: tails and heads).
     /// 1 reproduces the CPU's chunk-by-chunk updates; more fill a device.
     pub gpu_chunks: usize,
@@ -192,6 +200,7 @@ impl Default for TrainConfig {
             threads: 0,
             memory_budget_mib: 0,
             passes: 1,
+            foreign_sample: 1000,
             gpu_chunks: 32,
             holdout: None,
             only_relations: Vec::new(),

@@ -5,11 +5,15 @@
 //! some partitions in memory and checkpoint only what changed: part
 //! `relations` holds the relation vectors and their state; part `nodes/T/P`
 //! holds partition P of node type T (rows `P·s .. min((P+1)·s, n)` with
-//! `s = ceil(n / partitions)`, as the buckets use) and its state.
+//! `s = ceil(n / partitions)`, as the buckets use) and its state; part
+//! `patch/T/P` holds rows of that partition updated while it was not
+//! resident (as negatives of other buckets, [`TrainConfig::foreign_sample`]),
+//! which take precedence over the partition's until it is next trained.
 
 use quiver_storage::{Database, Snapshot};
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
@@ -59,6 +63,105 @@ pub(crate) fn part_key(t: usize, p: u32) -> String {
 }
 
 pub(crate) const RELATIONS_KEY: &str = "relations";
+
+pub(crate) fn patch_key(t: usize, p: u32) -> String {
+    format!("patch/{t}/{p}")
+}
+
+/// Rows of one partition changed while it was not resident, in the order
+/// they first changed, kept as the three arrays it is stored as: the node ids
+/// (their bits), the rows, the optimizer states.
+#[derive(Debug, Default)]
+pub(crate) struct Patch {
+    d: usize,
+    width: usize,
+    ids: Vec<f32>,
+    rows: Vec<f32>,
+    state: Vec<f32>,
+    slots: HashMap<u32, usize>,
+}
+
+impl Patch {
+    pub(crate) fn new(d: usize, width: usize) -> Self {
+        Self {
+            d,
+            width,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Row and state of node `id`, if the patch has it.
+    pub(crate) fn get(&self, id: u32) -> Option<(&[f32], &[f32])> {
+        let k = *self.slots.get(&id)?;
+        Some((
+            &self.rows[k * self.d..(k + 1) * self.d],
+            &self.state[k * self.width..(k + 1) * self.width],
+        ))
+    }
+
+    /// Sets node `id`'s row and state.
+    pub(crate) fn set(&mut self, id: u32, row: &[f32], state: &[f32]) {
+        match self.slots.get(&id) {
+            Some(&k) => {
+                self.rows[k * self.d..(k + 1) * self.d].copy_from_slice(row);
+                self.state[k * self.width..(k + 1) * self.width].copy_from_slice(state);
+            }
+            None => {
+                self.slots.insert(id, self.ids.len());
+                self.ids.push(f32::from_bits(id));
+                self.rows.extend_from_slice(row);
+                self.state.extend_from_slice(state);
+            }
+        }
+    }
+
+    /// (node id, row, state) of every patched row.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &[f32], &[f32])> {
+        self.ids
+            .iter()
+            .zip(self.rows.chunks_exact(self.d))
+            .zip(self.state.chunks_exact(self.width.max(1)))
+            .map(|((id, row), st)| (id.to_bits(), row, st))
+    }
+
+    /// The arrays to store.
+    pub(crate) fn arrays(&self) -> [&[f32]; 3] {
+        [&self.ids, &self.rows, &self.state]
+    }
+}
+
+/// The stored patch of partition `p` of node type `t` (empty if none).
+pub(crate) fn load_patch(
+    db: &Database,
+    name: &str,
+    (t, p): (usize, u32),
+    d: usize,
+    width: usize,
+) -> Result<Patch> {
+    let mut patch = Patch::new(d, width);
+    let Some(part) = db.model_part(name, &patch_key(t, p))? else {
+        return Ok(patch);
+    };
+    let (ids, rows, state) = (part.array(0), part.array(1), part.array(2));
+    if rows.len() != ids.len() * d || state.len() != ids.len() * width {
+        return Err(EngineError::Model {
+            name: name.to_string(),
+            message: format!("patch of partition {p} of node type {t} has the wrong size"),
+        });
+    }
+    for (k, id) in ids.iter().enumerate() {
+        patch.set(
+            id.to_bits(),
+            &rows[k * d..(k + 1) * d],
+            &state[k * width..(k + 1) * width],
+        );
+    }
+    Ok(patch)
+}
 
 /// `rows × dim` values uniform in ±init_scale/√dim, from a seed of their own,
 /// so that any partition can be initialised alone and identically.
@@ -245,12 +348,24 @@ impl Model {
             let mut table = Vec::with_capacity(s.node_counts[t] as usize * d);
             for p in 0..s.config.partitions {
                 let rows = s.part_range(t, p).len();
+                let start = table.len();
                 match db.model_part(name, &part_key(t, p))? {
                     Some(part) if part.array(0).len() == rows * d => table.extend_from_slice(part.array(0)),
                     Some(_) => {
                         return Err(bad(&format!("partition {p} of node type {t} has the wrong size")))
                     }
                     None => table.extend(init_rows(&s.config, part_seed(&s.config, Some((t, p))), rows)),
+                }
+                let width = s.config.optimizer.state_width(d);
+                let range = s.part_range(t, p);
+                for (id, row, _) in load_patch(db, name, (t, p), d, width)?.iter() {
+                    if !range.contains(&id) {
+                        return Err(bad(&format!(
+                            "patch of partition {p} of node type {t}: node {id} is not in it"
+                        )));
+                    }
+                    let r = start + (id - range.start) as usize * d;
+                    table[r..r + d].copy_from_slice(row);
                 }
             }
             nodes.push(table);

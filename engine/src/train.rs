@@ -32,7 +32,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Optimizer, Score, TrainConfig};
 use crate::gpu::{GpuContext, StepBatch, StepTables};
 use crate::kernels;
-use crate::model::{init_rows, part_key, part_seed, Model, Settings, RELATIONS_KEY};
+use crate::model::{
+    init_rows, load_patch, part_key, part_seed, patch_key, Model, Patch, Settings, RELATIONS_KEY,
+};
 use crate::{Device, EngineError, Result};
 
 /// What one epoch did.
@@ -99,6 +101,30 @@ struct PartView<'a> {
     state: &'a [AtomicU32],
 }
 
+/// Rows sampled from the partitions of node type `t` that a bucket does not
+/// hold, trained as its negatives (`TrainConfig::foreign_sample`).
+struct Foreign {
+    t: u32,
+    /// Rows of the partitions sampled from.
+    total: u32,
+    /// Node ids of the sampled rows, ascending.
+    ids: Vec<u32>,
+    table: Vec<f32>,
+    state: Vec<f32>,
+}
+
+/// A foreign sample as the training threads see it.
+struct ForeignView<'a> {
+    t: u32,
+    total: u32,
+    ids: &'a [u32],
+    table: &'a [AtomicU32],
+    state: &'a [AtomicU32],
+}
+
+/// Marks a candidate's node type as a foreign sample's, its id as a slot of it.
+const FOREIGN: u32 = 1 << 31;
+
 /// The tables a bucket trains, shared by the training threads.
 struct Params<'a> {
     d: usize,
@@ -106,6 +132,7 @@ struct Params<'a> {
     width: usize,
     part_size: &'a [u32],
     views: Vec<PartView<'a>>,
+    foreign: Vec<ForeignView<'a>>,
     relations: &'a [AtomicU32],
     relation_state: &'a [AtomicU32],
     /// The warm-start model, when rows are held near it.
@@ -121,7 +148,17 @@ impl Params<'_> {
             None => out.extend(std::iter::repeat_n(0.0, self.d)),
         }
     }
+    /// Row and state of node `x` of type `t`, or of slot `x` of type
+    /// `t & !FOREIGN`'s foreign sample when `t` has the `FOREIGN` bit.
     fn node(&self, t: u32, x: u32) -> Option<(&[AtomicU32], &[AtomicU32])> {
+        if t & FOREIGN != 0 {
+            let f = self.foreign.iter().find(|f| f.t == t & !FOREIGN)?;
+            let r = x as usize;
+            return Some((
+                f.table.get(r * self.d..(r + 1) * self.d)?,
+                f.state.get(r * self.width..(r + 1) * self.width)?,
+            ));
+        }
         let p = x / self.part_size[t as usize];
         let v = self.views.iter().find(|v| v.t == t && v.p == p)?;
         let r = (x - v.start) as usize;
@@ -129,6 +166,24 @@ impl Params<'_> {
             v.table.get(r * self.d..(r + 1) * self.d)?,
             v.state.get(r * self.width..(r + 1) * self.width)?,
         ))
+    }
+    /// (node type, node id) of candidate `(t, x)`.
+    fn id(&self, t: u32, x: u32) -> (u32, u32) {
+        match self
+            .foreign
+            .iter()
+            .find(|f| t & FOREIGN != 0 && f.t == t & !FOREIGN)
+        {
+            Some(f) => (f.t, f.ids[x as usize]),
+            None => (t, x),
+        }
+    }
+    /// (rows outside the bucket, rows sampled from them) of node type `t`.
+    fn foreign_share(&self, t: u32) -> (u32, u32) {
+        self.foreign
+            .iter()
+            .find(|f| f.t == t)
+            .map_or((0, 0), |f| (f.total, f.ids.len() as u32))
     }
     fn relation(&self, r: u32) -> Option<(&[AtomicU32], &[AtomicU32])> {
         let r = r as usize;
@@ -183,34 +238,33 @@ fn below(rng: &mut Xoshiro256PlusPlus, n: u32) -> u32 {
     (((rng.next_u64() >> 32) * n as u64) >> 32) as u32
 }
 
-/// Where a chunk of bucket (i, j) draws its uniform negatives of node type
-/// `t`, for a relation from `src_t` to `dst_t`: every partition of `t` the
-/// bucket holds, so j for tails, i for heads, and both when the relation
-/// joins one type (with P > 1 a true tail then meets more than its own
-/// partition's entities).
-fn negative_pool(
-    buckets: &Buckets,
-    (src_t, dst_t): (u32, u32),
-    (i, j): (u32, u32),
-    t: u32,
-) -> Vec<Range<u32>> {
-    let mut pool = Vec::with_capacity(2);
-    for (ty, q) in [(dst_t, j), (src_t, i)] {
-        let range = buckets.partition_range(t, q);
-        if ty == t && !pool.contains(&range) {
-            pool.push(range);
-        }
-    }
-    pool
+/// Where a bucket draws its uniform negatives of node type `t` from: every
+/// partition of `t` it holds (for a relation within one type, both i and j).
+fn negative_pool(buckets: &Buckets, needed: &[(u32, u32)], t: u32) -> Vec<Range<u32>> {
+    needed
+        .iter()
+        .filter(|&&(ty, _)| ty == t)
+        .map(|&(_, q)| buckets.partition_range(t, q))
+        .collect()
 }
 
-/// A node drawn uniformly from the union of `pool`'s ranges.
-fn draw(pool: &[Range<u32>], rng: &mut Xoshiro256PlusPlus) -> u32 {
-    let total: u32 = pool.iter().map(|r| r.end - r.start).sum();
-    let mut x = below(rng, total);
+/// A uniform negative of node type `t`: a node of `pool`, or, with the share
+/// `outside` of `t`'s rows that the bucket does not hold (0 without a foreign
+/// sample), one of the `sampled` foreign rows, as `(t | FOREIGN, slot)`.
+fn draw(
+    t: u32,
+    pool: &[Range<u32>],
+    (outside, sampled): (u32, u32),
+    rng: &mut Xoshiro256PlusPlus,
+) -> (u32, u32) {
+    let held: u32 = pool.iter().map(|r| r.end - r.start).sum();
+    let mut x = below(rng, held + outside);
+    if x >= held {
+        return (t | FOREIGN, below(rng, sampled));
+    }
     for r in pool {
         if x < r.end - r.start {
-            return r.start + x;
+            return (t, r.start + x);
         }
         x -= r.end - r.start;
     }
@@ -228,16 +282,25 @@ struct Progress {
     edge_version: u64,
 }
 
-/// PBG's inside-out order: layer k holds the buckets whose larger index is k,
-/// starting next to the previous layer, so consecutive buckets share a partition.
-pub(crate) fn bucket_order(p: u32) -> Vec<(u32, u32)> {
+/// PBG's inside-out order over partitions relabelled at random by `rng`
+/// (PBG too shuffles within its layers): layer k holds the buckets whose
+/// larger label is k, starting next to the previous layer, so consecutive
+/// buckets share a partition, and no bucket is always the last trained.
+pub(crate) fn bucket_order(p: u32, rng: &mut Xoshiro256PlusPlus) -> Vec<(u32, u32)> {
+    let mut label: Vec<u32> = (0..p).collect();
+    for a in (1..label.len()).rev() {
+        label.swap(a, below(rng, a as u32 + 1) as usize);
+    }
     let mut order = Vec::with_capacity((p * p) as usize);
-    for k in 0..p {
+    for k in 0..p as usize {
         for j in (0..k).rev() {
-            order.push((k, j));
-            order.push((j, k));
+            let (a, b) = (label[k], label[j]);
+            match rng.next_u64() & 1 {
+                0 => order.extend([(a, b), (b, a)]),
+                _ => order.extend([(b, a), (a, b)]),
+            }
         }
-        order.push((k, k));
+        order.push((label[k], label[k]));
     }
     order
 }
@@ -381,14 +444,27 @@ fn run(
         ),
     };
     let mut resident: Vec<Option<Part>> = (0..types * p as usize).map(|_| None).collect();
+    // Rows changed while their partition was not resident, and the patches to save.
+    let mut patches: HashMap<(u32, u32), Patch> = HashMap::default();
+    for t in 0..types {
+        for q in (0..p).filter(|_| p > 1) {
+            let patch = load_patch(db, name, (t, q), d, width)?;
+            if !patch.is_empty() {
+                patches.insert((t as u32, q), patch);
+            }
+        }
+    }
+    let mut dirty: Vec<(u32, u32)> = Vec::new();
     let threads = match cfg.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
     let mut works: Vec<Work> = (0..threads).map(|_| Work::default()).collect();
-    let order = bucket_order(p);
-    // Each epoch visits every bucket `passes` times, a share of its chunks each time.
-    let visits = order.len() * cfg.passes;
+    // Each epoch visits every bucket `passes` times, a share of its chunks
+    // each time, in an order drawn afresh for every pass.
+    let n = (p * p) as usize;
+    let visits = n * cfg.passes;
+    let mut order = Vec::new();
     let mut clock = 0usize;
     for epoch in start.epoch..cfg.epochs {
         let started = Instant::now();
@@ -396,7 +472,12 @@ fn run(
         let (mut loss, mut edges) = (0f64, 0u64);
         let first = if epoch == start.epoch { start.bucket } else { 0 };
         for b in first..visits {
-            let (i, j) = order[b % order.len()];
+            if b == first || b % n == 0 {
+                let pass = (epoch * cfg.passes + b / n) as u64;
+                let seed = cfg.seed ^ 0x6a09_e667_f3bc_c908 ^ pass.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                order = bucket_order(p, &mut Xoshiro256PlusPlus::seed_from_u64(seed));
+            }
+            let (i, j) = order[b % n];
             let bucket = buckets.bucket(i, j);
             // Partitions this bucket trains: i of its source types, j of its destination types.
             let mut needed: Vec<(u32, u32)> = Vec::new();
@@ -416,6 +497,13 @@ fn run(
             }
             let io_started = Instant::now();
             clock += 1;
+            // Room is made before loading, so that the budget holds at every moment.
+            let incoming: usize = needed
+                .iter()
+                .filter(|&&(t, q)| resident[(t * p + q) as usize].is_none())
+                .map(|&(t, q)| 4 * settings.part_range(t as usize, q).len() * (d + width))
+                .sum();
+            evict(&mut resident, p, cfg.memory_budget_mib, &needed, incoming);
             for &(t, q) in &needed {
                 let slot = &mut resident[t as usize * p as usize + q as usize];
                 if slot.is_none() {
@@ -445,18 +533,34 @@ fn run(
                 }
                 if let Some(part) = slot {
                     part.last_used = clock;
+                    if let Some(patch) = patches.remove(&(t, q)) {
+                        let start = q * part_size[t as usize];
+                        for (id, row, st) in patch.iter() {
+                            let r = (id - start) as usize;
+                            part.table[r * d..(r + 1) * d].copy_from_slice(row);
+                            part.state[r * width..(r + 1) * width].copy_from_slice(st);
+                        }
+                        dirty.push((t, q));
+                    }
                 }
             }
-            evict(&mut resident, p, cfg.memory_budget_mib, &needed);
+            let mut sample_rng = Xoshiro256PlusPlus::seed_from_u64(
+                cfg.seed
+                    ^ 0x3c6e_f372_fe94_f82b
+                    ^ ((epoch as u64) << 32 | b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+            let mut foreign =
+                sample_foreign(db, name, settings, &needed, &resident, &patches, &mut sample_rng)?;
+            let sampled: Vec<Vec<f32>> = foreign.iter().map(|f| f.table.clone()).collect();
             io += io_started.elapsed().as_secs_f64();
             // Seeded by the bucket, so that its passes share one plan of chunks.
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(
-                cfg.seed
-                    ^ ((epoch as u64) << 32 | (b % order.len()) as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9),
+                cfg.seed ^ ((epoch as u64) << 32 | (i * p + j) as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             );
             let (edge_order, chunks) = plan_chunks(cfg, bucket, &mut rng, b / order.len());
             let visit = Visit {
                 bucket: (i, j),
+                needed: needed.clone(),
                 order: edge_order,
                 chunks,
             };
@@ -472,7 +576,16 @@ fn run(
                 let rels = (&mut relations[..], &mut relation_state[..]);
                 let bucket_rng = &mut rng;
                 loss += train_bucket_gpu(
-                    gpu, &mut parts, rels, &part_size, cfg, buckets, &ends, &visit, bucket_rng,
+                    gpu,
+                    &mut parts,
+                    &mut foreign,
+                    rels,
+                    &part_size,
+                    cfg,
+                    buckets,
+                    &ends,
+                    &visit,
+                    bucket_rng,
                 )?;
             } else {
                 let views = resident
@@ -490,11 +603,22 @@ fn run(
                         })
                     })
                     .collect();
+                let foreign = foreign
+                    .iter_mut()
+                    .map(|f| ForeignView {
+                        t: f.t,
+                        total: f.total,
+                        ids: &f.ids,
+                        table: atomics(&mut f.table),
+                        state: atomics(&mut f.state),
+                    })
+                    .collect();
                 let params = Params {
                     d,
                     width,
                     part_size: &part_size,
                     views,
+                    foreign,
                     relations: atomics(&mut relations),
                     relation_state: atomics(&mut relation_state),
                     prev: prev.as_ref(),
@@ -503,6 +627,24 @@ fn run(
             }
             edges += visit.chunks.iter().map(|c| c.len() as u64).sum::<u64>();
             let io_started = Instant::now();
+            // The foreign rows that moved go to their partitions' patches.
+            for (f, before) in foreign.iter().zip(&sampled) {
+                for (k, &id) in f.ids.iter().enumerate() {
+                    let row = &f.table[k * d..(k + 1) * d];
+                    if row == &before[k * d..(k + 1) * d] {
+                        continue;
+                    }
+                    let q = id / part_size[f.t as usize];
+                    let st = &f.state[k * width..(k + 1) * width];
+                    patches
+                        .entry((f.t, q))
+                        .or_insert_with(|| Patch::new(d, width))
+                        .set(id, row, st);
+                    if !dirty.contains(&(f.t, q)) {
+                        dirty.push((f.t, q));
+                    }
+                }
+            }
             let next = match b + 1 < visits {
                 true => Progress {
                     epoch,
@@ -534,7 +676,19 @@ fn run(
                 .collect();
             let rel_arrays: [&[f32]; 2] = [&relations, &relation_state];
             parts.push((RELATIONS_KEY, &rel_arrays));
+            let patch_keys: Vec<String> = dirty.iter().map(|&(t, q)| patch_key(t as usize, q)).collect();
+            let patch_arrays: Vec<[&[f32]; 3]> = dirty
+                .iter()
+                .map(|tq| patches.get(tq).map_or([&[][..]; 3], Patch::arrays))
+                .collect();
+            parts.extend(
+                patch_keys
+                    .iter()
+                    .map(String::as_str)
+                    .zip(patch_arrays.iter().map(|a| &a[..])),
+            );
             db.save_model_parts(name, &settings_json, &progress, &parts)?;
+            dirty.clear();
             io += io_started.elapsed().as_secs_f64();
             on_event(&TrainEvent::Bucket {
                 epoch,
@@ -557,6 +711,101 @@ fn run(
     let rel_arrays: [&[f32]; 2] = [&relations, &relation_state];
     db.save_model_parts(name, &settings_json, "", &[(RELATIONS_KEY, &rel_arrays)])?;
     Ok(())
+}
+
+/// Samples `foreign_sample` rows (with replacement, each kept once) of every
+/// node type the bucket trains from its partitions that the bucket does not
+/// hold and that have been trained (stored), at their current values: the
+/// patch's where it has the row, else the partition's (resident or stored;
+/// they are equal). Depends only on the stored state and `rng`, so a resumed
+/// run samples the same rows.
+fn sample_foreign(
+    db: &Database,
+    name: &str,
+    settings: &Settings,
+    needed: &[(u32, u32)],
+    resident: &[Option<Part>],
+    patches: &HashMap<(u32, u32), Patch>,
+    rng: &mut Xoshiro256PlusPlus,
+) -> Result<Vec<Foreign>> {
+    let cfg = &settings.config;
+    let (d, p, width) = (cfg.dim, cfg.partitions, cfg.optimizer.state_width(cfg.dim));
+    if cfg.foreign_sample == 0 || p == 1 {
+        return Ok(Vec::new());
+    }
+    let stored: Vec<String> = db.model_info(name)?.parts.into_iter().map(|(k, _)| k).collect();
+    let mut types: Vec<u32> = needed.iter().map(|&(t, _)| t).collect();
+    types.sort_unstable();
+    types.dedup();
+    let mut out = Vec::new();
+    for t in types {
+        let from: Vec<(u32, Range<u32>)> = (0..p)
+            .filter(|&q| {
+                !needed.contains(&(t, q))
+                    && (resident[(t * p + q) as usize].is_some() || stored.contains(&part_key(t as usize, q)))
+            })
+            .map(|q| (q, settings.part_range(t as usize, q)))
+            .collect();
+        let total: u32 = from.iter().map(|(_, r)| r.end - r.start).sum();
+        if total == 0 {
+            continue;
+        }
+        let mut ids: Vec<u32> = (0..cfg.foreign_sample)
+            .map(|_| {
+                let mut x = below(rng, total);
+                for (_, r) in &from {
+                    if x < r.end - r.start {
+                        return r.start + x;
+                    }
+                    x -= r.end - r.start;
+                }
+                unreachable!("a draw below the total falls in one of the partitions")
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let (mut table, mut state) = (
+            Vec::with_capacity(ids.len() * d),
+            Vec::with_capacity(ids.len() * width),
+        );
+        // One partition at a time, so that at most one stored part is mapped.
+        for (q, range) in &from {
+            let mine =
+                &ids[ids.partition_point(|&x| x < range.start)..ids.partition_point(|&x| x < range.end)];
+            let part = match &resident[(t * p + q) as usize] {
+                Some(_) => None,
+                None => db.model_part(name, &part_key(t as usize, *q))?,
+            };
+            let (rows, states) = match (&part, &resident[(t * p + q) as usize]) {
+                (Some(part), _) => (part.array(0), part.array(1)),
+                (None, Some(res)) => (&res.table[..], &res.state[..]),
+                (None, None) => (&[][..], &[][..]),
+            };
+            let n = range.len();
+            if rows.len() != n * d || states.len() != n * width {
+                return Err(EngineError::Model {
+                    name: name.to_string(),
+                    message: format!("partition {q} of node type {t} has the wrong size"),
+                });
+            }
+            for &id in mine {
+                let r = (id - range.start) as usize;
+                let patched = patches.get(&(t, *q)).and_then(|patch| patch.get(id));
+                let (row, st) =
+                    patched.unwrap_or((&rows[r * d..(r + 1) * d], &states[r * width..(r + 1) * width]));
+                table.extend_from_slice(row);
+                state.extend_from_slice(st);
+            }
+        }
+        out.push(Foreign {
+            t,
+            total,
+            ids,
+            table,
+            state,
+        });
+    }
+    Ok(out)
 }
 
 /// Starting rows of node type `t`'s rows `range`: the warm-start model's
@@ -584,9 +833,10 @@ fn first_rows(
 }
 
 /// Drops least recently used partitions that this bucket does not need until
-/// the resident set fits the budget (0: no limit). Every partition was saved
-/// after the bucket that last changed it, so dropping loses nothing.
-fn evict(resident: &mut [Option<Part>], p: u32, budget_mib: usize, needed: &[(u32, u32)]) {
+/// the resident set and `incoming` bytes fit the budget (0: no limit). Every
+/// partition was saved after the bucket that last changed it, so dropping
+/// loses nothing.
+fn evict(resident: &mut [Option<Part>], p: u32, budget_mib: usize, needed: &[(u32, u32)], incoming: usize) {
     if budget_mib == 0 {
         return;
     }
@@ -596,7 +846,7 @@ fn evict(resident: &mut [Option<Part>], p: u32, budget_mib: usize, needed: &[(u3
             .map(|x| 4 * (x.table.len() + x.state.len()))
             .sum()
     };
-    while bytes(resident) > budget_mib << 20 {
+    while bytes(resident) + incoming > budget_mib << 20 {
         let victim = resident
             .iter()
             .enumerate()
@@ -626,6 +876,8 @@ fn trains(cfg: &TrainConfig, e: &BucketEdge) -> bool {
 /// (ranges of that order) this visit trains.
 struct Visit {
     bucket: (u32, u32),
+    /// The partitions (node type, partition) it trains.
+    needed: Vec<(u32, u32)>,
     order: Vec<u32>,
     chunks: Vec<Chunk>,
 }
@@ -686,6 +938,7 @@ fn plan_chunks(
 fn train_bucket_gpu(
     gpu: &GpuContext,
     parts: &mut [(u32, u32, &mut Part)],
+    foreign: &mut [Foreign],
     (relations, relation_state): (&mut [f32], &mut [f32]),
     part_size: &[u32],
     cfg: &TrainConfig,
@@ -710,9 +963,24 @@ fn train_bucket_gpu(
         table.extend_from_slice(&part.table);
         state.extend_from_slice(&part.state);
     }
-    let row = |t: u32, x: u32| {
-        let q = x / part_size[t as usize];
-        base.get(&(t, q)).map(|b| b + (x - q * part_size[t as usize]))
+    // Foreign samples follow, at (t | FOREIGN, 0).
+    for f in foreign.iter() {
+        base.insert((f.t | FOREIGN, 0), state.len() as u32);
+        table.extend_from_slice(&f.table);
+        state.extend_from_slice(&f.state);
+    }
+    let row = |t: u32, x: u32| match t & FOREIGN {
+        0 => {
+            let q = x / part_size[t as usize];
+            base.get(&(t, q)).map(|b| b + (x - q * part_size[t as usize]))
+        }
+        _ => base.get(&(t, 0)).map(|b| b + x),
+    };
+    let share = |t: u32| {
+        foreign
+            .iter()
+            .find(|f| f.t == t)
+            .map_or((0, 0), |f| (f.total, f.ids.len() as u32))
     };
     let distance = cfg.score != Score::Dot;
     let forward = relations.len() / d / (1 + usize::from(cfg.reciprocal));
@@ -756,9 +1024,10 @@ fn train_bucket_gpu(
                     push(&mut kn, q_t, ends_of(e).0);
                 }
             }
-            let pool = negative_pool(buckets, (src_t, dst_t), (i, j), k_t);
+            let pool = negative_pool(buckets, &visit.needed, k_t);
             for _ in 0..cfg.uniform_negatives {
-                push(&mut kn, k_t, draw(&pool, rng));
+                let (t, x) = draw(k_t, &pool, share(k_t), rng);
+                push(&mut kn, t, x);
             }
             let mut qn = Vec::with_capacity(c);
             for &e in idx {
@@ -816,12 +1085,16 @@ fn train_bucket_gpu(
             relation_state,
         },
     )?;
-    for (_, _, part) in parts.iter_mut() {
-        let n = part.state.len();
-        part.table.copy_from_slice(&table[..n * d]);
-        part.state.copy_from_slice(&state[..n]);
-        table.drain(..n * d);
-        state.drain(..n);
+    let (mut at, mut st) = (0, 0);
+    let tables = parts
+        .iter_mut()
+        .map(|(_, _, part)| (&mut part.table, &mut part.state))
+        .chain(foreign.iter_mut().map(|f| (&mut f.table, &mut f.state)));
+    for (t, s) in tables {
+        let (n, w) = (t.len(), s.len());
+        t.copy_from_slice(&table[at..at + n]);
+        s.copy_from_slice(&state[st..st + w]);
+        (at, st) = (at + n, st + w);
     }
     Ok(loss)
 }
@@ -853,8 +1126,8 @@ fn train_bucket(
             work.w.clear();
             work.w.extend(idx.iter().filter_map(|&e| weights.get(e as usize)));
             let negs = (
-                negative_pool(buckets, (src_t, dst_t), (i, j), src_t),
-                negative_pool(buckets, (src_t, dst_t), (i, j), dst_t),
+                negative_pool(buckets, &visit.needed, src_t),
+                negative_pool(buckets, &visit.needed, dst_t),
             );
             loss += train_chunk(
                 params,
@@ -937,7 +1210,8 @@ fn train_chunk(
             work.rows.extend(q_nodes.iter().map(|&x| (q_type, x)));
         }
         for _ in 0..n {
-            work.rows.push((k_type, draw(negs, rng)));
+            work.rows
+                .push(draw(k_type, negs, params.foreign_share(k_type), rng));
         }
         let side = &mut work.side;
         side.q.clear();
@@ -1070,6 +1344,7 @@ fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, head_rel: Option<u32>
                 *gv += cfg.reg_grad(f32::from_bits(a.load(Relaxed)));
             }
         }
+        let (t, x) = params.id(t, x);
         if let Some(prev) = params.prev.filter(|p| cfg.drift_penalty > 0.0 && x < p.rows(t)) {
             let g = &mut work.grads[slot * d..(slot + 1) * d];
             for ((gv, a), p) in g.iter_mut().zip(row).zip(prev.node(t, x)) {

@@ -149,15 +149,19 @@ fn gpu_training_reaches_the_cpu_mrr() {
         })
         .collect();
     let gpu = Device::Gpu(Box::new(g));
-    for (score, loss) in [
-        (Score::L2, Loss::Adversarial),
-        (Score::L1, Loss::Margin),
-        (Score::L2, Loss::Margin),
-        (Score::Dot, Loss::Softmax),
-        (Score::L1, Loss::Adversarial),
+    // The last one in two partitions, with foreign rows among the negatives.
+    for (score, loss, partitions) in [
+        (Score::L2, Loss::Adversarial, 1),
+        (Score::L1, Loss::Margin, 1),
+        (Score::L2, Loss::Margin, 1),
+        (Score::Dot, Loss::Softmax, 1),
+        (Score::L1, Loss::Adversarial, 1),
+        (Score::L2, Loss::Margin, 2),
     ] {
         let cfg = TrainConfig {
             dim: 16,
+            partitions,
+            foreign_sample: 16,
             epochs: 40,
             score,
             loss,
@@ -183,13 +187,16 @@ fn gpu_training_reaches_the_cpu_mrr() {
             evaluate(&db, &on_cpu, &test, &[], &Device::Cpu).unwrap().mrr,
             evaluate(&db, &on_gpu, &test, &[], &Device::Cpu).unwrap().mrr,
         );
-        assert!((a - b).abs() < 0.01, "{score:?} {loss:?}: CPU MRR {a} vs GPU {b}");
+        assert!(
+            (a - b).abs() < 0.01,
+            "{score:?} {loss:?} P = {partitions}: CPU MRR {a} vs GPU {b}"
+        );
         let diff = on_cpu.nodes[0]
             .iter()
             .zip(&on_gpu.nodes[0])
             .map(|(x, y)| (x - y).abs())
             .fold(0f32, f32::max);
-        eprintln!("{score:?} {loss:?}: MRR CPU {a:.4} GPU {b:.4}, largest embedding difference {diff:.2e}");
+        eprintln!("{score:?} {loss:?} P = {partitions}: MRR CPU {a:.4} GPU {b:.4}, largest embedding difference {diff:.2e}");
         let batched = TrainConfig {
             gpu_chunks: 32,
             ..cfg

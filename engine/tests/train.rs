@@ -143,12 +143,14 @@ fn partitioned_training_reaches_the_same_quality() {
         })
         .collect();
     let mut mrr = Vec::new();
-    // P = 4, once as is and once visiting each bucket twice an epoch.
-    for (p, passes) in [(1, 1), (4, 1), (4, 2)] {
+    // P = 4, once as is, once visiting each bucket twice an epoch, and once
+    // with negatives from the bucket's partitions only (PBG's).
+    for (p, passes, foreign_sample) in [(1, 1, 0), (4, 1, 1000), (4, 2, 1000), (4, 1, 0)] {
         let cfg = TrainConfig {
             partitions: p,
             epochs: 60,
             passes,
+            foreign_sample,
             ..config(Score::L2, Loss::Margin)
         };
         let mut edges = Vec::new();
@@ -324,6 +326,54 @@ fn stop_and_resume(cfg: TrainConfig) {
     assert_eq!(resumed.nodes, full.nodes);
     assert_eq!(resumed.relations, full.relations);
     assert!(Model::load(&db, "nope").is_err());
+}
+
+#[test]
+fn foreign_rows_are_trained_and_kept_as_patches() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ring(dir.path(), 64);
+    let cfg = TrainConfig {
+        partitions: 4,
+        epochs: 2,
+        foreign_sample: 8,
+        ..config(Score::L2, Loss::Margin)
+    };
+    let model = train(&db, "m", &cfg, &mut |_| {}).unwrap();
+    let d = cfg.dim;
+    let mut patched = 0;
+    for q in 0..4u32 {
+        let Some(patch) = db.model_part("m", &format!("patch/0/{q}")).unwrap() else {
+            continue;
+        };
+        let part = db.model_part("m", &format!("nodes/0/{q}")).unwrap().unwrap();
+        for (k, id) in patch.array(0).iter().enumerate() {
+            let (id, row) = (id.to_bits(), &patch.array(1)[k * d..(k + 1) * d]);
+            assert_eq!(id / 16, q, "a patch holds rows of its own partition");
+            // Changed after its partition was last saved, and what the model holds.
+            let stored = &part.array(0)[(id - 16 * q) as usize * d..][..d];
+            assert_ne!(stored, row);
+            assert_eq!(model.node(0, id), row);
+            patched += 1;
+        }
+        let mut ids: Vec<u32> = patch.array(0).iter().map(|id| id.to_bits()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), patch.array(0).len(), "each row once");
+    }
+    assert!(patched > 0, "the last buckets' foreign rows are patches");
+    // Without a foreign sample nothing is patched.
+    train(
+        &db,
+        "pbg",
+        &TrainConfig {
+            foreign_sample: 0,
+            ..cfg
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let parts = db.model_info("pbg").unwrap().parts;
+    assert!(parts.iter().all(|(k, _)| !k.starts_with("patch/")), "{parts:?}");
 }
 
 #[test]
