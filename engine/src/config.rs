@@ -148,13 +148,14 @@ pub struct TrainConfig {
     /// P > 1 the partitions and relation vectors move in smaller steps
     /// between swaps.
     pub passes: usize,
-    /// Rows sampled afresh at every bucket visit, per node type, from the
-    /// partitions the bucket does not hold (P > 1). A uniform negative falls
-    /// on them with those partitions' share of the type's rows, as at P = 1,
-    /// and they are updated like the resident rows; their new values are
-    /// kept as patches of their partitions (stored, applied when the
-    /// partition is next loaded). 0: negatives come only from the bucket's
-    /// partitions, as in PBG.
+    /// With P > 1, rows of each partition kept in memory as its pool, drawn
+    /// afresh after every bucket that trains the partition. A bucket's
+    /// uniform negatives fall on the pools of the partitions it does not hold
+    /// with those partitions' share of the type's rows, as at P = 1, and
+    /// the pooled rows are updated like resident ones; pools are stored
+    /// with the model (`pool/T/P`) and their rows are the partition's
+    /// newest. 0: negatives come only from the bucket's partitions, as in
+    /// PBG.
     pub foreign_sample: usize,
     /// Chunks per GPU training step (each gives two sides: tails and heads).
     /// 1 reproduces the CPU's chunk-by-chunk updates; more fill a device.

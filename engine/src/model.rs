@@ -6,14 +6,14 @@
 //! `relations` holds the relation vectors and their state; part `nodes/T/P`
 //! holds partition P of node type T (rows `P·s .. min((P+1)·s, n)` with
 //! `s = ceil(n / partitions)`, as the buckets use) and its state; part
-//! `patch/T/P` holds rows of that partition updated while it was not
-//! resident (as negatives of other buckets, [`TrainConfig::foreign_sample`]),
-//! which take precedence over the partition's until it is next trained.
+//! `pool/T/P` holds a sample of that partition's rows, which other buckets
+//! train as negatives while the partition is not resident
+//! ([`TrainConfig::foreign_sample`]) and which take precedence over the
+//! partition's rows.
 
 use quiver_storage::{Database, Snapshot};
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
@@ -64,24 +64,23 @@ pub(crate) fn part_key(t: usize, p: u32) -> String {
 
 pub(crate) const RELATIONS_KEY: &str = "relations";
 
-pub(crate) fn patch_key(t: usize, p: u32) -> String {
-    format!("patch/{t}/{p}")
+pub(crate) fn pool_key(t: usize, p: u32) -> String {
+    format!("pool/{t}/{p}")
 }
 
-/// Rows of one partition changed while it was not resident, in the order
-/// they first changed, kept as the three arrays it is stored as: the node ids
-/// (their bits), the rows, the optimizer states.
+/// A sample of one partition's rows, at least as new as the partition's own,
+/// kept as the three arrays it is stored as: the node ids (their bits), the
+/// rows, the optimizer states.
 #[derive(Debug, Default)]
-pub(crate) struct Patch {
+pub(crate) struct Pool {
     d: usize,
     width: usize,
     ids: Vec<f32>,
     rows: Vec<f32>,
     state: Vec<f32>,
-    slots: HashMap<u32, usize>,
 }
 
-impl Patch {
+impl Pool {
     pub(crate) fn new(d: usize, width: usize) -> Self {
         Self {
             d,
@@ -90,40 +89,41 @@ impl Patch {
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+    /// Adds node `id`'s row and state.
+    pub(crate) fn push(&mut self, id: u32, row: &[f32], state: &[f32]) {
+        self.ids.push(f32::from_bits(id));
+        self.rows.extend_from_slice(row);
+        self.state.extend_from_slice(state);
     }
 
-    /// Row and state of node `id`, if the patch has it.
-    pub(crate) fn get(&self, id: u32) -> Option<(&[f32], &[f32])> {
-        let k = *self.slots.get(&id)?;
-        Some((
-            &self.rows[k * self.d..(k + 1) * self.d],
-            &self.state[k * self.width..(k + 1) * self.width],
-        ))
+    /// Node ids in pool order.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ids.iter().map(|id| id.to_bits())
     }
 
-    /// Sets node `id`'s row and state.
-    pub(crate) fn set(&mut self, id: u32, row: &[f32], state: &[f32]) {
-        match self.slots.get(&id) {
-            Some(&k) => {
-                self.rows[k * self.d..(k + 1) * self.d].copy_from_slice(row);
-                self.state[k * self.width..(k + 1) * self.width].copy_from_slice(state);
-            }
-            None => {
-                self.slots.insert(id, self.ids.len());
-                self.ids.push(f32::from_bits(id));
-                self.rows.extend_from_slice(row);
-                self.state.extend_from_slice(state);
-            }
-        }
+    /// Rows in pool order (`len × d`).
+    pub(crate) fn rows(&self) -> &[f32] {
+        &self.rows
     }
 
-    /// (node id, row, state) of every patched row.
+    /// Optimizer states in pool order.
+    pub(crate) fn state(&self) -> &[f32] {
+        &self.state
+    }
+
+    /// Replaces every row and state (same shapes); true if anything changed.
+    pub(crate) fn update(&mut self, rows: &[f32], state: &[f32]) -> bool {
+        let changed = self.rows[..] != rows[..] || self.state[..] != state[..];
+        self.rows.copy_from_slice(rows);
+        self.state.copy_from_slice(state);
+        changed
+    }
+
+    /// (node id, row, state) of every pooled row.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &[f32], &[f32])> {
         self.ids
             .iter()
-            .zip(self.rows.chunks_exact(self.d))
+            .zip(self.rows.chunks_exact(self.d.max(1)))
             .zip(self.state.chunks_exact(self.width.max(1)))
             .map(|((id, row), st)| (id.to_bits(), row, st))
     }
@@ -134,33 +134,33 @@ impl Patch {
     }
 }
 
-/// The stored patch of partition `p` of node type `t` (empty if none).
-pub(crate) fn load_patch(
+/// The stored pool of partition `p` of node type `t` (`None` if it has none).
+pub(crate) fn load_pool(
     db: &Database,
     name: &str,
     (t, p): (usize, u32),
     d: usize,
     width: usize,
-) -> Result<Patch> {
-    let mut patch = Patch::new(d, width);
-    let Some(part) = db.model_part(name, &patch_key(t, p))? else {
-        return Ok(patch);
+) -> Result<Option<Pool>> {
+    let Some(part) = db.model_part(name, &pool_key(t, p))? else {
+        return Ok(None);
     };
     let (ids, rows, state) = (part.array(0), part.array(1), part.array(2));
     if rows.len() != ids.len() * d || state.len() != ids.len() * width {
         return Err(EngineError::Model {
             name: name.to_string(),
-            message: format!("patch of partition {p} of node type {t} has the wrong size"),
+            message: format!("pool of partition {p} of node type {t} has the wrong size"),
         });
     }
+    let mut pool = Pool::new(d, width);
     for (k, id) in ids.iter().enumerate() {
-        patch.set(
+        pool.push(
             id.to_bits(),
             &rows[k * d..(k + 1) * d],
             &state[k * width..(k + 1) * width],
         );
     }
-    Ok(patch)
+    Ok(Some(pool))
 }
 
 /// `rows × dim` values uniform in ±init_scale/√dim, from a seed of their own,
@@ -358,10 +358,11 @@ impl Model {
                 }
                 let width = s.config.optimizer.state_width(d);
                 let range = s.part_range(t, p);
-                for (id, row, _) in load_patch(db, name, (t, p), d, width)?.iter() {
+                let pool = load_pool(db, name, (t, p), d, width)?.unwrap_or_default();
+                for (id, row, _) in pool.iter() {
                     if !range.contains(&id) {
                         return Err(bad(&format!(
-                            "patch of partition {p} of node type {t}: node {id} is not in it"
+                            "pool of partition {p} of node type {t}: node {id} is not in it"
                         )));
                     }
                     let r = start + (id - range.start) as usize * d;

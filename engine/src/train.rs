@@ -11,7 +11,9 @@
 //! A bucket's edges are grouped by relation, shuffled and cut into chunks;
 //! each chunk is trained on both sides (corrupting tails, then heads) against
 //! its own edges and uniform negatives drawn from the bucket's partitions, as
-//! PBG does, so that a chunk's scores form one dense `c × (c + n)` block.
+//! PBG does, and from the pools of the others (`foreign_sample` rows of each
+//! partition, kept in memory), so that a chunk's scores form one dense
+//! `c × (c + n)` block and every entity can be a negative.
 //! Threads take turns over a bucket's chunks and update the shared tables
 //! without locks (Hogwild, as PBG): rows are read and written through relaxed
 //! atomic loads and stores, so a concurrent update may be lost but nothing is
@@ -33,7 +35,7 @@ use crate::config::{Optimizer, Score, TrainConfig};
 use crate::gpu::{GpuContext, StepBatch, StepTables};
 use crate::kernels;
 use crate::model::{
-    init_rows, load_patch, part_key, part_seed, patch_key, Model, Patch, Settings, RELATIONS_KEY,
+    init_rows, load_pool, part_key, part_seed, pool_key, Model, Pool, Settings, RELATIONS_KEY,
 };
 use crate::{Device, EngineError, Result};
 
@@ -101,13 +103,15 @@ struct PartView<'a> {
     state: &'a [AtomicU32],
 }
 
-/// Rows sampled from the partitions of node type `t` that a bucket does not
-/// hold, trained as its negatives (`TrainConfig::foreign_sample`).
+/// The pools of the partitions of node type `t` that a bucket does not hold,
+/// concatenated, trained as its negatives (`TrainConfig::foreign_sample`).
 struct Foreign {
     t: u32,
-    /// Rows of the partitions sampled from.
+    /// Rows of the partitions pooled.
     total: u32,
-    /// Node ids of the sampled rows, ascending.
+    /// (partition, rows in its pool), in concatenation order.
+    from: Vec<(u32, usize)>,
+    /// Node id of each row.
     ids: Vec<u32>,
     table: Vec<f32>,
     state: Vec<f32>,
@@ -282,25 +286,16 @@ struct Progress {
     edge_version: u64,
 }
 
-/// PBG's inside-out order over partitions relabelled at random by `rng`
-/// (PBG too shuffles within its layers): layer k holds the buckets whose
-/// larger label is k, starting next to the previous layer, so consecutive
-/// buckets share a partition, and no bucket is always the last trained.
-pub(crate) fn bucket_order(p: u32, rng: &mut Xoshiro256PlusPlus) -> Vec<(u32, u32)> {
-    let mut label: Vec<u32> = (0..p).collect();
-    for a in (1..label.len()).rev() {
-        label.swap(a, below(rng, a as u32 + 1) as usize);
-    }
+/// PBG's inside-out order: layer k holds the buckets whose larger index is k,
+/// starting next to the previous layer, so consecutive buckets share a partition.
+pub(crate) fn bucket_order(p: u32) -> Vec<(u32, u32)> {
     let mut order = Vec::with_capacity((p * p) as usize);
-    for k in 0..p as usize {
+    for k in 0..p {
         for j in (0..k).rev() {
-            let (a, b) = (label[k], label[j]);
-            match rng.next_u64() & 1 {
-                0 => order.extend([(a, b), (b, a)]),
-                _ => order.extend([(b, a), (a, b)]),
-            }
+            order.push((k, j));
+            order.push((j, k));
         }
-        order.push((label[k], label[k]));
+        order.push((k, k));
     }
     order
 }
@@ -444,13 +439,12 @@ fn run(
         ),
     };
     let mut resident: Vec<Option<Part>> = (0..types * p as usize).map(|_| None).collect();
-    // Rows changed while their partition was not resident, and the patches to save.
-    let mut patches: HashMap<(u32, u32), Patch> = HashMap::default();
+    // Every trained partition's pool, and the pools to save.
+    let mut pools: HashMap<(u32, u32), Pool> = HashMap::default();
     for t in 0..types {
-        for q in (0..p).filter(|_| p > 1) {
-            let patch = load_patch(db, name, (t, q), d, width)?;
-            if !patch.is_empty() {
-                patches.insert((t as u32, q), patch);
+        for q in 0..p {
+            if let Some(pool) = load_pool(db, name, (t, q), d, width)? {
+                pools.insert((t as u32, q), pool);
             }
         }
     }
@@ -460,11 +454,9 @@ fn run(
         n => n,
     };
     let mut works: Vec<Work> = (0..threads).map(|_| Work::default()).collect();
-    // Each epoch visits every bucket `passes` times, a share of its chunks
-    // each time, in an order drawn afresh for every pass.
-    let n = (p * p) as usize;
-    let visits = n * cfg.passes;
-    let mut order = Vec::new();
+    let order = bucket_order(p);
+    // Each epoch visits every bucket `passes` times, a share of its chunks each time.
+    let visits = order.len() * cfg.passes;
     let mut clock = 0usize;
     for epoch in start.epoch..cfg.epochs {
         let started = Instant::now();
@@ -472,12 +464,7 @@ fn run(
         let (mut loss, mut edges) = (0f64, 0u64);
         let first = if epoch == start.epoch { start.bucket } else { 0 };
         for b in first..visits {
-            if b == first || b % n == 0 {
-                let pass = (epoch * cfg.passes + b / n) as u64;
-                let seed = cfg.seed ^ 0x6a09_e667_f3bc_c908 ^ pass.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                order = bucket_order(p, &mut Xoshiro256PlusPlus::seed_from_u64(seed));
-            }
-            let (i, j) = order[b % n];
+            let (i, j) = order[b % order.len()];
             let bucket = buckets.bucket(i, j);
             // Partitions this bucket trains: i of its source types, j of its destination types.
             let mut needed: Vec<(u32, u32)> = Vec::new();
@@ -533,29 +520,23 @@ fn run(
                 }
                 if let Some(part) = slot {
                     part.last_used = clock;
-                    if let Some(patch) = patches.remove(&(t, q)) {
+                    // Its pool's rows may have moved since it was saved.
+                    if let Some(pool) = pools.get(&(t, q)) {
                         let start = q * part_size[t as usize];
-                        for (id, row, st) in patch.iter() {
+                        for (id, row, st) in pool.iter() {
                             let r = (id - start) as usize;
                             part.table[r * d..(r + 1) * d].copy_from_slice(row);
                             part.state[r * width..(r + 1) * width].copy_from_slice(st);
                         }
-                        dirty.push((t, q));
                     }
                 }
             }
-            let mut sample_rng = Xoshiro256PlusPlus::seed_from_u64(
-                cfg.seed
-                    ^ 0x3c6e_f372_fe94_f82b
-                    ^ ((epoch as u64) << 32 | b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-            );
-            let mut foreign =
-                sample_foreign(db, name, settings, &needed, &resident, &patches, &mut sample_rng)?;
-            let sampled: Vec<Vec<f32>> = foreign.iter().map(|f| f.table.clone()).collect();
+            let mut foreign = gather_foreign(settings, &needed, &pools);
             io += io_started.elapsed().as_secs_f64();
             // Seeded by the bucket, so that its passes share one plan of chunks.
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(
-                cfg.seed ^ ((epoch as u64) << 32 | (i * p + j) as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9),
+                cfg.seed
+                    ^ ((epoch as u64) << 32 | (b % order.len()) as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             );
             let (edge_order, chunks) = plan_chunks(cfg, bucket, &mut rng, b / order.len());
             let visit = Visit {
@@ -627,21 +608,36 @@ fn run(
             }
             edges += visit.chunks.iter().map(|c| c.len() as u64).sum::<u64>();
             let io_started = Instant::now();
-            // The foreign rows that moved go to their partitions' patches.
-            for (f, before) in foreign.iter().zip(&sampled) {
-                for (k, &id) in f.ids.iter().enumerate() {
-                    let row = &f.table[k * d..(k + 1) * d];
-                    if row == &before[k * d..(k + 1) * d] {
-                        continue;
-                    }
-                    let q = id / part_size[f.t as usize];
-                    let st = &f.state[k * width..(k + 1) * width];
-                    patches
-                        .entry((f.t, q))
-                        .or_insert_with(|| Patch::new(d, width))
-                        .set(id, row, st);
-                    if !dirty.contains(&(f.t, q)) {
+            // The foreign rows go back to their pools, and the bucket's
+            // partitions get fresh ones.
+            for f in &foreign {
+                let mut at = 0;
+                for &(q, n) in &f.from {
+                    let rows = &f.table[at * d..(at + n) * d];
+                    let state = &f.state[at * width..(at + n) * width];
+                    if pools
+                        .get_mut(&(f.t, q))
+                        .is_some_and(|pool| pool.update(rows, state))
+                    {
                         dirty.push((f.t, q));
+                    }
+                    at += n;
+                }
+            }
+            if cfg.foreign_sample > 0 && p > 1 {
+                let mut rng = Xoshiro256PlusPlus::seed_from_u64(
+                    cfg.seed
+                        ^ 0x3c6e_f372_fe94_f82b
+                        ^ ((epoch as u64) << 32 | b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                );
+                for &(t, q) in &needed {
+                    if let Some(part) = &resident[t as usize * p as usize + q as usize] {
+                        let range = settings.part_range(t as usize, q);
+                        pools.insert(
+                            (t, q),
+                            pool_of(part, range, cfg.foreign_sample, d, width, &mut rng),
+                        );
+                        dirty.push((t, q));
                     }
                 }
             }
@@ -676,16 +672,18 @@ fn run(
                 .collect();
             let rel_arrays: [&[f32]; 2] = [&relations, &relation_state];
             parts.push((RELATIONS_KEY, &rel_arrays));
-            let patch_keys: Vec<String> = dirty.iter().map(|&(t, q)| patch_key(t as usize, q)).collect();
-            let patch_arrays: Vec<[&[f32]; 3]> = dirty
+            dirty.sort_unstable();
+            dirty.dedup();
+            let pool_keys: Vec<String> = dirty.iter().map(|&(t, q)| pool_key(t as usize, q)).collect();
+            let pool_arrays: Vec<[&[f32]; 3]> = dirty
                 .iter()
-                .map(|tq| patches.get(tq).map_or([&[][..]; 3], Patch::arrays))
+                .map(|tq| pools.get(tq).map_or([&[][..]; 3], Pool::arrays))
                 .collect();
             parts.extend(
-                patch_keys
+                pool_keys
                     .iter()
                     .map(String::as_str)
-                    .zip(patch_arrays.iter().map(|a| &a[..])),
+                    .zip(pool_arrays.iter().map(|a| &a[..])),
             );
             db.save_model_parts(name, &settings_json, &progress, &parts)?;
             dirty.clear();
@@ -713,99 +711,69 @@ fn run(
     Ok(())
 }
 
-/// Samples `foreign_sample` rows (with replacement, each kept once) of every
-/// node type the bucket trains from its partitions that the bucket does not
-/// hold and that have been trained (stored), at their current values: the
-/// patch's where it has the row, else the partition's (resident or stored;
-/// they are equal). Depends only on the stored state and `rng`, so a resumed
-/// run samples the same rows.
-fn sample_foreign(
-    db: &Database,
-    name: &str,
+/// The foreign rows of a bucket: for every node type it trains, the pools of
+/// the partitions of that type it does not hold.
+fn gather_foreign(
     settings: &Settings,
     needed: &[(u32, u32)],
-    resident: &[Option<Part>],
-    patches: &HashMap<(u32, u32), Patch>,
-    rng: &mut Xoshiro256PlusPlus,
-) -> Result<Vec<Foreign>> {
-    let cfg = &settings.config;
-    let (d, p, width) = (cfg.dim, cfg.partitions, cfg.optimizer.state_width(cfg.dim));
-    if cfg.foreign_sample == 0 || p == 1 {
-        return Ok(Vec::new());
-    }
-    let stored: Vec<String> = db.model_info(name)?.parts.into_iter().map(|(k, _)| k).collect();
+    pools: &HashMap<(u32, u32), Pool>,
+) -> Vec<Foreign> {
     let mut types: Vec<u32> = needed.iter().map(|&(t, _)| t).collect();
     types.sort_unstable();
     types.dedup();
     let mut out = Vec::new();
     for t in types {
-        let from: Vec<(u32, Range<u32>)> = (0..p)
-            .filter(|&q| {
-                !needed.contains(&(t, q))
-                    && (resident[(t * p + q) as usize].is_some() || stored.contains(&part_key(t as usize, q)))
-            })
-            .map(|q| (q, settings.part_range(t as usize, q)))
-            .collect();
-        let total: u32 = from.iter().map(|(_, r)| r.end - r.start).sum();
-        if total == 0 {
-            continue;
-        }
-        let mut ids: Vec<u32> = (0..cfg.foreign_sample)
-            .map(|_| {
-                let mut x = below(rng, total);
-                for (_, r) in &from {
-                    if x < r.end - r.start {
-                        return r.start + x;
-                    }
-                    x -= r.end - r.start;
-                }
-                unreachable!("a draw below the total falls in one of the partitions")
-            })
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let (mut table, mut state) = (
-            Vec::with_capacity(ids.len() * d),
-            Vec::with_capacity(ids.len() * width),
-        );
-        // One partition at a time, so that at most one stored part is mapped.
-        for (q, range) in &from {
-            let mine =
-                &ids[ids.partition_point(|&x| x < range.start)..ids.partition_point(|&x| x < range.end)];
-            let part = match &resident[(t * p + q) as usize] {
-                Some(_) => None,
-                None => db.model_part(name, &part_key(t as usize, *q))?,
-            };
-            let (rows, states) = match (&part, &resident[(t * p + q) as usize]) {
-                (Some(part), _) => (part.array(0), part.array(1)),
-                (None, Some(res)) => (&res.table[..], &res.state[..]),
-                (None, None) => (&[][..], &[][..]),
-            };
-            let n = range.len();
-            if rows.len() != n * d || states.len() != n * width {
-                return Err(EngineError::Model {
-                    name: name.to_string(),
-                    message: format!("partition {q} of node type {t} has the wrong size"),
-                });
-            }
-            for &id in mine {
-                let r = (id - range.start) as usize;
-                let patched = patches.get(&(t, *q)).and_then(|patch| patch.get(id));
-                let (row, st) =
-                    patched.unwrap_or((&rows[r * d..(r + 1) * d], &states[r * width..(r + 1) * width]));
-                table.extend_from_slice(row);
-                state.extend_from_slice(st);
-            }
-        }
-        out.push(Foreign {
+        let mut f = Foreign {
             t,
-            total,
-            ids,
-            table,
-            state,
-        });
+            total: 0,
+            from: Vec::new(),
+            ids: Vec::new(),
+            table: Vec::new(),
+            state: Vec::new(),
+        };
+        for q in (0..settings.config.partitions).filter(|&q| !needed.contains(&(t, q))) {
+            let Some(pool) = pools.get(&(t, q)) else { continue };
+            f.total += settings.part_range(t as usize, q).len() as u32;
+            f.from.push((q, pool.rows().len() / settings.config.dim));
+            f.ids.extend(pool.ids());
+            f.table.extend_from_slice(pool.rows());
+            f.state.extend_from_slice(pool.state());
+        }
+        if !f.ids.is_empty() {
+            out.push(f);
+        }
     }
-    Ok(out)
+    out
+}
+
+/// A pool of `size` rows drawn from a resident partition holding nodes
+/// `range` (with replacement, each kept once; the whole partition if it is
+/// no larger).
+fn pool_of(
+    part: &Part,
+    range: Range<u32>,
+    size: usize,
+    d: usize,
+    width: usize,
+    rng: &mut Xoshiro256PlusPlus,
+) -> Pool {
+    let n = range.len() as u32;
+    let mut rows: Vec<u32> = match size as u32 >= n {
+        true => (0..n).collect(),
+        false => (0..size).map(|_| below(rng, n)).collect(),
+    };
+    rows.sort_unstable();
+    rows.dedup();
+    let mut pool = Pool::new(d, width);
+    for r in rows {
+        let r = r as usize;
+        pool.push(
+            range.start + r as u32,
+            &part.table[r * d..(r + 1) * d],
+            &part.state[r * width..(r + 1) * width],
+        );
+    }
+    pool
 }
 
 /// Starting rows of node type `t`'s rows `range`: the warm-start model's
