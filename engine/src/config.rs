@@ -148,14 +148,14 @@ pub struct TrainConfig {
     /// P > 1 the partitions and relation vectors move in smaller steps
     /// between swaps.
     pub passes: usize,
-    /// With P > 1, rows of each partition kept in memory as its pool, drawn
-    /// afresh after every bucket that trains the partition. A bucket's
-    /// uniform negatives fall on the pools of the partitions it does not hold
-    /// with those partitions' share of the type's rows, as at P = 1, and
-    /// the pooled rows are updated like resident ones; pools are stored
-    /// with the model (`pool/T/P`) and their rows are the partition's
-    /// newest. 0: negatives come only from the bucket's partitions, as in
-    /// PBG.
+    /// With P > 1, rows of each node type kept in memory as pools:
+    /// `foreign_sample / P` rows of each partition, drawn afresh after every
+    /// bucket that trains the partition. A bucket's uniform negatives fall
+    /// on the pools of the partitions it does not hold with those
+    /// partitions' share of the type's rows, as at P = 1, and pooled rows
+    /// are updated like resident ones; pools are stored with the model
+    /// (`pool/T/P`) and hold the partition's newest rows. 0: negatives come
+    /// only from the bucket's partitions, as in PBG.
     pub foreign_sample: usize,
     /// Chunks per GPU training step (each gives two sides: tails and heads).
     /// 1 reproduces the CPU's chunk-by-chunk updates; more fill a device.
@@ -201,7 +201,7 @@ impl Default for TrainConfig {
             threads: 0,
             memory_budget_mib: 0,
             passes: 1,
-            foreign_sample: 1000,
+            foreign_sample: 4000,
             gpu_chunks: 32,
             holdout: None,
             only_relations: Vec::new(),

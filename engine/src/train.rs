@@ -11,8 +11,8 @@
 //! A bucket's edges are grouped by relation, shuffled and cut into chunks;
 //! each chunk is trained on both sides (corrupting tails, then heads) against
 //! its own edges and uniform negatives drawn from the bucket's partitions, as
-//! PBG does, and from the pools of the others (`foreign_sample` rows of each
-//! partition, kept in memory), so that a chunk's scores form one dense
+//! PBG does, and from the pools of the others (`foreign_sample / P` rows of
+//! each partition, kept in memory), so that a chunk's scores form one dense
 //! `c × (c + n)` block and every entity can be a negative.
 //! Threads take turns over a bucket's chunks and update the shared tables
 //! without locks (Hogwild, as PBG): rows are read and written through relaxed
@@ -633,10 +633,8 @@ fn run(
                 for &(t, q) in &needed {
                     if let Some(part) = &resident[t as usize * p as usize + q as usize] {
                         let range = settings.part_range(t as usize, q);
-                        pools.insert(
-                            (t, q),
-                            pool_of(part, range, cfg.foreign_sample, d, width, &mut rng),
-                        );
+                        let size = cfg.foreign_sample.div_ceil(p as usize);
+                        pools.insert((t, q), pool_of(part, range, size, d, width, &mut rng));
                         dirty.push((t, q));
                     }
                 }

@@ -335,12 +335,13 @@ fn foreign_rows_are_trained_from_pools() {
     let cfg = TrainConfig {
         partitions: 4,
         epochs: 2,
-        foreign_sample: 8,
+        foreign_sample: 32,
         ..config(Score::L2, Loss::Margin)
     };
     let model = train(&db, "m", &cfg, &mut |_| {}).unwrap();
     let d = cfg.dim;
     let mut newer = 0;
+    // 32 rows of the type over 4 partitions: 8 draws (with replacement) each.
     for q in 0..4u32 {
         let pool = db.model_part("m", &format!("pool/0/{q}")).unwrap().unwrap();
         let part = db.model_part("m", &format!("nodes/0/{q}")).unwrap().unwrap();
