@@ -623,15 +623,22 @@ fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
     };
     let (pykeen_rate, _, _) = train_rate(&db, "pykeen", &pykeen);
     let mut parts = serde_json::Map::new();
-    for p in [4, 16] {
+    // With pools (the default), and with negatives from the bucket's partitions only, as PBG.
+    for (p, foreign_sample, label) in [
+        (4, 4000, ""),
+        (4, 0, "_bucket_negatives"),
+        (16, 4000, ""),
+        (16, 0, "_bucket_negatives"),
+    ] {
         let cfg = TrainConfig {
             epochs: epochs.min(3),
             partitions: p,
             memory_budget_mib: 4,
+            foreign_sample,
             ..pbg.clone()
         };
         let (r, io, _) = train_rate(&db, &format!("p{p}"), &cfg);
-        parts.insert(format!("p{p}"), json!({"edges_per_s": r, "io_share": io}));
+        parts.insert(format!("p{p}{label}"), json!({"edges_per_s": r, "io_share": io}));
     }
     json!({
         "bench": "quiver_train_cpu",

@@ -154,7 +154,7 @@ pub struct TrainConfig {
     /// on the pools of the partitions it does not hold with those
     /// partitions' share of the type's rows, as at P = 1, and pooled rows
     /// are updated like resident ones; pools are stored with the model
-    /// (`pool/T/P`) and hold the partition's newest rows. 0: negatives come
+    /// (`pool/T`) and hold the partition's newest rows. 0: negatives come
     /// only from the bucket's partitions, as in PBG.
     pub foreign_sample: usize,
     /// Chunks per GPU training step (each gives two sides: tails and heads).

@@ -6,10 +6,10 @@
 //! `relations` holds the relation vectors and their state; part `nodes/T/P`
 //! holds partition P of node type T (rows `P·s .. min((P+1)·s, n)` with
 //! `s = ceil(n / partitions)`, as the buckets use) and its state; part
-//! `pool/T/P` holds a sample of that partition's rows, which other buckets
-//! train as negatives while the partition is not resident
-//! ([`TrainConfig::foreign_sample`]) and which take precedence over the
-//! partition's rows.
+//! `pool/T` holds, for every partition of type T, a sample of its rows,
+//! which other buckets train as negatives while the partition is not
+//! resident ([`TrainConfig::foreign_sample`]) and which take precedence over
+//! the partition's rows.
 
 use quiver_storage::{Database, Snapshot};
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
@@ -64,8 +64,8 @@ pub(crate) fn part_key(t: usize, p: u32) -> String {
 
 pub(crate) const RELATIONS_KEY: &str = "relations";
 
-pub(crate) fn pool_key(t: usize, p: u32) -> String {
-    format!("pool/{t}/{p}")
+pub(crate) fn pool_key(t: usize) -> String {
+    format!("pool/{t}")
 }
 
 /// A sample of one partition's rows, at least as new as the partition's own,
@@ -134,33 +134,41 @@ impl Pool {
     }
 }
 
-/// The stored pool of partition `p` of node type `t` (`None` if it has none).
-pub(crate) fn load_pool(
+/// The stored pools of node type `t`'s `partitions` partitions (`None` for
+/// one that has none): part `pool/T`, sections 3p, 3p + 1, 3p + 2 the node
+/// ids (their bits), rows and states of partition p's pool.
+pub(crate) fn load_pools(
     db: &Database,
     name: &str,
-    (t, p): (usize, u32),
-    d: usize,
-    width: usize,
-) -> Result<Option<Pool>> {
-    let Some(part) = db.model_part(name, &pool_key(t, p))? else {
-        return Ok(None);
-    };
-    let (ids, rows, state) = (part.array(0), part.array(1), part.array(2));
-    if rows.len() != ids.len() * d || state.len() != ids.len() * width {
-        return Err(EngineError::Model {
-            name: name.to_string(),
-            message: format!("pool of partition {p} of node type {t} has the wrong size"),
-        });
+    t: usize,
+    partitions: u32,
+    (d, width): (usize, usize),
+) -> Result<Vec<Option<Pool>>> {
+    let part = db.model_part(name, &pool_key(t))?;
+    let mut out = Vec::with_capacity(partitions as usize);
+    for p in 0..partitions as usize {
+        let Some(part) = part.as_ref().filter(|part| part.len() > 3 * p) else {
+            out.push(None);
+            continue;
+        };
+        let (ids, rows, state) = (part.array(3 * p), part.array(3 * p + 1), part.array(3 * p + 2));
+        if rows.len() != ids.len() * d || state.len() != ids.len() * width {
+            return Err(EngineError::Model {
+                name: name.to_string(),
+                message: format!("pool of partition {p} of node type {t} has the wrong size"),
+            });
+        }
+        let mut pool = Pool::new(d, width);
+        for (k, id) in ids.iter().enumerate() {
+            pool.push(
+                id.to_bits(),
+                &rows[k * d..(k + 1) * d],
+                &state[k * width..(k + 1) * width],
+            );
+        }
+        out.push(Some(pool).filter(|pool| !pool.ids.is_empty()));
     }
-    let mut pool = Pool::new(d, width);
-    for (k, id) in ids.iter().enumerate() {
-        pool.push(
-            id.to_bits(),
-            &rows[k * d..(k + 1) * d],
-            &state[k * width..(k + 1) * width],
-        );
-    }
-    Ok(Some(pool))
+    Ok(out)
 }
 
 /// `rows × dim` values uniform in ±init_scale/√dim, from a seed of their own,
@@ -344,9 +352,11 @@ impl Model {
             return Err(bad("relation vectors have the wrong size"));
         }
         let mut nodes = Vec::with_capacity(s.node_counts.len());
+        let width = s.config.optimizer.state_width(d);
         for t in 0..s.node_counts.len() {
             let mut table = Vec::with_capacity(s.node_counts[t] as usize * d);
-            for p in 0..s.config.partitions {
+            let pools = load_pools(db, name, t, s.config.partitions, (d, width))?;
+            for (p, pool) in (0..s.config.partitions).zip(pools) {
                 let rows = s.part_range(t, p).len();
                 let start = table.len();
                 match db.model_part(name, &part_key(t, p))? {
@@ -356,10 +366,8 @@ impl Model {
                     }
                     None => table.extend(init_rows(&s.config, part_seed(&s.config, Some((t, p))), rows)),
                 }
-                let width = s.config.optimizer.state_width(d);
                 let range = s.part_range(t, p);
-                let pool = load_pool(db, name, (t, p), d, width)?.unwrap_or_default();
-                for (id, row, _) in pool.iter() {
+                for (id, row, _) in pool.iter().flat_map(Pool::iter) {
                     if !range.contains(&id) {
                         return Err(bad(&format!(
                             "pool of partition {p} of node type {t}: node {id} is not in it"

@@ -35,7 +35,7 @@ use crate::config::{Optimizer, Score, TrainConfig};
 use crate::gpu::{GpuContext, StepBatch, StepTables};
 use crate::kernels;
 use crate::model::{
-    init_rows, load_pool, part_key, part_seed, pool_key, Model, Pool, Settings, RELATIONS_KEY,
+    init_rows, load_pools, part_key, part_seed, pool_key, Model, Pool, Settings, RELATIONS_KEY,
 };
 use crate::{Device, EngineError, Result};
 
@@ -439,16 +439,16 @@ fn run(
         ),
     };
     let mut resident: Vec<Option<Part>> = (0..types * p as usize).map(|_| None).collect();
-    // Every trained partition's pool, and the pools to save.
+    // Every trained partition's pool, and the node types whose pools changed.
     let mut pools: HashMap<(u32, u32), Pool> = HashMap::default();
     for t in 0..types {
-        for q in 0..p {
-            if let Some(pool) = load_pool(db, name, (t, q), d, width)? {
+        for (q, pool) in (0..p).zip(load_pools(db, name, t, p, (d, width))?) {
+            if let Some(pool) = pool {
                 pools.insert((t as u32, q), pool);
             }
         }
     }
-    let mut dirty: Vec<(u32, u32)> = Vec::new();
+    let mut dirty: Vec<u32> = Vec::new();
     let threads = match cfg.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -619,7 +619,7 @@ fn run(
                         .get_mut(&(f.t, q))
                         .is_some_and(|pool| pool.update(rows, state))
                     {
-                        dirty.push((f.t, q));
+                        dirty.push(f.t);
                     }
                     at += n;
                 }
@@ -635,7 +635,7 @@ fn run(
                         let range = settings.part_range(t as usize, q);
                         let size = cfg.foreign_sample.div_ceil(p as usize);
                         pools.insert((t, q), pool_of(part, range, size, d, width, &mut rng));
-                        dirty.push((t, q));
+                        dirty.push(t);
                     }
                 }
             }
@@ -672,10 +672,14 @@ fn run(
             parts.push((RELATIONS_KEY, &rel_arrays));
             dirty.sort_unstable();
             dirty.dedup();
-            let pool_keys: Vec<String> = dirty.iter().map(|&(t, q)| pool_key(t as usize, q)).collect();
-            let pool_arrays: Vec<[&[f32]; 3]> = dirty
+            let pool_keys: Vec<String> = dirty.iter().map(|&t| pool_key(t as usize)).collect();
+            let pool_arrays: Vec<Vec<&[f32]>> = dirty
                 .iter()
-                .map(|tq| pools.get(tq).map_or([&[][..]; 3], Pool::arrays))
+                .map(|&t| {
+                    (0..p)
+                        .flat_map(|q| pools.get(&(t, q)).map_or([&[][..]; 3], Pool::arrays))
+                        .collect()
+                })
                 .collect();
             parts.extend(
                 pool_keys

@@ -342,13 +342,19 @@ fn foreign_rows_are_trained_from_pools() {
     let d = cfg.dim;
     let mut newer = 0;
     // 32 rows of the type over 4 partitions: 8 draws (with replacement) each.
+    let pools = db.model_part("m", "pool/0").unwrap().unwrap();
+    assert_eq!(
+        pools.len(),
+        3 * 4,
+        "ids, rows and states of each partition's pool"
+    );
     for q in 0..4u32 {
-        let pool = db.model_part("m", &format!("pool/0/{q}")).unwrap().unwrap();
         let part = db.model_part("m", &format!("nodes/0/{q}")).unwrap().unwrap();
-        let mut ids: Vec<u32> = pool.array(0).iter().map(|id| id.to_bits()).collect();
+        let at = 3 * q as usize;
+        let mut ids: Vec<u32> = pools.array(at).iter().map(|id| id.to_bits()).collect();
         assert!((1..=8).contains(&ids.len()), "{ids:?}");
         for (k, &id) in ids.iter().enumerate() {
-            let row = &pool.array(1)[k * d..(k + 1) * d];
+            let row = &pools.array(at + 1)[k * d..(k + 1) * d];
             assert_eq!(id / 16, q, "a pool holds rows of its own partition");
             // The model's row is the pool's; trained as a negative after the
             // partition was saved, it differs from the partition's.
@@ -356,7 +362,7 @@ fn foreign_rows_are_trained_from_pools() {
             newer += usize::from(&part.array(0)[(id - 16 * q) as usize * d..][..d] != row);
         }
         ids.dedup();
-        assert_eq!(ids.len(), pool.array(0).len(), "each row once");
+        assert_eq!(ids.len(), pools.array(at).len(), "each row once");
     }
     assert!(newer > 0, "the last buckets trained pooled rows");
     // Without a foreign sample there are no pools.
