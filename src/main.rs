@@ -590,6 +590,9 @@ struct TrainArgs {
     /// Visits of every bucket per epoch, each training a share of its edges (PBG's num_edge_chunks).
     #[arg(long)]
     passes: Option<usize>,
+    /// With P > 1, rows of each node type kept in memory (split over its partitions) as negatives from the partitions a bucket does not hold (0: the bucket's partitions only, as PBG).
+    #[arg(long)]
+    foreign_sample: Option<usize>,
     /// Continue the stopped run of --model from its last finished bucket (its stored settings apply).
     #[arg(long)]
     resume: bool,
@@ -622,7 +625,8 @@ impl TrainArgs {
              uniform_negatives <- self.negatives, chunk_size <- self.chunk, margin <- self.margin,
              init_scale <- self.init_scale, seed <- self.seed, threads <- self.threads,
              memory_budget_mib <- self.memory_budget, adversarial_temperature <- self.adversarial_temperature,
-             regularization <- self.regularization, gpu_chunks <- self.gpu_chunks, passes <- self.passes);
+             regularization <- self.regularization, gpu_chunks <- self.gpu_chunks, passes <- self.passes,
+             foreign_sample <- self.foreign_sample);
         if let Some(r) = self.relation_lr {
             c.relation_lr = Some(r);
         }

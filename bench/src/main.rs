@@ -625,9 +625,9 @@ fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
     let mut parts = serde_json::Map::new();
     // With pools (the default), and with negatives from the bucket's partitions only, as PBG.
     for (p, foreign_sample, label) in [
-        (4, 4000, ""),
+        (4, 8000, ""),
         (4, 0, "_bucket_negatives"),
-        (16, 4000, ""),
+        (16, 8000, ""),
         (16, 0, "_bucket_negatives"),
     ] {
         let cfg = TrainConfig {

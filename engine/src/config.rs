@@ -201,7 +201,7 @@ impl Default for TrainConfig {
             threads: 0,
             memory_budget_mib: 0,
             passes: 1,
-            foreign_sample: 4000,
+            foreign_sample: 8000,
             gpu_chunks: 32,
             holdout: None,
             only_relations: Vec::new(),
