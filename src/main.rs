@@ -211,18 +211,6 @@ enum EvalWhat {
 }
 
 fn main() -> ExitCode {
-    // glibc raises its mmap threshold to the size of each large block freed,
-    // after which partitions loaded and dropped bucket after bucket come from
-    // the heap and stay there, fragmented: a P = 4 run's peak RSS grew by a
-    // third. A fixed threshold (128 KiB, glibc's default starting value) keeps
-    // large blocks mapped, so that freeing one returns it to the system.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before any
-    // other thread exists.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
-    }
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {

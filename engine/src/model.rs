@@ -89,16 +89,26 @@ impl Pool {
         }
     }
 
+    /// Row and state widths.
+    pub(crate) fn dim(&self) -> usize {
+        self.d
+    }
+    pub(crate) fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Empties the pool, keeping its buffers.
+    pub(crate) fn clear(&mut self) {
+        self.ids.clear();
+        self.rows.clear();
+        self.state.clear();
+    }
+
     /// Adds node `id`'s row and state.
     pub(crate) fn push(&mut self, id: u32, row: &[f32], state: &[f32]) {
         self.ids.push(f32::from_bits(id));
         self.rows.extend_from_slice(row);
         self.state.extend_from_slice(state);
-    }
-
-    /// Node ids in pool order.
-    pub(crate) fn ids(&self) -> impl Iterator<Item = u32> + '_ {
-        self.ids.iter().map(|id| id.to_bits())
     }
 
     /// Rows in pool order (`len × d`).
@@ -111,12 +121,14 @@ impl Pool {
         &self.state
     }
 
-    /// Replaces every row and state (same shapes); true if anything changed.
-    pub(crate) fn update(&mut self, rows: &[f32], state: &[f32]) -> bool {
-        let changed = self.rows[..] != rows[..] || self.state[..] != state[..];
-        self.rows.copy_from_slice(rows);
-        self.state.copy_from_slice(state);
-        changed
+    /// Rows in the pool.
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Node ids (their bits), and the rows and states to train in place.
+    pub(crate) fn split_mut(&mut self) -> (&[f32], &mut [f32], &mut [f32]) {
+        (&self.ids, &mut self.rows, &mut self.state)
     }
 
     /// (node id, row, state) of every pooled row.

@@ -104,26 +104,42 @@ struct PartView<'a> {
 }
 
 /// The pools of the partitions of node type `t` that a bucket does not hold,
-/// concatenated, trained as its negatives (`TrainConfig::foreign_sample`).
-struct Foreign {
+/// trained in place as its negatives (`TrainConfig::foreign_sample`); their
+/// rows, in partition order, are the bucket's foreign slots.
+struct Foreign<'a> {
     t: u32,
     /// Rows of the partitions pooled.
     total: u32,
-    /// (partition, rows in its pool), in concatenation order.
-    from: Vec<(u32, usize)>,
-    /// Node id of each row.
-    ids: Vec<u32>,
-    table: Vec<f32>,
-    state: Vec<f32>,
+    pools: Vec<&'a mut Pool>,
 }
 
-/// A foreign sample as the training threads see it.
+impl Foreign<'_> {
+    /// Foreign slots.
+    fn len(&self) -> u32 {
+        self.pools.iter().map(|p| p.len() as u32).sum()
+    }
+}
+
+/// A type's foreign slots as the training threads see them: per pool, its
+/// first slot, node ids (their bits), rows and states.
 struct ForeignView<'a> {
     t: u32,
     total: u32,
-    ids: &'a [u32],
-    table: &'a [AtomicU32],
-    state: &'a [AtomicU32],
+    len: u32,
+    pools: Vec<(u32, &'a [f32], &'a [AtomicU32], &'a [AtomicU32])>,
+}
+
+impl ForeignView<'_> {
+    /// (node id, row, state) of slot `x`.
+    fn slot(&self, x: u32, d: usize, width: usize) -> Option<(u32, &[AtomicU32], &[AtomicU32])> {
+        let &(start, ids, rows, states) = self.pools.iter().rev().find(|(start, ..)| *start <= x)?;
+        let r = (x - start) as usize;
+        Some((
+            ids.get(r)?.to_bits(),
+            rows.get(r * d..(r + 1) * d)?,
+            states.get(r * width..(r + 1) * width)?,
+        ))
+    }
 }
 
 /// Marks a candidate's node type as a foreign sample's, its id as a slot of it.
@@ -157,11 +173,8 @@ impl Params<'_> {
     fn node(&self, t: u32, x: u32) -> Option<(&[AtomicU32], &[AtomicU32])> {
         if t & FOREIGN != 0 {
             let f = self.foreign.iter().find(|f| f.t == t & !FOREIGN)?;
-            let r = x as usize;
-            return Some((
-                f.table.get(r * self.d..(r + 1) * self.d)?,
-                f.state.get(r * self.width..(r + 1) * self.width)?,
-            ));
+            let (_, row, state) = f.slot(x, self.d, self.width)?;
+            return Some((row, state));
         }
         let p = x / self.part_size[t as usize];
         let v = self.views.iter().find(|v| v.t == t && v.p == p)?;
@@ -173,12 +186,12 @@ impl Params<'_> {
     }
     /// (node type, node id) of candidate `(t, x)`.
     fn id(&self, t: u32, x: u32) -> (u32, u32) {
-        match self
+        let f = self
             .foreign
             .iter()
-            .find(|f| t & FOREIGN != 0 && f.t == t & !FOREIGN)
-        {
-            Some(f) => (f.t, f.ids[x as usize]),
+            .find(|f| t & FOREIGN != 0 && f.t == t & !FOREIGN);
+        match f.and_then(|f| f.slot(x, self.d, self.width)) {
+            Some((id, ..)) => (t & !FOREIGN, id),
             None => (t, x),
         }
     }
@@ -187,7 +200,7 @@ impl Params<'_> {
         self.foreign
             .iter()
             .find(|f| f.t == t)
-            .map_or((0, 0), |f| (f.total, f.ids.len() as u32))
+            .map_or((0, 0), |f| (f.total, f.len))
     }
     fn relation(&self, r: u32) -> Option<(&[AtomicU32], &[AtomicU32])> {
         let r = r as usize;
@@ -531,7 +544,8 @@ fn run(
                     }
                 }
             }
-            let mut foreign = gather_foreign(settings, &needed, &pools);
+            let mut foreign = foreign_pools(settings, &needed, &mut pools);
+            dirty.extend(foreign.iter().map(|f| f.t));
             io += io_started.elapsed().as_secs_f64();
             // Seeded by the bucket, so that its passes share one plan of chunks.
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(
@@ -586,12 +600,18 @@ fn run(
                     .collect();
                 let foreign = foreign
                     .iter_mut()
-                    .map(|f| ForeignView {
-                        t: f.t,
-                        total: f.total,
-                        ids: &f.ids,
-                        table: atomics(&mut f.table),
-                        state: atomics(&mut f.state),
+                    .map(|f| {
+                        let (t, total, mut len) = (f.t, f.total, 0);
+                        let pools = f
+                            .pools
+                            .iter_mut()
+                            .map(|pool| {
+                                let (ids, rows, states) = pool.split_mut();
+                                len += ids.len() as u32;
+                                (len - ids.len() as u32, ids, atomics(rows), atomics(states))
+                            })
+                            .collect();
+                        ForeignView { t, total, len, pools }
                     })
                     .collect();
                 let params = Params {
@@ -608,22 +628,8 @@ fn run(
             }
             edges += visit.chunks.iter().map(|c| c.len() as u64).sum::<u64>();
             let io_started = Instant::now();
-            // The foreign rows go back to their pools, and the bucket's
-            // partitions get fresh ones.
-            for f in &foreign {
-                let mut at = 0;
-                for &(q, n) in &f.from {
-                    let rows = &f.table[at * d..(at + n) * d];
-                    let state = &f.state[at * width..(at + n) * width];
-                    if pools
-                        .get_mut(&(f.t, q))
-                        .is_some_and(|pool| pool.update(rows, state))
-                    {
-                        dirty.push(f.t);
-                    }
-                    at += n;
-                }
-            }
+            drop(foreign);
+            // The bucket's partitions get fresh pools.
             if cfg.foreign_sample > 0 && p > 1 {
                 let mut rng = Xoshiro256PlusPlus::seed_from_u64(
                     cfg.seed
@@ -634,7 +640,8 @@ fn run(
                     if let Some(part) = &resident[t as usize * p as usize + q as usize] {
                         let range = settings.part_range(t as usize, q);
                         let size = cfg.foreign_sample.div_ceil(p as usize);
-                        pools.insert((t, q), pool_of(part, range, size, d, width, &mut rng));
+                        let pool = pools.entry((t, q)).or_insert_with(|| Pool::new(d, width));
+                        fill_pool(pool, part, range, size, &mut rng);
                         dirty.push(t);
                     }
                 }
@@ -714,51 +721,41 @@ fn run(
 }
 
 /// The foreign rows of a bucket: for every node type it trains, the pools of
-/// the partitions of that type it does not hold.
-fn gather_foreign(
+/// the partitions of that type it does not hold, in partition order.
+fn foreign_pools<'a>(
     settings: &Settings,
     needed: &[(u32, u32)],
-    pools: &HashMap<(u32, u32), Pool>,
-) -> Vec<Foreign> {
-    let mut types: Vec<u32> = needed.iter().map(|&(t, _)| t).collect();
-    types.sort_unstable();
-    types.dedup();
-    let mut out = Vec::new();
-    for t in types {
-        let mut f = Foreign {
-            t,
-            total: 0,
-            from: Vec::new(),
-            ids: Vec::new(),
-            table: Vec::new(),
-            state: Vec::new(),
-        };
-        for q in (0..settings.config.partitions).filter(|&q| !needed.contains(&(t, q))) {
-            let Some(pool) = pools.get(&(t, q)) else { continue };
-            f.total += settings.part_range(t as usize, q).len() as u32;
-            f.from.push((q, pool.rows().len() / settings.config.dim));
-            f.ids.extend(pool.ids());
-            f.table.extend_from_slice(pool.rows());
-            f.state.extend_from_slice(pool.state());
-        }
-        if !f.ids.is_empty() {
-            out.push(f);
+    pools: &'a mut HashMap<(u32, u32), Pool>,
+) -> Vec<Foreign<'a>> {
+    let mut mine: Vec<(&(u32, u32), &mut Pool)> = pools
+        .iter_mut()
+        .filter(|(&(t, q), pool)| {
+            pool.len() > 0 && !needed.contains(&(t, q)) && needed.iter().any(|&(ty, _)| ty == t)
+        })
+        .collect();
+    mine.sort_unstable_by_key(|(k, _)| **k);
+    let mut out: Vec<Foreign> = Vec::new();
+    for (&(t, q), pool) in mine {
+        let rows = settings.part_range(t as usize, q).len() as u32;
+        match out.last_mut() {
+            Some(f) if f.t == t => {
+                f.total += rows;
+                f.pools.push(pool);
+            }
+            _ => out.push(Foreign {
+                t,
+                total: rows,
+                pools: vec![pool],
+            }),
         }
     }
     out
 }
 
-/// A pool of `size` rows drawn from a resident partition holding nodes
-/// `range` (with replacement, each kept once; the whole partition if it is
-/// no larger).
-fn pool_of(
-    part: &Part,
-    range: Range<u32>,
-    size: usize,
-    d: usize,
-    width: usize,
-    rng: &mut Xoshiro256PlusPlus,
-) -> Pool {
+/// Refills `pool` with `size` rows drawn from a resident partition holding
+/// nodes `range` (with replacement, each kept once; the whole partition if
+/// it is no larger).
+fn fill_pool(pool: &mut Pool, part: &Part, range: Range<u32>, size: usize, rng: &mut Xoshiro256PlusPlus) {
     let n = range.len() as u32;
     let mut rows: Vec<u32> = match size as u32 >= n {
         true => (0..n).collect(),
@@ -766,7 +763,8 @@ fn pool_of(
     };
     rows.sort_unstable();
     rows.dedup();
-    let mut pool = Pool::new(d, width);
+    pool.clear();
+    let (d, width) = (pool.dim(), pool.width());
     for r in rows {
         let r = r as usize;
         pool.push(
@@ -775,7 +773,6 @@ fn pool_of(
             &part.state[r * width..(r + 1) * width],
         );
     }
-    pool
 }
 
 /// Starting rows of node type `t`'s rows `range`: the warm-start model's
@@ -933,11 +930,13 @@ fn train_bucket_gpu(
         table.extend_from_slice(&part.table);
         state.extend_from_slice(&part.state);
     }
-    // Foreign samples follow, at (t | FOREIGN, 0).
+    // Foreign slots follow, at (t | FOREIGN, 0).
     for f in foreign.iter() {
         base.insert((f.t | FOREIGN, 0), state.len() as u32);
-        table.extend_from_slice(&f.table);
-        state.extend_from_slice(&f.state);
+        for pool in &f.pools {
+            table.extend_from_slice(pool.rows());
+            state.extend_from_slice(pool.state());
+        }
     }
     let row = |t: u32, x: u32| match t & FOREIGN {
         0 => {
@@ -950,7 +949,7 @@ fn train_bucket_gpu(
         foreign
             .iter()
             .find(|f| f.t == t)
-            .map_or((0, 0), |f| (f.total, f.ids.len() as u32))
+            .map_or((0, 0), |f| (f.total, f.len()))
     };
     let distance = cfg.score != Score::Dot;
     let forward = relations.len() / d / (1 + usize::from(cfg.reciprocal));
@@ -1058,8 +1057,13 @@ fn train_bucket_gpu(
     let (mut at, mut st) = (0, 0);
     let tables = parts
         .iter_mut()
-        .map(|(_, _, part)| (&mut part.table, &mut part.state))
-        .chain(foreign.iter_mut().map(|f| (&mut f.table, &mut f.state)));
+        .map(|(_, _, part)| (&mut part.table[..], &mut part.state[..]))
+        .chain(foreign.iter_mut().flat_map(|f| {
+            f.pools.iter_mut().map(|pool| {
+                let (_, rows, states) = pool.split_mut();
+                (rows, states)
+            })
+        }));
     for (t, s) in tables {
         let (n, w) = (t.len(), s.len());
         t.copy_from_slice(&table[at..at + n]);
