@@ -120,13 +120,16 @@ impl Foreign<'_> {
     }
 }
 
-/// A type's foreign slots as the training threads see them: per pool, its
-/// first slot, node ids (their bits), rows and states.
+/// One pool as the training threads see it: its first slot, node ids (their
+/// bits), rows and states.
+type PoolView<'a> = (u32, &'a [f32], &'a [AtomicU32], &'a [AtomicU32]);
+
+/// A type's foreign slots as the training threads see them.
 struct ForeignView<'a> {
     t: u32,
     total: u32,
     len: u32,
-    pools: Vec<(u32, &'a [f32], &'a [AtomicU32], &'a [AtomicU32])>,
+    pools: Vec<PoolView<'a>>,
 }
 
 impl ForeignView<'_> {
