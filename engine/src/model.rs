@@ -170,15 +170,13 @@ pub(crate) fn load_pools(
                 message: format!("pool of partition {p} of node type {t} has the wrong size"),
             });
         }
-        let mut pool = Pool::new(d, width);
-        for (k, id) in ids.iter().enumerate() {
-            pool.push(
-                id.to_bits(),
-                &rows[k * d..(k + 1) * d],
-                &state[k * width..(k + 1) * width],
-            );
-        }
-        out.push(Some(pool).filter(|pool| !pool.ids.is_empty()));
+        out.push((!ids.is_empty()).then(|| Pool {
+            d,
+            width,
+            ids: ids.to_vec(),
+            rows: rows.to_vec(),
+            state: state.to_vec(),
+        }));
     }
     Ok(out)
 }

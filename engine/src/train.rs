@@ -1321,8 +1321,11 @@ fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, head_rel: Option<u32>
                 *gv += cfg.reg_grad(f32::from_bits(a.load(Relaxed)));
             }
         }
-        let (t, x) = params.id(t, x);
-        if let Some(prev) = params.prev.filter(|p| cfg.drift_penalty > 0.0 && x < p.rows(t)) {
+        let prev = params.prev.filter(|_| cfg.drift_penalty > 0.0);
+        if let Some((prev, (t, x))) = prev
+            .map(|p| (p, params.id(t, x)))
+            .filter(|(p, (t, x))| *x < p.rows(*t))
+        {
             let g = &mut work.grads[slot * d..(slot + 1) * d];
             for ((gv, a), p) in g.iter_mut().zip(row).zip(prev.node(t, x)) {
                 *gv += 2.0 * cfg.drift_penalty * (f32::from_bits(a.load(Relaxed)) - p);
