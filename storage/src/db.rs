@@ -68,6 +68,7 @@ fn lock_dir(dir: &Path) -> Result<File> {
 /// reason); that is waited out for up to ten seconds.
 fn open_sled(dir: &Path) -> Result<sled::Db> {
     let path = dir.join(CATALOG_DIR);
+    remove_unfinished_snapshots(&path)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     let opened = loop {
         // sled holds only the catalog and the delta: a small cache bounds its memory (default 1 GiB).
@@ -90,6 +91,28 @@ fn open_sled(dir: &Path) -> Result<sled::Db> {
         Ok(Err(e)) => Err(CorruptionError::new(&path, e.to_string()).into()),
         Err(_) => Err(CorruptionError::new(&path, "sled failed while reading its files").into()),
     }
+}
+
+/// sled writes a snapshot of its page table at every open to
+/// `snap.<lsn>.generating` and renames it when it is whole. sled 0.34 takes
+/// any `snap.*` file for a snapshot, so one left unfinished (the disk filled,
+/// or the process died, while it was written) would make every later open
+/// fail as "damaged". Such a file is never needed: the previous snapshot is
+/// removed only after the rename, and the log holds everything since.
+fn remove_unfinished_snapshots(catalog: &Path) -> Result<()> {
+    let entries = match fs::read_dir(catalog) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StorageError::Io { path: catalog.to_path_buf(), error: e }),
+    };
+    for entry in entries {
+        let path = entry.at(catalog)?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            fs::remove_file(&path).at(&path)?;
+        }
+    }
+    Ok(())
 }
 
 impl Database {

@@ -58,7 +58,9 @@ impl SegmentWriter {
             .truncate(true)
             .open(&tmp)
             .at(&tmp)?;
-        file.set_len(offset).at(&tmp)?;
+        // Blocks are reserved before the file is mapped: a sparse file would
+        // turn a full disk into SIGBUS on the first store to the map.
+        reserve(&file, offset).at(&tmp)?;
         // SAFETY: the file was created (truncated) just now under a temporary
         // name by this process, which holds the database lock; nothing else
         // maps or resizes it while the map lives.
@@ -136,6 +138,28 @@ impl Drop for SegmentWriter {
             let _ = fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Gives `file` (new and empty) the length `len` with its blocks allocated,
+/// so that a full disk is an error here and never a fault later.
+#[cfg(target_os = "linux")]
+fn reserve(file: &File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = i64::try_from(len).map_err(|_| std::io::Error::from(std::io::ErrorKind::FileTooLarge))?;
+    // SAFETY: plain system call on a file descriptor this function borrows.
+    #[allow(unsafe_code)]
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Elsewhere the zeros are written out, which allocates the blocks as well.
+#[cfg(not(target_os = "linux"))]
+fn reserve(mut file: &File, len: u64) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    std::io::copy(&mut std::io::repeat(0).take(len), &mut file)?;
+    file.flush()
 }
 
 fn align(x: u64) -> u64 {
