@@ -128,7 +128,8 @@ fn in_child(op: &str, limit: u64, path: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     let line = text.lines().find(|l| l.starts_with("RESULT "));
-    line.unwrap_or_else(|| panic!("{op}: no result: {text}")).to_string()
+    line.unwrap_or_else(|| panic!("{op}: no result: {text}"))
+        .to_string()
 }
 
 /// After `op` reported `result` on `path`: the database opens, passes
@@ -147,12 +148,18 @@ fn verify(op: &str, path: &Path, result: &str, before: &State, after_ok: &State)
             let resumed = quiver_engine::resume(&db, "m", &mut |_| {}).unwrap();
             assert!(Some(resumed.nodes) == after_ok.1, "{op}: the resumed run differs");
         } else {
-            assert!(now == *before || now == *after_ok, "{op}: failed, and left a third state");
+            assert!(
+                now == *before || now == *after_ok,
+                "{op}: failed, and left a third state"
+            );
         }
         true
     } else {
         assert_eq!(result, "RESULT OK");
-        assert!(now == *after_ok, "{op}: succeeded, but its effect is not all there");
+        assert!(
+            now == *after_ok,
+            "{op}: succeeded, but its effect is not all there"
+        );
         false
     }
 }
@@ -228,7 +235,11 @@ fn failing_writes_return_errors_and_lose_nothing() {
             failed += verify(op, &path, &result, &before, &after_ok) as usize;
         }
     }
-    assert!(failed >= 8, "only {failed} of {} runs met the fault", 2 * OPS.len());
+    assert!(
+        failed >= 8,
+        "only {failed} of {} runs met the fault",
+        2 * OPS.len()
+    );
 }
 
 /// A tmpfs of `size`, unmounted when dropped.
@@ -251,7 +262,10 @@ impl Tmpfs {
         match out {
             Ok(o) if o.status.success() => Some(Self(dir)),
             Ok(o) => {
-                eprintln!("skipped: mount -t tmpfs failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+                eprintln!(
+                    "skipped: mount -t tmpfs failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
                 None
             }
             Err(e) => {

@@ -73,10 +73,19 @@ impl Prepared {
 
 /// A database handle that answers queries. Reads see one snapshot per
 /// statement; each statement's writes commit as one batch.
+///
+/// Durability: a statement that writes (schema, data or a model) is on disk
+/// before `query`, `query_each` or `execute` hands back its result, so a
+/// crash or a power cut never loses a statement whose result was seen (like
+/// SQLite's `synchronous = FULL`). [`Graph::set_sync`]`(false)` trades that
+/// for speed: a crash may then lose the statements since the last flush
+/// (sled flushes every 500 ms, and [`Database::flush`] on demand), never
+/// part of one.
 pub struct Graph {
     db: Database,
     limits: Limits,
     models: ModelCache,
+    sync: bool,
 }
 
 impl Graph {
@@ -91,6 +100,7 @@ impl Graph {
             db,
             limits: Limits::default(),
             models: Default::default(),
+            sync: true,
         }
     }
 
@@ -107,6 +117,20 @@ impl Graph {
     /// Sets the default limits for this handle.
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
+    }
+
+    /// Whether a writing statement is flushed to disk before its result is
+    /// returned (the default; see [`Graph`]).
+    pub fn set_sync(&mut self, sync: bool) {
+        self.sync = sync;
+    }
+
+    /// Makes the statement's writes durable, unless `set_sync(false)`.
+    fn wrote(&self) -> Result<()> {
+        if self.sync {
+            self.db.flush()?;
+        }
+        Ok(())
     }
 
     /// Parses one statement for [`Graph::execute`].
@@ -155,6 +179,7 @@ impl Graph {
         match s {
             S::CreateNodeType(n) => {
                 self.db.create_node_type(&n.text)?;
+                self.wrote()?;
                 Ok(self.rows(&["created"], vec![vec![Value::Str(name(n))]]))
             }
             S::CreateRelationType { name: n, src, dst } => {
@@ -168,6 +193,7 @@ impl Graph {
                     }
                 }
                 self.db.create_relation_type(&n.text, &src.text, &dst.text)?;
+                self.wrote()?;
                 Ok(self.rows(&["created"], vec![vec![Value::Str(name(n))]]))
             }
             S::ShowTypes => {
@@ -221,6 +247,7 @@ impl Graph {
                 let rows = ctx.pipeline(&p.ops, input);
                 if !p.writes.is_empty() {
                     let out = ctx.write(&p, rows)?;
+                    self.wrote()?;
                     return Ok(self.rows(
                         &[
                             "nodes_created",

@@ -103,7 +103,12 @@ fn remove_unfinished_snapshots(catalog: &Path) -> Result<()> {
     let entries = match fs::read_dir(catalog) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(StorageError::Io { path: catalog.to_path_buf(), error: e }),
+        Err(e) => {
+            return Err(StorageError::Io {
+                path: catalog.to_path_buf(),
+                error: e,
+            })
+        }
     };
     for entry in entries {
         let path = entry.at(catalog)?.path();
@@ -205,7 +210,9 @@ impl Database {
         self.state.read().catalog.clone()
     }
 
-    /// Makes every commit so far durable.
+    /// Makes every commit so far durable: when it returns, they survive a
+    /// crash or a power cut (sled's log is written and fsynced). Imports,
+    /// compactions, bucket builds and model saves flush on their own.
     pub fn flush(&self) -> Result<()> {
         self.sled.flush()?;
         Ok(())
@@ -258,9 +265,13 @@ impl Database {
         WriteBatch::default()
     }
 
-    /// Applies a batch atomically: after a crash it is wholly there or wholly
-    /// absent (durable once [`Database::flush`] returns). Nothing is applied if
-    /// any operation is invalid.
+    /// Applies a batch atomically: readers see all of it or none of it, and
+    /// after a crash it is wholly there or wholly absent. When `commit`
+    /// returns, the batch is in sled's log buffers, not necessarily on disk:
+    /// it becomes durable at sled's next background flush (every 500 ms) or
+    /// when [`Database::flush`] returns, whichever is first; a crash before
+    /// then loses whole batches, newest first. Nothing is applied if any
+    /// operation is invalid.
     pub fn commit(&self, batch: WriteBatch) -> Result<CommitInfo> {
         let _w = self.writer.lock();
         let snap = self.snapshot();
