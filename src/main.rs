@@ -102,6 +102,9 @@ enum Command {
         /// Output directory (created).
         #[arg(long)]
         out: PathBuf,
+        /// Overwrite files that are already there.
+        #[arg(long)]
+        force: bool,
     },
     /// Filtered link-prediction metrics of a stored model on test triples;
     /// `eval recall` for Recall@K of held-out edges.
@@ -453,10 +456,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             model,
             format,
             out,
+            force,
         } => {
             let database = open(&db)?;
             let trained = quiver::Model::load(&database, &model)?;
-            let files = export(&database, &trained, &format, &out)?;
+            let files = export(&database, &trained, &format, &out, force)?;
             say!("wrote {files} files to {}", out.display());
         }
         Command::Eval {
@@ -692,25 +696,46 @@ fn loss_svg(name: &str, losses: &[f64]) -> String {
 }
 
 /// Writes one matrix and one key table per node type, and one for the
-/// relation vectors (`_relations`); returns the file count.
+/// relation vectors (`_relations`); returns the file count. Names become
+/// file names only through [`file_stem`]; nothing is written into a
+/// database directory, or over an existing file unless `force`.
 fn export(
     db: &Database,
     model: &quiver::Model,
     format: &str,
     out: &std::path::Path,
+    force: bool,
 ) -> anyhow::Result<usize> {
     if !matches!(format, "npy" | "tsv") {
         bail!("--format {format}: expected npy or tsv");
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    if out.join("catalog").is_dir() || out.join("LOCK").is_file() {
+        bail!(
+            "--out {} is a database directory; export elsewhere",
+            out.display()
+        );
+    }
     let snap = db.snapshot();
     let c = snap.catalog();
+    if !force {
+        let stems = c.node_types.iter().map(|t| file_stem(&t.name));
+        let names = stems
+            .chain(["_relations".to_string()])
+            .flat_map(|stem| match format {
+                "tsv" => vec![format!("{stem}.tsv")],
+                _ => vec![format!("{stem}.npy"), format!("{stem}.keys.tsv")],
+            });
+        if let Some(there) = names.map(|n| out.join(n)).find(|p| p.exists()) {
+            bail!("{} exists (--force overwrites it)", there.display());
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let d = model.dim();
     let mut files = 0;
     for (t, def) in c.node_types.iter().enumerate() {
         let table = model.nodes.get(t).map_or(&[][..], |v| v.as_slice());
         let key = |id: usize| snap.node_key(t as u32, id as u32).unwrap_or("").to_string();
-        files += write_matrix(out, &def.name, table, d, format, key)?;
+        files += write_matrix(out, &file_stem(&def.name), table, d, format, force, key)?;
     }
     let relations = c.relations.len();
     let key = |row: usize| match c.relations.get(row) {
@@ -720,8 +745,42 @@ fn export(
             c.relations.get(row - relations).map_or("?", |r| r.name.as_str())
         ),
     };
-    files += write_matrix(out, "_relations", &model.relations, d, format, key)?;
+    files += write_matrix(out, "_relations", &model.relations, d, format, force, key)?;
     Ok(files)
+}
+
+/// A type's name as a file name: bytes other than ASCII letters, digits,
+/// `-` and `_` (and a leading `_`, which `_relations` uses) are written as
+/// `%XX`, so no name can leave the output directory or collide with another.
+fn file_stem(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, b) in name.bytes().enumerate() {
+        if b.is_ascii_alphanumeric() || b == b'-' || (b == b'_' && i > 0) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A key in a TSV field: `\`, tab, newline and carriage return as `\\`,
+/// `\t`, `\n` and `\r` (PostgreSQL's text format), so every key is one field.
+fn tsv_field(key: &str) -> std::borrow::Cow<'_, str> {
+    if !key.contains(['\\', '\t', '\n', '\r']) {
+        return key.into();
+    }
+    let mut out = String::with_capacity(key.len() + 2);
+    for c in key.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
 /// `STEM.npy` (NPY 1.0, float32, rows × d) plus `STEM.keys.tsv` (row, key),
@@ -732,20 +791,31 @@ fn write_matrix(
     data: &[f32],
     d: usize,
     format: &str,
+    force: bool,
     key: impl Fn(usize) -> String,
 ) -> anyhow::Result<usize> {
     use std::io::Write as _;
     let rows = data.len() / d;
     let create = |name: String| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
         let path = out.join(name);
-        Ok(std::io::BufWriter::new(
-            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
-        ))
+        let file = std::fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .create_new(!force)
+            .open(&path);
+        let file = match file {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                bail!("{} exists (--force overwrites it)", path.display())
+            }
+            f => f.with_context(|| format!("creating {}", path.display()))?,
+        };
+        Ok(std::io::BufWriter::new(file))
     };
     if format == "tsv" {
         let mut w = create(format!("{stem}.tsv"))?;
         for (id, row) in data.chunks_exact(d).enumerate() {
-            write!(w, "{}", key(id))?;
+            write!(w, "{}", tsv_field(&key(id)))?;
             for v in row {
                 write!(w, "\t{v}")?;
             }
@@ -767,7 +837,7 @@ fn write_matrix(
     w.flush()?;
     let mut k = create(format!("{stem}.keys.tsv"))?;
     for id in 0..rows {
-        writeln!(k, "{id}\t{}", key(id))?;
+        writeln!(k, "{id}\t{}", tsv_field(&key(id)))?;
     }
     k.flush()?;
     Ok(2)

@@ -563,3 +563,105 @@ fn acknowledged_writes_survive_kill_9() {
         );
     }
 }
+
+/// Type names never leave `--out`, keys with tabs and newlines survive the
+/// key tables, and export writes neither into a database nor over files.
+#[test]
+fn export_keeps_to_its_directory_and_round_trips_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let keys = ["a\tb", "line\nbreak", "back\\slash", "plain"];
+    let script = "CREATE NODE TYPE `../../x`; CREATE NODE TYPE `sub/dir`; CREATE NODE TYPE `_relations`;
+        CREATE RELATION TYPE r (`../../x` -> `sub/dir`);
+        CREATE (:`../../x` {key: 'a\\tb'})-[:r]->(:`sub/dir` {key: 'line\\nbreak'});
+        CREATE (:`../../x` {key: 'back\\\\slash'})-[:r]->(:`sub/dir` {key: 'plain'});
+        CREATE (:`_relations` {key: 'z'});";
+    let o = quiver(&["query", p(&db), "-e", script]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = quiver(&["train", p(&db), "--dim", "4", "--epochs", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = dir.path().join("deep/out");
+    for format in ["npy", "tsv"] {
+        let o = quiver(&["export", p(&db), "--format", format, "--out", p(&out)]);
+        assert!(o.status.success(), "{}", text(&o));
+        // Nothing outside `out`.
+        let mut outside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        outside.sort();
+        assert_eq!(outside, ["db", "deep"], "files written outside --out");
+        let mut names: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let (x, sub) = ("%2E%2E%2F%2E%2E%2Fx", "sub%2Fdir");
+        let expect: Vec<String> = match format {
+            "npy" => [x, "%5Frelations", "_relations", sub]
+                .iter()
+                .flat_map(|s| [format!("{s}.keys.tsv"), format!("{s}.npy")])
+                .collect(),
+            _ => [x, "%5Frelations", "_relations", sub]
+                .iter()
+                .map(|s| format!("{s}.tsv"))
+                .collect(),
+        };
+        assert_eq!(names, expect);
+        // Each key is one field, and unescapes to the stored key.
+        let table = |stem: &str| match format {
+            "npy" => std::fs::read_to_string(out.join(format!("{stem}.keys.tsv"))).unwrap(),
+            _ => std::fs::read_to_string(out.join(format!("{stem}.tsv"))).unwrap(),
+        };
+        let field = if format == "npy" { 1 } else { 0 };
+        let mut read: Vec<String> = [x, sub]
+            .iter()
+            .flat_map(|s| {
+                table(s)
+                    .lines()
+                    .map(|l| unescape(l.split('\t').nth(field).unwrap()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        read.sort();
+        let mut want: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        want.sort();
+        assert_eq!(read, want);
+        // Not over existing files without --force.
+        let o = quiver(&["export", p(&db), "--format", format, "--out", p(&out)]);
+        assert!(
+            !o.status.success() && text(&o).contains("exists (--force overwrites it)"),
+            "{}",
+            text(&o)
+        );
+        let o = quiver(&["export", p(&db), "--format", format, "--out", p(&out), "--force"]);
+        assert!(o.status.success(), "{}", text(&o));
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+    let o = quiver(&["export", p(&db), "--out", p(&db)]);
+    assert!(
+        !o.status.success() && text(&o).contains("is a database directory"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// The inverse of export's key escaping (PostgreSQL's text format).
+fn unescape(field: &str) -> String {
+    let mut out = String::new();
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(c) => out.push(c),
+            None => panic!("a field ends in a lone backslash: {field:?}"),
+        }
+    }
+    out
+}
