@@ -156,7 +156,9 @@ pub fn neighbors(a: &NeighborsArgs) -> anyhow::Result<()> {
     } else {
         let table = &model.nodes[target as usize];
         match Device::select(&a.device)? {
-            Device::Gpu(gpu) if excluded.iter().all(|e| a.k + e.len() <= 32) && metric != Metric::Cosine => {
+            Device::Gpu(gpu)
+                if excluded.iter().all(|e| a.k.saturating_add(e.len()) <= 32) && metric != Metric::Cosine =>
+            {
                 let score = match metric {
                     Metric::Dot => quiver::Score::Dot,
                     Metric::L2 => quiver::Score::L2,

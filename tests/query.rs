@@ -128,6 +128,11 @@ fn golden_errors() {
     check("errors.txt");
 }
 
+#[test]
+fn golden_procedures() {
+    check("procedures.txt");
+}
+
 /// A tiny deterministic generator for the differential test.
 struct Rng(u64);
 
@@ -561,4 +566,63 @@ fn limits_stop_runaway_queries() {
     let deep = format!("RETURN {}1{}", "(".repeat(100), ")".repeat(100));
     let e = g.query(&deep, &p).unwrap_err().to_string();
     assert!(e.contains("line 1, column") && e.contains("deep"), "{e}");
+    // Postfix chains count as nesting; unary plus does not recurse.
+    let e = g
+        .query(&format!("RETURN 1{}", ".a".repeat(10_000)), &p)
+        .unwrap_err();
+    assert!(e.to_string().contains("nesting deeper than 64"), "{e}");
+    let rows = g
+        .query(&format!("RETURN {}1 AS x", "+".repeat(100_000)), &p)
+        .unwrap();
+    assert_eq!(rows.rows[0][0], Value::Int(1));
+}
+
+/// Variable-length expansion walks without recursion and stops at `LIMIT`.
+#[test]
+fn variable_length_expansion_is_lazy_and_iterative() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Graph::open(dir.path()).unwrap();
+    let p = Params::new();
+    g.query("CREATE NODE TYPE N; CREATE RELATION TYPE R (N -> N)", &p)
+        .unwrap();
+    // A chain of 20,000 edges: a recursive walk needs a frame per edge (2 MiB of stack is about 10,000).
+    let db = g.database();
+    let mut b = db.batch();
+    for i in 0..20_000u32 {
+        b.insert_edge(0, format!("c{i}"), format!("c{}", i + 1), None);
+    }
+    db.commit(b).unwrap();
+    let limits = Limits {
+        max_rows: 1_000_000,
+        timeout: None,
+    };
+    let q = g
+        .prepare("MATCH (a:N {key: 'c0'})-[:R*]->(b) RETURN count(*)")
+        .unwrap();
+    let rows = g.execute(&q, &p, limits).unwrap();
+    assert_eq!(rows.rows[0][0], Value::Int(20_000));
+    // Every node of a dense ring has more trails than the cap; LIMIT needs five.
+    let mut b = db.batch();
+    for i in 0..200u32 {
+        for j in [1, 7, 31] {
+            b.insert_edge(0, format!("r{i}"), format!("r{}", (i + j) % 200), None);
+        }
+    }
+    db.commit(b).unwrap();
+    let limits = Limits {
+        max_rows: 10_000,
+        timeout: Some(std::time::Duration::from_secs(30)),
+    };
+    let started = std::time::Instant::now();
+    let q = g
+        .prepare("MATCH (a:N {key: 'r0'})-[*]-(b) RETURN b.key LIMIT 5")
+        .unwrap();
+    assert_eq!(g.execute(&q, &p, limits).unwrap().len(), 5);
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    // Without LIMIT the cap stops it.
+    let q = g
+        .prepare("MATCH (a:N {key: 'r0'})-[*]-(b) RETURN count(*)")
+        .unwrap();
+    let e = g.execute(&q, &p, limits).unwrap_err();
+    assert!(matches!(e, quiver_query::QueryError::RowCap(10_000)), "{e}");
 }

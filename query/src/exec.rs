@@ -100,6 +100,10 @@ impl Ctx<'_> {
                     it = Box::new(it.flat_map(move |r| self.expand_lazy(step, r)));
                     continue;
                 }
+                Op::VarExpand { step, min, max } => {
+                    it = Box::new(it.flat_map(move |r| self.var_expand(step, *min, *max, r)));
+                    continue;
+                }
                 _ => {}
             }
             it = Box::new(it.flat_map(move |r| -> RowIter<'s> {
@@ -182,7 +186,7 @@ impl Ctx<'_> {
                 })?;
                 out
             }
-            Op::VarExpand { step, min, max } => self.var_expand(step, *min, *max, row)?,
+            Op::VarExpand { .. } => unreachable!("variable-length expansions run lazily in the pipeline"),
             Op::Intersect { a, b } => self.intersect(a, b, row)?,
             Op::Filter(e) => match self.eval(e, &row)? {
                 Value::Bool(true) => vec![row],
@@ -194,7 +198,10 @@ impl Ctx<'_> {
             Op::Call { proc, args, out } => {
                 let args = args
                     .iter()
-                    .map(|a| self.eval_arg(a, &row))
+                    .map(|a| match proc {
+                        Proc::Train => self.eval_arg(a, &row),
+                        _ => self.eval(a, &row),
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 self.call(*proc, &args)?
                     .into_iter()
@@ -332,68 +339,36 @@ impl Ctx<'_> {
         })
     }
 
-    fn var_expand(&self, step: &Step, min: u32, max: Option<u32>, row: Row) -> Result<Vec<Row>> {
-        let mut out = Vec::new();
-        let Value::Node { .. } = row[step.from] else {
-            return Ok(out);
+    /// Trails (no edge twice) from the row's start node, depth first and
+    /// lazily, so `LIMIT` stops the walk; the trails it yields, and the
+    /// neighbour lists it holds, are each bounded by the row cap.
+    fn var_expand<'s>(&'s self, step: &'s Step, min: u32, max: Option<u32>, r: Result<Row>) -> RowIter<'s> {
+        let row = match r {
+            Ok(row) => row,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
         };
-        // Depth-first over trails (no edge twice), from the start node.
-        let mut path: Vec<Value> = Vec::new();
+        let start = row[step.from].clone();
+        if !matches!(start, Value::Node { .. }) {
+            return Box::new(std::iter::empty());
+        }
         let mut single = step.clone();
         single.into = false;
         single.to_types = None;
-        let start = row[step.from].clone();
-        self.trail(&single, step, &row, start, min, max, &mut path, &mut out)?;
-        Ok(out)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn trail(
-        &self,
-        single: &Step,
-        step: &Step,
-        row: &Row,
-        at: Value,
-        min: u32,
-        max: Option<u32>,
-        path: &mut Vec<Value>,
-        out: &mut Vec<Row>,
-    ) -> Result<()> {
-        self.tick()?;
-        let len = path.len() as u32;
-        if len >= min {
-            let ok_type = match (&at, &step.to_types) {
-                (Value::Node { ty, .. }, Some(t)) => t.contains(ty),
-                _ => true,
-            };
-            let ok_target = !step.into || row[step.to] == at;
-            if ok_type && ok_target {
-                let mut r = row.clone();
-                r[step.edge] = Value::List(path.clone());
-                r[step.to] = at.clone();
-                out.push(r);
-                self.cap(out.len())?;
-            }
-        }
-        if max.is_some_and(|m| len >= m) {
-            return Ok(());
-        }
-        let mut probe = row.clone();
-        probe[single.from] = at;
-        let mut next = Vec::new();
-        self.expand(single, &probe, &mut |e, n| {
-            next.push((e, n));
-            Ok(())
-        })?;
-        for (e, n) in next {
-            if path.contains(&e) {
-                continue;
-            }
-            path.push(e);
-            self.trail(single, step, row, n, min, max, path, out)?;
-            path.pop();
-        }
-        Ok(())
+        Box::new(Trails {
+            ctx: self,
+            single,
+            step,
+            min,
+            max,
+            row,
+            reached: Some(start),
+            frames: Vec::new(),
+            path: Vec::new(),
+            on_path: Default::default(),
+            held: 0,
+            emitted: 0,
+            failed: false,
+        })
     }
 
     fn intersect(&self, a: &Step, b: &Step, row: Row) -> Result<Vec<Row>> {
@@ -453,7 +428,7 @@ impl Ctx<'_> {
             CExpr::Slot(s) => row[*s].clone(),
             CExpr::Prop(x, name) => self.prop(self.eval(x, row)?, name)?,
             CExpr::List(l) => Value::List(l.iter().map(|x| self.eval(x, row)).collect::<Result<_>>()?),
-            CExpr::Map(_) => return Err(runtime("a map is only allowed as a procedure argument")),
+            CExpr::Map(_) => return Err(runtime("a map is only allowed as quiver.train's settings")),
             CExpr::Not(x) => match self.eval(x, row)? {
                 Value::Bool(b) => Value::Bool(!b),
                 Value::Null => Value::Null,
@@ -784,10 +759,23 @@ impl Ctx<'_> {
     }
 
     fn call(&self, proc: Proc, args: &[Value]) -> Result<Vec<Vec<Value>>> {
+        let name = proc.name();
         let count = |v: &Value| match v {
-            Value::Int(k) if *k >= 0 => Ok(*k as usize),
+            Value::Int(k) if *k >= 0 => Ok(usize::try_from(*k).unwrap_or(usize::MAX)),
+            Value::Int(k) => Err(runtime(format!(
+                "{name}: the number of results must not be negative, not {k}"
+            ))),
             other => Err(runtime(format!(
-                "the number of results is a non-negative integer, not {}",
+                "{name}: the number of results is an integer, not {}",
+                kind(other)
+            ))),
+        };
+        // The node argument: a node, or null (no rows, as for a missing match).
+        let node = |v: &Value| match v {
+            Value::Node { ty, id } => Ok(Some((*ty, *id))),
+            Value::Null => Ok(None),
+            other => Err(runtime(format!(
+                "{name}: the first argument is a node, not {}",
                 kind(other)
             ))),
         };
@@ -799,20 +787,20 @@ impl Ctx<'_> {
         match proc {
             Proc::Train => self.train(args.first()),
             Proc::Nearest => {
+                let k = count(&args[1])?;
                 let m = self.model(args.get(2), true)?;
-                let Value::Node { ty, id } = args[0] else {
+                let Some((ty, id)) = node(&args[0])? else {
                     return Ok(Vec::new());
                 };
-                let k = count(&args[1])?;
                 Ok(scored(ty, m.top_k(m.node(ty, id), ty, k, &|x| x == id)))
             }
             Proc::Predict | Proc::PredictHead => {
+                let k = count(&args[2])?;
                 let m = self.model(args.get(3), true)?;
-                let Value::Node { ty, id } = args[0] else {
+                let Some((ty, id)) = node(&args[0])? else {
                     return Ok(Vec::new());
                 };
                 let rel = self.rel_arg(&args[1])?;
-                let k = count(&args[2])?;
                 let def = &self.snap.catalog().relations[rel as usize];
                 let (from, to) = if proc == Proc::Predict {
                     (def.src, def.dst)
@@ -848,9 +836,12 @@ impl Ctx<'_> {
                 return Err(runtime("quiver.train takes a map: {dim: 200, epochs: 10, ...}"));
             };
             for p in pairs {
-                let Value::List(kv) = p else { continue };
-                let (Value::Str(k), v) = (&kv[0], &kv[1]) else {
-                    continue;
+                // The planner passes a map literal, which `eval_arg` makes [key, value] pairs.
+                let Value::List(kv) = p else {
+                    return Err(runtime("quiver.train takes a map: {dim: 200, epochs: 10, ...}"));
+                };
+                let [Value::Str(k), v] = kv.as_slice() else {
+                    return Err(runtime("quiver.train takes a map: {dim: 200, epochs: 10, ...}"));
                 };
                 if k == "model" {
                     name = v
@@ -883,7 +874,7 @@ impl Ctx<'_> {
         ]])
     }
 
-    /// Evaluates a procedure argument: maps become lists of [key, value] pairs.
+    /// Evaluates `quiver.train`'s argument: a map becomes a list of [key, value] pairs.
     pub(crate) fn eval_arg(&self, e: &CExpr, row: &Row) -> Result<Value> {
         match e {
             CExpr::Map(m) => Ok(Value::List(
@@ -1397,5 +1388,110 @@ impl Iterator for Expansion<'_, '_> {
             r[self.step.to] = Value::Node { ty: *to_ty, id: n };
             return Some(Ok(r));
         }
+    }
+}
+
+/// The walk of a variable-length expansion: an explicit stack instead of
+/// recursion, so no graph is deep enough to overflow the thread's stack.
+struct Trails<'s, 'a> {
+    ctx: &'s Ctx<'a>,
+    /// One hop of the step (no target check, any type).
+    single: Step,
+    step: &'s Step,
+    min: u32,
+    max: Option<u32>,
+    row: Row,
+    /// A node just reached by the trail in `path`, not yet emitted or expanded.
+    reached: Option<Value>,
+    /// Per node on the trail, its (edge, neighbour) pairs and the next one to take.
+    frames: Vec<(Vec<(Value, Value)>, usize)>,
+    path: Vec<Value>,
+    /// The edges of `path`, for the no-edge-twice test in constant time.
+    on_path: rustc_hash::FxHashSet<(u32, u32, u32)>,
+    /// Pairs held in `frames`.
+    held: usize,
+    /// Trails emitted: one start node's expansion yields at most the row cap.
+    emitted: usize,
+    failed: bool,
+}
+
+impl Trails<'_, '_> {
+    /// Emits the trail to `at` if it qualifies, and pushes `at`'s neighbours.
+    fn visit(&mut self, at: Value) -> Result<Option<Row>> {
+        self.ctx.tick()?;
+        let len = self.path.len() as u32;
+        let mut next = Vec::new();
+        if self.max.is_none_or(|m| len < m) {
+            let mut probe = self.row.clone();
+            probe[self.single.from] = at.clone();
+            self.ctx.expand(&self.single, &probe, &mut |e, n| {
+                next.push((e, n));
+                Ok(())
+            })?;
+        }
+        self.held += next.len();
+        self.ctx.cap(self.held + self.path.len())?;
+        self.frames.push((next, 0));
+        let ok_type = match (&at, &self.step.to_types) {
+            (Value::Node { ty, .. }, Some(t)) => t.contains(ty),
+            _ => true,
+        };
+        let ok_target = !self.step.into || self.row[self.step.to] == at;
+        if len < self.min || !ok_type || !ok_target {
+            return Ok(None);
+        }
+        self.emitted += 1;
+        self.ctx.cap(self.emitted)?;
+        let mut r = self.row.clone();
+        r[self.step.edge] = Value::List(self.path.clone());
+        r[self.step.to] = at;
+        Ok(Some(r))
+    }
+}
+
+impl Iterator for Trails<'_, '_> {
+    type Item = Result<Row>;
+
+    fn next(&mut self) -> Option<Result<Row>> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some(at) = self.reached.take() {
+                match self.visit(at) {
+                    Ok(Some(r)) => return Some(Ok(r)),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
+                }
+            }
+            let (pairs, i) = self.frames.last_mut()?;
+            if let Some((e, n)) = pairs.get(*i).cloned() {
+                *i += 1;
+                if self.on_path.insert(edge_id(&e)) {
+                    self.path.push(e);
+                    self.reached = Some(n);
+                }
+            } else {
+                self.held -= pairs.len();
+                self.frames.pop();
+                // Every frame but the start node's was reached by the trail's last edge.
+                if !self.frames.is_empty() {
+                    if let Some(e) = self.path.pop() {
+                        self.on_path.remove(&edge_id(&e));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An edge value's identity (expansions yield only edges).
+fn edge_id(e: &Value) -> (u32, u32, u32) {
+    match e {
+        Value::Edge { rel, src, dst } => (*rel, *src, *dst),
+        _ => (u32::MAX, u32::MAX, u32::MAX),
     }
 }

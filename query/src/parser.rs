@@ -546,15 +546,18 @@ impl Parser {
             self.depth -= 1;
             return Ok(Expr::Neg(Box::new(e)));
         }
-        if self.eat_sym("+") {
-            return self.unary();
-        }
+        while self.eat_sym("+") {}
         let mut e = self.primary()?;
+        // Each property access nests the tree one level deeper.
+        let mut chained = 0;
         while self.is_sym(".") {
+            self.enter()?;
+            chained += 1;
             self.bump();
             let n = self.name("a property name after '.'")?;
             e = Expr::Prop(Box::new(e), n);
         }
+        self.depth -= chained;
         Ok(e)
     }
 

@@ -71,6 +71,15 @@ pub(crate) enum Proc {
 }
 
 impl Proc {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Proc::Train => "quiver.train",
+            Proc::Nearest => "quiver.nearest",
+            Proc::Predict => "quiver.predict",
+            Proc::PredictHead => "quiver.predict_head",
+        }
+    }
+
     pub(crate) fn columns(self) -> &'static [&'static str] {
         match self {
             Proc::Train => &["model", "epochs", "edges", "seconds", "loss"],
@@ -645,6 +654,18 @@ impl Planner<'_> {
                 format!("{} takes {lo} to {hi} arguments, found {}", name.text, args.len()),
             ));
         }
+        // Settings are a map literal: a list or a number would read as nothing.
+        if let (Proc::Train, Some(a)) = (proc, args.first()) {
+            if !matches!(a, Expr::Map(_)) {
+                return Err(sem(
+                    name.pos,
+                    format!(
+                        "{} takes a map of settings, e.g. {{dim: 200, epochs: 10}}",
+                        name.text
+                    ),
+                ));
+            }
+        }
         let args = args
             .iter()
             .enumerate()
@@ -889,9 +910,14 @@ impl Planner<'_> {
                     _ => return Err(sem(name.pos, format!("unknown function `{}`", name.text))),
                 };
                 if args.len() < lo || args.len() > hi {
+                    let takes = match (lo, hi) {
+                        (lo, usize::MAX) => format!("at least {lo}"),
+                        (lo, hi) if lo == hi => lo.to_string(),
+                        (lo, hi) => format!("{lo} to {hi}"),
+                    };
                     return Err(sem(
                         name.pos,
-                        format!("{} takes {lo}..{hi} arguments, found {}", name.text, args.len()),
+                        format!("{} takes {takes} arguments, found {}", name.text, args.len()),
                     ));
                 }
                 let args = args
