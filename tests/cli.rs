@@ -665,3 +665,40 @@ fn unescape(field: &str) -> String {
     }
     out
 }
+
+/// Unknown config keys and settings beyond the machine are refused before training.
+#[test]
+fn train_refuses_unknown_keys_and_settings_beyond_the_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let edges = dir.path().join("e.tsv");
+    std::fs::write(&edges, "a\tr\tb\nb\tr\tc\n").unwrap();
+    assert!(quiver(&["import", p(&db), p(&edges)]).status.success());
+    for (toml, says) in [
+        ("nosuch = 3\n", "unknown field `nosuch`"),
+        ("[train]\ndim = 3\n", "unknown field `train`"),
+    ] {
+        let config = dir.path().join("c.toml");
+        std::fs::write(&config, toml).unwrap();
+        let o = quiver(&["train", p(&db), "--device", "cpu", "--config", p(&config)]);
+        assert!(!o.status.success() && text(&o).contains(says), "{}", text(&o));
+    }
+    for args in [
+        &["--threads", "100000"][..],
+        &["--negatives", "100000000"],
+        &["--chunk", "100000000"],
+    ] {
+        let o = quiver(&[&["train", p(&db), "--device", "cpu"][..], args].concat());
+        assert!(
+            !o.status.success() && text(&o).contains("invalid configuration"),
+            "{args:?}: {}",
+            text(&o)
+        );
+    }
+    let models = quiver(&["models", p(&db)]);
+    assert!(
+        !text(&models).contains("default"),
+        "a refused run left a model: {}",
+        text(&models)
+    );
+}

@@ -67,6 +67,7 @@ impl Optimizer {
 /// judged on them ([`crate::recall`]); which ones is a function of the seed
 /// and the edge alone, so that evaluation finds the same set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Holdout {
     /// Relation id.
     pub relation: u32,
@@ -92,7 +93,7 @@ impl Holdout {
 
 /// Everything a training run needs to know; stored with the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// Embedding dimension (shared by all node types and relations).
     pub dim: usize,
@@ -211,6 +212,9 @@ impl Default for TrainConfig {
     }
 }
 
+/// Most training threads a run may ask for.
+pub const MAX_THREADS: usize = 1024;
+
 impl TrainConfig {
     /// The penalty's gradient at coordinate `x` (0 without regularization).
     pub(crate) fn reg_grad(&self, x: f32) -> f32 {
@@ -228,6 +232,11 @@ impl TrainConfig {
         }
         if self.partitions == 0 {
             return bad("partitions must be at least 1");
+        }
+        if self.threads > MAX_THREADS {
+            return bad(&format!(
+                "threads must be at most {MAX_THREADS} (0: one per core)"
+            ));
         }
         if self.chunk_size == 0 {
             return bad("chunk_size must be at least 1");

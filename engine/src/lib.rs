@@ -47,6 +47,9 @@ pub enum EngineError {
     /// A test or filter file that cannot be read.
     #[error("{0}")]
     Input(String),
+    /// A training run failed while it ran (a worker thread could not start or panicked).
+    #[error("training failed: {0}")]
+    Training(String),
     /// The GPU backend failed, or no adapter was found.
     #[error("GPU: {0}")]
     Gpu(String),

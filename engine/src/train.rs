@@ -52,6 +52,8 @@ pub struct EpochStats {
     pub seconds: f64,
     /// Share of that time spent loading and saving partitions.
     pub io_share: f64,
+    /// Partitions brought into memory (read back or initialised) in this epoch.
+    pub loads: u64,
 }
 
 /// What a training run reports as it goes.
@@ -350,6 +352,9 @@ pub fn train_on(
         node_counts: buckets.node_counts().to_vec(),
         relations: db.catalog().relations.len(),
     };
+    // Everything that can refuse the run does so before it is registered.
+    check_memory(config, &settings.node_counts, threads(config))?;
+    let prev = warm_start(db, config)?;
     let start = Progress {
         epoch: 0,
         bucket: 0,
@@ -359,7 +364,40 @@ pub fn train_on(
     let settings_json = serde_json::to_string(&settings).map_err(|e| EngineError::Config(e.to_string()))?;
     let start_json = serde_json::to_string(&start).map_err(|e| EngineError::Config(e.to_string()))?;
     db.start_model(name, &settings_json, &start_json)?;
-    run(db, name, &settings, start, &buckets, device, on_event)
+    run(
+        db,
+        name,
+        &settings,
+        start,
+        &buckets,
+        prev.as_ref(),
+        device,
+        on_event,
+    )
+}
+
+/// Training threads: the setting, or one per core.
+fn threads(cfg: &TrainConfig) -> usize {
+    match cfg.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// The model a warm start begins from, checked against the settings.
+fn warm_start(db: &Database, cfg: &TrainConfig) -> Result<Option<Model>> {
+    let Some(from) = &cfg.warm_start else {
+        return Ok(None);
+    };
+    let m = Model::load(db, from)?;
+    if m.dim() != cfg.dim {
+        return Err(EngineError::Config(format!(
+            "warm start from `{from}`: its dim is {}, this run's {}",
+            m.dim(),
+            cfg.dim
+        )));
+    }
+    Ok(Some(m))
 }
 
 /// Continues an interrupted run of model `name` from its last finished
@@ -393,15 +431,28 @@ pub fn resume_on(
             "the graph's edges changed since this run started; train it again",
         ));
     }
-    run(db, name, &settings, start, &buckets, device, on_event)
+    check_memory(&settings.config, &settings.node_counts, threads(&settings.config))?;
+    let prev = warm_start(db, &settings.config)?;
+    run(
+        db,
+        name,
+        &settings,
+        start,
+        &buckets,
+        prev.as_ref(),
+        device,
+        on_event,
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     db: &Database,
     name: &str,
     settings: &Settings,
     start: Progress,
     buckets: &Buckets,
+    prev: Option<&Model>,
     device: &Device,
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<()> {
@@ -423,22 +474,13 @@ fn run(
     }
     let width = cfg.optimizer.state_width(d);
     let snap = db.snapshot();
-    let prev = match &cfg.warm_start {
-        Some(from) => {
-            let m = Model::load(db, from)?;
-            if m.dim() != d {
-                return Err(EngineError::Config(format!(
-                    "warm start from `{from}`: its dim is {}, this run's {d}",
-                    m.dim()
-                )));
-            }
-            Some(m)
-        }
-        None => None,
-    };
     let ends: Vec<(u32, u32)> = snap.catalog().relations.iter().map(|r| (r.src, r.dst)).collect();
     let types = settings.node_counts.len();
     let part_size: Vec<u32> = (0..types).map(|t| settings.part_size(t)).collect();
+    let wrong_size = |what: &str| EngineError::Model {
+        name: name.to_string(),
+        message: format!("stored part {what} has the wrong size for the model's settings"),
+    };
     let (mut relations, mut relation_state) = match db.model_part(name, RELATIONS_KEY)? {
         Some(part)
             if part.array(0).len() == settings.relation_rows() * d
@@ -446,7 +488,8 @@ fn run(
         {
             (part.array(0).to_vec(), part.array(1).to_vec())
         }
-        _ => (
+        Some(_) => return Err(wrong_size(RELATIONS_KEY)),
+        None => (
             match &prev {
                 Some(m) if m.relations.len() == settings.relation_rows() * d => m.relations.clone(),
                 _ => vec![0.0; settings.relation_rows() * d],
@@ -465,10 +508,7 @@ fn run(
         }
     }
     let mut dirty: Vec<u32> = Vec::new();
-    let threads = match cfg.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let threads = threads(cfg);
     let mut works: Vec<Work> = (0..threads).map(|_| Work::default()).collect();
     let order = bucket_order(p);
     // Each epoch visits every bucket `passes` times, a share of its chunks each time.
@@ -477,7 +517,7 @@ fn run(
     for epoch in start.epoch..cfg.epochs {
         let started = Instant::now();
         let mut io = 0f64;
-        let (mut loss, mut edges) = (0f64, 0u64);
+        let (mut loss, mut edges, mut loads) = (0f64, 0u64, 0u64);
         let first = if epoch == start.epoch { start.bucket } else { 0 };
         for b in first..visits {
             let (i, j) = order[b % order.len()];
@@ -510,8 +550,10 @@ fn run(
             for &(t, q) in &needed {
                 let slot = &mut resident[t as usize * p as usize + q as usize];
                 if slot.is_none() {
+                    loads += 1;
                     let rows = settings.part_range(t as usize, q).len();
-                    *slot = Some(match db.model_part(name, &part_key(t as usize, q))? {
+                    let key = part_key(t as usize, q);
+                    *slot = Some(match db.model_part(name, &key)? {
                         Some(part)
                             if part.array(0).len() == rows * d && part.array(1).len() == rows * width =>
                         {
@@ -521,14 +563,9 @@ fn run(
                                 last_used: clock,
                             }
                         }
-                        _ => Part {
-                            table: first_rows(
-                                cfg,
-                                prev.as_ref(),
-                                &snap,
-                                (t, q),
-                                settings.part_range(t as usize, q),
-                            ),
+                        Some(_) => return Err(wrong_size(&key)),
+                        None => Part {
+                            table: first_rows(cfg, prev, &snap, (t, q), settings.part_range(t as usize, q)),
                             state: vec![0.0; rows * width],
                             last_used: clock,
                         },
@@ -625,9 +662,9 @@ fn run(
                     foreign,
                     relations: atomics(&mut relations),
                     relation_state: atomics(&mut relation_state),
-                    prev: prev.as_ref(),
+                    prev,
                 };
-                loss += train_bucket(&params, cfg, buckets, &ends, &visit, &mut rng, &mut works);
+                loss += train_bucket(&params, cfg, buckets, &ends, &visit, &mut rng, &mut works)?;
             }
             edges += visit.chunks.iter().map(|c| c.len() as u64).sum::<u64>();
             let io_started = Instant::now();
@@ -715,6 +752,7 @@ fn run(
             edges,
             seconds,
             io_share: if seconds > 0.0 { io / seconds } else { 0.0 },
+            loads,
         }));
     }
     // A run whose last buckets were empty, or that had nothing left to do, still ends finished.
@@ -760,7 +798,7 @@ fn foreign_pools<'a>(
 /// it is no larger).
 fn fill_pool(pool: &mut Pool, part: &Part, range: Range<u32>, size: usize, rng: &mut Xoshiro256PlusPlus) {
     let n = range.len() as u32;
-    let mut rows: Vec<u32> = match size as u32 >= n {
+    let mut rows: Vec<u32> = match size >= n as usize {
         true => (0..n).collect(),
         false => (0..size).map(|_| below(rng, n)).collect(),
     };
@@ -1084,7 +1122,7 @@ fn train_bucket(
     visit: &Visit,
     rng: &mut Xoshiro256PlusPlus,
     works: &mut [Work],
-) -> f64 {
+) -> Result<f64> {
     let (i, j) = visit.bucket;
     let edges = buckets.bucket(i, j);
     let weights = buckets.weights(i, j);
@@ -1120,19 +1158,103 @@ fn train_bucket(
         }
         loss
     };
-    let loss = if works.len() == 1 {
-        run(0, &mut works[0])
-    } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = works
-                .iter_mut()
-                .enumerate()
-                .map(|(t, w)| s.spawn(move || run(t, w)))
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or(f64::NAN)).sum()
-        })
+    if works.len() == 1 {
+        return Ok(run(0, &mut works[0]));
+    }
+    on_threads(works, run)
+}
+
+/// Runs `f(t, &mut works[t])` on a thread per item and sums the results. A
+/// thread that cannot start, or panics, is an error (for training: the
+/// bucket is not saved, so a resume trains it again).
+fn on_threads<W: Send>(works: &mut [W], f: impl Fn(usize, &mut W) -> f64 + Sync) -> Result<f64> {
+    let f = &f;
+    std::thread::scope(|s| {
+        let mut handles = Vec::with_capacity(works.len());
+        let mut failed = None;
+        for (t, w) in works.iter_mut().enumerate() {
+            match std::thread::Builder::new().spawn_scoped(s, move || f(t, w)) {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    failed = Some(format!("starting training thread {t}: {e}"));
+                    break;
+                }
+            }
+        }
+        let mut sum = 0.0;
+        for h in handles {
+            match h.join() {
+                Ok(x) => sum += x,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    failed.get_or_insert(format!("a training thread panicked: {what}"));
+                }
+            }
+        }
+        match failed {
+            Some(message) => Err(EngineError::Training(message)),
+            None => Ok(sum),
+        }
+    })
+}
+
+/// Refuses settings whose working memory (the resident tables and each
+/// thread's chunk buffers, estimated from the settings and the graph's node
+/// counts) exceeds this machine's physical memory, or whose per-thread
+/// buffers alone exceed the memory budget; the message gives the estimate.
+fn check_memory(cfg: &TrainConfig, node_counts: &[u32], threads: usize) -> Result<()> {
+    const MIB: u128 = 1 << 20;
+    let (d, width) = (cfg.dim as u128, cfg.optimizer.state_width(cfg.dim) as u128);
+    let rows: u128 = node_counts.iter().map(|&n| n as u128).sum();
+    // At P > 1 two partitions of each type are resident, plus what the budget keeps.
+    let resident = match cfg.partitions {
+        1 => rows,
+        p => (2 * rows).div_ceil(p as u128),
     };
-    loss
+    let tables = resident * (d + width) * 4 + cfg.memory_budget_mib as u128 * MIB;
+    // Per side: the chunk's answers, its self-negatives and the uniform negatives.
+    let (chunk, candidates) = (
+        cfg.chunk_size as u128,
+        2 * cfg.chunk_size as u128 + cfg.uniform_negatives as u128,
+    );
+    let per_thread = 2 * 4 * (2 * chunk * candidates + 2 * candidates * d + 2 * chunk * d);
+    let work = per_thread * threads as u128;
+    let mib = |b: u128| b.div_ceil(MIB);
+    if cfg.memory_budget_mib > 0 && work > cfg.memory_budget_mib as u128 * MIB {
+        return Err(EngineError::Config(format!(
+            "chunk_size {}, uniform_negatives {}, dim {d} and {threads} threads need about {} MiB of chunk buffers, more than memory_budget_mib {}",
+            cfg.chunk_size,
+            cfg.uniform_negatives,
+            mib(work),
+            cfg.memory_budget_mib
+        )));
+    }
+    if let Some(physical) = physical_memory() {
+        if tables + work > physical as u128 {
+            return Err(EngineError::Config(format!(
+                "training would need about {} MiB ({} MiB of tables, {} MiB of chunk buffers for {threads} threads at chunk_size {}, uniform_negatives {}, dim {d}); this machine has {} MiB",
+                mib(tables + work),
+                mib(tables),
+                mib(work),
+                cfg.chunk_size,
+                cfg.uniform_negatives,
+                mib(physical as u128)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of physical memory, where the system says.
+fn physical_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// Trains one chunk of edges sharing relation `rel`; returns its loss.
@@ -1368,6 +1490,21 @@ fn apply(params: &Params<'_>, cfg: &TrainConfig, rel: u32, head_rel: Option<u32>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_thread_is_an_error_not_a_nan_loss() {
+        let mut works = vec![(); 4];
+        assert_eq!(on_threads(&mut works, |t, _| t as f64).unwrap(), 6.0);
+        let e = on_threads(
+            &mut works,
+            |t, _| if t == 2 { panic!("boom at {t}") } else { 1.0 },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, EngineError::Training(m) if m.contains("panicked: boom at 2")),
+            "{e}"
+        );
+    }
 
     #[test]
     fn adam_step_matches_reference() {

@@ -383,24 +383,97 @@ fn foreign_rows_are_trained_from_pools() {
 #[test]
 fn a_memory_budget_keeps_results_identical() {
     let dir = tempfile::tempdir().unwrap();
-    let db = ring(dir.path(), 64);
+    // 4 partitions of 2,500 rows at d = 128: 1.3 MB each (rows and their
+    // Adagrad state), so a 3 MiB budget holds two and must evict to load.
+    let db = ring(dir.path(), 10_000);
     let cfg = TrainConfig {
         partitions: 4,
         epochs: 2,
+        dim: 128,
         ..config(Score::L2, Loss::Margin)
     };
-    let free = train(&db, "free", &cfg, &mut |_| {}).unwrap();
-    let tight = train(
-        &db,
-        "tight",
-        &TrainConfig {
-            memory_budget_mib: 1,
-            ..cfg
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    let loads = |budget: usize| {
+        let mut loads = Vec::new();
+        let cfg = TrainConfig {
+            memory_budget_mib: budget,
+            ..cfg.clone()
+        };
+        let m = train(&db, &format!("b{budget}"), &cfg, &mut |e| {
+            if let TrainEvent::Epoch(e) = e {
+                loads.push(e.loads)
+            }
+        })
+        .unwrap();
+        (m, loads)
+    };
+    let (free, free_loads) = loads(0);
+    let (tight, tight_loads) = loads(3);
+    // Without a budget every partition is loaded once; with it, again and again.
+    assert_eq!(free_loads, [4, 0]);
+    assert!(tight_loads[0] > 4 && tight_loads[1] > 0, "{tight_loads:?}");
     assert_eq!(free.nodes, tight.nodes);
+    assert_eq!(free.relations, tight.relations);
+}
+
+/// Settings a run cannot hold are refused with the estimate, and a stored
+/// part of the wrong size is an error, not a silent restart.
+#[test]
+fn hostile_settings_and_damaged_parts_are_errors() {
+    use quiver_engine::EngineError;
+    let dir = tempfile::tempdir().unwrap();
+    let db = ring(dir.path(), 40);
+    let base = config(Score::L2, Loss::Margin);
+    for cfg in [
+        TrainConfig {
+            threads: 100_000,
+            ..base.clone()
+        },
+        TrainConfig {
+            uniform_negatives: 100_000_000,
+            ..base.clone()
+        },
+        TrainConfig {
+            uniform_negatives: 1 << 32,
+            ..base.clone()
+        },
+        TrainConfig {
+            chunk_size: 100_000_000,
+            ..base.clone()
+        },
+        TrainConfig {
+            chunk_size: 4096,
+            uniform_negatives: 4096,
+            memory_budget_mib: 1,
+            ..base.clone()
+        },
+    ] {
+        let e = train(&db, "h", &cfg, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(&e, EngineError::Config(m) if m.contains("threads") || m.contains("MiB")),
+            "{e}"
+        );
+    }
+    // A huge foreign sample is as many rows as there are.
+    let cfg = TrainConfig {
+        partitions: 2,
+        foreign_sample: usize::MAX,
+        epochs: 1,
+        ..base.clone()
+    };
+    train(&db, "pools", &cfg, &mut |_| {}).unwrap();
+
+    let cfg = TrainConfig { epochs: 2, ..base };
+    train(&db, "m", &cfg, &mut |_| {}).unwrap();
+    let info = db.model_info("m").unwrap();
+    let version = db.buckets(1).unwrap().edge_version();
+    let progress = format!("{{\"epoch\":1,\"bucket\":0,\"edge_version\":{version}}}");
+    for key in ["relations", "nodes/0/0"] {
+        let short = [0.5f32; 7];
+        db.save_model_parts("m", &info.settings, &progress, &[(key, &[&short, &short])])
+            .unwrap();
+        let e = resume(&db, "m", &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("wrong size"), "{key}: {e}");
+    }
 }
 
 #[test]
