@@ -79,7 +79,7 @@ enum Command {
         /// Database directory.
         db: PathBuf,
     },
-    /// Train TransE embeddings on the database's edges (CPU backend).
+    /// Train TransE embeddings on the database's edges (on the CPU, or a GPU with --device).
     Train(Box<TrainArgs>),
     /// List the stored models with their settings, progress and metrics.
     Models {
@@ -177,7 +177,7 @@ enum Command {
         /// The query text.
         #[arg(short = 'e', long = "execute")]
         execute: Option<String>,
-        /// A parameter, `name=value` (integers, floats, true, false and null are typed; else a string).
+        /// A parameter, `name=value` (integers, floats, true, false and null are typed; else a string), or `name:TYPE=value` with TYPE str, int, float or bool.
         #[arg(long = "param")]
         params: Vec<String>,
         /// table, json (an array of objects keyed by column) or csv.
@@ -247,6 +247,22 @@ fn epoch_logger() -> impl FnMut(&quiver::TrainEvent) {
     }
 }
 
+/// An input is `-` (standard input) or a path that exists and is not a
+/// directory (pipes, FIFOs and process substitution included).
+fn check_input(path: &std::path::Path) -> anyhow::Result<()> {
+    if path.as_os_str() == "-" {
+        return Ok(());
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => bail!("input {} is a directory", path.display()),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("input file {} does not exist", path.display())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 fn open(db: &PathBuf) -> anyhow::Result<Database> {
     Database::open(db).with_context(|| format!("opening {}", db.display()))
 }
@@ -261,8 +277,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             create_types,
             memory_edges,
         } => {
-            if let Some(missing) = files.iter().find(|f| !f.is_file()) {
-                bail!("input file {} does not exist", missing.display());
+            for f in &files {
+                check_input(f)?;
             }
             let database =
                 Database::open_or_create(&db).with_context(|| format!("opening {}", db.display()))?;

@@ -34,23 +34,44 @@ impl Format {
     }
 }
 
-/// `--param k=v`: integers, floats, `true`/`false` and `null` are typed; anything else is a string.
+/// `--param k=v`: integers, floats, `true`/`false` and `null` are typed;
+/// anything else is a string. `--param k:TYPE=v` says the type (`str`,
+/// `int`, `float` or `bool`), so `k:str=007` is the string "007".
 pub fn params(items: &[String]) -> anyhow::Result<Params> {
     let mut p = Params::new();
     for item in items {
         let (k, v) = item
             .split_once('=')
-            .with_context(|| format!("--param {item}: expected name=value"))?;
-        let value = if let Ok(i) = v.parse::<i64>() {
-            Value::Int(i)
-        } else if let Ok(x) = v.parse::<f64>() {
-            Value::Float(x)
-        } else {
-            match v {
-                "true" => Value::Bool(true),
-                "false" => Value::Bool(false),
-                "null" => Value::Null,
-                s => Value::Str(s.to_string()),
+            .with_context(|| format!("--param {item}: expected name=value or name:type=value"))?;
+        let (k, ty) = match k.split_once(':') {
+            Some((k, ty)) => (k, Some(ty)),
+            None => (k, None),
+        };
+        let bad = |ty: &str| {
+            anyhow::anyhow!(
+                "--param {item}: {v:?} is not a{} {ty}",
+                if ty == "int" { "n" } else { "" }
+            )
+        };
+        let value = match ty {
+            Some("str") => Value::Str(v.to_string()),
+            Some("int") => Value::Int(v.parse().map_err(|_| bad("int"))?),
+            Some("float") => Value::Float(v.parse().map_err(|_| bad("float"))?),
+            Some("bool") => Value::Bool(v.parse().map_err(|_| bad("bool"))?),
+            Some(other) => bail!("--param {item}: unknown type `{other}` (str, int, float or bool)"),
+            None => {
+                if let Ok(i) = v.parse::<i64>() {
+                    Value::Int(i)
+                } else if let Ok(x) = v.parse::<f64>() {
+                    Value::Float(x)
+                } else {
+                    match v {
+                        "true" => Value::Bool(true),
+                        "false" => Value::Bool(false),
+                        "null" => Value::Null,
+                        s => Value::Str(s.to_string()),
+                    }
+                }
             }
         };
         p.insert(k.trim_start_matches('$').to_string(), value);
@@ -73,6 +94,11 @@ pub fn query(
         None => {
             std::io::read_to_string(std::io::stdin()).context("reading the script from standard input")?
         }
+    };
+    // A byte-order mark (as some editors save UTF-8) is not part of the first statement.
+    let text = match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
     };
     let mut out = std::io::stdout().lock();
     let mut printed = Ok(());

@@ -511,6 +511,156 @@ fn a_database_held_by_another_process_is_refused() {
     assert!(text(&o).contains("locked"), "{}", text(&o));
     drop(held);
     assert!(quiver(&["stats", p(&db)]).status.success());
+    // A database another process is still creating (it holds the lock of a
+    // directory with nothing else in it yet): "locked", not "already exists".
+    let new = dir.path().join("new");
+    std::fs::create_dir(&new).unwrap();
+    let lock = std::fs::File::create(new.join("LOCK")).unwrap();
+    lock.try_lock().unwrap();
+    let o = quiver(&["query", p(&new), "-e", "RETURN 1"]);
+    assert!(!o.status.success() && text(&o).contains("locked"), "{}", text(&o));
+    drop(lock);
+    let o = quiver(&["query", p(&new), "-e", "RETURN 1"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// Inputs as users hand them over: standard input, FIFOs, byte-order marks,
+/// gzip test files, directories, and values that must stay strings.
+#[test]
+fn inputs_from_pipes_boms_and_typed_params() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let run_with_stdin = |args: &[&str], input: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // `-` is standard input; a BOM is not part of the first key.
+    let o = run_with_stdin(&["import", p(&db), "-"], b"\xEF\xBB\xBFa\tr\tb\nb\tr\tc\n");
+    assert!(o.status.success(), "{}", text(&o));
+    let o = quiver(&[
+        "query",
+        p(&db),
+        "--format",
+        "csv",
+        "-e",
+        "MATCH (n {key: 'a'}) RETURN count(n)",
+    ]);
+    assert_eq!(text(&o).lines().nth(1), Some("1"), "{}", text(&o));
+    // A FIFO is read like a file.
+    let fifo = dir.path().join("edges.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, "c\tr\td\n").unwrap())
+    };
+    let o = quiver(&["import", p(&db), p(&fifo)]);
+    writer.join().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // A directory is named as one; a `.csv` in a directory name does not make a TSV file CSV.
+    let o = quiver(&["import", p(&db), p(dir.path())]);
+    assert!(
+        !o.status.success() && text(&o).contains("is a directory"),
+        "{}",
+        text(&o)
+    );
+    let csv_dir = dir.path().join("x.csv.d");
+    std::fs::create_dir(&csv_dir).unwrap();
+    std::fs::write(csv_dir.join("e.tsv"), "d\tr\t\"e,f\"\n").unwrap();
+    let o = quiver(&["import", p(&db), p(&csv_dir.join("e.tsv"))]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = quiver(&[
+        "query",
+        p(&db),
+        "--format",
+        "csv",
+        "-e",
+        "MATCH (n {key: '\"e,f\"'}) RETURN count(n)",
+    ]);
+    assert_eq!(text(&o).lines().nth(1), Some("1"), "{}", text(&o));
+    // A line over the cap is an error with its place, not a 2 GB buffer.
+    let long = dir.path().join("long.tsv");
+    std::fs::write(&long, format!("a\tr\t{}\n", "x".repeat(2 << 20))).unwrap();
+    let o = quiver(&["import", p(&db), p(&long)]);
+    assert!(
+        !o.status.success() && text(&o).contains("long.tsv:1:1: line longer than 1 MiB"),
+        "{}",
+        text(&o)
+    );
+    let o = quiver(&["import", "--memory-edges", "0", p(&db), p(&long)]);
+    assert!(
+        !o.status.success() && text(&o).contains("memory_edges must be at least 1"),
+        "{}",
+        text(&o)
+    );
+    // A BOM before a script's first statement.
+    let o = run_with_stdin(
+        &["query", p(&db), "--format", "csv"],
+        "\u{feff}RETURN 1 AS x;".as_bytes(),
+    );
+    assert!(o.status.success() && text(&o).contains("x\n1"), "{}", text(&o));
+    // `k:str=007` stays a string.
+    let o = quiver(&[
+        "query",
+        p(&db),
+        "--format",
+        "csv",
+        "--param",
+        "k:str=007",
+        "--param",
+        "n=007",
+        "-e",
+        "RETURN $k AS k, $n AS n",
+    ]);
+    assert!(text(&o).contains("k,n\n007,7"), "{}", text(&o));
+    let o = quiver(&["query", p(&db), "--param", "k:int=x", "-e", "RETURN $k"]);
+    assert!(
+        !o.status.success() && text(&o).contains("is not an int"),
+        "{}",
+        text(&o)
+    );
+    // eval reads gzip; nothing to evaluate is an error, not MRR -0.
+    let o = quiver(&["train", p(&db), "--device", "cpu", "--dim", "4", "--epochs", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let gz = dir.path().join("test.tsv.gz");
+    let mut enc = std::process::Command::new("gzip")
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    enc.stdin.take().unwrap().write_all(b"a\tr\tb\n").unwrap();
+    std::fs::write(&gz, enc.wait_with_output().unwrap().stdout).unwrap();
+    let o = quiver(&["eval", p(&db), "--device", "cpu", "--test", p(&gz)]);
+    assert!(
+        o.status.success() && text(&o).contains("1 triples ranked"),
+        "{}",
+        text(&o)
+    );
+    let unknown = dir.path().join("unknown.tsv");
+    std::fs::write(&unknown, "zz\tr\tyy\n").unwrap();
+    let empty = dir.path().join("empty.tsv");
+    std::fs::write(&empty, "").unwrap();
+    for (file, says) in [(&unknown, "all 1 test triples"), (&empty, "no test triples")] {
+        let o = quiver(&["eval", p(&db), "--device", "cpu", "--test", p(file)]);
+        assert!(!o.status.success() && text(&o).contains(says), "{}", text(&o));
+    }
+    // RCE with one label has nothing to compare.
+    let preds = dir.path().join("preds.txt");
+    std::fs::write(&preds, "0.9 1\n0.8 1\n").unwrap();
+    let o = quiver(&["rce", p(&preds)]);
+    assert!(
+        !o.status.success() && text(&o).contains("every label is 1"),
+        "{}",
+        text(&o)
+    );
 }
 
 /// A write whose result `quiver query` printed survives kill -9 right after

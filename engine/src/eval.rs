@@ -27,22 +27,39 @@ pub struct Triple {
     pub tail: String,
 }
 
-/// Reads `head<TAB>relation<TAB>tail` lines (LF or CRLF).
+/// Reads `head<TAB>relation<TAB>tail` lines (LF or CRLF; gzip, a path of
+/// `-` for standard input, a leading byte-order mark and line lengths as
+/// `quiver import`).
 pub fn read_triples(path: &Path) -> Result<Vec<Triple>> {
-    let text = std::fs::read(path).map_err(|e| EngineError::Input(format!("{}: {e}", path.display())))?;
+    let mut input = quiver_storage::import::open(path)?;
+    let io = |e: std::io::Error| EngineError::Input(format!("{}: {e}", path.display()));
     let mut out = Vec::new();
-    for (n, line) in text.split(|&b| b == b'\n').enumerate() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut buf = Vec::new();
+    for n in 1.. {
+        buf.clear();
+        let (read, whole) = quiver_storage::import::read_line(&mut input, &mut buf).map_err(io)?;
+        if read == 0 {
+            break;
+        }
+        let at = |col: u64| format!("{}:{n}:{col}", path.display());
+        if !whole {
+            return Err(EngineError::Input(format!("{}: line longer than 1 MiB", at(1))));
+        }
+        let mut line = buf.as_slice();
+        if n == 1 {
+            line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+        }
+        line = line.strip_suffix(b"\n").unwrap_or(line);
+        line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             continue;
         }
         let f = split_fields(line, b'\t', false)
-            .map_err(|(col, m)| EngineError::Input(format!("{}:{}:{col}: {m}", path.display(), n + 1)))?;
+            .map_err(|(col, m)| EngineError::Input(format!("{}: {m}", at(col))))?;
         if f.len() != 3 {
             return Err(EngineError::Input(format!(
-                "{}:{}:1: expected 3 columns (head, relation, tail), found {}",
-                path.display(),
-                n + 1,
+                "{}: expected 3 columns (head, relation, tail), found {}",
+                at(1),
                 f.len()
             )));
         }
@@ -123,6 +140,14 @@ pub fn evaluate(
         if let Some(x) = resolve(t) {
             resolved.push(x);
         }
+    }
+    if resolved.is_empty() {
+        return Err(EngineError::Input(match test.len() {
+            0 => "nothing to evaluate: no test triples".into(),
+            n => format!(
+                "nothing to evaluate: all {n} test triples name an entity or relation the model does not have"
+            ),
+        }));
     }
     for &(r, h, t) in filter
         .iter()

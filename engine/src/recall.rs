@@ -222,6 +222,11 @@ pub fn rce(model: &[(f64, f64)], baseline: Option<&[(f64, f64)]>) -> Result<f64>
         Some(b) => ce(&mut b.iter().copied()),
         None => {
             let mean = model.iter().map(|&(_, y)| y).sum::<f64>() / model.len() as f64;
+            if mean == 0.0 || mean == 1.0 {
+                return Err(EngineError::Input(format!(
+                    "every label is {mean}: RCE against the label mean needs both labels (or a baseline's predictions)"
+                )));
+            }
             ce(&mut model.iter().map(|&(_, y)| (mean, y)))
         }
     };

@@ -124,11 +124,23 @@ impl Database {
     /// Creates a new, empty database in `path`, which must not exist or be empty.
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let dir = path.as_ref();
-        if dir.exists() && fs::read_dir(dir).at(dir)?.next().is_some() {
+        // Anything but a lock file means the directory is taken; a lock file
+        // alone is another process creating a database here (it gets
+        // `Locked`), or one that gave up.
+        let taken = |dir: &Path| -> Result<bool> {
+            Ok(dir.exists()
+                && fs::read_dir(dir)
+                    .at(dir)?
+                    .any(|e| e.is_ok_and(|e| e.file_name() != LOCK_FILE)))
+        };
+        if taken(dir)? {
             return Err(StorageError::AlreadyExists(dir.to_path_buf()));
         }
         fs::create_dir_all(dir).at(dir)?;
         let lock = lock_dir(dir)?;
+        if taken(dir)? {
+            return Err(StorageError::AlreadyExists(dir.to_path_buf()));
+        }
         let db = open_sled(dir)?;
         let mut b = sled::Batch::default();
         b.insert(keys::FORMAT, &keys::u32_value(FORMAT_VERSION));

@@ -97,53 +97,25 @@ impl EdgeSorter {
         if !self.chunk.is_empty() {
             self.spill()?;
         }
-        let path = self.dir.join("sort-merged.tmp");
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&path).at(&path)?);
-        let mut readers = Vec::with_capacity(self.runs.len());
-        for r in &self.runs {
-            readers.push((BufReader::with_capacity(1 << 16, File::open(r).at(r)?), r));
-        }
-        let next = |i: usize, readers: &mut Vec<(BufReader<File>, &PathBuf)>| -> Result<Option<WEdge>> {
-            let mut buf = [0u8; size_of::<WEdge>()];
-            let (reader, path) = &mut readers[i];
-            match reader.read_exact(&mut buf) {
-                Ok(()) => Ok(Some(bytemuck::pod_read_unaligned(&buf))),
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-                Err(e) => Err(e).at(path),
-            }
-        };
-        let key = |e: &WEdge| (e.rel as u128) << 64 | (e.src as u128) << 32 | e.dst as u128;
-        // Min-heap on (edge, run); among equal edges the highest run (pushed last) wins.
-        let mut heads: Vec<Option<WEdge>> = Vec::with_capacity(readers.len());
-        let mut heap = BinaryHeap::new();
-        for i in 0..readers.len() {
-            let e = next(i, &mut readers)?;
-            if let Some(e) = &e {
-                heap.push(Reverse((key(e), i)));
-            }
-            heads.push(e);
-        }
-        let mut pending: Option<WEdge> = None;
-        while let Some(Reverse((k, i))) = heap.pop() {
-            let Some(e) = heads[i].take() else { continue };
-            match &mut pending {
-                Some(p) if key(p) == k => p.weight = e.weight,
-                _ => {
-                    if let Some(p) = pending.replace(e) {
-                        out.write_all(bytemuck::bytes_of(&p)).at(&path)?;
-                    }
+        // Runs are merged FAN_IN at a time, so that open files stay bounded
+        // however small the chunks; consecutive groups keep the push order.
+        let mut level = 0;
+        while self.runs.len() > FAN_IN {
+            let groups: Vec<Vec<PathBuf>> = self.runs.chunks(FAN_IN).map(<[PathBuf]>::to_vec).collect();
+            let mut merged = Vec::with_capacity(groups.len());
+            for (g, group) in groups.iter().enumerate() {
+                let path = self.dir.join(format!("sort-run-{level}-{g}.tmp"));
+                merge(group, &path)?;
+                merged.push(path);
+                for r in group {
+                    let _ = fs::remove_file(r);
                 }
             }
-            if let Some(n) = next(i, &mut readers)? {
-                heap.push(Reverse((key(&n), i)));
-                heads[i] = Some(n);
-            }
+            self.runs = merged;
+            level += 1;
         }
-        if let Some(p) = pending {
-            out.write_all(bytemuck::bytes_of(&p)).at(&path)?;
-        }
-        let file = out.into_inner().map_err(|e| e.into_error()).at(&path)?;
-        drop(file);
+        let path = self.dir.join("sort-merged.tmp");
+        merge(&self.runs, &path)?;
         for r in self.runs.drain(..) {
             let _ = fs::remove_file(r);
         }
@@ -158,6 +130,59 @@ impl EdgeSorter {
         let map = unsafe { Mmap::map(&file) }.at(&path)?;
         Ok(SortedEdges::Mapped(map, path))
     }
+}
+
+/// Most runs merged at once (one open file each).
+const FAN_IN: usize = 64;
+
+/// Merges sorted runs into `path`; among equal edges the last run's wins.
+fn merge(runs: &[PathBuf], path: &Path) -> Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(path).at(path)?);
+    let mut readers = Vec::with_capacity(runs.len());
+    for r in runs {
+        readers.push((BufReader::with_capacity(1 << 16, File::open(r).at(r)?), r));
+    }
+    let next = |i: usize, readers: &mut Vec<(BufReader<File>, &PathBuf)>| -> Result<Option<WEdge>> {
+        let mut buf = [0u8; size_of::<WEdge>()];
+        let (reader, path) = &mut readers[i];
+        match reader.read_exact(&mut buf) {
+            Ok(()) => Ok(Some(bytemuck::pod_read_unaligned(&buf))),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e).at(path),
+        }
+    };
+    let key = |e: &WEdge| (e.rel as u128) << 64 | (e.src as u128) << 32 | e.dst as u128;
+    // Min-heap on (edge, run); among equal edges the highest run (pushed last) wins.
+    let mut heads: Vec<Option<WEdge>> = Vec::with_capacity(readers.len());
+    let mut heap = BinaryHeap::new();
+    for i in 0..readers.len() {
+        let e = next(i, &mut readers)?;
+        if let Some(e) = &e {
+            heap.push(Reverse((key(e), i)));
+        }
+        heads.push(e);
+    }
+    let mut pending: Option<WEdge> = None;
+    while let Some(Reverse((k, i))) = heap.pop() {
+        let Some(e) = heads[i].take() else { continue };
+        match &mut pending {
+            Some(p) if key(p) == k => p.weight = e.weight,
+            _ => {
+                if let Some(p) = pending.replace(e) {
+                    out.write_all(bytemuck::bytes_of(&p)).at(path)?;
+                }
+            }
+        }
+        if let Some(n) = next(i, &mut readers)? {
+            heap.push(Reverse((key(&n), i)));
+            heads[i] = Some(n);
+        }
+    }
+    if let Some(p) = pending {
+        out.write_all(bytemuck::bytes_of(&p)).at(path)?;
+    }
+    out.into_inner().map_err(|e| e.into_error()).at(path)?;
+    Ok(())
 }
 
 impl Drop for EdgeSorter {
@@ -198,18 +223,21 @@ mod tests {
             ));
         }
         let expected = sort_dedup(&all);
-        let mut s = EdgeSorter::new(dir.path(), 777);
-        for &x in &all {
-            s.push(x).unwrap();
+        // 13 runs merge at once; 10,000 runs of one edge merge in three levels.
+        for chunk in [777, 1] {
+            let mut s = EdgeSorter::new(dir.path(), chunk);
+            for &x in &all {
+                s.push(x).unwrap();
+            }
+            let got = s.finish().unwrap();
+            assert!(matches!(got, SortedEdges::Mapped(..)));
+            assert_eq!(&*got, &expected[..]);
+            drop(got);
+            assert_eq!(
+                fs::read_dir(dir.path()).unwrap().count(),
+                0,
+                "temporary files left behind"
+            );
         }
-        let got = s.finish().unwrap();
-        assert!(matches!(got, SortedEdges::Mapped(..)));
-        assert_eq!(&*got, &expected[..]);
-        drop(got);
-        assert_eq!(
-            fs::read_dir(dir.path()).unwrap().count(),
-            0,
-            "temporary files left behind"
-        );
     }
 }

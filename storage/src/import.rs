@@ -6,11 +6,13 @@
 //! - typed edges `src_type<TAB>src_key<TAB>relation<TAB>dst_type<TAB>dst_key[<TAB>weight]`,
 //!   checked against the schema.
 //!
-//! Files whose name contains `.csv` are comma-separated with RFC 4180 quoting;
-//! others are tab-separated with no quoting. LF and CRLF endings both work,
-//! blank lines are skipped, a first line naming the columns (`head,relation,tail`
-//! or `src_type,src_key,relation,dst_type,dst_key[,weight]`) is a header, and
-//! gzip input is detected by its magic bytes. Input is streamed; the import is
+//! Files named `*.csv` (or `*.csv.gz`) are comma-separated with RFC 4180
+//! quoting; others are tab-separated with no quoting. LF and CRLF endings both
+//! work, a UTF-8 byte-order mark is dropped, blank lines are skipped, a first
+//! line naming the columns (`head,relation,tail` or
+//! `src_type,src_key,relation,dst_type,dst_key[,weight]`) is a header, lines
+//! are at most [`MAX_LINE`] bytes, gzip input is detected by its magic bytes,
+//! and the path `-` is standard input. Input is streamed; the import is
 //! built in memory as sorted arrays and committed as one new base generation,
 //! so it is atomic: a rejected or interrupted import leaves the database as it was.
 
@@ -388,8 +390,20 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// Longest line an import reads (no key or weight comes near it).
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Opens an input file as imports read it: `-` is standard input, gzip is
+/// decompressed.
+pub fn open(path: &Path) -> Result<Box<dyn BufRead>> {
+    open_input(path, Rc::new(Cell::new(0)))
+}
+
 fn open_input(path: &Path, count: Rc<Cell<u64>>) -> Result<Box<dyn BufRead>> {
-    let file = File::open(path).at(path)?;
+    let file: Box<dyn Read> = match path.to_str() {
+        Some("-") => Box::new(std::io::stdin()),
+        _ => Box::new(File::open(path).at(path)?),
+    };
     let mut raw = BufReader::with_capacity(1 << 16, Counting { inner: file, count });
     let gz = raw.fill_buf().at(path)?.starts_with(&[0x1f, 0x8b]);
     Ok(if gz {
@@ -400,6 +414,32 @@ fn open_input(path: &Path, count: Rc<Cell<u64>>) -> Result<Box<dyn BufRead>> {
     } else {
         Box::new(raw)
     })
+}
+
+/// Reads one line into `buf` (at most [`MAX_LINE`] bytes of it; the rest of a
+/// longer line is read and dropped). Returns the bytes read, 0 at the end,
+/// and whether the line was whole.
+pub fn read_line(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<(usize, bool)> {
+    let read = input.take(MAX_LINE as u64 + 1).read_until(b'\n', buf)?;
+    if buf.len() <= MAX_LINE || buf.ends_with(b"\n") {
+        return Ok((read, true));
+    }
+    let mut skipped = read;
+    loop {
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok((skipped, false));
+        }
+        let (used, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        input.consume(used);
+        skipped += used;
+        if done {
+            return Ok((skipped, false));
+        }
+    }
 }
 
 impl Database {
@@ -413,6 +453,11 @@ impl Database {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<ImportReport> {
         let started = Instant::now();
+        if opts.memory_edges == 0 {
+            return Err(StorageError::InvalidInput(
+                "memory_edges must be at least 1".into(),
+            ));
+        }
         let _w = self.writer.lock();
         let snap = self.snapshot();
         let catalog = snap.catalog().clone();
@@ -452,20 +497,31 @@ impl Database {
             let count = Rc::new(Cell::new(0));
             let mut input = open_input(path, count.clone())?;
             let name = path.display().to_string();
-            let (delim, quoting) = if name.contains(".csv") {
-                (b',', true)
-            } else {
-                (b'\t', false)
-            };
+            let file_name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase());
+            let csv = file_name.is_some_and(|n| n.ends_with(".csv") || n.ends_with(".csv.gz"));
+            let (delim, quoting) = if csv { (b',', true) } else { (b'\t', false) };
             let mut layout = None;
             let mut line_no = 0u64;
             loop {
                 buf.clear();
-                if input.read_until(b'\n', &mut buf).at(path)? == 0 {
+                let (read, whole) = read_line(&mut input, &mut buf).at(path)?;
+                if read == 0 {
                     break;
                 }
                 line_no += 1;
                 lines += 1;
+                if !whole {
+                    errors.push(LineError {
+                        file: name.clone(),
+                        line: line_no,
+                        column: 1,
+                        message: format!("line longer than {} MiB", MAX_LINE >> 20),
+                    });
+                    continue;
+                }
+                if line_no == 1 && buf.starts_with(b"\xEF\xBB\xBF") {
+                    buf.drain(..3);
+                }
                 if lines % 65536 == 0 {
                     progress(Progress {
                         bytes: bytes_done + count.get(),
