@@ -426,12 +426,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 started.elapsed().as_secs_f64()
             );
             if !curve.is_empty() {
-                let safe: String = args
-                    .model
-                    .chars()
-                    .map(|c| if c.is_alphanumeric() { c } else { '_' })
-                    .collect();
-                let path = args.db.join(format!("{safe}.loss.svg"));
+                let path = args.db.join(format!("{}.loss.svg", file_stem(&args.model)));
                 std::fs::write(&path, loss_svg(&args.model, &curve))
                     .with_context(|| format!("writing {}", path.display()))?;
                 say!("loss curve: {}", path.display());
@@ -774,7 +769,7 @@ fn export(
     Ok(files)
 }
 
-/// A type's name as a file name: bytes other than ASCII letters, digits,
+/// A type's or model's name as a file name: bytes other than ASCII letters, digits,
 /// `-` and `_` (and a leading `_`, which `_relations` uses) are written as
 /// `%XX`, so no name can leave the output directory or collide with another.
 fn file_stem(name: &str) -> String {

@@ -250,3 +250,51 @@ fn trained_database_damage_is_reported_or_harmless() {
     eprintln!("100 trials: {errors} errors, {harmless} without effect");
     assert!(errors > 0);
 }
+
+/// `check` re-hashes every stored model's segments: a damaged model fails it.
+#[test]
+fn check_finds_a_damaged_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = dir.path().join("clean");
+    build(&clean);
+    {
+        let db = Database::open(&clean).unwrap();
+        let cfg = quiver_engine::TrainConfig {
+            dim: 8,
+            epochs: 1,
+            threads: 1,
+            ..Default::default()
+        };
+        quiver_engine::train(&db, "m", &cfg, &mut |_| {}).unwrap();
+        assert!(db.check().unwrap().ok());
+    }
+    let models: Vec<PathBuf> = files(&clean)
+        .into_iter()
+        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("model-"))
+        .collect();
+    assert!(!models.is_empty());
+    let mut rng = 7u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for (i, file) in models.iter().enumerate() {
+        let copy = dir.path().join(format!("c{i}"));
+        let rel = file.strip_prefix(&clean).unwrap().to_path_buf();
+        damaged_copy(&clean, &copy, &rel, 1, &mut next);
+        let db = Database::open(&copy).unwrap();
+        let report = db.check().unwrap();
+        let name = rel.to_string_lossy().to_string();
+        assert!(!report.ok(), "damaged {name} passed check");
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("model `m`") && p.contains(&name)),
+            "{name}: {:?}",
+            report.problems
+        );
+    }
+}

@@ -63,7 +63,7 @@ fn run(op: &str, path: &Path, fault: &dyn Fn()) -> Result<(), String> {
                 node_type: "N".into(),
                 ..ImportOptions::default()
             };
-            let imported = db.import(&[file.clone()], &opts, &mut |_| {});
+            let imported = db.import(std::slice::from_ref(&file), &opts, &mut |_| {});
             let _ = std::fs::remove_file(&file);
             imported.map(drop).map_err(|x| e(&x))
         }

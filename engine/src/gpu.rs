@@ -970,6 +970,10 @@ mod tests {
     #[test]
     fn train_step_matches_the_cpu_kernels_and_repeats_exactly() {
         let Some(gpu) = GpuContext::new(AdapterChoice::AnyIncludingSoftware).unwrap() else {
+            assert!(
+                std::env::var_os("QUIVER_REQUIRE_GPU").is_none(),
+                "QUIVER_REQUIRE_GPU is set, but no adapter was found"
+            );
             eprintln!("skipped: no GPU adapter (install mesa-vulkan-drivers for lavapipe)");
             return;
         };

@@ -1,10 +1,12 @@
 //! quiver's embedding engine: TransE (h + r ≈ t) trained PyTorch-BigGraph
 //! style against the edge buckets in storage, and scored for link prediction.
 //!
-//! This is the native CPU backend: the trainer walks the P×P buckets of an
-//! epoch, trains each bucket in chunks that share their negatives (so a
-//! chunk's scores are one matrix product), and updates rows with row-wise
-//! Adagrad or SGD. The WGSL backend (issue 3) will sit behind the same kernels.
+//! The trainer walks the P×P buckets of an epoch and trains each bucket in
+//! chunks that share their negatives (so a chunk's scores are one matrix
+//! product), updating rows with row-wise Adagrad, SGD or lazy Adam, on the
+//! native CPU kernels or the WGSL training step on a GPU through wgpu
+//! (`Device`); evaluation, retrieval, int8 copies, mixtures and recall sit
+//! on the same models.
 
 mod config;
 mod eval;

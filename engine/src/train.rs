@@ -1274,7 +1274,8 @@ fn train_chunk(
     let distance = cfg.score != Score::Dot;
     // A candidate whose scores got no gradient (a negative the margin leaves
     // inactive) has a zero row gradient; where a zero gradient changes
-    // nothing (Adagrad or SGD with no penalty) it is not stepped.
+    // nothing (Adagrad or SGD with no penalty, and a row the max-norm
+    // projection leaves alone) it is not stepped.
     let sparse = matches!(cfg.optimizer, Optimizer::Adagrad | Optimizer::Sgd)
         && cfg.regularization == 0.0
         && cfg.drift_penalty == 0.0;
@@ -1379,7 +1380,10 @@ fn train_chunk(
         }
         let rows = std::mem::take(&mut work.rows);
         for (a, &(t, x)) in rows.iter().enumerate() {
-            if sparse && (0..c).all(|i| work.side.g[i * m + a] == 0.0) {
+            if sparse
+                && (0..c).all(|i| work.side.g[i * m + a] == 0.0)
+                && !outside_ball(params, cfg, (t, x), &mut work.row)
+            {
                 continue;
             }
             work.grad(t, x, &dk[a * d..(a + 1) * d]);
@@ -1388,6 +1392,22 @@ fn train_chunk(
     }
     apply(params, cfg, rel, head_rel, work);
     loss
+}
+
+/// Whether the max-norm projection would move row `x` of type `t`: a zero
+/// gradient leaves a row as it is, except that a stepped row is projected
+/// into the ball, so such a row is stepped even when its gradient is zero.
+/// (`scratch` holds the row; the norm is computed as `apply` computes it.)
+fn outside_ball(params: &Params<'_>, cfg: &TrainConfig, (t, x): (u32, u32), scratch: &mut Vec<f32>) -> bool {
+    if cfg.max_norm == 0.0 || cfg.score == Score::Dot {
+        return false;
+    }
+    let Some((row, _)) = params.node(t, x) else {
+        return false;
+    };
+    scratch.clear();
+    scratch.extend(row.iter().map(|a| f32::from_bits(a.load(Relaxed))));
+    kernels::dot(scratch, scratch).sqrt() > cfg.max_norm
 }
 
 /// One optimizer step on a shared row and its state (`Optimizer::state_width`

@@ -31,10 +31,19 @@ fn every_shader_passes_naga_validation() {
     assert!(n >= 1, "no shaders found in {}", dir.display());
 }
 
+/// The adapter the tests run on; `None` (skipped, with the reason printed)
+/// where there is none, unless `QUIVER_REQUIRE_GPU` is set (`make test`, where
+/// lavapipe is installed, and `scripts/gpu-check.sh`): then a missing adapter fails.
 fn gpu() -> Option<GpuContext> {
     let g = GpuContext::new(AdapterChoice::AnyIncludingSoftware).unwrap();
     match &g {
         Some(g) => eprintln!("GPU tests on {}", g.adapter()),
+        None if std::env::var_os("QUIVER_REQUIRE_GPU").is_some() => {
+            panic!(
+                "QUIVER_REQUIRE_GPU is set, but no adapter was found (QUIVER_ADAPTER: {:?})",
+                std::env::var("QUIVER_ADAPTER").ok()
+            )
+        }
         None => eprintln!("skipped: no GPU adapter (install mesa-vulkan-drivers for lavapipe)"),
     }
     g
@@ -149,16 +158,19 @@ fn gpu_training_reaches_the_cpu_mrr() {
         })
         .collect();
     let gpu = Device::Gpu(Box::new(g));
-    // The last one in two partitions, with foreign rows among the negatives.
-    for (score, loss, partitions) in [
-        (Score::L2, Loss::Adversarial, 1),
-        (Score::L1, Loss::Margin, 1),
-        (Score::L2, Loss::Margin, 1),
-        (Score::Dot, Loss::Softmax, 1),
-        (Score::L1, Loss::Adversarial, 1),
-        (Score::L2, Loss::Margin, 2),
+    // The last one in two partitions, with foreign rows among the negatives;
+    // one with rows projected into the unit ball (they start outside it).
+    for (score, loss, partitions, max_norm) in [
+        (Score::L2, Loss::Adversarial, 1, 0.0),
+        (Score::L1, Loss::Margin, 1, 0.0),
+        (Score::L2, Loss::Margin, 1, 0.0),
+        (Score::Dot, Loss::Softmax, 1, 0.0),
+        (Score::L1, Loss::Adversarial, 1, 0.0),
+        (Score::L2, Loss::Margin, 2, 0.0),
+        (Score::L1, Loss::Margin, 1, 1.0),
     ] {
         let cfg = TrainConfig {
+            max_norm,
             dim: 16,
             partitions,
             foreign_sample: 16,
@@ -196,7 +208,12 @@ fn gpu_training_reaches_the_cpu_mrr() {
             .zip(&on_gpu.nodes[0])
             .map(|(x, y)| (x - y).abs())
             .fold(0f32, f32::max);
-        eprintln!("{score:?} {loss:?} P = {partitions}: MRR CPU {a:.4} GPU {b:.4}, largest embedding difference {diff:.2e}");
+        eprintln!("{score:?} {loss:?} P = {partitions} max_norm {max_norm}: MRR CPU {a:.4} GPU {b:.4}, largest embedding difference {diff:.2e}");
+        // One chunk per step is the CPU's arithmetic, up to float summation order.
+        assert!(
+            diff < 1e-3,
+            "{score:?} {loss:?} P = {partitions} max_norm {max_norm}: rows differ by {diff}"
+        );
         let batched = TrainConfig {
             gpu_chunks: 32,
             ..cfg

@@ -144,7 +144,8 @@ impl Database {
 
     /// Verifies everything: keys and ids map both ways, in- and out-adjacency
     /// mirror each other, stored buckets equal the adjacency, checksums match
-    /// (segments are re-read and re-hashed by reopening them).
+    /// (segments, every stored model's included, are re-read and re-hashed
+    /// by reopening them).
     pub fn check(&self) -> Result<CheckReport> {
         let mut rep = CheckReport::default();
         let snap = self.snapshot();
@@ -240,6 +241,13 @@ impl Database {
         // Reopening re-hashes every segment against the checksums in the catalog.
         if let Err(e) = crate::base::Base::open(self.path(), c) {
             rep.problems.push(e.to_string());
+        }
+        for m in &c.models {
+            for (key, _) in &m.parts {
+                if let Err(e) = self.model_part(&m.name, key) {
+                    rep.problems.push(format!("model `{}`, part {key}: {e}", m.name));
+                }
+            }
         }
         Ok(rep)
     }

@@ -232,7 +232,7 @@ impl Database {
 
     /// Adds a node type and returns its id.
     pub fn create_node_type(&self, name: &str) -> Result<u32> {
-        check_name(name)?;
+        check_name("type", name, MAX_NAME)?;
         let _w = self.writer.lock();
         let mut catalog = (*self.catalog()).clone();
         if catalog.node_type(name).is_ok() {
@@ -248,7 +248,7 @@ impl Database {
 
     /// Adds a relation type from node type `src` to node type `dst` (by name).
     pub fn create_relation_type(&self, name: &str, src: &str, dst: &str) -> Result<u32> {
-        check_name(name)?;
+        check_name("relation", name, usize::MAX)?;
         let _w = self.writer.lock();
         let mut catalog = (*self.catalog()).clone();
         if catalog.relation(name).is_ok() {
@@ -611,10 +611,23 @@ impl Database {
     }
 }
 
-fn check_name(name: &str) -> Result<()> {
+/// Longest node type or model name, in bytes: such names become file names
+/// (export, loss curves), and escaped (three bytes for one) they still fit a
+/// file system's 255. Relation names never do and have no limit.
+pub const MAX_NAME: usize = 80;
+
+/// Checks a type, relation or model name (`what` says which, for the message)
+/// of at most `max_len` bytes.
+pub(crate) fn check_name(what: &str, name: &str, max_len: usize) -> Result<()> {
     if name.is_empty() || name.chars().any(char::is_control) {
         return Err(StorageError::InvalidInput(format!(
-            "type name {name:?} is empty or has control characters"
+            "{what} name {name:?} is empty or has control characters"
+        )));
+    }
+    if name.len() > max_len {
+        return Err(StorageError::InvalidInput(format!(
+            "{what} name of {} bytes is longer than {max_len}",
+            name.len()
         )));
     }
     Ok(())

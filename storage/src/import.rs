@@ -28,7 +28,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::base::WEdge;
 use crate::catalog::{Catalog, NodeTypeDef, RelationDef};
-use crate::db::Database;
+use crate::db::{check_name, Database, MAX_NAME};
 use crate::error::{ImportErrors, IoContext, LineError, Result, StorageError};
 pub use crate::extsort::DEFAULT_CHUNK_EDGES as DEFAULT_MEMORY_EDGES;
 
@@ -213,9 +213,10 @@ impl Builder<'_> {
                 "unknown node type `{name}` (use --create-types to create it)"
             ));
         }
-        if name.chars().any(char::is_control) {
-            return Err(format!("node type name {name:?} has control characters"));
-        }
+        check_name("node type", name, MAX_NAME).map_err(|e| match e {
+            StorageError::InvalidInput(m) => m,
+            other => other.to_string(),
+        })?;
         self.catalog.node_types.push(NodeTypeDef {
             name: name.to_string(),
             count: 0,

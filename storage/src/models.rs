@@ -5,7 +5,7 @@
 //! engine's business.
 
 use crate::catalog::{ModelRef, SegmentRef};
-use crate::db::Database;
+use crate::db::{check_name, Database, MAX_NAME};
 use crate::error::{Result, StorageError};
 use crate::segment::{Kind, Segment, SegmentWriter};
 
@@ -43,7 +43,7 @@ impl Database {
         progress: &str,
         parts: &[(&str, &[&[f32]])],
     ) -> Result<()> {
-        check_name(name)?;
+        check_name("model", name, MAX_NAME)?;
         let _w = self.writer.lock();
         let mut catalog = self.catalog().as_ref().clone();
         let mut written: Vec<(String, SegmentRef)> = Vec::with_capacity(parts.len());
@@ -92,7 +92,7 @@ impl Database {
     /// after a crash or an I/O error the old model is either still whole or
     /// replaced, never gone.
     pub fn start_model(&self, name: &str, settings: &str, progress: &str) -> Result<()> {
-        check_name(name)?;
+        check_name("model", name, MAX_NAME)?;
         let _w = self.writer.lock();
         let mut catalog = self.catalog().as_ref().clone();
         let old = catalog
@@ -175,15 +175,6 @@ impl Database {
     pub fn models(&self) -> Vec<ModelRef> {
         self.catalog().models.clone()
     }
-}
-
-fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.chars().any(char::is_control) {
-        return Err(StorageError::InvalidInput(format!(
-            "model name {name:?} is empty or has control characters"
-        )));
-    }
-    Ok(())
 }
 
 fn no_model(name: &str) -> StorageError {
