@@ -287,6 +287,7 @@ pub fn eval_recall(a: &RecallArgs) -> anyhow::Result<()> {
         relation: rel,
         fraction: a.holdout,
         seed,
+        pairs: true,
     };
     if !a.no_train {
         let mut config = a.train.config(&db)?;
@@ -343,12 +344,13 @@ pub fn eval_recall(a: &RecallArgs) -> anyhow::Result<()> {
                 .map(|(k, v)| format!("Recall@{k} {v:.4}"))
                 .collect();
             say!(
-                "{}: {} ({} held-out {} edges from {} sources, model `{name}`)",
+                "{}: {} ({} held-out {} edges from {} sources, {} of them with their reverse held out too, model `{name}`)",
                 serde_json::to_value(r.method)?.as_str().unwrap_or("?"),
                 cells.join("  "),
                 r.held_out,
                 a.relation,
-                r.sources
+                r.sources,
+                r.with_reverse
             );
         }
     }

@@ -13,8 +13,8 @@ pub use quiver_storage::{
 
 pub use quiver_engine::{
     evaluate, kmeans, overlap, read_triples, recall, resume, resume_on, train, train_on, AdapterChoice,
-    Device, EngineError, EpochStats, EvalReport, GpuContext, Holdout, Index, Int8Rows, KMeans, Loss, Metric,
-    Mixtures, Model, Optimizer, Score, TrainConfig, TrainEvent, Triple,
+    Device, EdgeWeights, EngineError, EpochStats, EvalReport, GpuContext, Holdout, Index, Int8Rows, KMeans,
+    Loss, Metric, Mixtures, Model, Optimizer, Score, TrainConfig, TrainEvent, Triple,
 };
 
 /// Any error quiver returns.

@@ -234,16 +234,26 @@ fn main() -> ExitCode {
 
 /// Logs one line per training epoch to standard error.
 fn epoch_logger() -> impl FnMut(&quiver::TrainEvent) {
-    |e| {
-        if let quiver::TrainEvent::Epoch(s) = e {
-            eprintln!(
-                "epoch {:>3}: loss {:.4e}, {} edges in {:.2} s",
-                s.epoch + 1,
-                s.loss,
-                s.edges,
-                s.seconds
-            );
-        }
+    |e| match e {
+        quiver::TrainEvent::Epoch(s) => eprintln!(
+            "epoch {:>3}: loss {:.4e}, {} edges in {:.2} s",
+            s.epoch + 1,
+            s.loss,
+            s.edges,
+            s.seconds
+        ),
+        quiver::TrainEvent::WeightSpread { .. } => weight_warning(e),
+        _ => {}
+    }
+}
+
+/// Says that a relation's weights span orders of magnitude.
+fn weight_warning(e: &quiver::TrainEvent) {
+    if let quiver::TrainEvent::WeightSpread { relation, min, max } = e {
+        eprintln!(
+            "warning: the weights of relation {relation} span {min} to {max} ({:.0} orders of magnitude); a few edges may swamp training (--weights log1p or ignore)",
+            (max / min).log10().floor()
+        );
     }
 }
 
@@ -408,6 +418,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         None => eprintln!("{line}"),
                     }
                 }
+                quiver::TrainEvent::WeightSpread { .. } => weight_warning(e),
             };
             let device = quiver::Device::select(&args.device)?;
             eprintln!("training on {}", device.describe());
@@ -578,6 +589,9 @@ struct TrainArgs {
     /// l2 or n3.
     #[arg(long)]
     regularizer: Option<String>,
+    /// What stored edge weights do in the loss: ignore (the default), raw, log1p, or normalize (each relation's mean weight is 1).
+    #[arg(long)]
+    weights: Option<String>,
     /// Learning rate of the relation vectors (default: --lr).
     #[arg(long)]
     relation_lr: Option<f32>,
@@ -645,6 +659,10 @@ impl TrainArgs {
         if let Some(r) = &self.regularizer {
             c.regularizer = serde_json::from_value(word(r))
                 .with_context(|| format!("--regularizer {r}: expected l2 or n3"))?;
+        }
+        if let Some(w) = &self.weights {
+            c.weights = serde_json::from_value(word(w))
+                .with_context(|| format!("--weights {w}: expected ignore, raw, log1p or normalize"))?;
         }
         if let Some(l) = &self.loss {
             c.loss = serde_json::from_value(word(l))
@@ -982,6 +1000,7 @@ fn demo_recall(db: &Database, follows: u32, base: &quiver::TrainConfig) -> anyho
         relation: follows,
         fraction: 0.1,
         seed: 7,
+        pairs: true,
     };
     say!("== Recall@K of 10% held-out follows (each user retrieves by (u + Follows) · v; follows it keeps are left out)");
     let ks = [10, 20, 50];

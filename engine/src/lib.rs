@@ -19,7 +19,7 @@ pub mod recall;
 mod retrieval;
 mod train;
 
-pub use config::{Holdout, Loss, Optimizer, Regularizer, Score, TrainConfig};
+pub use config::{EdgeWeights, Holdout, Loss, Optimizer, Regularizer, Score, TrainConfig};
 pub use eval::{evaluate, read_triples, EvalReport, Triple};
 pub use gpu::{AdapterChoice, GpuContext, StepBatch, StepTables};
 pub use mixture::{kmeans, KMeans, Mixtures};

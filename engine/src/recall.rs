@@ -34,6 +34,9 @@ pub struct RecallReport {
     pub sources: usize,
     /// Held-out edges.
     pub held_out: usize,
+    /// Held-out edges whose reverse edge exists too (and is held out with
+    /// them when the split is by pairs, [`Holdout::pairs`]).
+    pub with_reverse: usize,
     /// (K, share of held-out edges among their source's top K).
     pub recall: Vec<(usize, f64)>,
 }
@@ -106,6 +109,14 @@ pub fn recall(
         }
     };
     let held_out: usize = sources.iter().map(|(_, h, _)| h.len()).sum();
+    let with_reverse = match src_t == dst_t {
+        true => sources
+            .iter()
+            .flat_map(|(s, held, _)| held.iter().map(move |&t| (*s, t)))
+            .filter(|&(s, t)| snap.has_edge(rel, t, s))
+            .count(),
+        false => 0,
+    };
     let recall = ks
         .iter()
         .map(|&k| {
@@ -121,6 +132,7 @@ pub fn recall(
         method,
         sources: sources.len(),
         held_out,
+        with_reverse,
         recall,
     })
 }

@@ -31,7 +31,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Optimizer, Score, TrainConfig};
+use crate::config::{EdgeWeights, Optimizer, Score, TrainConfig};
 use crate::gpu::{GpuContext, StepBatch, StepTables};
 use crate::kernels;
 use crate::model::{
@@ -75,6 +75,16 @@ pub enum TrainEvent {
     },
     /// An epoch is done.
     Epoch(EpochStats),
+    /// Before training: relation `relation`'s edge weights, which the loss
+    /// uses ([`TrainConfig::weights`]), span two or more orders of magnitude.
+    WeightSpread {
+        /// Relation id.
+        relation: u32,
+        /// Smallest stored weight.
+        min: f32,
+        /// Largest stored weight.
+        max: f32,
+    },
 }
 
 /// Views `x` as atomics for shared, lock-free updates.
@@ -509,6 +519,21 @@ fn run(
     }
     let mut dirty: Vec<u32> = Vec::new();
     let threads = threads(cfg);
+    let means = match cfg.weights {
+        EdgeWeights::Normalize => relation_means(buckets, settings.relations),
+        _ => Vec::new(),
+    };
+    if cfg.weights != EdgeWeights::Ignore {
+        for (relation, (min, max)) in weight_ranges(buckets, settings.relations).into_iter().enumerate() {
+            if min > 0.0 && max / min >= 100.0 {
+                on_event(&TrainEvent::WeightSpread {
+                    relation: relation as u32,
+                    min,
+                    max,
+                });
+            }
+        }
+    }
     let mut works: Vec<Work> = (0..threads).map(|_| Work::default()).collect();
     let order = bucket_order(p);
     // Each epoch visits every bucket `passes` times, a share of its chunks each time.
@@ -598,6 +623,7 @@ fn run(
                 needed: needed.clone(),
                 order: edge_order,
                 chunks,
+                weights: edge_weights(cfg, &means, buckets, (i, j)),
             };
             if let Device::Gpu(gpu) = device {
                 let mut parts: Vec<(u32, u32, &mut Part)> = resident
@@ -888,6 +914,66 @@ struct Visit {
     needed: Vec<(u32, u32)>,
     order: Vec<u32>,
     chunks: Vec<Chunk>,
+    /// Each edge's weight in the loss, by its index in the bucket
+    /// ([`TrainConfig::weights`]); empty: all 1.
+    weights: Vec<f32>,
+}
+
+/// The smallest and largest stored weight of each relation (0, 0 for none).
+fn weight_ranges(buckets: &Buckets, relations: usize) -> Vec<(f32, f32)> {
+    let mut out = vec![(f32::INFINITY, 0f32); relations];
+    let p = buckets.partitions();
+    for i in 0..p {
+        for j in 0..p {
+            for (e, &w) in buckets.bucket(i, j).iter().zip(buckets.weights(i, j)) {
+                let r = &mut out[e.rel as usize];
+                *r = (r.0.min(w), r.1.max(w));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(lo, hi)| if lo > hi { (0.0, 0.0) } else { (lo, hi) })
+        .collect()
+}
+
+/// Mean stored weight of each relation's edges (for `EdgeWeights::Normalize`).
+fn relation_means(buckets: &Buckets, relations: usize) -> Vec<f32> {
+    let (mut sum, mut count) = (vec![0f64; relations], vec![0u64; relations]);
+    let p = buckets.partitions();
+    for i in 0..p {
+        for j in 0..p {
+            for (e, &w) in buckets.bucket(i, j).iter().zip(buckets.weights(i, j)) {
+                sum[e.rel as usize] += w as f64;
+                count[e.rel as usize] += 1;
+            }
+        }
+    }
+    sum.iter()
+        .zip(&count)
+        .map(|(&s, &n)| {
+            if n > 0 && s > 0.0 {
+                (s / n as f64) as f32
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+/// The loss weights of bucket (i, j)'s edges under `cfg.weights`.
+fn edge_weights(cfg: &TrainConfig, means: &[f32], buckets: &Buckets, (i, j): (u32, u32)) -> Vec<f32> {
+    let stored = buckets.weights(i, j);
+    let edges = buckets.bucket(i, j);
+    match cfg.weights {
+        EdgeWeights::Ignore => Vec::new(),
+        EdgeWeights::Raw => stored.to_vec(),
+        EdgeWeights::Log1p => stored.iter().map(|&w| w.max(0.0).ln_1p()).collect(),
+        EdgeWeights::Normalize => edges
+            .iter()
+            .zip(stored)
+            .map(|(e, &w)| w / means.get(e.rel as usize).copied().unwrap_or(1.0))
+            .collect(),
+    }
 }
 
 /// A bucket's edges grouped by relation, shuffled within each group, cut
@@ -958,7 +1044,6 @@ fn train_bucket_gpu(
     let d = cfg.dim;
     let (i, j) = visit.bucket;
     let edges = buckets.bucket(i, j);
-    let weights = buckets.weights(i, j);
     let (order, chunks) = (&visit.order, &visit.chunks);
     // Negatives from the stream the CPU trainer's first thread uses.
     let rng = &mut Xoshiro256PlusPlus::seed_from_u64(rng.next_u64());
@@ -1071,7 +1156,7 @@ fn train_bucket_gpu(
             batch.sgn.extend(std::iter::repeat_n(sgn, c));
             batch.w.extend(
                 idx.iter()
-                    .map(|&e| weights.get(e as usize).copied().unwrap_or(1.0)),
+                    .map(|&e| visit.weights.get(e as usize).copied().unwrap_or(1.0)),
             );
             batch.kn.extend(kn);
             if batch.sides == sides_per_step {
@@ -1125,7 +1210,6 @@ fn train_bucket(
 ) -> Result<f64> {
     let (i, j) = visit.bucket;
     let edges = buckets.bucket(i, j);
-    let weights = buckets.weights(i, j);
     let (order, chunks) = (&visit.order, &visit.chunks);
     let seeds: Vec<u64> = works.iter().map(|_| rng.next_u64()).collect();
     let stride = works.len();
@@ -1139,7 +1223,8 @@ fn train_bucket(
             let heads: Vec<u32> = idx.iter().map(|&e| edges[e as usize].src).collect();
             let tails: Vec<u32> = idx.iter().map(|&e| edges[e as usize].dst).collect();
             work.w.clear();
-            work.w.extend(idx.iter().filter_map(|&e| weights.get(e as usize)));
+            work.w
+                .extend(idx.iter().filter_map(|&e| visit.weights.get(e as usize)));
             let negs = (
                 negative_pool(buckets, &visit.needed, src_t),
                 negative_pool(buckets, &visit.needed, dst_t),

@@ -487,6 +487,7 @@ fn held_out_edges_are_not_trained_and_recall_finds_them() {
         relation: next,
         fraction: 0.2,
         seed: 5,
+        pairs: true,
     };
     let held = (0..60).filter(|&i| holdout.holds(next, i, (i + 1) % 60)).count();
     assert!((4..=20).contains(&held), "{held} held out");
@@ -573,4 +574,118 @@ fn warm_start_keeps_rows_and_the_drift_penalty_holds_them() {
         ..base.clone()
     };
     assert!(train(&db, "x", &bad, &mut |_| {}).is_err());
+}
+
+/// A friendship stored both ways is held out both ways, so the kept reverse
+/// edge cannot give the held-out one away.
+#[test]
+fn symmetric_edges_are_held_out_in_pairs() {
+    use quiver_engine::recall::{recall, Method};
+    use quiver_engine::Holdout;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path().join("db")).unwrap();
+    db.create_node_type("U").unwrap();
+    let friend = db.create_relation_type("friend", "U", "U").unwrap();
+    let mut b = db.batch();
+    let mut pairs = Vec::new();
+    for i in 0..200u32 {
+        for j in [1, 13, 57] {
+            let (u, v) = (i, (i * 7 + j) % 200);
+            if u != v {
+                b.insert_edge(friend, format!("u{u}"), format!("u{v}"), None);
+                b.insert_edge(friend, format!("u{v}"), format!("u{u}"), None);
+                pairs.push((u, v));
+            }
+        }
+    }
+    db.commit(b).unwrap();
+    let split = |pairs_flag| Holdout {
+        relation: friend,
+        fraction: 0.2,
+        seed: 9,
+        pairs: pairs_flag,
+    };
+    let snap = db.snapshot();
+    let id = |k: u32| snap.node_id(0, &format!("u{k}")).unwrap();
+    let leaks = |h: &Holdout| {
+        pairs
+            .iter()
+            .filter(|&&(u, v)| h.holds(friend, id(u), id(v)) != h.holds(friend, id(v), id(u)))
+            .count()
+    };
+    assert!(
+        leaks(&split(false)) > 50,
+        "the ordered split holds one direction of many pairs"
+    );
+    assert_eq!(leaks(&split(true)), 0);
+    let cfg = TrainConfig {
+        holdout: Some(split(true)),
+        epochs: 2,
+        ..config(Score::L2, Loss::Margin)
+    };
+    let model = train(&db, "h", &cfg, &mut |_| {}).unwrap();
+    let r = recall(&snap, &model, &split(true), &[10], Method::Translation, None).unwrap();
+    assert!(r.held_out > 0);
+    assert_eq!(
+        r.with_reverse, r.held_out,
+        "every held-out friendship has its reverse held out"
+    );
+}
+
+/// Edge weights: ignored by default (the same rows as a graph without
+/// weights), raw, log1p or normalized per relation on request, with a
+/// warning when they span orders of magnitude.
+#[test]
+fn edge_weights_are_a_choice_with_a_warning() {
+    use quiver_engine::EdgeWeights;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = ring(&dir.path().join("plain"), 40);
+    let weighted = {
+        let db = Database::create(dir.path().join("weighted")).unwrap();
+        db.create_node_type("N").unwrap();
+        let next = db.create_relation_type("next", "N", "N").unwrap();
+        let back = db.create_relation_type("back", "N", "N").unwrap();
+        let mut b = db.batch();
+        for i in 0..40u32 {
+            let w = 10f32.powi((i % 6) as i32);
+            b.insert_edge(next, format!("n{i}"), format!("n{}", (i + 1) % 40), Some(w));
+            b.insert_edge(back, format!("n{}", (i + 1) % 40), format!("n{i}"), Some(w));
+        }
+        db.commit(b).unwrap();
+        db
+    };
+    let cfg = TrainConfig {
+        epochs: 3,
+        ..config(Score::L2, Loss::Margin)
+    };
+    assert_eq!(cfg.weights, EdgeWeights::Ignore);
+    let a = train(&plain, "m", &cfg, &mut |_| {}).unwrap();
+    let mut spread = Vec::new();
+    let b = train(&weighted, "m", &cfg, &mut |e| {
+        if let TrainEvent::WeightSpread { .. } = e {
+            spread.push(*e)
+        }
+    })
+    .unwrap();
+    assert_eq!(a.nodes, b.nodes, "ignored weights change nothing");
+    assert!(spread.is_empty(), "no warning when weights are ignored");
+    let mut runs = Vec::new();
+    for weights in [EdgeWeights::Raw, EdgeWeights::Log1p, EdgeWeights::Normalize] {
+        let mut spread = Vec::new();
+        let cfg = TrainConfig {
+            weights,
+            ..cfg.clone()
+        };
+        let m = train(&weighted, "w", &cfg, &mut |e| {
+            if let TrainEvent::WeightSpread { relation, min, max } = *e {
+                spread.push((relation, min, max))
+            }
+        })
+        .unwrap();
+        assert_eq!(spread, [(0, 1.0, 1e5), (1, 1.0, 1e5)], "{weights:?}");
+        assert!(m.nodes[0].iter().all(|x| x.is_finite()), "{weights:?}");
+        assert_ne!(m.nodes, a.nodes, "{weights:?} changes training");
+        runs.push(m.nodes);
+    }
+    assert!(runs[0] != runs[1] && runs[1] != runs[2] && runs[0] != runs[2]);
 }
