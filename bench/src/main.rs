@@ -599,9 +599,11 @@ fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
     let db = Database::create(work.path().join("db")).unwrap();
     db.import(&[data.join("train.txt")], &ImportOptions::default(), &mut |_| {})
         .unwrap();
-    // PBG's anchor: translation + l2, ranking loss m = 1, row Adagrad 0.1, 50 in-batch + 50 uniform negatives.
+    // PBG's anchor: translation + l2, ranking loss m = 1, row Adagrad 0.1,
+    // chunks of 50 with 50 in-batch + 50 uniform negatives; PBG has no self-negatives.
     let pbg = TrainConfig {
         epochs,
+        self_negatives: false,
         ..TrainConfig::default()
     };
     let (rate, _, secs) = train_rate(&db, "pbg", &pbg);
@@ -609,13 +611,17 @@ fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
     let test = quiver_engine::read_triples(&data.join("test.txt")).unwrap();
     let valid = quiver_engine::read_triples(&data.join("valid.txt")).unwrap();
     let ev = quiver_engine::evaluate(&db, &model, &test, &valid, &quiver_engine::Device::Cpu).unwrap();
-    // PyKEEN's anchor: L1, margin 1, one negative per positive, no in-batch negatives, Adam (lr 0.001).
+    // PyKEEN's anchor: L1, margin 1, one negative per positive, no in-batch
+    // negatives, Adam (lr 0.001). A chunk's uniform negatives are shared by
+    // its edges, so chunks of one edge give each edge its own: one per side
+    // (PyKEEN corrupts the head or the tail, one negative per edge).
     let pykeen = TrainConfig {
         epochs,
         score: Score::L1,
         loss: Loss::Margin,
         optimizer: quiver_engine::Optimizer::Adam,
         lr: 0.001,
+        chunk_size: 1,
         uniform_negatives: 1,
         batch_negatives: false,
         self_negatives: false,

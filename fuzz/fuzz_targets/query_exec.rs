@@ -1,6 +1,8 @@
 //! The executor, on any query over a small database, returns rows or an error
-//! and never panics or runs away (row cap and timeout). Statements that write
-//! or train are skipped, so every run sees the same database.
+//! and never panics or runs away (row cap and timeout). Writes and procedure
+//! calls run too (the database drifts from run to run, which only widens
+//! what is tried); `quiver.train` runs when every number in the statement is
+//! at most 16, so that training stays small (the timeout does not stop it).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -39,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(statements) = quiver_query::parse(text) else { return };
     for s in statements {
         let printed = s.to_string();
-        if ["CREATE", "DELETE", "SET ", "quiver.train"].iter().any(|w| printed.contains(w)) {
+        let small_numbers = printed
+            .split(|c: char| !c.is_ascii_digit())
+            .all(|n| n.is_empty() || n.parse::<u64>().is_ok_and(|n| n <= 16));
+        if printed.to_lowercase().contains("quiver.train") && !small_numbers {
             continue;
         }
         let g = graph();

@@ -93,17 +93,43 @@ pub struct ModelRef {
     pub parts: Vec<(String, SegmentRef)>,
 }
 
+/// Ends a catalog record, followed by the CRC-32 of the archive before it.
+const CHECKSUM_TAG: &[u8; 4] = b"QCRC";
+
 impl Catalog {
+    /// The rkyv archive, then `QCRC` and its CRC-32 (little-endian).
     pub(crate) fn encode(&self) -> Vec<u8> {
         // Serializing plain owned data into memory cannot fail.
-        rkyv::to_bytes::<rkyv::rancor::Error>(self)
+        let mut out = rkyv::to_bytes::<rkyv::rancor::Error>(self)
             .map(|v| v.to_vec())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(CHECKSUM_TAG);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
     }
 
+    /// Decodes a record: a checksummed one (every record written since the
+    /// checksum was added), or a bare archive written before.
     pub(crate) fn decode(bytes: &[u8], file: &std::path::Path) -> Result<Self> {
-        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
-        aligned.extend_from_slice(bytes);
+        let n = bytes.len();
+        let archive = match n.checked_sub(8).map(|at| bytes.split_at(at)) {
+            Some((archive, trailer)) if &trailer[..4] == CHECKSUM_TAG => {
+                let stored = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
+                let crc = crc32fast::hash(archive);
+                if crc != stored {
+                    return Err(CorruptionError::new(
+                        file,
+                        format!("catalog record checksum {crc:08x}, stored {stored:08x}"),
+                    )
+                    .into());
+                }
+                archive
+            }
+            _ => bytes,
+        };
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(archive.len());
+        aligned.extend_from_slice(archive);
         let c: Catalog = rkyv::from_bytes::<Catalog, rkyv::rancor::Error>(&aligned)
             .map_err(|e| CorruptionError::new(file, format!("catalog record: {e}")))?;
         c.validate().map_err(|m| CorruptionError::new(file, m))?;
@@ -210,10 +236,19 @@ mod tests {
         };
         let p = std::path::Path::new("x");
         assert_eq!(Catalog::decode(&c.encode(), p).unwrap(), c);
-        let mut bad = c.encode();
-        let n = bad.len();
-        bad[n - 4] ^= 0x7f;
-        assert!(Catalog::decode(&bad, p).is_err() || Catalog::decode(&bad, p).unwrap() != c);
+        // Every change of every byte is caught (the checksum, or, where the
+        // tag itself is hit, the archive's validation).
+        let good = c.encode();
+        for at in 0..good.len() {
+            for flip in [0x01, 0x10, 0x7f, 0xff] {
+                let mut bad = good.clone();
+                bad[at] ^= flip;
+                assert!(Catalog::decode(&bad, p).is_err(), "byte {at} ^ {flip:#x} decoded");
+            }
+        }
+        // Records written before the checksum still decode.
+        let bare = &good[..good.len() - 8];
+        assert_eq!(Catalog::decode(bare, p).unwrap(), c);
         assert!(Catalog::decode(b"xyz", p).is_err());
         let v = Value::Str("hi".into());
         assert_eq!(Value::decode(&v.encode(), p).unwrap(), v);
