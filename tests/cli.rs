@@ -845,10 +845,55 @@ fn train_refuses_unknown_keys_and_settings_beyond_the_machine() {
             text(&o)
         );
     }
+    let o = quiver(&["train", p(&db), "--device", "cpu", "--warm-start", "nosuch"]);
+    assert!(!o.status.success() && text(&o).contains("nosuch"), "{}", text(&o));
+    let long = "m".repeat(300);
+    let o = quiver(&["train", p(&db), "--device", "cpu", "--model", &long]);
+    assert!(
+        !o.status.success() && text(&o).contains("longer than 80"),
+        "{}",
+        text(&o)
+    );
     let models = quiver(&["models", p(&db)]);
     assert!(
-        !text(&models).contains("default"),
+        !text(&models).contains("default") && !text(&models).contains("mmm"),
         "a refused run left a model: {}",
         text(&models)
     );
+    // Counts far beyond the rows are clamped, not allocated.
+    let o = quiver(&["train", p(&db), "--device", "cpu", "--dim", "4", "--epochs", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = quiver(&[
+        "neighbors",
+        p(&db),
+        "--device",
+        "cpu",
+        "--node",
+        "Entity:a",
+        "--k",
+        "100000000000",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = quiver(&[
+        "drift",
+        p(&db),
+        "default",
+        "default",
+        "--type",
+        "Entity",
+        "--k",
+        "1000000000000",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // A reader that closes the pipe early ends the command quietly.
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; {} stats {} | head -1",
+            env!("CARGO_BIN_EXE_quiver"),
+            p(&db)
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", text(&o));
 }
