@@ -689,3 +689,81 @@ fn edge_weights_are_a_choice_with_a_warning() {
     }
     assert!(runs[0] != runs[1] && runs[1] != runs[2] && runs[0] != runs[2]);
 }
+
+/// The trained tables of a fixed set of one-thread runs, bit for bit: a
+/// checksum recorded before the trainer was restructured (issue 14), so that
+/// a refactor that changes any arithmetic fails here. The kernels pick their
+/// SIMD paths at run time, so the figures hold for CPUs with AVX2 and FMA
+/// (the machines quiver is built and tested on); elsewhere only determinism
+/// is checked.
+#[test]
+fn trained_tables_are_bit_for_bit_stable() {
+    use quiver_engine::EdgeWeights;
+    let dir = tempfile::tempdir().unwrap();
+    let db = ring(dir.path(), 48);
+    let base = config(Score::L2, Loss::Margin);
+    let runs = [
+        TrainConfig {
+            epochs: 3,
+            ..base.clone()
+        },
+        TrainConfig {
+            epochs: 3,
+            partitions: 2,
+            foreign_sample: 16,
+            passes: 2,
+            ..base.clone()
+        },
+        TrainConfig {
+            epochs: 3,
+            score: Score::L1,
+            max_norm: 1.0,
+            reciprocal: true,
+            ..base.clone()
+        },
+        TrainConfig {
+            epochs: 3,
+            score: Score::Dot,
+            loss: Loss::Softmax,
+            optimizer: Optimizer::Adam,
+            lr: 0.01,
+            ..base.clone()
+        },
+        TrainConfig {
+            epochs: 3,
+            loss: Loss::Adversarial,
+            regularization: 0.01,
+            weights: EdgeWeights::Raw,
+            ..base
+        },
+    ];
+    let checksum = |m: &Model| {
+        let mut h = crc32fast::Hasher::new();
+        for t in &m.nodes {
+            h.update(bytemuck::cast_slice(t));
+        }
+        h.update(bytemuck::cast_slice(&m.relations));
+        h.finalize()
+    };
+    let got: Vec<u32> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, cfg)| checksum(&train(&db, &format!("s{i}"), cfg, &mut |_| {}).unwrap()))
+        .collect();
+    let again: Vec<u32> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, cfg)| checksum(&train(&db, &format!("s{i}"), cfg, &mut |_| {}).unwrap()))
+        .collect();
+    assert_eq!(got, again, "one-thread runs are deterministic");
+    eprintln!("checksums: {got:08x?}");
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        assert_eq!(got, RECORDED, "the trainer's arithmetic changed");
+        return;
+    }
+    eprintln!("skipped the recorded checksums: they were taken with AVX2 and FMA");
+}
+
+/// `trained_tables_are_bit_for_bit_stable`'s checksums, recorded 2026-11-30.
+const RECORDED: [u32; 5] = [0xf12600ce, 0x972cbdbf, 0x3a1ee6ac, 0xfe43b81f, 0x43fc68ea];
