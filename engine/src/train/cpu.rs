@@ -1,0 +1,542 @@
+//! The CPU step: a chunk's scores, loss and gradients against its candidates,
+//! the optimizer step on every touched row, and Hogwild threads sharing a
+//! bucket's chunks through relaxed atomics.
+
+use super::*;
+
+/// Views `x` as atomics for shared, lock-free updates.
+pub(super) fn atomics(x: &mut [f32]) -> &[AtomicU32] {
+    // SAFETY: `AtomicU32` has the same size and alignment as `u32`, hence as
+    // `f32` (4 and 4), and any bit pattern is valid for both. The exclusive
+    // borrow of `x` guarantees that, while the view lives, every access to
+    // these floats goes through the atomics.
+    #[allow(unsafe_code)]
+    unsafe {
+        &*(x as *mut [f32] as *const [AtomicU32])
+    }
+}
+
+/// The tables a bucket trains, shared by the training threads.
+pub(super) struct Params<'a> {
+    pub(super) d: usize,
+    /// Optimizer state floats per row.
+    pub(super) width: usize,
+    pub(super) part_size: &'a [u32],
+    pub(super) views: Vec<PartView<'a>>,
+    pub(super) foreign: Vec<ForeignView<'a>>,
+    pub(super) relations: &'a [AtomicU32],
+    pub(super) relation_state: &'a [AtomicU32],
+    /// The warm-start model, when rows are held near it.
+    pub(super) prev: Option<&'a Model>,
+}
+
+impl Params<'_> {
+    /// Appends a row's values to `out` (zeros if the row is not resident,
+    /// which the bucket check before training rules out).
+    pub(super) fn read(&self, row: Option<&[AtomicU32]>, out: &mut Vec<f32>) {
+        match row {
+            Some(row) => out.extend(row.iter().map(|a| f32::from_bits(a.load(Relaxed)))),
+            None => out.extend(std::iter::repeat_n(0.0, self.d)),
+        }
+    }
+    /// Row and state of node `x` of type `t`, or of slot `x` of type
+    /// `t & !FOREIGN`'s foreign sample when `t` has the `FOREIGN` bit.
+    pub(super) fn node(&self, t: u32, x: u32) -> Option<(&[AtomicU32], &[AtomicU32])> {
+        if t & FOREIGN != 0 {
+            let f = self.foreign.iter().find(|f| f.t == t & !FOREIGN)?;
+            let (_, row, state) = f.slot(x, self.d, self.width)?;
+            return Some((row, state));
+        }
+        let p = x / self.part_size[t as usize];
+        let v = self.views.iter().find(|v| v.t == t && v.p == p)?;
+        let r = (x - v.start) as usize;
+        Some((
+            v.table.get(r * self.d..(r + 1) * self.d)?,
+            v.state.get(r * self.width..(r + 1) * self.width)?,
+        ))
+    }
+    /// (node type, node id) of candidate `(t, x)`.
+    pub(super) fn id(&self, t: u32, x: u32) -> (u32, u32) {
+        let f = self
+            .foreign
+            .iter()
+            .find(|f| t & FOREIGN != 0 && f.t == t & !FOREIGN);
+        match f.and_then(|f| f.slot(x, self.d, self.width)) {
+            Some((id, ..)) => (t & !FOREIGN, id),
+            None => (t, x),
+        }
+    }
+    /// (rows outside the bucket, rows sampled from them) of node type `t`.
+    pub(super) fn foreign_share(&self, t: u32) -> (u32, u32) {
+        self.foreign
+            .iter()
+            .find(|f| f.t == t)
+            .map_or((0, 0), |f| (f.total, f.len))
+    }
+    pub(super) fn relation(&self, r: u32) -> Option<(&[AtomicU32], &[AtomicU32])> {
+        let r = r as usize;
+        Some((
+            self.relations.get(r * self.d..(r + 1) * self.d)?,
+            self.relation_state.get(r * self.width..(r + 1) * self.width)?,
+        ))
+    }
+}
+
+/// One side's buffers: queries, candidates, scores and their gradients.
+#[derive(Default)]
+pub(super) struct Side {
+    pub(super) q: Vec<f32>,
+    pub(super) k: Vec<f32>,
+    pub(super) s: Vec<f32>,
+    pub(super) g: Vec<f32>,
+    pub(super) dq: Vec<f32>,
+    pub(super) dk: Vec<f32>,
+}
+
+/// A thread's buffers, reused across chunks.
+#[derive(Default)]
+pub(super) struct Work {
+    pub(super) side: Side,
+    pub(super) r: Vec<f32>,
+    pub(super) row: Vec<f32>,
+    /// (node type, row) of each candidate.
+    pub(super) rows: Vec<(u32, u32)>,
+    pub(super) w: Vec<f32>,
+    /// (node type, row) → slot in `grads`.
+    pub(super) slots: HashMap<(u32, u32), usize>,
+    pub(super) grads: Vec<f32>,
+    pub(super) rel_grad: Vec<f32>,
+}
+
+impl Work {
+    pub(super) fn grad(&mut self, ty: u32, row: u32, g: &[f32]) {
+        let d = g.len();
+        let next = self.slots.len();
+        let slot = *self.slots.entry((ty, row)).or_insert(next);
+        if slot == next {
+            self.grads.resize((slot + 1) * d, 0.0);
+        }
+        for (a, b) in self.grads[slot * d..(slot + 1) * d].iter_mut().zip(g) {
+            *a += b;
+        }
+    }
+}
+
+pub(super) fn train_bucket(
+    params: &Params<'_>,
+    cfg: &TrainConfig,
+    buckets: &Buckets,
+    ends: &[(u32, u32)],
+    visit: &Visit,
+    rng: &mut Xoshiro256PlusPlus,
+    works: &mut [Work],
+) -> Result<f64> {
+    let (i, j) = visit.bucket;
+    let edges = buckets.bucket(i, j);
+    let (order, chunks) = (&visit.order, &visit.chunks);
+    let seeds: Vec<u64> = works.iter().map(|_| rng.next_u64()).collect();
+    let stride = works.len();
+    let run = |t: usize, work: &mut Work| -> f64 {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seeds[t]);
+        let mut loss = 0.0;
+        for range in chunks.iter().skip(t).step_by(stride) {
+            let idx = &order[range.clone()];
+            let rel = edges[idx[0] as usize].rel;
+            let (src_t, dst_t) = ends[rel as usize];
+            let heads: Vec<u32> = idx.iter().map(|&e| edges[e as usize].src).collect();
+            let tails: Vec<u32> = idx.iter().map(|&e| edges[e as usize].dst).collect();
+            work.w.clear();
+            work.w
+                .extend(idx.iter().filter_map(|&e| visit.weights.get(e as usize)));
+            let negs = (
+                negative_pool(buckets, &visit.needed, src_t),
+                negative_pool(buckets, &visit.needed, dst_t),
+            );
+            loss += train_chunk(
+                params,
+                cfg,
+                rel,
+                (src_t, dst_t),
+                &heads,
+                &tails,
+                negs,
+                &mut rng,
+                work,
+            );
+        }
+        loss
+    };
+    if works.len() == 1 {
+        return Ok(run(0, &mut works[0]));
+    }
+    on_threads(works, run)
+}
+
+/// Runs `f(t, &mut works[t])` on a thread per item and sums the results. A
+/// thread that cannot start, or panics, is an error (for training: the
+/// bucket is not saved, so a resume trains it again).
+pub(super) fn on_threads<W: Send>(works: &mut [W], f: impl Fn(usize, &mut W) -> f64 + Sync) -> Result<f64> {
+    let f = &f;
+    std::thread::scope(|s| {
+        let mut handles = Vec::with_capacity(works.len());
+        let mut failed = None;
+        for (t, w) in works.iter_mut().enumerate() {
+            match std::thread::Builder::new().spawn_scoped(s, move || f(t, w)) {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    failed = Some(format!("starting training thread {t}: {e}"));
+                    break;
+                }
+            }
+        }
+        let mut sum = 0.0;
+        for h in handles {
+            match h.join() {
+                Ok(x) => sum += x,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    failed.get_or_insert(format!("a training thread panicked: {what}"));
+                }
+            }
+        }
+        match failed {
+            Some(message) => Err(EngineError::Training(message)),
+            None => Ok(sum),
+        }
+    })
+}
+
+/// Trains one chunk of edges sharing relation `rel`; returns its loss.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn train_chunk(
+    params: &Params<'_>,
+    cfg: &TrainConfig,
+    rel: u32,
+    (src_t, dst_t): (u32, u32),
+    heads: &[u32],
+    tails: &[u32],
+    (head_negs, tail_negs): (Vec<Range<u32>>, Vec<Range<u32>>),
+    rng: &mut Xoshiro256PlusPlus,
+    work: &mut Work,
+) -> f64 {
+    let (d, c, n) = (cfg.dim, heads.len(), cfg.uniform_negatives);
+    let distance = cfg.score != Score::Dot;
+    // A candidate whose scores got no gradient (a negative the margin leaves
+    // inactive) has a zero row gradient; where a zero gradient changes
+    // nothing (Adagrad or SGD with no penalty, and a row the max-norm
+    // projection leaves alone) it is not stepped.
+    let sparse = matches!(cfg.optimizer, Optimizer::Adagrad | Optimizer::Sgd)
+        && cfg.regularization == 0.0
+        && cfg.drift_penalty == 0.0;
+    work.slots.clear();
+    work.grads.clear();
+    // rel_grad holds r's gradient, then r′'s (reciprocal head relation).
+    let head_rel = cfg
+        .reciprocal
+        .then(|| params.relations.len() as u32 / d as u32 / 2 + rel);
+    work.rel_grad.clear();
+    work.rel_grad.resize(2 * d, 0.0);
+    work.r.clear();
+    params.read(params.relation(rel).map(|(row, _)| row), &mut work.r);
+    if let Some(r2) = head_rel {
+        params.read(params.relation(r2).map(|(row, _)| row), &mut work.r);
+    }
+    let mut loss = 0.0;
+    // Side 0 corrupts tails: queries h + r against tails; side 1 corrupts
+    // heads: queries t − r (distance) or t (dot) against heads.
+    for index in 0..2 {
+        let (q_nodes, q_type, k_nodes, k_type, negs) = if index == 0 {
+            (heads, src_t, tails, dst_t, &tail_negs)
+        } else {
+            (tails, dst_t, heads, src_t, &head_negs)
+        };
+        work.rows.clear();
+        work.rows.extend(k_nodes.iter().map(|&x| (k_type, x)));
+        // When both ends have one type, the chunk's query entities are
+        // negatives too: each for itself (h is not its own tail) and for the
+        // others; without them h + r ≈ h wins whenever r is short.
+        if cfg.self_negatives && q_type == k_type {
+            work.rows.extend(q_nodes.iter().map(|&x| (q_type, x)));
+        }
+        for _ in 0..n {
+            work.rows
+                .push(draw(k_type, negs, params.foreign_share(k_type), rng));
+        }
+        let side = &mut work.side;
+        side.q.clear();
+        for &x in q_nodes {
+            work.row.clear();
+            params.read(params.node(q_type, x).map(|(row, _)| row), &mut work.row);
+            let (r, r2) = work.r.split_at(d);
+            match (index, head_rel.is_some(), distance) {
+                (0, ..) => side.q.extend(work.row.iter().zip(r).map(|(a, b)| a + b)),
+                (_, true, _) => side.q.extend(work.row.iter().zip(r2).map(|(a, b)| a + b)),
+                (_, false, true) => side.q.extend(work.row.iter().zip(r).map(|(a, b)| a - b)),
+                (_, false, false) => side.q.extend_from_slice(&work.row),
+            }
+        }
+        side.k.clear();
+        for &(t, x) in &work.rows {
+            params.read(params.node(t, x).map(|(row, _)| row), &mut side.k);
+        }
+        let m = work.rows.len();
+        side.s.resize(c * m, 0.0);
+        side.g.resize(c * m, 0.0);
+        kernels::scores(cfg.score, &side.q, &side.k, d, &mut side.s);
+        loss += kernels::loss(
+            cfg.loss,
+            cfg.margin,
+            cfg.adversarial_temperature,
+            &side.s,
+            c,
+            m,
+            cfg.batch_negatives,
+            &work.w,
+            &mut side.g,
+        );
+        side.dq.clear();
+        side.dq.resize(c * d, 0.0);
+        side.dk.clear();
+        side.dk.resize(m * d, 0.0);
+        kernels::backward(
+            cfg.score,
+            &side.q,
+            &side.k,
+            &side.s,
+            &side.g,
+            d,
+            &mut side.dq,
+            &mut side.dk,
+        );
+        // Chain rule: q = h + r (side 0); on side 1 q = t + r′ (reciprocal),
+        // t − r (distance) or t (dot).
+        let (sign, half) = match (index, head_rel.is_some(), distance) {
+            (0, ..) => (1.0, 0),
+            (_, true, _) => (1.0, 1),
+            (_, false, true) => (-1.0, 0),
+            (_, false, false) => (0.0, 0),
+        };
+        let (dq, dk) = (
+            std::mem::take(&mut work.side.dq),
+            std::mem::take(&mut work.side.dk),
+        );
+        for (a, &x) in q_nodes.iter().enumerate() {
+            let g = &dq[a * d..(a + 1) * d];
+            work.grad(q_type, x, g);
+            for (rg, gv) in work.rel_grad[half * d..(half + 1) * d].iter_mut().zip(g) {
+                *rg += sign * gv;
+            }
+        }
+        let rows = std::mem::take(&mut work.rows);
+        for (a, &(t, x)) in rows.iter().enumerate() {
+            if sparse
+                && (0..c).all(|i| work.side.g[i * m + a] == 0.0)
+                && !outside_ball(params, cfg, (t, x), &mut work.row)
+            {
+                continue;
+            }
+            work.grad(t, x, &dk[a * d..(a + 1) * d]);
+        }
+        (work.side.dq, work.side.dk, work.rows) = (dq, dk, rows);
+    }
+    apply(params, cfg, rel, head_rel, work);
+    loss
+}
+
+/// Whether the max-norm projection would move row `x` of type `t`: a zero
+/// gradient leaves a row as it is, except that a stepped row is projected
+/// into the ball, so such a row is stepped even when its gradient is zero.
+/// (`scratch` holds the row; the norm is computed as `apply` computes it.)
+pub(super) fn outside_ball(
+    params: &Params<'_>,
+    cfg: &TrainConfig,
+    (t, x): (u32, u32),
+    scratch: &mut Vec<f32>,
+) -> bool {
+    if cfg.max_norm == 0.0 || cfg.score == Score::Dot {
+        return false;
+    }
+    let Some((row, _)) = params.node(t, x) else {
+        return false;
+    };
+    scratch.clear();
+    scratch.extend(row.iter().map(|a| f32::from_bits(a.load(Relaxed))));
+    kernels::dot(scratch, scratch).sqrt() > cfg.max_norm
+}
+
+/// One optimizer step on a shared row and its state (`Optimizer::state_width`
+/// floats); `scratch` receives the row's new value.
+pub(super) fn step(
+    opt: Optimizer,
+    lr: f32,
+    row: &[AtomicU32],
+    state: &[AtomicU32],
+    g: &[f32],
+    scratch: &mut Vec<f32>,
+) {
+    let load = |a: &AtomicU32| f32::from_bits(a.load(Relaxed));
+    scratch.clear();
+    scratch.extend(row.iter().map(load));
+    match opt {
+        Optimizer::Sgd => kernels::axpy(-lr, g, scratch),
+        Optimizer::Adagrad => {
+            let s = load(&state[0]) + kernels::dot(g, g) / g.len() as f32;
+            state[0].store(s.to_bits(), Relaxed);
+            kernels::axpy(-lr / (s.sqrt() + 1e-10), g, scratch);
+        }
+        Optimizer::Adam => {
+            const B1: f32 = 0.9;
+            const B2: f32 = 0.999;
+            let d = g.len();
+            let (m, rest) = state.split_at(d);
+            let (v, t) = rest.split_at(d);
+            let steps = load(&t[0]) + 1.0;
+            t[0].store(steps.to_bits(), Relaxed);
+            // Bias corrections folded into the step size.
+            let a = lr * (1.0 - B2.powf(steps)).sqrt() / (1.0 - B1.powf(steps));
+            for (((x, &gv), m), v) in scratch.iter_mut().zip(g).zip(m).zip(v) {
+                let mv = B1 * load(m) + (1.0 - B1) * gv;
+                let vv = B2 * load(v) + (1.0 - B2) * gv * gv;
+                m.store(mv.to_bits(), Relaxed);
+                v.store(vv.to_bits(), Relaxed);
+                *x -= a * mv / (vv.sqrt() + 1e-8);
+            }
+        }
+    }
+}
+
+pub(super) fn write(row: &[AtomicU32], values: &[f32]) {
+    for (a, v) in row.iter().zip(values) {
+        a.store(v.to_bits(), Relaxed);
+    }
+}
+
+pub(super) fn apply(
+    params: &Params<'_>,
+    cfg: &TrainConfig,
+    rel: u32,
+    head_rel: Option<u32>,
+    work: &mut Work,
+) {
+    let d = cfg.dim;
+    let mut scratch = std::mem::take(&mut work.row);
+    for (&(t, x), &slot) in &work.slots {
+        let Some((row, state)) = params.node(t, x) else {
+            continue;
+        };
+        if cfg.regularization > 0.0 {
+            let g = &mut work.grads[slot * d..(slot + 1) * d];
+            for (gv, a) in g.iter_mut().zip(row) {
+                *gv += cfg.reg_grad(f32::from_bits(a.load(Relaxed)));
+            }
+        }
+        let prev = params.prev.filter(|_| cfg.drift_penalty > 0.0);
+        if let Some((prev, (t, x))) = prev
+            .map(|p| (p, params.id(t, x)))
+            .filter(|(p, (t, x))| *x < p.rows(*t))
+        {
+            let g = &mut work.grads[slot * d..(slot + 1) * d];
+            for ((gv, a), p) in g.iter_mut().zip(row).zip(prev.node(t, x)) {
+                *gv += 2.0 * cfg.drift_penalty * (f32::from_bits(a.load(Relaxed)) - p);
+            }
+        }
+        step(
+            cfg.optimizer,
+            cfg.lr,
+            row,
+            state,
+            &work.grads[slot * d..(slot + 1) * d],
+            &mut scratch,
+        );
+        if cfg.max_norm > 0.0 && cfg.score != Score::Dot {
+            let max = cfg.max_norm;
+            let norm = kernels::dot(&scratch, &scratch).sqrt();
+            if norm > max {
+                scratch.iter_mut().for_each(|v| *v *= max / norm);
+            }
+        }
+        write(row, &scratch);
+    }
+    let lr = cfg.relation_lr.unwrap_or(cfg.lr);
+    for (half, r) in [(0, Some(rel)), (1, head_rel)] {
+        if let (true, Some((row, state))) = (lr > 0.0, r.and_then(|r| params.relation(r))) {
+            step(
+                cfg.optimizer,
+                lr,
+                row,
+                state,
+                &work.rel_grad[half * d..(half + 1) * d],
+                &mut scratch,
+            );
+            write(row, &scratch);
+        }
+    }
+    work.row = scratch;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_thread_is_an_error_not_a_nan_loss() {
+        let mut works = vec![(); 4];
+        assert_eq!(on_threads(&mut works, |t, _| t as f64).unwrap(), 6.0);
+        let e = on_threads(
+            &mut works,
+            |t, _| if t == 2 { panic!("boom at {t}") } else { 1.0 },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, EngineError::Training(m) if m.contains("panicked: boom at 2")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn adam_step_matches_reference() {
+        let d = 5;
+        let mut row: Vec<f32> = vec![0.5, -1.0, 0.0, 2.0, 0.25];
+        let mut state = vec![0f32; Optimizer::Adam.state_width(d)];
+        let grads: [[f32; 5]; 3] = [
+            [0.1, -0.2, 0.0, 1.5, -0.01],
+            [0.3, 0.2, 0.05, -1.0, -0.01],
+            [-0.2, 0.0, 0.05, 0.5, 0.02],
+        ];
+        // PyTorch's Adam in f64: bias-corrected moments, ε added after the root.
+        let (lr, b1, b2, eps) = (0.01f64, 0.9f64, 0.999f64, 1e-8f64);
+        let mut x: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+        let (mut m, mut v) = (vec![0f64; d], vec![0f64; d]);
+        let mut scratch = Vec::new();
+        for (k, g) in grads.iter().enumerate() {
+            let t = (k + 1) as i32;
+            for i in 0..d {
+                let gi = g[i] as f64;
+                m[i] = b1 * m[i] + (1.0 - b1) * gi;
+                v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                let (mh, vh) = (m[i] / (1.0 - b1.powi(t)), v[i] / (1.0 - b2.powi(t)));
+                x[i] -= lr * mh / (vh.sqrt() + eps);
+            }
+            step(
+                Optimizer::Adam,
+                lr as f32,
+                atomics(&mut row),
+                atomics(&mut state),
+                g,
+                &mut scratch,
+            );
+            row.copy_from_slice(&scratch);
+        }
+        for (a, b) in row.iter().zip(&x) {
+            assert!(
+                (*a as f64 - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "{row:?} vs {x:?}"
+            );
+        }
+        assert_eq!(state[2 * d], 3.0, "step count");
+    }
+}

@@ -1,0 +1,582 @@
+//! The trainer: Algorithm 1 of the TwHIN talk (PyTorch-BigGraph's) over the
+//! stored buckets, out of core. Each epoch walks the P×P buckets in
+//! inside-out order (consecutive buckets share a partition); for bucket (i, j)
+//! only partition i of the source types and partition j of the destination
+//! types of its relations are resident, loaded from the model's stored parts
+//! (or initialised) and, beyond `memory_budget_mib`, the least recently used
+//! others are dropped. After every bucket the partitions it changed, the
+//! relation vectors and the position are saved, so a killed run resumes from
+//! the last finished bucket ([`resume`]).
+//!
+//! A bucket's edges are grouped by relation, shuffled and cut into chunks;
+//! each chunk is trained on both sides (corrupting tails, then heads) against
+//! its own edges and uniform negatives drawn from the bucket's partitions, as
+//! PBG does, and from the pools of the others (`foreign_sample / P` rows of
+//! each partition, kept in memory), so that a chunk's scores form one dense
+//! `c × (c + n)` block and every entity can be a negative.
+//! Threads take turns over a bucket's chunks and update the shared tables
+//! without locks (Hogwild, as PBG): rows are read and written through relaxed
+//! atomic loads and stores, so a concurrent update may be lost but nothing is
+//! torn or undefined. With `threads = 1` a run is deterministic for its seed,
+//! resumed or not. Within a chunk each distinct row gets one update with its
+//! gradients summed.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::time::Instant;
+
+use quiver_storage::{BucketEdge, Buckets, Database, Snapshot};
+use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rustc_hash::FxHashMap as HashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{EdgeWeights, Optimizer, Score, TrainConfig};
+use crate::gpu::{GpuContext, StepBatch, StepTables};
+use crate::kernels;
+use crate::model::{
+    init_rows, load_pools, part_key, part_seed, pool_key, Model, Pool, Settings, RELATIONS_KEY,
+};
+use crate::{Device, EngineError, Result};
+
+mod cpu;
+mod gpu;
+mod plan;
+mod resident;
+
+use cpu::*;
+use gpu::*;
+use plan::*;
+use resident::*;
+
+/// What one epoch did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochStats {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Summed loss over the buckets trained in this epoch.
+    pub loss: f64,
+    /// Positive edges trained.
+    pub edges: u64,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+    /// Share of that time spent loading and saving partitions.
+    pub io_share: f64,
+    /// Partitions brought into memory (read back or initialised) in this epoch.
+    pub loads: u64,
+}
+
+/// What a training run reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TrainEvent {
+    /// Bucket `bucket` of `buckets` in epoch `epoch` is trained and saved;
+    /// `edges` and `loss` add up the epoch so far.
+    Bucket {
+        /// 0-based epoch.
+        epoch: usize,
+        /// 0-based bucket index in the epoch's order.
+        bucket: usize,
+        /// Buckets per epoch.
+        buckets: usize,
+        /// Edges trained in this epoch so far.
+        edges: u64,
+        /// Loss summed over this epoch so far.
+        loss: f64,
+    },
+    /// An epoch is done.
+    Epoch(EpochStats),
+    /// Before training: relation `relation`'s edge weights, which the loss
+    /// uses ([`TrainConfig::weights`]), span two or more orders of magnitude.
+    WeightSpread {
+        /// Relation id.
+        relation: u32,
+        /// Smallest stored weight.
+        min: f32,
+        /// Largest stored weight.
+        max: f32,
+    },
+}
+
+/// Where a run stands, stored with the model after every bucket.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    /// Next epoch to train.
+    epoch: usize,
+    /// Next bucket (index in the epoch's order) to train.
+    bucket: usize,
+    /// The catalog's edge version the buckets had.
+    edge_version: u64,
+}
+
+/// PBG's inside-out order: layer k holds the buckets whose larger index is k,
+/// starting next to the previous layer, so consecutive buckets share a partition.
+pub(crate) fn bucket_order(p: u32) -> Vec<(u32, u32)> {
+    let mut order = Vec::with_capacity((p * p) as usize);
+    for k in 0..p {
+        for j in (0..k).rev() {
+            order.push((k, j));
+            order.push((j, k));
+        }
+        order.push((k, k));
+    }
+    order
+}
+
+/// Trains model `name` from scratch on the database's current edges
+/// (replacing any model of that name) with the CPU backend, saving it after
+/// every bucket, and returns it loaded whole (convenient for graphs that
+/// fit in memory; [`train_on`] leaves it on disk).
+pub fn train(
+    db: &Database,
+    name: &str,
+    config: &TrainConfig,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<Model> {
+    train_on(db, name, config, &Device::Cpu, on_event)?;
+    Model::load(db, name)
+}
+
+/// Trains model `name` on a chosen device (the native CPU kernels, or the
+/// WGSL training step on a GPU, `shaders/train.wgsl`), out of core: only
+/// the current bucket's partitions and those the memory budget keeps are in
+/// memory, and the model stays in the database.
+pub fn train_on(
+    db: &Database,
+    name: &str,
+    config: &TrainConfig,
+    device: &Device,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<()> {
+    config.validate()?;
+    let buckets = db.buckets(config.partitions)?;
+    // The partitions are the buckets' own: nodes created since they were
+    // built (by a concurrent writer) get no rows now and are inferred later.
+    let settings = Settings {
+        config: config.clone(),
+        node_counts: buckets.node_counts().to_vec(),
+        relations: db.catalog().relations.len(),
+    };
+    // Everything that can refuse the run does so before it is registered.
+    check_memory(config, &settings.node_counts, threads(config))?;
+    let prev = warm_start(db, config)?;
+    let start = Progress {
+        epoch: 0,
+        bucket: 0,
+        edge_version: buckets.edge_version(),
+    };
+    // Registered before the first bucket, so that a run killed at once can resume.
+    let settings_json = serde_json::to_string(&settings).map_err(|e| EngineError::Config(e.to_string()))?;
+    let start_json = serde_json::to_string(&start).map_err(|e| EngineError::Config(e.to_string()))?;
+    db.start_model(name, &settings_json, &start_json)?;
+    run(
+        db,
+        name,
+        &settings,
+        start,
+        &buckets,
+        prev.as_ref(),
+        device,
+        on_event,
+    )
+}
+
+/// Training threads: the setting, or one per core.
+fn threads(cfg: &TrainConfig) -> usize {
+    match cfg.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// The model a warm start begins from, checked against the settings.
+fn warm_start(db: &Database, cfg: &TrainConfig) -> Result<Option<Model>> {
+    let Some(from) = &cfg.warm_start else {
+        return Ok(None);
+    };
+    let m = Model::load(db, from)?;
+    if m.dim() != cfg.dim {
+        return Err(EngineError::Config(format!(
+            "warm start from `{from}`: its dim is {}, this run's {}",
+            m.dim(),
+            cfg.dim
+        )));
+    }
+    Ok(Some(m))
+}
+
+/// Continues an interrupted run of model `name` from its last finished
+/// bucket on the CPU backend, and returns the model loaded whole.
+pub fn resume(db: &Database, name: &str, on_event: &mut dyn FnMut(&TrainEvent)) -> Result<Model> {
+    resume_on(db, name, &Device::Cpu, on_event)?;
+    Model::load(db, name)
+}
+
+/// [`resume`] on a chosen device, leaving the model in the database.
+pub fn resume_on(
+    db: &Database,
+    name: &str,
+    device: &Device,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<()> {
+    let info = db.model_info(name)?;
+    let bad = |m: &str| EngineError::Model {
+        name: name.to_string(),
+        message: m.to_string(),
+    };
+    let settings: Settings =
+        serde_json::from_str(&info.settings).map_err(|e| bad(&format!("settings: {e}")))?;
+    if info.progress.is_empty() {
+        return Err(bad("training finished; there is nothing to resume"));
+    }
+    let start: Progress = serde_json::from_str(&info.progress).map_err(|e| bad(&format!("progress: {e}")))?;
+    let buckets = db.buckets(settings.config.partitions)?;
+    if buckets.edge_version() != start.edge_version {
+        return Err(bad(
+            "the graph's edges changed since this run started; train it again",
+        ));
+    }
+    check_memory(&settings.config, &settings.node_counts, threads(&settings.config))?;
+    let prev = warm_start(db, &settings.config)?;
+    run(
+        db,
+        name,
+        &settings,
+        start,
+        &buckets,
+        prev.as_ref(),
+        device,
+        on_event,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    db: &Database,
+    name: &str,
+    settings: &Settings,
+    start: Progress,
+    buckets: &Buckets,
+    prev: Option<&Model>,
+    device: &Device,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<()> {
+    let cfg = &settings.config;
+    let (d, p) = (cfg.dim, cfg.partitions);
+    let settings_json = serde_json::to_string(settings).map_err(|e| EngineError::Config(e.to_string()))?;
+    if matches!(device, Device::Gpu(_)) {
+        if cfg.drift_penalty > 0.0 {
+            return Err(EngineError::Config(
+                "drift_penalty is applied by the CPU backend only: train with --device cpu".into(),
+            ));
+        }
+        if cfg.optimizer == Optimizer::Adam {
+            return Err(EngineError::Config(
+                "the adam optimizer runs on the CPU backend only: train with --device cpu or use adagrad"
+                    .into(),
+            ));
+        }
+    }
+    let width = cfg.optimizer.state_width(d);
+    let snap = db.snapshot();
+    let ends: Vec<(u32, u32)> = snap.catalog().relations.iter().map(|r| (r.src, r.dst)).collect();
+    let types = settings.node_counts.len();
+    let part_size: Vec<u32> = (0..types).map(|t| settings.part_size(t)).collect();
+    let wrong_size = |what: &str| EngineError::Model {
+        name: name.to_string(),
+        message: format!("stored part {what} has the wrong size for the model's settings"),
+    };
+    let (mut relations, mut relation_state) = match db.model_part(name, RELATIONS_KEY)? {
+        Some(part)
+            if part.array(0).len() == settings.relation_rows() * d
+                && part.array(1).len() == settings.relation_rows() * width =>
+        {
+            (part.array(0).to_vec(), part.array(1).to_vec())
+        }
+        Some(_) => return Err(wrong_size(RELATIONS_KEY)),
+        None => (
+            match &prev {
+                Some(m) if m.relations.len() == settings.relation_rows() * d => m.relations.clone(),
+                _ => vec![0.0; settings.relation_rows() * d],
+            },
+            vec![0.0; settings.relation_rows() * width],
+        ),
+    };
+    let mut resident: Vec<Option<Part>> = (0..types * p as usize).map(|_| None).collect();
+    // Every trained partition's pool, and the node types whose pools changed.
+    let mut pools: HashMap<(u32, u32), Pool> = HashMap::default();
+    for t in 0..types {
+        for (q, pool) in (0..p).zip(load_pools(db, name, t, p, (d, width))?) {
+            if let Some(pool) = pool {
+                pools.insert((t as u32, q), pool);
+            }
+        }
+    }
+    let mut dirty: Vec<u32> = Vec::new();
+    let threads = threads(cfg);
+    let means = match cfg.weights {
+        EdgeWeights::Normalize => relation_means(buckets, settings.relations),
+        _ => Vec::new(),
+    };
+    if cfg.weights != EdgeWeights::Ignore {
+        for (relation, (min, max)) in weight_ranges(buckets, settings.relations).into_iter().enumerate() {
+            if min > 0.0 && max / min >= 100.0 {
+                on_event(&TrainEvent::WeightSpread {
+                    relation: relation as u32,
+                    min,
+                    max,
+                });
+            }
+        }
+    }
+    let mut works: Vec<Work> = (0..threads).map(|_| Work::default()).collect();
+    let order = bucket_order(p);
+    // Each epoch visits every bucket `passes` times, a share of its chunks each time.
+    let visits = order.len() * cfg.passes;
+    let mut clock = 0usize;
+    for epoch in start.epoch..cfg.epochs {
+        let started = Instant::now();
+        let mut io = 0f64;
+        let (mut loss, mut edges, mut loads) = (0f64, 0u64, 0u64);
+        let first = if epoch == start.epoch { start.bucket } else { 0 };
+        for b in first..visits {
+            let (i, j) = order[b % order.len()];
+            let bucket = buckets.bucket(i, j);
+            // Partitions this bucket trains: i of its source types, j of its destination types.
+            let mut needed: Vec<(u32, u32)> = Vec::new();
+            for e in bucket {
+                let (s, t) = ends[e.rel as usize];
+                if e.src / part_size[s as usize] != i || e.dst / part_size[t as usize] != j {
+                    return Err(EngineError::Model {
+                        name: name.to_string(),
+                        message: format!("bucket ({i}, {j}) holds an edge outside its partitions"),
+                    });
+                }
+                for part in [(s, i), (t, j)] {
+                    if !needed.contains(&part) {
+                        needed.push(part);
+                    }
+                }
+            }
+            let io_started = Instant::now();
+            clock += 1;
+            // Room is made before loading, so that the budget holds at every moment.
+            let incoming: usize = needed
+                .iter()
+                .filter(|&&(t, q)| resident[(t * p + q) as usize].is_none())
+                .map(|&(t, q)| 4 * settings.part_range(t as usize, q).len() * (d + width))
+                .sum();
+            evict(&mut resident, p, cfg.memory_budget_mib, &needed, incoming);
+            for &(t, q) in &needed {
+                let slot = &mut resident[t as usize * p as usize + q as usize];
+                if slot.is_none() {
+                    loads += 1;
+                    let rows = settings.part_range(t as usize, q).len();
+                    let key = part_key(t as usize, q);
+                    *slot = Some(match db.model_part(name, &key)? {
+                        Some(part)
+                            if part.array(0).len() == rows * d && part.array(1).len() == rows * width =>
+                        {
+                            Part {
+                                table: part.array(0).to_vec(),
+                                state: part.array(1).to_vec(),
+                                last_used: clock,
+                            }
+                        }
+                        Some(_) => return Err(wrong_size(&key)),
+                        None => Part {
+                            table: first_rows(cfg, prev, &snap, (t, q), settings.part_range(t as usize, q)),
+                            state: vec![0.0; rows * width],
+                            last_used: clock,
+                        },
+                    });
+                }
+                if let Some(part) = slot {
+                    part.last_used = clock;
+                    // Its pool's rows may have moved since it was saved.
+                    if let Some(pool) = pools.get(&(t, q)) {
+                        let start = q * part_size[t as usize];
+                        for (id, row, st) in pool.iter() {
+                            let r = (id - start) as usize;
+                            part.table[r * d..(r + 1) * d].copy_from_slice(row);
+                            part.state[r * width..(r + 1) * width].copy_from_slice(st);
+                        }
+                    }
+                }
+            }
+            let mut foreign = foreign_pools(settings, &needed, &mut pools);
+            dirty.extend(foreign.iter().map(|f| f.t));
+            io += io_started.elapsed().as_secs_f64();
+            // Seeded by the bucket, so that its passes share one plan of chunks.
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(
+                cfg.seed
+                    ^ ((epoch as u64) << 32 | (b % order.len()) as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9),
+            );
+            let (edge_order, chunks) = plan_chunks(cfg, bucket, &mut rng, b / order.len());
+            let visit = Visit {
+                bucket: (i, j),
+                needed: needed.clone(),
+                order: edge_order,
+                chunks,
+                weights: edge_weights(cfg, &means, buckets, (i, j)),
+            };
+            if let Device::Gpu(gpu) = device {
+                let mut parts: Vec<(u32, u32, &mut Part)> = resident
+                    .iter_mut()
+                    .enumerate()
+                    .filter_map(|(idx, slot)| {
+                        let (t, q) = ((idx / p as usize) as u32, (idx % p as usize) as u32);
+                        Some((t, q, slot.as_mut().filter(|_| needed.contains(&(t, q)))?))
+                    })
+                    .collect();
+                let rels = (&mut relations[..], &mut relation_state[..]);
+                let bucket_rng = &mut rng;
+                loss += train_bucket_gpu(
+                    gpu,
+                    &mut parts,
+                    &mut foreign,
+                    rels,
+                    &part_size,
+                    cfg,
+                    buckets,
+                    &ends,
+                    &visit,
+                    bucket_rng,
+                )?;
+            } else {
+                let views = resident
+                    .iter_mut()
+                    .enumerate()
+                    .filter_map(|(idx, slot)| {
+                        let (t, q) = ((idx / p as usize) as u32, (idx % p as usize) as u32);
+                        let part = slot.as_mut().filter(|_| needed.contains(&(t, q)))?;
+                        Some(PartView {
+                            t,
+                            p: q,
+                            start: q * part_size[t as usize],
+                            table: atomics(&mut part.table),
+                            state: atomics(&mut part.state),
+                        })
+                    })
+                    .collect();
+                let foreign = foreign
+                    .iter_mut()
+                    .map(|f| {
+                        let (t, total, mut len) = (f.t, f.total, 0);
+                        let pools = f
+                            .pools
+                            .iter_mut()
+                            .map(|pool| {
+                                let (ids, rows, states) = pool.split_mut();
+                                len += ids.len() as u32;
+                                (len - ids.len() as u32, ids, atomics(rows), atomics(states))
+                            })
+                            .collect();
+                        ForeignView { t, total, len, pools }
+                    })
+                    .collect();
+                let params = Params {
+                    d,
+                    width,
+                    part_size: &part_size,
+                    views,
+                    foreign,
+                    relations: atomics(&mut relations),
+                    relation_state: atomics(&mut relation_state),
+                    prev,
+                };
+                loss += train_bucket(&params, cfg, buckets, &ends, &visit, &mut rng, &mut works)?;
+            }
+            edges += visit.chunks.iter().map(|c| c.len() as u64).sum::<u64>();
+            let io_started = Instant::now();
+            drop(foreign);
+            // The bucket's partitions get fresh pools.
+            if cfg.foreign_sample > 0 && p > 1 {
+                let mut rng = Xoshiro256PlusPlus::seed_from_u64(
+                    cfg.seed
+                        ^ 0x3c6e_f372_fe94_f82b
+                        ^ ((epoch as u64) << 32 | b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                );
+                for &(t, q) in &needed {
+                    if let Some(part) = &resident[t as usize * p as usize + q as usize] {
+                        let range = settings.part_range(t as usize, q);
+                        let size = cfg.foreign_sample.div_ceil(p as usize);
+                        let pool = pools.entry((t, q)).or_insert_with(|| Pool::new(d, width));
+                        fill_pool(pool, part, range, size, &mut rng);
+                        dirty.push(t);
+                    }
+                }
+            }
+            let next = match b + 1 < visits {
+                true => Progress {
+                    epoch,
+                    bucket: b + 1,
+                    edge_version: start.edge_version,
+                },
+                false => Progress {
+                    epoch: epoch + 1,
+                    bucket: 0,
+                    edge_version: start.edge_version,
+                },
+            };
+            let progress = if next.epoch >= cfg.epochs {
+                String::new()
+            } else {
+                serde_json::to_string(&next).unwrap_or_default()
+            };
+            let keys: Vec<String> = needed.iter().map(|&(t, q)| part_key(t as usize, q)).collect();
+            let mut arrays: Vec<[&[f32]; 2]> = Vec::with_capacity(needed.len() + 1);
+            for &(t, q) in &needed {
+                if let Some(part) = &resident[t as usize * p as usize + q as usize] {
+                    arrays.push([&part.table, &part.state]);
+                }
+            }
+            let mut parts: Vec<(&str, &[&[f32]])> = keys
+                .iter()
+                .map(String::as_str)
+                .zip(arrays.iter().map(|a| &a[..]))
+                .collect();
+            let rel_arrays: [&[f32]; 2] = [&relations, &relation_state];
+            parts.push((RELATIONS_KEY, &rel_arrays));
+            dirty.sort_unstable();
+            dirty.dedup();
+            let pool_keys: Vec<String> = dirty.iter().map(|&t| pool_key(t as usize)).collect();
+            let pool_arrays: Vec<Vec<&[f32]>> = dirty
+                .iter()
+                .map(|&t| {
+                    (0..p)
+                        .flat_map(|q| pools.get(&(t, q)).map_or([&[][..]; 3], Pool::arrays))
+                        .collect()
+                })
+                .collect();
+            parts.extend(
+                pool_keys
+                    .iter()
+                    .map(String::as_str)
+                    .zip(pool_arrays.iter().map(|a| &a[..])),
+            );
+            db.save_model_parts(name, &settings_json, &progress, &parts)?;
+            dirty.clear();
+            io += io_started.elapsed().as_secs_f64();
+            on_event(&TrainEvent::Bucket {
+                epoch,
+                bucket: b,
+                buckets: visits,
+                edges,
+                loss,
+            });
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        on_event(&TrainEvent::Epoch(EpochStats {
+            epoch,
+            loss,
+            edges,
+            seconds,
+            io_share: if seconds > 0.0 { io / seconds } else { 0.0 },
+            loads,
+        }));
+    }
+    // A run whose last buckets were empty, or that had nothing left to do, still ends finished.
+    let rel_arrays: [&[f32]; 2] = [&relations, &relation_state];
+    db.save_model_parts(name, &settings_json, "", &[(RELATIONS_KEY, &rel_arrays)])?;
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! What a bucket visit trains: its edges grouped by relation and cut into
+//! chunks, each edge's loss weight, and where uniform negatives are drawn.
+
+use super::*;
+
+/// Marks a candidate's node type as a foreign sample's, its id as a slot of it.
+pub(super) const FOREIGN: u32 = 1 << 31;
+
+pub(super) fn below(rng: &mut Xoshiro256PlusPlus, n: u32) -> u32 {
+    (((rng.next_u64() >> 32) * n as u64) >> 32) as u32
+}
+
+/// Where a bucket draws its uniform negatives of node type `t` from: every
+/// partition of `t` it holds (for a relation within one type, both i and j).
+pub(super) fn negative_pool(buckets: &Buckets, needed: &[(u32, u32)], t: u32) -> Vec<Range<u32>> {
+    needed
+        .iter()
+        .filter(|&&(ty, _)| ty == t)
+        .map(|&(_, q)| buckets.partition_range(t, q))
+        .collect()
+}
+
+/// A uniform negative of node type `t`: a node of `pool`, or, with the share
+/// `outside` of `t`'s rows that the bucket does not hold (0 without a foreign
+/// sample), one of the `sampled` foreign rows, as `(t | FOREIGN, slot)`.
+pub(super) fn draw(
+    t: u32,
+    pool: &[Range<u32>],
+    (outside, sampled): (u32, u32),
+    rng: &mut Xoshiro256PlusPlus,
+) -> (u32, u32) {
+    let held: u32 = pool.iter().map(|r| r.end - r.start).sum();
+    let mut x = below(rng, held + outside);
+    if x >= held {
+        return (t | FOREIGN, below(rng, sampled));
+    }
+    for r in pool {
+        if x < r.end - r.start {
+            return (t, r.start + x);
+        }
+        x -= r.end - r.start;
+    }
+    unreachable!("a draw below the pool's size falls in one of its ranges")
+}
+
+/// A chunk: positions `range` of the bucket's relation-grouped edge order.
+pub(super) type Chunk = Range<usize>;
+
+/// False for edges the run leaves out: held out, or of another relation
+/// than `only_relations`.
+pub(super) fn trains(cfg: &TrainConfig, e: &BucketEdge) -> bool {
+    !cfg.holdout.as_ref().is_some_and(|h| h.holds(e.rel, e.src, e.dst))
+        && (cfg.only_relations.is_empty() || cfg.only_relations.contains(&e.rel))
+}
+
+/// A bucket visit's work: its edges in relation-grouped order and the chunks
+/// (ranges of that order) this visit trains.
+pub(super) struct Visit {
+    pub(super) bucket: (u32, u32),
+    /// The partitions (node type, partition) it trains.
+    pub(super) needed: Vec<(u32, u32)>,
+    pub(super) order: Vec<u32>,
+    pub(super) chunks: Vec<Chunk>,
+    /// Each edge's weight in the loss, by its index in the bucket
+    /// ([`TrainConfig::weights`]); empty: all 1.
+    pub(super) weights: Vec<f32>,
+}
+
+/// The smallest and largest stored weight of each relation (0, 0 for none).
+pub(super) fn weight_ranges(buckets: &Buckets, relations: usize) -> Vec<(f32, f32)> {
+    let mut out = vec![(f32::INFINITY, 0f32); relations];
+    let p = buckets.partitions();
+    for i in 0..p {
+        for j in 0..p {
+            for (e, &w) in buckets.bucket(i, j).iter().zip(buckets.weights(i, j)) {
+                let r = &mut out[e.rel as usize];
+                *r = (r.0.min(w), r.1.max(w));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(lo, hi)| if lo > hi { (0.0, 0.0) } else { (lo, hi) })
+        .collect()
+}
+
+/// Mean stored weight of each relation's edges (for `EdgeWeights::Normalize`).
+pub(super) fn relation_means(buckets: &Buckets, relations: usize) -> Vec<f32> {
+    let (mut sum, mut count) = (vec![0f64; relations], vec![0u64; relations]);
+    let p = buckets.partitions();
+    for i in 0..p {
+        for j in 0..p {
+            for (e, &w) in buckets.bucket(i, j).iter().zip(buckets.weights(i, j)) {
+                sum[e.rel as usize] += w as f64;
+                count[e.rel as usize] += 1;
+            }
+        }
+    }
+    sum.iter()
+        .zip(&count)
+        .map(|(&s, &n)| {
+            if n > 0 && s > 0.0 {
+                (s / n as f64) as f32
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+/// The loss weights of bucket (i, j)'s edges under `cfg.weights`.
+pub(super) fn edge_weights(
+    cfg: &TrainConfig,
+    means: &[f32],
+    buckets: &Buckets,
+    (i, j): (u32, u32),
+) -> Vec<f32> {
+    let stored = buckets.weights(i, j);
+    let edges = buckets.bucket(i, j);
+    match cfg.weights {
+        EdgeWeights::Ignore => Vec::new(),
+        EdgeWeights::Raw => stored.to_vec(),
+        EdgeWeights::Log1p => stored.iter().map(|&w| w.max(0.0).ln_1p()).collect(),
+        EdgeWeights::Normalize => edges
+            .iter()
+            .zip(stored)
+            .map(|(e, &w)| w / means.get(e.rel as usize).copied().unwrap_or(1.0))
+            .collect(),
+    }
+}
+
+/// A bucket's edges grouped by relation, shuffled within each group, cut
+/// into chunks of `chunk_size`, and the chunks shuffled: (edge order, the
+/// chunks of pass `pass`, every `passes`-th one). After pass 0 `rng` is
+/// reseeded, so that each pass draws its own negatives.
+pub(super) fn plan_chunks(
+    cfg: &TrainConfig,
+    edges: &[BucketEdge],
+    rng: &mut Xoshiro256PlusPlus,
+    pass: usize,
+) -> (Vec<u32>, Vec<Chunk>) {
+    let mut order: Vec<u32> = (0..edges.len() as u32)
+        .filter(|&e| trains(cfg, &edges[e as usize]))
+        .collect();
+    order.sort_unstable_by_key(|&e| edges[e as usize].rel);
+    let mut chunks: Vec<Chunk> = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let rel = edges[order[start] as usize].rel;
+        let end = start
+            + order[start..]
+                .iter()
+                .take_while(|&&e| edges[e as usize].rel == rel)
+                .count();
+        let group = &mut order[start..end];
+        for a in (1..group.len()).rev() {
+            group.swap(a, below(rng, a as u32 + 1) as usize);
+        }
+        for c in (start..end).step_by(cfg.chunk_size) {
+            chunks.push(c..(c + cfg.chunk_size).min(end));
+        }
+        start = end;
+    }
+    for a in (1..chunks.len()).rev() {
+        chunks.swap(a, below(rng, a as u32 + 1) as usize);
+    }
+    if cfg.passes > 1 {
+        chunks = chunks.into_iter().skip(pass).step_by(cfg.passes).collect();
+    }
+    if pass > 0 {
+        *rng = Xoshiro256PlusPlus::seed_from_u64(
+            rng.next_u64() ^ (pass as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+    }
+    (order, chunks)
+}
