@@ -1,0 +1,294 @@
+//! Expression evaluation: parameters, properties, operators and functions.
+
+use super::*;
+
+impl Ctx<'_> {
+    pub(super) fn param(&self, name: &str) -> Result<Value> {
+        self.params
+            .get(name)
+            .cloned()
+            .ok_or_else(|| runtime(format!("missing parameter ${name}")))
+    }
+
+    pub(crate) fn eval(&self, e: &CExpr, row: &Row) -> Result<Value> {
+        Ok(match e {
+            CExpr::Const(v) => v.clone(),
+            CExpr::Param(p) => self.param(p)?,
+            CExpr::Slot(s) => row[*s].clone(),
+            CExpr::Prop(x, name) => self.prop(self.eval(x, row)?, name)?,
+            CExpr::List(l) => Value::List(l.iter().map(|x| self.eval(x, row)).collect::<Result<_>>()?),
+            CExpr::Map(_) => return Err(runtime("a map is only allowed as quiver.train's settings")),
+            CExpr::Not(x) => match self.eval(x, row)? {
+                Value::Bool(b) => Value::Bool(!b),
+                Value::Null => Value::Null,
+                other => return Err(runtime(format!("NOT needs a boolean, not {}", kind(&other)))),
+            },
+            CExpr::Neg(x) => match self.eval(x, row)? {
+                Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(|| runtime("integer overflow"))?),
+                Value::Float(f) => Value::Float(-f),
+                Value::Null => Value::Null,
+                other => return Err(runtime(format!("cannot negate {}", kind(&other)))),
+            },
+            CExpr::IsNull(x, not) => Value::Bool(matches!(self.eval(x, row)?, Value::Null) != *not),
+            CExpr::Bin(op, a, b) => self.binary(*op, a, b, row)?,
+            CExpr::Func(f, args) => self.func(*f, args, row)?,
+            CExpr::Exists(ops) => match self.pipeline(ops, row.clone()).next() {
+                Some(Err(e)) => return Err(e),
+                found => Value::Bool(found.is_some()),
+            },
+        })
+    }
+
+    pub(super) fn prop(&self, v: Value, name: &str) -> Result<Value> {
+        Ok(match v {
+            Value::Null => Value::Null,
+            Value::Node { ty, id } => {
+                if name == "key" {
+                    self.snap.node_key(ty, id).map_or(Value::Null, Value::from)
+                } else {
+                    match self.db.property(ty, id, name)? {
+                        None => Value::Null,
+                        Some(quiver_storage::Value::Str(s)) => Value::Str(s),
+                        Some(quiver_storage::Value::Int(i)) => Value::Int(i),
+                        Some(quiver_storage::Value::Float(x)) => Value::Float(x),
+                        Some(quiver_storage::Value::Bool(b)) => Value::Bool(b),
+                    }
+                }
+            }
+            Value::Edge { rel, src, dst } => match name {
+                "weight" => self
+                    .snap
+                    .edge_weight(rel, src, dst)
+                    .map_or(Value::Null, |w| Value::Float(w as f64)),
+                _ => Value::Null,
+            },
+            other => {
+                return Err(runtime(format!(
+                    "cannot read property `{name}` of {}",
+                    kind(&other)
+                )))
+            }
+        })
+    }
+
+    pub(super) fn binary(&self, op: BinOp, a: &CExpr, b: &CExpr, row: &Row) -> Result<Value> {
+        use Value::*;
+        let truth = |v: Value| -> Result<Option<bool>> {
+            match v {
+                Bool(b) => Ok(Some(b)),
+                Null => Ok(None),
+                other => Err(runtime(format!(
+                    "{} needs booleans, not {}",
+                    op.text(),
+                    kind(&other)
+                ))),
+            }
+        };
+        let tri = |x: Option<bool>| x.map_or(Null, Bool);
+        match op {
+            BinOp::And => {
+                let l = truth(self.eval(a, row)?)?;
+                if l == Some(false) {
+                    return Ok(Bool(false));
+                }
+                let r = truth(self.eval(b, row)?)?;
+                return Ok(match (l, r) {
+                    (_, Some(false)) => Bool(false),
+                    (Some(true), Some(true)) => Bool(true),
+                    _ => Null,
+                });
+            }
+            BinOp::Or => {
+                let l = truth(self.eval(a, row)?)?;
+                if l == Some(true) {
+                    return Ok(Bool(true));
+                }
+                let r = truth(self.eval(b, row)?)?;
+                return Ok(match (l, r) {
+                    (_, Some(true)) => Bool(true),
+                    (Some(false), Some(false)) => Bool(false),
+                    _ => Null,
+                });
+            }
+            BinOp::Xor => {
+                let (l, r) = (truth(self.eval(a, row)?)?, truth(self.eval(b, row)?)?);
+                return Ok(tri(l.zip(r).map(|(x, y)| x != y)));
+            }
+            _ => {}
+        }
+        let (l, r) = (self.eval(a, row)?, self.eval(b, row)?);
+        if matches!(l, Null) || matches!(r, Null) {
+            return Ok(match (op, &r) {
+                (BinOp::In, List(items)) if items.is_empty() => Bool(false),
+                _ => Null,
+            });
+        }
+        let num = |v: &Value| matches!(v, Int(_) | Float(_));
+        let comparable = (num(&l) && num(&r)) || std::mem::discriminant(&l) == std::mem::discriminant(&r);
+        let ord = l.total_cmp(&r);
+        Ok(match op {
+            BinOp::Eq => Bool(comparable && ord.is_eq()),
+            BinOp::Ne => Bool(!(comparable && ord.is_eq())),
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                if !comparable || matches!(l, List(_) | Node { .. } | Edge { .. }) {
+                    return Ok(Null);
+                }
+                Bool(match op {
+                    BinOp::Lt => ord.is_lt(),
+                    BinOp::Le => ord.is_le(),
+                    BinOp::Gt => ord.is_gt(),
+                    _ => ord.is_ge(),
+                })
+            }
+            BinOp::In => match r {
+                List(items) => {
+                    if items.iter().any(|x| {
+                        (num(x) && num(&l) || std::mem::discriminant(x) == std::mem::discriminant(&l))
+                            && *x == l
+                    }) {
+                        Bool(true)
+                    } else if items.iter().any(|x| matches!(x, Null)) {
+                        Null
+                    } else {
+                        Bool(false)
+                    }
+                }
+                other => {
+                    return Err(runtime(format!(
+                        "IN needs a list on its right, not {}",
+                        kind(&other)
+                    )))
+                }
+            },
+            BinOp::StartsWith | BinOp::EndsWith | BinOp::Contains => match (&l, &r) {
+                (Str(x), Str(y)) => Bool(match op {
+                    BinOp::StartsWith => x.starts_with(y.as_str()),
+                    BinOp::EndsWith => x.ends_with(y.as_str()),
+                    _ => x.contains(y.as_str()),
+                }),
+                _ => Null,
+            },
+            _ => arith(op, l, r)?,
+        })
+    }
+
+    pub(super) fn func(&self, f: Func, args: &[CExpr], row: &Row) -> Result<Value> {
+        let vals = args
+            .iter()
+            .map(|a| self.eval(a, row))
+            .collect::<Result<Vec<_>>>()?;
+        let c = self.snap.catalog();
+        let bad = |what: &str| Err(runtime(format!("{f:?} needs {what}, not {}", kind(&vals[0]))));
+        Ok(match (f, &vals[0]) {
+            (Func::Coalesce, _) => vals
+                .iter()
+                .find(|v| !matches!(v, Value::Null))
+                .cloned()
+                .unwrap_or(Value::Null),
+            (_, Value::Null) => Value::Null,
+            (Func::Type, Value::Edge { rel, .. }) => Value::Str(c.relations[*rel as usize].name.clone()),
+            (Func::Type, _) => return bad("an edge"),
+            (Func::Id, Value::Node { id, .. }) => Value::Int(*id as i64),
+            (Func::Id, _) => return bad("a node"),
+            (Func::Labels, Value::Node { ty, .. }) => {
+                Value::List(vec![Value::Str(c.type_name(*ty).to_string())])
+            }
+            (Func::Labels, _) => return bad("a node"),
+            (Func::Size, Value::List(l)) => Value::Int(l.len() as i64),
+            (Func::Size, Value::Str(s)) => Value::Int(s.chars().count() as i64),
+            (Func::Size, _) => return bad("a list or a string"),
+            (Func::Abs, Value::Int(i)) => {
+                Value::Int(i.checked_abs().ok_or_else(|| runtime("integer overflow"))?)
+            }
+            (Func::Abs, Value::Float(x)) => Value::Float(x.abs()),
+            (Func::Abs, _) => return bad("a number"),
+            (Func::ToInteger, Value::Int(i)) => Value::Int(*i),
+            (Func::ToInteger, Value::Float(x)) if x.is_finite() => Value::Int(*x as i64),
+            (Func::ToInteger, Value::Str(s)) => s.trim().parse().map_or(Value::Null, Value::Int),
+            (Func::ToInteger, _) => return bad("a number or a string"),
+            (Func::ToFloat, v @ (Value::Int(_) | Value::Float(_))) => Value::Float(v.as_f64().unwrap_or(0.0)),
+            (Func::ToFloat, Value::Str(s)) => s.trim().parse().map_or(Value::Null, Value::Float),
+            (Func::ToFloat, _) => return bad("a number or a string"),
+            (Func::ToString, Value::Str(s)) => Value::Str(s.clone()),
+            (Func::ToString, Value::Int(i)) => Value::Str(i.to_string()),
+            (Func::ToString, Value::Float(x)) => Value::Str(format_float(*x)),
+            (Func::ToString, Value::Bool(b)) => Value::Str(b.to_string()),
+            (Func::ToString, _) => return bad("a number, a boolean or a string"),
+            (Func::StartNode | Func::EndNode, Value::Edge { rel, src, dst }) => {
+                let def = &c.relations[*rel as usize];
+                if f == Func::StartNode {
+                    Value::Node {
+                        ty: def.src,
+                        id: *src,
+                    }
+                } else {
+                    Value::Node {
+                        ty: def.dst,
+                        id: *dst,
+                    }
+                }
+            }
+            (Func::StartNode | Func::EndNode, _) => return bad("an edge"),
+            (Func::Score, _) => {
+                let m = self.model(vals.get(3), false)?;
+                let (h, rel, t) = (
+                    self.node_arg(&vals[0])?,
+                    self.rel_arg(&vals[1])?,
+                    self.node_arg(&vals[2])?,
+                );
+                if matches!(vals[2], Value::Null) {
+                    return Ok(Value::Null);
+                }
+                let q = m.tail_query(rel, &self.row(&m, h));
+                Value::Float(m.compare(&q, &self.row(&m, t)) as f64)
+            }
+            (Func::Embed, _) => {
+                let m = self.model(vals.get(1), false)?;
+                let node = self.node_arg(&vals[0])?;
+                Value::List(
+                    self.row(&m, node)
+                        .iter()
+                        .map(|&x| Value::Float(x as f64))
+                        .collect(),
+                )
+            }
+        })
+    }
+}
+
+pub(super) fn arith(op: BinOp, l: Value, r: Value) -> Result<Value> {
+    use Value::*;
+    let overflow = || runtime("integer overflow");
+    Ok(match (op, l, r) {
+        (BinOp::Add, Str(a), Str(b)) => Str(a + &b),
+        (BinOp::Add, List(mut a), List(b)) => {
+            a.extend(b);
+            List(a)
+        }
+        (_, Int(a), Int(b)) => Int(match op {
+            BinOp::Add => a.checked_add(b).ok_or_else(overflow)?,
+            BinOp::Sub => a.checked_sub(b).ok_or_else(overflow)?,
+            BinOp::Mul => a.checked_mul(b).ok_or_else(overflow)?,
+            BinOp::Div => a.checked_div(b).ok_or_else(|| runtime("division by zero"))?,
+            _ => a.checked_rem(b).ok_or_else(|| runtime("division by zero"))?,
+        }),
+        (_, a @ (Int(_) | Float(_)), b @ (Int(_) | Float(_))) => {
+            let (x, y) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
+            Float(match op {
+                BinOp::Add => x + y,
+                BinOp::Sub => x - y,
+                BinOp::Mul => x * y,
+                BinOp::Div => x / y,
+                _ => x % y,
+            })
+        }
+        (op, a, b) => {
+            return Err(runtime(format!(
+                "cannot apply {} to {} and {}",
+                op.text(),
+                kind(&a),
+                kind(&b)
+            )))
+        }
+    })
+}

@@ -1,0 +1,111 @@
+//! The executor: operators pull rows lazily from the ones before them, so a
+//! `LIMIT` without sorting stops the whole pipeline early. Every operator
+//! ticks a counter that checks the timeout, and buffers are held to the row cap.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quiver_engine::Model;
+use quiver_storage::{Database, Direction, Neighbors, NodeRef, Snapshot};
+
+use crate::ast::{BinOp, Dir};
+use crate::error::{runtime, QueryError, Result};
+use crate::plan::{Agg, AggKind, CExpr, Func, NodeSrc, Op, Plan, Proc, Ret, Step, Write};
+use crate::value::{format_float, Params, Value};
+
+mod expr;
+mod ops;
+mod procs;
+mod project;
+mod write;
+
+use expr::*;
+
+/// One row: a value per slot.
+pub(crate) type Row = Vec<Value>;
+type RowIter<'a> = Box<dyn Iterator<Item = Result<Row>> + 'a>;
+
+/// Loads models on first use and keeps them while their stored parts are
+/// unchanged; beside each, the model extended with rows inferred for nodes
+/// created since training, kept while the graph's edges and node counts are.
+pub(crate) type ModelCache = parking_lot::Mutex<HashMap<String, CachedModel>>;
+
+#[derive(Clone)]
+pub(crate) struct CachedModel {
+    parts: Vec<String>,
+    base: Arc<Model>,
+    extended: Option<(Vec<String>, Arc<Model>)>,
+}
+
+pub(crate) struct Ctx<'a> {
+    pub db: &'a Database,
+    pub snap: &'a Snapshot,
+    pub params: &'a Params,
+    pub models: &'a ModelCache,
+    pub start: Instant,
+    pub timeout: Option<Duration>,
+    pub max_rows: u64,
+    pub ticks: Cell<u64>,
+    /// Rows dropped by the aggregate and filters, reused by expansions so
+    /// that a row costs no allocation in the steady state.
+    pub pool: std::cell::RefCell<Vec<Row>>,
+}
+
+impl Ctx<'_> {
+    fn tick(&self) -> Result<()> {
+        let t = self.ticks.get() + 1;
+        self.ticks.set(t);
+        if t.is_multiple_of(256) {
+            if let Some(limit) = self.timeout {
+                if self.start.elapsed() > limit {
+                    return Err(QueryError::Timeout(limit.as_millis() as u64));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A copy of `row` in a recycled buffer.
+    fn copy(&self, row: &Row) -> Row {
+        match self.pool.borrow_mut().pop() {
+            Some(mut r) => {
+                r.clone_from(row);
+                r
+            }
+            None => row.clone(),
+        }
+    }
+
+    /// Hands a finished row back for reuse.
+    fn recycle(&self, row: Row) {
+        let mut pool = self.pool.borrow_mut();
+        if pool.len() < 1024 {
+            pool.push(row);
+        }
+    }
+
+    fn cap(&self, n: usize) -> Result<()> {
+        if n as u64 > self.max_rows {
+            return Err(QueryError::RowCap(self.max_rows));
+        }
+        Ok(())
+    }
+}
+
+/// What kind of value, for error messages.
+pub(crate) fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Int(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Str(_) => "a string",
+        Value::Node { .. } => "a node",
+        Value::Edge { .. } => "an edge",
+        Value::List(_) => "a list",
+    }
+}

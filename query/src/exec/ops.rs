@@ -1,0 +1,492 @@
+//! The operators: scans, expansions (one hop, variable length, between two
+//! bound nodes) and the per-row operators, pulled lazily by the pipeline.
+
+use super::*;
+
+impl Ctx<'_> {
+    /// The rows the operators produce from one input row.
+    pub(crate) fn pipeline<'s>(&'s self, ops: &'s [Op], input: Row) -> RowIter<'s> {
+        let mut it: RowIter<'s> = Box::new(std::iter::once(Ok(input)));
+        for op in ops {
+            match op {
+                Op::Scan { slot, types } => {
+                    it = Box::new(it.flat_map(move |r| self.scan(r, *slot, types.as_deref())));
+                    continue;
+                }
+                Op::Expand(step) if !step.into => {
+                    it = Box::new(it.flat_map(move |r| self.expand_lazy(step, r)));
+                    continue;
+                }
+                Op::VarExpand { step, min, max } => {
+                    it = Box::new(it.flat_map(move |r| self.var_expand(step, *min, *max, r)));
+                    continue;
+                }
+                _ => {}
+            }
+            it = Box::new(it.flat_map(move |r| -> RowIter<'s> {
+                let out = r.and_then(|row| self.apply(op, row));
+                match out {
+                    Ok(rows) => Box::new(rows.into_iter().map(Ok)),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                }
+            }));
+        }
+        it
+    }
+
+    /// Every live node of the types, one row each, produced lazily.
+    pub(super) fn scan<'s>(&'s self, r: Result<Row>, slot: usize, types: Option<&'s [u32]>) -> RowIter<'s> {
+        let row = match r {
+            Ok(row) => row,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        let all: Vec<u32> = match types {
+            Some(t) => t.to_vec(),
+            None => (0..self.snap.catalog().node_types.len() as u32).collect(),
+        };
+        Box::new(
+            all.into_iter()
+                .flat_map(move |ty| (0..self.snap.node_count(ty)).map(move |id| (ty, id)))
+                .filter(|&(ty, id)| !self.snap.is_deleted(ty, id))
+                .map(move |(ty, id)| {
+                    self.tick()?;
+                    let mut r = row.clone();
+                    r[slot] = Value::Node { ty, id };
+                    Ok(r)
+                }),
+        )
+    }
+
+    pub(super) fn apply(&self, op: &Op, row: Row) -> Result<Vec<Row>> {
+        self.tick()?;
+        let with = |row: &Row, slot: usize, v: Value| {
+            let mut r = row.clone();
+            r[slot] = v;
+            r
+        };
+        let all_types = || 0..self.snap.catalog().node_types.len() as u32;
+        Ok(match op {
+            Op::Scan { .. } => unreachable!("scans run lazily in the pipeline"),
+            Op::ByKey { slot, types, key } => {
+                let k = match self.eval(key, &row)? {
+                    Value::Str(s) => s,
+                    Value::Null => return Ok(Vec::new()),
+                    other => return Err(runtime(format!("a node key is a string, not {}", kind(&other)))),
+                };
+                let types: Vec<u32> = types.clone().unwrap_or_else(|| all_types().collect());
+                types
+                    .into_iter()
+                    .filter_map(|ty| {
+                        Some(with(
+                            &row,
+                            *slot,
+                            Value::Node {
+                                ty,
+                                id: self.snap.node_id(ty, &k)?,
+                            },
+                        ))
+                    })
+                    .collect()
+            }
+            Op::CheckType { slot, types } => match row[*slot] {
+                Value::Node { ty, .. } if types.contains(&ty) => vec![row],
+                _ => Vec::new(),
+            },
+            Op::Expand(step) => {
+                let mut out = Vec::new();
+                self.expand(step, &row, &mut |edge, to| {
+                    let mut r = self.copy(&row);
+                    r[step.edge] = edge;
+                    r[step.to] = to;
+                    out.push(r);
+                    Ok(())
+                })?;
+                out
+            }
+            Op::VarExpand { .. } => unreachable!("variable-length expansions run lazily in the pipeline"),
+            Op::Intersect { a, b } => self.intersect(a, b, row)?,
+            Op::Filter(e) => match self.eval(e, &row)? {
+                Value::Bool(true) => vec![row],
+                _ => {
+                    self.recycle(row);
+                    Vec::new()
+                }
+            },
+            Op::Call { proc, args, out } => {
+                let args = args
+                    .iter()
+                    .map(|a| match proc {
+                        Proc::Train => self.eval_arg(a, &row),
+                        _ => self.eval(a, &row),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                self.call(*proc, &args)?
+                    .into_iter()
+                    .map(|vals| {
+                        let mut r = row.clone();
+                        for &(col, slot) in out {
+                            r[slot] = vals[col].clone();
+                        }
+                        r
+                    })
+                    .collect()
+            }
+        })
+    }
+
+    /// The (relation, direction) pairs a step follows from node `(ty, id)`.
+    pub(super) fn step_rels(&self, step: &Step, ty: u32, id: u32) -> Vec<(u32, Direction)> {
+        let c = self.snap.catalog();
+        let mut out = Vec::new();
+        for d in [Direction::Out, Direction::In] {
+            let wanted = match step.dir {
+                Dir::Out => d == Direction::Out,
+                Dir::In => d == Direction::In,
+                Dir::Both => true,
+            };
+            if !wanted {
+                continue;
+            }
+            match &step.rels {
+                None => out.extend(self.snap.relations_of(ty, id, d).into_iter().map(|r| (r, d))),
+                Some(rels) => out.extend(rels.iter().filter_map(|&r| {
+                    let def = c.relations.get(r as usize)?;
+                    let from = if d == Direction::Out { def.src } else { def.dst };
+                    (from == ty).then_some((r, d))
+                })),
+            }
+        }
+        out
+    }
+
+    /// Calls `f(edge, node)` for each edge of `step` from the row's `from` node.
+    pub(super) fn expand(
+        &self,
+        step: &Step,
+        row: &Row,
+        f: &mut dyn FnMut(Value, Value) -> Result<()>,
+    ) -> Result<()> {
+        let Value::Node { ty, id } = row[step.from] else {
+            return Ok(());
+        };
+        let target = if step.into {
+            match row[step.to] {
+                Value::Node { ty, id } => Some((ty, id)),
+                _ => return Ok(()),
+            }
+        } else {
+            None
+        };
+        let c = self.snap.catalog();
+        for (rel, d) in self.step_rels(step, ty, id) {
+            let def = &c.relations[rel as usize];
+            let to_ty = if d == Direction::Out { def.dst } else { def.src };
+            if step.to_types.as_ref().is_some_and(|t| !t.contains(&to_ty)) {
+                continue;
+            }
+            let edge = |n: u32| match d {
+                Direction::Out => Value::Edge { rel, src: id, dst: n },
+                Direction::In => Value::Edge { rel, src: n, dst: id },
+            };
+            // An undirected step meets a self-loop from both sides; keep it once.
+            let twice = |n: u32| step.dir == Dir::Both && d == Direction::In && n == id && def.src == def.dst;
+            let nbrs = self.snap.neighbors(rel, id, d);
+            match target {
+                Some((tty, tid)) => {
+                    if tty == to_ty && !twice(tid) && nbrs.binary_search(&tid).is_ok() {
+                        let e = edge(tid);
+                        if self.unique(step, row, &e) {
+                            f(e, Value::Node { ty: tty, id: tid })?;
+                        }
+                    }
+                }
+                None => {
+                    for &n in nbrs.iter() {
+                        self.tick()?;
+                        let e = edge(n);
+                        if !twice(n) && self.unique(step, row, &e) {
+                            f(e, Value::Node { ty: to_ty, id: n })?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows of a one-hop expansion to unbound nodes, produced one at a
+    /// time: each consumer hands its row back to the pool before the next is
+    /// made, so the steady state copies into one warm buffer.
+    pub(super) fn expand_lazy<'s>(&'s self, step: &'s Step, r: Result<Row>) -> RowIter<'s> {
+        let row = match r {
+            Ok(row) => row,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        let Value::Node { ty, id } = row[step.from] else {
+            return Box::new(std::iter::empty());
+        };
+        let c = self.snap.catalog();
+        let lists = self
+            .step_rels(step, ty, id)
+            .into_iter()
+            .filter_map(|(rel, d)| {
+                let def = &c.relations[rel as usize];
+                let to_ty = if d == Direction::Out { def.dst } else { def.src };
+                step.to_types
+                    .as_ref()
+                    .is_none_or(|t| t.contains(&to_ty))
+                    .then(|| {
+                        // An undirected step meets a self-loop from both sides; keep it once.
+                        let skip_self = step.dir == Dir::Both && d == Direction::In && def.src == def.dst;
+                        (rel, d, to_ty, skip_self, self.snap.neighbors(rel, id, d))
+                    })
+            })
+            .collect();
+        Box::new(Expansion {
+            ctx: self,
+            step,
+            row,
+            id,
+            lists,
+            list: 0,
+            at: 0,
+        })
+    }
+
+    /// Whether `e` differs from the edges already bound in the same MATCH.
+    pub(super) fn unique(&self, step: &Step, row: &Row, e: &Value) -> bool {
+        step.uniq.iter().all(|&s| match &row[s] {
+            Value::List(l) => !l.contains(e),
+            other => other != e,
+        })
+    }
+
+    /// Trails (no edge twice) from the row's start node, depth first and
+    /// lazily, so `LIMIT` stops the walk; the trails it yields, and the
+    /// neighbour lists it holds, are each bounded by the row cap.
+    pub(super) fn var_expand<'s>(
+        &'s self,
+        step: &'s Step,
+        min: u32,
+        max: Option<u32>,
+        r: Result<Row>,
+    ) -> RowIter<'s> {
+        let row = match r {
+            Ok(row) => row,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        let start = row[step.from].clone();
+        if !matches!(start, Value::Node { .. }) {
+            return Box::new(std::iter::empty());
+        }
+        let mut single = step.clone();
+        single.into = false;
+        single.to_types = None;
+        Box::new(Trails {
+            ctx: self,
+            single,
+            step,
+            min,
+            max,
+            row,
+            reached: Some(start),
+            frames: Vec::new(),
+            path: Vec::new(),
+            on_path: Default::default(),
+            held: 0,
+            emitted: 0,
+            failed: false,
+        })
+    }
+
+    pub(super) fn intersect(&self, a: &Step, b: &Step, row: Row) -> Result<Vec<Row>> {
+        let (mut ea, mut eb) = (Vec::new(), Vec::new());
+        self.expand(a, &row, &mut |e, n| {
+            ea.push((n, e));
+            Ok(())
+        })?;
+        self.expand(b, &row, &mut |e, n| {
+            eb.push((n, e));
+            Ok(())
+        })?;
+        ea.sort_by(|x, y| x.0.total_cmp(&y.0));
+        eb.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let mut out = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < ea.len() && j < eb.len() {
+            self.tick()?;
+            match ea[i].0.total_cmp(&eb[j].0) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    // Every pairing of the edges that reach this node.
+                    let node = ea[i].0.clone();
+                    let j0 = j;
+                    while i < ea.len() && ea[i].0 == node {
+                        j = j0;
+                        while j < eb.len() && eb[j].0 == node {
+                            if ea[i].1 != eb[j].1 {
+                                let mut r = row.clone();
+                                r[a.edge] = ea[i].1.clone();
+                                r[b.edge] = eb[j].1.clone();
+                                r[a.to] = node.clone();
+                                out.push(r);
+                            }
+                            j += 1;
+                        }
+                        i += 1;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The rows of one expansion, one neighbour at a time (see `expand_lazy`).
+pub(super) struct Expansion<'s, 'a> {
+    pub(super) ctx: &'s Ctx<'a>,
+    pub(super) step: &'s Step,
+    pub(super) row: Row,
+    pub(super) id: u32,
+    /// Per relation and direction: (relation, direction, type reached, skip self-loops, neighbours).
+    pub(super) lists: Vec<(u32, Direction, u32, bool, Neighbors<'s>)>,
+    pub(super) list: usize,
+    pub(super) at: usize,
+}
+
+impl Iterator for Expansion<'_, '_> {
+    type Item = Result<Row>;
+
+    fn next(&mut self) -> Option<Result<Row>> {
+        loop {
+            let (rel, d, to_ty, skip_self, nbrs) = self.lists.get(self.list)?;
+            let Some(&n) = nbrs.get(self.at) else {
+                self.list += 1;
+                self.at = 0;
+                continue;
+            };
+            self.at += 1;
+            if let Err(e) = self.ctx.tick() {
+                return Some(Err(e));
+            }
+            let (rel, id) = (*rel, self.id);
+            let e = match d {
+                Direction::Out => Value::Edge { rel, src: id, dst: n },
+                Direction::In => Value::Edge { rel, src: n, dst: id },
+            };
+            if (*skip_self && n == id) || !self.ctx.unique(self.step, &self.row, &e) {
+                continue;
+            }
+            let mut r = self.ctx.copy(&self.row);
+            r[self.step.edge] = e;
+            r[self.step.to] = Value::Node { ty: *to_ty, id: n };
+            return Some(Ok(r));
+        }
+    }
+}
+
+/// The walk of a variable-length expansion: an explicit stack instead of
+/// recursion, so no graph is deep enough to overflow the thread's stack.
+pub(super) struct Trails<'s, 'a> {
+    pub(super) ctx: &'s Ctx<'a>,
+    /// One hop of the step (no target check, any type).
+    pub(super) single: Step,
+    pub(super) step: &'s Step,
+    pub(super) min: u32,
+    pub(super) max: Option<u32>,
+    pub(super) row: Row,
+    /// A node just reached by the trail in `path`, not yet emitted or expanded.
+    pub(super) reached: Option<Value>,
+    /// Per node on the trail, its (edge, neighbour) pairs and the next one to take.
+    pub(super) frames: Vec<(Vec<(Value, Value)>, usize)>,
+    pub(super) path: Vec<Value>,
+    /// The edges of `path`, for the no-edge-twice test in constant time.
+    pub(super) on_path: rustc_hash::FxHashSet<(u32, u32, u32)>,
+    /// Pairs held in `frames`.
+    pub(super) held: usize,
+    /// Trails emitted: one start node's expansion yields at most the row cap.
+    pub(super) emitted: usize,
+    pub(super) failed: bool,
+}
+
+impl Trails<'_, '_> {
+    /// Emits the trail to `at` if it qualifies, and pushes `at`'s neighbours.
+    pub(super) fn visit(&mut self, at: Value) -> Result<Option<Row>> {
+        self.ctx.tick()?;
+        let len = self.path.len() as u32;
+        let mut next = Vec::new();
+        if self.max.is_none_or(|m| len < m) {
+            let mut probe = self.row.clone();
+            probe[self.single.from] = at.clone();
+            self.ctx.expand(&self.single, &probe, &mut |e, n| {
+                next.push((e, n));
+                Ok(())
+            })?;
+        }
+        self.held += next.len();
+        self.ctx.cap(self.held + self.path.len())?;
+        self.frames.push((next, 0));
+        let ok_type = match (&at, &self.step.to_types) {
+            (Value::Node { ty, .. }, Some(t)) => t.contains(ty),
+            _ => true,
+        };
+        let ok_target = !self.step.into || self.row[self.step.to] == at;
+        if len < self.min || !ok_type || !ok_target {
+            return Ok(None);
+        }
+        self.emitted += 1;
+        self.ctx.cap(self.emitted)?;
+        let mut r = self.row.clone();
+        r[self.step.edge] = Value::List(self.path.clone());
+        r[self.step.to] = at;
+        Ok(Some(r))
+    }
+}
+
+impl Iterator for Trails<'_, '_> {
+    type Item = Result<Row>;
+
+    fn next(&mut self) -> Option<Result<Row>> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some(at) = self.reached.take() {
+                match self.visit(at) {
+                    Ok(Some(r)) => return Some(Ok(r)),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
+                }
+            }
+            let (pairs, i) = self.frames.last_mut()?;
+            if let Some((e, n)) = pairs.get(*i).cloned() {
+                *i += 1;
+                if self.on_path.insert(edge_id(&e)) {
+                    self.path.push(e);
+                    self.reached = Some(n);
+                }
+            } else {
+                self.held -= pairs.len();
+                self.frames.pop();
+                // Every frame but the start node's was reached by the trail's last edge.
+                if !self.frames.is_empty() {
+                    if let Some(e) = self.path.pop() {
+                        self.on_path.remove(&edge_id(&e));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An edge value's identity (expansions yield only edges).
+pub(super) fn edge_id(e: &Value) -> (u32, u32, u32) {
+    match e {
+        Value::Edge { rel, src, dst } => (*rel, *src, *dst),
+        _ => (u32::MAX, u32::MAX, u32::MAX),
+    }
+}

@@ -1,0 +1,238 @@
+//! The embedding procedures and functions, and the cache of loaded models
+//! (the query crate's only use of `engine`).
+
+use super::*;
+
+impl Ctx<'_> {
+    pub(super) fn node_arg(&self, v: &Value) -> Result<(u32, u32)> {
+        match v {
+            Value::Node { ty, id } => Ok((*ty, *id)),
+            Value::Null => Ok((u32::MAX, 0)),
+            other => Err(runtime(format!("expected a node, not {}", kind(other)))),
+        }
+    }
+
+    pub(super) fn rel_arg(&self, v: &Value) -> Result<u32> {
+        let Value::Str(name) = v else {
+            return Err(runtime(format!("expected a relation type name, not {}", kind(v))));
+        };
+        self.snap
+            .catalog()
+            .relations
+            .iter()
+            .position(|r| &r.name == name)
+            .map(|r| r as u32)
+            .ok_or_else(|| runtime(format!("unknown relation type `{name}`")))
+    }
+
+    /// A node's row: trained, or inferred from its neighbours now (cold
+    /// start) for a node created since training (zeros when none has a row).
+    pub(super) fn row<'m>(&self, m: &'m Model, (ty, id): (u32, u32)) -> std::borrow::Cow<'m, [f32]> {
+        if id < m.rows(ty) {
+            std::borrow::Cow::Borrowed(m.node(ty, id))
+        } else {
+            std::borrow::Cow::Owned(m.infer(self.snap, ty, id).unwrap_or_else(|| vec![0.0; m.dim()]))
+        }
+    }
+
+    /// The named model, or the only one / the one named `default`; with
+    /// `new_nodes`, extended with rows for every node created since training
+    /// (for procedures that rank all nodes of a type).
+    pub(super) fn model(&self, name: Option<&Value>, new_nodes: bool) -> Result<Arc<Model>> {
+        let c = self.snap.catalog();
+        let name = match name {
+            Some(Value::Str(s)) => s.clone(),
+            Some(other) => return Err(runtime(format!("a model name is a string, not {}", kind(other)))),
+            None if c.models.iter().any(|m| m.name == "default") => "default".into(),
+            None if c.models.len() == 1 => c.models[0].name.clone(),
+            None if c.models.is_empty() => {
+                return Err(runtime("no trained model: run CALL quiver.train({...}) first"))
+            }
+            None => {
+                return Err(runtime(
+                    "several models are stored: name one as the last argument",
+                ))
+            }
+        };
+        let info = self.db.model_info(&name)?;
+        let parts: Vec<String> = info
+            .parts
+            .iter()
+            .map(|(k, s)| format!("{k}:{}:{}", s.file, s.crc))
+            .collect();
+        // Loads happen outside the lock: readers never wait on another's load.
+        let cached = self
+            .models
+            .lock()
+            .get(&name)
+            .filter(|c| c.parts == parts)
+            .cloned();
+        let mut entry = match cached {
+            Some(c) => c,
+            None => CachedModel {
+                parts,
+                base: Arc::new(Model::load(self.db, &name)?),
+                extended: None,
+            },
+        };
+        let result = if new_nodes {
+            let mut graph = vec![format!("edges:{}", c.edge_version)];
+            graph
+                .extend((0..c.node_types.len() as u32).map(|t| format!("nodes:{}", self.snap.node_count(t))));
+            match &entry.extended {
+                Some((g, m)) if *g == graph => m.clone(),
+                _ => {
+                    let mut m = (*entry.base).clone();
+                    m.extend_to(self.snap);
+                    let m = Arc::new(m);
+                    entry.extended = Some((graph, m.clone()));
+                    m
+                }
+            }
+        } else {
+            entry.base.clone()
+        };
+        self.models.lock().insert(name, entry);
+        Ok(result)
+    }
+
+    pub(super) fn call(&self, proc: Proc, args: &[Value]) -> Result<Vec<Vec<Value>>> {
+        let name = proc.name();
+        let count = |v: &Value| match v {
+            Value::Int(k) if *k >= 0 => Ok(usize::try_from(*k).unwrap_or(usize::MAX)),
+            Value::Int(k) => Err(runtime(format!(
+                "{name}: the number of results must not be negative, not {k}"
+            ))),
+            other => Err(runtime(format!(
+                "{name}: the number of results is an integer, not {}",
+                kind(other)
+            ))),
+        };
+        // The node argument: a node, or null (no rows, as for a missing match).
+        let node = |v: &Value| match v {
+            Value::Node { ty, id } => Ok(Some((*ty, *id))),
+            Value::Null => Ok(None),
+            other => Err(runtime(format!(
+                "{name}: the first argument is a node, not {}",
+                kind(other)
+            ))),
+        };
+        let scored = |ty: u32, best: Vec<(u32, f32)>| -> Vec<Vec<Value>> {
+            best.into_iter()
+                .map(|(id, s)| vec![Value::Node { ty, id }, Value::Float(s as f64)])
+                .collect()
+        };
+        match proc {
+            Proc::Train => self.train(args.first()),
+            Proc::Nearest => {
+                let k = count(&args[1])?;
+                let m = self.model(args.get(2), true)?;
+                let Some((ty, id)) = node(&args[0])? else {
+                    return Ok(Vec::new());
+                };
+                Ok(scored(ty, m.top_k(m.node(ty, id), ty, k, &|x| x == id)))
+            }
+            Proc::Predict | Proc::PredictHead => {
+                let k = count(&args[2])?;
+                let m = self.model(args.get(3), true)?;
+                let Some((ty, id)) = node(&args[0])? else {
+                    return Ok(Vec::new());
+                };
+                let rel = self.rel_arg(&args[1])?;
+                let def = &self.snap.catalog().relations[rel as usize];
+                let (from, to) = if proc == Proc::Predict {
+                    (def.src, def.dst)
+                } else {
+                    (def.dst, def.src)
+                };
+                if ty != from {
+                    return Err(runtime(format!(
+                        "{} joins {} to {}: the node given is a {}",
+                        def.name,
+                        self.snap.catalog().type_name(def.src),
+                        self.snap.catalog().type_name(def.dst),
+                        self.snap.catalog().type_name(ty)
+                    )));
+                }
+                let q = if proc == Proc::Predict {
+                    m.tail_query(rel, m.node(ty, id))
+                } else {
+                    m.head_query(rel, m.node(ty, id))
+                };
+                // A node is not its own answer (no self-loops among the predictions).
+                Ok(scored(to, m.top_k(&q, to, k, &|x| from == to && x == id)))
+            }
+        }
+    }
+
+    pub(super) fn train(&self, config: Option<&Value>) -> Result<Vec<Vec<Value>>> {
+        let mut name = "default".to_string();
+        let mut obj = serde_json::Map::new();
+        let known = serde_json::to_value(quiver_engine::TrainConfig::default()).unwrap_or_default();
+        if let Some(v) = config {
+            let Value::List(pairs) = v else {
+                return Err(runtime("quiver.train takes a map: {dim: 200, epochs: 10, ...}"));
+            };
+            for p in pairs {
+                // The planner passes a map literal, which `eval_arg` makes [key, value] pairs.
+                let Value::List(kv) = p else {
+                    return Err(runtime("quiver.train takes a map: {dim: 200, epochs: 10, ...}"));
+                };
+                let [Value::Str(k), v] = kv.as_slice() else {
+                    return Err(runtime("quiver.train takes a map: {dim: 200, epochs: 10, ...}"));
+                };
+                if k == "model" {
+                    name = v
+                        .as_str()
+                        .ok_or_else(|| runtime("model: expected a string"))?
+                        .to_string();
+                    continue;
+                }
+                if known.get(k).is_none() {
+                    return Err(runtime(format!("quiver.train: unknown setting `{k}`")));
+                }
+                obj.insert(k.clone(), json_of(v));
+            }
+        }
+        let cfg: quiver_engine::TrainConfig = serde_json::from_value(serde_json::Value::Object(obj))
+            .map_err(|e| runtime(format!("quiver.train: {e}")))?;
+        let mut last = None;
+        let t = Instant::now();
+        quiver_engine::train_on(self.db, &name, &cfg, &quiver_engine::Device::Cpu, &mut |e| {
+            if let quiver_engine::TrainEvent::Epoch(s) = e {
+                last = Some(*s);
+            }
+        })?;
+        Ok(vec![vec![
+            Value::Str(name),
+            Value::Int(cfg.epochs as i64),
+            Value::Int(last.map_or(0, |s| s.edges) as i64),
+            Value::Float(t.elapsed().as_secs_f64()),
+            last.map_or(Value::Null, |s| Value::Float(s.loss)),
+        ]])
+    }
+
+    /// Evaluates `quiver.train`'s argument: a map becomes a list of [key, value] pairs.
+    pub(crate) fn eval_arg(&self, e: &CExpr, row: &Row) -> Result<Value> {
+        match e {
+            CExpr::Map(m) => Ok(Value::List(
+                m.iter()
+                    .map(|(k, v)| Ok(Value::List(vec![Value::Str(k.clone()), self.eval(v, row)?])))
+                    .collect::<Result<_>>()?,
+            )),
+            other => self.eval(other, row),
+        }
+    }
+}
+
+pub(super) fn json_of(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => (*b).into(),
+        Value::Int(i) => (*i).into(),
+        Value::Float(x) => (*x).into(),
+        Value::Str(s) => s.clone().into(),
+        Value::List(l) => l.iter().map(json_of).collect(),
+        Value::Node { .. } | Value::Edge { .. } => serde_json::Value::Null,
+    }
+}

@@ -1,0 +1,243 @@
+//! `RETURN`: plain items, aggregates by group, `DISTINCT`, sort and paging.
+
+use super::*;
+
+impl Ctx<'_> {
+    /// Runs `RETURN`.
+    pub(crate) fn project(&self, ret: &Ret, mut rows: RowIter<'_>) -> Result<Vec<Vec<Value>>> {
+        let empty = Row::new();
+        let konst = |e: &Option<CExpr>, what: &str| -> Result<Option<usize>> {
+            match e {
+                None => Ok(None),
+                Some(e) => match self.eval(e, &empty)? {
+                    Value::Int(n) if n >= 0 => Ok(Some(n as usize)),
+                    Value::Int(n) => Err(runtime(format!("{what} needs a non-negative integer, found {n}"))),
+                    other => Err(runtime(format!(
+                        "{what} needs a non-negative integer, not {}",
+                        kind(&other)
+                    ))),
+                },
+            }
+        };
+        let skip = konst(&ret.skip, "SKIP")?.unwrap_or(0);
+        let limit = konst(&ret.limit, "LIMIT")?;
+        let aggregating = ret.items.iter().any(|i| i.is_err());
+        let mut seen = FxHashSet::default();
+        // Without sorting or aggregates, rows stream and the pipeline stops at the limit.
+        if !aggregating && ret.order.is_empty() {
+            let mut out = Vec::new();
+            let mut skipped = 0;
+            while limit.is_none_or(|l| out.len() < l) {
+                let Some(row) = rows.next().transpose()? else {
+                    break;
+                };
+                let vals = self.items(ret, &row)?;
+                if ret.distinct && !seen.insert(vals.clone()) {
+                    continue;
+                }
+                if skipped < skip {
+                    skipped += 1;
+                    continue;
+                }
+                out.push(vals);
+                self.cap(out.len())?;
+            }
+            return Ok(out);
+        }
+        let mut keyed: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
+        if aggregating {
+            let mut groups: FxHashMap<Vec<Value>, usize> = FxHashMap::default();
+            let mut states: Vec<(Vec<Value>, Vec<AggState>)> = Vec::new();
+            let grouped = ret.items.iter().any(|i| i.is_ok());
+            for row in rows {
+                let row = row?;
+                let key: Vec<Value> = if grouped {
+                    ret.items
+                        .iter()
+                        .filter_map(|i| i.as_ref().ok())
+                        .map(|e| self.eval(e, &row))
+                        .collect::<Result<_>>()?
+                } else {
+                    Vec::new()
+                };
+                // Without grouping keys every row falls in the one group.
+                let g = match if key.is_empty() && !states.is_empty() {
+                    Some(&0)
+                } else {
+                    groups.get(&key)
+                } {
+                    Some(&g) => g,
+                    None => {
+                        let aggs = ret
+                            .items
+                            .iter()
+                            .filter_map(|i| i.as_ref().err())
+                            .map(AggState::new)
+                            .collect();
+                        states.push((key.clone(), aggs));
+                        groups.insert(key, states.len() - 1);
+                        self.cap(states.len())?;
+                        states.len() - 1
+                    }
+                };
+                let aggs = ret.items.iter().filter_map(|i| i.as_ref().err());
+                for (st, agg) in states[g].1.iter_mut().zip(aggs) {
+                    let v = match &agg.arg {
+                        None => Value::Bool(true),
+                        Some(e) => self.eval(e, &row)?,
+                    };
+                    st.add(v)?;
+                }
+                self.recycle(row);
+            }
+            if states.is_empty() && ret.items.iter().all(|i| i.is_err()) {
+                let aggs = ret
+                    .items
+                    .iter()
+                    .filter_map(|i| i.as_ref().err())
+                    .map(AggState::new)
+                    .collect();
+                states.push((Vec::new(), aggs));
+            }
+            for (key, aggs) in states {
+                let (mut k, mut a) = (key.into_iter(), aggs.into_iter());
+                let vals: Vec<Value> = ret
+                    .items
+                    .iter()
+                    .map(|i| match i {
+                        Ok(_) => k.next().unwrap_or(Value::Null),
+                        Err(_) => a.next().map_or(Value::Null, AggState::finish),
+                    })
+                    .collect();
+                if ret.distinct && !seen.insert(vals.clone()) {
+                    continue;
+                }
+                let sort = ret
+                    .order
+                    .iter()
+                    .map(|(o, _)| vals[*o.as_ref().unwrap_or(&0)].clone())
+                    .collect();
+                keyed.push((sort, vals));
+            }
+        } else {
+            for row in rows {
+                let row = row?;
+                let vals = self.items(ret, &row)?;
+                if ret.distinct && !seen.insert(vals.clone()) {
+                    continue;
+                }
+                let sort = ret
+                    .order
+                    .iter()
+                    .map(|(o, _)| match o {
+                        Ok(c) => Ok(vals[*c].clone()),
+                        Err(e) => self.eval(e, &row),
+                    })
+                    .collect::<Result<_>>()?;
+                keyed.push((sort, vals));
+                self.cap(keyed.len())?;
+            }
+        }
+        if !ret.order.is_empty() {
+            keyed.sort_by(|(a, _), (b, _)| {
+                for (i, (_, desc)) in ret.order.iter().enumerate() {
+                    let o = a[i].total_cmp(&b[i]);
+                    let o = if *desc { o.reverse() } else { o };
+                    if o.is_ne() {
+                        return o;
+                    }
+                }
+                std::cmp::Ordering::Equal
+            });
+        }
+        let out: Vec<Vec<Value>> = keyed
+            .into_iter()
+            .skip(skip)
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|(_, v)| v)
+            .collect();
+        self.cap(out.len())?;
+        Ok(out)
+    }
+
+    pub(super) fn items(&self, ret: &Ret, row: &Row) -> Result<Vec<Value>> {
+        ret.items
+            .iter()
+            .map(|i| match i {
+                Ok(e) => self.eval(e, row),
+                Err(_) => Ok(Value::Null),
+            })
+            .collect()
+    }
+}
+
+/// Running state of one aggregate in one group.
+pub(super) enum AggState {
+    Count(u64, Option<FxHashSet<Value>>),
+    Sum(Value),
+    Avg(f64, u64),
+    Min(Option<Value>),
+    Max(Option<Value>),
+    Collect(Vec<Value>, Option<FxHashSet<Value>>),
+}
+
+impl AggState {
+    pub(super) fn new(a: &Agg) -> Self {
+        let set = a.distinct.then(FxHashSet::default);
+        match a.kind {
+            AggKind::Count => AggState::Count(0, set),
+            AggKind::Sum => AggState::Sum(Value::Int(0)),
+            AggKind::Avg => AggState::Avg(0.0, 0),
+            AggKind::Min => AggState::Min(None),
+            AggKind::Max => AggState::Max(None),
+            AggKind::Collect => AggState::Collect(Vec::new(), set),
+        }
+    }
+
+    pub(super) fn add(&mut self, v: Value) -> Result<()> {
+        if matches!(v, Value::Null) {
+            return Ok(());
+        }
+        match self {
+            AggState::Count(n, set) => {
+                if set.as_mut().is_none_or(|s| s.insert(v)) {
+                    *n += 1;
+                }
+            }
+            AggState::Sum(s) => *s = arith(BinOp::Add, std::mem::replace(s, Value::Null), v)?,
+            AggState::Avg(s, n) => {
+                *s += v
+                    .as_f64()
+                    .ok_or_else(|| runtime(format!("avg needs numbers, not {}", kind(&v))))?;
+                *n += 1;
+            }
+            AggState::Min(m) => {
+                if m.as_ref().is_none_or(|x| v.total_cmp(x).is_lt()) {
+                    *m = Some(v);
+                }
+            }
+            AggState::Max(m) => {
+                if m.as_ref().is_none_or(|x| v.total_cmp(x).is_gt()) {
+                    *m = Some(v);
+                }
+            }
+            AggState::Collect(l, set) => {
+                if set.as_mut().is_none_or(|s| s.insert(v.clone())) {
+                    l.push(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(self) -> Value {
+        match self {
+            AggState::Count(n, _) => Value::Int(n as i64),
+            AggState::Sum(s) => s,
+            AggState::Avg(_, 0) => Value::Null,
+            AggState::Avg(s, n) => Value::Float(s / n as f64),
+            AggState::Min(m) | AggState::Max(m) => m.unwrap_or(Value::Null),
+            AggState::Collect(l, _) => Value::List(l),
+        }
+    }
+}
