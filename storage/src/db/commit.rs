@@ -1,0 +1,504 @@
+//! Writing: write batches and their atomic commit, schema changes, and base
+//! rebuilds (compaction and import).
+
+use super::*;
+
+impl Database {
+    /// Adds a node type and returns its id.
+    pub fn create_node_type(&self, name: &str) -> Result<u32> {
+        check_name("type", name, MAX_NAME)?;
+        let _w = self.writer.lock();
+        let mut catalog = (*self.catalog()).clone();
+        if catalog.node_type(name).is_ok() {
+            return Err(StorageError::DuplicateType(name.to_string()));
+        }
+        catalog.node_types.push(NodeTypeDef {
+            name: name.to_string(),
+            count: 0,
+        });
+        self.commit_catalog(catalog)?;
+        Ok(self.catalog().node_types.len() as u32 - 1)
+    }
+
+    /// Adds a relation type from node type `src` to node type `dst` (by name).
+    pub fn create_relation_type(&self, name: &str, src: &str, dst: &str) -> Result<u32> {
+        check_name("relation", name, usize::MAX)?;
+        let _w = self.writer.lock();
+        let mut catalog = (*self.catalog()).clone();
+        if catalog.relation(name).is_ok() {
+            return Err(StorageError::DuplicateType(name.to_string()));
+        }
+        let (src, dst) = (catalog.node_type(src)?, catalog.node_type(dst)?);
+        catalog.relations.push(RelationDef {
+            name: name.to_string(),
+            src,
+            dst,
+        });
+        self.commit_catalog(catalog)?;
+        Ok(self.catalog().relations.len() as u32 - 1)
+    }
+
+    /// Writes a catalog on its own; the caller holds the writer lock.
+    pub(crate) fn commit_catalog(&self, catalog: Catalog) -> Result<()> {
+        self.sled.insert(keys::CATALOG, catalog.encode())?;
+        let mut st = self.state.write();
+        Arc::make_mut(&mut st).catalog = Arc::new(catalog);
+        Ok(())
+    }
+
+    /// Starts an empty write batch.
+    pub fn batch(&self) -> WriteBatch {
+        WriteBatch::default()
+    }
+
+    /// Applies a batch atomically: readers see all of it or none of it, and
+    /// after a crash it is wholly there or wholly absent. When `commit`
+    /// returns, the batch is in sled's log buffers, not necessarily on disk:
+    /// it becomes durable at sled's next background flush (every 500 ms) or
+    /// when [`Database::flush`] returns, whichever is first; a crash before
+    /// then loses whole batches, newest first. Nothing is applied if any
+    /// operation is invalid.
+    pub fn commit(&self, batch: WriteBatch) -> Result<CommitInfo> {
+        let _w = self.writer.lock();
+        let snap = self.snapshot();
+        let mut catalog = (*snap.state.catalog).clone();
+        let mut new_nodes: Vec<HashMap<String, u32>> = vec![HashMap::new(); catalog.node_types.len()];
+        let mut new_keys: Vec<(u32, u32, String)> = Vec::new();
+        // Final state of each touched edge: Some(weight) present, None absent.
+        let mut edges: HashMap<(u32, u32, u32), Option<f32>> = HashMap::new();
+        let mut order: Vec<(u32, u32, u32)> = Vec::new();
+        let mut props: Vec<(u32, u32, String, Value)> = Vec::new();
+        // Nodes this batch deletes (true) or brings back (false).
+        let mut deaths: HashMap<(u32, u32), bool> = HashMap::new();
+        let mut resolve = |catalog: &mut Catalog,
+                           deaths: &mut HashMap<(u32, u32), bool>,
+                           ty: u32,
+                           node: &NodeRef,
+                           create: bool|
+         -> Result<u32> {
+            let def = catalog
+                .node_types
+                .get(ty as usize)
+                .ok_or_else(|| StorageError::UnknownNodeType(format!("#{ty}")))?;
+            let dead = |deaths: &HashMap<(u32, u32), bool>, id: u32| {
+                deaths
+                    .get(&(ty, id))
+                    .copied()
+                    .unwrap_or_else(|| snap.is_deleted(ty, id))
+            };
+            let not_found = |key: String| StorageError::NodeNotFound {
+                node_type: def.name.clone(),
+                key,
+            };
+            match node {
+                NodeRef::Id(id) if *id < def.count && dead(deaths, *id) => {
+                    Err(not_found(snap.node_key(ty, *id).unwrap_or("?").to_string()))
+                }
+                NodeRef::Id(id) if *id < def.count => Ok(*id),
+                NodeRef::Id(id) => Err(StorageError::InvalidId {
+                    node_type: def.name.clone(),
+                    id: *id,
+                    count: def.count,
+                }),
+                NodeRef::Key(k) => {
+                    if let Some(id) = snap
+                        .any_node_id(ty, k)
+                        .or_else(|| new_nodes[ty as usize].get(k.as_str()).copied())
+                    {
+                        if !dead(deaths, id) {
+                            return Ok(id);
+                        }
+                        if !create {
+                            return Err(not_found(k.clone()));
+                        }
+                        deaths.insert((ty, id), false);
+                        return Ok(id);
+                    }
+                    if !create {
+                        return Err(not_found(k.clone()));
+                    }
+                    check_key(k)?;
+                    let id = def.count;
+                    catalog.node_types[ty as usize].count += 1;
+                    new_nodes[ty as usize].insert(k.clone(), id);
+                    new_keys.push((ty, id, k.clone()));
+                    Ok(id)
+                }
+            }
+        };
+        for op in batch.ops {
+            match op {
+                Op::Node { ty, key } => {
+                    resolve(&mut catalog, &mut deaths, ty, &NodeRef::Key(key), true)?;
+                }
+                Op::Edge {
+                    rel,
+                    src,
+                    dst,
+                    weight,
+                } => {
+                    let r = catalog
+                        .relations
+                        .get(rel as usize)
+                        .cloned()
+                        .ok_or_else(|| StorageError::UnknownRelation(format!("#{rel}")))?;
+                    let create = weight.is_some();
+                    let ends = resolve(&mut catalog, &mut deaths, r.src, &src, create)
+                        .and_then(|s| Ok((s, resolve(&mut catalog, &mut deaths, r.dst, &dst, create)?)));
+                    let (s, d) = match ends {
+                        // Deleting an edge whose endpoint does not exist changes nothing.
+                        Err(StorageError::NodeNotFound { .. }) if !create => continue,
+                        other => other?,
+                    };
+                    if let Some(w) = weight {
+                        check_weight(w)?;
+                    }
+                    if edges.insert((rel, s, d), weight).is_none() {
+                        order.push((rel, s, d));
+                    }
+                }
+                Op::Property {
+                    ty,
+                    node,
+                    name,
+                    value,
+                } => {
+                    let id = resolve(&mut catalog, &mut deaths, ty, &node, false)?;
+                    if let Value::Float(f) = value {
+                        if !f.is_finite() {
+                            return Err(StorageError::InvalidInput(format!(
+                                "property `{name}` is not finite"
+                            )));
+                        }
+                    }
+                    props.push((ty, id, name, value));
+                }
+                Op::DeleteNode { ty, node } => {
+                    let id = match resolve(&mut catalog, &mut deaths, ty, &node, false) {
+                        Err(StorageError::NodeNotFound { .. }) => continue,
+                        other => other?,
+                    };
+                    // Its edges go with it: those stored and those this batch added.
+                    let touches = |rel: u32, s: u32, d: u32| {
+                        let r = &catalog.relations[rel as usize];
+                        (r.src == ty && s == id) || (r.dst == ty && d == id)
+                    };
+                    for (&(rel, s, d), state) in edges.iter_mut() {
+                        if touches(rel, s, d) {
+                            *state = None;
+                        }
+                    }
+                    for dir in [Direction::Out, Direction::In] {
+                        for (rel, n) in snap.all_neighbors(ty, id, dir) {
+                            let key = if dir == Direction::Out {
+                                (rel, id, n)
+                            } else {
+                                (rel, n, id)
+                            };
+                            if edges.insert(key, None).is_none() {
+                                order.push(key);
+                            }
+                        }
+                    }
+                    props.retain(|p| (p.0, p.1) != (ty, id));
+                    deaths.insert((ty, id), true);
+                }
+            }
+        }
+        let mut b = sled::Batch::default();
+        for (ty, id, key) in &new_keys {
+            b.insert(keys::node_id(*ty, *id), key.as_bytes());
+        }
+        let mut changes = Vec::new();
+        for key @ (rel, src, dst) in order {
+            let state = edges[&key];
+            let ctx = snap.edge_ctx(&catalog, rel, src, dst);
+            // Only edges whose presence or weight changes count as changes.
+            if snap.edge_weight_in(&catalog, rel, src, dst) == state {
+                continue;
+            }
+            let k = keys::edge(rel, src, dst);
+            match (ctx.base, state) {
+                (Some(bw), Some(w)) if bw == w => b.remove(k),
+                (None, None) => b.remove(k),
+                _ => b.insert(k, keys::edge_value(state)),
+            }
+            changes.push((ctx, state));
+        }
+        for (ty, id, name, value) in &props {
+            b.insert(keys::property(*ty, *id, name), value.encode());
+        }
+        for (&(ty, id), &dead) in &deaths {
+            if dead {
+                b.insert(keys::deleted(ty, id), &[][..]);
+                for k in self.sled.scan_prefix(keys::property_prefix(ty, id)).keys() {
+                    b.remove(k?);
+                }
+            } else {
+                b.remove(keys::deleted(ty, id));
+            }
+        }
+        if !changes.is_empty() {
+            catalog.edge_version += 1;
+        }
+        b.insert(keys::CATALOG, catalog.encode());
+        self.sled.apply_batch(b)?;
+        let info = CommitInfo {
+            nodes_created: new_keys.len() as u64 + deaths.values().filter(|d| !**d).count() as u64,
+            nodes_deleted: deaths.values().filter(|d| **d).count() as u64,
+            edges_changed: changes.len() as u64,
+        };
+        let mut st = self.state.write();
+        let st = Arc::make_mut(&mut st);
+        let delta = Arc::make_mut(&mut st.delta);
+        delta
+            .nodes
+            .resize_with(catalog.node_types.len(), NodeDelta::default);
+        for (ty, _, key) in new_keys {
+            let nd = &mut delta.nodes[ty as usize];
+            let key: Box<str> = key.into();
+            nd.by_key
+                .insert(key.clone(), catalog.base_count(ty) + nd.keys.len() as u32);
+            nd.keys.push(key);
+        }
+        for (ctx, state) in changes {
+            delta.set_edge(ctx, state);
+        }
+        delta
+            .deleted
+            .resize_with(catalog.node_types.len(), RoaringBitmap::new);
+        for ((ty, id), dead) in deaths {
+            if dead {
+                delta.deleted[ty as usize].insert(id);
+            } else {
+                delta.deleted[ty as usize].remove(id);
+            }
+        }
+        st.catalog = Arc::new(catalog);
+        Ok(info)
+    }
+
+    /// Folds the delta into a new base generation (a compaction).
+    pub fn compact(&self) -> Result<()> {
+        let _w = self.writer.lock();
+        let snap = self.snapshot();
+        let delta = !snap.state.delta.is_empty();
+        if !delta && snap.catalog().generation > 0 {
+            return Ok(());
+        }
+        let edges = self.sorter_with(&snap, DEFAULT_CHUNK_EDGES)?.finish()?;
+        self.rebuild_base(&snap, (*snap.state.catalog).clone(), &[], &edges, delta)
+    }
+
+    /// An edge sorter that already holds every edge of `snap`, so that edges
+    /// pushed later override them.
+    pub(crate) fn sorter_with(&self, snap: &Snapshot, chunk_edges: usize) -> Result<EdgeSorter> {
+        let mut sorter = EdgeSorter::new(&self.dir, chunk_edges);
+        for e in snap.edges() {
+            sorter.push(e)?;
+        }
+        Ok(sorter)
+    }
+
+    /// Writes a new base from the keys of `snap` plus `new_keys` (per type,
+    /// continuing the ids of `catalog`, which already counts them) and `edges`
+    /// (all of them, sorted), then commits it and clears the delta in one sled
+    /// batch; `changed` says whether the edges differ from `snap`'s. The caller holds the
+    /// writer lock.
+    pub(crate) fn rebuild_base(
+        &self,
+        snap: &Snapshot,
+        mut catalog: Catalog,
+        new_keys: &[Vec<String>],
+        edges: &[WEdge],
+        changed: bool,
+    ) -> Result<()> {
+        let types = catalog.node_types.len();
+        let mut keys_by_type: Vec<Vec<&str>> = Vec::with_capacity(types);
+        for t in 0..types as u32 {
+            let old = snap.node_count(t);
+            let mut ks: Vec<&str> = (0..old).filter_map(|id| snap.node_key(t, id)).collect();
+            if ks.len() != old as usize {
+                return Err(CorruptionError::new(
+                    self.dir.join(CATALOG_DIR),
+                    format!("type {t} has ids without keys"),
+                )
+                .into());
+            }
+            ks.extend(new_keys.get(t as usize).into_iter().flatten().map(String::as_str));
+            keys_by_type.push(ks);
+        }
+        let gen = catalog.generation + 1;
+        let refs = base::write_base(&self.dir, gen, &catalog, &keys_by_type, edges)?;
+        let old_files: Vec<String> = catalog.base.iter().map(|r| r.file.clone()).collect();
+        catalog.generation = gen;
+        catalog.base = refs.to_vec();
+        catalog.base_counts = keys_by_type.iter().map(|k| k.len() as u32).collect();
+        if changed {
+            catalog.edge_version += 1;
+        }
+        let base = Base::open(&self.dir, &catalog)?;
+        let mut b = sled::Batch::default();
+        for prefix in [keys::NODE_ID, keys::EDGE] {
+            for k in self.sled.scan_prefix([prefix]).keys() {
+                b.remove(k?);
+            }
+        }
+        b.insert(keys::CATALOG, catalog.encode());
+        self.sled.apply_batch(b)?;
+        self.sled.flush()?;
+        *self.state.write() = Arc::new(State {
+            catalog: Arc::new(catalog),
+            base: Arc::new(base),
+            delta: Arc::new(Delta {
+                deleted: snap.state.delta.deleted.clone(),
+                ..Default::default()
+            }),
+        });
+        for f in old_files {
+            // Readers may still map the old files; unlinking keeps their maps valid.
+            let _ = fs::remove_file(self.dir.join(f));
+        }
+        Ok(())
+    }
+}
+
+/// A node given by dense id or by external key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeRef {
+    /// Dense per-type id.
+    Id(u32),
+    /// External key.
+    Key(String),
+}
+
+impl From<u32> for NodeRef {
+    fn from(id: u32) -> Self {
+        NodeRef::Id(id)
+    }
+}
+
+impl From<&str> for NodeRef {
+    fn from(k: &str) -> Self {
+        NodeRef::Key(k.to_string())
+    }
+}
+
+impl From<String> for NodeRef {
+    fn from(k: String) -> Self {
+        NodeRef::Key(k)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Op {
+    Node {
+        ty: u32,
+        key: String,
+    },
+    /// `weight: None` deletes.
+    Edge {
+        rel: u32,
+        src: NodeRef,
+        dst: NodeRef,
+        weight: Option<f32>,
+    },
+    Property {
+        ty: u32,
+        node: NodeRef,
+        name: String,
+        value: Value,
+    },
+    DeleteNode {
+        ty: u32,
+        node: NodeRef,
+    },
+}
+
+/// Writes to apply together with [`Database::commit`].
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    pub(super) ops: Vec<Op>,
+}
+
+impl WriteBatch {
+    /// Inserts a node of type `ty` unless one with that key exists.
+    pub fn insert_node(&mut self, ty: u32, key: &str) -> &mut Self {
+        self.ops.push(Op::Node {
+            ty,
+            key: key.to_string(),
+        });
+        self
+    }
+
+    /// Inserts edge `src -rel-> dst` (weight 1 when `None`), creating missing
+    /// endpoint nodes given by key. Inserting an existing edge sets its weight.
+    pub fn insert_edge(
+        &mut self,
+        rel: u32,
+        src: impl Into<NodeRef>,
+        dst: impl Into<NodeRef>,
+        weight: Option<f32>,
+    ) -> &mut Self {
+        self.ops.push(Op::Edge {
+            rel,
+            src: src.into(),
+            dst: dst.into(),
+            weight: Some(weight.unwrap_or(1.0)),
+        });
+        self
+    }
+
+    /// Deletes edge `src -rel-> dst` if present.
+    pub fn delete_edge(&mut self, rel: u32, src: impl Into<NodeRef>, dst: impl Into<NodeRef>) -> &mut Self {
+        self.ops.push(Op::Edge {
+            rel,
+            src: src.into(),
+            dst: dst.into(),
+            weight: None,
+        });
+        self
+    }
+
+    /// Sets a property of an existing node.
+    pub fn set_property(&mut self, ty: u32, node: impl Into<NodeRef>, name: &str, value: Value) -> &mut Self {
+        self.ops.push(Op::Property {
+            ty,
+            node: node.into(),
+            name: name.to_string(),
+            value,
+        });
+        self
+    }
+
+    /// Deletes a node with its edges and properties. Its id is not reused;
+    /// inserting its key again brings it back, bare.
+    pub fn delete_node(&mut self, ty: u32, node: impl Into<NodeRef>) -> &mut Self {
+        self.ops.push(Op::DeleteNode {
+            ty,
+            node: node.into(),
+        });
+        self
+    }
+
+    /// Number of operations queued.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// What a commit changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// Nodes created (or brought back after deletion).
+    pub nodes_created: u64,
+    /// Nodes deleted.
+    pub nodes_deleted: u64,
+    /// Edges whose presence or weight changed.
+    pub edges_changed: u64,
+}

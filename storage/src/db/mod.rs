@@ -1,0 +1,118 @@
+//! The database handle, write batches and snapshots.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use roaring::RoaringBitmap;
+
+use crate::base::{self, Base, Direction, WEdge};
+use crate::catalog::{Catalog, NodeTypeDef, RelationDef, Value, FORMAT_VERSION};
+use crate::delta::{Delta, EdgeCtx, NodeDelta};
+use crate::error::{CorruptionError, IoContext, Result, StorageError};
+use crate::extsort::{EdgeSorter, DEFAULT_CHUNK_EDGES};
+use crate::keys;
+use crate::segment::sync_dir;
+
+mod commit;
+mod open;
+mod snapshot;
+
+pub use commit::{CommitInfo, NodeRef, WriteBatch};
+pub use snapshot::{Neighbors, Snapshot};
+
+/// Name of the sled directory inside a database directory.
+pub(crate) const CATALOG_DIR: &str = "catalog";
+const LOCK_FILE: &str = "LOCK";
+
+/// What readers see: one catalog, one base, one delta, all immutable.
+#[derive(Clone)]
+pub(crate) struct State {
+    pub catalog: Arc<Catalog>,
+    pub base: Arc<Base>,
+    pub delta: Arc<Delta>,
+}
+
+/// An open quiver database: a directory holding sled (catalog, key maps,
+/// delta) and segment files (base adjacency, node dictionaries, buckets).
+///
+/// `Database` is `Send + Sync`: any number of threads read through
+/// [`Database::snapshot`] while one at a time writes; a commit holds the
+/// reader-visible lock only to swap in the new in-memory state.
+pub struct Database {
+    dir: PathBuf,
+    pub(crate) sled: sled::Db,
+    pub(crate) state: RwLock<Arc<State>>,
+    /// Serialises writers; held across a writer's I/O, never by readers.
+    pub(crate) writer: Mutex<()>,
+    _lock: File,
+}
+
+impl Database {
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A consistent, immutable view of the current data. Cheap: two atomic
+    /// operations; later commits do not change it.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            state: self.state.read().clone(),
+        }
+    }
+
+    /// The current catalog (schema, counts, segments).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.state.read().catalog.clone()
+    }
+
+    /// Makes every commit so far durable: when it returns, they survive a
+    /// crash or a power cut (sled's log is written and fsynced). Imports,
+    /// compactions, bucket builds and model saves flush on their own.
+    pub fn flush(&self) -> Result<()> {
+        self.sled.flush()?;
+        Ok(())
+    }
+}
+
+/// Longest node type or model name, in bytes: such names become file names
+/// (export, loss curves), and escaped (three bytes for one) they still fit a
+/// file system's 255. Relation names never do and have no limit.
+pub const MAX_NAME: usize = 80;
+
+/// Checks a type, relation or model name (`what` says which, for the message)
+/// of at most `max_len` bytes.
+pub(crate) fn check_name(what: &str, name: &str, max_len: usize) -> Result<()> {
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(StorageError::InvalidInput(format!(
+            "{what} name {name:?} is empty or has control characters"
+        )));
+    }
+    if name.len() > max_len {
+        return Err(StorageError::InvalidInput(format!(
+            "{what} name of {} bytes is longer than {max_len}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(StorageError::InvalidInput("empty node key".into()));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_weight(w: f32) -> Result<()> {
+    if !w.is_finite() {
+        return Err(StorageError::InvalidInput(format!(
+            "edge weight {w} is not finite"
+        )));
+    }
+    Ok(())
+}
