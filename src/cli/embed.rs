@@ -68,7 +68,7 @@ fn load_model(db: &Database, name: &str) -> anyhow::Result<Model> {
 }
 
 pub fn neighbors(a: &NeighborsArgs) -> anyhow::Result<()> {
-    let db = crate::open(&a.db)?;
+    let db = super::open(&a.db)?;
     let snap = db.snapshot();
     let c = snap.catalog();
     let model = load_model(&db, &a.model)?;
@@ -209,7 +209,7 @@ pub fn neighbors(a: &NeighborsArgs) -> anyhow::Result<()> {
 
 /// `quiver quantize`: store int8 copies and report their recall.
 pub fn quantize(db: &Path, model: &str, types: &[String]) -> anyhow::Result<()> {
-    let db = crate::open(&db.to_path_buf())?;
+    let db = super::open(db)?;
     let m = Model::load(&db, model)?;
     let c = db.catalog();
     let ids: Vec<u32> = match types.is_empty() {
@@ -248,7 +248,7 @@ pub fn quantize(db: &Path, model: &str, types: &[String]) -> anyhow::Result<()> 
 #[derive(clap::Args)]
 pub struct RecallArgs {
     #[command(flatten)]
-    pub train: crate::TrainArgs,
+    pub train: super::model::TrainArgs,
     /// The relation whose edges are held out.
     #[arg(long)]
     relation: String,
@@ -279,7 +279,7 @@ pub struct RecallArgs {
 }
 
 pub fn eval_recall(a: &RecallArgs) -> anyhow::Result<()> {
-    let db = crate::open(&a.train.db)?;
+    let db = super::open(&a.train.db)?;
     let name = format!("{}-holdout", a.train.model);
     let rel = db.catalog().relation(&a.relation)?;
     let seed = a.train.seed.unwrap_or(0);
@@ -299,7 +299,7 @@ pub fn eval_recall(a: &RecallArgs) -> anyhow::Result<()> {
             a.relation,
             device.describe()
         );
-        quiver::train_on(&db, &name, &config, &device, &mut crate::epoch_logger())?;
+        quiver::train_on(&db, &name, &config, &device, &mut super::model::epoch_logger())?;
     }
     let model = Model::load(&db, &name)?;
     let stored = model.config.holdout.clone();
@@ -395,7 +395,7 @@ pub fn mixtures(
 
 /// `quiver drift`.
 pub fn drift(db: &Path, a: &str, b: &str, ty: &str, k: usize, sample: usize) -> anyhow::Result<()> {
-    let db = crate::open(&db.to_path_buf())?;
+    let db = super::open(db)?;
     let t = db.catalog().node_type(ty)?;
     let (ma, mb) = (Model::load(&db, a)?, Model::load(&db, b)?);
     let r = recall::drift(&ma, &mb, t, k, sample, 0)?;

@@ -1,0 +1,538 @@
+//! The model commands: `train`, `eval`, `models`, `export`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use quiver::Database;
+
+use super::open;
+
+/// Logs one line per training epoch to standard error.
+pub fn epoch_logger() -> impl FnMut(&quiver::TrainEvent) {
+    |e| match e {
+        quiver::TrainEvent::Epoch(s) => eprintln!(
+            "epoch {:>3}: loss {:.4e}, {} edges in {:.2} s",
+            s.epoch + 1,
+            s.loss,
+            s.edges,
+            s.seconds
+        ),
+        quiver::TrainEvent::WeightSpread { .. } => weight_warning(e),
+        _ => {}
+    }
+}
+
+/// Says that a relation's weights span orders of magnitude.
+fn weight_warning(e: &quiver::TrainEvent) {
+    if let quiver::TrainEvent::WeightSpread { relation, min, max } = e {
+        eprintln!(
+            "warning: the weights of relation {relation} span {min} to {max} ({:.0} orders of magnitude); a few edges may swamp training (--weights log1p or ignore)",
+            (max / min).log10().floor()
+        );
+    }
+}
+
+/// `quiver train`: settings come from `--config FILE.toml` (the fields of
+/// `TrainConfig`), then from the flags given, then from the defaults.
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Database directory.
+    pub db: PathBuf,
+    /// Name to store the model under.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// TOML file with training settings (see configs/).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// auto (a hardware GPU if wgpu finds one, else the CPU), gpu (any adapter, lavapipe included) or cpu.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Embedding dimension.
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Partitions per node type.
+    #[arg(long)]
+    pub partitions: Option<u32>,
+    /// Learning rate.
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Uniform negatives per chunk and side.
+    #[arg(long)]
+    pub negatives: Option<usize>,
+    /// Edges per chunk (the chunk's other edges are negatives too).
+    #[arg(long)]
+    pub chunk: Option<usize>,
+    /// margin, softmax or adversarial (self-adversarial negative sampling).
+    #[arg(long)]
+    pub loss: Option<String>,
+    /// l1, l2 or dot.
+    #[arg(long)]
+    pub score: Option<String>,
+    /// Margin of the margin loss; γ of the adversarial loss.
+    #[arg(long)]
+    pub margin: Option<f32>,
+    /// Temperature of the adversarial loss's negative weights.
+    #[arg(long)]
+    pub adversarial_temperature: Option<f32>,
+    /// Weight of the penalty on touched node rows (0: none).
+    #[arg(long)]
+    pub regularization: Option<f32>,
+    /// l2 or n3.
+    #[arg(long)]
+    pub regularizer: Option<String>,
+    /// What stored edge weights do in the loss: ignore (the default), raw, log1p, or normalize (each relation's mean weight is 1).
+    #[arg(long)]
+    pub weights: Option<String>,
+    /// Learning rate of the relation vectors (default: --lr).
+    #[arg(long)]
+    pub relation_lr: Option<f32>,
+    /// Chunks per GPU training step.
+    #[arg(long)]
+    pub gpu_chunks: Option<usize>,
+    /// Project node rows into the ball of this radius after updates (distance scores; 0: off).
+    #[arg(long)]
+    pub max_norm: Option<f32>,
+    /// Initial rows are uniform in ±init_scale/√dim.
+    #[arg(long)]
+    pub init_scale: Option<f32>,
+    /// Seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Training threads (0: one per core; 1: bit-for-bit repeatable).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Keep resident partitions under this many MiB beyond the current bucket's (0: no limit).
+    #[arg(long)]
+    pub memory_budget: Option<usize>,
+    /// Visits of every bucket per epoch, each training a share of its edges (PBG's num_edge_chunks).
+    #[arg(long)]
+    pub passes: Option<usize>,
+    /// With P > 1, rows of each node type kept in memory (split over its partitions) as negatives from the partitions a bucket does not hold (0: the bucket's partitions only, as PBG).
+    #[arg(long)]
+    pub foreign_sample: Option<usize>,
+    /// Continue the stopped run of --model from its last finished bucket (its stored settings apply).
+    #[arg(long)]
+    pub resume: bool,
+    /// Start from this stored model's embeddings (new nodes from their neighbours').
+    #[arg(long)]
+    pub warm_start: Option<String>,
+    /// Weight of the penalty λ‖θ − θ_prev‖² against drift from --warm-start (CPU backend).
+    #[arg(long)]
+    pub drift_penalty: Option<f32>,
+    /// Train on these relations only, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub relations: Vec<String>,
+}
+
+impl TrainArgs {
+    pub fn config(&self, db: &Database) -> anyhow::Result<quiver::TrainConfig> {
+        let mut c: quiver::TrainConfig = match &self.config {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("{}", path.display()))?
+            }
+            None => quiver::TrainConfig::default(),
+        };
+        let word = |v: &str| serde_json::Value::String(v.to_string());
+        macro_rules! set {
+            ($($field:ident <- $value:expr),* $(,)?) => { $( if let Some(v) = $value { c.$field = v; } )* };
+        }
+        set!(dim <- self.dim, epochs <- self.epochs, partitions <- self.partitions, lr <- self.lr,
+             uniform_negatives <- self.negatives, chunk_size <- self.chunk, margin <- self.margin,
+             init_scale <- self.init_scale, seed <- self.seed, threads <- self.threads,
+             memory_budget_mib <- self.memory_budget, adversarial_temperature <- self.adversarial_temperature,
+             regularization <- self.regularization, gpu_chunks <- self.gpu_chunks, passes <- self.passes,
+             foreign_sample <- self.foreign_sample);
+        if let Some(r) = self.relation_lr {
+            c.relation_lr = Some(r);
+        }
+        if let Some(r) = &self.regularizer {
+            c.regularizer = serde_json::from_value(word(r))
+                .with_context(|| format!("--regularizer {r}: expected l2 or n3"))?;
+        }
+        if let Some(w) = &self.weights {
+            c.weights = serde_json::from_value(word(w))
+                .with_context(|| format!("--weights {w}: expected ignore, raw, log1p or normalize"))?;
+        }
+        if let Some(l) = &self.loss {
+            c.loss = serde_json::from_value(word(l))
+                .with_context(|| format!("--loss {l}: expected margin, softmax or adversarial"))?;
+        }
+        if let Some(s) = &self.score {
+            c.score = serde_json::from_value(word(s))
+                .with_context(|| format!("--score {s}: expected l1, l2 or dot"))?;
+        }
+        if let Some(m) = self.max_norm {
+            c.max_norm = m;
+        }
+        if let Some(w) = &self.warm_start {
+            c.warm_start = Some(w.clone());
+        }
+        if let Some(p) = self.drift_penalty {
+            c.drift_penalty = p;
+        }
+        if !self.relations.is_empty() {
+            let catalog = db.catalog();
+            c.only_relations = self
+                .relations
+                .iter()
+                .map(|r| catalog.relation(r))
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(c)
+    }
+}
+
+/// `quiver train`, with a progress bar on a terminal and a loss curve beside DB.
+pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    let database = open(&args.db)?;
+    let config = match args.resume {
+        true => serde_json::from_str::<serde_json::Value>(&database.model_info(&args.model)?.settings)
+            .ok()
+            .and_then(|s| serde_json::from_value::<quiver::TrainConfig>(s["config"].clone()).ok())
+            .unwrap_or_default(),
+        false => args.config(&database)?,
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {msg} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut curve = Vec::new();
+    let mut epoch_start = Instant::now();
+    let mut log = |e: &quiver::TrainEvent| match *e {
+        quiver::TrainEvent::Bucket {
+            epoch,
+            bucket,
+            buckets,
+            edges,
+            loss,
+        } => {
+            if let Some(b) = &bar {
+                b.set_length((config.epochs * buckets) as u64);
+                b.set_position((epoch * buckets + bucket + 1) as u64);
+                b.set_message(format!(
+                    "epoch {}/{} bucket {}/{buckets} loss {loss:.3e} {:.0} edges/s",
+                    epoch + 1,
+                    config.epochs,
+                    bucket + 1,
+                    edges as f64 / epoch_start.elapsed().as_secs_f64()
+                ));
+            }
+        }
+        quiver::TrainEvent::Epoch(s) => {
+            epoch_start = Instant::now();
+            curve.push(s.loss);
+            let line = format!(
+                "epoch {:>3}: loss {:.4e}, {} edges in {:.2} s ({:.0} edges/s, {:.0}% moving partitions)",
+                s.epoch + 1,
+                s.loss,
+                s.edges,
+                s.seconds,
+                s.edges as f64 / s.seconds,
+                100.0 * s.io_share
+            );
+            match &bar {
+                Some(b) => b.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
+        quiver::TrainEvent::WeightSpread { .. } => weight_warning(e),
+    };
+    let device = quiver::Device::select(&args.device)?;
+    eprintln!("training on {}", device.describe());
+    let started = Instant::now();
+    if args.resume {
+        quiver::resume_on(&database, &args.model, &device, &mut log)?;
+    } else {
+        quiver::train_on(&database, &args.model, &config, &device, &mut log)?;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    say!(
+        "trained model `{}` in {:.1} s",
+        args.model,
+        started.elapsed().as_secs_f64()
+    );
+    if !curve.is_empty() {
+        let path = args.db.join(format!("{}.loss.svg", file_stem(&args.model)));
+        std::fs::write(&path, loss_svg(&args.model, &curve))
+            .with_context(|| format!("writing {}", path.display()))?;
+        say!("loss curve: {}", path.display());
+    }
+    Ok(())
+}
+
+/// `quiver models`: lists the stored models, or drops one.
+pub fn models(db: &Path, drop: Option<&str>) -> anyhow::Result<()> {
+    if let Some(name) = drop {
+        open(db)?.drop_model(name)?;
+        say!("dropped model `{name}`");
+        return Ok(());
+    }
+    for m in open(db)?.models() {
+        let settings: serde_json::Value = serde_json::from_str(&m.settings).unwrap_or_default();
+        let c = &settings["config"];
+        let state = if m.progress.is_empty() {
+            "finished".to_string()
+        } else {
+            format!("stopped at {}", m.progress)
+        };
+        say!(
+            "{}: dim {} epochs {} partitions {} score {} loss {}; {state}; metrics {}",
+            m.name,
+            c["dim"],
+            c["epochs"],
+            c["partitions"],
+            c["score"],
+            c["loss"],
+            if m.metrics.is_empty() { "none" } else { &m.metrics }
+        );
+    }
+    Ok(())
+}
+
+/// `quiver export`.
+pub fn export_model(db: &Path, model: &str, format: &str, out: &Path, force: bool) -> anyhow::Result<()> {
+    let database = open(db)?;
+    let trained = quiver::Model::load(&database, model)?;
+    let files = export(&database, &trained, format, out, force)?;
+    say!("wrote {files} files to {}", out.display());
+    Ok(())
+}
+
+/// `quiver eval`: filtered link-prediction metrics, stored with the model.
+pub fn eval(
+    db: Option<PathBuf>,
+    model: &str,
+    test: Option<PathBuf>,
+    filter: &[PathBuf],
+    json: bool,
+    device: &str,
+) -> anyhow::Result<()> {
+    let (Some(db), Some(test)) = (db, test) else {
+        bail!("eval needs DB and --test FILE");
+    };
+    let device = quiver::Device::select(device)?;
+    let database = open(&db)?;
+    let trained = quiver::Model::load(&database, model)?;
+    let test = quiver::read_triples(&test)?;
+    let mut known = Vec::new();
+    for f in filter {
+        known.extend(quiver::read_triples(f)?);
+    }
+    let r = quiver::evaluate(&database, &trained, &test, &known, &device)?;
+    let obj = serde_json::json!({
+        "mrr": r.mrr, "mr": r.mr, "hits@1": r.hits1, "hits@3": r.hits3, "hits@10": r.hits10,
+        "triples": r.triples, "skipped": r.skipped, "seconds": r.seconds,
+        "ties": "realistic", "unknown_entities": "skipped", "device": device.describe(),
+    });
+    database.set_model_metrics(model, &obj.to_string())?;
+    if json {
+        say!("{obj}");
+    } else {
+        say!(
+                "MRR {:.4}  MR {:.1}  Hits@1 {:.4}  Hits@3 {:.4}  Hits@10 {:.4}  ({} triples ranked both ways, {} skipped: entity or relation not in the database; {:.1} s)",
+                r.mrr, r.mr, r.hits1, r.hits3, r.hits10, r.triples, r.skipped, r.seconds
+            );
+    }
+    Ok(())
+}
+
+/// A small SVG line chart of the loss per epoch.
+fn loss_svg(name: &str, losses: &[f64]) -> String {
+    let (w, h, pad) = (640.0, 360.0, 48.0);
+    let max = losses
+        .iter()
+        .cloned()
+        .fold(f64::MIN, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let min = losses.iter().cloned().fold(f64::MAX, f64::min).min(max);
+    let span = (max - min).max(max * 1e-9);
+    let n = losses.len().max(2) - 1;
+    let points: Vec<String> = losses
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let x = pad + (w - 2.0 * pad) * i as f64 / n as f64;
+            let y = h - pad - (h - 2.0 * pad) * (l - min) / span;
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{pad}" y="24">{} — training loss per epoch</text>
+<line x1="{pad}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{b}" stroke="black"/>
+<text x="4" y="{pad}">{max:.3e}</text><text x="4" y="{b}">{min:.3e}</text>
+<text x="{pad}" y="{lb}">epoch 1</text><text x="{rl}" y="{lb}">epoch {}</text>
+<polyline fill="none" stroke="steelblue" stroke-width="2" points="{}"/>
+</svg>
+"##,
+        name.replace('&', "&amp;").replace('<', "&lt;"),
+        losses.len(),
+        points.join(" "),
+        b = h - pad,
+        r = w - pad,
+        lb = h - pad + 20.0,
+        rl = w - pad - 50.0,
+    )
+}
+
+/// Writes one matrix and one key table per node type, and one for the
+/// relation vectors (`_relations`); returns the file count. Names become
+/// file names only through [`file_stem`]; nothing is written into a
+/// database directory, or over an existing file unless `force`.
+fn export(
+    db: &Database,
+    model: &quiver::Model,
+    format: &str,
+    out: &std::path::Path,
+    force: bool,
+) -> anyhow::Result<usize> {
+    if !matches!(format, "npy" | "tsv") {
+        bail!("--format {format}: expected npy or tsv");
+    }
+    if out.join("catalog").is_dir() || out.join("LOCK").is_file() {
+        bail!(
+            "--out {} is a database directory; export elsewhere",
+            out.display()
+        );
+    }
+    let snap = db.snapshot();
+    let c = snap.catalog();
+    if !force {
+        let stems = c.node_types.iter().map(|t| file_stem(&t.name));
+        let names = stems
+            .chain(["_relations".to_string()])
+            .flat_map(|stem| match format {
+                "tsv" => vec![format!("{stem}.tsv")],
+                _ => vec![format!("{stem}.npy"), format!("{stem}.keys.tsv")],
+            });
+        if let Some(there) = names.map(|n| out.join(n)).find(|p| p.exists()) {
+            bail!("{} exists (--force overwrites it)", there.display());
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let d = model.dim();
+    let mut files = 0;
+    for (t, def) in c.node_types.iter().enumerate() {
+        let table = model.nodes.get(t).map_or(&[][..], |v| v.as_slice());
+        let key = |id: usize| snap.node_key(t as u32, id as u32).unwrap_or("").to_string();
+        files += write_matrix(out, &file_stem(&def.name), table, d, format, force, key)?;
+    }
+    let relations = c.relations.len();
+    let key = |row: usize| match c.relations.get(row) {
+        Some(r) => r.name.clone(),
+        None => format!(
+            "{} (head)",
+            c.relations.get(row - relations).map_or("?", |r| r.name.as_str())
+        ),
+    };
+    files += write_matrix(out, "_relations", &model.relations, d, format, force, key)?;
+    Ok(files)
+}
+
+/// A type's or model's name as a file name: bytes other than ASCII letters, digits,
+/// `-` and `_` (and a leading `_`, which `_relations` uses) are written as
+/// `%XX`, so no name can leave the output directory or collide with another.
+fn file_stem(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, b) in name.bytes().enumerate() {
+        if b.is_ascii_alphanumeric() || b == b'-' || (b == b'_' && i > 0) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A key in a TSV field: `\`, tab, newline and carriage return as `\\`,
+/// `\t`, `\n` and `\r` (PostgreSQL's text format), so every key is one field.
+fn tsv_field(key: &str) -> std::borrow::Cow<'_, str> {
+    if !key.contains(['\\', '\t', '\n', '\r']) {
+        return key.into();
+    }
+    let mut out = String::with_capacity(key.len() + 2);
+    for c in key.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// `STEM.npy` (NPY 1.0, float32, rows × d) plus `STEM.keys.tsv` (row, key),
+/// or `STEM.tsv` (key, then the values); returns the file count.
+fn write_matrix(
+    out: &std::path::Path,
+    stem: &str,
+    data: &[f32],
+    d: usize,
+    format: &str,
+    force: bool,
+    key: impl Fn(usize) -> String,
+) -> anyhow::Result<usize> {
+    use std::io::Write as _;
+    let rows = data.len() / d;
+    let create = |name: String| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+        let path = out.join(name);
+        let file = std::fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .create_new(!force)
+            .open(&path);
+        let file = match file {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                bail!("{} exists (--force overwrites it)", path.display())
+            }
+            f => f.with_context(|| format!("creating {}", path.display()))?,
+        };
+        Ok(std::io::BufWriter::new(file))
+    };
+    if format == "tsv" {
+        let mut w = create(format!("{stem}.tsv"))?;
+        for (id, row) in data.chunks_exact(d).enumerate() {
+            write!(w, "{}", tsv_field(&key(id)))?;
+            for v in row {
+                write!(w, "\t{v}")?;
+            }
+            writeln!(w)?;
+        }
+        w.flush()?;
+        return Ok(1);
+    }
+    let mut w = create(format!("{stem}.npy"))?;
+    // NPY 1.0: magic, version, header length, a Python dict padded to 64 bytes.
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {d}), }}");
+    let len = (10 + dict.len() + 1).div_ceil(64) * 64 - 10;
+    w.write_all(b"\x93NUMPY\x01\x00")?;
+    w.write_all(&(len as u16).to_le_bytes())?;
+    writeln!(w, "{dict:<width$}", width = len - 1)?;
+    for v in data {
+        w.write_all(&v.to_le_bytes())?;
+    }
+    w.flush()?;
+    let mut k = create(format!("{stem}.keys.tsv"))?;
+    for id in 0..rows {
+        writeln!(k, "{id}\t{}", tsv_field(&key(id)))?;
+    }
+    k.flush()?;
+    Ok(2)
+}
