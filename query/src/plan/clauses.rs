@@ -1,0 +1,275 @@
+//! CALL, CREATE and RETURN: procedure calls and their columns, the writes
+//! of a statement, and projections with aggregates and sort keys.
+
+use super::*;
+
+impl Planner<'_> {
+    pub(super) fn call(
+        &mut self,
+        name: &Name,
+        args: &[Expr],
+        yields: &[(Name, Option<Name>)],
+    ) -> Result<(Op, Vec<(String, usize)>)> {
+        let proc = match name.text.to_ascii_lowercase().as_str() {
+            "quiver.train" => Proc::Train,
+            "quiver.nearest" => Proc::Nearest,
+            "quiver.predict" => Proc::Predict,
+            "quiver.predict_head" => Proc::PredictHead,
+            _ => {
+                return Err(sem(
+                    name.pos,
+                    format!(
+                        "unknown procedure `{}` (known: quiver.train, quiver.nearest, quiver.predict, quiver.predict_head)",
+                        name.text
+                    ),
+                ))
+            }
+        };
+        let (lo, hi) = match proc {
+            Proc::Train => (0, 1),
+            Proc::Nearest => (2, 3),
+            Proc::Predict | Proc::PredictHead => (3, 4),
+        };
+        if args.len() < lo || args.len() > hi {
+            return Err(sem(
+                name.pos,
+                format!("{} takes {lo} to {hi} arguments, found {}", name.text, args.len()),
+            ));
+        }
+        // Settings are a map literal: a list or a number would read as nothing.
+        if let (Proc::Train, Some(a)) = (proc, args.first()) {
+            if !matches!(a, Expr::Map(_)) {
+                return Err(sem(
+                    name.pos,
+                    format!(
+                        "{} takes a map of settings, e.g. {{dim: 200, epochs: 10}}",
+                        name.text
+                    ),
+                ));
+            }
+        }
+        let args = args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                if i == 1 && matches!(proc, Proc::Predict | Proc::PredictHead) {
+                    self.rel_name_expr(a)
+                } else {
+                    self.expr(a)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let cols = proc.columns();
+        let picked: Vec<(usize, String)> = if yields.is_empty() {
+            cols.iter().enumerate().map(|(i, c)| (i, c.to_string())).collect()
+        } else {
+            yields
+                .iter()
+                .map(|(y, alias)| {
+                    let i = cols.iter().position(|c| *c == y.text).ok_or_else(|| {
+                        sem(
+                            y.pos,
+                            format!("{} yields {}, not `{}`", name.text, cols.join(", "), y.text),
+                        )
+                    })?;
+                    Ok((i, alias.as_ref().unwrap_or(y).text.clone()))
+                })
+                .collect::<Result<_>>()?
+        };
+        let mut out = Vec::new();
+        let mut columns = Vec::new();
+        for (i, var) in picked {
+            let s = self.slot();
+            self.bind(var.clone(), s);
+            out.push((i, s));
+            columns.push((var, s));
+        }
+        Ok((Op::Call { proc, args, out }, columns))
+    }
+
+    pub(super) fn create(&mut self, patterns: &[PathPattern], writes: &mut Vec<Write>) -> Result<()> {
+        for p in patterns {
+            let mut srcs = Vec::new();
+            for np in std::iter::once(&p.start).chain(p.steps.iter().map(|(_, n)| n)) {
+                srcs.push(self.create_node(np, writes)?);
+            }
+            for (i, (r, _)) in p.steps.iter().enumerate() {
+                if r.types.len() != 1 || r.hops.is_some() {
+                    return Err(sem(
+                        r.pos.pos,
+                        "CREATE needs exactly one relation type and one hop: -[:Follows]->",
+                    ));
+                }
+                let rel = self.relation(&r.types[0])?;
+                let (src, dst) = match r.dir {
+                    Dir::Out => (srcs[i].clone(), srcs[i + 1].clone()),
+                    Dir::In => (srcs[i + 1].clone(), srcs[i].clone()),
+                    Dir::Both => return Err(sem(r.pos.pos, "CREATE needs a direction: -> or <-")),
+                };
+                writes.push(Write::Edge {
+                    rel,
+                    src,
+                    dst,
+                    weight: None,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn create_node(&mut self, np: &NodePattern, writes: &mut Vec<Write>) -> Result<NodeSrc> {
+        if let Some(v) = &np.var {
+            if let Some((ty, key)) = self.created.get(&v.text) {
+                return Ok(NodeSrc::New {
+                    ty: *ty,
+                    key: key.clone(),
+                });
+            }
+            if let Some(&s) = self.vars.get(&v.text) {
+                if np.label.is_some() || !np.props.is_empty() {
+                    return Err(sem(
+                        np.pos.pos,
+                        format!("`{}` is already bound; CREATE cannot relabel it", v.text),
+                    ));
+                }
+                return Ok(NodeSrc::Bound(s));
+            }
+        }
+        let label = np.label.as_ref().ok_or_else(|| {
+            sem(
+                np.pos.pos,
+                "a created node needs a type: CREATE (:User {key: 'alice'})",
+            )
+        })?;
+        let ty = self.node_type(label)?;
+        let key = np.props.iter().find(|(k, _)| k.text == "key").ok_or_else(|| {
+            sem(
+                np.pos.pos,
+                "a created node needs a key: CREATE (:User {key: 'alice'})",
+            )
+        })?;
+        let key = self.expr(&key.1)?;
+        let props = np
+            .props
+            .iter()
+            .filter(|(k, _)| k.text != "key")
+            .map(|(k, v)| Ok((k.text.clone(), self.expr(v)?)))
+            .collect::<Result<Vec<_>>>()?;
+        writes.push(Write::Node {
+            ty,
+            key: key.clone(),
+            props,
+        });
+        if let Some(v) = &np.var {
+            self.created.insert(v.text.clone(), (ty, key.clone()));
+        }
+        Ok(NodeSrc::New { ty, key })
+    }
+
+    pub(super) fn ret(&mut self, p: &Projection) -> Result<Ret> {
+        let mut columns = Vec::new();
+        let mut items = Vec::new();
+        for (e, alias) in &p.items {
+            columns.push(match alias {
+                Some(a) => a.text.clone(),
+                None => column_name(e),
+            });
+            items.push(match agg_of(e) {
+                Some((kind, distinct, star, args)) => {
+                    if args.len() + usize::from(star) != 1 {
+                        return Err(sem(
+                            Pos::default(),
+                            format!("{} takes one argument", column_name(e)),
+                        ));
+                    }
+                    Err(Agg {
+                        kind,
+                        distinct,
+                        arg: args.first().map(|a| self.expr(a)).transpose()?,
+                    })
+                }
+                None => Ok(self.expr(e)?),
+            });
+        }
+        let aggregating = items.iter().any(|i| i.is_err());
+        let mut order = Vec::new();
+        for (e, desc) in &p.order {
+            let col = p.items.iter().position(|(x, _)| x == e).or_else(|| match e {
+                Expr::Var(v) => p
+                    .items
+                    .iter()
+                    .position(|(_, a)| a.as_ref().is_some_and(|a| a.text == v.text)),
+                _ => None,
+            });
+            order.push((
+                match col {
+                    Some(c) => Ok(c),
+                    None if aggregating || p.distinct => {
+                        return Err(sem(
+                            Pos::default(),
+                            format!(
+                                "ORDER BY {}: with DISTINCT or aggregates, sort by a returned column",
+                                column_name(e)
+                            ),
+                        ))
+                    }
+                    None => Err(self.expr(e)?),
+                },
+                *desc,
+            ));
+        }
+        Ok(Ret {
+            distinct: p.distinct,
+            columns,
+            items,
+            order,
+            skip: p.skip.as_ref().map(|e| self.expr(e)).transpose()?,
+            limit: p.limit.as_ref().map(|e| self.expr(e)).transpose()?,
+        })
+    }
+}
+
+pub(super) fn agg_of(e: &Expr) -> Option<(AggKind, bool, bool, &[Expr])> {
+    let Expr::Call {
+        name,
+        distinct,
+        star,
+        args,
+    } = e
+    else {
+        return None;
+    };
+    let kind = match name.text.to_ascii_lowercase().as_str() {
+        "count" => AggKind::Count,
+        "sum" => AggKind::Sum,
+        "avg" => AggKind::Avg,
+        "min" => AggKind::Min,
+        "max" => AggKind::Max,
+        "collect" => AggKind::Collect,
+        _ => return None,
+    };
+    Some((kind, *distinct, *star, args))
+}
+
+/// A column named after its expression: `b.key`, `count(*)`.
+pub(super) fn column_name(e: &Expr) -> String {
+    match e {
+        Expr::Var(n) => n.text.clone(),
+        Expr::Prop(x, n) => format!("{}.{}", column_name(x), n.text),
+        Expr::Call { name, star: true, .. } => format!("{}(*)", name.text),
+        Expr::Call {
+            name, args, distinct, ..
+        } => {
+            let a: Vec<String> = args.iter().map(column_name).collect();
+            format!(
+                "{}({}{})",
+                name.text,
+                if *distinct { "DISTINCT " } else { "" },
+                a.join(", ")
+            )
+        }
+        Expr::Lit(Lit::Str(s)) => format!("'{s}'"),
+        Expr::Param(p) => format!("${}", p.text),
+        other => other.to_string().replace('`', ""),
+    }
+}

@@ -1,0 +1,74 @@
+//! EXPLAIN: a plan as lines of text.
+
+use super::*;
+
+/// The plan as text, one operator per line (EXPLAIN).
+pub(crate) fn explain(plan: &Plan, catalog: &Catalog) -> Vec<String> {
+    let names = &plan.names;
+    let var = |s: &usize| names.get(s).cloned().unwrap_or_else(|| format!("_{s}"));
+    let types = |t: &Option<Vec<u32>>| match t {
+        None => String::new(),
+        Some(t) => t.iter().map(|t| format!(":{}", catalog.type_name(*t))).collect(),
+    };
+    let rels = |r: &Option<Vec<u32>>| match r {
+        None => String::new(),
+        Some(r) => {
+            let n: Vec<&str> = r
+                .iter()
+                .map(|r| catalog.relations[*r as usize].name.as_str())
+                .collect();
+            format!(":{}", n.join("|"))
+        }
+    };
+    let step = |s: &Step, hops: &str| {
+        let (l, r) = match s.dir {
+            Dir::Out => ("-", "->"),
+            Dir::In => ("<-", "-"),
+            Dir::Both => ("-", "-"),
+        };
+        format!(
+            "({}){l}[{}{}{hops}]{r}({}{})",
+            var(&s.from),
+            var(&s.edge),
+            rels(&s.rels),
+            var(&s.to),
+            types(&s.to_types)
+        )
+    };
+    let mut out = Vec::new();
+    for op in &plan.ops {
+        out.push(match op {
+            Op::Scan { slot, types: t } => format!("NodeScan ({}{})", var(slot), types(t)),
+            Op::ByKey { slot, types: t, .. } => format!("NodeByKey ({}{} {{key}})", var(slot), types(t)),
+            Op::CheckType { slot, types: t } => {
+                format!("CheckType ({}{})", var(slot), types(&Some(t.clone())))
+            }
+            Op::Expand(s) if s.into => format!("ExpandInto {}", step(s, "")),
+            Op::Expand(s) => format!("Expand {}", step(s, "")),
+            Op::VarExpand { step: s, min, max } => {
+                let hi = max.map_or(String::new(), |m| m.to_string());
+                format!("VarExpand {}", step(s, &format!("*{min}..{hi}")))
+            }
+            Op::Intersect { a, b } => format!("Intersect {} and {}", step(a, ""), step(b, "")),
+            Op::Filter(_) => "Filter".to_string(),
+            Op::Call { proc, .. } => format!("Call {proc:?}"),
+        });
+    }
+    if !plan.writes.is_empty() {
+        out.push(format!(
+            "Write ({} operations per row, one batch)",
+            plan.writes.len()
+        ));
+    }
+    if let Some(r) = &plan.ret {
+        let aggregating = r.items.iter().any(|i| i.is_err());
+        out.push(format!(
+            "{}{}{}{}",
+            if aggregating { "Aggregate" } else { "Project" },
+            if r.distinct { " DISTINCT" } else { "" },
+            if r.order.is_empty() { "" } else { " Sort" },
+            if r.limit.is_some() { " Limit" } else { "" }
+        ));
+    }
+    out
+}

@@ -1,0 +1,95 @@
+//! Expressions compiled against the statement's slots.
+
+use super::*;
+
+impl Planner<'_> {
+    pub(super) fn expr(&mut self, e: &Expr) -> Result<CExpr> {
+        Ok(match e {
+            Expr::Lit(l) => CExpr::Const(match l {
+                Lit::Null => Value::Null,
+                Lit::Bool(b) => Value::Bool(*b),
+                Lit::Int(i) => Value::Int(*i),
+                Lit::Float(x) => Value::Float(*x),
+                Lit::Str(s) => Value::Str(s.clone()),
+            }),
+            Expr::Param(n) => CExpr::Param(n.text.clone()),
+            Expr::Var(n) => {
+                if self.created.contains_key(&n.text) {
+                    return Err(sem(
+                        n.pos,
+                        format!("`{}` is created by this query and cannot be read in it", n.text),
+                    ));
+                }
+                CExpr::Slot(self.var(n)?)
+            }
+            Expr::Prop(x, n) => CExpr::Prop(Box::new(self.expr(x)?), n.text.clone()),
+            Expr::List(l) => CExpr::List(l.iter().map(|x| self.expr(x)).collect::<Result<_>>()?),
+            Expr::Map(m) => CExpr::Map(
+                m.iter()
+                    .map(|(k, v)| Ok((k.text.clone(), self.expr(v)?)))
+                    .collect::<Result<_>>()?,
+            ),
+            Expr::Not(x) => CExpr::Not(Box::new(self.expr(x)?)),
+            Expr::Neg(x) => CExpr::Neg(Box::new(self.expr(x)?)),
+            Expr::Bin(op, a, b) => CExpr::Bin(*op, Box::new(self.expr(a)?), Box::new(self.expr(b)?)),
+            Expr::IsNull(x, not) => CExpr::IsNull(Box::new(self.expr(x)?), *not),
+            Expr::Pattern(p) => {
+                // Variables new in the pattern are local to it.
+                let saved = self.vars.clone();
+                let mut ops = Vec::new();
+                let mut edges = Vec::new();
+                let r = self.path(p, &HashMap::new(), &mut edges, &mut ops);
+                self.vars = saved;
+                r?;
+                CExpr::Exists(ops)
+            }
+            Expr::Call { name, args, .. } => {
+                if agg_of(e).is_some() {
+                    return Err(sem(
+                        name.pos,
+                        format!("{} is an aggregate: use it as a RETURN item", name.text),
+                    ));
+                }
+                let (f, lo, hi) = match name.text.to_ascii_lowercase().as_str() {
+                    "type" => (Func::Type, 1, 1),
+                    "id" => (Func::Id, 1, 1),
+                    "labels" => (Func::Labels, 1, 1),
+                    "size" | "length" => (Func::Size, 1, 1),
+                    "coalesce" => (Func::Coalesce, 1, usize::MAX),
+                    "abs" => (Func::Abs, 1, 1),
+                    "tointeger" => (Func::ToInteger, 1, 1),
+                    "tofloat" => (Func::ToFloat, 1, 1),
+                    "tostring" => (Func::ToString, 1, 1),
+                    "startnode" => (Func::StartNode, 1, 1),
+                    "endnode" => (Func::EndNode, 1, 1),
+                    "quiver.score" => (Func::Score, 3, 4),
+                    "quiver.embed" => (Func::Embed, 1, 2),
+                    _ => return Err(sem(name.pos, format!("unknown function `{}`", name.text))),
+                };
+                if args.len() < lo || args.len() > hi {
+                    let takes = match (lo, hi) {
+                        (lo, usize::MAX) => format!("at least {lo}"),
+                        (lo, hi) if lo == hi => lo.to_string(),
+                        (lo, hi) => format!("{lo} to {hi}"),
+                    };
+                    return Err(sem(
+                        name.pos,
+                        format!("{} takes {takes} arguments, found {}", name.text, args.len()),
+                    ));
+                }
+                let args = args
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        if f == Func::Score && i == 1 {
+                            self.rel_name_expr(a)
+                        } else {
+                            self.expr(a)
+                        }
+                    })
+                    .collect::<Result<_>>()?;
+                CExpr::Func(f, args)
+            }
+        })
+    }
+}

@@ -1,0 +1,379 @@
+//! The planner: turns clauses into a list of operators over rows of slots
+//! (one slot per variable), resolving names against the catalog.
+//!
+//! For each path pattern it first binds every node given by key (one row
+//! each), then starts from a bound node (or the smallest label scan) and
+//! expands outwards. A node between two bound nodes is found by intersecting
+//! the two sorted neighbour lists instead of expanding and checking.
+
+use std::collections::HashMap;
+
+use quiver_storage::{Catalog, Snapshot};
+
+use crate::ast::*;
+use crate::error::{Pos, QueryError, Result};
+use crate::value::Value;
+
+mod clauses;
+mod explain;
+mod expr;
+mod pattern;
+
+use clauses::*;
+pub(crate) use explain::explain;
+
+/// A compiled expression.
+#[derive(Debug, Clone)]
+pub(crate) enum CExpr {
+    Const(Value),
+    Param(String),
+    Slot(usize),
+    Prop(Box<CExpr>, String),
+    List(Vec<CExpr>),
+    Map(Vec<(String, CExpr)>),
+    Not(Box<CExpr>),
+    Neg(Box<CExpr>),
+    Bin(BinOp, Box<CExpr>, Box<CExpr>),
+    IsNull(Box<CExpr>, bool),
+    Func(Func, Vec<CExpr>),
+    /// True when the sub-plan yields a row for this row.
+    Exists(Vec<Op>),
+}
+
+/// Scalar functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Func {
+    Type,
+    Id,
+    Labels,
+    Size,
+    Coalesce,
+    Abs,
+    ToInteger,
+    ToFloat,
+    ToString,
+    StartNode,
+    EndNode,
+    Score,
+    Embed,
+}
+
+/// Aggregate functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AggKind {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Collect,
+}
+
+/// Procedures callable with `CALL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proc {
+    Train,
+    Nearest,
+    Predict,
+    PredictHead,
+}
+
+impl Proc {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Proc::Train => "quiver.train",
+            Proc::Nearest => "quiver.nearest",
+            Proc::Predict => "quiver.predict",
+            Proc::PredictHead => "quiver.predict_head",
+        }
+    }
+
+    pub(crate) fn columns(self) -> &'static [&'static str] {
+        match self {
+            Proc::Train => &["model", "epochs", "edges", "seconds", "loss"],
+            _ => &["node", "score"],
+        }
+    }
+}
+
+/// Which relations an expansion follows.
+#[derive(Debug, Clone)]
+pub(crate) struct Step {
+    pub from: usize,
+    pub to: usize,
+    pub edge: usize,
+    /// `None`: every relation.
+    pub rels: Option<Vec<u32>>,
+    /// Direction as seen from `from`.
+    pub dir: Dir,
+    /// Allowed types of the node reached (`None`: any).
+    pub to_types: Option<Vec<u32>>,
+    /// `to` is already bound: check instead of expand.
+    pub into: bool,
+    /// Edge slots of the same MATCH the new edge must differ from.
+    pub uniq: Vec<usize>,
+}
+
+/// One operator; each maps a row to zero or more rows.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    /// Every node of the types (`None`: all).
+    Scan { slot: usize, types: Option<Vec<u32>> },
+    /// The nodes with this key among the types.
+    ByKey {
+        slot: usize,
+        types: Option<Vec<u32>>,
+        key: CExpr,
+    },
+    /// Keeps rows whose node in `slot` has one of the types.
+    CheckType { slot: usize, types: Vec<u32> },
+    /// One hop.
+    Expand(Step),
+    /// `min..=max` hops, edges distinct along the path; the edge slot gets the list.
+    VarExpand { step: Step, min: u32, max: Option<u32> },
+    /// A node adjacent to two bound nodes: the intersection of both neighbour lists.
+    Intersect { a: Step, b: Step },
+    /// Keeps rows where the expression is true.
+    Filter(CExpr),
+    /// A procedure; its columns go to the slots.
+    Call {
+        proc: Proc,
+        args: Vec<CExpr>,
+        out: Vec<(usize, usize)>,
+    },
+}
+
+/// An aggregate in a `RETURN` item.
+#[derive(Debug, Clone)]
+pub(crate) struct Agg {
+    pub kind: AggKind,
+    pub distinct: bool,
+    /// `None` for `count(*)`.
+    pub arg: Option<CExpr>,
+}
+
+/// A compiled `RETURN`.
+#[derive(Debug, Clone)]
+pub(crate) struct Ret {
+    pub distinct: bool,
+    pub columns: Vec<String>,
+    /// Per column: a plain expression or an aggregate.
+    pub items: Vec<Result<CExpr, Agg>>,
+    /// Sort keys: a column index or an expression over the input row.
+    pub order: Vec<(Result<usize, CExpr>, bool)>,
+    pub skip: Option<CExpr>,
+    pub limit: Option<CExpr>,
+}
+
+/// Where a node written by CREATE comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum NodeSrc {
+    Bound(usize),
+    New { ty: u32, key: CExpr },
+}
+
+/// A write, applied for each row.
+#[derive(Debug, Clone)]
+pub(crate) enum Write {
+    Node {
+        ty: u32,
+        key: CExpr,
+        props: Vec<(String, CExpr)>,
+    },
+    Edge {
+        rel: u32,
+        src: NodeSrc,
+        dst: NodeSrc,
+        weight: Option<CExpr>,
+    },
+    Delete {
+        target: CExpr,
+        detach: bool,
+    },
+    Set {
+        slot: usize,
+        prop: String,
+        value: CExpr,
+    },
+}
+
+/// A compiled query.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub ops: Vec<Op>,
+    pub writes: Vec<Write>,
+    pub ret: Option<Ret>,
+    /// Columns when the query ends with CALL (yielded variables).
+    pub call_columns: Vec<(String, usize)>,
+    pub width: usize,
+    pub names: HashMap<usize, String>,
+}
+
+struct Planner<'a> {
+    catalog: &'a Catalog,
+    snap: &'a Snapshot,
+    vars: HashMap<String, usize>,
+    /// Variables bound to nodes created by CREATE: (type, key expression).
+    created: HashMap<String, (u32, CExpr)>,
+    /// Every variable's name by slot, for EXPLAIN.
+    names: HashMap<usize, String>,
+    width: usize,
+}
+
+fn sem(pos: Pos, m: impl Into<String>) -> QueryError {
+    QueryError::semantic(pos, m)
+}
+
+pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Result<Plan> {
+    let mut p = Planner {
+        catalog,
+        snap,
+        vars: HashMap::new(),
+        created: HashMap::new(),
+        names: HashMap::new(),
+        width: 0,
+    };
+    let mut plan = Plan {
+        ops: Vec::new(),
+        writes: Vec::new(),
+        ret: None,
+        call_columns: Vec::new(),
+        width: 0,
+        names: HashMap::new(),
+    };
+    for (i, c) in clauses.iter().enumerate() {
+        let reading = matches!(c, Clause::Match { .. } | Clause::Call { .. });
+        if reading && !plan.writes.is_empty() {
+            return Err(sem(
+                clause_pos(c),
+                "reading clauses cannot follow CREATE, DELETE or SET",
+            ));
+        }
+        match c {
+            Clause::Match { patterns, filter } => p.matches(patterns, filter.as_ref(), &mut plan.ops)?,
+            Clause::Call { name, args, yields } => {
+                let (op, cols) = p.call(name, args, yields)?;
+                plan.ops.push(op);
+                plan.call_columns = cols;
+            }
+            Clause::Create(patterns) => p.create(patterns, &mut plan.writes)?,
+            Clause::Delete { detach, targets } => {
+                for t in targets {
+                    plan.writes.push(Write::Delete {
+                        target: p.expr(t)?,
+                        detach: *detach,
+                    });
+                }
+            }
+            Clause::Set(items) => {
+                for (var, prop, e) in items {
+                    let slot = p.var(var)?;
+                    if prop.text == "key" {
+                        return Err(sem(prop.pos, "a node's key cannot be changed"));
+                    }
+                    plan.writes.push(Write::Set {
+                        slot,
+                        prop: prop.text.clone(),
+                        value: p.expr(e)?,
+                    });
+                }
+            }
+            Clause::Return(proj) => {
+                if !plan.writes.is_empty() {
+                    return Err(sem(
+                        Pos::default(),
+                        "RETURN after CREATE, DELETE or SET is not supported: run the read as its own query",
+                    ));
+                }
+                plan.ret = Some(p.ret(proj)?);
+            }
+        }
+        let last = i + 1 == clauses.len();
+        if last && plan.ret.is_none() && plan.writes.is_empty() && !matches!(c, Clause::Call { .. }) {
+            return Err(sem(
+                Pos::default(),
+                "a query ends with RETURN, CALL or a write clause (CREATE, DELETE, SET)",
+            ));
+        }
+    }
+    plan.width = p.width;
+    plan.names = p.names;
+    Ok(plan)
+}
+
+fn clause_pos(c: &Clause) -> Pos {
+    match c {
+        Clause::Match { patterns, .. } => patterns[0].start.pos.pos,
+        Clause::Call { name, .. } => name.pos,
+        _ => Pos::default(),
+    }
+}
+
+/// Splits an AND tree into its conjuncts.
+fn conjuncts(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::Bin(BinOp::And, a, b) => {
+            let mut v = conjuncts(a);
+            v.extend(conjuncts(b));
+            v
+        }
+        _ => vec![e],
+    }
+}
+
+fn mentions_vars(e: &Expr) -> bool {
+    match e {
+        Expr::Lit(_) | Expr::Param(_) => false,
+        Expr::List(l) => l.iter().any(mentions_vars),
+        Expr::Neg(a) | Expr::Not(a) => mentions_vars(a),
+        Expr::Bin(_, a, b) => mentions_vars(a) || mentions_vars(b),
+        _ => true,
+    }
+}
+
+impl Planner<'_> {
+    fn bind(&mut self, name: String, slot: usize) {
+        self.names.insert(slot, name.clone());
+        self.vars.insert(name, slot);
+    }
+
+    fn slot(&mut self) -> usize {
+        self.width += 1;
+        self.width - 1
+    }
+
+    fn var(&self, n: &Name) -> Result<usize> {
+        self.vars
+            .get(&n.text)
+            .copied()
+            .ok_or_else(|| sem(n.pos, format!("unknown variable `{}`", n.text)))
+    }
+
+    fn node_type(&self, n: &Name) -> Result<u32> {
+        self.catalog
+            .node_types
+            .iter()
+            .position(|t| t.name == n.text)
+            .map(|t| t as u32)
+            .ok_or_else(|| sem(n.pos, format!("unknown node type `{}`", n.text)))
+    }
+
+    fn relation(&self, n: &Name) -> Result<u32> {
+        self.catalog
+            .relations
+            .iter()
+            .position(|r| r.name == n.text)
+            .map(|r| r as u32)
+            .ok_or_else(|| sem(n.pos, format!("unknown relation type `{}`", n.text)))
+    }
+
+    fn rel_name_expr(&mut self, e: &Expr) -> Result<CExpr> {
+        // A relation named by a literal is checked now; other expressions at run time.
+        if let Expr::Lit(Lit::Str(s)) = e {
+            if !self.catalog.relations.iter().any(|r| &r.name == s) {
+                return Err(sem(Pos::default(), format!("unknown relation type `{s}`")));
+            }
+        }
+        self.expr(e)
+    }
+}
