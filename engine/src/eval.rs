@@ -202,7 +202,7 @@ pub fn evaluate(
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(EngineError::Config("ranking thread failed".into())))
+                    .unwrap_or_else(|_| Err(EngineError::Internal("a ranking thread panicked".into())))
             })
             .collect()
     });

@@ -49,6 +49,10 @@ pub enum EngineError {
     /// A test or filter file that cannot be read.
     #[error("{0}")]
     Input(String),
+    /// Something that cannot happen did (a broken invariant of quiver's own);
+    /// the message says what, for a report.
+    #[error("internal error (please report it): {0}")]
+    Internal(String),
     /// A training run failed while it ran (a worker thread could not start or panicked).
     #[error("training failed: {0}")]
     Training(String),

@@ -57,10 +57,10 @@ impl Int8Rows {
     /// Quantizes node type `ty` of model `name` and stores it beside the
     /// model's parts (a new training run of the model drops it).
     pub fn store(db: &Database, name: &str, model: &Model, ty: u32) -> Result<Self> {
-        let table = model
-            .nodes
-            .get(ty as usize)
-            .ok_or_else(|| EngineError::Config(format!("model `{name}` has no node type {ty}")))?;
+        let table = model.nodes.get(ty as usize).ok_or_else(|| EngineError::Model {
+            name: name.to_string(),
+            message: format!("it has no node type {ty}"),
+        })?;
         let q = Self::quantize(table, model.dim());
         // Codes travel as f32 words (the part format's unit), padded to a whole word.
         let mut words = vec![0f32; q.codes.len().div_ceil(4)];

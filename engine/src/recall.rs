@@ -58,7 +58,7 @@ pub fn recall(
         .catalog()
         .relations
         .get(rel as usize)
-        .ok_or_else(|| EngineError::Config(format!("no relation with id {rel}")))?;
+        .ok_or_else(|| EngineError::Input(format!("no relation with id {rel}")))?;
     let (src_t, dst_t) = (def.src, def.dst);
     let d = model.dim();
     let kmax = ks.iter().copied().max().unwrap_or(0);
@@ -78,7 +78,7 @@ pub fn recall(
     let table = model
         .nodes
         .get(dst_t as usize)
-        .ok_or_else(|| EngineError::Config("the model has no embeddings of the destination type".into()))?;
+        .ok_or_else(|| EngineError::Input("the model has no embeddings of the destination type".into()))?;
     let found: Vec<Vec<(u32, f32)>> = match method {
         Method::Translation | Method::Knn => {
             let mut queries = Vec::with_capacity(sources.len() * d);
@@ -96,7 +96,7 @@ pub fn recall(
             Index::new(metric, table, d).search(&queries, kmax, &exclude)
         }
         Method::Mixture => {
-            let mix = mixtures.ok_or_else(|| EngineError::Config("mixture recall needs mixtures".into()))?;
+            let mix = mixtures.ok_or_else(|| EngineError::Input("mixture recall needs mixtures".into()))?;
             // A mode is a centroid of destinations the source engaged with, so
             // it stands in for the translated query h + r itself.
             let index = Index::new(Metric::of_score(model.config.score), table, d);
@@ -157,14 +157,14 @@ pub struct DriftReport {
 pub fn drift(a: &Model, b: &Model, ty: u32, k: usize, sample: usize, seed: u64) -> Result<DriftReport> {
     let d = a.dim();
     if b.dim() != d {
-        return Err(EngineError::Config(format!(
+        return Err(EngineError::Input(format!(
             "the models' dims differ: {d} and {}",
             b.dim()
         )));
     }
     let n = a.rows(ty).min(b.rows(ty)) as usize;
     if n == 0 {
-        return Err(EngineError::Config(format!(
+        return Err(EngineError::Input(format!(
             "the models share no rows of node type {ty}"
         )));
     }

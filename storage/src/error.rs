@@ -15,9 +15,15 @@ pub enum StorageError {
         /// The underlying error (shown in this error's message, so not its `source`).
         error: std::io::Error,
     },
-    /// An error reported by sled, the key-value store under the catalog and delta.
-    #[error("the catalog store (sled, in the database's `catalog/` directory): {0}")]
-    Sled(#[from] sled::Error),
+    /// The store under the catalog and the delta (the database's `catalog/`
+    /// directory) failed in a way that is neither I/O nor damage.
+    #[error("the catalog store in {} failed: {message}", path.display())]
+    CatalogStore {
+        /// The catalog directory.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
     /// A file of the database is damaged.
     #[error(transparent)]
     Corruption(#[from] CorruptionError),
@@ -49,6 +55,9 @@ pub enum StorageError {
     /// A type of that name exists already with another definition.
     #[error("type `{0}` already exists")]
     DuplicateType(String),
+    /// A model name that is not stored.
+    #[error("no model named `{0}`")]
+    ModelNotFound(String),
     /// A node key that is not in the database.
     #[error("no {node_type} node with key `{key}`")]
     NodeNotFound {
@@ -170,6 +179,31 @@ impl fmt::Display for ImportErrors {
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 /// Attaches a path to an `io::Error`.
+/// The catalog store's errors as quiver's own, naming the catalog directory
+/// (sled is an implementation detail and stays out of the public API).
+pub(crate) trait CatalogContext<T> {
+    /// `catalog` is the catalog directory (`DB/catalog`).
+    fn in_catalog(self, catalog: &std::path::Path) -> Result<T>;
+}
+
+impl<T> CatalogContext<T> for std::result::Result<T, sled::Error> {
+    fn in_catalog(self, catalog: &std::path::Path) -> Result<T> {
+        self.map_err(|e| {
+            let path = catalog.to_path_buf();
+            match e {
+                sled::Error::Io(error) => StorageError::Io { path, error },
+                sled::Error::Corruption { .. } => {
+                    CorruptionError::new(&path, "sled reports a damaged log").into()
+                }
+                other => StorageError::CatalogStore {
+                    path,
+                    message: other.to_string(),
+                },
+            }
+        })
+    }
+}
+
 pub(crate) trait IoContext<T> {
     fn at(self, path: &std::path::Path) -> Result<T>;
 }

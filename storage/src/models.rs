@@ -178,5 +178,5 @@ impl Database {
 }
 
 fn no_model(name: &str) -> StorageError {
-    StorageError::InvalidInput(format!("no model named `{name}`"))
+    StorageError::ModelNotFound(name.to_string())
 }

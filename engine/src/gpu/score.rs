@@ -126,7 +126,7 @@ impl GpuContext {
     ) -> Result<Vec<f64>> {
         let (c, m) = (q.len() / d, k.len() / d);
         if answers.len() != c || known.len() != c || answers.iter().any(|&a| a as usize >= m) {
-            return Err(EngineError::Config("inconsistent ranking block".into()));
+            return Err(EngineError::Internal("inconsistent ranking block".into()));
         }
         let (c_piece, m_piece) = self.pieces(c, m, d);
         let storage = wgpu::BufferUsages::STORAGE;

@@ -30,7 +30,9 @@ impl GpuContext {
         }
         let (node_rows, rel_rows) = (t.nodes.len() / d, t.relations.len() / d);
         if t.node_state.len() != node_rows || t.relation_state.len() != rel_rows {
-            return Err(EngineError::Config("tables and optimizer state disagree".into()));
+            return Err(EngineError::Internal(
+                "tables and optimizer state disagree".into(),
+            ));
         }
         if (4 * t.nodes.len()) as u64 > self.max_binding {
             return Err(EngineError::Gpu(format!(
@@ -74,7 +76,7 @@ impl GpuContext {
             .all(|&x| (x as usize) < node_rows)
             && batch.qr.iter().all(|&x| (x as usize) < rel_rows);
         if !sizes_ok || !in_range {
-            return Err(EngineError::Config("inconsistent GPU step batch".into()));
+            return Err(EngineError::Internal("inconsistent GPU step batch".into()));
         }
         // Contributions per touched row, in a fixed order: queries, then candidates.
         const HIGH: u32 = 0x8000_0000;

@@ -110,7 +110,7 @@ pub(super) fn train_bucket_gpu(
                 push(&mut qn, q_t, ends_of(e).0);
             }
             if missing {
-                return Err(EngineError::Config(format!(
+                return Err(EngineError::Internal(format!(
                     "bucket ({i}, {j}) needs a partition that is not resident"
                 )));
             }

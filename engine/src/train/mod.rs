@@ -165,8 +165,8 @@ pub fn train_on(
         edge_version: buckets.edge_version(),
     };
     // Registered before the first bucket, so that a run killed at once can resume.
-    let settings_json = serde_json::to_string(&settings).map_err(|e| EngineError::Config(e.to_string()))?;
-    let start_json = serde_json::to_string(&start).map_err(|e| EngineError::Config(e.to_string()))?;
+    let settings_json = serde_json::to_string(&settings).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let start_json = serde_json::to_string(&start).map_err(|e| EngineError::Internal(e.to_string()))?;
     db.start_model(name, &settings_json, &start_json)?;
     run(
         db,
@@ -262,7 +262,7 @@ fn run(
 ) -> Result<()> {
     let cfg = &settings.config;
     let (d, p) = (cfg.dim, cfg.partitions);
-    let settings_json = serde_json::to_string(settings).map_err(|e| EngineError::Config(e.to_string()))?;
+    let settings_json = serde_json::to_string(settings).map_err(|e| EngineError::Internal(e.to_string()))?;
     if matches!(device, Device::Gpu(_)) {
         if cfg.drift_penalty > 0.0 {
             return Err(EngineError::Config(

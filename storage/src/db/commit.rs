@@ -40,7 +40,9 @@ impl Database {
 
     /// Writes a catalog on its own; the caller holds the writer lock.
     pub(crate) fn commit_catalog(&self, catalog: Catalog) -> Result<()> {
-        self.sled.insert(keys::CATALOG, catalog.encode())?;
+        self.sled
+            .insert(keys::CATALOG, catalog.encode())
+            .in_catalog(&self.catalog_dir())?;
         let mut st = self.state.write();
         Arc::make_mut(&mut st).catalog = Arc::new(catalog);
         Ok(())
@@ -232,7 +234,7 @@ impl Database {
             if dead {
                 b.insert(keys::deleted(ty, id), &[][..]);
                 for k in self.sled.scan_prefix(keys::property_prefix(ty, id)).keys() {
-                    b.remove(k?);
+                    b.remove(k.in_catalog(&self.catalog_dir())?);
                 }
             } else {
                 b.remove(keys::deleted(ty, id));
@@ -242,7 +244,7 @@ impl Database {
             catalog.edge_version += 1;
         }
         b.insert(keys::CATALOG, catalog.encode());
-        self.sled.apply_batch(b)?;
+        self.sled.apply_batch(b).in_catalog(&self.catalog_dir())?;
         let info = CommitInfo {
             nodes_created: new_keys.len() as u64 + deaths.values().filter(|d| !**d).count() as u64,
             nodes_deleted: deaths.values().filter(|d| **d).count() as u64,
@@ -341,12 +343,12 @@ impl Database {
         let mut b = sled::Batch::default();
         for prefix in [keys::NODE_ID, keys::EDGE] {
             for k in self.sled.scan_prefix([prefix]).keys() {
-                b.remove(k?);
+                b.remove(k.in_catalog(&self.catalog_dir())?);
             }
         }
         b.insert(keys::CATALOG, catalog.encode());
-        self.sled.apply_batch(b)?;
-        self.sled.flush()?;
+        self.sled.apply_batch(b).in_catalog(&self.catalog_dir())?;
+        self.sled.flush().in_catalog(&self.catalog_dir())?;
         *self.state.write() = Arc::new(State {
             catalog: Arc::new(catalog),
             base: Arc::new(base),

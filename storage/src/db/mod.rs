@@ -12,7 +12,7 @@ use roaring::RoaringBitmap;
 use crate::base::{self, Base, Direction, WEdge};
 use crate::catalog::{Catalog, NodeTypeDef, RelationDef, Value, FORMAT_VERSION};
 use crate::delta::{Delta, EdgeCtx, NodeDelta};
-use crate::error::{CorruptionError, IoContext, Result, StorageError};
+use crate::error::{CatalogContext, CorruptionError, IoContext, Result, StorageError};
 use crate::extsort::{EdgeSorter, DEFAULT_CHUNK_EDGES};
 use crate::keys;
 use crate::segment::sync_dir;
@@ -57,6 +57,11 @@ impl Database {
         &self.dir
     }
 
+    /// The catalog store's directory, for errors.
+    pub(crate) fn catalog_dir(&self) -> PathBuf {
+        self.dir.join(CATALOG_DIR)
+    }
+
     /// A consistent, immutable view of the current data. Cheap: two atomic
     /// operations; later commits do not change it.
     pub fn snapshot(&self) -> Snapshot {
@@ -74,7 +79,7 @@ impl Database {
     /// crash or a power cut (sled's log is written and fsynced). Imports,
     /// compactions, bucket builds and model saves flush on their own.
     pub fn flush(&self) -> Result<()> {
-        self.sled.flush()?;
+        self.sled.flush().in_catalog(&self.catalog_dir())?;
         Ok(())
     }
 }

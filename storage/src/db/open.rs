@@ -28,8 +28,8 @@ impl Database {
         let mut b = sled::Batch::default();
         b.insert(keys::FORMAT, &keys::u32_value(FORMAT_VERSION));
         b.insert(keys::CATALOG, Catalog::default().encode());
-        db.apply_batch(b)?;
-        db.flush()?;
+        db.apply_batch(b).in_catalog(&dir.join(CATALOG_DIR))?;
+        db.flush().in_catalog(&dir.join(CATALOG_DIR))?;
         sync_dir(dir)?;
         Self::finish_open(dir, db, lock)
     }
@@ -58,7 +58,8 @@ impl Database {
         let sled_path = dir.join(CATALOG_DIR);
         let corrupt = |m: &str| StorageError::from(CorruptionError::new(&sled_path, m));
         let format = sled
-            .get(keys::FORMAT)?
+            .get(keys::FORMAT)
+            .in_catalog(&sled_path)?
             .ok_or_else(|| corrupt("no format version record"))?;
         let format = keys::read_u32(&format).ok_or_else(|| corrupt("bad format version record"))?;
         if format != FORMAT_VERSION {
@@ -68,7 +69,8 @@ impl Database {
             });
         }
         let catalog = sled
-            .get(keys::CATALOG)?
+            .get(keys::CATALOG)
+            .in_catalog(&sled_path)?
             .ok_or_else(|| corrupt("no catalog record"))?;
         let catalog = Catalog::decode(&catalog, &sled_path)?;
         let base = Base::open(dir, &catalog)?;
@@ -172,7 +174,7 @@ pub(super) fn replay_delta(sled: &sled::Db, catalog: &Catalog, base: &Base, path
         ..Default::default()
     };
     for kv in sled.scan_prefix([keys::NODE_ID]) {
-        let (k, v) = kv?;
+        let (k, v) = kv.in_catalog(path)?;
         let (ty, id) = keys::parse_node_id(&k).ok_or_else(|| corrupt("bad node record key".into()))?;
         let nd = delta
             .nodes
@@ -191,8 +193,8 @@ pub(super) fn replay_delta(sled: &sled::Db, catalog: &Catalog, base: &Base, path
     }
     delta.deleted = vec![RoaringBitmap::new(); catalog.node_types.len()];
     for k in sled.scan_prefix([keys::DELETED]).keys() {
-        let (ty, id) =
-            keys::parse_node_id(&k?).ok_or_else(|| corrupt("bad deleted-node record key".into()))?;
+        let (ty, id) = keys::parse_node_id(&k.in_catalog(path)?)
+            .ok_or_else(|| corrupt("bad deleted-node record key".into()))?;
         match catalog.node_types.get(ty as usize) {
             Some(t) if id < t.count => delta.deleted[ty as usize].insert(id),
             _ => return Err(corrupt(format!("deleted node {ty}/{id} does not exist"))),
@@ -206,7 +208,7 @@ pub(super) fn replay_delta(sled: &sled::Db, catalog: &Catalog, base: &Base, path
         }
     }
     for kv in sled.scan_prefix([keys::EDGE]) {
-        let (k, v) = kv?;
+        let (k, v) = kv.in_catalog(path)?;
         let (rel, src, dst) = keys::parse_edge(&k).ok_or_else(|| corrupt("bad edge record key".into()))?;
         let state = keys::parse_edge_value(&v).ok_or_else(|| corrupt("bad edge record value".into()))?;
         let r = catalog

@@ -5,7 +5,11 @@ use super::*;
 impl Database {
     /// A node property, read from sled.
     pub fn property(&self, ty: u32, id: u32, name: &str) -> Result<Option<Value>> {
-        match self.sled.get(keys::property(ty, id, name))? {
+        match self
+            .sled
+            .get(keys::property(ty, id, name))
+            .in_catalog(&self.catalog_dir())?
+        {
             Some(v) => Ok(Some(Value::decode(&v, &self.dir.join(CATALOG_DIR))?)),
             None => Ok(None),
         }
@@ -17,7 +21,7 @@ impl Database {
         let path = self.dir.join(CATALOG_DIR);
         let mut out = Vec::new();
         for kv in self.sled.scan_prefix(&prefix) {
-            let (k, v) = kv?;
+            let (k, v) = kv.in_catalog(&self.catalog_dir())?;
             let name = std::str::from_utf8(&k[prefix.len()..])
                 .map_err(|_| CorruptionError::new(&path, "property name is not UTF-8"))?;
             out.push((name.to_string(), Value::decode(&v, &path)?));
