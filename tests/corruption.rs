@@ -2,6 +2,7 @@
 //! and reading either return an error or succeed, and never panic. Segment
 //! files are checksummed, so damage there must always be reported, naming the file.
 
+use quiver_tests::RngCore;
 use std::path::{Path, PathBuf};
 
 use quiver_storage::{Database, Direction, StorageError};
@@ -100,13 +101,8 @@ fn flipped_bytes_give_errors_not_panics() {
     let clean = dir.path().join("clean");
     build(&clean);
     exercise(&clean).unwrap();
-    let mut rng = 0x1234_5678_9abc_def1u64;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut random = quiver_tests::rng(0x1234_5678_9abc_def1);
+    let mut next = || random.next_u64();
     let mut trials = 0;
     for file in files(&clean) {
         let rel = file.strip_prefix(&clean).unwrap().to_path_buf();
@@ -210,13 +206,8 @@ fn trained_database_damage_is_reported_or_harmless() {
         .filter(|f| !f.ends_with("LOCK"))
         .collect();
     assert!(all.iter().any(|f| f.to_string_lossy().contains("model-")));
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut random = quiver_tests::rng(0x9e37_79b9_7f4a_7c15);
+    let mut next = || random.next_u64();
     let (mut errors, mut harmless) = (0, 0);
     for trial in 0..100 {
         let file = &all[(next() % all.len() as u64) as usize];
@@ -273,13 +264,8 @@ fn check_finds_a_damaged_model() {
         .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("model-"))
         .collect();
     assert!(!models.is_empty());
-    let mut rng = 7u64;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut random = quiver_tests::rng(7);
+    let mut next = || random.next_u64();
     for (i, file) in models.iter().enumerate() {
         let copy = dir.path().join(format!("c{i}"));
         let rel = file.strip_prefix(&clean).unwrap().to_path_buf();

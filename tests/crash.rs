@@ -3,6 +3,7 @@
 //! each kill the database opens, passes `check`, holds every batch wholly or
 //! not at all, and holds every batch the child reported flushed.
 
+use quiver_tests::RngCore;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -77,11 +78,9 @@ fn killed_writer_leaves_whole_batches() {
     let path = dir.path().join("db");
     let mut next = 0u64;
     let mut acked_total = 0;
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = quiver_tests::rng(0x9e37_79b9_7f4a_7c15);
     for round in 0..20 {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
+        let rng = random.next_u64();
         let delay = Duration::from_millis(20 + rng % 300);
         let mut c = Command::new(std::env::current_exe().unwrap())
             .args([

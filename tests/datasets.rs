@@ -1,5 +1,6 @@
 //! The standard benchmark graphs, from `../shared/data` (skipped when absent).
 
+use quiver_tests::RngCore;
 use std::collections::{HashMap, HashSet};
 
 use quiver_storage::import::ImportOptions;
@@ -51,11 +52,9 @@ fn import_and_compare(name: &str, entities: u32, relations: usize, edges: u64) {
         out.entry((h, r)).or_default().insert(t);
         inn.entry((t, r)).or_default().insert(h);
     }
-    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut random = quiver_tests::rng(0x2545_f491_4f6c_dd1d);
     for _ in 0..1000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = random.next_u64();
         let (h, r, t) = &triples[(x % triples.len() as u64) as usize];
         let rel = c.relation(r).unwrap();
         let (hid, tid) = (snap.node_id(0, h).unwrap(), snap.node_id(0, t).unwrap());

@@ -1,6 +1,7 @@
 //! Import formats and bad input: each problem gives the documented error, with
 //! file, line and column, and leaves the database unchanged.
 
+use quiver_tests::RngCore;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -236,11 +237,9 @@ fn many_bad_lines_list_twenty_then_count_and_skip_bad_imports_the_rest() {
 fn spilled_import_equals_in_memory_import() {
     let dir = tempfile::tempdir().unwrap();
     let mut text = String::new();
-    let mut x = 99u64;
+    let mut random = quiver_tests::rng(99);
     for i in 0..20_000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = random.next_u64();
         // Duplicates on purpose: the last weight of an edge must win in both paths.
         text.push_str(&format!(
             "User\tu{}\tFollows\tUser\tu{}\t{}\n",

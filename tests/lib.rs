@@ -3,6 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use quiver_storage::{Database, Direction};
+pub use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+
+/// The tests' random numbers: a seeded SplitMix64.
+pub fn rng(seed: u64) -> rand_xoshiro::SplitMix64 {
+    rand_xoshiro::SplitMix64::seed_from_u64(seed)
+}
 
 /// The benchmark archive `name` (e.g. `FB15k-237`) from `../shared/data`,
 /// extracted into `into`; `None` (after printing why) when it is absent, as in

@@ -133,15 +133,13 @@ fn golden_procedures() {
     check("procedures.txt");
 }
 
-/// A tiny deterministic generator for the differential test.
-struct Rng(u64);
+/// The differential test's random choices.
+struct Rng(rand_xoshiro::SplitMix64);
 
 impl Rng {
     fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
+        use quiver_tests::RngCore;
+        (self.0.next_u64() % n as u64) as usize
     }
 }
 
@@ -219,7 +217,7 @@ fn planner_matches_naive_evaluation() {
     let p = Params::new();
     g.query("CREATE NODE TYPE N; CREATE RELATION TYPE R0 (N -> N); CREATE RELATION TYPE R1 (N -> N); CREATE RELATION TYPE R2 (N -> N)", &p)
         .unwrap();
-    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let mut rng = Rng(quiver_tests::rng(0x9e3779b97f4a7c15));
     let n = 12;
     // Edges go in through queries in three batches, with a compaction and
     // deletions in between, so reads merge the base with the delta.

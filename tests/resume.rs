@@ -2,6 +2,7 @@
 //! mid-checkpoint) resumes from its last finished bucket and ends with exactly
 //! the model an uninterrupted run produces (one thread: deterministic).
 
+use quiver_tests::RngCore;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -32,11 +33,9 @@ fn graph(path: &Path) {
     db.create_relation_type("a", "N", "N").unwrap();
     db.create_relation_type("b", "N", "N").unwrap();
     let mut b = db.batch();
-    let mut x = 5u64;
+    let mut random = quiver_tests::rng(5);
     for _ in 0..12_000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = random.next_u64();
         b.insert_edge(
             (x % 2) as u32,
             format!("n{}", (x >> 8) % 1500),
@@ -69,12 +68,10 @@ fn killed_training_resumes_to_the_same_model() {
     };
     let path = dir.path().join("db");
     graph(&path);
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut random = quiver_tests::rng(0x2545_f491_4f6c_dd1d);
     let mut kills = 0;
     for round in 0..20 {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
+        let rng = random.next_u64();
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",

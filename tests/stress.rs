@@ -5,6 +5,7 @@
 //! each batch wholly or not at all, memory stays bounded. Prints queries/s
 //! and latency percentiles measured while training ran.
 
+use quiver_tests::RngCore;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,7 +131,7 @@ fn readers_writer_and_training_together() {
                 let (graph, stop, training) = (&graph, &stop, &training);
                 scope.spawn(move || {
                     let mut lat = Vec::new();
-                    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ r;
+                    let mut random = quiver_tests::rng(0x9e37_79b9_7f4a_7c15 ^ r);
                     let queries = [
                         "MATCH (a:N {key: $k})-[:S]->(b) RETURN b.key",
                         "MATCH (a:N {key: $k})-[:S]->()-[:S]->(c) RETURN count(DISTINCT c)",
@@ -139,9 +140,7 @@ fn readers_writer_and_training_together() {
                         "MATCH (a:N {key: $w})-[:R*1..3]->(b) RETURN count(*)",
                     ];
                     while !stop.load(Relaxed) {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
+                        let x = random.next_u64();
                         // Whole batches only, in one snapshot.
                         let n = slot_edges(graph.database(), x % SLOTS);
                         assert!(n == 0 || n == PER, "a snapshot saw {n} of a batch's {PER} edges");

@@ -53,14 +53,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-struct Rng(u64);
+/// The benchmarks' random numbers: a seeded SplitMix64.
+struct Rng(rand_xoshiro::SplitMix64);
 
 impl Rng {
+    fn new(seed: u64) -> Self {
+        use rand_xoshiro::rand_core::SeedableRng;
+        Rng(rand_xoshiro::SplitMix64::seed_from_u64(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        use rand_xoshiro::rand_core::RngCore;
+        self.0.next_u64()
     }
 }
 
@@ -92,7 +96,7 @@ fn bench_lookups(db: &Database, n: usize) -> serde_json::Value {
     let c = snap.catalog();
     let buckets = db.buckets(1).unwrap();
     let edges = buckets.bucket(0, 0);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let picks: Vec<(u32, u32)> = (0..n)
         .map(|_| {
             let e = edges[(rng.next() % edges.len() as u64) as usize];
@@ -153,7 +157,7 @@ fn bench_stream(db: &Database, partitions: u32, runs: usize) -> serde_json::Valu
 fn synthetic(path: &Path, edges: u64) {
     let nodes = (edges / 20).max(100);
     let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     for _ in 0..edges {
         let (h, r, t) = (rng.next() % nodes, rng.next() % 200, rng.next() % nodes);
         writeln!(w, "e{h}\tr{r}\te{t}").unwrap();
@@ -183,7 +187,7 @@ fn bench_query(data: &Path, n: usize, only: Option<&str>) -> serde_json::Value {
     heads.dedup();
     let g = Graph::new(db);
     let limits = Limits::default();
-    let mut rng = Rng(0x5eed);
+    let mut rng = Rng::new(0x5eed);
     let mut pick = |k: usize| (rng.next() % k as u64) as usize;
     let mut out = serde_json::Map::new();
     let queries = [
@@ -246,7 +250,7 @@ fn bench_query(data: &Path, n: usize, only: Option<&str>) -> serde_json::Value {
 /// drawn from a power law (node x with probability ∝ (x + 1)^−0.8, by
 /// inverse transform), as `n<src>\tr<k>\tn<dst>` lines.
 fn power_law_file(path: &Path, nodes: u64, edges: u64, seed: u64) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
     let draw = |rng: &mut Rng| {
         let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
@@ -376,7 +380,7 @@ fn unit_rows(rng: &mut Rng, n: usize, dim: usize) -> Vec<f32> {
 /// single-query latency (all threads, and one thread, as faiss is run).
 fn bench_knn(n: usize, dim: usize, queries: usize, k: usize) -> serde_json::Value {
     use quiver_engine::{Index, Metric};
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let rows = unit_rows(&mut rng, n, dim);
     let q = unit_rows(&mut rng, queries, dim);
     let index = Index::new(Metric::Dot, &rows, dim);
@@ -447,7 +451,7 @@ fn bench_coldstart(data: &Path, epochs: usize) -> serde_json::Value {
         .collect();
     entities.sort_unstable();
     entities.dedup();
-    let mut rng = Rng(0x5eed_c01d_0000_0001);
+    let mut rng = Rng::new(0x5eed_c01d_0000_0001);
     let held: std::collections::HashSet<&str> = entities
         .iter()
         .copied()

@@ -101,13 +101,9 @@ mod tests {
 
     #[test]
     fn codes_round_trip_within_half_a_step_and_search_like_floats() {
-        let mut x = 0x1234_5678_9abc_def1u64;
-        let mut rand = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
+        use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+        let mut rng = rand_xoshiro::SplitMix64::seed_from_u64(0x1234_5678_9abc_def1u64);
+        let mut rand = move || (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
         let (n, d) = (3000, 40);
         let mut rows: Vec<f32> = (0..n * d).map(|_| rand()).collect();
         rows[..d].iter_mut().for_each(|v| *v = 0.0); // a zero row stays zero

@@ -399,13 +399,9 @@ mod tests {
 
     #[test]
     fn matches_an_f64_sort_for_every_metric_and_split() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
+        use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+        let mut rng = rand_xoshiro::SplitMix64::seed_from_u64(0x2545_f491_4f6c_dd1du64);
+        let mut rand = move || (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
         for (n, d, nq) in [(5000, 24, 3), (300, 7, 1), (4100, 33, 300)] {
             let rows: Vec<f32> = (0..n * d).map(|_| rand()).collect();
             let queries: Vec<f32> = (0..nq * d).map(|_| rand()).collect();

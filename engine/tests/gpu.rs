@@ -49,15 +49,15 @@ fn gpu() -> Option<GpuContext> {
     g
 }
 
+/// `n` values uniform in [-1, 1) from `seed`, which moves on.
 fn rand_vec(n: usize, seed: &mut u64) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            *seed ^= *seed << 13;
-            *seed ^= *seed >> 7;
-            *seed ^= *seed << 17;
-            ((*seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
+    use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+    let mut rng = rand_xoshiro::SplitMix64::seed_from_u64(*seed);
+    let v = (0..n)
+        .map(|_| ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32)
+        .collect();
+    *seed = rng.next_u64();
+    v
 }
 
 #[test]

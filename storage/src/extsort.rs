@@ -209,12 +209,11 @@ mod tests {
     #[test]
     fn spilled_runs_merge_like_one_sort() {
         let dir = tempfile::tempdir().unwrap();
-        let mut x = 7u64;
+        use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+        let mut rng = rand_xoshiro::SplitMix64::seed_from_u64(7);
         let mut all = Vec::new();
         for i in 0..10_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next_u64();
             all.push(e(
                 (x % 3) as u32,
                 (x >> 8) as u32 % 50,

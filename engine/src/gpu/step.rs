@@ -366,16 +366,7 @@ mod tests {
     use super::*;
     use crate::{kernels, Loss, Optimizer, TrainConfig};
 
-    fn rand_vec(n: usize, seed: &mut u64) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                *seed ^= *seed << 13;
-                *seed ^= *seed >> 7;
-                *seed ^= *seed << 17;
-                ((*seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-            })
-            .collect()
-    }
+    use crate::kernels::tests::rand_vec;
 
     /// The same step with the CPU kernels: per side scores, loss, backward;
     /// then each touched row's gradients summed and one optimizer step.
