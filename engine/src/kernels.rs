@@ -465,7 +465,7 @@ pub(crate) mod tests {
                 };
                 let mut kinks = 0;
                 for (which, analytic) in [(0, &dq), (1, &dk)] {
-                    for idx in 0..analytic.len() {
+                    for (idx, &a) in analytic.iter().enumerate() {
                         let (num, finer) = (central(which, idx, 1e-3), central(which, idx, 2.5e-4));
                         // Margin and L1 are piecewise linear: where the two
                         // step sizes disagree, a kink lies between the probes
@@ -474,7 +474,7 @@ pub(crate) mod tests {
                             kinks += 1;
                             continue;
                         }
-                        let a = analytic[idx] as f64;
+                        let a = a as f64;
                         assert!(
                             (num - a).abs() < 2e-2 * (1.0 + a.abs()),
                             "{kind:?} {lk:?} {which} {idx}: {num} vs {a}"
