@@ -23,6 +23,13 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// The one value `query` returns (`quiver query --format csv`), as text.
+fn value_of(db: &Path, query: &str) -> String {
+    let o = quiver(&["query", p(db), "--format", "csv", "-e", query]);
+    assert!(o.status.success(), "{query}: {}", text(&o));
+    text(&o).lines().nth(1).unwrap_or_default().trim().to_string()
+}
+
 #[test]
 fn import_stats_check_and_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -545,15 +552,7 @@ fn inputs_from_pipes_boms_and_typed_params() {
     // `-` is standard input; a BOM is not part of the first key.
     let o = run_with_stdin(&["import", p(&db), "-"], b"\xEF\xBB\xBFa\tr\tb\nb\tr\tc\n");
     assert!(o.status.success(), "{}", text(&o));
-    let o = quiver(&[
-        "query",
-        p(&db),
-        "--format",
-        "csv",
-        "-e",
-        "MATCH (n {key: 'a'}) RETURN count(n)",
-    ]);
-    assert_eq!(text(&o).lines().nth(1), Some("1"), "{}", text(&o));
+    assert_eq!(value_of(&db, "MATCH (n {key: 'a'}) RETURN count(n)"), "1");
     // A FIFO is read like a file.
     let fifo = dir.path().join("edges.fifo");
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
@@ -576,15 +575,7 @@ fn inputs_from_pipes_boms_and_typed_params() {
     std::fs::write(csv_dir.join("e.tsv"), "d\tr\t\"e,f\"\n").unwrap();
     let o = quiver(&["import", p(&db), p(&csv_dir.join("e.tsv"))]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = quiver(&[
-        "query",
-        p(&db),
-        "--format",
-        "csv",
-        "-e",
-        "MATCH (n {key: '\"e,f\"'}) RETURN count(n)",
-    ]);
-    assert_eq!(text(&o).lines().nth(1), Some("1"), "{}", text(&o));
+    assert_eq!(value_of(&db, "MATCH (n {key: '\"e,f\"'}) RETURN count(n)"), "1");
     // A line over the cap is an error with its place, not a 2 GB buffer.
     let long = dir.path().join("long.tsv");
     std::fs::write(&long, format!("a\tr\t{}\n", "x".repeat(2 << 20))).unwrap();
@@ -698,15 +689,7 @@ fn acknowledged_writes_survive_kill_9() {
         child.wait().unwrap();
         // Statements before this trial's were acknowledged by earlier trials
         // (their creates of existing keys change nothing).
-        let o = quiver(&[
-            "query",
-            p(&db),
-            "--format",
-            "csv",
-            "-e",
-            "MATCH (n:N) RETURN count(n)",
-        ]);
-        let stored: usize = text(&o).lines().nth(1).unwrap().trim().parse().unwrap();
+        let stored: usize = value_of(&db, "MATCH (n:N) RETURN count(n)").parse().unwrap();
         assert!(
             stored >= kill_after,
             "trial {trial}: {kill_after} writes acknowledged, {stored} stored"
