@@ -78,51 +78,14 @@ impl GpuContext {
         if !sizes_ok || !in_range {
             return Err(EngineError::Internal("inconsistent GPU step batch".into()));
         }
-        // Contributions per touched row, in a fixed order: queries, then candidates.
-        const HIGH: u32 = 0x8000_0000;
-        // (target row, contribution, scale) in list order, then a stable sort by
-        // target: each row's contributions keep that order.
-        let mut contrib: Vec<(u32, u32, f32)> = Vec::with_capacity(2 * b * c + b * m);
         let rel_lr = cfg.relation_lr.unwrap_or(cfg.lr);
-        for bi in 0..b * c {
-            contrib.push((batch.qn[bi], bi as u32, 1.0));
-            if batch.sgn[bi] != 0.0 && rel_lr > 0.0 {
-                contrib.push((HIGH | batch.qr[bi], bi as u32, batch.sgn[bi]));
-            }
-        }
-        contrib.extend((0..b * m).map(|bj| (batch.kn[bj], HIGH | bj as u32, 1.0)));
-        contrib.sort_by_key(|x| x.0);
-        // csr = targets (rows) | offsets (rows + 1) | entries
-        let mut csr: Vec<u32> = Vec::new();
-        let (mut offs, mut entries, mut scale) = (
-            vec![0u32],
-            Vec::with_capacity(contrib.len()),
-            Vec::with_capacity(contrib.len()),
-        );
-        for (n, &(target, code, sc)) in contrib.iter().enumerate() {
-            if n > 0 && contrib[n - 1].0 != target {
-                offs.push(entries.len() as u32);
-            }
-            if n == 0 || contrib[n - 1].0 != target {
-                csr.push(target);
-            }
-            entries.push(code);
-            scale.push(sc);
-        }
-        offs.push(entries.len() as u32);
-        let rows = csr.len();
-        csr.extend(&offs);
-        csr.extend(&entries);
+        let (csr, scale, rows) = gradient_csr(batch, rel_lr > 0.0);
         let params = StepParams {
             b: b as u32,
             c: c as u32,
             m: m as u32,
             d: d as u32,
-            score: match cfg.score {
-                Score::Dot => 0,
-                Score::L2 => 1,
-                Score::L1 => 2,
-            },
+            score: score_code(cfg.score),
             loss: match cfg.loss {
                 crate::Loss::Margin => 0,
                 crate::Loss::Softmax => 1,
@@ -203,7 +166,8 @@ impl GpuContext {
             ),
         ];
         let sc = &tables.scratch;
-        let bufs: [&wgpu::Buffer; 14] = [
+        // In `TRAIN_BINDINGS` order: buffer i is binding i.
+        let bufs: [&wgpu::Buffer; TRAIN_BINDINGS.len()] = [
             &own[0],
             &tables.nodes,
             &tables.relations,
@@ -287,6 +251,27 @@ impl GpuContext {
     }
 }
 
+/// `shaders/train.wgsl`'s bindings of group 0, by binding number (checked
+/// against the shader by a test).
+pub(super) const TRAIN_BINDINGS: [&str; 14] = [
+    "p",
+    "emb",
+    "rel",
+    "idx",
+    "sw",
+    "q",
+    "s",
+    "g",
+    "dq",
+    "dk",
+    "csr",
+    "csr_scale",
+    "state",
+    "loss_out",
+];
+
+/// `shaders/train.wgsl`'s `Params`, field for field (checked against the
+/// shader's layout by a test).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(super) struct StepParams {
@@ -359,12 +344,149 @@ pub struct GpuTables {
     pub(super) losses: Vec<(wgpu::Buffer, usize)>,
 }
 
+/// Marks a relation row (and a candidate's contribution) in the gradient CSR.
+const HIGH: u32 = 0x8000_0000;
+
+/// The host's half of a step's row update: every row the step touches, in
+/// ascending order (node rows, then relation rows marked with [`HIGH`]), and
+/// for each its gradient contributions in a fixed order (queries, then
+/// candidates, each in list order), so that the device sums them without
+/// float atomics and runs repeat bit for bit. A query contributes to its
+/// node row and, when relations learn and its sign is not 0, to its relation
+/// row (scaled by the sign); a candidate to its node row. Returns the CSR
+/// (`targets | offsets | entries`; an entry is a query index, or `HIGH` | a
+/// candidate index), each entry's scale, and the number of rows.
+pub(crate) fn gradient_csr(batch: &StepBatch, relations_learn: bool) -> (Vec<u32>, Vec<f32>, usize) {
+    let (b, c, m) = (batch.sides, batch.c, batch.m);
+    // (target row, contribution, scale) in list order, then a stable sort by
+    // target: each row's contributions keep that order.
+    let mut contrib: Vec<(u32, u32, f32)> = Vec::with_capacity(2 * b * c + b * m);
+    for bi in 0..b * c {
+        contrib.push((batch.qn[bi], bi as u32, 1.0));
+        if batch.sgn[bi] != 0.0 && relations_learn {
+            contrib.push((HIGH | batch.qr[bi], bi as u32, batch.sgn[bi]));
+        }
+    }
+    contrib.extend((0..b * m).map(|bj| (batch.kn[bj], HIGH | bj as u32, 1.0)));
+    contrib.sort_by_key(|x| x.0);
+    let mut csr: Vec<u32> = Vec::new();
+    let (mut offs, mut entries, mut scale) = (
+        vec![0u32],
+        Vec::with_capacity(contrib.len()),
+        Vec::with_capacity(contrib.len()),
+    );
+    for (n, &(target, code, sc)) in contrib.iter().enumerate() {
+        if n > 0 && contrib[n - 1].0 != target {
+            offs.push(entries.len() as u32);
+        }
+        if n == 0 || contrib[n - 1].0 != target {
+            csr.push(target);
+        }
+        entries.push(code);
+        scale.push(sc);
+    }
+    offs.push(entries.len() as u32);
+    let rows = csr.len();
+    csr.extend(&offs);
+    csr.extend(&entries);
+    (csr, scale, rows)
+}
+
 #[cfg(test)]
 mod tests {
     //! The training step on whatever adapter exists (lavapipe in CI) against
     //! the CPU kernels; skipped with a printed reason where there is none.
     use super::*;
     use crate::{kernels, Loss, Optimizer, TrainConfig};
+
+    /// The host's constants against the shader (naga's reflection, no GPU):
+    /// the bindings by number and `Params`' field names, offsets and size.
+    #[test]
+    fn host_constants_match_the_training_shader() {
+        let source = include_str!("../../../shaders/train.wgsl");
+        let module = naga::front::wgsl::parse_str(source).unwrap();
+        let mut bound: Vec<(u32, String)> = module
+            .global_variables
+            .iter()
+            .filter_map(|(_, g)| Some((g.binding.as_ref()?.binding, g.name.clone()?)))
+            .collect();
+        bound.sort();
+        let expected: Vec<(u32, String)> = (0..).zip(TRAIN_BINDINGS.iter().map(|n| n.to_string())).collect();
+        assert_eq!(bound, expected);
+        let (members, span) = module
+            .types
+            .iter()
+            .find_map(|(_, t)| match (&t.name, &t.inner) {
+                (Some(n), naga::TypeInner::Struct { members, span }) if n == "Params" => {
+                    Some((members, *span))
+                }
+                _ => None,
+            })
+            .expect("train.wgsl declares struct Params");
+        assert_eq!(span as usize, size_of::<StepParams>());
+        let host = [
+            ("b", std::mem::offset_of!(StepParams, b)),
+            ("c", std::mem::offset_of!(StepParams, c)),
+            ("m", std::mem::offset_of!(StepParams, m)),
+            ("d", std::mem::offset_of!(StepParams, d)),
+            ("score", std::mem::offset_of!(StepParams, score)),
+            ("loss", std::mem::offset_of!(StepParams, loss)),
+            ("batch_neg", std::mem::offset_of!(StepParams, batch_neg)),
+            ("rows", std::mem::offset_of!(StepParams, rows)),
+            ("margin", std::mem::offset_of!(StepParams, margin)),
+            ("temperature", std::mem::offset_of!(StepParams, temperature)),
+            ("lr", std::mem::offset_of!(StepParams, lr)),
+            ("rel_lr", std::mem::offset_of!(StepParams, rel_lr)),
+            ("max_norm", std::mem::offset_of!(StepParams, max_norm)),
+            ("adagrad", std::mem::offset_of!(StepParams, adagrad)),
+            ("node_rows", std::mem::offset_of!(StepParams, node_rows)),
+            ("reg", std::mem::offset_of!(StepParams, reg)),
+            ("reg_kind", std::mem::offset_of!(StepParams, reg_kind)),
+        ];
+        let shader: Vec<(&str, usize)> = members
+            .iter()
+            .filter_map(|m| Some((m.name.as_deref()?, m.offset as usize)))
+            .filter(|(n, _)| !n.starts_with("_pad"))
+            .collect();
+        assert_eq!(shader, host);
+    }
+
+    /// The CSR alone, without a device: rows sorted, each row's
+    /// contributions in list order, relation rows only when relations learn.
+    #[test]
+    fn gradient_csr_lists_each_rows_contributions_in_order() {
+        // Two sides of two queries against three candidates; node 5 is a query
+        // and a candidate twice; side 1 does not move its relation (sign 0).
+        let batch = StepBatch {
+            sides: 2,
+            c: 2,
+            m: 3,
+            qn: vec![5, 1, 2, 5],
+            qr: vec![0, 0, 1, 1],
+            sgn: vec![1.0, -1.0, 0.0, 0.0],
+            w: vec![1.0; 4],
+            kn: vec![5, 3, 2, 5, 7, 1],
+        };
+        let (csr, scale, rows) = gradient_csr(&batch, true);
+        let (targets, rest) = csr.split_at(rows);
+        let (offsets, entries) = rest.split_at(rows + 1);
+        assert_eq!(targets, [1, 2, 3, 5, 7, HIGH]);
+        assert_eq!(offsets, [0, 2, 4, 5, 9, 10, 12]);
+        let of = |t: u32| {
+            let r = targets.iter().position(|&x| x == t).unwrap();
+            &entries[offsets[r] as usize..offsets[r + 1] as usize]
+        };
+        assert_eq!(of(5), [0, 3, HIGH, HIGH | 3]);
+        assert_eq!(of(1), [1, HIGH | 5]);
+        assert_eq!(of(HIGH), [0, 1], "relation 0 from queries 0 and 1");
+        assert_eq!(scale[offsets[5] as usize..], [1.0, -1.0]);
+        let (frozen, _, rows) = gradient_csr(&batch, false);
+        assert_eq!(
+            &frozen[..rows],
+            [1, 2, 3, 5, 7],
+            "no relation rows when relations do not learn"
+        );
+    }
 
     use crate::kernels::tests::rand_vec;
 
