@@ -249,6 +249,339 @@ pub fn resume_on(
     )
 }
 
+/// What every step of a run reads, and nothing in a run changes.
+struct RunCtx<'a> {
+    db: &'a Database,
+    name: &'a str,
+    settings: &'a Settings,
+    settings_json: String,
+    snap: Snapshot,
+    /// Per relation: (source type, destination type).
+    ends: Vec<(u32, u32)>,
+    /// Per node type: rows per partition.
+    part_size: Vec<u32>,
+    prev: Option<&'a Model>,
+    /// Optimizer state per row.
+    width: usize,
+}
+
+impl RunCtx<'_> {
+    fn cfg(&self) -> &TrainConfig {
+        &self.settings.config
+    }
+
+    fn wrong_size(&self, key: &str) -> EngineError {
+        EngineError::Model {
+            name: self.name.to_string(),
+            message: format!("stored part {key} has the wrong size for the model's settings"),
+        }
+    }
+}
+
+/// What a run holds between buckets. All that a kill must not lose is here,
+/// and after every bucket it is saved at once with the position
+/// ([`checkpoint`]): the partitions the bucket trained, the relation
+/// vectors and the pools that changed. [`load_state`] rebuilds it from
+/// those parts, which is why a resumed run continues exactly.
+struct RunState {
+    relations: Vec<f32>,
+    relation_state: Vec<f32>,
+    /// Resident partitions, by `t * P + q`.
+    resident: Vec<Option<Part>>,
+    /// Every trained partition's pool, by (node type, partition).
+    pools: HashMap<(u32, u32), Pool>,
+    /// Node types whose pools changed since the last checkpoint.
+    dirty: Vec<u32>,
+    /// Bucket visits so far (eviction drops the least recently used).
+    clock: usize,
+}
+
+/// The stored relation vectors and pools (or the warm start's vectors, or
+/// zeros), and no partition resident yet.
+fn load_state(ctx: &RunCtx<'_>) -> Result<RunState> {
+    let cfg = ctx.cfg();
+    let (d, p, width) = (cfg.dim, cfg.partitions, ctx.width);
+    let rows = ctx.settings.relation_rows();
+    let (relations, relation_state) = match ctx.db.model_part(ctx.name, RELATIONS_KEY)? {
+        Some(part) if part.array(0).len() == rows * d && part.array(1).len() == rows * width => {
+            (part.array(0).to_vec(), part.array(1).to_vec())
+        }
+        Some(_) => return Err(ctx.wrong_size(RELATIONS_KEY)),
+        None => (
+            match ctx.prev {
+                Some(m) if m.relations.len() == rows * d => m.relations.clone(),
+                _ => vec![0.0; rows * d],
+            },
+            vec![0.0; rows * width],
+        ),
+    };
+    let types = ctx.settings.node_counts.len();
+    let mut pools: HashMap<(u32, u32), Pool> = HashMap::default();
+    for t in 0..types {
+        for (q, pool) in (0..p).zip(load_pools(ctx.db, ctx.name, t, p, (d, width))?) {
+            if let Some(pool) = pool {
+                pools.insert((t as u32, q), pool);
+            }
+        }
+    }
+    Ok(RunState {
+        relations,
+        relation_state,
+        resident: (0..types * p as usize).map(|_| None).collect(),
+        pools,
+        dirty: Vec::new(),
+        clock: 0,
+    })
+}
+
+/// The partitions bucket (i, j) trains: i of its relations' source types, j
+/// of their destination types.
+fn bucket_partitions(ctx: &RunCtx<'_>, bucket: &[BucketEdge], (i, j): (u32, u32)) -> Result<Vec<(u32, u32)>> {
+    let mut needed: Vec<(u32, u32)> = Vec::new();
+    for e in bucket {
+        let (s, t) = ctx.ends[e.rel as usize];
+        if e.src / ctx.part_size[s as usize] != i || e.dst / ctx.part_size[t as usize] != j {
+            return Err(EngineError::Model {
+                name: ctx.name.to_string(),
+                message: format!("bucket ({i}, {j}) holds an edge outside its partitions"),
+            });
+        }
+        for part in [(s, i), (t, j)] {
+            if !needed.contains(&part) {
+                needed.push(part);
+            }
+        }
+    }
+    Ok(needed)
+}
+
+/// Makes the `needed` partitions resident: room first (so the budget holds
+/// at every moment), then each loaded from its part or initialised, with
+/// its pool's newer rows written back. Returns how many were brought in.
+fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[(u32, u32)]) -> Result<u64> {
+    let cfg = ctx.cfg();
+    let (d, p, width) = (cfg.dim, cfg.partitions, ctx.width);
+    state.clock += 1;
+    let incoming: usize = needed
+        .iter()
+        .filter(|&&(t, q)| state.resident[(t * p + q) as usize].is_none())
+        .map(|&(t, q)| 4 * ctx.settings.part_range(t as usize, q).len() * (d + width))
+        .sum();
+    evict(&mut state.resident, p, cfg.memory_budget_mib, needed, incoming);
+    let mut loads = 0;
+    for &(t, q) in needed {
+        let slot = &mut state.resident[t as usize * p as usize + q as usize];
+        if slot.is_none() {
+            loads += 1;
+            let range = ctx.settings.part_range(t as usize, q);
+            let rows = range.len();
+            let key = part_key(t as usize, q);
+            *slot = Some(match ctx.db.model_part(ctx.name, &key)? {
+                Some(part) if part.array(0).len() == rows * d && part.array(1).len() == rows * width => {
+                    Part {
+                        table: part.array(0).to_vec(),
+                        state: part.array(1).to_vec(),
+                        last_used: state.clock,
+                    }
+                }
+                Some(_) => return Err(ctx.wrong_size(&key)),
+                None => Part {
+                    table: first_rows(cfg, ctx.prev, &ctx.snap, (t, q), range),
+                    state: vec![0.0; rows * width],
+                    last_used: state.clock,
+                },
+            });
+        }
+        if let Some(part) = slot {
+            part.last_used = state.clock;
+            // Its pool's rows may have moved since it was saved.
+            if let Some(pool) = state.pools.get(&(t, q)) {
+                let start = q * ctx.part_size[t as usize];
+                for (id, row, st) in pool.iter() {
+                    let r = (id - start) as usize;
+                    part.table[r * d..(r + 1) * d].copy_from_slice(row);
+                    part.state[r * width..(r + 1) * width].copy_from_slice(st);
+                }
+            }
+        }
+    }
+    Ok(loads)
+}
+
+/// Trains one visit of a bucket on the device; returns its loss.
+#[allow(clippy::too_many_arguments)]
+fn train_visit(
+    ctx: &RunCtx<'_>,
+    (resident, relations, relation_state): (&mut [Option<Part>], &mut Vec<f32>, &mut Vec<f32>),
+    foreign: &mut [Foreign<'_>],
+    visit: &Visit,
+    buckets: &Buckets,
+    device: &Device,
+    rng: &mut Xoshiro256PlusPlus,
+    works: &mut [Work],
+) -> Result<f64> {
+    let cfg = ctx.cfg();
+    let p = cfg.partitions;
+    let needed = &visit.needed;
+    if let Device::Gpu(gpu) = device {
+        let mut parts: Vec<(u32, u32, &mut Part)> = resident
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(idx, slot)| {
+                let (t, q) = ((idx / p as usize) as u32, (idx % p as usize) as u32);
+                Some((t, q, slot.as_mut().filter(|_| needed.contains(&(t, q)))?))
+            })
+            .collect();
+        let rels = (&mut relations[..], &mut relation_state[..]);
+        return train_bucket_gpu(
+            gpu,
+            &mut parts,
+            foreign,
+            rels,
+            &ctx.part_size,
+            cfg,
+            buckets,
+            &ctx.ends,
+            visit,
+            rng,
+        );
+    }
+    let views = resident
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(idx, slot)| {
+            let (t, q) = ((idx / p as usize) as u32, (idx % p as usize) as u32);
+            let part = slot.as_mut().filter(|_| needed.contains(&(t, q)))?;
+            Some(PartView {
+                t,
+                p: q,
+                start: q * ctx.part_size[t as usize],
+                table: atomics(&mut part.table),
+                state: atomics(&mut part.state),
+            })
+        })
+        .collect();
+    let foreign = foreign
+        .iter_mut()
+        .map(|f| {
+            let (t, total, mut len) = (f.t, f.total, 0);
+            let pools = f
+                .pools
+                .iter_mut()
+                .map(|pool| {
+                    let (ids, rows, states) = pool.split_mut();
+                    len += ids.len() as u32;
+                    (len - ids.len() as u32, ids, atomics(rows), atomics(states))
+                })
+                .collect();
+            ForeignView { t, total, len, pools }
+        })
+        .collect();
+    let params = Params {
+        d: cfg.dim,
+        width: ctx.width,
+        part_size: &ctx.part_size,
+        views,
+        foreign,
+        relations: atomics(relations),
+        relation_state: atomics(relation_state),
+        prev: ctx.prev,
+    };
+    train_bucket(&params, cfg, buckets, &ctx.ends, visit, rng, works)
+}
+
+/// The bucket's partitions get fresh pools (seeded by the epoch and visit).
+fn refresh_pools(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[(u32, u32)], (epoch, b): (usize, usize)) {
+    let cfg = ctx.cfg();
+    let (d, p) = (cfg.dim, cfg.partitions);
+    if cfg.foreign_sample == 0 || p == 1 {
+        return;
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(
+        cfg.seed
+            ^ 0x3c6e_f372_fe94_f82b
+            ^ ((epoch as u64) << 32 | b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    );
+    for &(t, q) in needed {
+        if let Some(part) = &state.resident[t as usize * p as usize + q as usize] {
+            let range = ctx.settings.part_range(t as usize, q);
+            let size = cfg.foreign_sample.div_ceil(p as usize);
+            let pool = state
+                .pools
+                .entry((t, q))
+                .or_insert_with(|| Pool::new(d, ctx.width));
+            fill_pool(pool, part, range, size, &mut rng);
+            state.dirty.push(t);
+        }
+    }
+}
+
+/// Where the run stands after visit `b` of `epoch` (empty when it is done).
+fn progress_after(ctx: &RunCtx<'_>, start: Progress, (epoch, b): (usize, usize), visits: usize) -> String {
+    let next = match b + 1 < visits {
+        true => Progress {
+            epoch,
+            bucket: b + 1,
+            ..start
+        },
+        false => Progress {
+            epoch: epoch + 1,
+            bucket: 0,
+            ..start
+        },
+    };
+    if next.epoch >= ctx.cfg().epochs {
+        String::new()
+    } else {
+        serde_json::to_string(&next).unwrap_or_default()
+    }
+}
+
+/// Saves, in one atomic group with `progress`, the partitions the bucket
+/// trained, the relation vectors and the pools that changed.
+fn checkpoint(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[(u32, u32)], progress: &str) -> Result<()> {
+    let p = ctx.cfg().partitions;
+    let keys: Vec<String> = needed.iter().map(|&(t, q)| part_key(t as usize, q)).collect();
+    let mut arrays: Vec<[&[f32]; 2]> = Vec::with_capacity(needed.len() + 1);
+    for &(t, q) in needed {
+        if let Some(part) = &state.resident[t as usize * p as usize + q as usize] {
+            arrays.push([&part.table, &part.state]);
+        }
+    }
+    let mut parts: Vec<(&str, &[&[f32]])> = keys
+        .iter()
+        .map(String::as_str)
+        .zip(arrays.iter().map(|a| &a[..]))
+        .collect();
+    let rel_arrays: [&[f32]; 2] = [&state.relations, &state.relation_state];
+    parts.push((RELATIONS_KEY, &rel_arrays));
+    state.dirty.sort_unstable();
+    state.dirty.dedup();
+    let pool_keys: Vec<String> = state.dirty.iter().map(|&t| pool_key(t as usize)).collect();
+    let pool_arrays: Vec<Vec<&[f32]>> = state
+        .dirty
+        .iter()
+        .map(|&t| {
+            (0..p)
+                .flat_map(|q| state.pools.get(&(t, q)).map_or([&[][..]; 3], Pool::arrays))
+                .collect()
+        })
+        .collect();
+    parts.extend(
+        pool_keys
+            .iter()
+            .map(String::as_str)
+            .zip(pool_arrays.iter().map(|a| &a[..])),
+    );
+    ctx.db
+        .save_model_parts(ctx.name, &ctx.settings_json, progress, &parts)?;
+    state.dirty.clear();
+    Ok(())
+}
+
+/// Algorithm 1 from `start`: every epoch visits every bucket `passes` times
+/// (a share of its chunks each time), and each visit is the same named
+/// steps; see [`RunState`] for what survives a kill.
 #[allow(clippy::too_many_arguments)]
 fn run(
     db: &Database,
@@ -261,8 +594,6 @@ fn run(
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<()> {
     let cfg = &settings.config;
-    let (d, p) = (cfg.dim, cfg.partitions);
-    let settings_json = serde_json::to_string(settings).map_err(|e| EngineError::Internal(e.to_string()))?;
     if matches!(device, Device::Gpu(_)) {
         if cfg.drift_penalty > 0.0 {
             return Err(EngineError::Config(
@@ -276,43 +607,21 @@ fn run(
             ));
         }
     }
-    let width = cfg.optimizer.state_width(d);
     let snap = db.snapshot();
-    let ends: Vec<(u32, u32)> = snap.catalog().relations.iter().map(|r| (r.src, r.dst)).collect();
-    let types = settings.node_counts.len();
-    let part_size: Vec<u32> = (0..types).map(|t| settings.part_size(t)).collect();
-    let wrong_size = |what: &str| EngineError::Model {
-        name: name.to_string(),
-        message: format!("stored part {what} has the wrong size for the model's settings"),
+    let ctx = RunCtx {
+        db,
+        name,
+        settings,
+        settings_json: serde_json::to_string(settings).map_err(|e| EngineError::Internal(e.to_string()))?,
+        ends: snap.catalog().relations.iter().map(|r| (r.src, r.dst)).collect(),
+        snap,
+        part_size: (0..settings.node_counts.len())
+            .map(|t| settings.part_size(t))
+            .collect(),
+        prev,
+        width: cfg.optimizer.state_width(cfg.dim),
     };
-    let (mut relations, mut relation_state) = match db.model_part(name, RELATIONS_KEY)? {
-        Some(part)
-            if part.array(0).len() == settings.relation_rows() * d
-                && part.array(1).len() == settings.relation_rows() * width =>
-        {
-            (part.array(0).to_vec(), part.array(1).to_vec())
-        }
-        Some(_) => return Err(wrong_size(RELATIONS_KEY)),
-        None => (
-            match &prev {
-                Some(m) if m.relations.len() == settings.relation_rows() * d => m.relations.clone(),
-                _ => vec![0.0; settings.relation_rows() * d],
-            },
-            vec![0.0; settings.relation_rows() * width],
-        ),
-    };
-    let mut resident: Vec<Option<Part>> = (0..types * p as usize).map(|_| None).collect();
-    // Every trained partition's pool, and the node types whose pools changed.
-    let mut pools: HashMap<(u32, u32), Pool> = HashMap::default();
-    for t in 0..types {
-        for (q, pool) in (0..p).zip(load_pools(db, name, t, p, (d, width))?) {
-            if let Some(pool) = pool {
-                pools.insert((t as u32, q), pool);
-            }
-        }
-    }
-    let mut dirty: Vec<u32> = Vec::new();
-    let threads = threads(cfg);
+    let mut state = load_state(&ctx)?;
     let means = match cfg.weights {
         EdgeWeights::Normalize => relation_means(buckets, settings.relations),
         _ => Vec::new(),
@@ -328,83 +637,21 @@ fn run(
             }
         }
     }
-    let mut works: Vec<Work> = (0..threads).map(|_| Work::default()).collect();
-    let order = bucket_order(p);
-    // Each epoch visits every bucket `passes` times, a share of its chunks each time.
+    let mut works: Vec<Work> = (0..threads(cfg)).map(|_| Work::default()).collect();
+    let order = bucket_order(cfg.partitions);
     let visits = order.len() * cfg.passes;
-    let mut clock = 0usize;
     for epoch in start.epoch..cfg.epochs {
         let started = Instant::now();
-        let mut io = 0f64;
-        let (mut loss, mut edges, mut loads) = (0f64, 0u64, 0u64);
+        let (mut loss, mut edges, mut loads, mut io) = (0f64, 0u64, 0u64, 0f64);
         let first = if epoch == start.epoch { start.bucket } else { 0 };
         for b in first..visits {
             let (i, j) = order[b % order.len()];
             let bucket = buckets.bucket(i, j);
-            // Partitions this bucket trains: i of its source types, j of its destination types.
-            let mut needed: Vec<(u32, u32)> = Vec::new();
-            for e in bucket {
-                let (s, t) = ends[e.rel as usize];
-                if e.src / part_size[s as usize] != i || e.dst / part_size[t as usize] != j {
-                    return Err(EngineError::Model {
-                        name: name.to_string(),
-                        message: format!("bucket ({i}, {j}) holds an edge outside its partitions"),
-                    });
-                }
-                for part in [(s, i), (t, j)] {
-                    if !needed.contains(&part) {
-                        needed.push(part);
-                    }
-                }
-            }
+            let needed = bucket_partitions(&ctx, bucket, (i, j))?;
             let io_started = Instant::now();
-            clock += 1;
-            // Room is made before loading, so that the budget holds at every moment.
-            let incoming: usize = needed
-                .iter()
-                .filter(|&&(t, q)| resident[(t * p + q) as usize].is_none())
-                .map(|&(t, q)| 4 * settings.part_range(t as usize, q).len() * (d + width))
-                .sum();
-            evict(&mut resident, p, cfg.memory_budget_mib, &needed, incoming);
-            for &(t, q) in &needed {
-                let slot = &mut resident[t as usize * p as usize + q as usize];
-                if slot.is_none() {
-                    loads += 1;
-                    let rows = settings.part_range(t as usize, q).len();
-                    let key = part_key(t as usize, q);
-                    *slot = Some(match db.model_part(name, &key)? {
-                        Some(part)
-                            if part.array(0).len() == rows * d && part.array(1).len() == rows * width =>
-                        {
-                            Part {
-                                table: part.array(0).to_vec(),
-                                state: part.array(1).to_vec(),
-                                last_used: clock,
-                            }
-                        }
-                        Some(_) => return Err(wrong_size(&key)),
-                        None => Part {
-                            table: first_rows(cfg, prev, &snap, (t, q), settings.part_range(t as usize, q)),
-                            state: vec![0.0; rows * width],
-                            last_used: clock,
-                        },
-                    });
-                }
-                if let Some(part) = slot {
-                    part.last_used = clock;
-                    // Its pool's rows may have moved since it was saved.
-                    if let Some(pool) = pools.get(&(t, q)) {
-                        let start = q * part_size[t as usize];
-                        for (id, row, st) in pool.iter() {
-                            let r = (id - start) as usize;
-                            part.table[r * d..(r + 1) * d].copy_from_slice(row);
-                            part.state[r * width..(r + 1) * width].copy_from_slice(st);
-                        }
-                    }
-                }
-            }
-            let mut foreign = foreign_pools(settings, &needed, &mut pools);
-            dirty.extend(foreign.iter().map(|f| f.t));
+            loads += make_resident(&ctx, &mut state, &needed)?;
+            let mut foreign = foreign_pools(settings, &needed, &mut state.pools);
+            state.dirty.extend(foreign.iter().map(|f| f.t));
             io += io_started.elapsed().as_secs_f64();
             // Seeded by the bucket, so that its passes share one plan of chunks.
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(
@@ -414,148 +661,36 @@ fn run(
             let (edge_order, chunks) = plan_chunks(cfg, bucket, &mut rng, b / order.len());
             let visit = Visit {
                 bucket: (i, j),
-                needed: needed.clone(),
+                needed,
                 order: edge_order,
                 chunks,
                 weights: edge_weights(cfg, &means, buckets, (i, j)),
             };
-            if let Device::Gpu(gpu) = device {
-                let mut parts: Vec<(u32, u32, &mut Part)> = resident
-                    .iter_mut()
-                    .enumerate()
-                    .filter_map(|(idx, slot)| {
-                        let (t, q) = ((idx / p as usize) as u32, (idx % p as usize) as u32);
-                        Some((t, q, slot.as_mut().filter(|_| needed.contains(&(t, q)))?))
-                    })
-                    .collect();
-                let rels = (&mut relations[..], &mut relation_state[..]);
-                let bucket_rng = &mut rng;
-                loss += train_bucket_gpu(
-                    gpu,
-                    &mut parts,
-                    &mut foreign,
-                    rels,
-                    &part_size,
-                    cfg,
-                    buckets,
-                    &ends,
-                    &visit,
-                    bucket_rng,
-                )?;
-            } else {
-                let views = resident
-                    .iter_mut()
-                    .enumerate()
-                    .filter_map(|(idx, slot)| {
-                        let (t, q) = ((idx / p as usize) as u32, (idx % p as usize) as u32);
-                        let part = slot.as_mut().filter(|_| needed.contains(&(t, q)))?;
-                        Some(PartView {
-                            t,
-                            p: q,
-                            start: q * part_size[t as usize],
-                            table: atomics(&mut part.table),
-                            state: atomics(&mut part.state),
-                        })
-                    })
-                    .collect();
-                let foreign = foreign
-                    .iter_mut()
-                    .map(|f| {
-                        let (t, total, mut len) = (f.t, f.total, 0);
-                        let pools = f
-                            .pools
-                            .iter_mut()
-                            .map(|pool| {
-                                let (ids, rows, states) = pool.split_mut();
-                                len += ids.len() as u32;
-                                (len - ids.len() as u32, ids, atomics(rows), atomics(states))
-                            })
-                            .collect();
-                        ForeignView { t, total, len, pools }
-                    })
-                    .collect();
-                let params = Params {
-                    d,
-                    width,
-                    part_size: &part_size,
-                    views,
-                    foreign,
-                    relations: atomics(&mut relations),
-                    relation_state: atomics(&mut relation_state),
-                    prev,
-                };
-                loss += train_bucket(&params, cfg, buckets, &ends, &visit, &mut rng, &mut works)?;
-            }
+            let tables = (
+                &mut state.resident[..],
+                &mut state.relations,
+                &mut state.relation_state,
+            );
+            loss += train_visit(
+                &ctx,
+                tables,
+                &mut foreign,
+                &visit,
+                buckets,
+                device,
+                &mut rng,
+                &mut works,
+            )?;
+            drop(foreign);
             edges += visit.chunks.iter().map(|c| c.len() as u64).sum::<u64>();
             let io_started = Instant::now();
-            drop(foreign);
-            // The bucket's partitions get fresh pools.
-            if cfg.foreign_sample > 0 && p > 1 {
-                let mut rng = Xoshiro256PlusPlus::seed_from_u64(
-                    cfg.seed
-                        ^ 0x3c6e_f372_fe94_f82b
-                        ^ ((epoch as u64) << 32 | b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                );
-                for &(t, q) in &needed {
-                    if let Some(part) = &resident[t as usize * p as usize + q as usize] {
-                        let range = settings.part_range(t as usize, q);
-                        let size = cfg.foreign_sample.div_ceil(p as usize);
-                        let pool = pools.entry((t, q)).or_insert_with(|| Pool::new(d, width));
-                        fill_pool(pool, part, range, size, &mut rng);
-                        dirty.push(t);
-                    }
-                }
-            }
-            let next = match b + 1 < visits {
-                true => Progress {
-                    epoch,
-                    bucket: b + 1,
-                    edge_version: start.edge_version,
-                },
-                false => Progress {
-                    epoch: epoch + 1,
-                    bucket: 0,
-                    edge_version: start.edge_version,
-                },
-            };
-            let progress = if next.epoch >= cfg.epochs {
-                String::new()
-            } else {
-                serde_json::to_string(&next).unwrap_or_default()
-            };
-            let keys: Vec<String> = needed.iter().map(|&(t, q)| part_key(t as usize, q)).collect();
-            let mut arrays: Vec<[&[f32]; 2]> = Vec::with_capacity(needed.len() + 1);
-            for &(t, q) in &needed {
-                if let Some(part) = &resident[t as usize * p as usize + q as usize] {
-                    arrays.push([&part.table, &part.state]);
-                }
-            }
-            let mut parts: Vec<(&str, &[&[f32]])> = keys
-                .iter()
-                .map(String::as_str)
-                .zip(arrays.iter().map(|a| &a[..]))
-                .collect();
-            let rel_arrays: [&[f32]; 2] = [&relations, &relation_state];
-            parts.push((RELATIONS_KEY, &rel_arrays));
-            dirty.sort_unstable();
-            dirty.dedup();
-            let pool_keys: Vec<String> = dirty.iter().map(|&t| pool_key(t as usize)).collect();
-            let pool_arrays: Vec<Vec<&[f32]>> = dirty
-                .iter()
-                .map(|&t| {
-                    (0..p)
-                        .flat_map(|q| pools.get(&(t, q)).map_or([&[][..]; 3], Pool::arrays))
-                        .collect()
-                })
-                .collect();
-            parts.extend(
-                pool_keys
-                    .iter()
-                    .map(String::as_str)
-                    .zip(pool_arrays.iter().map(|a| &a[..])),
-            );
-            db.save_model_parts(name, &settings_json, &progress, &parts)?;
-            dirty.clear();
+            refresh_pools(&ctx, &mut state, &visit.needed, (epoch, b));
+            checkpoint(
+                &ctx,
+                &mut state,
+                &visit.needed,
+                &progress_after(&ctx, start, (epoch, b), visits),
+            )?;
             io += io_started.elapsed().as_secs_f64();
             on_event(&TrainEvent::Bucket {
                 epoch,
@@ -576,7 +711,7 @@ fn run(
         }));
     }
     // A run whose last buckets were empty, or that had nothing left to do, still ends finished.
-    let rel_arrays: [&[f32]; 2] = [&relations, &relation_state];
-    db.save_model_parts(name, &settings_json, "", &[(RELATIONS_KEY, &rel_arrays)])?;
+    let rel_arrays: [&[f32]; 2] = [&state.relations, &state.relation_state];
+    db.save_model_parts(name, &ctx.settings_json, "", &[(RELATIONS_KEY, &rel_arrays)])?;
     Ok(())
 }
