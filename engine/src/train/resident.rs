@@ -237,3 +237,143 @@ pub(super) fn physical_memory() -> Option<u64> {
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kib.checked_mul(1024)
 }
+
+/// What a run holds between buckets. All that a kill must not lose is here,
+/// and after every bucket it is saved at once with the position
+/// ([`checkpoint`]): the partitions the bucket trained, the relation
+/// vectors and the pools that changed. [`load_state`] rebuilds it from
+/// those parts, which is why a resumed run continues exactly.
+pub(super) struct RunState {
+    pub(super) relations: Vec<f32>,
+    pub(super) relation_state: Vec<f32>,
+    /// Resident partitions, by `t * P + q`.
+    pub(super) resident: Vec<Option<Part>>,
+    /// Every trained partition's pool, by (node type, partition).
+    pub(super) pools: HashMap<(u32, u32), Pool>,
+    /// Node types whose pools changed since the last checkpoint.
+    pub(super) dirty: Vec<u32>,
+    /// Bucket visits so far (eviction drops the least recently used).
+    pub(super) clock: usize,
+}
+
+/// The stored relation vectors and pools (or the warm start's vectors, or
+/// zeros), and no partition resident yet.
+pub(super) fn load_state(ctx: &RunCtx<'_>) -> Result<RunState> {
+    let cfg = ctx.cfg();
+    let (d, p, width) = (cfg.dim, cfg.partitions, ctx.width);
+    let rows = ctx.settings.relation_rows();
+    let (relations, relation_state) = match ctx.db.model_part(ctx.name, RELATIONS_KEY)? {
+        Some(part) if part.array(0).len() == rows * d && part.array(1).len() == rows * width => {
+            (part.array(0).to_vec(), part.array(1).to_vec())
+        }
+        Some(_) => return Err(ctx.wrong_size(RELATIONS_KEY)),
+        None => (
+            match ctx.prev {
+                Some(m) if m.relations.len() == rows * d => m.relations.clone(),
+                _ => vec![0.0; rows * d],
+            },
+            vec![0.0; rows * width],
+        ),
+    };
+    let types = ctx.settings.node_counts.len();
+    let mut pools: HashMap<(u32, u32), Pool> = HashMap::default();
+    for t in 0..types {
+        for (q, pool) in (0..p).zip(load_pools(ctx.db, ctx.name, t, p, (d, width))?) {
+            if let Some(pool) = pool {
+                pools.insert((t as u32, q), pool);
+            }
+        }
+    }
+    Ok(RunState {
+        relations,
+        relation_state,
+        resident: (0..types * p as usize).map(|_| None).collect(),
+        pools,
+        dirty: Vec::new(),
+        clock: 0,
+    })
+}
+
+/// Makes the `needed` partitions resident: room first (so the budget holds
+/// at every moment), then each loaded from its part or initialised, with
+/// its pool's newer rows written back. Returns how many were brought in.
+pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[(u32, u32)]) -> Result<u64> {
+    let cfg = ctx.cfg();
+    let (d, p, width) = (cfg.dim, cfg.partitions, ctx.width);
+    state.clock += 1;
+    let incoming: usize = needed
+        .iter()
+        .filter(|&&(t, q)| state.resident[(t * p + q) as usize].is_none())
+        .map(|&(t, q)| 4 * ctx.settings.part_range(t as usize, q).len() * (d + width))
+        .sum();
+    evict(&mut state.resident, p, cfg.memory_budget_mib, needed, incoming);
+    let mut loads = 0;
+    for &(t, q) in needed {
+        let slot = &mut state.resident[t as usize * p as usize + q as usize];
+        if slot.is_none() {
+            loads += 1;
+            let range = ctx.settings.part_range(t as usize, q);
+            let rows = range.len();
+            let key = part_key(t as usize, q);
+            *slot = Some(match ctx.db.model_part(ctx.name, &key)? {
+                Some(part) if part.array(0).len() == rows * d && part.array(1).len() == rows * width => {
+                    Part {
+                        table: part.array(0).to_vec(),
+                        state: part.array(1).to_vec(),
+                        last_used: state.clock,
+                    }
+                }
+                Some(_) => return Err(ctx.wrong_size(&key)),
+                None => Part {
+                    table: first_rows(cfg, ctx.prev, &ctx.snap, (t, q), range),
+                    state: vec![0.0; rows * width],
+                    last_used: state.clock,
+                },
+            });
+        }
+        if let Some(part) = slot {
+            part.last_used = state.clock;
+            // Its pool's rows may have moved since it was saved.
+            if let Some(pool) = state.pools.get(&(t, q)) {
+                let start = q * ctx.part_size[t as usize];
+                for (id, row, st) in pool.iter() {
+                    let r = (id - start) as usize;
+                    part.table[r * d..(r + 1) * d].copy_from_slice(row);
+                    part.state[r * width..(r + 1) * width].copy_from_slice(st);
+                }
+            }
+        }
+    }
+    Ok(loads)
+}
+
+/// The bucket's partitions get fresh pools (seeded by the epoch and visit).
+pub(super) fn refresh_pools(
+    ctx: &RunCtx<'_>,
+    state: &mut RunState,
+    needed: &[(u32, u32)],
+    (epoch, b): (usize, usize),
+) {
+    let cfg = ctx.cfg();
+    let (d, p) = (cfg.dim, cfg.partitions);
+    if cfg.foreign_sample == 0 || p == 1 {
+        return;
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(
+        cfg.seed
+            ^ 0x3c6e_f372_fe94_f82b
+            ^ ((epoch as u64) << 32 | b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    );
+    for &(t, q) in needed {
+        if let Some(part) = &state.resident[t as usize * p as usize + q as usize] {
+            let range = ctx.settings.part_range(t as usize, q);
+            let size = cfg.foreign_sample.div_ceil(p as usize);
+            let pool = state
+                .pools
+                .entry((t, q))
+                .or_insert_with(|| Pool::new(d, ctx.width));
+            fill_pool(pool, part, range, size, &mut rng);
+            state.dirty.push(t);
+        }
+    }
+}
