@@ -17,6 +17,7 @@ mod model;
 mod quant;
 pub mod recall;
 mod retrieval;
+mod side;
 mod train;
 
 pub use config::{EdgeWeights, Holdout, Loss, Optimizer, Regularizer, Score, TrainConfig};

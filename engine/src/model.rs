@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::retrieval::{Index, Metric};
+use crate::side::Corrupt;
 use crate::{EngineError, Result};
 
 /// Embeddings of every node and relation, in memory.
@@ -224,22 +225,27 @@ impl Model {
     /// The query for heads of relation `rel` given tail embedding `t`:
     /// t + r′ with reciprocal relations, t − r for distances, t for dot.
     pub fn head_query(&self, rel: u32, t: &[f32]) -> Vec<f32> {
-        let d = self.dim();
-        let forward_rows = self.relations.len() / d / (1 + usize::from(self.config.reciprocal));
-        if self.config.reciprocal {
-            let r = rel as usize + forward_rows;
-            let r2 = self.relations.get(r * d..(r + 1) * d).unwrap_or(&[]);
-            t.iter().zip(r2).map(|(a, b)| a + b).collect()
-        } else if self.config.score != crate::Score::Dot {
-            t.iter().zip(self.relation(rel)).map(|(a, b)| a - b).collect()
-        } else {
-            t.to_vec()
-        }
+        self.query(Corrupt::Heads, rel, t)
     }
 
     /// The query for tails of relation `rel` given head embedding `h`: h + r.
     pub fn tail_query(&self, rel: u32, h: &[f32]) -> Vec<f32> {
-        h.iter().zip(self.relation(rel)).map(|(a, b)| a + b).collect()
+        self.query(Corrupt::Tails, rel, h)
+    }
+
+    /// The query of `rel` from `node`, formed as the trainer forms it.
+    fn query(&self, corrupt: Corrupt, rel: u32, node: &[f32]) -> Vec<f32> {
+        let d = self.dim();
+        let relations = self.relations.len() / d / (1 + usize::from(self.config.reciprocal));
+        let q = corrupt.query(&self.config, rel, relations as u32);
+        let r = q.relation as usize;
+        let mut out = Vec::with_capacity(node.len());
+        q.form(
+            node,
+            self.relations.get(r * d..(r + 1) * d).unwrap_or(&[]),
+            &mut out,
+        );
+        out
     }
 
     /// How well candidate `c` answers query `q`, higher is better:

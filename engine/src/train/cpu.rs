@@ -224,7 +224,6 @@ pub(super) fn train_chunk(
     work: &mut Work,
 ) -> f64 {
     let (d, c, n) = (cfg.dim, heads.len(), cfg.uniform_negatives);
-    let distance = cfg.score != Score::Dot;
     // A candidate whose scores got no gradient (a negative the margin leaves
     // inactive) has a zero row gradient; where a zero gradient changes
     // nothing (Adagrad or SGD with no penalty, and a row the max-norm
@@ -246,14 +245,16 @@ pub(super) fn train_chunk(
         params.read(params.relation(r2).map(|(row, _)| row), &mut work.r);
     }
     let mut loss = 0.0;
-    // Side 0 corrupts tails: queries h + r against tails; side 1 corrupts
-    // heads: queries t − r (distance) or t (dot) against heads.
-    for index in 0..2 {
-        let (q_nodes, q_type, k_nodes, k_type, negs) = if index == 0 {
-            (heads, src_t, tails, dst_t, &tail_negs)
-        } else {
-            (tails, dst_t, heads, src_t, &head_negs)
+    let relations = params.relations.len() as u32 / d as u32 / (1 + u32::from(cfg.reciprocal));
+    for corrupt in Corrupt::BOTH {
+        let (q_type, k_type) = corrupt.types((src_t, dst_t));
+        let (q_nodes, k_nodes, negs) = match corrupt {
+            Corrupt::Tails => (heads, tails, &tail_negs),
+            Corrupt::Heads => (tails, heads, &head_negs),
         };
+        let query = corrupt.query(cfg, rel, relations);
+        // work.r holds r, then r′: the half this side's query uses.
+        let half = usize::from(query.relation != rel);
         work.rows.clear();
         work.rows.extend(k_nodes.iter().map(|&x| (k_type, x)));
         // When both ends have one type, the chunk's query entities are
@@ -271,13 +272,7 @@ pub(super) fn train_chunk(
         for &x in q_nodes {
             work.row.clear();
             params.read(params.node(q_type, x).map(|(row, _)| row), &mut work.row);
-            let (r, r2) = work.r.split_at(d);
-            match (index, head_rel.is_some(), distance) {
-                (0, ..) => side.q.extend(work.row.iter().zip(r).map(|(a, b)| a + b)),
-                (_, true, _) => side.q.extend(work.row.iter().zip(r2).map(|(a, b)| a + b)),
-                (_, false, true) => side.q.extend(work.row.iter().zip(r).map(|(a, b)| a - b)),
-                (_, false, false) => side.q.extend_from_slice(&work.row),
-            }
+            query.form(&work.row, &work.r[half * d..(half + 1) * d], &mut side.q);
         }
         side.k.clear();
         for &(t, x) in &work.rows {
@@ -312,14 +307,8 @@ pub(super) fn train_chunk(
             &mut side.dq,
             &mut side.dk,
         );
-        // Chain rule: q = h + r (side 0); on side 1 q = t + r′ (reciprocal),
-        // t − r (distance) or t (dot).
-        let (sign, half) = match (index, head_rel.is_some(), distance) {
-            (0, ..) => (1.0, 0),
-            (_, true, _) => (1.0, 1),
-            (_, false, true) => (-1.0, 0),
-            (_, false, false) => (0.0, 0),
-        };
+        // Chain rule: q = node + sign · relation.
+        let sign = query.sign;
         let (dq, dk) = (
             std::mem::take(&mut work.side.dq),
             std::mem::take(&mut work.side.dk),

@@ -58,7 +58,6 @@ pub(super) fn train_bucket_gpu(
             .find(|f| f.t == t)
             .map_or((0, 0), |f| (f.total, f.len()))
     };
-    let distance = cfg.score != Score::Dot;
     let forward = relations.len() / d / (1 + usize::from(cfg.reciprocal));
     let mut pending: HashMap<(usize, usize), StepBatch> = HashMap::default();
     // The bucket's rows stay on the device for all its steps.
@@ -76,16 +75,9 @@ pub(super) fn train_bucket_gpu(
         let rel = edges[idx[0] as usize].rel;
         let (src_t, dst_t) = ends[rel as usize];
         let c = idx.len();
-        for side in 0..2 {
-            let (q_t, k_t) = if side == 0 { (src_t, dst_t) } else { (dst_t, src_t) };
-            let ends_of = |e: u32| {
-                let edge = &edges[e as usize];
-                if side == 0 {
-                    (edge.src, edge.dst)
-                } else {
-                    (edge.dst, edge.src)
-                }
-            };
+        for side in Corrupt::BOTH {
+            let (q_t, k_t) = side.types((src_t, dst_t));
+            let ends_of = |e: u32| side.ends((edges[e as usize].src, edges[e as usize].dst));
             let mut kn: Vec<u32> = Vec::new();
             let mut missing = false;
             let mut push = |kn: &mut Vec<u32>, t: u32, x: u32| match row(t, x) {
@@ -114,12 +106,10 @@ pub(super) fn train_bucket_gpu(
                     "bucket ({i}, {j}) needs a partition that is not resident"
                 )));
             }
-            let (qr, sgn) = match (side, cfg.reciprocal, distance) {
-                (0, ..) => (rel, 1.0),
-                (_, true, _) => (forward as u32 + rel, 1.0),
-                (_, false, true) => (rel, -1.0),
-                (_, false, false) => (rel, 0.0),
-            };
+            let Query {
+                relation: qr,
+                sign: sgn,
+            } = side.query(cfg, rel, forward as u32);
             let m = kn.len();
             let batch = pending.entry((c, m)).or_insert_with(|| StepBatch {
                 sides: 0,

@@ -37,6 +37,7 @@ use crate::kernels;
 use crate::model::{
     init_rows, load_pools, part_key, part_seed, pool_key, Model, Pool, Settings, RELATIONS_KEY,
 };
+use crate::side::{Corrupt, Query};
 use crate::{Device, EngineError, Result};
 
 mod cpu;
