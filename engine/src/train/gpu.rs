@@ -12,7 +12,7 @@ use super::*;
 #[allow(clippy::too_many_arguments)]
 pub(super) fn train_bucket_gpu(
     gpu: &GpuContext,
-    parts: &mut [(u32, u32, &mut Part)],
+    parts: &mut [(PartId, &mut Part)],
     foreign: &mut [Foreign],
     (relations, relation_state): (&mut [f32], &mut [f32]),
     part_size: &[u32],
@@ -32,8 +32,8 @@ pub(super) fn train_bucket_gpu(
     // Row of (type, node) in the concatenated table.
     let mut base: HashMap<(u32, u32), u32> = HashMap::default();
     let (mut table, mut state) = (Vec::new(), Vec::new());
-    for (t, q, part) in parts.iter() {
-        base.insert((*t, *q), state.len() as u32);
+    for (id, part) in parts.iter() {
+        base.insert((id.ty, id.part), state.len() as u32);
         table.extend_from_slice(&part.table);
         state.extend_from_slice(&part.state);
     }
@@ -154,7 +154,7 @@ pub(super) fn train_bucket_gpu(
     let (mut at, mut st) = (0, 0);
     let tables = parts
         .iter_mut()
-        .map(|(_, _, part)| (&mut part.table[..], &mut part.state[..]))
+        .map(|(_, part)| (&mut part.table[..], &mut part.state[..]))
         .chain(foreign.iter_mut().flat_map(|f| {
             f.pools.iter_mut().map(|pool| {
                 let (_, rows, states) = pool.split_mut();

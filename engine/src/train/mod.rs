@@ -281,8 +281,8 @@ impl RunCtx<'_> {
 
 /// The partitions bucket (i, j) trains: i of its relations' source types, j
 /// of their destination types.
-fn bucket_partitions(ctx: &RunCtx<'_>, bucket: &[BucketEdge], (i, j): (u32, u32)) -> Result<Vec<(u32, u32)>> {
-    let mut needed: Vec<(u32, u32)> = Vec::new();
+fn bucket_partitions(ctx: &RunCtx<'_>, bucket: &[BucketEdge], (i, j): (u32, u32)) -> Result<Vec<PartId>> {
+    let mut needed: Vec<PartId> = Vec::new();
     for e in bucket {
         let (s, t) = ctx.ends[e.rel as usize];
         if e.src / ctx.part_size[s as usize] != i || e.dst / ctx.part_size[t as usize] != j {
@@ -291,7 +291,7 @@ fn bucket_partitions(ctx: &RunCtx<'_>, bucket: &[BucketEdge], (i, j): (u32, u32)
                 message: format!("bucket ({i}, {j}) holds an edge outside its partitions"),
             });
         }
-        for part in [(s, i), (t, j)] {
+        for part in [PartId { ty: s, part: i }, PartId { ty: t, part: j }] {
             if !needed.contains(&part) {
                 needed.push(part);
             }
@@ -316,12 +316,12 @@ fn train_visit(
     let p = cfg.partitions;
     let needed = &visit.needed;
     if let Device::Gpu(gpu) = device {
-        let mut parts: Vec<(u32, u32, &mut Part)> = resident
+        let mut parts: Vec<(PartId, &mut Part)> = resident
             .iter_mut()
             .enumerate()
             .filter_map(|(idx, slot)| {
-                let (t, q) = ((idx / p as usize) as u32, (idx % p as usize) as u32);
-                Some((t, q, slot.as_mut().filter(|_| needed.contains(&(t, q)))?))
+                let id = PartId::of_slot(idx, p);
+                Some((id, slot.as_mut().filter(|_| needed.contains(&id))?))
             })
             .collect();
         let rels = (&mut relations[..], &mut relation_state[..]);
@@ -342,12 +342,12 @@ fn train_visit(
         .iter_mut()
         .enumerate()
         .filter_map(|(idx, slot)| {
-            let (t, q) = ((idx / p as usize) as u32, (idx % p as usize) as u32);
-            let part = slot.as_mut().filter(|_| needed.contains(&(t, q)))?;
+            let id = PartId::of_slot(idx, p);
+            let part = slot.as_mut().filter(|_| needed.contains(&id))?;
             Some(PartView {
-                t,
-                p: q,
-                start: q * ctx.part_size[t as usize],
+                t: id.ty,
+                p: id.part,
+                start: id.part * ctx.part_size[id.ty as usize],
                 table: atomics(&mut part.table),
                 state: atomics(&mut part.state),
             })
@@ -405,12 +405,12 @@ fn progress_after(ctx: &RunCtx<'_>, start: Progress, (epoch, b): (usize, usize),
 
 /// Saves, in one atomic group with `progress`, the partitions the bucket
 /// trained, the relation vectors and the pools that changed.
-fn checkpoint(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[(u32, u32)], progress: &str) -> Result<()> {
+fn checkpoint(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[PartId], progress: &str) -> Result<()> {
     let p = ctx.cfg().partitions;
-    let keys: Vec<String> = needed.iter().map(|&(t, q)| part_key(t as usize, q)).collect();
+    let keys: Vec<String> = needed.iter().map(|id| id.key()).collect();
     let mut arrays: Vec<[&[f32]; 2]> = Vec::with_capacity(needed.len() + 1);
-    for &(t, q) in needed {
-        if let Some(part) = &state.resident[t as usize * p as usize + q as usize] {
+    for id in needed {
+        if let Some(part) = &state.resident[id.slot(p)] {
             arrays.push([&part.table, &part.state]);
         }
     }
@@ -429,7 +429,12 @@ fn checkpoint(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[(u32, u32)], pro
         .iter()
         .map(|&t| {
             (0..p)
-                .flat_map(|q| state.pools.get(&(t, q)).map_or([&[][..]; 3], Pool::arrays))
+                .flat_map(|part| {
+                    state
+                        .pools
+                        .get(&PartId { ty: t, part })
+                        .map_or([&[][..]; 3], Pool::arrays)
+                })
                 .collect()
         })
         .collect();

@@ -3,6 +3,33 @@
 
 use super::*;
 
+/// A partition of a node type: its rows `Settings::part_range(ty, part)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct PartId {
+    pub(super) ty: u32,
+    pub(super) part: u32,
+}
+
+impl PartId {
+    /// Its slot among the resident partitions (P per node type).
+    pub(super) fn slot(self, partitions: u32) -> usize {
+        (self.ty * partitions + self.part) as usize
+    }
+
+    /// The partition in resident slot `slot`.
+    pub(super) fn of_slot(slot: usize, partitions: u32) -> Self {
+        PartId {
+            ty: (slot / partitions as usize) as u32,
+            part: (slot % partitions as usize) as u32,
+        }
+    }
+
+    /// Its stored part's key.
+    pub(super) fn key(self) -> String {
+        part_key(self.ty as usize, self.part)
+    }
+}
+
 /// Marks a candidate's node type as a foreign sample's, its id as a slot of it.
 pub(super) const FOREIGN: u32 = 1 << 31;
 
@@ -12,11 +39,11 @@ pub(super) fn below(rng: &mut Xoshiro256PlusPlus, n: u32) -> u32 {
 
 /// Where a bucket draws its uniform negatives of node type `t` from: every
 /// partition of `t` it holds (for a relation within one type, both i and j).
-pub(super) fn negative_pool(buckets: &Buckets, needed: &[(u32, u32)], t: u32) -> Vec<Range<u32>> {
+pub(super) fn negative_pool(buckets: &Buckets, needed: &[PartId], t: u32) -> Vec<Range<u32>> {
     needed
         .iter()
-        .filter(|&&(ty, _)| ty == t)
-        .map(|&(_, q)| buckets.partition_range(t, q))
+        .filter(|id| id.ty == t)
+        .map(|id| buckets.partition_range(t, id.part))
         .collect()
 }
 
@@ -58,7 +85,7 @@ pub(super) fn trains(cfg: &TrainConfig, e: &BucketEdge) -> bool {
 pub(super) struct Visit {
     pub(super) bucket: (u32, u32),
     /// The partitions (node type, partition) it trains.
-    pub(super) needed: Vec<(u32, u32)>,
+    pub(super) needed: Vec<PartId>,
     pub(super) order: Vec<u32>,
     pub(super) chunks: Vec<Chunk>,
     /// Each edge's weight in the loss, by its index in the bucket

@@ -66,18 +66,16 @@ impl ForeignView<'_> {
 /// the partitions of that type it does not hold, in partition order.
 pub(super) fn foreign_pools<'a>(
     settings: &Settings,
-    needed: &[(u32, u32)],
-    pools: &'a mut HashMap<(u32, u32), Pool>,
+    needed: &[PartId],
+    pools: &'a mut HashMap<PartId, Pool>,
 ) -> Vec<Foreign<'a>> {
-    let mut mine: Vec<(&(u32, u32), &mut Pool)> = pools
+    let mut mine: Vec<(&PartId, &mut Pool)> = pools
         .iter_mut()
-        .filter(|(&(t, q), pool)| {
-            pool.len() > 0 && !needed.contains(&(t, q)) && needed.iter().any(|&(ty, _)| ty == t)
-        })
+        .filter(|(id, pool)| pool.len() > 0 && !needed.contains(id) && needed.iter().any(|n| n.ty == id.ty))
         .collect();
     mine.sort_unstable_by_key(|(k, _)| **k);
     let mut out: Vec<Foreign> = Vec::new();
-    for (&(t, q), pool) in mine {
+    for (&PartId { ty: t, part: q }, pool) in mine {
         let rows = settings.part_range(t as usize, q).len() as u32;
         match out.last_mut() {
             Some(f) if f.t == t => {
@@ -129,7 +127,7 @@ pub(super) fn first_rows(
     cfg: &TrainConfig,
     prev: Option<&Model>,
     snap: &Snapshot,
-    (t, p): (u32, u32),
+    PartId { ty: t, part: p }: PartId,
     range: Range<u32>,
 ) -> Vec<f32> {
     let mut rows = init_rows(cfg, part_seed(cfg, Some((t as usize, p))), range.len());
@@ -155,7 +153,7 @@ pub(super) fn evict(
     resident: &mut [Option<Part>],
     p: u32,
     budget_mib: usize,
-    needed: &[(u32, u32)],
+    needed: &[PartId],
     incoming: usize,
 ) {
     if budget_mib == 0 {
@@ -171,9 +169,7 @@ pub(super) fn evict(
         let victim = resident
             .iter()
             .enumerate()
-            .filter(|(idx, slot)| {
-                slot.is_some() && !needed.contains(&((idx / p as usize) as u32, (idx % p as usize) as u32))
-            })
+            .filter(|(idx, slot)| slot.is_some() && !needed.contains(&PartId::of_slot(*idx, p)))
             .min_by_key(|(_, slot)| slot.as_ref().map_or(usize::MAX, |x| x.last_used))
             .map(|(idx, _)| idx);
         match victim {
@@ -249,7 +245,7 @@ pub(super) struct RunState {
     /// Resident partitions, by `t * P + q`.
     pub(super) resident: Vec<Option<Part>>,
     /// Every trained partition's pool, by (node type, partition).
-    pub(super) pools: HashMap<(u32, u32), Pool>,
+    pub(super) pools: HashMap<PartId, Pool>,
     /// Node types whose pools changed since the last checkpoint.
     pub(super) dirty: Vec<u32>,
     /// Bucket visits so far (eviction drops the least recently used).
@@ -276,11 +272,17 @@ pub(super) fn load_state(ctx: &RunCtx<'_>) -> Result<RunState> {
         ),
     };
     let types = ctx.settings.node_counts.len();
-    let mut pools: HashMap<(u32, u32), Pool> = HashMap::default();
+    let mut pools: HashMap<PartId, Pool> = HashMap::default();
     for t in 0..types {
         for (q, pool) in (0..p).zip(load_pools(ctx.db, ctx.name, t, p, (d, width))?) {
             if let Some(pool) = pool {
-                pools.insert((t as u32, q), pool);
+                pools.insert(
+                    PartId {
+                        ty: t as u32,
+                        part: q,
+                    },
+                    pool,
+                );
             }
         }
     }
@@ -297,24 +299,25 @@ pub(super) fn load_state(ctx: &RunCtx<'_>) -> Result<RunState> {
 /// Makes the `needed` partitions resident: room first (so the budget holds
 /// at every moment), then each loaded from its part or initialised, with
 /// its pool's newer rows written back. Returns how many were brought in.
-pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[(u32, u32)]) -> Result<u64> {
+pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[PartId]) -> Result<u64> {
     let cfg = ctx.cfg();
     let (d, p, width) = (cfg.dim, cfg.partitions, ctx.width);
     state.clock += 1;
     let incoming: usize = needed
         .iter()
-        .filter(|&&(t, q)| state.resident[(t * p + q) as usize].is_none())
-        .map(|&(t, q)| 4 * ctx.settings.part_range(t as usize, q).len() * (d + width))
+        .filter(|id| state.resident[id.slot(p)].is_none())
+        .map(|id| 4 * ctx.settings.part_range(id.ty as usize, id.part).len() * (d + width))
         .sum();
     evict(&mut state.resident, p, cfg.memory_budget_mib, needed, incoming);
     let mut loads = 0;
-    for &(t, q) in needed {
-        let slot = &mut state.resident[t as usize * p as usize + q as usize];
+    for &id in needed {
+        let PartId { ty: t, part: q } = id;
+        let slot = &mut state.resident[id.slot(p)];
         if slot.is_none() {
             loads += 1;
             let range = ctx.settings.part_range(t as usize, q);
             let rows = range.len();
-            let key = part_key(t as usize, q);
+            let key = id.key();
             *slot = Some(match ctx.db.model_part(ctx.name, &key)? {
                 Some(part) if part.array(0).len() == rows * d && part.array(1).len() == rows * width => {
                     Part {
@@ -325,7 +328,7 @@ pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[(u
                 }
                 Some(_) => return Err(ctx.wrong_size(&key)),
                 None => Part {
-                    table: first_rows(cfg, ctx.prev, &ctx.snap, (t, q), range),
+                    table: first_rows(cfg, ctx.prev, &ctx.snap, id, range),
                     state: vec![0.0; rows * width],
                     last_used: state.clock,
                 },
@@ -334,7 +337,7 @@ pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[(u
         if let Some(part) = slot {
             part.last_used = state.clock;
             // Its pool's rows may have moved since it was saved.
-            if let Some(pool) = state.pools.get(&(t, q)) {
+            if let Some(pool) = state.pools.get(&id) {
                 let start = q * ctx.part_size[t as usize];
                 for (id, row, st) in pool.iter() {
                     let r = (id - start) as usize;
@@ -351,7 +354,7 @@ pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[(u
 pub(super) fn refresh_pools(
     ctx: &RunCtx<'_>,
     state: &mut RunState,
-    needed: &[(u32, u32)],
+    needed: &[PartId],
     (epoch, b): (usize, usize),
 ) {
     let cfg = ctx.cfg();
@@ -364,16 +367,13 @@ pub(super) fn refresh_pools(
             ^ 0x3c6e_f372_fe94_f82b
             ^ ((epoch as u64) << 32 | b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
     );
-    for &(t, q) in needed {
-        if let Some(part) = &state.resident[t as usize * p as usize + q as usize] {
-            let range = ctx.settings.part_range(t as usize, q);
+    for &id in needed {
+        if let Some(part) = &state.resident[id.slot(p)] {
+            let range = ctx.settings.part_range(id.ty as usize, id.part);
             let size = cfg.foreign_sample.div_ceil(p as usize);
-            let pool = state
-                .pools
-                .entry((t, q))
-                .or_insert_with(|| Pool::new(d, ctx.width));
+            let pool = state.pools.entry(id).or_insert_with(|| Pool::new(d, ctx.width));
             fill_pool(pool, part, range, size, &mut rng);
-            state.dirty.push(t);
+            state.dirty.push(id.ty);
         }
     }
 }
