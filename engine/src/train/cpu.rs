@@ -39,14 +39,16 @@ impl Params<'_> {
             None => out.extend(std::iter::repeat_n(0.0, self.d)),
         }
     }
-    /// Row and state of node `x` of type `t`, or of slot `x` of type
-    /// `t & !FOREIGN`'s foreign sample when `t` has the `FOREIGN` bit.
-    pub(super) fn node(&self, t: u32, x: u32) -> Option<(&[AtomicU32], &[AtomicU32])> {
-        if t & FOREIGN != 0 {
-            let f = self.foreign.iter().find(|f| f.t == t & !FOREIGN)?;
-            let (_, row, state) = f.slot(x, self.d, self.width)?;
-            return Some((row, state));
-        }
+    /// A row's values and optimizer state.
+    pub(super) fn node(&self, row: Row) -> Option<(&[AtomicU32], &[AtomicU32])> {
+        let (t, x) = match row {
+            Row::Node { ty, id } => (ty, id),
+            Row::Pooled { ty, slot } => {
+                let f = self.foreign.iter().find(|f| f.t == ty)?;
+                let (_, row, state) = f.slot(slot, self.d, self.width)?;
+                return Some((row, state));
+            }
+        };
         let p = x / self.part_size[t as usize];
         let v = self.views.iter().find(|v| v.t == t && v.p == p)?;
         let r = (x - v.start) as usize;
@@ -55,15 +57,17 @@ impl Params<'_> {
             v.state.get(r * self.width..(r + 1) * self.width)?,
         ))
     }
-    /// (node type, node id) of candidate `(t, x)`.
-    pub(super) fn id(&self, t: u32, x: u32) -> (u32, u32) {
-        let f = self
-            .foreign
-            .iter()
-            .find(|f| t & FOREIGN != 0 && f.t == t & !FOREIGN);
-        match f.and_then(|f| f.slot(x, self.d, self.width)) {
-            Some((id, ..)) => (t & !FOREIGN, id),
-            None => (t, x),
+    /// (node type, node id) of a row (a pooled one's node).
+    pub(super) fn id(&self, row: Row) -> (u32, u32) {
+        match row {
+            Row::Node { ty, id } => (ty, id),
+            Row::Pooled { ty, slot } => {
+                let f = self.foreign.iter().find(|f| f.t == ty);
+                match f.and_then(|f| f.slot(slot, self.d, self.width)) {
+                    Some((id, ..)) => (ty, id),
+                    None => (ty, slot),
+                }
+            }
         }
     }
     /// (rows outside the bucket, rows sampled from them) of node type `t`.
@@ -100,19 +104,19 @@ pub(super) struct Work {
     pub(super) r: Vec<f32>,
     pub(super) row: Vec<f32>,
     /// (node type, row) of each candidate.
-    pub(super) rows: Vec<(u32, u32)>,
+    pub(super) rows: Vec<Row>,
     pub(super) w: Vec<f32>,
     /// (node type, row) → slot in `grads`.
-    pub(super) slots: HashMap<(u32, u32), usize>,
+    pub(super) slots: HashMap<Row, usize>,
     pub(super) grads: Vec<f32>,
     pub(super) rel_grad: Vec<f32>,
 }
 
 impl Work {
-    pub(super) fn grad(&mut self, ty: u32, row: u32, g: &[f32]) {
+    pub(super) fn grad(&mut self, row: Row, g: &[f32]) {
         let d = g.len();
         let next = self.slots.len();
-        let slot = *self.slots.entry((ty, row)).or_insert(next);
+        let slot = *self.slots.entry(row).or_insert(next);
         if slot == next {
             self.grads.resize((slot + 1) * d, 0.0);
         }
@@ -256,12 +260,14 @@ pub(super) fn train_chunk(
         // work.r holds r, then r′: the half this side's query uses.
         let half = usize::from(query.relation != rel);
         work.rows.clear();
-        work.rows.extend(k_nodes.iter().map(|&x| (k_type, x)));
+        work.rows
+            .extend(k_nodes.iter().map(|&id| Row::Node { ty: k_type, id }));
         // When both ends have one type, the chunk's query entities are
         // negatives too: each for itself (h is not its own tail) and for the
         // others; without them h + r ≈ h wins whenever r is short.
         if cfg.self_negatives && q_type == k_type {
-            work.rows.extend(q_nodes.iter().map(|&x| (q_type, x)));
+            work.rows
+                .extend(q_nodes.iter().map(|&id| Row::Node { ty: q_type, id }));
         }
         for _ in 0..n {
             work.rows
@@ -271,12 +277,15 @@ pub(super) fn train_chunk(
         side.q.clear();
         for &x in q_nodes {
             work.row.clear();
-            params.read(params.node(q_type, x).map(|(row, _)| row), &mut work.row);
+            params.read(
+                params.node(Row::Node { ty: q_type, id: x }).map(|(row, _)| row),
+                &mut work.row,
+            );
             query.form(&work.row, &work.r[half * d..(half + 1) * d], &mut side.q);
         }
         side.k.clear();
-        for &(t, x) in &work.rows {
-            params.read(params.node(t, x).map(|(row, _)| row), &mut side.k);
+        for &r in &work.rows {
+            params.read(params.node(r).map(|(row, _)| row), &mut side.k);
         }
         let m = work.rows.len();
         side.s.resize(c * m, 0.0);
@@ -315,20 +324,20 @@ pub(super) fn train_chunk(
         );
         for (a, &x) in q_nodes.iter().enumerate() {
             let g = &dq[a * d..(a + 1) * d];
-            work.grad(q_type, x, g);
+            work.grad(Row::Node { ty: q_type, id: x }, g);
             for (rg, gv) in work.rel_grad[half * d..(half + 1) * d].iter_mut().zip(g) {
                 *rg += sign * gv;
             }
         }
         let rows = std::mem::take(&mut work.rows);
-        for (a, &(t, x)) in rows.iter().enumerate() {
+        for (a, &r) in rows.iter().enumerate() {
             if sparse
                 && (0..c).all(|i| work.side.g[i * m + a] == 0.0)
-                && !outside_ball(params, cfg, (t, x), &mut work.row)
+                && !outside_ball(params, cfg, r, &mut work.row)
             {
                 continue;
             }
-            work.grad(t, x, &dk[a * d..(a + 1) * d]);
+            work.grad(r, &dk[a * d..(a + 1) * d]);
         }
         (work.side.dq, work.side.dk, work.rows) = (dq, dk, rows);
     }
@@ -340,16 +349,11 @@ pub(super) fn train_chunk(
 /// gradient leaves a row as it is, except that a stepped row is projected
 /// into the ball, so such a row is stepped even when its gradient is zero.
 /// (`scratch` holds the row; the norm is computed as `apply` computes it.)
-pub(super) fn outside_ball(
-    params: &Params<'_>,
-    cfg: &TrainConfig,
-    (t, x): (u32, u32),
-    scratch: &mut Vec<f32>,
-) -> bool {
+pub(super) fn outside_ball(params: &Params<'_>, cfg: &TrainConfig, r: Row, scratch: &mut Vec<f32>) -> bool {
     if cfg.max_norm == 0.0 || cfg.score == Score::Dot {
         return false;
     }
-    let Some((row, _)) = params.node(t, x) else {
+    let Some((row, _)) = params.node(r) else {
         return false;
     };
     scratch.clear();
@@ -413,8 +417,8 @@ pub(super) fn apply(
 ) {
     let d = cfg.dim;
     let mut scratch = std::mem::take(&mut work.row);
-    for (&(t, x), &slot) in &work.slots {
-        let Some((row, state)) = params.node(t, x) else {
+    for (&r, &slot) in &work.slots {
+        let Some((row, state)) = params.node(r) else {
             continue;
         };
         if cfg.regularization > 0.0 {
@@ -425,7 +429,7 @@ pub(super) fn apply(
         }
         let prev = params.prev.filter(|_| cfg.drift_penalty > 0.0);
         if let Some((prev, (t, x))) = prev
-            .map(|p| (p, params.id(t, x)))
+            .map(|p| (p, params.id(r)))
             .filter(|(p, (t, x))| *x < p.rows(*t))
         {
             let g = &mut work.grads[slot * d..(slot + 1) * d];

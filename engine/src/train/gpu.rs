@@ -29,28 +29,31 @@ pub(super) fn train_bucket_gpu(
     // Negatives from the stream the CPU trainer's first thread uses.
     let rng = &mut Xoshiro256PlusPlus::seed_from_u64(rng.next_u64());
     let sides_per_step = 2 * cfg.gpu_chunks.max(1);
-    // Row of (type, node) in the concatenated table.
-    let mut base: HashMap<(u32, u32), u32> = HashMap::default();
+    // Where each partition's rows, then each type's pooled rows, start in
+    // the concatenated table.
+    let mut part_base: HashMap<PartId, u32> = HashMap::default();
     let (mut table, mut state) = (Vec::new(), Vec::new());
     for (id, part) in parts.iter() {
-        base.insert((id.ty, id.part), state.len() as u32);
+        part_base.insert(*id, state.len() as u32);
         table.extend_from_slice(&part.table);
         state.extend_from_slice(&part.state);
     }
-    // Foreign slots follow, at (t | FOREIGN, 0).
+    let mut pool_base: HashMap<u32, u32> = HashMap::default();
     for f in foreign.iter() {
-        base.insert((f.t | FOREIGN, 0), state.len() as u32);
+        pool_base.insert(f.t, state.len() as u32);
         for pool in &f.pools {
             table.extend_from_slice(pool.rows());
             state.extend_from_slice(pool.state());
         }
     }
-    let row = |t: u32, x: u32| match t & FOREIGN {
-        0 => {
-            let q = x / part_size[t as usize];
-            base.get(&(t, q)).map(|b| b + (x - q * part_size[t as usize]))
+    let row = |r: Row| match r {
+        Row::Node { ty, id } => {
+            let part = id / part_size[ty as usize];
+            part_base
+                .get(&PartId { ty, part })
+                .map(|b| b + (id - part * part_size[ty as usize]))
         }
-        _ => base.get(&(t, 0)).map(|b| b + x),
+        Row::Pooled { ty, slot } => pool_base.get(&ty).map(|b| b + slot),
     };
     let share = |t: u32| {
         foreign
@@ -80,26 +83,43 @@ pub(super) fn train_bucket_gpu(
             let ends_of = |e: u32| side.ends((edges[e as usize].src, edges[e as usize].dst));
             let mut kn: Vec<u32> = Vec::new();
             let mut missing = false;
-            let mut push = |kn: &mut Vec<u32>, t: u32, x: u32| match row(t, x) {
+            let mut push = |kn: &mut Vec<u32>, r: Row| match row(r) {
                 Some(r) => kn.push(r),
                 None => missing = true,
             };
             for &e in idx {
-                push(&mut kn, k_t, ends_of(e).1);
+                push(
+                    &mut kn,
+                    Row::Node {
+                        ty: k_t,
+                        id: ends_of(e).1,
+                    },
+                );
             }
             if cfg.self_negatives && q_t == k_t {
                 for &e in idx {
-                    push(&mut kn, q_t, ends_of(e).0);
+                    push(
+                        &mut kn,
+                        Row::Node {
+                            ty: q_t,
+                            id: ends_of(e).0,
+                        },
+                    );
                 }
             }
             let pool = negative_pool(buckets, &visit.needed, k_t);
             for _ in 0..cfg.uniform_negatives {
-                let (t, x) = draw(k_t, &pool, share(k_t), rng);
-                push(&mut kn, t, x);
+                push(&mut kn, draw(k_t, &pool, share(k_t), rng));
             }
             let mut qn = Vec::with_capacity(c);
             for &e in idx {
-                push(&mut qn, q_t, ends_of(e).0);
+                push(
+                    &mut qn,
+                    Row::Node {
+                        ty: q_t,
+                        id: ends_of(e).0,
+                    },
+                );
             }
             if missing {
                 return Err(EngineError::Internal(format!(

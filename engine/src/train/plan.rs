@@ -30,8 +30,14 @@ impl PartId {
     }
 }
 
-/// Marks a candidate's node type as a foreign sample's, its id as a slot of it.
-pub(super) const FOREIGN: u32 = 1 << 31;
+/// Where a candidate's row lives: a node of a partition the bucket holds,
+/// or a slot among a node type's pooled rows (the pools of the partitions
+/// it does not hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Row {
+    Node { ty: u32, id: u32 },
+    Pooled { ty: u32, slot: u32 },
+}
 
 pub(super) fn below(rng: &mut Xoshiro256PlusPlus, n: u32) -> u32 {
     (((rng.next_u64() >> 32) * n as u64) >> 32) as u32
@@ -49,21 +55,27 @@ pub(super) fn negative_pool(buckets: &Buckets, needed: &[PartId], t: u32) -> Vec
 
 /// A uniform negative of node type `t`: a node of `pool`, or, with the share
 /// `outside` of `t`'s rows that the bucket does not hold (0 without a foreign
-/// sample), one of the `sampled` foreign rows, as `(t | FOREIGN, slot)`.
+/// sample), one of the `sampled` pooled rows.
 pub(super) fn draw(
     t: u32,
     pool: &[Range<u32>],
     (outside, sampled): (u32, u32),
     rng: &mut Xoshiro256PlusPlus,
-) -> (u32, u32) {
+) -> Row {
     let held: u32 = pool.iter().map(|r| r.end - r.start).sum();
     let mut x = below(rng, held + outside);
     if x >= held {
-        return (t | FOREIGN, below(rng, sampled));
+        return Row::Pooled {
+            ty: t,
+            slot: below(rng, sampled),
+        };
     }
     for r in pool {
         if x < r.end - r.start {
-            return (t, r.start + x);
+            return Row::Node {
+                ty: t,
+                id: r.start + x,
+            };
         }
         x -= r.end - r.start;
     }
