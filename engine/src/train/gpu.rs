@@ -87,24 +87,13 @@ pub(super) fn train_bucket_gpu(
                 Some(r) => kn.push(r),
                 None => missing = true,
             };
+            let node = |ty: u32, id: u32| Row::Node { ty, id };
             for &e in idx {
-                push(
-                    &mut kn,
-                    Row::Node {
-                        ty: k_t,
-                        id: ends_of(e).1,
-                    },
-                );
+                push(&mut kn, node(k_t, ends_of(e).1));
             }
             if cfg.self_negatives && q_t == k_t {
                 for &e in idx {
-                    push(
-                        &mut kn,
-                        Row::Node {
-                            ty: q_t,
-                            id: ends_of(e).0,
-                        },
-                    );
+                    push(&mut kn, node(q_t, ends_of(e).0));
                 }
             }
             let pool = negative_pool(buckets, &visit.needed, k_t);
@@ -113,13 +102,7 @@ pub(super) fn train_bucket_gpu(
             }
             let mut qn = Vec::with_capacity(c);
             for &e in idx {
-                push(
-                    &mut qn,
-                    Row::Node {
-                        ty: q_t,
-                        id: ends_of(e).0,
-                    },
-                );
+                push(&mut qn, node(q_t, ends_of(e).0));
             }
             if missing {
                 return Err(EngineError::Internal(format!(
