@@ -624,3 +624,68 @@ fn variable_length_expansion_is_lazy_and_iterative() {
     let e = g.execute(&q, &p, limits).unwrap_err();
     assert!(matches!(e, quiver_query::QueryError::RowCap(10_000)), "{e}");
 }
+
+/// Answers openCypher defines that quiver got wrong: DISTINCT in sum and
+/// avg, CREATE of an existing edge, and a node deleted with its edges in one
+/// statement.
+#[test]
+fn distinct_sums_edge_sets_and_same_statement_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Graph::open(dir.path()).unwrap();
+    let p = Params::new();
+    g.query("CREATE NODE TYPE I; CREATE RELATION TYPE L (I -> I)", &p)
+        .unwrap();
+    g.query(
+        "CREATE (:I {key: 'a', rank: 3}), (:I {key: 'b', rank: 3}), (:I {key: 'c', rank: 1})",
+        &p,
+    )
+    .unwrap();
+    let rows = g
+        .query(
+            "MATCH (n:I) RETURN sum(DISTINCT n.rank), avg(DISTINCT n.rank), count(DISTINCT n.rank), sum(n.rank)",
+            &p,
+        )
+        .unwrap();
+    assert_eq!(
+        rows.rows[0],
+        [Value::Int(4), Value::Float(2.0), Value::Int(2), Value::Int(7)]
+    );
+    let rows = g.query("MATCH (n) RETURN sum(DISTINCT 35), sum(35)", &p).unwrap();
+    assert_eq!(rows.rows[0], [Value::Int(35), Value::Int(105)]);
+    // An imported weight survives a CREATE of the same edge.
+    let db = g.database();
+    let mut b = db.batch();
+    b.insert_edge(0, "a", "b", Some(3.5));
+    db.commit(b).unwrap();
+    let rows = g
+        .query(
+            "MATCH (a:I {key: 'a'}), (b:I {key: 'b'}) CREATE (a)-[:L]->(b)",
+            &p,
+        )
+        .unwrap();
+    assert_eq!(rows.rows[0][2], Value::Int(0), "edges_changed");
+    let rows = g
+        .query("MATCH (:I {key: 'a'})-[r:L]->() RETURN r.weight", &p)
+        .unwrap();
+    assert_eq!(rows.rows[0][0], Value::Float(3.5));
+    // A node and all its edges in one statement, in either order.
+    g.query(
+        "MATCH (a:I {key: 'a'}), (c:I {key: 'c'}) CREATE (c)-[:L]->(a)",
+        &p,
+    )
+    .unwrap();
+    let rows = g.query("MATCH (n:I {key: 'a'})-[r]-() DELETE r, n", &p).unwrap();
+    assert_eq!(rows.rows[0][..3], [Value::Int(0), Value::Int(1), Value::Int(2)]);
+    g.query(
+        "MATCH (b:I {key: 'b'}), (c:I {key: 'c'}) CREATE (b)-[:L]->(c)",
+        &p,
+    )
+    .unwrap();
+    let rows = g.query("MATCH (n:I {key: 'b'})-[r]-() DELETE n, r", &p).unwrap();
+    assert_eq!(rows.rows[0][1], Value::Int(1), "nodes_deleted");
+    // Without its edges in the statement it is still refused.
+    g.query("MATCH (c:I {key: 'c'}) CREATE (c)-[:L]->(:I {key: 'd'})", &p)
+        .unwrap();
+    let e = g.query("MATCH (n:I {key: 'c'}) DELETE n", &p).unwrap_err();
+    assert!(e.to_string().contains("still has 1 edges"), "{e}");
+}

@@ -171,73 +171,74 @@ impl Ctx<'_> {
     }
 }
 
-/// Running state of one aggregate in one group.
-pub(super) enum AggState {
-    Count(u64, Option<FxHashSet<Value>>),
+/// Running state of one aggregate in one group: with `DISTINCT`, a value
+/// already seen is left out, whatever the aggregate.
+pub(super) struct AggState {
+    seen: Option<FxHashSet<Value>>,
+    acc: Acc,
+}
+
+enum Acc {
+    Count(u64),
     Sum(Value),
     Avg(f64, u64),
     Min(Option<Value>),
     Max(Option<Value>),
-    Collect(Vec<Value>, Option<FxHashSet<Value>>),
+    Collect(Vec<Value>),
 }
 
 impl AggState {
     pub(super) fn new(a: &Agg) -> Self {
-        let set = a.distinct.then(FxHashSet::default);
-        match a.kind {
-            AggKind::Count => AggState::Count(0, set),
-            AggKind::Sum => AggState::Sum(Value::Int(0)),
-            AggKind::Avg => AggState::Avg(0.0, 0),
-            AggKind::Min => AggState::Min(None),
-            AggKind::Max => AggState::Max(None),
-            AggKind::Collect => AggState::Collect(Vec::new(), set),
+        let acc = match a.kind {
+            AggKind::Count => Acc::Count(0),
+            AggKind::Sum => Acc::Sum(Value::Int(0)),
+            AggKind::Avg => Acc::Avg(0.0, 0),
+            AggKind::Min => Acc::Min(None),
+            AggKind::Max => Acc::Max(None),
+            AggKind::Collect => Acc::Collect(Vec::new()),
+        };
+        AggState {
+            seen: a.distinct.then(FxHashSet::default),
+            acc,
         }
     }
 
     pub(super) fn add(&mut self, v: Value) -> Result<()> {
-        if matches!(v, Value::Null) {
+        if matches!(v, Value::Null) || self.seen.as_mut().is_some_and(|s| !s.insert(v.clone())) {
             return Ok(());
         }
-        match self {
-            AggState::Count(n, set) => {
-                if set.as_mut().is_none_or(|s| s.insert(v)) {
-                    *n += 1;
-                }
-            }
-            AggState::Sum(s) => *s = arith(BinOp::Add, std::mem::replace(s, Value::Null), v)?,
-            AggState::Avg(s, n) => {
+        match &mut self.acc {
+            Acc::Count(n) => *n += 1,
+            Acc::Sum(s) => *s = arith(BinOp::Add, std::mem::replace(s, Value::Null), v)?,
+            Acc::Avg(s, n) => {
                 *s += v
                     .as_f64()
                     .ok_or_else(|| runtime(format!("avg needs numbers, not {}", kind(&v))))?;
                 *n += 1;
             }
-            AggState::Min(m) => {
+            Acc::Min(m) => {
                 if m.as_ref().is_none_or(|x| v.total_cmp(x).is_lt()) {
                     *m = Some(v);
                 }
             }
-            AggState::Max(m) => {
+            Acc::Max(m) => {
                 if m.as_ref().is_none_or(|x| v.total_cmp(x).is_gt()) {
                     *m = Some(v);
                 }
             }
-            AggState::Collect(l, set) => {
-                if set.as_mut().is_none_or(|s| s.insert(v.clone())) {
-                    l.push(v);
-                }
-            }
+            Acc::Collect(l) => l.push(v),
         }
         Ok(())
     }
 
     pub(super) fn finish(self) -> Value {
-        match self {
-            AggState::Count(n, _) => Value::Int(n as i64),
-            AggState::Sum(s) => s,
-            AggState::Avg(_, 0) => Value::Null,
-            AggState::Avg(s, n) => Value::Float(s / n as f64),
-            AggState::Min(m) | AggState::Max(m) => m.unwrap_or(Value::Null),
-            AggState::Collect(l, _) => Value::List(l),
+        match self.acc {
+            Acc::Count(n) => Value::Int(n as i64),
+            Acc::Sum(s) => s,
+            Acc::Avg(_, 0) => Value::Null,
+            Acc::Avg(s, n) => Value::Float(s / n as f64),
+            Acc::Min(m) | Acc::Max(m) => m.unwrap_or(Value::Null),
+            Acc::Collect(l) => Value::List(l),
         }
     }
 }

@@ -8,6 +8,11 @@ impl Ctx<'_> {
         let c = self.snap.catalog();
         let mut batch = self.db.batch();
         let mut props = 0i64;
+        // Edges this statement deletes, and the nodes it deletes without
+        // DETACH: those must have no edges left once the statement's own
+        // deletes are counted, whatever their order.
+        let mut deleted: FxHashSet<(u32, u32, u32)> = FxHashSet::default();
+        let mut bare: Vec<(u32, u32)> = Vec::new();
         let key_of = |e: &CExpr, row: &Row| -> Result<String> {
             match self.eval(e, row)? {
                 Value::Str(s) => Ok(s),
@@ -73,6 +78,13 @@ impl Ctx<'_> {
                             .map(|e| self.eval(e, &row))
                             .transpose()?
                             .and_then(|v| v.as_f64());
+                        // Edges are a set: creating one that exists, without a
+                        // weight, changes nothing (its weight stays).
+                        if let (None, NodeRef::Id(si), NodeRef::Id(di)) = (w, &s, &d) {
+                            if self.snap.has_edge(*rel, *si, *di) && !deleted.contains(&(*rel, *si, *di)) {
+                                continue;
+                            }
+                        }
                         batch.insert_edge(*rel, s, d, w.map(|w| w as f32));
                     }
                     Write::Delete { target, detach } => {
@@ -85,8 +97,10 @@ impl Ctx<'_> {
                             match e {
                                 Value::Edge { rel, src, dst } => {
                                     batch.delete_edge(rel, src, dst);
+                                    deleted.insert((rel, src, dst));
                                 }
-                                Value::Node { ty, id } => self.delete_node(&mut batch, ty, id, *detach)?,
+                                Value::Node { ty, id } if *detach => self.detach_delete(&mut batch, ty, id),
+                                Value::Node { ty, id } => bare.push((ty, id)),
                                 Value::Null => {}
                                 other => {
                                     return Err(runtime(format!(
@@ -113,6 +127,30 @@ impl Ctx<'_> {
                 }
             }
         }
+        bare.sort_unstable();
+        bare.dedup();
+        for (ty, id) in bare {
+            let left = [Direction::Out, Direction::In]
+                .into_iter()
+                .flat_map(|d| {
+                    self.snap
+                        .all_neighbors(ty, id, d)
+                        .into_iter()
+                        .map(move |(rel, n)| match d {
+                            Direction::Out => (rel, id, n),
+                            Direction::In => (rel, n, id),
+                        })
+                })
+                .filter(|e| !deleted.contains(e))
+                .count();
+            if left > 0 {
+                return Err(runtime(format!(
+                    "cannot delete node '{}': it still has {left} edges (use DETACH DELETE)",
+                    self.snap.node_key(ty, id).unwrap_or("?")
+                )));
+            }
+            batch.delete_node(ty, id);
+        }
         let info = self.db.commit(batch)?;
         Ok(vec![vec![
             Value::Int(info.nodes_created as i64),
@@ -122,21 +160,8 @@ impl Ctx<'_> {
         ]])
     }
 
-    pub(super) fn delete_node(
-        &self,
-        batch: &mut quiver_storage::WriteBatch,
-        ty: u32,
-        id: u32,
-        detach: bool,
-    ) -> Result<()> {
-        let degree =
-            self.snap.total_degree(ty, id, Direction::Out) + self.snap.total_degree(ty, id, Direction::In);
-        if degree > 0 && !detach {
-            return Err(runtime(format!(
-                "cannot delete node '{}': it still has {degree} edges (use DETACH DELETE)",
-                self.snap.node_key(ty, id).unwrap_or("?")
-            )));
-        }
+    /// DETACH DELETE: the node and every edge it has.
+    pub(super) fn detach_delete(&self, batch: &mut quiver_storage::WriteBatch, ty: u32, id: u32) {
         for d in [Direction::Out, Direction::In] {
             for (rel, n) in self.snap.all_neighbors(ty, id, d) {
                 let (s, t) = if d == Direction::Out { (id, n) } else { (n, id) };
@@ -144,7 +169,6 @@ impl Ctx<'_> {
             }
         }
         batch.delete_node(ty, id);
-        Ok(())
     }
 }
 
