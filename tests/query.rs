@@ -133,6 +133,11 @@ fn golden_procedures() {
     check("procedures.txt");
 }
 
+#[test]
+fn golden_functions() {
+    check("functions.txt");
+}
+
 /// The differential test's random choices.
 struct Rng(rand_xoshiro::SplitMix64);
 

@@ -197,6 +197,74 @@ impl Ctx<'_> {
             (Func::Size, Value::List(l)) => Value::Int(l.len() as i64),
             (Func::Size, Value::Str(s)) => Value::Int(s.chars().count() as i64),
             (Func::Size, _) => return bad("a list or a string"),
+            (Func::ToLower, Value::Str(s)) => Value::Str(s.to_lowercase()),
+            (Func::ToUpper, Value::Str(s)) => Value::Str(s.to_uppercase()),
+            (Func::Trim, Value::Str(s)) => Value::Str(s.trim().to_string()),
+            (Func::ToLower | Func::ToUpper | Func::Trim, _) => return bad("a string"),
+            (Func::Substring, Value::Str(s)) => {
+                let int = |v: Option<&Value>, what: &str| match v {
+                    None => Ok(None),
+                    Some(Value::Int(i)) if *i >= 0 => Ok(Some(*i as usize)),
+                    Some(Value::Int(i)) => Err(runtime(format!(
+                        "substring's {what} must not be negative, not {i}"
+                    ))),
+                    Some(other) => Err(runtime(format!(
+                        "substring's {what} is an integer, not {}",
+                        kind(other)
+                    ))),
+                };
+                let start = int(vals.get(1), "start")?.unwrap_or(0);
+                let len = int(vals.get(2), "length")?.unwrap_or(usize::MAX);
+                Value::Str(s.chars().skip(start).take(len).collect())
+            }
+            (Func::Split, Value::Str(s)) => match &vals[1] {
+                Value::Str(d) => {
+                    Value::List(s.split(d.as_str()).map(|p| Value::Str(p.to_string())).collect())
+                }
+                Value::Null => Value::Null,
+                other => {
+                    return Err(runtime(format!(
+                        "split's delimiter is a string, not {}",
+                        kind(other)
+                    )))
+                }
+            },
+            (Func::Replace, Value::Str(s)) => match (&vals[1], &vals[2]) {
+                (Value::Str(from), Value::Str(to)) => Value::Str(s.replace(from.as_str(), to)),
+                (Value::Null, _) | (_, Value::Null) => Value::Null,
+                _ => return Err(runtime("replace takes strings")),
+            },
+            (Func::Substring | Func::Split | Func::Replace, _) => return bad("a string"),
+            (Func::Head, Value::List(l)) => l.first().cloned().unwrap_or(Value::Null),
+            (Func::Last, Value::List(l)) => l.last().cloned().unwrap_or(Value::Null),
+            (Func::Head | Func::Last, _) => return bad("a list"),
+            (Func::Range, Value::Int(start)) => {
+                let (Value::Int(end), step) = (&vals[1], vals.get(2).unwrap_or(&Value::Int(1))) else {
+                    return Err(runtime("range takes integers"));
+                };
+                let Value::Int(step) = *step else {
+                    return Err(runtime("range takes integers"));
+                };
+                if step == 0 {
+                    return Err(runtime("range's step must not be 0"));
+                }
+                // Counted before anything is allocated: a list is held to the row cap.
+                let n = ((*end as i128 - *start as i128) / step as i128 + 1).max(0);
+                self.cap(n.min(usize::MAX as i128) as usize)?;
+                Value::List((0..n as i64).map(|i| Value::Int(start + i * step)).collect())
+            }
+            (Func::Range, _) => return bad("an integer"),
+            (Func::Keys, Value::Node { ty, id }) => {
+                let mut names = vec![Value::Str("key".into())];
+                names.extend(
+                    self.db
+                        .properties(*ty, *id)?
+                        .into_iter()
+                        .map(|(n, _)| Value::Str(n)),
+                );
+                Value::List(names)
+            }
+            (Func::Keys, _) => return bad("a node"),
             (Func::Abs, Value::Int(i)) => {
                 Value::Int(i.checked_abs().ok_or_else(|| runtime("integer overflow"))?)
             }

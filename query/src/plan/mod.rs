@@ -56,6 +56,16 @@ pub(crate) enum Func {
     EndNode,
     Score,
     Embed,
+    ToLower,
+    ToUpper,
+    Trim,
+    Substring,
+    Split,
+    Replace,
+    Head,
+    Last,
+    Range,
+    Keys,
 }
 
 /// Aggregate functions.
