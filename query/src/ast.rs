@@ -270,6 +270,17 @@ pub enum Expr {
     },
     /// A pattern used as a predicate: true when it has a match.
     Pattern(PathPattern),
+    /// `CASE [subject] WHEN w THEN t ... [ELSE e] END`: with a subject, the
+    /// first `t` whose `w` equals it; without, the first whose `w` is true;
+    /// else `e` (or null).
+    Case {
+        /// The value compared with each `WHEN` (the simple form).
+        subject: Option<Box<Expr>>,
+        /// (`WHEN`, `THEN`) pairs, at least one.
+        whens: Vec<(Expr, Expr)>,
+        /// `ELSE`.
+        otherwise: Option<Box<Expr>>,
+    },
 }
 
 /// Names print back-quoted so that any text, keywords included, reads back.
@@ -398,6 +409,23 @@ impl Expr {
                 f.write_char(')')?;
             }
             Expr::Pattern(p) => write!(f, "{p}")?,
+            Expr::Case {
+                subject,
+                whens,
+                otherwise,
+            } => {
+                f.write_str("CASE")?;
+                if let Some(s) = subject {
+                    write!(f, " {s}")?;
+                }
+                for (w, t) in whens {
+                    write!(f, " WHEN {w} THEN {t}")?;
+                }
+                if let Some(e) = otherwise {
+                    write!(f, " ELSE {e}")?;
+                }
+                f.write_str(" END")?;
+            }
         }
         if wrap {
             f.write_char(')')?;

@@ -30,6 +30,28 @@ impl Ctx<'_> {
                 other => return Err(runtime(format!("cannot negate {}", kind(&other)))),
             },
             CExpr::IsNull(x, not) => Value::Bool(matches!(self.eval(x, row)?, Value::Null) != *not),
+            CExpr::Case {
+                subject,
+                whens,
+                otherwise,
+            } => {
+                let subject = subject.as_ref().map(|s| self.eval(s, row)).transpose()?;
+                for (w, t) in whens {
+                    let w = self.eval(w, row)?;
+                    let hit = match &subject {
+                        // `=`: null equals nothing.
+                        Some(s) => !matches!(s, Value::Null) && *s == w,
+                        None => matches!(w, Value::Bool(true)),
+                    };
+                    if hit {
+                        return self.eval(t, row);
+                    }
+                }
+                match otherwise {
+                    Some(e) => self.eval(e, row)?,
+                    None => Value::Null,
+                }
+            }
             CExpr::Bin(op, a, b) => self.binary(*op, a, b, row)?,
             CExpr::Func(f, args) => self.func(*f, args, row)?,
             CExpr::Exists(ops) => match self.pipeline(ops, row.clone()).next() {

@@ -191,6 +191,34 @@ impl Parser {
                 self.bump();
                 Ok(Expr::Var(Name { text, pos }))
             }
+            Tok::Ident(word) if word.eq_ignore_ascii_case("CASE") => {
+                self.bump();
+                self.enter()?;
+                let subject = match self.is_kw("WHEN") {
+                    true => None,
+                    false => Some(Box::new(self.expr()?)),
+                };
+                let mut whens = Vec::new();
+                while self.eat_kw("WHEN") {
+                    let w = self.expr()?;
+                    self.kw("THEN")?;
+                    whens.push((w, self.expr()?));
+                }
+                if whens.is_empty() {
+                    return Err(self.expected("WHEN"));
+                }
+                let otherwise = match self.eat_kw("ELSE") {
+                    true => Some(Box::new(self.expr()?)),
+                    false => None,
+                };
+                self.kw("END")?;
+                self.depth -= 1;
+                Ok(Expr::Case {
+                    subject,
+                    whens,
+                    otherwise,
+                })
+            }
             Tok::Ident(word) => {
                 let lit = match word.to_ascii_lowercase().as_str() {
                     "null" => Some(Lit::Null),

@@ -33,6 +33,21 @@ impl Planner<'_> {
             Expr::Neg(x) => CExpr::Neg(Box::new(self.expr(x)?)),
             Expr::Bin(op, a, b) => CExpr::Bin(*op, Box::new(self.expr(a)?), Box::new(self.expr(b)?)),
             Expr::IsNull(x, not) => CExpr::IsNull(Box::new(self.expr(x)?), *not),
+            Expr::Case {
+                subject,
+                whens,
+                otherwise,
+            } => CExpr::Case {
+                subject: subject.as_ref().map(|s| self.expr(s).map(Box::new)).transpose()?,
+                whens: whens
+                    .iter()
+                    .map(|(w, t)| Ok((self.expr(w)?, self.expr(t)?)))
+                    .collect::<Result<_>>()?,
+                otherwise: otherwise
+                    .as_ref()
+                    .map(|e| self.expr(e).map(Box::new))
+                    .transpose()?,
+            },
             Expr::Pattern(p) => {
                 // Variables new in the pattern are local to it.
                 let saved = self.vars.clone();

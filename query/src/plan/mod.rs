@@ -38,6 +38,11 @@ pub(crate) enum CExpr {
     Func(Func, Vec<CExpr>),
     /// True when the sub-plan yields a row for this row.
     Exists(Vec<Op>),
+    Case {
+        subject: Option<Box<CExpr>>,
+        whens: Vec<(CExpr, CExpr)>,
+        otherwise: Option<Box<CExpr>>,
+    },
 }
 
 /// Scalar functions.
