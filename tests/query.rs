@@ -138,6 +138,11 @@ fn golden_functions() {
     check("functions.txt");
 }
 
+#[test]
+fn golden_unwind() {
+    check("unwind.txt");
+}
+
 /// The differential test's random choices.
 struct Rng(rand_xoshiro::SplitMix64);
 
@@ -693,4 +698,20 @@ fn distinct_sums_edge_sets_and_same_statement_deletes() {
         .unwrap();
     let e = g.query("MATCH (n:I {key: 'c'}) DELETE n", &p).unwrap_err();
     assert!(e.to_string().contains("still has 1 edges"), "{e}");
+}
+
+/// A host's batch as one statement and one commit: UNWIND of a list parameter.
+#[test]
+fn unwind_a_list_parameter_writes_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Graph::open(dir.path()).unwrap();
+    g.query("CREATE NODE TYPE U", &Params::new()).unwrap();
+    let keys: Vec<Value> = (0..100_000).map(|i| Value::Str(format!("u{i}"))).collect();
+    let params = Params::from([("keys".to_string(), Value::List(keys))]);
+    let rows = g
+        .query("UNWIND $keys AS k CREATE (:U {key: k})", &params)
+        .unwrap();
+    assert_eq!(rows.rows[0][0], Value::Int(100_000));
+    let rows = g.query("MATCH (n:U) RETURN count(n)", &Params::new()).unwrap();
+    assert_eq!(rows.rows[0][0], Value::Int(100_000));
 }

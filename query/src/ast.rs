@@ -74,6 +74,13 @@ pub enum Clause {
     Set(Vec<(Name, Name, Expr)>),
     /// `RETURN ...`.
     Return(Projection),
+    /// `UNWIND list AS name`: a row per element.
+    Unwind {
+        /// The list (a scalar gives one row, null none).
+        expr: Expr,
+        /// The element's variable.
+        alias: Name,
+    },
 }
 
 /// What `RETURN` produces.
@@ -543,6 +550,10 @@ impl Display for Clause {
             Clause::Delete { detach, targets } => {
                 f.write_str(if *detach { "DETACH DELETE " } else { "DELETE " })?;
                 list(f, targets, |f, e| write!(f, "{e}"))
+            }
+            Clause::Unwind { expr, alias } => {
+                write!(f, "UNWIND {expr} AS ")?;
+                name(f, alias)
             }
             Clause::Set(items) => {
                 f.write_str("SET ")?;

@@ -105,6 +105,14 @@ impl Ctx<'_> {
             }
             Op::VarExpand { .. } => unreachable!("variable-length expansions run lazily in the pipeline"),
             Op::Intersect { a, b } => self.intersect(a, b, row)?,
+            Op::Unwind { expr, slot } => match self.eval(expr, &row)? {
+                Value::List(items) => {
+                    self.cap(items.len())?;
+                    items.into_iter().map(|v| with(&row, *slot, v)).collect()
+                }
+                Value::Null => Vec::new(),
+                one => vec![with(&row, *slot, one)],
+            },
             Op::Filter(e) => match self.eval(e, &row)? {
                 Value::Bool(true) => vec![row],
                 _ => {

@@ -56,8 +56,8 @@ struct Parser {
     depth: usize,
 }
 
-const CLAUSE_WORDS: [&str; 8] = [
-    "MATCH", "WHERE", "RETURN", "CREATE", "DELETE", "DETACH", "SET", "CALL",
+const CLAUSE_WORDS: [&str; 9] = [
+    "MATCH", "WHERE", "RETURN", "CREATE", "DELETE", "DETACH", "SET", "CALL", "UNWIND",
 ];
 
 impl Parser {
@@ -201,6 +201,13 @@ impl Parser {
                 Clause::Match { patterns, filter }
             } else if self.eat_kw("CALL") {
                 self.call_clause()?
+            } else if self.eat_kw("UNWIND") {
+                let expr = self.expr()?;
+                self.kw("AS")?;
+                Clause::Unwind {
+                    expr,
+                    alias: self.name("a variable")?,
+                }
             } else if self.eat_kw("CREATE") {
                 Clause::Create(self.patterns()?)
             } else if self.is_kw("DELETE") || self.is_kw("DETACH") {
@@ -227,11 +234,13 @@ impl Parser {
             } else if self.eat_kw("RETURN") {
                 Clause::Return(self.projection()?)
             } else if out.is_empty() {
-                return Err(self.expected("MATCH, CREATE, CALL, RETURN, SHOW TYPES or EXPLAIN"));
+                return Err(self.expected("MATCH, UNWIND, CREATE, CALL, RETURN, SHOW TYPES or EXPLAIN"));
             } else if matches!(self.peek(), Tok::Eof | Tok::Sym(";")) {
                 return Ok(out);
             } else {
-                return Err(self.expected("a clause (MATCH, CREATE, DELETE, SET, CALL or RETURN) or ';'"));
+                return Err(
+                    self.expected("a clause (MATCH, UNWIND, CREATE, DELETE, SET, CALL or RETURN) or ';'")
+                );
             };
             let last = matches!(c, Clause::Return(_));
             out.push(c);
@@ -368,6 +377,7 @@ mod tests {
             "RETURN (a) - [1] - (b), (x) - [y], H (h)-[r]-y",
             "RETURN (NOT a) = b, NOT a AND b, a OR NOT b, a = b IS NULL, -(x IS NULL), (-x).y, - -1, a - (b - c), 1.5.x",
             "RETURN NOT (a)-->(b), (NOT a) IS NULL, a = (b IS NULL), a IN [1] = true",
+            "UNWIND [1, 2] AS x MATCH (a {key: x}) UNWIND a.l AS `y z` RETURN x, `y z`",
             "RETURN CASE a.x WHEN 1 THEN 'one' WHEN 2 + 1 THEN [CASE WHEN b THEN 1 END] ELSE -a END.y, CASE WHEN x THEN 1 END",
         ] {
             round_trip(q);
@@ -391,7 +401,7 @@ mod tests {
         );
         assert_eq!(
             e("FOO"),
-            "line 1, column 1: expected MATCH, CREATE, CALL, RETURN, SHOW TYPES or EXPLAIN, found 'FOO'"
+            "line 1, column 1: expected MATCH, UNWIND, CREATE, CALL, RETURN, SHOW TYPES or EXPLAIN, found 'FOO'"
         );
         let deep = format!("RETURN {}1{}", "(".repeat(1000), ")".repeat(1000));
         eprintln!("paren");

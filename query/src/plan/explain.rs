@@ -52,6 +52,7 @@ pub(crate) fn explain(plan: &Plan, catalog: &Catalog) -> Vec<String> {
             Op::Intersect { a, b } => format!("Intersect {} and {}", step(a, ""), step(b, "")),
             Op::Filter(_) => "Filter".to_string(),
             Op::Call { proc, .. } => format!("Call {proc:?}"),
+            Op::Unwind { slot, .. } => format!("Unwind ({})", var(slot)),
         });
     }
     if !plan.writes.is_empty() {

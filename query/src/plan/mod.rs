@@ -132,6 +132,8 @@ pub(crate) struct Step {
 /// One operator; each maps a row to zero or more rows.
 #[derive(Debug, Clone)]
 pub(crate) enum Op {
+    /// A row per element of the list (`UNWIND`).
+    Unwind { expr: CExpr, slot: usize },
     /// Every node of the types (`None`: all).
     Scan { slot: usize, types: Option<Vec<u32>> },
     /// The nodes with this key among the types.
@@ -257,7 +259,10 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
         names: HashMap::new(),
     };
     for (i, c) in clauses.iter().enumerate() {
-        let reading = matches!(c, Clause::Match { .. } | Clause::Call { .. });
+        let reading = matches!(
+            c,
+            Clause::Match { .. } | Clause::Call { .. } | Clause::Unwind { .. }
+        );
         if reading && !plan.writes.is_empty() {
             return Err(sem(
                 clause_pos(c),
@@ -270,6 +275,12 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
                 let (op, cols) = p.call(name, args, yields)?;
                 plan.ops.push(op);
                 plan.call_columns = cols;
+            }
+            Clause::Unwind { expr, alias } => {
+                let expr = p.expr(expr)?;
+                let slot = p.slot();
+                p.bind(alias.text.clone(), slot);
+                plan.ops.push(Op::Unwind { expr, slot });
             }
             Clause::Create(patterns) => p.create(patterns, &mut plan.writes)?,
             Clause::Delete { detach, targets } => {
