@@ -143,6 +143,11 @@ fn golden_unwind() {
     check("unwind.txt");
 }
 
+#[test]
+fn golden_optional() {
+    check("optional.txt");
+}
+
 /// The differential test's random choices.
 struct Rng(rand_xoshiro::SplitMix64);
 

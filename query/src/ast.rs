@@ -45,11 +45,13 @@ pub enum Statement {
 /// One clause of a query.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Clause {
-    /// `MATCH pattern, ... [WHERE expr]`.
+    /// `[OPTIONAL] MATCH pattern, ... [WHERE expr]`.
     Match {
+        /// `OPTIONAL MATCH`: a row without a match continues with nulls.
+        optional: bool,
         /// Comma-separated path patterns.
         patterns: Vec<PathPattern>,
-        /// Filter.
+        /// Filter (part of the match: with OPTIONAL, a row it rejects gets nulls).
         filter: Option<Expr>,
     },
     /// `CALL proc(args) [YIELD a [AS b], ...]`.
@@ -514,8 +516,12 @@ fn clauses(f: &mut Formatter<'_>, cs: &[Clause]) -> fmt::Result {
 impl Display for Clause {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
-            Clause::Match { patterns, filter } => {
-                f.write_str("MATCH ")?;
+            Clause::Match {
+                optional,
+                patterns,
+                filter,
+            } => {
+                f.write_str(if *optional { "OPTIONAL MATCH " } else { "MATCH " })?;
                 list(f, patterns, |f, p| write!(f, "{p}"))?;
                 if let Some(w) = filter {
                     write!(f, " WHERE {w}")?;

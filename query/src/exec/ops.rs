@@ -105,6 +105,17 @@ impl Ctx<'_> {
             }
             Op::VarExpand { .. } => unreachable!("variable-length expansions run lazily in the pipeline"),
             Op::Intersect { a, b } => self.intersect(a, b, row)?,
+            Op::Optional(ops) => {
+                let mut out = Vec::new();
+                for r in self.pipeline(ops, row.clone()) {
+                    out.push(r?);
+                    self.cap(out.len())?;
+                }
+                if out.is_empty() {
+                    out.push(row);
+                }
+                out
+            }
             Op::Unwind { expr, slot } => match self.eval(expr, &row)? {
                 Value::List(items) => {
                     self.cap(items.len())?;

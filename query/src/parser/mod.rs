@@ -56,8 +56,8 @@ struct Parser {
     depth: usize,
 }
 
-const CLAUSE_WORDS: [&str; 9] = [
-    "MATCH", "WHERE", "RETURN", "CREATE", "DELETE", "DETACH", "SET", "CALL", "UNWIND",
+const CLAUSE_WORDS: [&str; 10] = [
+    "MATCH", "OPTIONAL", "WHERE", "RETURN", "CREATE", "DELETE", "DETACH", "SET", "CALL", "UNWIND",
 ];
 
 impl Parser {
@@ -191,14 +191,23 @@ impl Parser {
     pub(super) fn clauses(&mut self) -> Result<Vec<Clause>> {
         let mut out = Vec::new();
         loop {
-            let c = if self.eat_kw("MATCH") {
+            let optional = self.is_kw("OPTIONAL") && self.is_kw_at(1, "MATCH");
+            let c = if optional || self.is_kw("MATCH") {
+                if optional {
+                    self.bump();
+                }
+                self.kw("MATCH")?;
                 let patterns = self.patterns()?;
                 let filter = if self.eat_kw("WHERE") {
                     Some(self.expr()?)
                 } else {
                     None
                 };
-                Clause::Match { patterns, filter }
+                Clause::Match {
+                    optional,
+                    patterns,
+                    filter,
+                }
             } else if self.eat_kw("CALL") {
                 self.call_clause()?
             } else if self.eat_kw("UNWIND") {
@@ -377,6 +386,7 @@ mod tests {
             "RETURN (a) - [1] - (b), (x) - [y], H (h)-[r]-y",
             "RETURN (NOT a) = b, NOT a AND b, a OR NOT b, a = b IS NULL, -(x IS NULL), (-x).y, - -1, a - (b - c), 1.5.x",
             "RETURN NOT (a)-->(b), (NOT a) IS NULL, a = (b IS NULL), a IN [1] = true",
+            "MATCH (a) OPTIONAL MATCH (a)-[r:F]->(b) WHERE b.x > 1 RETURN a, b",
             "UNWIND [1, 2] AS x MATCH (a {key: x}) UNWIND a.l AS `y z` RETURN x, `y z`",
             "RETURN CASE a.x WHEN 1 THEN 'one' WHEN 2 + 1 THEN [CASE WHEN b THEN 1 END] ELSE -a END.y, CASE WHEN x THEN 1 END",
         ] {

@@ -53,6 +53,7 @@ pub(crate) fn explain(plan: &Plan, catalog: &Catalog) -> Vec<String> {
             Op::Filter(_) => "Filter".to_string(),
             Op::Call { proc, .. } => format!("Call {proc:?}"),
             Op::Unwind { slot, .. } => format!("Unwind ({})", var(slot)),
+            Op::Optional(ops) => format!("Optional ({} operators)", ops.len()),
         });
     }
     if !plan.writes.is_empty() {

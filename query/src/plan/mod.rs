@@ -132,6 +132,9 @@ pub(crate) struct Step {
 /// One operator; each maps a row to zero or more rows.
 #[derive(Debug, Clone)]
 pub(crate) enum Op {
+    /// The operators of an OPTIONAL MATCH: their rows, or the input row
+    /// itself (its new slots still null) when they give none.
+    Optional(Vec<Op>),
     /// A row per element of the list (`UNWIND`).
     Unwind { expr: CExpr, slot: usize },
     /// Every node of the types (`None`: all).
@@ -270,7 +273,20 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
             ));
         }
         match c {
-            Clause::Match { patterns, filter } => p.matches(patterns, filter.as_ref(), &mut plan.ops)?,
+            Clause::Match {
+                optional: false,
+                patterns,
+                filter,
+            } => p.matches(patterns, filter.as_ref(), &mut plan.ops)?,
+            Clause::Match {
+                optional: true,
+                patterns,
+                filter,
+            } => {
+                let mut ops = Vec::new();
+                p.matches(patterns, filter.as_ref(), &mut ops)?;
+                plan.ops.push(Op::Optional(ops));
+            }
             Clause::Call { name, args, yields } => {
                 let (op, cols) = p.call(name, args, yields)?;
                 plan.ops.push(op);
