@@ -148,6 +148,11 @@ fn golden_optional() {
     check("optional.txt");
 }
 
+#[test]
+fn golden_set_remove() {
+    check("set_remove.txt");
+}
+
 /// The differential test's random choices.
 struct Rng(rand_xoshiro::SplitMix64);
 

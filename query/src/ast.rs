@@ -72,8 +72,10 @@ pub enum Clause {
         /// Edges or nodes to delete.
         targets: Vec<Expr>,
     },
-    /// `SET n.prop = value, ...`.
+    /// `SET n.prop = value, ...` (`SET n += {map}` reads as one item per key).
     Set(Vec<(Name, Name, Expr)>),
+    /// `REMOVE n.prop, ...`.
+    Remove(Vec<(Name, Name)>),
     /// `RETURN ...`.
     Return(Projection),
     /// `UNWIND list AS name`: a row per element.
@@ -556,6 +558,14 @@ impl Display for Clause {
             Clause::Delete { detach, targets } => {
                 f.write_str(if *detach { "DETACH DELETE " } else { "DELETE " })?;
                 list(f, targets, |f, e| write!(f, "{e}"))
+            }
+            Clause::Remove(items) => {
+                f.write_str("REMOVE ")?;
+                list(f, items, |f, (v, p)| {
+                    name(f, v)?;
+                    f.write_char('.')?;
+                    name(f, p)
+                })
             }
             Clause::Unwind { expr, alias } => {
                 write!(f, "UNWIND {expr} AS ")?;

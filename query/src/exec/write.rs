@@ -121,8 +121,43 @@ impl Ctx<'_> {
                             );
                             props += 1;
                         }
+                        // An edge's one property is its weight.
+                        Value::Edge { rel, src, dst } if prop == "weight" => {
+                            let w = match self.eval(value, &row)? {
+                                v @ (Value::Int(_) | Value::Float(_)) => v.as_f64().unwrap_or(0.0) as f32,
+                                other => {
+                                    return Err(runtime(format!(
+                                        "an edge's weight is a number, not {}",
+                                        kind(&other)
+                                    )))
+                                }
+                            };
+                            batch.insert_edge(rel, src, dst, Some(w));
+                            props += 1;
+                        }
+                        Value::Edge { .. } => {
+                            return Err(runtime(format!("an edge has a weight and no property `{prop}`")))
+                        }
                         Value::Null => {}
-                        ref other => return Err(runtime(format!("SET works on nodes, not {}", kind(other)))),
+                        ref other => {
+                            return Err(runtime(format!(
+                                "SET works on nodes and edges, not {}",
+                                kind(other)
+                            )))
+                        }
+                    },
+                    Write::Remove { slot, prop } => match row[*slot] {
+                        Value::Node { ty, id } => {
+                            batch.remove_property(ty, NodeRef::Id(id), prop);
+                            props += 1;
+                        }
+                        Value::Null => {}
+                        ref other => {
+                            return Err(runtime(format!(
+                                "REMOVE works on node properties, not {}",
+                                kind(other)
+                            )))
+                        }
                     },
                 }
             }

@@ -56,8 +56,8 @@ struct Parser {
     depth: usize,
 }
 
-const CLAUSE_WORDS: [&str; 10] = [
-    "MATCH", "OPTIONAL", "WHERE", "RETURN", "CREATE", "DELETE", "DETACH", "SET", "CALL", "UNWIND",
+const CLAUSE_WORDS: [&str; 11] = [
+    "MATCH", "OPTIONAL", "WHERE", "RETURN", "CREATE", "DELETE", "DETACH", "SET", "REMOVE", "CALL", "UNWIND",
 ];
 
 impl Parser {
@@ -231,15 +231,34 @@ impl Parser {
                 let mut items = Vec::new();
                 loop {
                     let var = self.name("a variable")?;
-                    self.sym(".", "'.' and a property name")?;
-                    let prop = self.name("a property name")?;
-                    self.sym("=", "'='")?;
-                    items.push((var, prop, self.expr()?));
+                    if self.eat_sym("+") {
+                        // `n += {a: 1, b: 2}`: one item per key.
+                        self.sym("=", "'=' after '+'")?;
+                        for (prop, value) in self.map()? {
+                            items.push((var.clone(), prop, value));
+                        }
+                    } else {
+                        self.sym(".", "'.' and a property name, or '+='")?;
+                        let prop = self.name("a property name")?;
+                        self.sym("=", "'='")?;
+                        items.push((var, prop, self.expr()?));
+                    }
                     if !self.eat_sym(",") {
                         break;
                     }
                 }
                 Clause::Set(items)
+            } else if self.eat_kw("REMOVE") {
+                let mut items = Vec::new();
+                loop {
+                    let var = self.name("a variable")?;
+                    self.sym(".", "'.' and a property name")?;
+                    items.push((var, self.name("a property name")?));
+                    if !self.eat_sym(",") {
+                        break;
+                    }
+                }
+                Clause::Remove(items)
             } else if self.eat_kw("RETURN") {
                 Clause::Return(self.projection()?)
             } else if out.is_empty() {
@@ -386,6 +405,7 @@ mod tests {
             "RETURN (a) - [1] - (b), (x) - [y], H (h)-[r]-y",
             "RETURN (NOT a) = b, NOT a AND b, a OR NOT b, a = b IS NULL, -(x IS NULL), (-x).y, - -1, a - (b - c), 1.5.x",
             "RETURN NOT (a)-->(b), (NOT a) IS NULL, a = (b IS NULL), a IN [1] = true",
+            "MATCH (a)-[r]->(b) SET r.weight = 2.5, a.x = 1 REMOVE a.y, b.`z w`",
             "MATCH (a) OPTIONAL MATCH (a)-[r:F]->(b) WHERE b.x > 1 RETURN a, b",
             "UNWIND [1, 2] AS x MATCH (a {key: x}) UNWIND a.l AS `y z` RETURN x, `y z`",
             "RETURN CASE a.x WHEN 1 THEN 'one' WHEN 2 + 1 THEN [CASE WHEN b THEN 1 END] ELSE -a END.y, CASE WHEN x THEN 1 END",

@@ -215,6 +215,11 @@ pub(crate) enum Write {
         prop: String,
         value: CExpr,
     },
+    /// REMOVE of a node's property.
+    Remove {
+        slot: usize,
+        prop: String,
+    },
 }
 
 /// A compiled query.
@@ -269,7 +274,7 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
         if reading && !plan.writes.is_empty() {
             return Err(sem(
                 clause_pos(c),
-                "reading clauses cannot follow CREATE, DELETE or SET",
+                "reading clauses cannot follow CREATE, DELETE, SET or REMOVE",
             ));
         }
         match c {
@@ -317,6 +322,18 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
                         slot,
                         prop: prop.text.clone(),
                         value: p.expr(e)?,
+                    });
+                }
+            }
+            Clause::Remove(items) => {
+                for (var, prop) in items {
+                    let slot = p.var(var)?;
+                    if prop.text == "key" {
+                        return Err(sem(prop.pos, "a node's key cannot be removed"));
+                    }
+                    plan.writes.push(Write::Remove {
+                        slot,
+                        prop: prop.text.clone(),
                     });
                 }
             }

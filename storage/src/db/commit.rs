@@ -69,7 +69,8 @@ impl Database {
         // Final state of each touched edge: Some(weight) present, None absent.
         let mut edges: HashMap<(u32, u32, u32), Option<f32>> = HashMap::new();
         let mut order: Vec<(u32, u32, u32)> = Vec::new();
-        let mut props: Vec<(u32, u32, String, Value)> = Vec::new();
+        // (type, id, name, value); `None` removes the property.
+        let mut props: Vec<(u32, u32, String, Option<Value>)> = Vec::new();
         // Nodes this batch deletes (true) or brings back (false).
         let mut deaths: HashMap<(u32, u32), bool> = HashMap::new();
         let mut resolve = |catalog: &mut Catalog,
@@ -166,7 +167,7 @@ impl Database {
                     value,
                 } => {
                     let id = resolve(&mut catalog, &mut deaths, ty, &node, false)?;
-                    if let Value::Float(f) = value {
+                    if let Some(Value::Float(f)) = value {
                         if !f.is_finite() {
                             return Err(StorageError::InvalidInput(format!(
                                 "property `{name}` is not finite"
@@ -228,7 +229,10 @@ impl Database {
             changes.push((ctx, state));
         }
         for (ty, id, name, value) in &props {
-            b.insert(keys::property(*ty, *id, name), value.encode());
+            match value {
+                Some(v) => b.insert(keys::property(*ty, *id, name), v.encode()),
+                None => b.remove(keys::property(*ty, *id, name)),
+            }
         }
         for (&(ty, id), &dead) in &deaths {
             if dead {
@@ -405,11 +409,12 @@ pub(super) enum Op {
         dst: NodeRef,
         weight: Option<f32>,
     },
+    /// `value: None` removes the property.
     Property {
         ty: u32,
         node: NodeRef,
         name: String,
-        value: Value,
+        value: Option<Value>,
     },
     DeleteNode {
         ty: u32,
@@ -468,7 +473,18 @@ impl WriteBatch {
             ty,
             node: node.into(),
             name: name.to_string(),
-            value,
+            value: Some(value),
+        });
+        self
+    }
+
+    /// Removes a property of an existing node (nothing if it has none).
+    pub fn remove_property(&mut self, ty: u32, node: impl Into<NodeRef>, name: &str) -> &mut Self {
+        self.ops.push(Op::Property {
+            ty,
+            node: node.into(),
+            name: name.to_string(),
+            value: None,
         });
         self
     }
