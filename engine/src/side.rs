@@ -28,18 +28,13 @@ impl Corrupt {
     /// Tails first, then heads: the order every chunk trains its sides in.
     pub(crate) const BOTH: [Corrupt; 2] = [Corrupt::Tails, Corrupt::Heads];
 
-    /// (the queries' node type, the candidates' node type) for a relation
-    /// from node type `src` to node type `dst`.
+    /// A (head side, tail side) pair as (query side, candidate side): for a
+    /// relation's node types, or an edge's nodes.
     pub(crate) fn types(self, (src, dst): (u32, u32)) -> (u32, u32) {
         match self {
             Corrupt::Tails => (src, dst),
             Corrupt::Heads => (dst, src),
         }
-    }
-
-    /// An edge's (query node, answer node) for this side.
-    pub(crate) fn ends(self, (src, dst): (u32, u32)) -> (u32, u32) {
-        self.types((src, dst))
     }
 
     /// The query of relation `rel` for this side; `relations` is the number

@@ -80,7 +80,7 @@ pub(super) fn train_bucket_gpu(
         let c = idx.len();
         for side in Corrupt::BOTH {
             let (q_t, k_t) = side.types((src_t, dst_t));
-            let ends_of = |e: u32| side.ends((edges[e as usize].src, edges[e as usize].dst));
+            let ends_of = |e: u32| side.types((edges[e as usize].src, edges[e as usize].dst));
             let mut kn: Vec<u32> = Vec::new();
             let mut missing = false;
             let mut push = |kn: &mut Vec<u32>, r: Row| match row(r) {

@@ -158,8 +158,7 @@ pub fn train_on(
         relations: db.catalog().relations.len(),
     };
     // Everything that can refuse the run does so before it is registered.
-    check_memory(config, &settings.node_counts, threads(config))?;
-    let prev = warm_start(db, config)?;
+    let prev = preflight(db, &settings)?;
     let start = Progress {
         epoch: 0,
         bucket: 0,
@@ -187,6 +186,14 @@ fn threads(cfg: &TrainConfig) -> usize {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     }
+}
+
+/// The checks a run makes before it starts (memory, the warm start), and the
+/// warm start's model.
+fn preflight(db: &Database, settings: &Settings) -> Result<Option<Model>> {
+    let cfg = &settings.config;
+    check_memory(cfg, &settings.node_counts, threads(cfg))?;
+    warm_start(db, cfg)
 }
 
 /// The model a warm start begins from, checked against the settings.
@@ -236,8 +243,7 @@ pub fn resume_on(
             "the graph's edges changed since this run started; train it again",
         ));
     }
-    check_memory(&settings.config, &settings.node_counts, threads(&settings.config))?;
-    let prev = warm_start(db, &settings.config)?;
+    let prev = preflight(db, &settings)?;
     run(
         db,
         name,
@@ -493,19 +499,18 @@ fn run(
         width: cfg.optimizer.state_width(cfg.dim),
     };
     let mut state = load_state(&ctx)?;
-    let means = match cfg.weights {
-        EdgeWeights::Normalize => relation_means(buckets, settings.relations),
-        _ => Vec::new(),
+    let stats = match cfg.weights {
+        EdgeWeights::Ignore => Vec::new(),
+        _ => weight_stats(buckets, settings.relations),
     };
-    if cfg.weights != EdgeWeights::Ignore {
-        for (relation, (min, max)) in weight_ranges(buckets, settings.relations).into_iter().enumerate() {
-            if min > 0.0 && max / min >= 100.0 {
-                on_event(&TrainEvent::WeightSpread {
-                    relation: relation as u32,
-                    min,
-                    max,
-                });
-            }
+    let means: Vec<f32> = stats.iter().map(|s| s.2).collect();
+    for (relation, &(min, max, _)) in stats.iter().enumerate() {
+        if min > 0.0 && max / min >= 100.0 {
+            on_event(&TrainEvent::WeightSpread {
+                relation: relation as u32,
+                min,
+                max,
+            });
         }
     }
     let mut works: Vec<Work> = (0..threads(cfg)).map(|_| Work::default()).collect();

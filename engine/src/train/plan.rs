@@ -105,43 +105,24 @@ pub(super) struct Visit {
     pub(super) weights: Vec<f32>,
 }
 
-/// The smallest and largest stored weight of each relation (0, 0 for none).
-pub(super) fn weight_ranges(buckets: &Buckets, relations: usize) -> Vec<(f32, f32)> {
-    let mut out = vec![(f32::INFINITY, 0f32); relations];
+/// Per relation, its stored weights' (smallest, largest, mean); for a
+/// relation without edges (0, 0, 1).
+pub(super) fn weight_stats(buckets: &Buckets, relations: usize) -> Vec<(f32, f32, f32)> {
+    let mut acc = vec![(f32::INFINITY, 0f32, 0f64, 0u64); relations];
     let p = buckets.partitions();
     for i in 0..p {
         for j in 0..p {
             for (e, &w) in buckets.bucket(i, j).iter().zip(buckets.weights(i, j)) {
-                let r = &mut out[e.rel as usize];
-                *r = (r.0.min(w), r.1.max(w));
+                let a = &mut acc[e.rel as usize];
+                *a = (a.0.min(w), a.1.max(w), a.2 + w as f64, a.3 + 1);
             }
         }
     }
-    out.into_iter()
-        .map(|(lo, hi)| if lo > hi { (0.0, 0.0) } else { (lo, hi) })
-        .collect()
-}
-
-/// Mean stored weight of each relation's edges (for `EdgeWeights::Normalize`).
-pub(super) fn relation_means(buckets: &Buckets, relations: usize) -> Vec<f32> {
-    let (mut sum, mut count) = (vec![0f64; relations], vec![0u64; relations]);
-    let p = buckets.partitions();
-    for i in 0..p {
-        for j in 0..p {
-            for (e, &w) in buckets.bucket(i, j).iter().zip(buckets.weights(i, j)) {
-                sum[e.rel as usize] += w as f64;
-                count[e.rel as usize] += 1;
-            }
-        }
-    }
-    sum.iter()
-        .zip(&count)
-        .map(|(&s, &n)| {
-            if n > 0 && s > 0.0 {
-                (s / n as f64) as f32
-            } else {
-                1.0
-            }
+    acc.into_iter()
+        .map(|(lo, hi, sum, n)| match n {
+            0 => (0.0, 0.0, 1.0),
+            _ if sum > 0.0 => (lo, hi, (sum / n as f64) as f32),
+            _ => (lo, hi, 1.0),
         })
         .collect()
 }
