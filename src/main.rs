@@ -175,7 +175,7 @@ enum Command {
         /// The query text.
         #[arg(short = 'e', long = "execute")]
         execute: Option<String>,
-        /// A parameter, `name=value` (integers, floats, true, false and null are typed; else a string), or `name:TYPE=value` with TYPE str, int, float or bool.
+        /// A parameter, `name=value` (integers, floats, true, false and null are typed; else a string), or `name:TYPE=value` with TYPE str, int, float, bool or json (`json=@FILE` reads a file).
         #[arg(long = "param")]
         params: Vec<String>,
         /// table, json (an array of objects keyed by column) or csv.

@@ -5,8 +5,8 @@
 //! A golden file is a list of cases, each the query text, a `----` line and
 //! the expected output (the result table, or the error with its caret),
 //! ended by a blank line. Lines starting with `#` between cases are comments;
-//! `$name = value` lines before a query set parameters (an integer, a float or
-//! a quoted string) and `:max_rows N` sets the row cap. All cases of a file run
+//! `$name = value` lines before a query set parameters (a quoted string, or
+//! JSON: numbers, lists, maps) and `:max_rows N` sets the row cap. All cases of a file run
 //! in order against one fresh database. `QUIVER_BLESS=1` rewrites the
 //! expected outputs from what the queries return.
 
@@ -33,10 +33,7 @@ fn parse_value(v: &str) -> Value {
     if let Some(s) = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
         return Value::Str(s.to_string());
     }
-    v.parse::<i64>()
-        .map(Value::Int)
-        .or_else(|_| v.parse::<f64>().map(Value::Float))
-        .unwrap_or_else(|_| panic!("bad parameter value {v}"))
+    Value::from_json(serde_json::from_str(v).unwrap_or_else(|_| panic!("bad parameter value {v}")))
 }
 
 /// Runs one golden file; panics with a diff-friendly message on mismatch.
@@ -151,6 +148,16 @@ fn golden_optional() {
 #[test]
 fn golden_set_remove() {
     check("set_remove.txt");
+}
+
+#[test]
+fn golden_with() {
+    check("with.txt");
+}
+
+#[test]
+fn golden_merge() {
+    check("merge.txt");
 }
 
 /// The differential test's random choices.

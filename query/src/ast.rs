@@ -72,8 +72,25 @@ pub enum Clause {
         /// Edges or nodes to delete.
         targets: Vec<Expr>,
     },
-    /// `SET n.prop = value, ...` (`SET n += {map}` reads as one item per key).
-    Set(Vec<(Name, Name, Expr)>),
+    /// `SET n.prop = value, n += map, ...`.
+    Set(Vec<SetItem>),
+    /// `MERGE pattern [ON CREATE SET ...] [ON MATCH SET ...]`.
+    Merge {
+        /// One node, or one hop between two nodes.
+        pattern: PathPattern,
+        /// Applied when the pattern was created.
+        on_create: Vec<SetItem>,
+        /// Applied when the pattern was found.
+        on_match: Vec<SetItem>,
+    },
+    /// `WITH items [ORDER BY ...] [SKIP n] [LIMIT n] [WHERE expr]`: the rows
+    /// continue with the projected variables only.
+    With {
+        /// What is carried on (aliases name the variables).
+        proj: Projection,
+        /// Filter over the projected variables.
+        filter: Option<Expr>,
+    },
     /// `REMOVE n.prop, ...`.
     Remove(Vec<(Name, Name)>),
     /// `RETURN ...`.
@@ -85,6 +102,32 @@ pub enum Clause {
         /// The element's variable.
         alias: Name,
     },
+}
+
+/// One assignment of `SET` (and of MERGE's `ON CREATE SET`, `ON MATCH SET`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetItem {
+    /// `n.prop = value`.
+    Prop(Name, Name, Expr),
+    /// `n += map`: a property per key of the map.
+    Map(Name, Expr),
+}
+
+impl Display for SetItem {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            SetItem::Prop(v, p, e) => {
+                name(f, v)?;
+                f.write_char('.')?;
+                name(f, p)?;
+                write!(f, " = {e}")
+            }
+            SetItem::Map(v, e) => {
+                name(f, v)?;
+                write!(f, " += {e}")
+            }
+        }
+    }
 }
 
 /// What `RETURN` produces.
@@ -573,41 +616,61 @@ impl Display for Clause {
             }
             Clause::Set(items) => {
                 f.write_str("SET ")?;
-                list(f, items, |f, (v, p, e)| {
-                    name(f, v)?;
-                    f.write_char('.')?;
-                    name(f, p)?;
-                    write!(f, " = {e}")
-                })
+                list(f, items, |f, i| write!(f, "{i}"))
             }
-            Clause::Return(p) => {
-                f.write_str("RETURN ")?;
-                if p.distinct {
-                    f.write_str("DISTINCT ")?;
-                }
-                list(f, &p.items, |f, (e, alias)| {
-                    write!(f, "{e}")?;
-                    if let Some(a) = alias {
-                        f.write_str(" AS ")?;
-                        name(f, a)?;
+            Clause::Merge {
+                pattern,
+                on_create,
+                on_match,
+            } => {
+                write!(f, "MERGE {pattern}")?;
+                for (what, items) in [("CREATE", on_create), ("MATCH", on_match)] {
+                    if !items.is_empty() {
+                        write!(f, " ON {what} SET ")?;
+                        list(f, items, |f, i| write!(f, "{i}"))?;
                     }
-                    Ok(())
-                })?;
-                if !p.order.is_empty() {
-                    f.write_str(" ORDER BY ")?;
-                    list(f, &p.order, |f, (e, desc)| {
-                        write!(f, "{e}{}", if *desc { " DESC" } else { "" })
-                    })?;
-                }
-                if let Some(s) = &p.skip {
-                    write!(f, " SKIP {s}")?;
-                }
-                if let Some(l) = &p.limit {
-                    write!(f, " LIMIT {l}")?;
                 }
                 Ok(())
             }
+            Clause::With { proj, filter } => {
+                f.write_str("WITH ")?;
+                write!(f, "{proj}")?;
+                if let Some(w) = filter {
+                    write!(f, " WHERE {w}")?;
+                }
+                Ok(())
+            }
+            Clause::Return(p) => write!(f, "RETURN {p}"),
         }
+    }
+}
+
+impl Display for Projection {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if self.distinct {
+            f.write_str("DISTINCT ")?;
+        }
+        list(f, &self.items, |f, (e, alias)| {
+            write!(f, "{e}")?;
+            if let Some(a) = alias {
+                f.write_str(" AS ")?;
+                name(f, a)?;
+            }
+            Ok(())
+        })?;
+        if !self.order.is_empty() {
+            f.write_str(" ORDER BY ")?;
+            list(f, &self.order, |f, (e, desc)| {
+                write!(f, "{e}{}", if *desc { " DESC" } else { "" })
+            })?;
+        }
+        if let Some(s) = &self.skip {
+            write!(f, " SKIP {s}")?;
+        }
+        if let Some(l) = &self.limit {
+            write!(f, " LIMIT {l}")?;
+        }
+        Ok(())
     }
 }
 

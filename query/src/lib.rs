@@ -240,6 +240,7 @@ impl Graph {
                     start: Instant::now(),
                     timeout: limits.timeout,
                     max_rows: limits.max_rows,
+                    width: p.width,
                     ticks: Cell::new(0),
                     pool: Default::default(),
                 };

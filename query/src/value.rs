@@ -2,6 +2,7 @@
 //! a table, JSON or CSV.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::hash::{Hash, Hasher};
 
@@ -38,6 +39,8 @@ pub enum Value {
     },
     /// A list (the edges of a variable-length pattern, `collect`, literals).
     List(Vec<Value>),
+    /// A map (`{name: 'a', age: 3}`, a parameter's rows), ordered by key.
+    Map(BTreeMap<String, Value>),
 }
 
 impl Value {
@@ -70,11 +73,12 @@ impl Value {
         match self {
             Value::Node { .. } => 0,
             Value::Edge { .. } => 1,
-            Value::List(_) => 2,
-            Value::Str(_) => 3,
-            Value::Bool(_) => 4,
-            Value::Int(_) | Value::Float(_) => 5,
-            Value::Null => 6,
+            Value::Map(_) => 2,
+            Value::List(_) => 3,
+            Value::Str(_) => 4,
+            Value::Bool(_) => 5,
+            Value::Int(_) | Value::Float(_) => 6,
+            Value::Null => 7,
         }
     }
 
@@ -106,6 +110,15 @@ impl Value {
             (List(a), List(b)) => {
                 for (x, y) in a.iter().zip(b) {
                     let o = x.total_cmp(y);
+                    if o != Ordering::Equal {
+                        return o;
+                    }
+                }
+                a.len().cmp(&b.len())
+            }
+            (Map(a), Map(b)) => {
+                for ((ka, va), (kb, vb)) in a.iter().zip(b) {
+                    let o = ka.cmp(kb).then_with(|| va.total_cmp(vb));
                     if o != Ordering::Equal {
                         return o;
                     }
@@ -153,6 +166,7 @@ impl Hash for Value {
             Value::Node { ty, id } => (ty, id).hash(h),
             Value::Edge { rel, src, dst } => (rel, src, dst).hash(h),
             Value::List(l) => l.hash(h),
+            Value::Map(m) => m.hash(h),
         }
     }
 }
@@ -184,6 +198,25 @@ impl From<f64> for Value {
 impl From<bool> for Value {
     fn from(b: bool) -> Self {
         Value::Bool(b)
+    }
+}
+
+impl Value {
+    /// A parameter from JSON: objects become maps, arrays lists, numbers
+    /// integers when they are whole and fit, floats otherwise.
+    pub fn from_json(j: serde_json::Value) -> Value {
+        use serde_json::Value as J;
+        match j {
+            J::Null => Value::Null,
+            J::Bool(b) => Value::Bool(b),
+            J::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            J::String(s) => Value::Str(s),
+            J::Array(a) => Value::List(a.into_iter().map(Value::from_json).collect()),
+            J::Object(o) => Value::Map(o.into_iter().map(|(k, v)| (k, Value::from_json(v))).collect()),
+        }
     }
 }
 
@@ -255,6 +288,13 @@ impl Rows {
                 let items: Vec<String> = l.iter().map(|x| self.display_quoted(x)).collect();
                 format!("[{}]", items.join(", "))
             }
+            Value::Map(m) => {
+                let items: Vec<String> = m
+                    .iter()
+                    .map(|(k, x)| format!("{k}: {}", self.display_quoted(x)))
+                    .collect();
+                format!("{{{}}}", items.join(", "))
+            }
         }
     }
 
@@ -282,6 +322,9 @@ impl Rows {
                 json!({"type": r.name, "src": self.node_key(r.src, *src), "dst": self.node_key(r.dst, *dst)})
             }
             Value::List(l) => serde_json::Value::Array(l.iter().map(|x| self.json_value(x)).collect()),
+            Value::Map(m) => {
+                serde_json::Value::Object(m.iter().map(|(k, x)| (k.clone(), self.json_value(x))).collect())
+            }
         }
     }
 

@@ -36,7 +36,9 @@ impl Format {
 
 /// `--param k=v`: integers, floats, `true`/`false` and `null` are typed;
 /// anything else is a string. `--param k:TYPE=v` says the type (`str`,
-/// `int`, `float` or `bool`), so `k:str=007` is the string "007".
+/// `int`, `float`, `bool` or `json`), so `k:str=007` is the string "007";
+/// `k:json=[{"key": "a"}]` is a list of maps, and `k:json=@rows.json` reads
+/// the JSON from a file.
 pub fn params(items: &[String]) -> anyhow::Result<Params> {
     let mut p = Params::new();
     for item in items {
@@ -58,7 +60,16 @@ pub fn params(items: &[String]) -> anyhow::Result<Params> {
             Some("int") => Value::Int(v.parse().map_err(|_| bad("int"))?),
             Some("float") => Value::Float(v.parse().map_err(|_| bad("float"))?),
             Some("bool") => Value::Bool(v.parse().map_err(|_| bad("bool"))?),
-            Some(other) => bail!("--param {item}: unknown type `{other}` (str, int, float or bool)"),
+            Some("json") => {
+                let text = match v.strip_prefix('@') {
+                    Some(path) => std::fs::read_to_string(path)
+                        .with_context(|| format!("--param {k}: reading {path}"))?,
+                    None => v.to_string(),
+                };
+                let j = serde_json::from_str(&text).with_context(|| format!("--param {k}: not JSON"))?;
+                Value::from_json(j)
+            }
+            Some(other) => bail!("--param {item}: unknown type `{other}` (str, int, float, bool or json)"),
             None => {
                 if let Ok(i) = v.parse::<i64>() {
                     Value::Int(i)

@@ -17,7 +17,11 @@ impl Ctx<'_> {
             CExpr::Slot(s) => row[*s].clone(),
             CExpr::Prop(x, name) => self.prop(self.eval(x, row)?, name)?,
             CExpr::List(l) => Value::List(l.iter().map(|x| self.eval(x, row)).collect::<Result<_>>()?),
-            CExpr::Map(_) => return Err(runtime("a map is only allowed as quiver.train's settings")),
+            CExpr::Map(m) => Value::Map(
+                m.iter()
+                    .map(|(k, x)| Ok((k.clone(), self.eval(x, row)?)))
+                    .collect::<Result<_>>()?,
+            ),
             CExpr::Not(x) => match self.eval(x, row)? {
                 Value::Bool(b) => Value::Bool(!b),
                 Value::Null => Value::Null,
@@ -84,6 +88,7 @@ impl Ctx<'_> {
                     .map_or(Value::Null, |w| Value::Float(w as f64)),
                 _ => Value::Null,
             },
+            Value::Map(mut m) => m.remove(name).unwrap_or(Value::Null),
             other => {
                 return Err(runtime(format!(
                     "cannot read property `{name}` of {}",
@@ -286,7 +291,8 @@ impl Ctx<'_> {
                 );
                 Value::List(names)
             }
-            (Func::Keys, _) => return bad("a node"),
+            (Func::Keys, Value::Map(m)) => Value::List(m.keys().map(|k| Value::Str(k.clone())).collect()),
+            (Func::Keys, _) => return bad("a node or a map"),
             (Func::Abs, Value::Int(i)) => {
                 Value::Int(i.checked_abs().ok_or_else(|| runtime("integer overflow"))?)
             }

@@ -14,7 +14,7 @@ use quiver_storage::{Database, Direction, Neighbors, NodeRef, Snapshot};
 
 use crate::ast::{BinOp, Dir};
 use crate::error::{runtime, QueryError, Result};
-use crate::plan::{Agg, AggKind, CExpr, Func, NodeSrc, Op, Plan, Proc, Ret, Step, Write};
+use crate::plan::{Agg, AggKind, CExpr, Func, Merge, NodeSrc, Op, Plan, Proc, Ret, Step, Target, Write};
 use crate::value::{format_float, Params, Value};
 
 mod expr;
@@ -49,6 +49,8 @@ pub(crate) struct Ctx<'a> {
     pub start: Instant,
     pub timeout: Option<Duration>,
     pub max_rows: u64,
+    /// Slots per row (rows made by WITH start null everywhere else).
+    pub width: usize,
     pub ticks: Cell<u64>,
     /// Rows dropped by the aggregate and filters, reused by expansions so
     /// that a row costs no allocation in the steady state.
@@ -107,5 +109,6 @@ pub(crate) fn kind(v: &Value) -> &'static str {
         Value::Node { .. } => "a node",
         Value::Edge { .. } => "an edge",
         Value::List(_) => "a list",
+        Value::Map(_) => "a map",
     }
 }

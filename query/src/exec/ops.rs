@@ -21,6 +21,10 @@ impl Ctx<'_> {
                     it = Box::new(it.flat_map(move |r| self.var_expand(step, *min, *max, r)));
                     continue;
                 }
+                Op::With { ret, slots } => {
+                    it = self.with(ret, slots, it);
+                    continue;
+                }
                 _ => {}
             }
             it = Box::new(it.flat_map(move |r| -> RowIter<'s> {
@@ -32,6 +36,36 @@ impl Ctx<'_> {
             }));
         }
         it
+    }
+
+    /// `WITH`: each projected row in fresh slots. Plain projections stream;
+    /// aggregates, sorting, DISTINCT and paging take every row first.
+    fn with<'s>(&'s self, ret: &'s Ret, slots: &'s [usize], rows: RowIter<'s>) -> RowIter<'s> {
+        let place = move |vals: Vec<Value>| {
+            let mut r = vec![Value::Null; self.width];
+            for (s, v) in slots.iter().zip(vals) {
+                r[*s] = v;
+            }
+            r
+        };
+        let plain = !ret.distinct
+            && ret.order.is_empty()
+            && ret.skip.is_none()
+            && ret.limit.is_none()
+            && ret.items.iter().all(|i| i.is_ok());
+        if plain {
+            return Box::new(rows.map(move |r| Ok(place(self.items(ret, &r?)?))));
+        }
+        let mut rows = Some(rows);
+        Box::new(std::iter::once(()).flat_map(move |()| -> RowIter<'s> {
+            let Some(rows) = rows.take() else {
+                return Box::new(std::iter::empty());
+            };
+            match self.project(ret, rows) {
+                Ok(out) => Box::new(out.into_iter().map(move |vals| Ok(place(vals)))),
+                Err(e) => Box::new(std::iter::once(Err(e))),
+            }
+        }))
     }
 
     /// Every live node of the types, one row each, produced lazily.
@@ -104,6 +138,7 @@ impl Ctx<'_> {
                 out
             }
             Op::VarExpand { .. } => unreachable!("variable-length expansions run lazily in the pipeline"),
+            Op::With { .. } => unreachable!("WITH runs in the pipeline"),
             Op::Intersect { a, b } => self.intersect(a, b, row)?,
             Op::Optional(ops) => {
                 let mut out = Vec::new();
@@ -134,10 +169,7 @@ impl Ctx<'_> {
             Op::Call { proc, args, out } => {
                 let args = args
                     .iter()
-                    .map(|a| match proc {
-                        Proc::Train => self.eval_arg(a, &row),
-                        _ => self.eval(a, &row),
-                    })
+                    .map(|a| self.eval(a, &row))
                     .collect::<Result<Vec<_>>>()?;
                 self.call(*proc, &args)?
                     .into_iter()

@@ -170,17 +170,10 @@ impl Ctx<'_> {
         let mut obj = serde_json::Map::new();
         let known = serde_json::to_value(quiver_engine::TrainConfig::default()).unwrap_or_default();
         if let Some(v) = config {
-            let Value::List(pairs) = v else {
+            let Value::Map(pairs) = v else {
                 return Err(runtime("quiver.train takes a map: {dim: 200, epochs: 10, ...}"));
             };
-            for p in pairs {
-                // The planner passes a map literal, which `eval_arg` makes [key, value] pairs.
-                let Value::List(kv) = p else {
-                    return Err(runtime("quiver.train takes a map: {dim: 200, epochs: 10, ...}"));
-                };
-                let [Value::Str(k), v] = kv.as_slice() else {
-                    return Err(runtime("quiver.train takes a map: {dim: 200, epochs: 10, ...}"));
-                };
+            for (k, v) in pairs {
                 if k == "model" {
                     name = v
                         .as_str()
@@ -211,18 +204,6 @@ impl Ctx<'_> {
             last.map_or(Value::Null, |s| Value::Float(s.loss)),
         ]])
     }
-
-    /// Evaluates `quiver.train`'s argument: a map becomes a list of [key, value] pairs.
-    pub(crate) fn eval_arg(&self, e: &CExpr, row: &Row) -> Result<Value> {
-        match e {
-            CExpr::Map(m) => Ok(Value::List(
-                m.iter()
-                    .map(|(k, v)| Ok(Value::List(vec![Value::Str(k.clone()), self.eval(v, row)?])))
-                    .collect::<Result<_>>()?,
-            )),
-            other => self.eval(other, row),
-        }
-    }
 }
 
 pub(super) fn json_of(v: &Value) -> serde_json::Value {
@@ -233,6 +214,7 @@ pub(super) fn json_of(v: &Value) -> serde_json::Value {
         Value::Float(x) => (*x).into(),
         Value::Str(s) => s.clone().into(),
         Value::List(l) => l.iter().map(json_of).collect(),
+        Value::Map(m) => m.iter().map(|(k, x)| (k.clone(), json_of(x))).collect(),
         Value::Node { .. } | Value::Edge { .. } => serde_json::Value::Null,
     }
 }

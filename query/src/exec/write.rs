@@ -5,163 +5,28 @@ use super::*;
 impl Ctx<'_> {
     /// Applies the plan's writes for every row, in one batch.
     pub(crate) fn write(&self, plan: &Plan, rows: RowIter<'_>) -> Result<Vec<Vec<Value>>> {
-        let c = self.snap.catalog();
-        let mut batch = self.db.batch();
-        let mut props = 0i64;
-        // Edges this statement deletes, and the nodes it deletes without
-        // DETACH: those must have no edges left once the statement's own
-        // deletes are counted, whatever their order.
-        let mut deleted: FxHashSet<(u32, u32, u32)> = FxHashSet::default();
-        let mut bare: Vec<(u32, u32)> = Vec::new();
-        let key_of = |e: &CExpr, row: &Row| -> Result<String> {
-            match self.eval(e, row)? {
-                Value::Str(s) => Ok(s),
-                other => Err(runtime(format!("a node key is a string, not {}", kind(&other)))),
-            }
-        };
-        let node_ref = |src: &NodeSrc,
-                        want: u32,
-                        row: &Row,
-                        def: &quiver_storage::RelationDef|
-         -> Result<Option<NodeRef>> {
-            let rel = &def.name;
-            let (ty, r) = match src {
-                NodeSrc::New { ty, key } => (*ty, NodeRef::Key(key_of(key, row)?)),
-                NodeSrc::Bound(s) => match row[*s] {
-                    Value::Node { ty, id } => (ty, NodeRef::Id(id)),
-                    Value::Null => return Ok(None),
-                    ref other => return Err(runtime(format!("{rel} joins nodes, not {}", kind(other)))),
-                },
-            };
-            if ty != want {
-                return Err(runtime(format!(
-                    "{rel} joins {} to {}: a {} cannot be an end of it",
-                    c.type_name(def.src),
-                    c.type_name(def.dst),
-                    c.type_name(ty)
-                )));
-            }
-            Ok(Some(r))
+        let mut w = Writer {
+            ctx: self,
+            batch: self.db.batch(),
+            props: 0,
+            deleted: FxHashSet::default(),
+            bare: Vec::new(),
+            new_nodes: FxHashSet::default(),
+            new_edges: FxHashSet::default(),
         };
         for row in rows {
             let row = row?;
-            for w in &plan.writes {
-                match w {
-                    Write::Node { ty, key, props: ps } => {
-                        let k = key_of(key, &row)?;
-                        batch.insert_node(*ty, &k);
-                        for (name, e) in ps {
-                            batch.set_property(
-                                *ty,
-                                NodeRef::Key(k.clone()),
-                                name,
-                                stored(self.eval(e, &row)?, name)?,
-                            );
-                            props += 1;
-                        }
-                    }
-                    Write::Edge {
-                        rel,
-                        src,
-                        dst,
-                        weight,
-                    } => {
-                        let def = &c.relations[*rel as usize];
-                        let (Some(s), Some(d)) = (
-                            node_ref(src, def.src, &row, def)?,
-                            node_ref(dst, def.dst, &row, def)?,
-                        ) else {
-                            continue;
-                        };
-                        let w = weight
-                            .as_ref()
-                            .map(|e| self.eval(e, &row))
-                            .transpose()?
-                            .and_then(|v| v.as_f64());
-                        // Edges are a set: creating one that exists, without a
-                        // weight, changes nothing (its weight stays).
-                        if let (None, NodeRef::Id(si), NodeRef::Id(di)) = (w, &s, &d) {
-                            if self.snap.has_edge(*rel, *si, *di) && !deleted.contains(&(*rel, *si, *di)) {
-                                continue;
-                            }
-                        }
-                        batch.insert_edge(*rel, s, d, w.map(|w| w as f32));
-                    }
-                    Write::Delete { target, detach } => {
-                        let v = self.eval(target, &row)?;
-                        let edges = match v {
-                            Value::List(l) => l,
-                            other => vec![other],
-                        };
-                        for e in edges {
-                            match e {
-                                Value::Edge { rel, src, dst } => {
-                                    batch.delete_edge(rel, src, dst);
-                                    deleted.insert((rel, src, dst));
-                                }
-                                Value::Node { ty, id } if *detach => self.detach_delete(&mut batch, ty, id),
-                                Value::Node { ty, id } => bare.push((ty, id)),
-                                Value::Null => {}
-                                other => {
-                                    return Err(runtime(format!(
-                                        "DELETE takes nodes and edges, not {}",
-                                        kind(&other)
-                                    )))
-                                }
-                            }
-                        }
-                    }
-                    Write::Set { slot, prop, value } => match row[*slot] {
-                        Value::Node { ty, id } => {
-                            batch.set_property(
-                                ty,
-                                NodeRef::Id(id),
-                                prop,
-                                stored(self.eval(value, &row)?, prop)?,
-                            );
-                            props += 1;
-                        }
-                        // An edge's one property is its weight.
-                        Value::Edge { rel, src, dst } if prop == "weight" => {
-                            let w = match self.eval(value, &row)? {
-                                v @ (Value::Int(_) | Value::Float(_)) => v.as_f64().unwrap_or(0.0) as f32,
-                                other => {
-                                    return Err(runtime(format!(
-                                        "an edge's weight is a number, not {}",
-                                        kind(&other)
-                                    )))
-                                }
-                            };
-                            batch.insert_edge(rel, src, dst, Some(w));
-                            props += 1;
-                        }
-                        Value::Edge { .. } => {
-                            return Err(runtime(format!("an edge has a weight and no property `{prop}`")))
-                        }
-                        Value::Null => {}
-                        ref other => {
-                            return Err(runtime(format!(
-                                "SET works on nodes and edges, not {}",
-                                kind(other)
-                            )))
-                        }
-                    },
-                    Write::Remove { slot, prop } => match row[*slot] {
-                        Value::Node { ty, id } => {
-                            batch.remove_property(ty, NodeRef::Id(id), prop);
-                            props += 1;
-                        }
-                        Value::Null => {}
-                        ref other => {
-                            return Err(runtime(format!(
-                                "REMOVE works on node properties, not {}",
-                                kind(other)
-                            )))
-                        }
-                    },
-                }
+            for op in &plan.writes {
+                w.apply(op, &row)?;
             }
         }
+        let Writer {
+            mut batch,
+            props,
+            deleted,
+            mut bare,
+            ..
+        } = w;
         bare.sort_unstable();
         bare.dedup();
         for (ty, id) in bare {
@@ -204,6 +69,276 @@ impl Ctx<'_> {
             }
         }
         batch.delete_node(ty, id);
+    }
+}
+
+/// A statement's batch while its rows are applied, with what the statement
+/// itself has done so far (reads see the snapshot from before it).
+struct Writer<'c> {
+    ctx: &'c Ctx<'c>,
+    batch: quiver_storage::WriteBatch,
+    props: i64,
+    /// Edges this statement deletes, and the nodes it deletes without
+    /// DETACH: those must have no edges left once the statement's own
+    /// deletes are counted, whatever their order.
+    deleted: FxHashSet<(u32, u32, u32)>,
+    bare: Vec<(u32, u32)>,
+    /// Nodes and edges MERGE created, so that a later row finds them.
+    new_nodes: FxHashSet<(u32, String)>,
+    new_edges: FxHashSet<(u32, String, String)>,
+}
+
+/// A node or an edge a SET or REMOVE changes.
+enum Place {
+    Node(u32, NodeRef),
+    Edge(u32, NodeRef, NodeRef),
+}
+
+impl Writer<'_> {
+    fn key(&self, e: &CExpr, row: &Row) -> Result<String> {
+        match self.ctx.eval(e, row)? {
+            Value::Str(s) => Ok(s),
+            other => Err(runtime(format!("a node key is a string, not {}", kind(&other)))),
+        }
+    }
+
+    /// An end of relation `def` (`None` when a matched end is null).
+    fn end(
+        &self,
+        src: &NodeSrc,
+        want: u32,
+        row: &Row,
+        def: &quiver_storage::RelationDef,
+    ) -> Result<Option<NodeRef>> {
+        let c = self.ctx.snap.catalog();
+        let rel = &def.name;
+        let (ty, r) = match src {
+            NodeSrc::New { ty, key } => (*ty, NodeRef::Key(self.key(key, row)?)),
+            NodeSrc::Bound(s) => match row[*s] {
+                Value::Node { ty, id } => (ty, NodeRef::Id(id)),
+                Value::Null => return Ok(None),
+                ref other => return Err(runtime(format!("{rel} joins nodes, not {}", kind(other)))),
+            },
+        };
+        if ty != want {
+            return Err(runtime(format!(
+                "{rel} joins {} to {}: a {} cannot be an end of it",
+                c.type_name(def.src),
+                c.type_name(def.dst),
+                c.type_name(ty)
+            )));
+        }
+        Ok(Some(r))
+    }
+
+    /// Both ends of an edge of `rel`, or `None` when one is null.
+    fn ends(&self, rel: u32, src: &NodeSrc, dst: &NodeSrc, row: &Row) -> Result<Option<(NodeRef, NodeRef)>> {
+        let def = &self.ctx.snap.catalog().relations[rel as usize];
+        Ok(self
+            .end(src, def.src, row, def)?
+            .zip(self.end(dst, def.dst, row, def)?))
+    }
+
+    /// A node's key, for recognising it whether named by id or by key.
+    fn key_text(&self, ty: u32, r: &NodeRef) -> String {
+        match r {
+            NodeRef::Key(k) => k.clone(),
+            NodeRef::Id(id) => self.ctx.snap.node_key(ty, *id).unwrap_or_default().to_string(),
+        }
+    }
+
+    fn place(&self, t: &Target, row: &Row) -> Result<Option<Place>> {
+        Ok(match t {
+            Target::Slot(s) => match row[*s] {
+                Value::Node { ty, id } => Some(Place::Node(ty, NodeRef::Id(id))),
+                Value::Edge { rel, src, dst } => Some(Place::Edge(rel, NodeRef::Id(src), NodeRef::Id(dst))),
+                Value::Null => None,
+                ref other => {
+                    return Err(runtime(format!(
+                        "SET and REMOVE work on nodes and edges, not {}",
+                        kind(other)
+                    )))
+                }
+            },
+            Target::Node { ty, key } => Some(Place::Node(*ty, NodeRef::Key(self.key(key, row)?))),
+            Target::Edge { rel, src, dst } => self
+                .ends(*rel, src, dst, row)?
+                .map(|(s, d)| Place::Edge(*rel, s, d)),
+        })
+    }
+
+    /// `SET place.prop = v`; null removes a node's property.
+    fn set(&mut self, place: Place, prop: &str, v: Value) -> Result<()> {
+        match place {
+            Place::Node(ty, node) => match v {
+                Value::Null => {
+                    self.batch.remove_property(ty, node, prop);
+                }
+                v => {
+                    self.batch.set_property(ty, node, prop, stored(v, prop)?);
+                }
+            },
+            // An edge's one property is its weight.
+            Place::Edge(rel, s, d) if prop == "weight" => {
+                let w = match v {
+                    v @ (Value::Int(_) | Value::Float(_)) => v.as_f64().unwrap_or(0.0) as f32,
+                    other => {
+                        return Err(runtime(format!(
+                            "an edge's weight is a number, not {}",
+                            kind(&other)
+                        )))
+                    }
+                };
+                self.batch.insert_edge(rel, s, d, Some(w));
+            }
+            Place::Edge(..) => return Err(runtime(format!("an edge has a weight and no property `{prop}`"))),
+        }
+        self.props += 1;
+        Ok(())
+    }
+
+    fn apply(&mut self, w: &Write, row: &Row) -> Result<()> {
+        let ctx = self.ctx;
+        match w {
+            Write::Node { ty, key, props: ps } => {
+                let k = self.key(key, row)?;
+                self.batch.insert_node(*ty, &k);
+                for (name, e) in ps {
+                    let v = stored(ctx.eval(e, row)?, name)?;
+                    self.batch.set_property(*ty, NodeRef::Key(k.clone()), name, v);
+                    self.props += 1;
+                }
+            }
+            Write::Edge {
+                rel,
+                src,
+                dst,
+                weight,
+            } => {
+                let Some((s, d)) = self.ends(*rel, src, dst, row)? else {
+                    return Ok(());
+                };
+                let w = weight
+                    .as_ref()
+                    .map(|e| ctx.eval(e, row))
+                    .transpose()?
+                    .and_then(|v| v.as_f64());
+                // Edges are a set: creating one that exists, without a
+                // weight, changes nothing (its weight stays).
+                if let (None, NodeRef::Id(si), NodeRef::Id(di)) = (w, &s, &d) {
+                    if ctx.snap.has_edge(*rel, *si, *di) && !self.deleted.contains(&(*rel, *si, *di)) {
+                        return Ok(());
+                    }
+                }
+                self.batch.insert_edge(*rel, s, d, w.map(|w| w as f32));
+            }
+            Write::Delete { target, detach } => {
+                let edges = match ctx.eval(target, row)? {
+                    Value::List(l) => l,
+                    other => vec![other],
+                };
+                for e in edges {
+                    match e {
+                        Value::Edge { rel, src, dst } => {
+                            self.batch.delete_edge(rel, src, dst);
+                            self.deleted.insert((rel, src, dst));
+                        }
+                        Value::Node { ty, id } if *detach => ctx.detach_delete(&mut self.batch, ty, id),
+                        Value::Node { ty, id } => self.bare.push((ty, id)),
+                        Value::Null => {}
+                        other => {
+                            return Err(runtime(format!(
+                                "DELETE takes nodes and edges, not {}",
+                                kind(&other)
+                            )))
+                        }
+                    }
+                }
+            }
+            Write::Set { target, prop, value } => {
+                if let Some(place) = self.place(target, row)? {
+                    let v = ctx.eval(value, row)?;
+                    self.set(place, prop, v)?;
+                }
+            }
+            Write::SetMap { target, value } => {
+                let Some(place) = self.place(target, row)? else {
+                    return Ok(());
+                };
+                let map = match ctx.eval(value, row)? {
+                    Value::Map(m) => m,
+                    Value::Null => return Ok(()),
+                    other => return Err(runtime(format!("SET += takes a map, not {}", kind(&other)))),
+                };
+                for (prop, v) in map {
+                    let again = match &place {
+                        Place::Node(ty, node) => Place::Node(*ty, node.clone()),
+                        Place::Edge(rel, s, d) => Place::Edge(*rel, s.clone(), d.clone()),
+                    };
+                    // `SET n += row` with the row's own key: the key stays as it is.
+                    if let (Place::Node(ty, node), "key") = (&again, prop.as_str()) {
+                        if v.as_str() == Some(self.key_text(*ty, node).as_str()) {
+                            continue;
+                        }
+                        return Err(runtime("a node's key cannot be changed"));
+                    }
+                    self.set(again, &prop, v)?;
+                }
+            }
+            Write::Remove { target, prop } => match self.place(target, row)? {
+                Some(Place::Node(ty, node)) => {
+                    self.batch.remove_property(ty, node, prop);
+                    self.props += 1;
+                }
+                Some(Place::Edge(..)) => return Err(runtime("REMOVE works on node properties, not edges")),
+                None => {}
+            },
+            Write::Merge(m) => self.merge(m, row)?,
+        }
+        Ok(())
+    }
+
+    /// Finds or creates a MERGE's nodes, then its edge, then applies ON
+    /// CREATE or ON MATCH.
+    fn merge(&mut self, m: &Merge, row: &Row) -> Result<()> {
+        let ctx = self.ctx;
+        let mut created = false;
+        for n in &m.nodes {
+            let k = self.key(&n.key, row)?;
+            if matches!(row[n.slot], Value::Node { .. }) || self.new_nodes.contains(&(n.ty, k.clone())) {
+                continue;
+            }
+            if ctx.snap.node_id(n.ty, &k).is_some() {
+                return Err(runtime(format!(
+                    "MERGE: {} '{k}' exists with other property values than the pattern's (merge on the key and SET the rest)",
+                    ctx.snap.catalog().type_name(n.ty)
+                )));
+            }
+            self.batch.insert_node(n.ty, &k);
+            for (name, e) in &n.props {
+                let v = stored(ctx.eval(e, row)?, name)?;
+                self.batch.set_property(n.ty, NodeRef::Key(k.clone()), name, v);
+                self.props += 1;
+            }
+            self.new_nodes.insert((n.ty, k));
+            created = true;
+        }
+        if let Some(e) = &m.edge {
+            let Some((s, d)) = self.ends(e.rel, &e.src, &e.dst, row)? else {
+                return Err(runtime("MERGE: an end of the relationship is null"));
+            };
+            let def = &ctx.snap.catalog().relations[e.rel as usize];
+            let id = (e.rel, self.key_text(def.src, &s), self.key_text(def.dst, &d));
+            created = !matches!(row[e.slot], Value::Edge { .. }) && !self.new_edges.contains(&id);
+            if created {
+                self.batch.insert_edge(e.rel, s, d, None);
+                self.new_edges.insert(id);
+            }
+        }
+        for w in if created { &m.on_create } else { &m.on_match } {
+            self.apply(w, row)?;
+        }
+        Ok(())
     }
 }
 

@@ -228,26 +228,34 @@ impl Parser {
                 }
                 Clause::Delete { detach, targets }
             } else if self.eat_kw("SET") {
-                let mut items = Vec::new();
-                loop {
-                    let var = self.name("a variable")?;
-                    if self.eat_sym("+") {
-                        // `n += {a: 1, b: 2}`: one item per key.
-                        self.sym("=", "'=' after '+'")?;
-                        for (prop, value) in self.map()? {
-                            items.push((var.clone(), prop, value));
-                        }
+                Clause::Set(self.set_items()?)
+            } else if self.eat_kw("MERGE") {
+                let pattern = self.path()?;
+                let (mut on_create, mut on_match) = (Vec::new(), Vec::new());
+                while self.eat_kw("ON") {
+                    let items = if self.eat_kw("CREATE") {
+                        &mut on_create
+                    } else if self.eat_kw("MATCH") {
+                        &mut on_match
                     } else {
-                        self.sym(".", "'.' and a property name, or '+='")?;
-                        let prop = self.name("a property name")?;
-                        self.sym("=", "'='")?;
-                        items.push((var, prop, self.expr()?));
-                    }
-                    if !self.eat_sym(",") {
-                        break;
-                    }
+                        return Err(self.expected("CREATE or MATCH after ON"));
+                    };
+                    self.kw("SET")?;
+                    items.extend(self.set_items()?);
                 }
-                Clause::Set(items)
+                Clause::Merge {
+                    pattern,
+                    on_create,
+                    on_match,
+                }
+            } else if self.eat_kw("WITH") {
+                let proj = self.projection()?;
+                let filter = if self.eat_kw("WHERE") {
+                    Some(self.expr()?)
+                } else {
+                    None
+                };
+                Clause::With { proj, filter }
             } else if self.eat_kw("REMOVE") {
                 let mut items = Vec::new();
                 loop {
@@ -262,18 +270,40 @@ impl Parser {
             } else if self.eat_kw("RETURN") {
                 Clause::Return(self.projection()?)
             } else if out.is_empty() {
-                return Err(self.expected("MATCH, UNWIND, CREATE, CALL, RETURN, SHOW TYPES or EXPLAIN"));
+                return Err(
+                    self.expected("MATCH, UNWIND, WITH, CREATE, MERGE, CALL, RETURN, SHOW TYPES or EXPLAIN")
+                );
             } else if matches!(self.peek(), Tok::Eof | Tok::Sym(";")) {
                 return Ok(out);
             } else {
                 return Err(
-                    self.expected("a clause (MATCH, UNWIND, CREATE, DELETE, SET, CALL or RETURN) or ';'")
+                    self.expected("a clause (MATCH, UNWIND, WITH, CREATE, MERGE, DELETE, SET, REMOVE, CALL or RETURN) or ';'")
                 );
             };
             let last = matches!(c, Clause::Return(_));
             out.push(c);
             if last {
                 return Ok(out);
+            }
+        }
+    }
+
+    /// `n.prop = value` or `n += map`, comma-separated.
+    fn set_items(&mut self) -> Result<Vec<SetItem>> {
+        let mut items = Vec::new();
+        loop {
+            let var = self.name("a variable")?;
+            if self.eat_sym("+") {
+                self.sym("=", "'=' after '+'")?;
+                items.push(SetItem::Map(var, self.expr()?));
+            } else {
+                self.sym(".", "'.' and a property name, or '+='")?;
+                let prop = self.name("a property name")?;
+                self.sym("=", "'='")?;
+                items.push(SetItem::Prop(var, prop, self.expr()?));
+            }
+            if !self.eat_sym(",") {
+                return Ok(items);
             }
         }
     }
@@ -409,6 +439,9 @@ mod tests {
             "MATCH (a) OPTIONAL MATCH (a)-[r:F]->(b) WHERE b.x > 1 RETURN a, b",
             "UNWIND [1, 2] AS x MATCH (a {key: x}) UNWIND a.l AS `y z` RETURN x, `y z`",
             "RETURN CASE a.x WHEN 1 THEN 'one' WHEN 2 + 1 THEN [CASE WHEN b THEN 1 END] ELSE -a END.y, CASE WHEN x THEN 1 END",
+            "MATCH (a)-->(b) WITH DISTINCT a, count(b) AS n ORDER BY n DESC SKIP 1 LIMIT 2 WHERE n > 1 RETURN a",
+            "UNWIND $rows AS r MERGE (u:User {key: r.key}) ON CREATE SET u += r, u.n = 1 ON MATCH SET u.n = u.n + 1",
+            "MATCH (a {key: 'x'}) MERGE (a)-[r:F]->(:U {key: 'y'}) ON MATCH SET r.weight = 2 SET a += {b: {c: 1}}",
         ] {
             round_trip(q);
         }
@@ -431,12 +464,10 @@ mod tests {
         );
         assert_eq!(
             e("FOO"),
-            "line 1, column 1: expected MATCH, UNWIND, CREATE, CALL, RETURN, SHOW TYPES or EXPLAIN, found 'FOO'"
+            "line 1, column 1: expected MATCH, UNWIND, WITH, CREATE, MERGE, CALL, RETURN, SHOW TYPES or EXPLAIN, found 'FOO'"
         );
         let deep = format!("RETURN {}1{}", "(".repeat(1000), ")".repeat(1000));
-        eprintln!("paren");
         assert!(e(&deep).contains("nesting deeper than 64 levels"));
-        eprintln!("paren ok");
         let deep_not = format!("RETURN {}1", "NOT ".repeat(100_000));
         assert!(e(&deep_not).contains("nesting deeper"));
         let deep_neg = format!("RETURN {}1", "- ".repeat(100_000));

@@ -1,5 +1,5 @@
-//! CALL, CREATE and RETURN: procedure calls and their columns, the writes
-//! of a statement, and projections with aggregates and sort keys.
+//! CALL, WITH and RETURN: procedure calls and their columns, and
+//! projections with aggregates and sort keys.
 
 use super::*;
 
@@ -36,9 +36,9 @@ impl Planner<'_> {
                 format!("{} takes {lo} to {hi} arguments, found {}", name.text, args.len()),
             ));
         }
-        // Settings are a map literal: a list or a number would read as nothing.
+        // Settings are a map: a list or a number would read as nothing.
         if let (Proc::Train, Some(a)) = (proc, args.first()) {
-            if !matches!(a, Expr::Map(_)) {
+            if !matches!(a, Expr::Map(_) | Expr::Param(_)) {
                 return Err(sem(
                     name.pos,
                     format!(
@@ -87,83 +87,37 @@ impl Planner<'_> {
         Ok((Op::Call { proc, args, out }, columns))
     }
 
-    pub(super) fn create(&mut self, patterns: &[PathPattern], writes: &mut Vec<Write>) -> Result<()> {
-        for p in patterns {
-            let mut srcs = Vec::new();
-            for np in std::iter::once(&p.start).chain(p.steps.iter().map(|(_, n)| n)) {
-                srcs.push(self.create_node(np, writes)?);
-            }
-            for (i, (r, _)) in p.steps.iter().enumerate() {
-                if r.types.len() != 1 || r.hops.is_some() {
-                    return Err(sem(
-                        r.pos.pos,
-                        "CREATE needs exactly one relation type and one hop: -[:Follows]->",
-                    ));
-                }
-                let rel = self.relation(&r.types[0])?;
-                let (src, dst) = match r.dir {
-                    Dir::Out => (srcs[i].clone(), srcs[i + 1].clone()),
-                    Dir::In => (srcs[i + 1].clone(), srcs[i].clone()),
-                    Dir::Both => return Err(sem(r.pos.pos, "CREATE needs a direction: -> or <-")),
-                };
-                writes.push(Write::Edge {
-                    rel,
-                    src,
-                    dst,
-                    weight: None,
-                });
+    /// `WITH`: a projection like RETURN's whose columns become the only
+    /// variables in scope.
+    pub(super) fn with(&mut self, p: &Projection) -> Result<Op> {
+        for (e, alias) in &p.items {
+            if alias.is_none() && !matches!(e, Expr::Var(_)) {
+                return Err(sem(
+                    Pos::default(),
+                    format!(
+                        "WITH {0}: an expression carried on needs a name: WITH {0} AS name",
+                        column_name(e)
+                    ),
+                ));
             }
         }
-        Ok(())
-    }
-
-    pub(super) fn create_node(&mut self, np: &NodePattern, writes: &mut Vec<Write>) -> Result<NodeSrc> {
-        if let Some(v) = &np.var {
-            if let Some((ty, key)) = self.created.get(&v.text) {
-                return Ok(NodeSrc::New {
-                    ty: *ty,
-                    key: key.clone(),
-                });
-            }
-            if let Some(&s) = self.vars.get(&v.text) {
-                if np.label.is_some() || !np.props.is_empty() {
-                    return Err(sem(
-                        np.pos.pos,
-                        format!("`{}` is already bound; CREATE cannot relabel it", v.text),
-                    ));
-                }
-                return Ok(NodeSrc::Bound(s));
-            }
+        let ret = self.ret(p)?;
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = ret.columns.iter().find(|c| !seen.insert(*c)) {
+            return Err(sem(Pos::default(), format!("WITH names `{dup}` twice")));
         }
-        let label = np.label.as_ref().ok_or_else(|| {
-            sem(
-                np.pos.pos,
-                "a created node needs a type: CREATE (:User {key: 'alice'})",
-            )
-        })?;
-        let ty = self.node_type(label)?;
-        let key = np.props.iter().find(|(k, _)| k.text == "key").ok_or_else(|| {
-            sem(
-                np.pos.pos,
-                "a created node needs a key: CREATE (:User {key: 'alice'})",
-            )
-        })?;
-        let key = self.expr(&key.1)?;
-        let props = np
-            .props
+        self.vars.clear();
+        self.merged.clear();
+        let slots = ret
+            .columns
             .iter()
-            .filter(|(k, _)| k.text != "key")
-            .map(|(k, v)| Ok((k.text.clone(), self.expr(v)?)))
-            .collect::<Result<Vec<_>>>()?;
-        writes.push(Write::Node {
-            ty,
-            key: key.clone(),
-            props,
-        });
-        if let Some(v) = &np.var {
-            self.created.insert(v.text.clone(), (ty, key.clone()));
-        }
-        Ok(NodeSrc::New { ty, key })
+            .map(|c| {
+                let s = self.slot();
+                self.bind(c.clone(), s);
+                s
+            })
+            .collect();
+        Ok(Op::With { ret, slots })
     }
 
     pub(super) fn ret(&mut self, p: &Projection) -> Result<Ret> {

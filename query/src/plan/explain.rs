@@ -54,6 +54,10 @@ pub(crate) fn explain(plan: &Plan, catalog: &Catalog) -> Vec<String> {
             Op::Call { proc, .. } => format!("Call {proc:?}"),
             Op::Unwind { slot, .. } => format!("Unwind ({})", var(slot)),
             Op::Optional(ops) => format!("Optional ({} operators)", ops.len()),
+            Op::With { ret, slots } => {
+                let names: Vec<String> = slots.iter().map(var).collect();
+                format!("{} ({})", projection(ret), names.join(", "))
+            }
         });
     }
     if !plan.writes.is_empty() {
@@ -63,14 +67,19 @@ pub(crate) fn explain(plan: &Plan, catalog: &Catalog) -> Vec<String> {
         ));
     }
     if let Some(r) = &plan.ret {
-        let aggregating = r.items.iter().any(|i| i.is_err());
-        out.push(format!(
-            "{}{}{}{}",
-            if aggregating { "Aggregate" } else { "Project" },
-            if r.distinct { " DISTINCT" } else { "" },
-            if r.order.is_empty() { "" } else { " Sort" },
-            if r.limit.is_some() { " Limit" } else { "" }
-        ));
+        out.push(projection(r));
     }
     out
+}
+
+/// `Aggregate DISTINCT Sort Limit`, as far as each applies.
+fn projection(r: &Ret) -> String {
+    let aggregating = r.items.iter().any(|i| i.is_err());
+    format!(
+        "{}{}{}{}",
+        if aggregating { "Aggregate" } else { "Project" },
+        if r.distinct { " DISTINCT" } else { "" },
+        if r.order.is_empty() { "" } else { " Sort" },
+        if r.limit.is_some() { " Limit" } else { "" }
+    )
 }

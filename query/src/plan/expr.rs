@@ -51,6 +51,7 @@ impl Planner<'_> {
             Expr::Pattern(p) => {
                 // Variables new in the pattern are local to it.
                 let saved = self.vars.clone();
+                self.outer = self.vars.keys().cloned().collect();
                 let mut ops = Vec::new();
                 let mut edges = Vec::new();
                 let r = self.path(p, &HashMap::new(), &mut edges, &mut ops);

@@ -18,6 +18,7 @@ mod clauses;
 mod explain;
 mod expr;
 mod pattern;
+mod writes;
 
 use clauses::*;
 pub(crate) use explain::explain;
@@ -155,6 +156,9 @@ pub(crate) enum Op {
     Intersect { a: Step, b: Step },
     /// Keeps rows where the expression is true.
     Filter(CExpr),
+    /// `WITH`: the rows projected (grouped, sorted, paged like `RETURN`)
+    /// into fresh slots; every other slot of a new row is null.
+    With { ret: Ret, slots: Vec<usize> },
     /// A procedure; its columns go to the slots.
     Call {
         proc: Proc,
@@ -192,6 +196,44 @@ pub(crate) enum NodeSrc {
     New { ty: u32, key: CExpr },
 }
 
+/// What a SET or REMOVE changes: a matched node or edge, or one this
+/// statement creates or merges (named by its key, as it may have no id yet).
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    Slot(usize),
+    Node { ty: u32, key: CExpr },
+    Edge { rel: u32, src: NodeSrc, dst: NodeSrc },
+}
+
+/// A node a MERGE finds or creates: `slot` holds it when the statement's
+/// snapshot has it with the pattern's properties.
+#[derive(Debug, Clone)]
+pub(crate) struct MergeNode {
+    pub slot: usize,
+    pub ty: u32,
+    pub key: CExpr,
+    pub props: Vec<(String, CExpr)>,
+}
+
+/// The edge of a one-hop MERGE: `slot` holds it when the snapshot has it.
+#[derive(Debug, Clone)]
+pub(crate) struct MergeEdge {
+    pub slot: usize,
+    pub rel: u32,
+    pub src: NodeSrc,
+    pub dst: NodeSrc,
+}
+
+/// A MERGE: its nodes, then its edge; the pattern was created when its
+/// edge (or, without one, its node) was.
+#[derive(Debug, Clone)]
+pub(crate) struct Merge {
+    pub nodes: Vec<MergeNode>,
+    pub edge: Option<MergeEdge>,
+    pub on_create: Vec<Write>,
+    pub on_match: Vec<Write>,
+}
+
 /// A write, applied for each row.
 #[derive(Debug, Clone)]
 pub(crate) enum Write {
@@ -210,16 +252,23 @@ pub(crate) enum Write {
         target: CExpr,
         detach: bool,
     },
+    /// `SET t.prop = value` (null removes the property).
     Set {
-        slot: usize,
+        target: Target,
         prop: String,
+        value: CExpr,
+    },
+    /// `SET t += map`, a map known only when the row is.
+    SetMap {
+        target: Target,
         value: CExpr,
     },
     /// REMOVE of a node's property.
     Remove {
-        slot: usize,
+        target: Target,
         prop: String,
     },
+    Merge(Box<Merge>),
 }
 
 /// A compiled query.
@@ -240,6 +289,11 @@ struct Planner<'a> {
     vars: HashMap<String, usize>,
     /// Variables bound to nodes created by CREATE: (type, key expression).
     created: HashMap<String, (u32, CExpr)>,
+    /// Variables bound to nodes and edges MERGE finds or creates: readable
+    /// (null when created), written by key.
+    merged: HashMap<String, Target>,
+    /// Variables bound before the MATCH being planned.
+    outer: std::collections::HashSet<String>,
     /// Every variable's name by slot, for EXPLAIN.
     names: HashMap<usize, String>,
     width: usize,
@@ -255,6 +309,8 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
         snap,
         vars: HashMap::new(),
         created: HashMap::new(),
+        merged: HashMap::new(),
+        outer: Default::default(),
         names: HashMap::new(),
         width: 0,
     };
@@ -269,12 +325,13 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
     for (i, c) in clauses.iter().enumerate() {
         let reading = matches!(
             c,
-            Clause::Match { .. } | Clause::Call { .. } | Clause::Unwind { .. }
+            Clause::Match { .. } | Clause::Call { .. } | Clause::Unwind { .. } | Clause::With { .. }
         );
-        if reading && !plan.writes.is_empty() {
+        let only_merges = plan.writes.iter().all(|w| matches!(w, Write::Merge(_)));
+        if (reading && !plan.writes.is_empty()) || (matches!(c, Clause::Merge { .. }) && !only_merges) {
             return Err(sem(
                 clause_pos(c),
-                "reading clauses cannot follow CREATE, DELETE, SET or REMOVE",
+                "reading clauses and MERGE cannot follow CREATE, DELETE, SET or REMOVE",
             ));
         }
         match c {
@@ -303,7 +360,21 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
                 p.bind(alias.text.clone(), slot);
                 plan.ops.push(Op::Unwind { expr, slot });
             }
+            Clause::With { proj, filter } => {
+                plan.ops.push(p.with(proj)?);
+                if let Some(f) = filter {
+                    plan.ops.push(Op::Filter(p.expr(f)?));
+                }
+            }
             Clause::Create(patterns) => p.create(patterns, &mut plan.writes)?,
+            Clause::Merge {
+                pattern,
+                on_create,
+                on_match,
+            } => {
+                let w = p.merge(pattern, on_create, on_match, &mut plan.ops)?;
+                plan.writes.push(w);
+            }
             Clause::Delete { detach, targets } => {
                 for t in targets {
                     plan.writes.push(Write::Delete {
@@ -312,27 +383,14 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
                     });
                 }
             }
-            Clause::Set(items) => {
-                for (var, prop, e) in items {
-                    let slot = p.var(var)?;
-                    if prop.text == "key" {
-                        return Err(sem(prop.pos, "a node's key cannot be changed"));
-                    }
-                    plan.writes.push(Write::Set {
-                        slot,
-                        prop: prop.text.clone(),
-                        value: p.expr(e)?,
-                    });
-                }
-            }
+            Clause::Set(items) => p.set_items(items, &mut plan.writes)?,
             Clause::Remove(items) => {
                 for (var, prop) in items {
-                    let slot = p.var(var)?;
                     if prop.text == "key" {
                         return Err(sem(prop.pos, "a node's key cannot be removed"));
                     }
                     plan.writes.push(Write::Remove {
-                        slot,
+                        target: p.target(var)?,
                         prop: prop.text.clone(),
                     });
                 }
@@ -341,7 +399,7 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
                 if !plan.writes.is_empty() {
                     return Err(sem(
                         Pos::default(),
-                        "RETURN after CREATE, DELETE or SET is not supported: run the read as its own query",
+                        "RETURN after CREATE, MERGE, DELETE or SET is not supported: run the read as its own query",
                     ));
                 }
                 plan.ret = Some(p.ret(proj)?);
@@ -351,7 +409,7 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
         if last && plan.ret.is_none() && plan.writes.is_empty() && !matches!(c, Clause::Call { .. }) {
             return Err(sem(
                 Pos::default(),
-                "a query ends with RETURN, CALL or a write clause (CREATE, DELETE, SET)",
+                "a query ends with RETURN, CALL or a write clause (CREATE, MERGE, DELETE, SET, REMOVE)",
             ));
         }
     }
@@ -364,6 +422,8 @@ fn clause_pos(c: &Clause) -> Pos {
     match c {
         Clause::Match { patterns, .. } => patterns[0].start.pos.pos,
         Clause::Call { name, .. } => name.pos,
+        Clause::Merge { pattern, .. } => pattern.start.pos.pos,
+        Clause::Unwind { alias, .. } => alias.pos,
         _ => Pos::default(),
     }
 }
@@ -380,17 +440,22 @@ fn conjuncts(e: &Expr) -> Vec<&Expr> {
     }
 }
 
-fn mentions_vars(e: &Expr) -> bool {
-    match e {
-        Expr::Lit(_) | Expr::Param(_) => false,
-        Expr::List(l) => l.iter().any(mentions_vars),
-        Expr::Neg(a) | Expr::Not(a) => mentions_vars(a),
-        Expr::Bin(_, a, b) => mentions_vars(a) || mentions_vars(b),
-        _ => true,
-    }
-}
-
 impl Planner<'_> {
+    /// True when `e` reads only variables bound before the current MATCH
+    /// (so it can be evaluated first, as a node key to look up).
+    fn outer_only(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Lit(_) | Expr::Param(_) => true,
+            Expr::Var(n) => self.outer.contains(&n.text),
+            Expr::Prop(x, _) | Expr::Neg(x) | Expr::Not(x) | Expr::IsNull(x, _) => self.outer_only(x),
+            Expr::List(l) => l.iter().all(|x| self.outer_only(x)),
+            Expr::Map(m) => m.iter().all(|(_, x)| self.outer_only(x)),
+            Expr::Bin(_, a, b) => self.outer_only(a) && self.outer_only(b),
+            Expr::Call { args, .. } => agg_of(e).is_none() && args.iter().all(|x| self.outer_only(x)),
+            _ => false,
+        }
+    }
+
     fn bind(&mut self, name: String, slot: usize) {
         self.names.insert(slot, name.clone());
         self.vars.insert(name, slot);

@@ -10,6 +10,7 @@ impl Planner<'_> {
         filter: Option<&Expr>,
         ops: &mut Vec<Op>,
     ) -> Result<()> {
+        self.outer = self.vars.keys().cloned().collect();
         // `v.key = constant` in WHERE works like `{key: constant}` in the pattern.
         let mut where_keys: HashMap<String, &Expr> = HashMap::new();
         if let Some(f) = filter {
@@ -18,7 +19,7 @@ impl Planner<'_> {
                     for (x, y) in [(a, b), (b, a)] {
                         if let Expr::Prop(v, k) = &**x {
                             if let Expr::Var(v) = &**v {
-                                if k.text == "key" && !mentions_vars(y) {
+                                if k.text == "key" && self.outer_only(y) {
                                     where_keys.insert(v.text.clone(), y);
                                 }
                             }
@@ -46,7 +47,7 @@ impl Planner<'_> {
             .iter()
             .find(|(k, _)| k.text == "key")
             .map(|(_, v)| v)
-            .filter(|v| !mentions_vars(v))
+            .filter(|v| self.outer_only(v))
             .or_else(|| where_keys.get(&n.var.as_ref()?.text).copied())
     }
 
@@ -85,7 +86,7 @@ impl Planner<'_> {
     pub(super) fn node_filters(&mut self, n: &NodePattern, slot: usize, ops: &mut Vec<Op>) -> Result<()> {
         for (k, v) in &n.props {
             if k.text == "key"
-                && !mentions_vars(v)
+                && self.outer_only(v)
                 && ops
                     .iter()
                     .any(|o| matches!(o, Op::ByKey { slot: s, .. } if *s == slot))

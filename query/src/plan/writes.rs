@@ -1,0 +1,279 @@
+//! The writing clauses: CREATE, MERGE and the targets of SET and REMOVE.
+
+use super::*;
+
+impl Planner<'_> {
+    pub(super) fn create(&mut self, patterns: &[PathPattern], writes: &mut Vec<Write>) -> Result<()> {
+        for p in patterns {
+            let mut srcs = Vec::new();
+            for np in std::iter::once(&p.start).chain(p.steps.iter().map(|(_, n)| n)) {
+                srcs.push(self.create_node(np, writes)?);
+            }
+            for (i, (r, _)) in p.steps.iter().enumerate() {
+                if r.types.len() != 1 || r.hops.is_some() {
+                    return Err(sem(
+                        r.pos.pos,
+                        "CREATE needs exactly one relation type and one hop: -[:Follows]->",
+                    ));
+                }
+                let rel = self.relation(&r.types[0])?;
+                let (src, dst) = match r.dir {
+                    Dir::Out => (srcs[i].clone(), srcs[i + 1].clone()),
+                    Dir::In => (srcs[i + 1].clone(), srcs[i].clone()),
+                    Dir::Both => return Err(sem(r.pos.pos, "CREATE needs a direction: -> or <-")),
+                };
+                writes.push(Write::Edge {
+                    rel,
+                    src,
+                    dst,
+                    weight: None,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn create_node(&mut self, np: &NodePattern, writes: &mut Vec<Write>) -> Result<NodeSrc> {
+        if let Some(v) = &np.var {
+            if let Some((ty, key)) = self.created.get(&v.text) {
+                return Ok(NodeSrc::New {
+                    ty: *ty,
+                    key: key.clone(),
+                });
+            }
+            if let Some(Target::Node { ty, key }) = self.merged.get(&v.text) {
+                return Ok(NodeSrc::New {
+                    ty: *ty,
+                    key: key.clone(),
+                });
+            }
+            if let Some(&s) = self.vars.get(&v.text) {
+                if np.label.is_some() || !np.props.is_empty() {
+                    return Err(sem(
+                        np.pos.pos,
+                        format!("`{}` is already bound; CREATE cannot relabel it", v.text),
+                    ));
+                }
+                return Ok(NodeSrc::Bound(s));
+            }
+        }
+        let label = np.label.as_ref().ok_or_else(|| {
+            sem(
+                np.pos.pos,
+                "a created node needs a type: CREATE (:User {key: 'alice'})",
+            )
+        })?;
+        let ty = self.node_type(label)?;
+        let key = np.props.iter().find(|(k, _)| k.text == "key").ok_or_else(|| {
+            sem(
+                np.pos.pos,
+                "a created node needs a key: CREATE (:User {key: 'alice'})",
+            )
+        })?;
+        let key = self.expr(&key.1)?;
+        let props = np
+            .props
+            .iter()
+            .filter(|(k, _)| k.text != "key")
+            .map(|(k, v)| Ok((k.text.clone(), self.expr(v)?)))
+            .collect::<Result<Vec<_>>>()?;
+        writes.push(Write::Node {
+            ty,
+            key: key.clone(),
+            props,
+        });
+        if let Some(v) = &np.var {
+            self.created.insert(v.text.clone(), (ty, key.clone()));
+        }
+        Ok(NodeSrc::New { ty, key })
+    }
+
+    /// `MERGE`: for each node not yet bound, an OPTIONAL MATCH by its key;
+    /// for a hop, an OPTIONAL MATCH of the edge between the two nodes; the
+    /// write then creates what was not found.
+    pub(super) fn merge(
+        &mut self,
+        p: &PathPattern,
+        on_create: &[SetItem],
+        on_match: &[SetItem],
+        ops: &mut Vec<Op>,
+    ) -> Result<Write> {
+        if p.steps.len() > 1 {
+            return Err(sem(
+                p.start.pos.pos,
+                "MERGE takes one node or one hop: split a longer path into one MERGE per hop",
+            ));
+        }
+        let ends: Vec<&NodePattern> = std::iter::once(&p.start)
+            .chain(p.steps.iter().map(|(_, n)| n))
+            .collect();
+        let mut nodes = Vec::new();
+        let mut srcs = Vec::new();
+        // The slot each end is read from (a merged node's may hold null).
+        let mut end_slots = Vec::new();
+        for np in ends {
+            let bound = np.var.as_ref().and_then(|v| {
+                if let Some(Target::Node { ty, key }) = self.merged.get(&v.text) {
+                    return Some(NodeSrc::New {
+                        ty: *ty,
+                        key: key.clone(),
+                    });
+                }
+                if let Some((ty, key)) = self.created.get(&v.text) {
+                    return Some(NodeSrc::New {
+                        ty: *ty,
+                        key: key.clone(),
+                    });
+                }
+                self.vars.get(&v.text).map(|&s| NodeSrc::Bound(s))
+            });
+            if let Some(src) = bound {
+                if np.label.is_some() || !np.props.is_empty() {
+                    return Err(sem(
+                        np.pos.pos,
+                        format!(
+                            "`{}` is already bound; MERGE cannot add a type or properties to it",
+                            np.var.as_ref().map_or("", |v| &v.text)
+                        ),
+                    ));
+                }
+                let v = np.var.as_ref().map_or("", |v| &v.text);
+                end_slots.push(self.vars.get(v).copied().ok_or_else(|| {
+                    sem(
+                        np.pos.pos,
+                        format!("`{v}` is created by this query; MERGE cannot read it"),
+                    )
+                })?);
+                srcs.push(src);
+                continue;
+            }
+            let (Some(label), Some((_, key))) = (&np.label, np.props.iter().find(|(k, _)| k.text == "key"))
+            else {
+                return Err(sem(
+                    np.pos.pos,
+                    "a merged node needs a type and a key: MERGE (:User {key: 'alice'})",
+                ));
+            };
+            let ty = self.node_type(label)?;
+            self.outer = self.vars.keys().cloned().collect();
+            let mut found = Vec::new();
+            let slot = self.bind_node(np, Some(key), &mut found)?;
+            ops.push(Op::Optional(found));
+            let key = self.expr(key)?;
+            let props = np
+                .props
+                .iter()
+                .filter(|(k, _)| k.text != "key")
+                .map(|(k, v)| Ok((k.text.clone(), self.expr(v)?)))
+                .collect::<Result<Vec<_>>>()?;
+            if let Some(v) = &np.var {
+                self.merged
+                    .insert(v.text.clone(), Target::Node { ty, key: key.clone() });
+            }
+            end_slots.push(slot);
+            nodes.push(MergeNode {
+                slot,
+                ty,
+                key: key.clone(),
+                props,
+            });
+            srcs.push(NodeSrc::New { ty, key });
+        }
+        let edge = match p.steps.first() {
+            None => None,
+            Some((r, _)) => {
+                if r.types.len() != 1 || r.hops.is_some() || r.dir == Dir::Both {
+                    return Err(sem(
+                        r.pos.pos,
+                        "a merged relationship needs one type, one hop and a direction: -[:Follows]->",
+                    ));
+                }
+                let rel = self.relation(&r.types[0])?;
+                let (src, dst) = match r.dir {
+                    Dir::In => (srcs[1].clone(), srcs[0].clone()),
+                    _ => (srcs[0].clone(), srcs[1].clone()),
+                };
+                let slot = self.slot();
+                if let Some(v) = &r.var {
+                    self.bind(v.text.clone(), slot);
+                    self.merged.insert(
+                        v.text.clone(),
+                        Target::Edge {
+                            rel,
+                            src: src.clone(),
+                            dst: dst.clone(),
+                        },
+                    );
+                }
+                // The edge between the two ends, now both bound (null when new).
+                let (from, to) = match r.dir {
+                    Dir::In => (end_slots[1], end_slots[0]),
+                    _ => (end_slots[0], end_slots[1]),
+                };
+                ops.push(Op::Optional(vec![Op::Expand(Step {
+                    from,
+                    to,
+                    edge: slot,
+                    rels: Some(vec![rel]),
+                    dir: Dir::Out,
+                    to_types: None,
+                    into: true,
+                    uniq: Vec::new(),
+                })]));
+                Some(MergeEdge { slot, rel, src, dst })
+            }
+        };
+        let mut on_c = Vec::new();
+        self.set_items(on_create, &mut on_c)?;
+        let mut on_m = Vec::new();
+        self.set_items(on_match, &mut on_m)?;
+        Ok(Write::Merge(Box::new(Merge {
+            nodes,
+            edge,
+            on_create: on_c,
+            on_match: on_m,
+        })))
+    }
+
+    /// SET items as writes; a literal map is one write per key.
+    pub(super) fn set_items(&mut self, items: &[SetItem], writes: &mut Vec<Write>) -> Result<()> {
+        for item in items {
+            match item {
+                SetItem::Prop(var, prop, e) => {
+                    if prop.text == "key" {
+                        return Err(sem(prop.pos, "a node's key cannot be changed"));
+                    }
+                    writes.push(Write::Set {
+                        target: self.target(var)?,
+                        prop: prop.text.clone(),
+                        value: self.expr(e)?,
+                    });
+                }
+                SetItem::Map(var, Expr::Map(m)) => {
+                    for (k, v) in m {
+                        self.set_items(&[SetItem::Prop(var.clone(), k.clone(), v.clone())], writes)?;
+                    }
+                }
+                SetItem::Map(var, e) => writes.push(Write::SetMap {
+                    target: self.target(var)?,
+                    value: self.expr(e)?,
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// What a SET or REMOVE of variable `v` changes.
+    pub(super) fn target(&self, v: &Name) -> Result<Target> {
+        if let Some(t) = self.merged.get(&v.text) {
+            return Ok(t.clone());
+        }
+        if let Some((ty, key)) = self.created.get(&v.text) {
+            return Ok(Target::Node {
+                ty: *ty,
+                key: key.clone(),
+            });
+        }
+        self.var(v).map(Target::Slot)
+    }
+}
