@@ -57,8 +57,10 @@ train_json=()
 if [ ${#data_args[@]} -gt 0 ]; then
     ./target/release/quiver-bench train "${data_args[@]}" --epochs 5 >"$out/quiver_train.json"
     ./target/release/quiver-bench query "${data_args[@]}" --queries 20000 >"$out/quiver_query.json"
+    ./target/release/quiver-bench fof --queries 5000 >"$out/quiver_fof.json"
+    ./target/release/quiver-bench unwind --rows 100000 >"$out/quiver_unwind.json"
     ./target/release/quiver-bench coldstart "${data_args[@]}" >"$out/quiver_coldstart.json"
-    train_json=("$out/quiver_train.json" "$out/quiver_query.json" "$out/quiver_coldstart.json")
+    train_json=("$out/quiver_train.json" "$out/quiver_query.json" "$out/quiver_fof.json" "$out/quiver_unwind.json" "$out/quiver_coldstart.json")
 fi
 
 # Exact top-10 (issue 5), beside faiss IndexFlatIP on the same kind of data in this run.
@@ -154,11 +156,22 @@ if qq:
         ("(s, ?r, ?o) with relation names", "s_?r_?o", None),
         ("2-hop distinct count", "c_2hop_distinct_count", "c_2hop_distinct_count"),
         ("2-hop path count", "c2_2hop_path_count", "c2_2hop_path_count"),
+        ("2-hop distinct ends, return keys", "c3_2hop_distinct_keys", None),
     ]:
         a, b = qq["latency"][ours], kl.get(theirs, {}) if theirs else {}
         ratio = f"{b['median_us'] / a['median_us']:.1f}x faster" if b else ""
         f = lambda v: "-" if v is None else f"{v:.1f}"
         print(f"| {name} | {f(a['median_us'])} | {f(b.get('median_us'))} | {f(a['p99_us'])} | {f(b.get('p99_us'))} | µs | {ratio} |")
+fof = anchors.get("quiver_fof")
+if fof:
+    print(f"\nFriends of friends not yet followed, ranked by the model, top 10 (the README's query), demo network of {fof['users']:,} users: "
+          f"p50 {fof['median_us']:.1f} µs, p99 {fof['p99_us']:.1f} µs over {fof['n']:,} random users")
+uw = anchors.get("quiver_unwind")
+if uw:
+    st = uw["statement"]
+    print(f"\nA batch of {uw['rows']:,} edges as one statement (`UNWIND $rows` of maps, one commit): "
+          f"CREATE {st['create']['rows_per_s']:,.0f} rows/s, MERGE {st['merge']['rows_per_s']:,.0f} rows/s; "
+          f"the same edges through `import`: {uw['import']['rows_per_s']:,.0f} rows/s")
 knn = [d for d in map(lambda p: json.load(open(p)), [p for p in sys.argv[2:] if "knn" in p or "faiss_flat" in p])]
 if knn:
     print("\nExact top-10 by inner product, random unit vectors (quiver: CPU backend; faiss: IndexFlatIP, same run)\n")

@@ -205,6 +205,10 @@ fn bench_query(data: &Path, n: usize, only: Option<&str>) -> serde_json::Value {
             "c2_2hop_path_count",
             "MATCH (a:Entity {key: $s})-->()-->(c) RETURN count(*)",
         ),
+        (
+            "c3_2hop_distinct_keys",
+            "MATCH (a:Entity {key: $s})-->()-->(c) RETURN DISTINCT c.key",
+        ),
     ];
     let mut by_rel = std::collections::HashMap::new();
     for (name, text) in queries {
@@ -244,6 +248,138 @@ fn bench_query(data: &Path, n: usize, only: Option<&str>) -> serde_json::Value {
         );
     }
     json!({"bench": "quiver_query", "latency": out})
+}
+
+/// The README's query (friends of friends not yet followed, ranked by the
+/// model, top 10) on the demo network with `users` users, trained as `make
+/// demo` trains it (64 dims, dot, softmax; 5 epochs), for random users.
+fn bench_fof(users: u32, n: usize) -> serde_json::Value {
+    use quiver_query::{Graph, Params, Value};
+    let work = tempfile::tempdir().unwrap();
+    let shape = quiver::demo::Shape {
+        users,
+        ..Default::default()
+    };
+    let file = work.path().join("twhin.tsv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    quiver::demo::write(&shape, &mut out).unwrap();
+    out.flush().unwrap();
+    drop(out);
+    let db = Database::create(work.path().join("db")).unwrap();
+    quiver::demo::create_schema(&db).unwrap();
+    db.import(&[file], &ImportOptions::default(), &mut |_| {})
+        .unwrap();
+    let config = quiver_engine::TrainConfig {
+        dim: 64,
+        epochs: 5,
+        score: quiver_engine::Score::Dot,
+        loss: quiver_engine::Loss::Softmax,
+        seed: 1,
+        ..Default::default()
+    };
+    quiver_engine::train(&db, "default", &config, &mut |_| {}).unwrap();
+    let g = Graph::new(db);
+    let fof = g
+        .prepare(
+            "MATCH (a:User {key: $k})-[:Follows]->()-[:Follows]->(c) \
+             WHERE c <> a AND NOT (a)-[:Follows]->(c) \
+             RETURN DISTINCT c.key AS who, quiver.score(a, 'Follows', c) AS score \
+             ORDER BY score DESC LIMIT 10",
+        )
+        .unwrap();
+    let mut rng = Rng::new(0xf0f);
+    let (mut lat, mut rows) = (Vec::with_capacity(n), 0);
+    for i in 0..n + n / 10 {
+        let params = Params::from([(
+            "k".to_string(),
+            Value::from(format!("u{}", rng.next() % users as u64)),
+        )]);
+        let t = Instant::now();
+        let r = g.execute(&fof, &params, g.limits()).unwrap();
+        let dt = t.elapsed().as_secs_f64() * 1e6;
+        if i >= n / 10 {
+            lat.push(dt);
+            rows += r.len();
+        }
+        black_box(r);
+    }
+    lat.sort_by(f64::total_cmp);
+    json!({"bench": "quiver_fof", "users": users, "n": n, "median_us": percentile(&lat, 0.5),
+           "p99_us": percentile(&lat, 0.99), "mean_rows": rows as f64 / n as f64})
+}
+
+/// A batch of `n` edges written as one statement from a host (`UNWIND $rows`
+/// of maps, one commit), against the same edges as a file through `import`:
+/// rows per second of each, and the resulting graphs compared.
+fn bench_unwind(n: usize) -> serde_json::Value {
+    use quiver_query::{Graph, Limits, Params, Value};
+    let mut rng = Rng::new(0xba7c4);
+    let users = (n / 5).max(10) as u64;
+    let edges: Vec<(String, String)> = (0..n)
+        .map(|_| {
+            (
+                format!("u{}", rng.next() % users),
+                format!("u{}", rng.next() % users),
+            )
+        })
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("edges.tsv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    for (s, d) in &edges {
+        writeln!(out, "{s}\tFollows\t{d}").unwrap();
+    }
+    out.flush().unwrap();
+    drop(out);
+    let imported = Database::create(work.path().join("import")).unwrap();
+    let t = Instant::now();
+    imported
+        .import(&[file], &ImportOptions::default(), &mut |_| {})
+        .unwrap();
+    let import_s = t.elapsed().as_secs_f64();
+    let rows = Value::List(
+        edges
+            .iter()
+            .map(|(s, d)| {
+                Value::Map(
+                    [
+                        ("s".to_string(), Value::from(s.as_str())),
+                        ("d".to_string(), Value::from(d.as_str())),
+                    ]
+                    .into(),
+                )
+            })
+            .collect(),
+    );
+    let params = Params::from([("rows".to_string(), rows)]);
+    let limits = Limits {
+        max_rows: 10 * n as u64,
+        timeout: None,
+    };
+    let mut runs = serde_json::Map::new();
+    for (name, text) in [
+        ("create", "UNWIND $rows AS r CREATE (:Entity {key: r.s})-[:Follows]->(:Entity {key: r.d})"),
+        (
+            "merge",
+            "UNWIND $rows AS r MERGE (s:Entity {key: r.s}) MERGE (t:Entity {key: r.d}) MERGE (s)-[:Follows]->(t)",
+        ),
+    ] {
+        let g = Graph::open(work.path().join(name)).unwrap();
+        g.query(
+            "CREATE NODE TYPE Entity; CREATE RELATION TYPE Follows (Entity -> Entity)",
+            &Params::new(),
+        )
+        .unwrap();
+        let p = g.prepare(text).unwrap();
+        let t = Instant::now();
+        g.execute(&p, &params, limits).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        let (a, b) = (g.database().stats().unwrap(), imported.stats().unwrap());
+        assert_eq!(a.edges, b.edges, "{name}: the statement and the import stored different edge counts");
+        runs.insert(name.into(), json!({"seconds": secs, "rows_per_s": n as f64 / secs}));
+    }
+    json!({"bench": "quiver_unwind", "rows": n, "import": {"seconds": import_s, "rows_per_s": n as f64 / import_s},
+           "statement": runs})
 }
 
 /// Writes `edges` triples over `nodes` entities and 8 relations, both ends
@@ -523,7 +659,7 @@ fn bench_coldstart(data: &Path, epochs: usize) -> serde_json::Value {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | scale --quiver BIN [--nodes N] [--edges M] | gpu --data DIR [--epochs N] | knn [--n N] [--dim D] [--queries Q] [--k K] | coldstart --data DIR [--epochs N]"
+        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | fof [--users N] [--queries N] | unwind [--rows N] | scale --quiver BIN [--nodes N] [--edges M] | gpu --data DIR [--epochs N] | knn [--n N] [--dim D] [--queries Q] [--k K] | coldstart --data DIR [--epochs N]"
     );
     std::process::exit(2);
 }
@@ -718,6 +854,17 @@ fn main() {
                     num("--k", 10)
                 )
             );
+            return;
+        }
+        Some("fof") => {
+            let users = get("--users").map_or(2000, |e| e.parse().unwrap_or(2000));
+            let n = get("--queries").map_or(5_000, |e| e.parse().unwrap_or(5_000));
+            println!("{}", bench_fof(users, n));
+            return;
+        }
+        Some("unwind") => {
+            let n = get("--rows").map_or(100_000, |e| e.parse().unwrap_or(100_000));
+            println!("{}", bench_unwind(n));
             return;
         }
         Some("query") => {

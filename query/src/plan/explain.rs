@@ -50,6 +50,12 @@ pub(crate) fn explain(plan: &Plan, catalog: &Catalog) -> Vec<String> {
                 format!("VarExpand {}", step(s, &format!("*{min}..{hi}")))
             }
             Op::Intersect { a, b } => format!("Intersect {} and {}", step(a, ""), step(b, "")),
+            Op::TwoHop { a, b, count } => format!(
+                "TwoHop{} {} then {} (neighbour bitmaps)",
+                if count.is_some() { "Count" } else { "" },
+                step(a, ""),
+                step(b, "")
+            ),
             Op::Filter(_) => "Filter".to_string(),
             Op::Call { proc, .. } => format!("Call {proc:?}"),
             Op::Unwind { slot, .. } => format!("Unwind ({})", var(slot)),

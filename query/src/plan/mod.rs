@@ -18,6 +18,7 @@ mod clauses;
 mod explain;
 mod expr;
 mod pattern;
+mod two_hop;
 mod writes;
 
 use clauses::*;
@@ -154,6 +155,10 @@ pub(crate) enum Op {
     VarExpand { step: Step, min: u32, max: Option<u32> },
     /// A node adjacent to two bound nodes: the intersection of both neighbour lists.
     Intersect { a: Step, b: Step },
+    /// The distinct nodes two steps from `a.from` (`a.to`, the edges and
+    /// the middle node stay null), or with `count`, one row with their
+    /// number in that slot.
+    TwoHop { a: Step, b: Step, count: Option<usize> },
     /// Keeps rows where the expression is true.
     Filter(CExpr),
     /// `WITH`: the rows projected (grouped, sorted, paged like `RETURN`)
@@ -415,6 +420,7 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
     }
     plan.width = p.width;
     plan.names = p.names;
+    two_hop::rewrite(&mut plan, p.width);
     Ok(plan)
 }
 
