@@ -160,6 +160,30 @@ fn golden_merge() {
     check("merge.txt");
 }
 
+/// Every ```cypher block of docs/query.md runs, in order, on one database.
+#[test]
+fn docs_examples_run() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/query.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let g = Graph::open(dir.path()).unwrap();
+    let blocks: Vec<&str> = text
+        .split("```cypher\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(blocks.len() >= 2, "docs/query.md lost its examples");
+    let mut last = None;
+    for b in &blocks {
+        g.query_each(b, &Params::new(), &mut |rows| last = Some(rows.clone()))
+            .unwrap_or_else(|e| panic!("docs/query.md example failed: {}\n{b}", e.render(b)));
+    }
+    // The last statement: alice's two-hop ends, carol (through bob) and dave
+    // (through carol).
+    let last = last.unwrap();
+    assert_eq!(last.rows, vec![vec![Value::Int(2)]], "{last:?}");
+}
+
 /// The differential test's random choices.
 struct Rng(rand_xoshiro::SplitMix64);
 
