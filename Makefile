@@ -6,7 +6,7 @@ CARGO ?= cargo
 export XDG_RUNTIME_DIR ?= /tmp/quiver-xdg-$(shell id -u)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps demo test lint bench stress fuzz clean
+.PHONY: deps demo test lint bench diff-ladybug stress fuzz clean
 
 deps:
 	@./scripts/deps.sh
@@ -24,6 +24,14 @@ test: lint
 
 bench: deps
 	./bench/run.sh
+
+# The query language against LadybugDB on random typed graphs (not in CI:
+# it installs LadybugDB from PyPI into bench/venv).
+diff-ladybug: deps
+	$(CARGO) build --release --bin quiver
+	[ -x bench/venv/bin/python ] || python3 -m venv bench/venv
+	bench/venv/bin/python -c "import ladybug" 2>/dev/null || bench/venv/bin/pip install -q ladybug
+	bench/venv/bin/python bench/ladybug_diff.py --quiver target/release/quiver $(DIFF_ARGS)
 
 # Readers, a writer and training together for 10 minutes (2 in `make test`).
 stress: deps
