@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod demo;
+pub mod tasks;
 
 /// Values in query parameters and results.
 pub use quiver_query::Value as QueryValue;
@@ -12,7 +13,8 @@ pub use quiver_storage::{
 };
 
 pub use quiver_engine::{
-    evaluate, kmeans, overlap, read_triples, recall, resume, resume_on, train, train_on, AdapterChoice,
+    evaluate, kmeans, overlap, read_triples, recall, resume, resume_on, resume_on_until, train, train_on, train_on_until,
+    AdapterChoice,
     Device, EdgeWeights, EngineError, EpochStats, EvalReport, GpuContext, Holdout, Index, Int8Rows, KMeans,
     Loss, Metric, Mixtures, Model, Optimizer, Score, TrainConfig, TrainEvent, Triple,
 };

@@ -27,7 +27,7 @@ pub use mixture::{kmeans, KMeans, Mixtures};
 pub use model::Model;
 pub use quant::Int8Rows;
 pub use retrieval::{overlap, Index, Metric};
-pub use train::{resume, resume_on, train, train_on, EpochStats, TrainEvent};
+pub use train::{resume, resume_on, resume_on_until, train, train_on, train_on_until, EpochStats, TrainEvent};
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,10 @@ pub enum EngineError {
     /// The GPU backend failed, or no adapter was found.
     #[error("GPU: {0}")]
     Gpu(String),
+    /// A run stopped on request at a bucket boundary; the model is saved
+    /// there and resumes from it.
+    #[error("training of `{0}` stopped on request; resume continues it")]
+    Stopped(String),
 }
 
 /// Where scoring runs.

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use quiver::recall::{self, Method};
-use quiver::{Database, Device, Direction, Index, Int8Rows, Metric, Mixtures, Model, Snapshot};
+use quiver::tasks::{load_extended, NeighborQuery};
+use quiver::{Device, Index, Int8Rows, Metric, Mixtures, Model, Snapshot};
 
 /// `println!` that returns an error instead of panicking when stdout is closed.
 macro_rules! say {
@@ -60,121 +61,36 @@ fn parse_node(snap: &Snapshot, spec: &str) -> anyhow::Result<(u32, u32)> {
     Ok((t, id))
 }
 
-/// The model with rows for nodes created since training (inferred).
-fn load_model(db: &Database, name: &str) -> anyhow::Result<Model> {
-    let mut m = Model::load(db, name)?;
-    m.extend_to(&db.snapshot());
-    Ok(m)
-}
-
 pub fn neighbors(a: &NeighborsArgs) -> anyhow::Result<()> {
     let db = super::open(&a.db)?;
     let snap = db.snapshot();
     let c = snap.catalog();
-    let model = load_model(&db, &a.model)?;
-    let rel = a.relation.as_deref().map(|r| c.relation(r)).transpose()?;
-    let metric = match a.metric.as_str() {
-        "model" => Metric::of_score(model.config.score),
-        m => Metric::parse(m)?,
-    };
+    let model = load_extended(&db, &a.model)?;
     let queries: Vec<(u32, u32)> = a
         .nodes
         .iter()
         .map(|n| parse_node(&snap, n))
         .collect::<anyhow::Result<_>>()?;
-    let target = match rel {
-        Some(r) => {
-            let def = &c.relations[r as usize];
-            if let Some(&(t, _)) = queries.iter().find(|(t, _)| *t != def.src) {
-                bail!(
-                    "--relation {}: its heads are {}, not {}",
-                    def.name,
-                    c.type_name(def.src),
-                    c.type_name(t)
-                );
-            }
-            def.dst
-        }
-        None => {
-            let t = queries[0].0;
-            if queries.iter().any(|q| q.0 != t) {
-                bail!("--node: all query nodes must have one type (or use --relation)");
-            }
-            t
-        }
+    let q = NeighborQuery {
+        k: a.k,
+        metric: match a.metric.as_str() {
+            "model" => None,
+            m => Some(Metric::parse(m)?),
+        },
+        relation: a.relation.as_deref().map(|r| c.relation(r)).transpose()?,
+        exclude_connected: a.exclude_connected,
+        quantized: a.quantized,
     };
-    let mut qv: Vec<f32> = Vec::with_capacity(queries.len() * model.dim());
-    for &(t, id) in &queries {
-        match rel {
-            Some(r) => qv.extend(model.tail_query(r, model.node(t, id))),
-            None => qv.extend_from_slice(model.node(t, id)),
-        }
-    }
-    // Per query: the ids to leave out, sorted.
-    let excluded: Vec<Vec<u32>> = queries
-        .iter()
-        .map(|&(t, id)| {
-            let mut out: Vec<u32> = Vec::new();
-            // A node is not its own neighbour, nor its own prediction.
-            if t == target {
-                out.push(id);
-            }
-            if a.exclude_connected {
-                match rel {
-                    Some(r) => out.extend(snap.out_neighbors(r, id).iter()),
-                    None => {
-                        for dir in [Direction::Out, Direction::In] {
-                            out.extend(
-                                snap.all_neighbors(t, id, dir)
-                                    .into_iter()
-                                    .filter(|&(r, _)| {
-                                        let def = &c.relations[r as usize];
-                                        def.src == target && def.dst == target
-                                    })
-                                    .map(|(_, n)| n),
-                            );
-                        }
-                    }
-                }
-            }
-            out.sort_unstable();
-            out.dedup();
-            out
-        })
-        .collect();
-    let exclude = |q: usize, id: u32| excluded[q].binary_search(&id).is_ok();
+    let metric = q.metric.unwrap_or(Metric::of_score(model.config.score));
     let started = std::time::Instant::now();
-    let codes;
-    let results = if a.quantized {
-        codes = Int8Rows::load(&db, &a.model, target, model.dim())?.with_context(|| {
-            format!(
-                "model `{}` has no int8 copy: run `quiver quantize` first",
-                a.model
-            )
-        })?;
-        codes.index(metric).search(&qv, a.k, &exclude)
-    } else {
-        let table = &model.nodes[target as usize];
-        match Device::select(&a.device)? {
-            Device::Gpu(gpu)
-                if excluded.iter().all(|e| a.k.saturating_add(e.len()) <= 32) && metric != Metric::Cosine =>
-            {
-                let score = match metric {
-                    Metric::Dot => quiver::Score::Dot,
-                    Metric::L2 => quiver::Score::L2,
-                    _ => quiver::Score::L1,
-                };
-                let extra = excluded.iter().map(Vec::len).max().unwrap_or(0);
-                let mut r = gpu.top_k(score, &qv, table, model.dim(), a.k + extra)?;
-                for (q, list) in r.iter_mut().enumerate() {
-                    list.retain(|&(id, _)| !exclude(q, id));
-                    list.truncate(a.k);
-                }
-                r
-            }
-            _ => Index::new(metric, table, model.dim()).search(&qv, a.k, &exclude),
-        }
-    };
+    let (target, results) = quiver::tasks::neighbors(
+        &db,
+        &snap,
+        (&model, &a.model),
+        &queries,
+        &q,
+        &Device::select(&a.device)?,
+    )?;
     let took = started.elapsed();
     for (spec, list) in a.nodes.iter().zip(&results) {
         if a.json {

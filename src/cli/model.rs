@@ -325,26 +325,26 @@ pub fn eval(
     };
     let device = quiver::Device::select(device)?;
     let database = open(&db)?;
-    let trained = quiver::Model::load(&database, model)?;
     let test = quiver::read_triples(&test)?;
     let mut known = Vec::new();
     for f in filter {
         known.extend(quiver::read_triples(f)?);
     }
-    let r = quiver::evaluate(&database, &trained, &test, &known, &device)?;
-    let obj = serde_json::json!({
-        "mrr": r.mrr, "mr": r.mr, "hits@1": r.hits1, "hits@3": r.hits3, "hits@10": r.hits10,
-        "triples": r.triples, "skipped": r.skipped, "seconds": r.seconds,
-        "ties": "realistic", "unknown_entities": "skipped", "device": device.describe(),
-    });
-    database.set_model_metrics(model, &obj.to_string())?;
+    let obj = quiver::tasks::evaluate_stored(&database, model, &test, &known, &device)?;
     if json {
         say!("{obj}");
     } else {
         say!(
-                "MRR {:.4}  MR {:.1}  Hits@1 {:.4}  Hits@3 {:.4}  Hits@10 {:.4}  ({} triples ranked both ways, {} skipped: entity or relation not in the database; {:.1} s)",
-                r.mrr, r.mr, r.hits1, r.hits3, r.hits10, r.triples, r.skipped, r.seconds
-            );
+            "MRR {:.4}  MR {:.1}  Hits@1 {:.4}  Hits@3 {:.4}  Hits@10 {:.4}  ({} triples ranked both ways, {} skipped: entity or relation not in the database; {:.1} s)",
+            obj["mrr"].as_f64().unwrap_or(f64::NAN),
+            obj["mr"].as_f64().unwrap_or(f64::NAN),
+            obj["hits@1"].as_f64().unwrap_or(f64::NAN),
+            obj["hits@3"].as_f64().unwrap_or(f64::NAN),
+            obj["hits@10"].as_f64().unwrap_or(f64::NAN),
+            obj["triples"],
+            obj["skipped"],
+            obj["seconds"].as_f64().unwrap_or(f64::NAN)
+        );
     }
     Ok(())
 }

@@ -22,7 +22,7 @@
 //! gradients summed.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::time::Instant;
 
 use quiver_storage::{BucketEdge, Buckets, Database, Snapshot};
@@ -148,6 +148,20 @@ pub fn train_on(
     device: &Device,
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<()> {
+    train_on_until(db, name, config, device, on_event, &AtomicBool::new(false))
+}
+
+/// [`train_on`] that ends with [`EngineError::Stopped`] at the first bucket
+/// boundary after `stop` is set (another thread's, or an event handler's),
+/// the model saved there and resumable.
+pub fn train_on_until(
+    db: &Database,
+    name: &str,
+    config: &TrainConfig,
+    device: &Device,
+    on_event: &mut dyn FnMut(&TrainEvent),
+    stop: &AtomicBool,
+) -> Result<()> {
     config.validate()?;
     let buckets = db.buckets(config.partitions)?;
     // The partitions are the buckets' own: nodes created since they were
@@ -176,7 +190,7 @@ pub fn train_on(
         &buckets,
         prev.as_ref(),
         device,
-        on_event,
+        (on_event, stop),
     )
 }
 
@@ -226,6 +240,17 @@ pub fn resume_on(
     device: &Device,
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<()> {
+    resume_on_until(db, name, device, on_event, &AtomicBool::new(false))
+}
+
+/// [`resume_on`] that stops like [`train_on_until`].
+pub fn resume_on_until(
+    db: &Database,
+    name: &str,
+    device: &Device,
+    on_event: &mut dyn FnMut(&TrainEvent),
+    stop: &AtomicBool,
+) -> Result<()> {
     let info = db.model_info(name)?;
     let bad = |m: &str| EngineError::Model {
         name: name.to_string(),
@@ -252,7 +277,7 @@ pub fn resume_on(
         &buckets,
         prev.as_ref(),
         device,
-        on_event,
+        (on_event, stop),
     )
 }
 
@@ -468,7 +493,7 @@ fn run(
     buckets: &Buckets,
     prev: Option<&Model>,
     device: &Device,
-    on_event: &mut dyn FnMut(&TrainEvent),
+    (on_event, stop): (&mut dyn FnMut(&TrainEvent), &AtomicBool),
 ) -> Result<()> {
     let cfg = &settings.config;
     if matches!(device, Device::Gpu(_)) {
@@ -575,6 +600,10 @@ fn run(
                 edges,
                 loss,
             });
+            // The last bucket of an epoch stops after the epoch's event.
+            if stop.load(Relaxed) && b + 1 < visits {
+                return Err(EngineError::Stopped(name.to_string()));
+            }
         }
         let seconds = started.elapsed().as_secs_f64();
         on_event(&TrainEvent::Epoch(EpochStats {
@@ -585,6 +614,9 @@ fn run(
             io_share: if seconds > 0.0 { io / seconds } else { 0.0 },
             loads,
         }));
+        if stop.load(Relaxed) && epoch + 1 < cfg.epochs {
+            return Err(EngineError::Stopped(name.to_string()));
+        }
     }
     // A run whose last buckets were empty, or that had nothing left to do, still ends finished.
     let rel_arrays: [&[f32]; 2] = [&state.relations, &state.relation_state];

@@ -1,0 +1,270 @@
+"""quiver: an embedded graph database with a built-in embedding engine.
+
+    import quiver
+    with quiver.open("social.db") as db:
+        db.query("CREATE NODE TYPE User; CREATE RELATION TYPE Follows (User -> User)")
+        db.add_edges("User", ["alice", "bob"], "Follows", "User", ["bob", "carol"])
+        db.train(model="m", config={"dim": 16, "epochs": 5})
+        keys, vectors = db.embeddings("m", "User")
+
+Everything runs in quiver's Rust core (`quiver._native`); this module adds
+Python conveniences: context managers, result rows as dicts (and pandas),
+and a progress bar while training.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+from . import _native
+from ._native import (
+    ConfigError,
+    CorruptionError,
+    EngineError,
+    Error,
+    LockedError,
+    QueryError,
+    QuerySyntaxError,
+    StorageError,
+)
+
+__version__ = _native.__version__
+__all__ = [
+    "open",
+    "Database",
+    "Rows",
+    "Prepared",
+    "Error",
+    "QuerySyntaxError",
+    "QueryError",
+    "StorageError",
+    "CorruptionError",
+    "LockedError",
+    "EngineError",
+    "ConfigError",
+]
+
+Prepared = _native.Prepared
+
+
+class Rows:
+    """A query's result: iterates one dict per row; `.columns`, `.rows`
+    (tuples), `len()`, indexing, and `.to_pandas()` when pandas is installed."""
+
+    __slots__ = ("columns", "rows")
+
+    def __init__(self, columns: List[str], rows: List[tuple]):
+        self.columns = columns
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        cols = self.columns
+        return (dict(zip(cols, r)) for r in self.rows)
+
+    def __getitem__(self, i: int) -> Dict[str, Any]:
+        return dict(zip(self.columns, self.rows[i]))
+
+    def __repr__(self) -> str:
+        return f"Rows(columns={self.columns!r}, {len(self.rows)} rows)"
+
+    def to_pandas(self):
+        import pandas as pd
+
+        return pd.DataFrame.from_records(self.rows, columns=self.columns)
+
+
+def open(path: Union[str, "os.PathLike[str]"]) -> "Database":
+    """Opens the database at `path`, creating it if missing.
+    Raises LockedError when another process holds it."""
+    return Database(path)
+
+
+class Database:
+    """An open quiver database; use it as a context manager or call close()."""
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"]):
+        self._db = _native.Database(os.fspath(path))
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"quiver.Database({self._db.path!r}{', closed' if self._db.closed else ''})"
+
+    @property
+    def path(self) -> str:
+        return self._db.path
+
+    def close(self) -> None:
+        self._db.close()
+
+    # Queries
+
+    def query(self, text: str, params: Optional[Dict[str, Any]] = None) -> Rows:
+        """Runs `;`-separated statements (one commit each) and returns the
+        last one's rows. Parameters may be None, bool, int, float, str,
+        lists and dicts (`UNWIND $rows AS row ...` writes a batch)."""
+        return Rows(*self._db.query(text, params))
+
+    def prepare(self, text: str) -> Prepared:
+        """Parses a statement once, for `execute` with different parameters."""
+        return self._db.prepare(text)
+
+    def execute(self, prepared: Prepared, params: Optional[Dict[str, Any]] = None) -> Rows:
+        return Rows(*self._db.execute(prepared, params))
+
+    def execute_many(self, text: str, rows: Sequence[Dict[str, Any]]) -> Rows:
+        """Runs `text` once per row as ONE statement and one commit:
+        `UNWIND $rows AS row` followed by `text`, in which `row` is the map."""
+        return self.query(f"UNWIND $rows AS row {text}", {"rows": list(rows)})
+
+    # Bulk loading
+
+    def add_edges(self, src_type: str, src_keys, relation: str, dst_type: str, dst_keys, weights=None) -> Dict[str, int]:
+        """Inserts edges src_keys[i] -relation-> dst_keys[i] in one atomic
+        batch (lists, numpy arrays or pandas columns; nodes created as needed)."""
+        return self._db.add_edges(src_type, src_keys, relation, dst_type, dst_keys, weights)
+
+    def import_files(self, paths: Sequence[Union[str, "os.PathLike[str]"]], skip_bad: bool = False) -> Dict[str, Any]:
+        """Imports edge lists as `quiver import` does; a bad line raises
+        StorageError with file:line:column and nothing is stored."""
+        return self._db.import_files([os.fspath(p) for p in paths], skip_bad)
+
+    # Training and evaluation
+
+    def train(
+        self,
+        model: str = "default",
+        config: Union[None, Dict[str, Any], str, "os.PathLike[str]"] = None,
+        device: str = "auto",
+        progress: bool = True,
+        resume: bool = False,
+    ) -> Dict[str, Any]:
+        """Trains TransE (or resumes a stopped run) with the GIL released.
+        `config`: a dict of TrainConfig fields or a path to a TOML file.
+        With `progress`, a bar shows epoch, loss, edges/s and the ETA
+        (tqdm's, in terminals and notebooks, when tqdm is installed).
+        Ctrl-C stops at the next bucket boundary; the model stays resumable
+        (`resume=True`) and KeyboardInterrupt is raised."""
+        if config is not None and not isinstance(config, dict):
+            config = os.fspath(config)
+        bar = _Progress() if progress else None
+        try:
+            return self._db.train(model, config, device, resume, bar.update if bar else None)
+        finally:
+            if bar:
+                bar.close()
+
+    def evaluate(
+        self,
+        model: str,
+        test: Union[str, "os.PathLike[str]", Tuple[Sequence[str], Sequence[str], Sequence[str]]],
+        filter: Sequence[Union[str, "os.PathLike[str]"]] = (),
+        device: str = "cpu",
+    ) -> Dict[str, Any]:
+        """Filtered MRR and Hits@k, both directions, realistic ties: the same
+        dict as `quiver eval --json` (and stored with the model). `test` is a
+        file of head<TAB>relation<TAB>tail lines or (heads, relations, tails)."""
+        if not isinstance(test, tuple):
+            test = os.fspath(test)
+        return self._db.evaluate(model, test, [os.fspath(f) for f in filter], device)
+
+    # Embeddings
+
+    def embeddings(self, model: str, node_type: str):
+        """(keys, matrix): the node type's keys in row order and a float32
+        numpy array [n, d] that owns the rows loaded from the model (no
+        further copy)."""
+        return self._db.embeddings(model, node_type)
+
+    def relation_vectors(self, model: str):
+        """(relation names, float32 array [relations, d])."""
+        return self._db.relation_vectors(model)
+
+    def embedding(self, model: str, node_type: str, key: str):
+        """One node's row; inferred from its neighbours for nodes created after training."""
+        return self._db.embedding(model, node_type, key)
+
+    def neighbors(
+        self,
+        model: str,
+        node_type: str,
+        nodes,
+        k: int = 10,
+        metric: str = "model",
+        relation: Optional[str] = None,
+        exclude_connected: bool = False,
+        quantized: bool = False,
+        device: str = "cpu",
+    ):
+        """Top-k for a batch of nodes: (keys, scores), numpy arrays [len(nodes), k]
+        (keys of dtype object; None / nan pad rows with fewer than k)."""
+        import numpy as np
+
+        keys, scores = self._db.neighbors(model, node_type, nodes, k, metric, relation, exclude_connected, quantized, device)
+        return np.array(keys, dtype=object).reshape(len(keys), k), scores
+
+    # Administration
+
+    def stats(self) -> Dict[str, Any]:
+        return self._db.stats()
+
+    def check(self) -> Dict[str, Any]:
+        return self._db.check()
+
+    def models(self) -> List[Dict[str, Any]]:
+        return self._db.models()
+
+    def drop_model(self, name: str) -> None:
+        self._db.drop_model(name)
+
+    def quantize(self, model: str) -> Dict[str, int]:
+        """Stores an int8 copy per node type (for `neighbors(quantized=True)`)."""
+        return self._db.quantize(model)
+
+
+class _Progress:
+    """tqdm's bar when tqdm is installed (tqdm.auto: notebooks too), else a
+    line on stderr when it is a terminal."""
+
+    def __init__(self):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            tqdm = None
+        self._tqdm = tqdm
+        self._bar = None
+        self._tty = sys.stderr.isatty()
+
+    def update(self, e: Dict[str, Any]) -> None:
+        kind = e["event"]
+        if kind == "bucket":
+            total = e["epochs"] * e["buckets"]
+            done = e["epoch"] * e["buckets"] + e["bucket"] + 1
+            desc = f"epoch {e['epoch'] + 1}/{e['epochs']}"
+            if self._tqdm is not None:
+                if self._bar is None:
+                    self._bar = self._tqdm(total=total, unit="bucket", desc=desc)
+                self._bar.set_description(desc, refresh=False)
+                self._bar.set_postfix(loss=f"{e['loss']:.3e}", refresh=False)
+                self._bar.update(done - self._bar.n)
+            elif self._tty:
+                sys.stderr.write(f"\r{desc} bucket {e['bucket'] + 1}/{e['buckets']} loss {e['loss']:.3e}")
+        elif kind == "epoch":
+            rate = e["edges"] / e["seconds"] if e["seconds"] > 0 else float("nan")
+            if self._bar is not None:
+                self._bar.set_postfix(loss=f"{e['loss']:.3e}", edges_per_s=f"{rate:,.0f}")
+            elif self._tty:
+                sys.stderr.write(f"\repoch {e['epoch'] + 1}/{e['epochs']} loss {e['loss']:.4e} {rate:,.0f} edges/s\n")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

@@ -1,0 +1,707 @@
+//! `quiver._native`: the Python bindings, thin over quiver's public Rust
+//! API. Every behaviour lives in the Rust crates and is tested there; this
+//! module converts values and errors, releases the GIL for long calls and
+//! turns any panic into `quiver.Error`.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+
+use numpy::{PyArray1, PyArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use quiver::tasks::{self, NeighborQuery};
+use quiver::{Device, EngineError, Graph, Params, QueryError, QueryValue, StorageError, TrainConfig};
+
+create_exception!(_native, Error, PyException, "Any error quiver reports.");
+create_exception!(_native, QuerySyntaxError, Error, "A query that does not parse or does not fit the schema; `line` and `column` say where.");
+create_exception!(_native, QueryError_, Error, "A query that failed while it ran.");
+create_exception!(_native, StorageError_, Error, "The database could not be read or written.");
+create_exception!(_native, CorruptionError, StorageError_, "Stored data failed its checks.");
+create_exception!(_native, LockedError, StorageError_, "Another process holds the database.");
+create_exception!(_native, EngineError_, Error, "Training, evaluation or a stored model failed.");
+create_exception!(_native, ConfigError, EngineError_, "A training or evaluation setting that cannot work.");
+
+/// A quiver error as the matching Python exception.
+fn py_err(e: impl Into<quiver::Error>) -> PyErr {
+    let e: quiver::Error = e.into();
+    let msg = e.to_string();
+    match e {
+        quiver::Error::Query(q) => query_err(q),
+        quiver::Error::Storage(s) => storage_err(s, msg),
+        quiver::Error::Engine(en) => engine_err(en, msg),
+        _ => Error::new_err(msg),
+    }
+}
+
+fn storage_err(e: StorageError, msg: String) -> PyErr {
+    match e {
+        StorageError::Locked(_) => LockedError::new_err(msg),
+        StorageError::Corruption(_) => CorruptionError::new_err(msg),
+        _ => StorageError_::new_err(msg),
+    }
+}
+
+fn engine_err(e: EngineError, msg: String) -> PyErr {
+    match e {
+        EngineError::Storage(s) => storage_err(s, msg),
+        EngineError::Config(_) => ConfigError::new_err(msg),
+        _ => EngineError_::new_err(msg),
+    }
+}
+
+fn query_err(e: QueryError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        QueryError::Syntax { pos, .. } | QueryError::Semantic { pos, .. } => Python::attach(|py| {
+            let err = QuerySyntaxError::new_err(msg);
+            let value = err.value(py);
+            let line = (pos.line > 0).then_some(pos.line);
+            let column = (pos.line > 0).then_some(pos.column);
+            if value.setattr("line", line).and(value.setattr("column", column)).is_err() {
+                return Error::new_err("could not build a QuerySyntaxError");
+            }
+            err
+        }),
+        QueryError::Storage(s) => storage_err(s, msg),
+        QueryError::Engine(en) => engine_err(en, msg),
+        _ => QueryError_::new_err(msg),
+    }
+}
+
+/// Runs `f`, turning a panic into `quiver.Error` (never a PanicException).
+fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(Error::new_err(format!("internal error (please report it): {what}")))
+    })
+}
+
+/// A Python value as a query value (bool before int: a bool is an int).
+fn to_value(o: &Bound<'_, PyAny>) -> PyResult<QueryValue> {
+    if o.is_none() {
+        return Ok(QueryValue::Null);
+    }
+    if let Ok(b) = o.cast::<PyBool>() {
+        return Ok(QueryValue::Bool(b.is_true()));
+    }
+    if o.is_instance_of::<PyInt>() {
+        return Ok(QueryValue::Int(o.extract()?));
+    }
+    if o.is_instance_of::<PyFloat>() {
+        return Ok(QueryValue::Float(o.extract()?));
+    }
+    if o.is_instance_of::<PyString>() {
+        return Ok(QueryValue::Str(o.extract()?));
+    }
+    if let Ok(d) = o.cast::<PyDict>() {
+        let mut m = BTreeMap::new();
+        for (k, v) in d.iter() {
+            let k: String = k
+                .extract()
+                .map_err(|_| PyTypeError::new_err("map keys in parameters must be strings"))?;
+            m.insert(k, to_value(&v)?);
+        }
+        return Ok(QueryValue::Map(m));
+    }
+    if o.is_instance_of::<PyList>() || o.is_instance_of::<PyTuple>() || o.hasattr("tolist")? {
+        let items = if o.hasattr("tolist")? { o.call_method0("tolist")? } else { o.clone() };
+        if !(items.is_instance_of::<PyList>() || items.is_instance_of::<PyTuple>()) {
+            return to_value(&items); // a numpy scalar's tolist() is a Python scalar
+        }
+        return Ok(QueryValue::List(items.try_iter()?.map(|x| to_value(&x?)).collect::<PyResult<_>>()?));
+    }
+    Err(PyTypeError::new_err(format!(
+        "a parameter can be None, bool, int, float, str, a list or a dict, not {}",
+        o.get_type().name()?
+    )))
+}
+
+/// A query value as a Python value: nodes and edges as dicts, as in JSON.
+fn to_py<'py>(py: Python<'py>, rows: &quiver::Rows, v: &QueryValue) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        QueryValue::Null => py.None().into_bound(py),
+        QueryValue::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        QueryValue::Int(i) => i.into_pyobject(py)?.into_any(),
+        QueryValue::Float(x) => x.into_pyobject(py)?.into_any(),
+        QueryValue::Str(s) => PyString::new(py, s).into_any(),
+        QueryValue::List(l) => PyList::new(py, l.iter().map(|x| to_py(py, rows, x)).collect::<PyResult<Vec<_>>>()?)?.into_any(),
+        QueryValue::Map(m) => {
+            let d = PyDict::new(py);
+            for (k, x) in m {
+                d.set_item(k, to_py(py, rows, x)?)?;
+            }
+            d.into_any()
+        }
+        other => json_to_py(py, &rows.json_value(other))?,
+    })
+}
+
+fn json_to_py<'py>(py: Python<'py>, j: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    use serde_json::Value as J;
+    Ok(match j {
+        J::Null => py.None().into_bound(py),
+        J::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => i.into_pyobject(py)?.into_any(),
+            None => n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
+        },
+        J::String(s) => PyString::new(py, s).into_any(),
+        J::Array(a) => PyList::new(py, a.iter().map(|x| json_to_py(py, x)).collect::<PyResult<Vec<_>>>()?)?.into_any(),
+        J::Object(o) => {
+            let d = PyDict::new(py);
+            for (k, x) in o {
+                d.set_item(k, json_to_py(py, x)?)?;
+            }
+            d.into_any()
+        }
+    })
+}
+
+fn py_to_json(o: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    let v = to_value(o)?;
+    fn conv(v: QueryValue) -> serde_json::Value {
+        match v {
+            QueryValue::Null => serde_json::Value::Null,
+            QueryValue::Bool(b) => b.into(),
+            QueryValue::Int(i) => i.into(),
+            QueryValue::Float(x) => x.into(),
+            QueryValue::Str(s) => s.into(),
+            QueryValue::List(l) => l.into_iter().map(conv).collect(),
+            QueryValue::Map(m) => m.into_iter().map(|(k, x)| (k, conv(x))).collect(),
+            _ => serde_json::Value::Null,
+        }
+    }
+    Ok(conv(v))
+}
+
+fn params(p: Option<&Bound<'_, PyDict>>) -> PyResult<Params> {
+    let mut out = Params::new();
+    if let Some(d) = p {
+        for (k, v) in d.iter() {
+            let k: String = k.extract()?;
+            out.insert(k.trim_start_matches('$').to_string(), to_value(&v)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Keys from a list, tuple, numpy array or pandas column: each as text.
+fn keys(o: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
+    let items = if o.hasattr("tolist")? { o.call_method0("tolist")? } else { o.clone() };
+    items
+        .try_iter()?
+        .map(|x| {
+            let x = x?;
+            match () {
+                _ if x.is_instance_of::<PyString>() => x.extract(),
+                _ if x.is_instance_of::<PyInt>() => x.str()?.extract(),
+                _ => Err(PyTypeError::new_err(format!(
+                    "{what}: keys are str (or int), not {}",
+                    x.get_type().name()?
+                ))),
+            }
+        })
+        .collect()
+}
+
+fn dict<'py>(py: Python<'py>, j: serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    json_to_py(py, &j)
+}
+
+/// A prepared statement.
+#[pyclass(frozen, module = "quiver._native")]
+struct Prepared(quiver::Prepared);
+
+/// An open database (`quiver.open`).
+#[pyclass(frozen, module = "quiver._native")]
+struct Database {
+    graph: RwLock<Option<Graph>>,
+    #[pyo3(get)]
+    path: String,
+}
+
+impl Database {
+    fn with<T>(&self, f: impl FnOnce(&Graph) -> PyResult<T>) -> PyResult<T> {
+        guard(|| {
+            let g = self.graph.read().map_err(|_| Error::new_err("the database handle is poisoned"))?;
+            match g.as_ref() {
+                Some(g) => f(g),
+                None => Err(Error::new_err(format!("database {} is closed", self.path))),
+            }
+        })
+    }
+}
+
+fn rows_out<'py>(py: Python<'py>, rows: quiver::Rows) -> PyResult<(Vec<String>, Bound<'py, PyList>)> {
+    let out = PyList::empty(py);
+    for r in &rows.rows {
+        let vals = r.iter().map(|v| to_py(py, &rows, v)).collect::<PyResult<Vec<_>>>()?;
+        out.append(PyTuple::new(py, vals)?)?;
+    }
+    Ok((rows.columns.clone(), out))
+}
+
+fn device(name: &str) -> PyResult<Device> {
+    Device::select(name).map_err(|e| py_err(e))
+}
+
+#[pymethods]
+impl Database {
+    #[new]
+    fn new(path: PathBuf) -> PyResult<Self> {
+        guard(|| {
+            let g = Graph::open(&path).map_err(py_err)?;
+            Ok(Database {
+                graph: RwLock::new(Some(g)),
+                path: path.display().to_string(),
+            })
+        })
+    }
+
+    /// Closes the database; later calls raise `quiver.Error`.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        // Waits, without the GIL, for calls in other threads (a training run) to finish.
+        let closed = py.detach(|| self.graph.write().map(|mut g| drop(g.take())).is_ok());
+        if !closed {
+            return Err(Error::new_err("the database handle is poisoned"));
+        }
+        Ok(())
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.graph.read().map(|g| g.is_none()).unwrap_or(true)
+    }
+
+    /// Runs `;`-separated statements; returns the last one's (columns, rows).
+    #[pyo3(signature = (text, params=None))]
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        params: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<(Vec<String>, Bound<'py, PyList>)> {
+        let p = self::params(params)?;
+        let rows = self.with(|g| py.detach(|| g.query(text, &p)).map_err(py_err))?;
+        rows_out(py, rows)
+    }
+
+    fn prepare(&self, text: &str) -> PyResult<Prepared> {
+        self.with(|g| g.prepare(text).map(Prepared).map_err(py_err))
+    }
+
+    #[pyo3(signature = (prepared, params=None))]
+    fn execute<'py>(
+        &self,
+        py: Python<'py>,
+        prepared: &Prepared,
+        params: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<(Vec<String>, Bound<'py, PyList>)> {
+        let p = self::params(params)?;
+        let rows = self.with(|g| g.execute(&prepared.0, &p, g.limits()).map_err(py_err))?;
+        rows_out(py, rows)
+    }
+
+    /// Inserts edges `src_keys[i] -relation-> dst_keys[i]` (nodes created as
+    /// needed) in one atomic batch.
+    #[pyo3(signature = (src_type, src_keys, relation, dst_type, dst_keys, weights=None))]
+    fn add_edges<'py>(
+        &self,
+        py: Python<'py>,
+        src_type: &str,
+        src_keys: &Bound<'py, PyAny>,
+        relation: &str,
+        dst_type: &str,
+        dst_keys: &Bound<'py, PyAny>,
+        weights: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (s, d) = (keys(src_keys, "src_keys")?, keys(dst_keys, "dst_keys")?);
+        let w: Option<Vec<f32>> = match weights {
+            None => None,
+            Some(w) if w.hasattr("tolist")? => Some(w.call_method0("tolist")?.extract()?),
+            Some(w) => Some(w.extract()?),
+        };
+        if s.len() != d.len() || w.as_ref().is_some_and(|w| w.len() != s.len()) {
+            return Err(PyTypeError::new_err(format!(
+                "src_keys, dst_keys and weights must have one length (found {}, {}{})",
+                s.len(),
+                d.len(),
+                w.as_ref().map_or(String::new(), |w| format!(", {}", w.len()))
+            )));
+        }
+        let info = self.with(|g| {
+            let db = g.database();
+            let c = db.catalog();
+            let bad = |e: StorageError| py_err(e);
+            let rel = c.relation(relation).map_err(bad)?;
+            let def = &c.relations[rel as usize];
+            for (want, given, side) in [(def.src, src_type, "source"), (def.dst, dst_type, "destination")] {
+                if c.type_name(want) != given {
+                    return Err(StorageError_::new_err(format!(
+                        "relation {relation} has {side} type {}, not {given}",
+                        c.type_name(want)
+                    )));
+                }
+            }
+            py.detach(|| {
+                let mut b = db.batch();
+                for (i, (s, d)) in s.iter().zip(&d).enumerate() {
+                    b.insert_edge(rel, s.as_str(), d.as_str(), w.as_ref().map(|w| w[i]));
+                }
+                let info = db.commit(b)?;
+                db.flush()?;
+                Ok::<_, StorageError>(info)
+            })
+            .map_err(bad)
+        })?;
+        dict(
+            py,
+            serde_json::json!({"nodes_created": info.nodes_created, "edges_changed": info.edges_changed}),
+        )
+    }
+
+    /// Imports edge-list files as `quiver import` does.
+    #[pyo3(signature = (paths, skip_bad=false))]
+    fn import_files<'py>(&self, py: Python<'py>, paths: Vec<PathBuf>, skip_bad: bool) -> PyResult<Bound<'py, PyAny>> {
+        let opts = quiver::import::ImportOptions {
+            skip_bad,
+            ..Default::default()
+        };
+        let report = self.with(|g| {
+            py.detach(|| g.database().import(&paths, &opts, &mut |_| {}))
+                .map_err(|e| py_err(e))
+        })?;
+        dict(
+            py,
+            serde_json::json!({"lines": report.lines, "edges_read": report.edges_read,
+                "edges_added": report.edges_added, "nodes_added": report.nodes_added,
+                "skipped": report.skipped.total, "seconds": report.seconds}),
+        )
+    }
+
+    /// Trains (or resumes) a model with the GIL released; `on_event` gets a
+    /// dict per bucket and epoch. Ctrl-C stops at the next bucket boundary
+    /// (the model stays resumable) and raises KeyboardInterrupt.
+    #[pyo3(signature = (model, config=None, device="auto", resume=false, on_event=None))]
+    fn train<'py>(
+        &self,
+        py: Python<'py>,
+        model: &str,
+        config: Option<&Bound<'py, PyAny>>,
+        device: &str,
+        resume: bool,
+        on_event: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let cfg: TrainConfig = match config {
+            None => TrainConfig::default(),
+            Some(c) if c.is_instance_of::<PyDict>() => serde_json::from_value(py_to_json(c)?)
+                .map_err(|e| ConfigError::new_err(format!("invalid configuration: {e}")))?,
+            Some(c) => {
+                let path: PathBuf = c.extract()?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| ConfigError::new_err(format!("{}: {e}", path.display())))?;
+                toml::from_str(&text).map_err(|e| ConfigError::new_err(format!("{}: {e}", path.display())))?
+            }
+        };
+        let dev = self::device(device)?;
+        let stop = AtomicBool::new(false);
+        let mut pending: Option<PyErr> = None;
+        let mut last = serde_json::Value::Null;
+        let result = self.with(|g| {
+            let db = g.database();
+            let mut on = |e: &quiver::TrainEvent| {
+                let j = match *e {
+                    quiver::TrainEvent::Bucket { epoch, bucket, buckets, edges, loss } => serde_json::json!({
+                        "event": "bucket", "epoch": epoch, "epochs": cfg.epochs, "bucket": bucket,
+                        "buckets": buckets, "edges": edges, "loss": loss}),
+                    quiver::TrainEvent::Epoch(s) => {
+                        last = serde_json::json!({"epoch": s.epoch, "loss": s.loss, "edges": s.edges,
+                            "seconds": s.seconds});
+                        serde_json::json!({"event": "epoch", "epoch": s.epoch, "epochs": cfg.epochs,
+                            "loss": s.loss, "edges": s.edges, "seconds": s.seconds})
+                    }
+                    quiver::TrainEvent::WeightSpread { relation, min, max } => serde_json::json!({
+                        "event": "weight_spread", "relation": relation, "min": min, "max": max}),
+                };
+                Python::attach(|py| {
+                    let r = match &on_event {
+                        Some(f) => dict(py, j).and_then(|d| f.call1(py, (d,)).map(drop)),
+                        None => Ok(()),
+                    };
+                    if let Err(err) = r.and_then(|()| py.check_signals()) {
+                        stop.store(true, Ordering::Relaxed);
+                        pending.get_or_insert(err);
+                    }
+                });
+            };
+            Ok(py.detach(|| match resume {
+                true => quiver::resume_on_until(db, model, &dev, &mut on, &stop),
+                false => quiver::train_on_until(db, model, &cfg, &dev, &mut on, &stop),
+            }))
+        })?;
+        match (result, pending) {
+            (Err(EngineError::Stopped(_)), Some(err)) => Err(err),
+            (Err(EngineError::Stopped(_)), None) => Err(PyKeyboardInterrupt::new_err("training stopped")),
+            (Err(e), _) => Err(py_err(e)),
+            (Ok(()), Some(err)) => Err(err),
+            (Ok(()), None) => dict(py, serde_json::json!({"model": model, "last_epoch": last})),
+        }
+    }
+
+    /// Filtered link prediction, as `quiver eval --json` (stored with the model).
+    #[pyo3(signature = (model, test, filter=Vec::new(), device="cpu"))]
+    fn evaluate<'py>(
+        &self,
+        py: Python<'py>,
+        model: &str,
+        test: &Bound<'py, PyAny>,
+        filter: Vec<PathBuf>,
+        device: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let triples = |o: &Bound<'py, PyAny>| -> PyResult<Vec<quiver::Triple>> {
+            if let Ok(path) = o.extract::<PathBuf>() {
+                return quiver::read_triples(&path).map_err(|e| py_err(e));
+            }
+            let (h, r, t): (Bound<PyAny>, Bound<PyAny>, Bound<PyAny>) = o.extract()?;
+            let (h, r, t) = (keys(&h, "heads")?, keys(&r, "relations")?, keys(&t, "tails")?);
+            if h.len() != r.len() || r.len() != t.len() {
+                return Err(PyTypeError::new_err("heads, relations and tails must have one length"));
+            }
+            Ok(h.into_iter()
+                .zip(r)
+                .zip(t)
+                .map(|((head, relation), tail)| quiver::Triple { head, relation, tail })
+                .collect())
+        };
+        let test = triples(test)?;
+        let mut known = Vec::new();
+        for f in &filter {
+            known.extend(quiver::read_triples(f).map_err(|e| py_err(e))?);
+        }
+        let dev = self::device(device)?;
+        let obj = self.with(|g| {
+            py.detach(|| tasks::evaluate_stored(g.database(), model, &test, &known, &dev))
+                .map_err(py_err)
+        })?;
+        dict(py, obj)
+    }
+
+    /// (keys, float32 matrix [n, d]) of a node type; the matrix owns the
+    /// model's loaded rows (no copy beyond loading the model).
+    fn embeddings<'py>(
+        &self,
+        py: Python<'py>,
+        model: &str,
+        node_type: &str,
+    ) -> PyResult<(Vec<String>, Bound<'py, PyAny>)> {
+        let (names, rows, dim) = self.with(|g| {
+            py.detach(|| {
+                let db = g.database();
+                let snap = db.snapshot();
+                let ty = snap.catalog().node_type(node_type)?;
+                let mut m = quiver::Model::load(db, model)?;
+                let dim = m.dim();
+                let rows = std::mem::take(&mut m.nodes[ty as usize]);
+                let n = rows.len() / dim.max(1);
+                let names = (0..n as u32)
+                    .map(|id| snap.node_key(ty, id).unwrap_or("").to_string())
+                    .collect::<Vec<_>>();
+                Ok::<_, quiver::Error>((names, rows, dim))
+            })
+            .map_err(py_err)
+        })?;
+        let n = names.len();
+        let a = PyArray1::from_vec(py, rows).reshape([n, dim])?;
+        Ok((names, a.into_any()))
+    }
+
+    /// (relation names, float32 matrix [relations, d]).
+    fn relation_vectors<'py>(&self, py: Python<'py>, model: &str) -> PyResult<(Vec<String>, Bound<'py, PyAny>)> {
+        let (names, rows, dim) = self.with(|g| {
+            let db = g.database();
+            let m = quiver::Model::load(db, model).map_err(|e| py_err(e))?;
+            let names: Vec<String> = db.catalog().relations.iter().map(|r| r.name.clone()).collect();
+            Ok((names, m.relations.clone(), m.dim()))
+        })?;
+        let n = rows.len() / dim.max(1);
+        Ok((names, PyArray1::from_vec(py, rows).reshape([n, dim])?.into_any()))
+    }
+
+    /// One node's row; a node created after training gets one inferred from
+    /// its neighbours, as the query layer does.
+    fn embedding<'py>(&self, py: Python<'py>, model: &str, node_type: &str, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        let row = self.with(|g| {
+            let db = g.database();
+            let snap = db.snapshot();
+            let m = tasks::load_extended(db, model).map_err(py_err)?;
+            let ty = snap.catalog().node_type(node_type).map_err(|e| py_err(e))?;
+            let id = snap
+                .node_id(ty, key)
+                .ok_or_else(|| StorageError_::new_err(format!("no {node_type} node with key `{key}`")))?;
+            Ok(m.node(ty, id).to_vec())
+        })?;
+        Ok(PyArray1::from_vec(py, row).into_any())
+    }
+
+    /// Top-k for a batch of nodes (keys of `node_type`): (keys [n, k] of
+    /// object, scores [n, k] float32); short rows are padded with None / nan.
+    #[pyo3(signature = (model, node_type, nodes, k=10, metric="model", relation=None, exclude_connected=false, quantized=false, device="cpu"))]
+    #[allow(clippy::too_many_arguments)]
+    fn neighbors<'py>(
+        &self,
+        py: Python<'py>,
+        model: &str,
+        node_type: &str,
+        nodes: &Bound<'py, PyAny>,
+        k: usize,
+        metric: &str,
+        relation: Option<&str>,
+        exclude_connected: bool,
+        quantized: bool,
+        device: &str,
+    ) -> PyResult<(Vec<Vec<Option<String>>>, Bound<'py, PyAny>)> {
+        let nodes = keys(nodes, "nodes")?;
+        let dev = self::device(device)?;
+        let (keys_out, scores) = self.with(|g| {
+            py.detach(|| {
+                let db = g.database();
+                let snap = db.snapshot();
+                let c = snap.catalog();
+                let ty = c.node_type(node_type)?;
+                let queries = nodes
+                    .iter()
+                    .map(|k| {
+                        snap.node_id(ty, k)
+                            .map(|id| (ty, id))
+                            .ok_or_else(|| StorageError::NodeNotFound {
+                                node_type: node_type.to_string(),
+                                key: k.clone(),
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let q = NeighborQuery {
+                    k,
+                    metric: match metric {
+                        "model" => None,
+                        m => Some(quiver::Metric::parse(m)?),
+                    },
+                    relation: relation.map(|r| c.relation(r)).transpose()?,
+                    exclude_connected,
+                    quantized,
+                };
+                let m = tasks::load_extended(db, model)?;
+                let (target, results) = tasks::neighbors(db, &snap, (&m, model), &queries, &q, &dev)?;
+                let mut scores = vec![f32::NAN; nodes.len() * k];
+                let keys_out = results
+                    .iter()
+                    .enumerate()
+                    .map(|(i, list)| {
+                        (0..k)
+                            .map(|j| {
+                                list.get(j).map(|&(id, s)| {
+                                    scores[i * k + j] = s;
+                                    snap.node_key(target, id).unwrap_or("").to_string()
+                                })
+                            })
+                            .collect()
+                    })
+                    .collect::<Vec<Vec<Option<String>>>>();
+                Ok::<_, quiver::Error>((keys_out, scores))
+            })
+            .map_err(py_err)
+        })?;
+        let n = keys_out.len();
+        Ok((keys_out, PyArray1::from_vec(py, scores).reshape([n, k])?.into_any()))
+    }
+
+    /// Counts per type and relation, as `quiver stats --json`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let s = self.with(|g| g.database().stats().map_err(|e| py_err(e)))?;
+        dict(
+            py,
+            serde_json::json!({
+                "nodes": s.nodes, "edges": s.edges,
+                "node_types": s.node_types.iter().map(|(n, c)| serde_json::json!({"name": n, "nodes": c})).collect::<Vec<_>>(),
+                "relations": s.relations.iter().map(|(n, a, b, c)| serde_json::json!({"name": n, "from": a, "to": b, "edges": c})).collect::<Vec<_>>(),
+            }),
+        )
+    }
+
+    /// The full consistency check: {"ok": bool, "problems": [...]}.
+    fn check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let r = self.with(|g| py.detach(|| g.database().check()).map_err(|e| py_err(e)))?;
+        dict(py, serde_json::json!({"ok": r.ok(), "problems": r.problems}))
+    }
+
+    /// The stored models: name, settings, progress (empty when finished), metrics.
+    fn models<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let ms = self.with(|g| Ok(g.database().models()))?;
+        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
+        dict(
+            py,
+            ms.iter()
+                .map(|m| {
+                    serde_json::json!({"name": m.name, "settings": parse(&m.settings),
+                        "finished": m.progress.is_empty(), "progress": parse(&m.progress),
+                        "metrics": parse(&m.metrics)})
+                })
+                .collect(),
+        )
+    }
+
+    fn drop_model(&self, name: &str) -> PyResult<()> {
+        self.with(|g| g.database().drop_model(name).map_err(|e| py_err(e)))
+    }
+
+    /// Stores an int8 copy of each node type's rows; returns bytes per type.
+    fn quantize<'py>(&self, py: Python<'py>, model: &str) -> PyResult<Bound<'py, PyAny>> {
+        let sizes = self.with(|g| {
+            py.detach(|| {
+                let db = g.database();
+                let m = quiver::Model::load(db, model)?;
+                let c = db.catalog();
+                let mut out = serde_json::Map::new();
+                for (ty, t) in c.node_types.iter().enumerate() {
+                    let codes = quiver::Int8Rows::store(db, model, &m, ty as u32)?;
+                    out.insert(t.name.clone(), codes.bytes().into());
+                }
+                Ok::<_, quiver::Error>(out)
+            })
+            .map_err(py_err)
+        })?;
+        dict(py, serde_json::Value::Object(sizes))
+    }
+}
+
+/// For the test that shows a panic in a binding surfaces as quiver.Error.
+#[pyfunction]
+fn _panic_for_test() -> PyResult<()> {
+    guard(|| panic!("a deliberate panic"))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Database>()?;
+    m.add_class::<Prepared>()?;
+    m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
+    m.add("Error", py.get_type::<Error>())?;
+    m.add("QuerySyntaxError", py.get_type::<QuerySyntaxError>())?;
+    m.add("QueryError", py.get_type::<QueryError_>())?;
+    m.add("StorageError", py.get_type::<StorageError_>())?;
+    m.add("CorruptionError", py.get_type::<CorruptionError>())?;
+    m.add("LockedError", py.get_type::<LockedError>())?;
+    m.add("EngineError", py.get_type::<EngineError_>())?;
+    m.add("ConfigError", py.get_type::<ConfigError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! What the `quiver` command line and the Python package both do with a
+//! stored model: nearest neighbours of a batch of nodes, and filtered
+//! evaluation stored with the model.
+
+use quiver_engine::{Device, EngineError, Index, Int8Rows, Metric, Model, Score, Triple};
+use quiver_storage::{Database, Direction, Snapshot};
+
+use crate::Result;
+
+/// How [`neighbors`] ranks.
+#[derive(Debug, Clone)]
+pub struct NeighborQuery {
+    /// Results per node.
+    pub k: usize,
+    /// `None`: the model's own score.
+    pub metric: Option<Metric>,
+    /// Rank this relation's destinations by h + r (tail prediction).
+    pub relation: Option<u32>,
+    /// Leave out nodes already connected to the query node (by the
+    /// relation, or by any relation within the target type).
+    pub exclude_connected: bool,
+    /// Search the model's stored int8 copy.
+    pub quantized: bool,
+}
+
+/// The model with rows for nodes created since training (inferred from
+/// their neighbours).
+pub fn load_extended(db: &Database, name: &str) -> Result<Model> {
+    let mut m = Model::load(db, name)?;
+    m.extend_to(&db.snapshot());
+    Ok(m)
+}
+
+/// Exact top-k for each query node `(type, id)`: the node type searched and,
+/// per query, `(id, score)` best first. A node is never its own neighbour.
+pub fn neighbors(
+    db: &Database,
+    snap: &Snapshot,
+    (model, name): (&Model, &str),
+    queries: &[(u32, u32)],
+    q: &NeighborQuery,
+    device: &Device,
+) -> Result<(u32, Vec<Vec<(u32, f32)>>)> {
+    let c = snap.catalog();
+    let bad = |m: String| EngineError::Input(m);
+    let metric = q.metric.unwrap_or(Metric::of_score(model.config.score));
+    let Some(&(first, _)) = queries.first() else {
+        return Ok((0, Vec::new()));
+    };
+    let target = match q.relation {
+        Some(r) => {
+            let def = &c.relations[r as usize];
+            if let Some(&(t, _)) = queries.iter().find(|(t, _)| *t != def.src) {
+                return Err(bad(format!(
+                    "relation {}: its heads are {}, not {}",
+                    def.name,
+                    c.type_name(def.src),
+                    c.type_name(t)
+                ))
+                .into());
+            }
+            def.dst
+        }
+        None => {
+            if queries.iter().any(|&(t, _)| t != first) {
+                return Err(bad("all query nodes must have one type (or give a relation)".into()).into());
+            }
+            first
+        }
+    };
+    let mut qv: Vec<f32> = Vec::with_capacity(queries.len() * model.dim());
+    for &(t, id) in queries {
+        match q.relation {
+            Some(r) => qv.extend(model.tail_query(r, model.node(t, id))),
+            None => qv.extend_from_slice(model.node(t, id)),
+        }
+    }
+    // Per query: the ids to leave out, sorted.
+    let excluded: Vec<Vec<u32>> = queries
+        .iter()
+        .map(|&(t, id)| {
+            let mut out: Vec<u32> = Vec::new();
+            if t == target {
+                out.push(id);
+            }
+            if q.exclude_connected {
+                match q.relation {
+                    Some(r) => out.extend(snap.out_neighbors(r, id).iter()),
+                    None => {
+                        for dir in [Direction::Out, Direction::In] {
+                            out.extend(
+                                snap.all_neighbors(t, id, dir)
+                                    .into_iter()
+                                    .filter(|&(r, _)| {
+                                        let def = &c.relations[r as usize];
+                                        def.src == target && def.dst == target
+                                    })
+                                    .map(|(_, n)| n),
+                            );
+                        }
+                    }
+                }
+            }
+            out.sort_unstable();
+            out.dedup();
+            out
+        })
+        .collect();
+    let exclude = |i: usize, id: u32| excluded[i].binary_search(&id).is_ok();
+    let results = if q.quantized {
+        let codes = Int8Rows::load(db, name, target, model.dim())?.ok_or_else(|| {
+            bad(format!(
+                "model `{name}` has no int8 copy: quantize it first"
+            ))
+        })?;
+        codes.index(metric).search(&qv, q.k, &exclude)
+    } else {
+        let table = &model.nodes[target as usize];
+        match device {
+            Device::Gpu(gpu) if excluded.iter().all(|e| q.k.saturating_add(e.len()) <= 32) && metric != Metric::Cosine => {
+                let score = match metric {
+                    Metric::Dot => Score::Dot,
+                    Metric::L2 => Score::L2,
+                    _ => Score::L1,
+                };
+                let extra = excluded.iter().map(Vec::len).max().unwrap_or(0);
+                let mut r = gpu.top_k(score, &qv, table, model.dim(), q.k + extra)?;
+                for (i, list) in r.iter_mut().enumerate() {
+                    list.retain(|&(id, _)| !exclude(i, id));
+                    list.truncate(q.k);
+                }
+                r
+            }
+            _ => Index::new(metric, table, model.dim()).search(&qv, q.k, &exclude),
+        }
+    };
+    Ok((target, results))
+}
+
+/// Filtered link-prediction metrics of stored model `name` on `test`
+/// (both directions, realistic ties; `known` and the graph filter), stored
+/// with the model and returned as the JSON object `quiver eval --json` prints.
+pub fn evaluate_stored(
+    db: &Database,
+    name: &str,
+    test: &[Triple],
+    known: &[Triple],
+    device: &Device,
+) -> Result<serde_json::Value> {
+    let model = Model::load(db, name)?;
+    let r = quiver_engine::evaluate(db, &model, test, known, device)?;
+    let obj = serde_json::json!({
+        "mrr": r.mrr, "mr": r.mr, "hits@1": r.hits1, "hits@3": r.hits3, "hits@10": r.hits10,
+        "triples": r.triples, "skipped": r.skipped, "seconds": r.seconds,
+        "ties": "realistic", "unknown_entities": "skipped", "device": device.describe(),
+    });
+    db.set_model_metrics(name, &obj.to_string())?;
+    Ok(obj)
+}
