@@ -6,7 +6,10 @@ CARGO ?= cargo
 export XDG_RUNTIME_DIR ?= /tmp/quiver-xdg-$(shell id -u)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps demo test lint bench diff-ladybug stress fuzz clean
+.PHONY: deps demo test lint python pytest bench diff-ladybug stress fuzz clean
+
+PYTHON ?= python3
+WHEELS := target/wheels
 
 deps:
 	@./scripts/deps.sh
@@ -21,6 +24,23 @@ lint: deps
 # deps installs lavapipe, so the GPU tests must find an adapter, not skip.
 test: lint
 	QUIVER_REQUIRE_GPU=1 $(CARGO) test --workspace --release
+	$(MAKE) pytest
+
+# The Python package: builds the wheel (maturin) and installs it into .venv.
+python: deps
+	[ -x .venv/bin/python ] || $(PYTHON) -m venv .venv
+	.venv/bin/pip install -q "maturin>=1.7,<2" numpy
+	rm -f $(WHEELS)/quiver-*.whl
+	.venv/bin/maturin build --release --strip -m python/Cargo.toml -o $(WHEELS)
+	.venv/bin/pip install -q --force-reinstall --no-deps $(WHEELS)/quiver-*.whl
+
+# The pytest suite against the wheel, installed into a fresh venv.
+pytest: python
+	$(CARGO) build --release --bin quiver
+	rm -rf target/pytest-venv && $(PYTHON) -m venv target/pytest-venv
+	target/pytest-venv/bin/pip install -q $(WHEELS)/quiver-*.whl pytest pandas tqdm
+	QUIVER_BIN=target/release/quiver QUIVER_WHEEL=$$(ls $(WHEELS)/quiver-*.whl) \
+		target/pytest-venv/bin/python -m pytest -q python/tests
 
 bench: deps
 	./bench/run.sh

@@ -23,6 +23,9 @@ pub struct NeighborQuery {
     pub quantized: bool,
 }
 
+/// Per query node, its neighbours `(id, score)`, best first.
+pub type Ranked = Vec<Vec<(u32, f32)>>;
+
 /// The model with rows for nodes created since training (inferred from
 /// their neighbours).
 pub fn load_extended(db: &Database, name: &str) -> Result<Model> {
@@ -40,7 +43,7 @@ pub fn neighbors(
     queries: &[(u32, u32)],
     q: &NeighborQuery,
     device: &Device,
-) -> Result<(u32, Vec<Vec<(u32, f32)>>)> {
+) -> Result<(u32, Ranked)> {
     let c = snap.catalog();
     let bad = |m: String| EngineError::Input(m);
     let metric = q.metric.unwrap_or(Metric::of_score(model.config.score));
@@ -108,16 +111,15 @@ pub fn neighbors(
         .collect();
     let exclude = |i: usize, id: u32| excluded[i].binary_search(&id).is_ok();
     let results = if q.quantized {
-        let codes = Int8Rows::load(db, name, target, model.dim())?.ok_or_else(|| {
-            bad(format!(
-                "model `{name}` has no int8 copy: quantize it first"
-            ))
-        })?;
+        let codes = Int8Rows::load(db, name, target, model.dim())?
+            .ok_or_else(|| bad(format!("model `{name}` has no int8 copy: quantize it first")))?;
         codes.index(metric).search(&qv, q.k, &exclude)
     } else {
         let table = &model.nodes[target as usize];
         match device {
-            Device::Gpu(gpu) if excluded.iter().all(|e| q.k.saturating_add(e.len()) <= 32) && metric != Metric::Cosine => {
+            Device::Gpu(gpu)
+                if excluded.iter().all(|e| q.k.saturating_add(e.len()) <= 32) && metric != Metric::Cosine =>
+            {
                 let score = match metric {
                     Metric::Dot => Score::Dot,
                     Metric::L2 => Score::L2,

@@ -27,7 +27,9 @@ pub use mixture::{kmeans, KMeans, Mixtures};
 pub use model::Model;
 pub use quant::Int8Rows;
 pub use retrieval::{overlap, Index, Metric};
-pub use train::{resume, resume_on, resume_on_until, train, train_on, train_on_until, EpochStats, TrainEvent};
+pub use train::{
+    resume, resume_on, resume_on_until, train, train_on, train_on_until, EpochStats, TrainEvent,
+};
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]

@@ -18,13 +18,43 @@ use quiver::tasks::{self, NeighborQuery};
 use quiver::{Device, EngineError, Graph, Params, QueryError, QueryValue, StorageError, TrainConfig};
 
 create_exception!(_native, Error, PyException, "Any error quiver reports.");
-create_exception!(_native, QuerySyntaxError, Error, "A query that does not parse or does not fit the schema; `line` and `column` say where.");
+create_exception!(
+    _native,
+    QuerySyntaxError,
+    Error,
+    "A query that does not parse or does not fit the schema; `line` and `column` say where."
+);
 create_exception!(_native, QueryError_, Error, "A query that failed while it ran.");
-create_exception!(_native, StorageError_, Error, "The database could not be read or written.");
-create_exception!(_native, CorruptionError, StorageError_, "Stored data failed its checks.");
-create_exception!(_native, LockedError, StorageError_, "Another process holds the database.");
-create_exception!(_native, EngineError_, Error, "Training, evaluation or a stored model failed.");
-create_exception!(_native, ConfigError, EngineError_, "A training or evaluation setting that cannot work.");
+create_exception!(
+    _native,
+    StorageError_,
+    Error,
+    "The database could not be read or written."
+);
+create_exception!(
+    _native,
+    CorruptionError,
+    StorageError_,
+    "Stored data failed its checks."
+);
+create_exception!(
+    _native,
+    LockedError,
+    StorageError_,
+    "Another process holds the database."
+);
+create_exception!(
+    _native,
+    EngineError_,
+    Error,
+    "Training, evaluation or a stored model failed."
+);
+create_exception!(
+    _native,
+    ConfigError,
+    EngineError_,
+    "A training or evaluation setting that cannot work."
+);
 
 /// A quiver error as the matching Python exception.
 fn py_err(e: impl Into<quiver::Error>) -> PyErr {
@@ -62,7 +92,11 @@ fn query_err(e: QueryError) -> PyErr {
             let value = err.value(py);
             let line = (pos.line > 0).then_some(pos.line);
             let column = (pos.line > 0).then_some(pos.column);
-            if value.setattr("line", line).and(value.setattr("column", column)).is_err() {
+            if value
+                .setattr("line", line)
+                .and(value.setattr("column", column))
+                .is_err()
+            {
                 return Error::new_err("could not build a QuerySyntaxError");
             }
             err
@@ -81,7 +115,9 @@ fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
             .cloned()
             .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_default();
-        Err(Error::new_err(format!("internal error (please report it): {what}")))
+        Err(Error::new_err(format!(
+            "internal error (please report it): {what}"
+        )))
     })
 }
 
@@ -113,11 +149,20 @@ fn to_value(o: &Bound<'_, PyAny>) -> PyResult<QueryValue> {
         return Ok(QueryValue::Map(m));
     }
     if o.is_instance_of::<PyList>() || o.is_instance_of::<PyTuple>() || o.hasattr("tolist")? {
-        let items = if o.hasattr("tolist")? { o.call_method0("tolist")? } else { o.clone() };
+        let items = if o.hasattr("tolist")? {
+            o.call_method0("tolist")?
+        } else {
+            o.clone()
+        };
         if !(items.is_instance_of::<PyList>() || items.is_instance_of::<PyTuple>()) {
             return to_value(&items); // a numpy scalar's tolist() is a Python scalar
         }
-        return Ok(QueryValue::List(items.try_iter()?.map(|x| to_value(&x?)).collect::<PyResult<_>>()?));
+        return Ok(QueryValue::List(
+            items
+                .try_iter()?
+                .map(|x| to_value(&x?))
+                .collect::<PyResult<_>>()?,
+        ));
     }
     Err(PyTypeError::new_err(format!(
         "a parameter can be None, bool, int, float, str, a list or a dict, not {}",
@@ -133,7 +178,13 @@ fn to_py<'py>(py: Python<'py>, rows: &quiver::Rows, v: &QueryValue) -> PyResult<
         QueryValue::Int(i) => i.into_pyobject(py)?.into_any(),
         QueryValue::Float(x) => x.into_pyobject(py)?.into_any(),
         QueryValue::Str(s) => PyString::new(py, s).into_any(),
-        QueryValue::List(l) => PyList::new(py, l.iter().map(|x| to_py(py, rows, x)).collect::<PyResult<Vec<_>>>()?)?.into_any(),
+        QueryValue::List(l) => PyList::new(
+            py,
+            l.iter()
+                .map(|x| to_py(py, rows, x))
+                .collect::<PyResult<Vec<_>>>()?,
+        )?
+        .into_any(),
         QueryValue::Map(m) => {
             let d = PyDict::new(py);
             for (k, x) in m {
@@ -155,7 +206,13 @@ fn json_to_py<'py>(py: Python<'py>, j: &serde_json::Value) -> PyResult<Bound<'py
             None => n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
         },
         J::String(s) => PyString::new(py, s).into_any(),
-        J::Array(a) => PyList::new(py, a.iter().map(|x| json_to_py(py, x)).collect::<PyResult<Vec<_>>>()?)?.into_any(),
+        J::Array(a) => PyList::new(
+            py,
+            a.iter()
+                .map(|x| json_to_py(py, x))
+                .collect::<PyResult<Vec<_>>>()?,
+        )?
+        .into_any(),
         J::Object(o) => {
             let d = PyDict::new(py);
             for (k, x) in o {
@@ -196,7 +253,11 @@ fn params(p: Option<&Bound<'_, PyDict>>) -> PyResult<Params> {
 
 /// Keys from a list, tuple, numpy array or pandas column: each as text.
 fn keys(o: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
-    let items = if o.hasattr("tolist")? { o.call_method0("tolist")? } else { o.clone() };
+    let items = if o.hasattr("tolist")? {
+        o.call_method0("tolist")?
+    } else {
+        o.clone()
+    };
     items
         .try_iter()?
         .map(|x| {
@@ -217,6 +278,9 @@ fn dict<'py>(py: Python<'py>, j: serde_json::Value) -> PyResult<Bound<'py, PyAny
     json_to_py(py, &j)
 }
 
+/// Per query node, k neighbour keys (None past the last neighbour).
+type KeyGrid = Vec<Vec<Option<String>>>;
+
 /// A prepared statement.
 #[pyclass(frozen, module = "quiver._native")]
 struct Prepared(quiver::Prepared);
@@ -232,7 +296,10 @@ struct Database {
 impl Database {
     fn with<T>(&self, f: impl FnOnce(&Graph) -> PyResult<T>) -> PyResult<T> {
         guard(|| {
-            let g = self.graph.read().map_err(|_| Error::new_err("the database handle is poisoned"))?;
+            let g = self
+                .graph
+                .read()
+                .map_err(|_| Error::new_err("the database handle is poisoned"))?;
             match g.as_ref() {
                 Some(g) => f(g),
                 None => Err(Error::new_err(format!("database {} is closed", self.path))),
@@ -244,14 +311,17 @@ impl Database {
 fn rows_out<'py>(py: Python<'py>, rows: quiver::Rows) -> PyResult<(Vec<String>, Bound<'py, PyList>)> {
     let out = PyList::empty(py);
     for r in &rows.rows {
-        let vals = r.iter().map(|v| to_py(py, &rows, v)).collect::<PyResult<Vec<_>>>()?;
+        let vals = r
+            .iter()
+            .map(|v| to_py(py, &rows, v))
+            .collect::<PyResult<Vec<_>>>()?;
         out.append(PyTuple::new(py, vals)?)?;
     }
     Ok((rows.columns.clone(), out))
 }
 
 fn device(name: &str) -> PyResult<Device> {
-    Device::select(name).map_err(|e| py_err(e))
+    Device::select(name).map_err(py_err)
 }
 
 #[pymethods]
@@ -314,6 +384,7 @@ impl Database {
     /// Inserts edges `src_keys[i] -relation-> dst_keys[i]` (nodes created as
     /// needed) in one atomic batch.
     #[pyo3(signature = (src_type, src_keys, relation, dst_type, dst_keys, weights=None))]
+    #[allow(clippy::too_many_arguments)]
     fn add_edges<'py>(
         &self,
         py: Python<'py>,
@@ -371,14 +442,19 @@ impl Database {
 
     /// Imports edge-list files as `quiver import` does.
     #[pyo3(signature = (paths, skip_bad=false))]
-    fn import_files<'py>(&self, py: Python<'py>, paths: Vec<PathBuf>, skip_bad: bool) -> PyResult<Bound<'py, PyAny>> {
+    fn import_files<'py>(
+        &self,
+        py: Python<'py>,
+        paths: Vec<PathBuf>,
+        skip_bad: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let opts = quiver::import::ImportOptions {
             skip_bad,
             ..Default::default()
         };
         let report = self.with(|g| {
             py.detach(|| g.database().import(&paths, &opts, &mut |_| {}))
-                .map_err(|e| py_err(e))
+                .map_err(py_err)
         })?;
         dict(
             py,
@@ -420,7 +496,13 @@ impl Database {
             let db = g.database();
             let mut on = |e: &quiver::TrainEvent| {
                 let j = match *e {
-                    quiver::TrainEvent::Bucket { epoch, bucket, buckets, edges, loss } => serde_json::json!({
+                    quiver::TrainEvent::Bucket {
+                        epoch,
+                        bucket,
+                        buckets,
+                        edges,
+                        loss,
+                    } => serde_json::json!({
                         "event": "bucket", "epoch": epoch, "epochs": cfg.epochs, "bucket": bucket,
                         "buckets": buckets, "edges": edges, "loss": loss}),
                     quiver::TrainEvent::Epoch(s) => {
@@ -469,12 +551,14 @@ impl Database {
     ) -> PyResult<Bound<'py, PyAny>> {
         let triples = |o: &Bound<'py, PyAny>| -> PyResult<Vec<quiver::Triple>> {
             if let Ok(path) = o.extract::<PathBuf>() {
-                return quiver::read_triples(&path).map_err(|e| py_err(e));
+                return quiver::read_triples(&path).map_err(py_err);
             }
             let (h, r, t): (Bound<PyAny>, Bound<PyAny>, Bound<PyAny>) = o.extract()?;
             let (h, r, t) = (keys(&h, "heads")?, keys(&r, "relations")?, keys(&t, "tails")?);
             if h.len() != r.len() || r.len() != t.len() {
-                return Err(PyTypeError::new_err("heads, relations and tails must have one length"));
+                return Err(PyTypeError::new_err(
+                    "heads, relations and tails must have one length",
+                ));
             }
             Ok(h.into_iter()
                 .zip(r)
@@ -485,7 +569,7 @@ impl Database {
         let test = triples(test)?;
         let mut known = Vec::new();
         for f in &filter {
-            known.extend(quiver::read_triples(f).map_err(|e| py_err(e))?);
+            known.extend(quiver::read_triples(f).map_err(py_err)?);
         }
         let dev = self::device(device)?;
         let obj = self.with(|g| {
@@ -525,10 +609,14 @@ impl Database {
     }
 
     /// (relation names, float32 matrix [relations, d]).
-    fn relation_vectors<'py>(&self, py: Python<'py>, model: &str) -> PyResult<(Vec<String>, Bound<'py, PyAny>)> {
+    fn relation_vectors<'py>(
+        &self,
+        py: Python<'py>,
+        model: &str,
+    ) -> PyResult<(Vec<String>, Bound<'py, PyAny>)> {
         let (names, rows, dim) = self.with(|g| {
             let db = g.database();
-            let m = quiver::Model::load(db, model).map_err(|e| py_err(e))?;
+            let m = quiver::Model::load(db, model).map_err(py_err)?;
             let names: Vec<String> = db.catalog().relations.iter().map(|r| r.name.clone()).collect();
             Ok((names, m.relations.clone(), m.dim()))
         })?;
@@ -538,12 +626,18 @@ impl Database {
 
     /// One node's row; a node created after training gets one inferred from
     /// its neighbours, as the query layer does.
-    fn embedding<'py>(&self, py: Python<'py>, model: &str, node_type: &str, key: &str) -> PyResult<Bound<'py, PyAny>> {
+    fn embedding<'py>(
+        &self,
+        py: Python<'py>,
+        model: &str,
+        node_type: &str,
+        key: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let row = self.with(|g| {
             let db = g.database();
             let snap = db.snapshot();
             let m = tasks::load_extended(db, model).map_err(py_err)?;
-            let ty = snap.catalog().node_type(node_type).map_err(|e| py_err(e))?;
+            let ty = snap.catalog().node_type(node_type).map_err(py_err)?;
             let id = snap
                 .node_id(ty, key)
                 .ok_or_else(|| StorageError_::new_err(format!("no {node_type} node with key `{key}`")))?;
@@ -568,7 +662,7 @@ impl Database {
         exclude_connected: bool,
         quantized: bool,
         device: &str,
-    ) -> PyResult<(Vec<Vec<Option<String>>>, Bound<'py, PyAny>)> {
+    ) -> PyResult<(KeyGrid, Bound<'py, PyAny>)> {
         let nodes = keys(nodes, "nodes")?;
         let dev = self::device(device)?;
         let (keys_out, scores) = self.with(|g| {
@@ -614,18 +708,21 @@ impl Database {
                             })
                             .collect()
                     })
-                    .collect::<Vec<Vec<Option<String>>>>();
+                    .collect::<KeyGrid>();
                 Ok::<_, quiver::Error>((keys_out, scores))
             })
             .map_err(py_err)
         })?;
         let n = keys_out.len();
-        Ok((keys_out, PyArray1::from_vec(py, scores).reshape([n, k])?.into_any()))
+        Ok((
+            keys_out,
+            PyArray1::from_vec(py, scores).reshape([n, k])?.into_any(),
+        ))
     }
 
     /// Counts per type and relation, as `quiver stats --json`.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let s = self.with(|g| g.database().stats().map_err(|e| py_err(e)))?;
+        let s = self.with(|g| g.database().stats().map_err(py_err))?;
         dict(
             py,
             serde_json::json!({
@@ -638,7 +735,7 @@ impl Database {
 
     /// The full consistency check: {"ok": bool, "problems": [...]}.
     fn check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let r = self.with(|g| py.detach(|| g.database().check()).map_err(|e| py_err(e)))?;
+        let r = self.with(|g| py.detach(|| g.database().check()).map_err(py_err))?;
         dict(py, serde_json::json!({"ok": r.ok(), "problems": r.problems}))
     }
 
@@ -659,7 +756,7 @@ impl Database {
     }
 
     fn drop_model(&self, name: &str) -> PyResult<()> {
-        self.with(|g| g.database().drop_model(name).map_err(|e| py_err(e)))
+        self.with(|g| g.database().drop_model(name).map_err(py_err))
     }
 
     /// Stores an int8 copy of each node type's rows; returns bytes per type.

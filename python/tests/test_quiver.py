@@ -1,0 +1,285 @@
+"""The Python package against the Rust core and the `quiver` command line.
+
+Run by `make test` (after `make python` built the wheel) in a fresh venv:
+`QUIVER_BIN=target/release/quiver python -m pytest python/tests`.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import quiver
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("QUIVER_BIN", str(ROOT / "target" / "release" / "quiver"))
+FB15K = ROOT.parent / "shared" / "data" / "FB15k-237.tar.gz"
+
+
+def cli(*args, check=True):
+    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"quiver {' '.join(map(str, args))}: {p.stderr}")
+    return p
+
+
+def social(path, users=30, seed=1):
+    """A small typed graph: users following users, users liking items."""
+    rng = np.random.default_rng(seed)
+    db = quiver.open(path)
+    db.query("CREATE NODE TYPE User; CREATE NODE TYPE Item; "
+             "CREATE RELATION TYPE Follows (User -> User); CREATE RELATION TYPE Likes (User -> Item)")
+    src = rng.integers(0, users, users * 4)
+    dst = (src + rng.integers(1, users, users * 4)) % users
+    db.add_edges("User", [f"u{i}" for i in src], "Follows", "User", [f"u{i}" for i in dst])
+    likes = rng.integers(0, 10, users * 2)
+    db.add_edges("User", [f"u{i}" for i in rng.integers(0, users, users * 2)], "Likes", "Item",
+                 [f"i{i}" for i in likes], weights=rng.uniform(0.5, 3.0, users * 2).astype(np.float32))
+    return db
+
+
+def test_open_query_close(tmp_path):
+    with quiver.open(tmp_path / "db") as db:
+        db.query("CREATE NODE TYPE User; CREATE RELATION TYPE Follows (User -> User)")
+        db.query("CREATE (:User {key: 'alice', age: 31})-[:Follows]->(:User {key: 'bob'})")
+        rows = db.query("MATCH (a:User)-[f:Follows]->(b) RETURN a.key, a.age, b, f.weight")
+        assert rows.columns == ["a.key", "a.age", "b", "f.weight"]
+        assert list(rows) == [{"a.key": "alice", "a.age": 31, "b": {"type": "User", "key": "bob"}, "f.weight": 1.0}]
+        assert len(rows) == 1 and rows[0]["a.key"] == "alice"
+        p = db.prepare("MATCH (a:User {key: $k})-->(b) RETURN b.key")
+        assert db.execute(p, {"k": "alice"}).rows == [("bob",)]
+    assert "closed" in repr(db)
+    with pytest.raises(quiver.Error, match="closed"):
+        db.query("RETURN 1")
+
+
+def test_parameters_of_every_kind(tmp_path):
+    with quiver.open(tmp_path / "db") as db:
+        r = db.query("RETURN $n, $x, $s, $b, $none, $l, $m, $np",
+                     {"n": 3, "x": 2.5, "s": "é", "b": True, "none": None, "l": [1, [2, "x"]],
+                      "m": {"a": 1, "b": {"c": None}}, "np": np.int64(7)})
+        assert r.rows == [(3, 2.5, "é", True, None, [1, [2, "x"]], {"a": 1, "b": {"c": None}}, 7)]
+        with pytest.raises(TypeError, match="parameter"):
+            db.query("RETURN $o", {"o": object()})
+
+
+def test_batch_writes_as_one_statement(tmp_path):
+    with quiver.open(tmp_path / "db") as db:
+        db.query("CREATE NODE TYPE User; CREATE RELATION TYPE Follows (User -> User)")
+        rows = [{"src": f"u{i}", "dst": f"u{(i + 1) % 100}", "w": i / 10} for i in range(100)]
+        r = db.execute_many("MERGE (s:User {key: row.src}) MERGE (t:User {key: row.dst}) "
+                            "MERGE (s)-[f:Follows]->(t) ON CREATE SET f.weight = row.w", rows)
+        assert r[0] == {"nodes_created": 100, "nodes_deleted": 0, "edges_changed": 100, "properties_set": 100}
+        assert db.stats()["edges"] == 100
+        # A failing row commits nothing.
+        with pytest.raises(quiver.QueryError):
+            db.execute_many("MERGE (u:User {key: row.k})", [{"k": "new"}, {"k": 5}])
+        assert db.query("MATCH (u:User {key: 'new'}) RETURN u").rows == []
+
+
+def test_add_edges_from_numpy_and_pandas(tmp_path):
+    with social(tmp_path / "db") as db:
+        before = db.stats()["edges"]
+        with pytest.raises(TypeError, match="one length"):
+            db.add_edges("User", ["a", "b"], "Follows", "User", ["c"])
+        with pytest.raises(quiver.StorageError, match="destination type Item, not User"):
+            db.add_edges("User", ["a"], "Likes", "User", ["b"])
+        with pytest.raises(quiver.StorageError, match="unknown relation"):
+            db.add_edges("User", ["a"], "Nope", "User", ["b"])
+        assert db.stats()["edges"] == before
+        pd = pytest.importorskip("pandas")
+        df = pd.DataFrame({"s": ["x1", "x2"], "d": ["x2", "x3"], "w": [0.5, 2.0]})
+        assert db.add_edges("User", df.s, "Follows", "User", df.d, weights=df.w)["edges_changed"] == 2
+        out = db.query("MATCH (a:User {key: 'x1'})-[f]->(b) RETURN b.key, f.weight").to_pandas()
+        assert list(out["b.key"]) == ["x2"] and list(out["f.weight"]) == [0.5]
+
+
+def test_import_errors_name_the_place_and_store_nothing(tmp_path):
+    good, bad = tmp_path / "good.tsv", tmp_path / "bad.tsv"
+    good.write_text("a\tr\tb\nb\tr\tc\n")
+    bad.write_text("a\tr\tb\nb\tr\n")
+    with quiver.open(tmp_path / "db") as db:
+        with pytest.raises(quiver.StorageError, match=r"bad\.tsv:2"):
+            db.import_files([bad])
+        assert db.stats()["edges"] == 0
+        assert db.import_files([good])["edges_added"] == 2
+        assert db.import_files([bad], skip_bad=True)["skipped"] == 1
+
+
+def test_syntax_errors_carry_line_and_column(tmp_path):
+    with quiver.open(tmp_path / "db") as db:
+        with pytest.raises(quiver.QuerySyntaxError) as e:
+            db.query("MATCH (a)\nRETRUN a")
+        assert (e.value.line, e.value.column) == (2, 1)
+        with pytest.raises(quiver.QuerySyntaxError, match="unknown node type"):
+            db.query("MATCH (a:Nope) RETURN a")
+
+
+def test_locked_by_another_process(tmp_path):
+    path = tmp_path / "db"
+    quiver.open(path).close()
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import quiver, sys, time
+        db = quiver.open({str(path)!r}); print("open", flush=True); time.sleep(30)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "open"
+        with pytest.raises(quiver.LockedError, match=str(path)):
+            quiver.open(path)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_panic_becomes_quiver_error():
+    with pytest.raises(quiver.Error, match="internal error"):
+        quiver._native._panic_for_test()
+
+
+def test_train_evaluate_embeddings_neighbors_match_the_cli(tmp_path):
+    path = tmp_path / "db"
+    test = tmp_path / "test.tsv"
+    test.write_text("u1\tFollows\tu2\nu3\tFollows\tu4\nu5\tLikes\ti1\n")
+    with social(path) as db:
+        out = db.train("m", {"dim": 16, "epochs": 4, "threads": 1, "seed": 3}, device="cpu", progress=False)
+        assert out["model"] == "m" and out["last_epoch"]["epoch"] == 3
+        with pytest.raises(quiver.ConfigError, match="unknown field"):
+            db.train("bad", {"dimm": 3}, device="cpu", progress=False)
+        [m] = [m for m in db.models() if m["name"] == "m"]
+        assert m["finished"] and m["settings"]["config"]["dim"] == 16
+        metrics = db.evaluate("m", test)
+        arrays = db.evaluate("m", (["u1", "u3", "u5"], ["Follows", "Follows", "Likes"], ["u2", "u4", "i1"]))
+        assert {k: metrics[k] for k in ("mrr", "hits@10", "triples")} == {k: arrays[k] for k in ("mrr", "hits@10", "triples")}
+        keys, vecs = db.embeddings("m", "User")
+        assert vecs.dtype == np.float32 and vecs.shape == (len(keys), 16)
+        names, rel = db.relation_vectors("m")
+        assert names == ["Follows", "Likes"] and rel.shape == (2, 16)
+        assert np.array_equal(db.embedding("m", "User", keys[3]), vecs[3])
+        nk, ns = db.neighbors("m", "User", ["u1", "u2"], k=5)
+        assert nk.shape == (2, 5) and ns.shape == (2, 5) and "u1" not in nk[0]
+        assert db.quantize("m")["User"] > 0
+        qk, _ = db.neighbors("m", "User", ["u1"], k=5, quantized=True)
+        assert len(set(qk[0]) & set(nk[0])) >= 3
+    # The same model through the command line.
+    assert json.loads(cli("eval", path, "--model", "m", "--test", test, "--json").stdout) | {"seconds": 0} == metrics | {"seconds": 0}
+    lines = cli("neighbors", path, "--model", "m", "--node", "User:u1", "--node", "User:u2", "--k", "5", "--json").stdout
+    for row, line in zip(nk, lines.splitlines()):
+        assert [n["key"] for n in json.loads(line)["neighbors"]] == list(row)
+    q = "MATCH (u:User)-[:Likes]->(i) RETURN u.key, i.key, count(*) AS n ORDER BY u.key, i.key"
+    cli_rows = json.loads(cli("query", path, "--format", "json", "-e", q).stdout)
+    with quiver.open(path) as db:
+        assert [dict(r) for r in db.query(q)] == cli_rows
+
+
+def test_cold_start_node_gets_an_inferred_embedding(tmp_path):
+    with social(tmp_path / "db") as db:
+        db.train("m", {"dim": 8, "epochs": 2, "threads": 1}, device="cpu", progress=False)
+        db.add_edges("User", ["newcomer"], "Follows", "User", ["u1"])
+        v = db.embedding("m", "User", "newcomer")
+        assert v.shape == (8,) and np.isfinite(v).all() and np.abs(v).sum() > 0
+
+
+def test_training_releases_the_gil(tmp_path):
+    with social(tmp_path / "db", users=400) as db:
+        done = threading.Event()
+
+        def train():
+            db.train("m", {"dim": 64, "epochs": 30, "threads": 1}, device="cpu", progress=False)
+            done.set()
+
+        t = threading.Thread(target=train)
+        t.start()
+        queries = 0
+        while not done.is_set():
+            db.query("MATCH (u:User {key: 'u1'})-->(v) RETURN count(v)")
+            queries += 1
+        t.join()
+        assert queries > 10, f"only {queries} queries ran while training"
+
+
+def test_ctrl_c_stops_training_and_resume_finishes_it(tmp_path):
+    path = tmp_path / "db"
+    social(path, users=200).close()
+    # The child slows each bucket down so that the signal lands mid-run.
+    script = textwrap.dedent(f"""
+        import quiver, time
+        db = quiver.open({str(path)!r})
+        seen = []
+        def on(e):
+            if e["event"] == "bucket":
+                if not seen:
+                    seen.append(1); print("training", flush=True)
+                time.sleep(0.02)
+        try:
+            db._db.train("m", {{"dim": 16, "epochs": 60, "partitions": 2, "threads": 1}}, "cpu", False, on)
+            print("finished")
+        except KeyboardInterrupt:
+            print("interrupted")
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "training"
+    time.sleep(0.3)
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=60)
+    assert out.strip() == "interrupted"
+    with quiver.open(path) as db:
+        [m] = db.models()
+        assert not m["finished"] and 0 < m["progress"]["epoch"] * 4 + m["progress"]["bucket"] < 240, m
+        db.train("m", resume=True, device="cpu", progress=False)
+        [m] = db.models()
+        assert m["finished"], m
+
+
+def test_readme_example_in_python(tmp_path):
+    with quiver.open(tmp_path / "readme.db") as g:
+        g.query("CREATE NODE TYPE User; CREATE RELATION TYPE Follows (User -> User)")
+        g.query("CREATE (a:User {key: 'alice'}), (b:User {key: 'bob'}), (c:User {key: 'carol'}), "
+                "(a)-[:Follows]->(b), (b)-[:Follows]->(c), (c)-[:Follows]->(b)")
+        g.query("CALL quiver.train({dim: 16, epochs: 5})")
+        who = g.prepare("MATCH (a:User {key: $k})-[:Follows]->()-[:Follows]->(c) "
+                        "WHERE c <> a AND NOT (a)-[:Follows]->(c) "
+                        "RETURN DISTINCT c.key AS who, quiver.score(a, 'Follows', c) AS score "
+                        "ORDER BY score DESC LIMIT 10")
+        rows = g.execute(who, {"k": "alice"})
+        assert rows[0]["who"] == "carol"
+
+
+def test_the_wheel_imports_with_nothing_else_installed(tmp_path):
+    wheel = os.environ.get("QUIVER_WHEEL")
+    if not wheel:
+        pytest.skip("QUIVER_WHEEL not set (make test sets it)")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], check=True)
+    code = (f"import quiver; db = quiver.open({str(tmp_path / 'db')!r}); "
+            "print(db.query('RETURN 1 + 1 AS two').rows)")
+    assert subprocess.run([py, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[(2,)]"
+
+
+def test_fb15k237_matches_the_cli(tmp_path):
+    if not FB15K.exists():
+        pytest.skip(f"{FB15K} not present (a clone without ../shared)")
+    import tarfile
+
+    with tarfile.open(FB15K) as t:
+        t.extractall(tmp_path, filter="data")
+    train = next(tmp_path.rglob("train.txt"))
+    with quiver.open(tmp_path / "db") as db:
+        report = db.import_files([train])
+        assert report["edges_added"] == 272115
+        stats = db.stats()
+    cli_stats = json.loads(cli("stats", tmp_path / "db", "--json").stdout)
+    assert (stats["nodes"], stats["edges"]) == (cli_stats["nodes"], cli_stats["edges"])
+    q = "MATCH (a:Entity {key: '/m/027rn'})-->()-->(c) RETURN count(DISTINCT c)"
+    with quiver.open(tmp_path / "db") as db:
+        ours = db.query(q).rows[0][0]
+    assert ours == json.loads(cli("query", tmp_path / "db", "--format", "json", "-e", q).stdout)[0]["count(DISTINCT c)"]
