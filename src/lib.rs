@@ -9,7 +9,8 @@ pub use quiver_query::{Graph, Limits, Params, Pos, Prepared, QueryError, Rows};
 
 pub use quiver_storage::{
     import, BucketEdge, Buckets, Catalog, CheckReport, CommitInfo, CorruptionError, Database, DegreeSummary,
-    Direction, ImportErrors, LineError, Neighbors, NodeRef, Snapshot, Stats, StorageError, Value, WriteBatch,
+    Direction, ImportErrors, LineError, Neighbors, NodeRef, Snapshot, Stats, StorageError, StoredPart, Value,
+    WriteBatch,
 };
 
 pub use quiver_engine::{

@@ -11,7 +11,7 @@
 //! resident ([`TrainConfig::foreign_sample`]) and which take precedence over
 //! the partition's rows.
 
-use quiver_storage::{Database, Snapshot};
+use quiver_storage::{Database, Snapshot, StoredPart};
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
@@ -347,6 +347,36 @@ impl Model {
             self.nodes[ty].extend_from_slice(&row);
         }
         inferred
+    }
+
+    /// Node type `ty`'s rows of stored model `name` as they lie on disk,
+    /// memory-mapped (array 0 of the part, `rows × dim` floats), when they
+    /// are exactly what [`Model::load`] would assemble: one partition, stored,
+    /// with no pool rows to write over it. `None` otherwise.
+    pub fn mapped_rows(db: &Database, name: &str, ty: u32) -> Result<Option<(StoredPart, usize)>> {
+        let info = db.model_info(name)?;
+        let s: Settings = serde_json::from_str(&info.settings).map_err(|e| EngineError::Model {
+            name: name.to_string(),
+            message: format!("settings: {e}"),
+        })?;
+        let t = ty as usize;
+        if s.config.partitions != 1 || t >= s.node_counts.len() {
+            return Ok(None);
+        }
+        let pools = load_pools(
+            db,
+            name,
+            t,
+            1,
+            (s.config.dim, s.config.optimizer.state_width(s.config.dim)),
+        )?;
+        if pools.iter().any(Option::is_some) {
+            return Ok(None);
+        }
+        Ok(db
+            .model_part(name, &part_key(t, 0))?
+            .filter(|p| p.array(0).len() == s.node_counts[t] as usize * s.config.dim)
+            .map(|p| (p, s.config.dim)))
     }
 
     /// Loads model `name` from `db`, assembling its partitions, and checks

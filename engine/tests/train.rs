@@ -1,7 +1,10 @@
 //! Training and evaluation on small graphs, checked against brute force.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use quiver_engine::{
-    evaluate, resume, train, Device, Loss, Model, Optimizer, Score, TrainConfig, TrainEvent, Triple,
+    evaluate, resume, train, train_on_until, Device, EngineError, Loss, Model, Optimizer, Score, TrainConfig,
+    TrainEvent, Triple,
 };
 use quiver_storage::Database;
 
@@ -326,6 +329,55 @@ fn stop_and_resume(cfg: TrainConfig) {
     assert_eq!(resumed.nodes, full.nodes);
     assert_eq!(resumed.relations, full.relations);
     assert!(Model::load(&db, "nope").is_err());
+
+    // A stop requested in the middle of epoch 1 ends the run at that bucket
+    // boundary; resuming gives the uninterrupted result.
+    let stop = AtomicBool::new(false);
+    let mut seen = 0;
+    let r = train_on_until(
+        &db,
+        "stopped",
+        &cfg,
+        &Device::Cpu,
+        &mut |e| {
+            if let TrainEvent::Bucket { epoch: 1, .. } = e {
+                seen += 1;
+                stop.store(true, Ordering::Relaxed);
+            }
+        },
+        &stop,
+    );
+    assert!(matches!(r, Err(EngineError::Stopped(_))), "{r:?}");
+    assert_eq!(seen, 1, "the run went on past the boundary");
+    assert!(!db.model_info("stopped").unwrap().progress.is_empty());
+    let resumed = resume(&db, "stopped", &mut |_| {}).unwrap();
+    assert_eq!(resumed.nodes, full.nodes);
+    assert_eq!(resumed.relations, full.relations);
+}
+
+#[test]
+fn one_partition_models_map_their_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ring(dir.path(), 48);
+    for (name, partitions) in [("p1", 1), ("p3", 3)] {
+        let cfg = TrainConfig {
+            partitions,
+            epochs: 2,
+            ..config(Score::L2, Loss::Margin)
+        };
+        let m = train(&db, name, &cfg, &mut |_| {}).unwrap();
+        let mapped = Model::mapped_rows(&db, name, 0).unwrap();
+        match partitions {
+            1 => {
+                let (part, dim) = mapped.expect("one partition is mapped");
+                assert_eq!((part.array(0), dim), (&m.nodes[0][..], 16));
+            }
+            _ => assert!(
+                mapped.is_none(),
+                "rows spread over partitions are assembled, not mapped"
+            ),
+        }
+    }
 }
 
 #[test]

@@ -281,6 +281,25 @@ fn dict<'py>(py: Python<'py>, j: serde_json::Value) -> PyResult<Bound<'py, PyAny
 /// Per query node, k neighbour keys (None past the last neighbour).
 type KeyGrid = Vec<Vec<Option<String>>>;
 
+/// A model's node rows: memory-mapped as stored, or assembled (with the dimension).
+enum Rows {
+    Mapped((quiver::StoredPart, usize)),
+    Owned(Vec<f32>, usize),
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Mapped((p, d)) => p.array(0).len() / (*d).max(1),
+            Rows::Owned(v, d) => v.len() / (*d).max(1),
+        }
+    }
+}
+
+/// Keeps a mapped model part alive under the numpy arrays that view it.
+#[pyclass(frozen, module = "quiver._native")]
+struct Mapped(quiver::StoredPart);
+
 /// A prepared statement.
 #[pyclass(frozen, module = "quiver._native")]
 struct Prepared(quiver::Prepared);
@@ -579,33 +598,54 @@ impl Database {
         dict(py, obj)
     }
 
-    /// (keys, float32 matrix [n, d]) of a node type; the matrix owns the
-    /// model's loaded rows (no copy beyond loading the model).
+    /// (keys, float32 matrix [n, d]) of a node type: a read-only view of the
+    /// memory-mapped stored rows when the model keeps them in one part (one
+    /// partition), else an array that owns the assembled rows (one copy).
     fn embeddings<'py>(
         &self,
         py: Python<'py>,
         model: &str,
         node_type: &str,
     ) -> PyResult<(Vec<String>, Bound<'py, PyAny>)> {
-        let (names, rows, dim) = self.with(|g| {
+        let (names, rows) = self.with(|g| {
             py.detach(|| {
                 let db = g.database();
                 let snap = db.snapshot();
                 let ty = snap.catalog().node_type(node_type)?;
-                let mut m = quiver::Model::load(db, model)?;
-                let dim = m.dim();
-                let rows = std::mem::take(&mut m.nodes[ty as usize]);
-                let n = rows.len() / dim.max(1);
+                let rows = match quiver::Model::mapped_rows(db, model, ty)? {
+                    Some(mapped) => Rows::Mapped(mapped),
+                    None => {
+                        let mut m = quiver::Model::load(db, model)?;
+                        Rows::Owned(std::mem::take(&mut m.nodes[ty as usize]), m.dim())
+                    }
+                };
+                let n = rows.len();
                 let names = (0..n as u32)
                     .map(|id| snap.node_key(ty, id).unwrap_or("").to_string())
                     .collect::<Vec<_>>();
-                Ok::<_, quiver::Error>((names, rows, dim))
+                Ok::<_, quiver::Error>((names, rows))
             })
             .map_err(py_err)
         })?;
         let n = names.len();
-        let a = PyArray1::from_vec(py, rows).reshape([n, dim])?;
-        Ok((names, a.into_any()))
+        let array = match rows {
+            Rows::Owned(v, dim) => PyArray1::from_vec(py, v).reshape([n, dim])?.into_any(),
+            Rows::Mapped((part, dim)) => {
+                let owner = Bound::new(py, Mapped(part))?;
+                let rows = owner.get().0.array(0);
+                let view = numpy::ndarray::ArrayView2::from_shape((n, dim), rows)
+                    .map_err(|e| Error::new_err(format!("stored rows: {e}")))?;
+                // SAFETY: `view` borrows the mapped segment `owner` holds;
+                // the array keeps `owner` alive and the mapping never moves.
+                #[allow(unsafe_code)]
+                let a = unsafe { numpy::PyArray2::borrow_from_array(&view, owner.clone().into_any()) };
+                let kw = PyDict::new(py);
+                kw.set_item("write", false)?;
+                a.call_method("setflags", (), Some(&kw))?;
+                a.into_any()
+            }
+        };
+        Ok((names, array))
     }
 
     /// (relation names, float32 matrix [relations, d]).
@@ -625,7 +665,8 @@ impl Database {
     }
 
     /// One node's row; a node created after training gets one inferred from
-    /// its neighbours, as the query layer does.
+    /// its neighbours, as the query layer does (models are cached while their
+    /// stored parts and the graph are unchanged).
     fn embedding<'py>(
         &self,
         py: Python<'py>,
@@ -636,7 +677,7 @@ impl Database {
         let row = self.with(|g| {
             let db = g.database();
             let snap = db.snapshot();
-            let m = tasks::load_extended(db, model).map_err(py_err)?;
+            let m = g.model(model).map_err(py_err)?;
             let ty = snap.catalog().node_type(node_type).map_err(py_err)?;
             let id = snap
                 .node_id(ty, key)
@@ -692,7 +733,7 @@ impl Database {
                     exclude_connected,
                     quantized,
                 };
-                let m = tasks::load_extended(db, model)?;
+                let m = g.model(model)?;
                 let (target, results) = tasks::neighbors(db, &snap, (&m, model), &queries, &q, &dev)?;
                 let mut scores = vec![f32::NAN; nodes.len() * k];
                 let keys_out = results

@@ -179,6 +179,22 @@ def test_train_evaluate_embeddings_neighbors_match_the_cli(tmp_path):
         assert [dict(r) for r in db.query(q)] == cli_rows
 
 
+def test_embeddings_view_the_stored_rows_when_they_are_one_part(tmp_path):
+    with social(tmp_path / "db") as db:
+        db.train("p1", {"dim": 8, "epochs": 2, "threads": 1}, device="cpu", progress=False)
+        db.train("p2", {"dim": 8, "epochs": 2, "threads": 1, "partitions": 2}, device="cpu", progress=False)
+        keys, mapped = db.embeddings("p1", "User")
+        # A read-only view of the memory-mapped part, kept alive by the array.
+        assert not mapped.flags.writeable and not mapped.flags.owndata and mapped.base is not None
+        with pytest.raises(ValueError):
+            mapped[0, 0] = 1.0
+        assert np.array_equal(mapped[5], db.embedding("p1", "User", keys[5]))
+        _, copied = db.embeddings("p2", "User")
+        assert copied.flags.writeable and copied.shape == mapped.shape
+    # The view outlives the database handle.
+    assert np.isfinite(mapped).all()
+
+
 def test_cold_start_node_gets_an_inferred_embedding(tmp_path):
     with social(tmp_path / "db") as db:
         db.train("m", {"dim": 8, "epochs": 2, "threads": 1}, device="cpu", progress=False)

@@ -109,6 +109,13 @@ impl Graph {
         &self.db
     }
 
+    /// Stored model `name`, from the handle's cache while its parts are
+    /// unchanged (the one the embedding procedures use), with rows inferred
+    /// for nodes created since training.
+    pub fn model(&self, name: &str) -> Result<std::sync::Arc<quiver_engine::Model>> {
+        exec::cached_model(&self.db, &self.db.snapshot(), &self.models, name, true)
+    }
+
     /// The limits queries run under unless given their own.
     pub fn limits(&self) -> Limits {
         self.limits

@@ -20,6 +20,7 @@ use crate::value::{format_float, Params, Value};
 mod expr;
 mod ops;
 mod procs;
+pub(crate) use procs::cached_model;
 mod project;
 mod write;
 

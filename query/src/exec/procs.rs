@@ -54,46 +54,7 @@ impl Ctx<'_> {
                 ))
             }
         };
-        let info = self.db.model_info(&name)?;
-        let parts: Vec<String> = info
-            .parts
-            .iter()
-            .map(|(k, s)| format!("{k}:{}:{}", s.file, s.crc))
-            .collect();
-        // Loads happen outside the lock: readers never wait on another's load.
-        let cached = self
-            .models
-            .lock()
-            .get(&name)
-            .filter(|c| c.parts == parts)
-            .cloned();
-        let mut entry = match cached {
-            Some(c) => c,
-            None => CachedModel {
-                parts,
-                base: Arc::new(Model::load(self.db, &name)?),
-                extended: None,
-            },
-        };
-        let result = if new_nodes {
-            let mut graph = vec![format!("edges:{}", c.edge_version)];
-            graph
-                .extend((0..c.node_types.len() as u32).map(|t| format!("nodes:{}", self.snap.node_count(t))));
-            match &entry.extended {
-                Some((g, m)) if *g == graph => m.clone(),
-                _ => {
-                    let mut m = (*entry.base).clone();
-                    m.extend_to(self.snap);
-                    let m = Arc::new(m);
-                    entry.extended = Some((graph, m.clone()));
-                    m
-                }
-            }
-        } else {
-            entry.base.clone()
-        };
-        self.models.lock().insert(name, entry);
-        Ok(result)
+        cached_model(self.db, self.snap, self.models, &name, new_nodes)
     }
 
     pub(super) fn call(&self, proc: Proc, args: &[Value]) -> Result<Vec<Vec<Value>>> {
@@ -217,4 +178,51 @@ pub(super) fn json_of(v: &Value) -> serde_json::Value {
         Value::Map(m) => m.iter().map(|(k, x)| (k.clone(), json_of(x))).collect(),
         Value::Node { .. } | Value::Edge { .. } => serde_json::Value::Null,
     }
+}
+
+/// Model `name` from the cache while its stored parts are unchanged (loaded
+/// otherwise); with `new_nodes`, extended with rows inferred for nodes
+/// created since training, kept while the graph's edges and node counts are.
+pub(crate) fn cached_model(
+    db: &Database,
+    snap: &Snapshot,
+    models: &ModelCache,
+    name: &str,
+    new_nodes: bool,
+) -> Result<Arc<Model>> {
+    let c = snap.catalog();
+    let info = db.model_info(name)?;
+    let parts: Vec<String> = info
+        .parts
+        .iter()
+        .map(|(k, s)| format!("{k}:{}:{}", s.file, s.crc))
+        .collect();
+    // Loads happen outside the lock: readers never wait on another's load.
+    let cached = models.lock().get(name).filter(|c| c.parts == parts).cloned();
+    let mut entry = match cached {
+        Some(c) => c,
+        None => CachedModel {
+            parts,
+            base: Arc::new(Model::load(db, name)?),
+            extended: None,
+        },
+    };
+    let result = if new_nodes {
+        let mut graph = vec![format!("edges:{}", c.edge_version)];
+        graph.extend((0..c.node_types.len() as u32).map(|t| format!("nodes:{}", snap.node_count(t))));
+        match &entry.extended {
+            Some((g, m)) if *g == graph => m.clone(),
+            _ => {
+                let mut m = (*entry.base).clone();
+                m.extend_to(snap);
+                let m = Arc::new(m);
+                entry.extended = Some((graph, m.clone()));
+                m
+            }
+        }
+    } else {
+        entry.base.clone()
+    };
+    models.lock().insert(name.to_string(), entry);
+    Ok(result)
 }
