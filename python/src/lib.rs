@@ -4,10 +4,11 @@
 //! turns any panic into `quiver.Error`.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::create_exception;
@@ -304,12 +305,20 @@ struct Mapped(quiver::StoredPart);
 #[pyclass(frozen, module = "quiver._native")]
 struct Prepared(quiver::Prepared);
 
+/// A mapped embedding matrix handed out: the model's parts when it was
+/// mapped, the keys, the read-only array.
+type View = (String, Py<PyTuple>, Py<PyAny>);
+
 /// An open database (`quiver.open`).
 #[pyclass(frozen, module = "quiver._native")]
 struct Database {
     graph: RwLock<Option<Graph>>,
     #[pyo3(get)]
     path: String,
+    /// Mapped embeddings by (model, node type): the model's parts when they
+    /// were mapped, the keys, the read-only array (so that a second call
+    /// neither maps nor checks the part again).
+    views: Mutex<HashMap<(String, String), View>>,
 }
 
 impl Database {
@@ -352,12 +361,16 @@ impl Database {
             Ok(Database {
                 graph: RwLock::new(Some(g)),
                 path: path.display().to_string(),
+                views: Mutex::new(HashMap::new()),
             })
         })
     }
 
     /// Closes the database; later calls raise `quiver.Error`.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if let Ok(mut v) = self.views.lock() {
+            v.clear();
+        }
         // Waits, without the GIL, for calls in other threads (a training run) to finish.
         let closed = py.detach(|| self.graph.write().map(|mut g| drop(g.take())).is_ok());
         if !closed {
@@ -606,7 +619,27 @@ impl Database {
         py: Python<'py>,
         model: &str,
         node_type: &str,
-    ) -> PyResult<(Vec<String>, Bound<'py, PyAny>)> {
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyAny>)> {
+        let parts = self.with(|g| {
+            let info = g.database().model_info(model).map_err(py_err)?;
+            Ok(info
+                .parts
+                .iter()
+                .map(|(k, r)| format!("{k}:{}:{}", r.file, r.crc))
+                .collect::<Vec<_>>()
+                .join(","))
+        })?;
+        let slot = (model.to_string(), node_type.to_string());
+        if let Some((p, keys, array)) = self
+            .views
+            .lock()
+            .map_err(|_| Error::new_err("poisoned"))?
+            .get(&slot)
+        {
+            if *p == parts {
+                return Ok((PyList::new(py, keys.bind(py).iter())?, array.bind(py).clone()));
+            }
+        }
         let (names, rows) = self.with(|g| {
             py.detach(|| {
                 let db = g.database();
@@ -628,6 +661,7 @@ impl Database {
             .map_err(py_err)
         })?;
         let n = names.len();
+        let keys = PyList::new(py, names)?;
         let array = match rows {
             Rows::Owned(v, dim) => PyArray1::from_vec(py, v).reshape([n, dim])?.into_any(),
             Rows::Mapped((part, dim)) => {
@@ -642,10 +676,15 @@ impl Database {
                 let kw = PyDict::new(py);
                 kw.set_item("write", false)?;
                 a.call_method("setflags", (), Some(&kw))?;
-                a.into_any()
+                let a = a.into_any();
+                self.views.lock().map_err(|_| Error::new_err("poisoned"))?.insert(
+                    slot,
+                    (parts, PyTuple::new(py, keys.iter())?.unbind(), a.clone().unbind()),
+                );
+                a
             }
         };
-        Ok((names, array))
+        Ok((keys, array))
     }
 
     /// (relation names, float32 matrix [relations, d]).
