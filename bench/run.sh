@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: quiver's storage figures beside Kùzu's and oxigraph's on the
+# `make bench`: quiver's storage figures beside LadybugDB's (Kùzu's maintained fork) and oxigraph's on the
 # same data in one run, with ratios. Needs ../shared (data and anchor scripts)
 # for the side-by-side part; without it, quiver's own figures on synthetic data.
 set -euo pipefail
@@ -58,9 +58,16 @@ if [ ${#data_args[@]} -gt 0 ]; then
     ./target/release/quiver-bench train "${data_args[@]}" --epochs 5 >"$out/quiver_train.json"
     ./target/release/quiver-bench query "${data_args[@]}" --queries 20000 >"$out/quiver_query.json"
     ./target/release/quiver-bench fof --queries 5000 >"$out/quiver_fof.json"
+    # quiver through Python, measured as the LadybugDB anchor measures itself.
+    if [ -x "${venv:-}/bin/python" ]; then
+        make -s python
+        "$venv/bin/pip" install -q --force-reinstall --no-deps target/wheels/quiver-*.whl
+        "$venv/bin/python" bench/python_query.py "${data_args[@]}" >"$out/quiver_python.json"
+        train_json+=("$out/quiver_python.json")
+    fi
     ./target/release/quiver-bench unwind --rows 100000 >"$out/quiver_unwind.json"
     ./target/release/quiver-bench coldstart "${data_args[@]}" >"$out/quiver_coldstart.json"
-    train_json=("$out/quiver_train.json" "$out/quiver_query.json" "$out/quiver_fof.json" "$out/quiver_unwind.json" "$out/quiver_coldstart.json")
+    train_json+=("$out/quiver_train.json" "$out/quiver_query.json" "$out/quiver_fof.json" "$out/quiver_unwind.json" "$out/quiver_coldstart.json")
 fi
 
 # Exact top-10 (issue 5), beside faiss IndexFlatIP on the same kind of data in this run.
@@ -100,7 +107,7 @@ def row(name, ours, theirs, unit, word="faster"):
 k = anchors.get("kuzu_graph", {}); o = anchors.get("pyoxigraph_store", {})
 if "import_median_s" in q:
     print(f"\nFB15k-237 train: {q['nodes']} nodes, {q['edges']} edges\n")
-    print("| measure | quiver | Kùzu | unit | ratio |\n|---|---|---|---|---|")
+    print("| measure | quiver | LadybugDB | unit | ratio |\n|---|---|---|---|---|")
     row("bulk import (median of 5)", q["import_median_s"], k.get("load_total_s"), "s")
     row("size on disk", q["db_size_mib"], k.get("db_size_mib"), "MiB", "smaller")
     n = q["out_neighbors_by_relation"]
@@ -148,8 +155,8 @@ if sc:
 qq = anchors.get("quiver_query")
 if qq:
     kl = k.get("latency", {})
-    print("\nPrepared queries on FB15k-237 (quiver: Rust API `Graph::execute`; Kùzu: Python API, ~120 µs of it fixed cost)\n")
-    print("| query | quiver p50 | Kùzu p50 | quiver p99 | Kùzu p99 | unit | p50 ratio |\n|---|---|---|---|---|---|---|")
+    print("\nPrepared queries on FB15k-237 (quiver: Rust API `Graph::execute`; LadybugDB: its Python API)\n")
+    print("| query | quiver p50 | LadybugDB p50 | quiver p99 | LadybugDB p99 | unit | p50 ratio |\n|---|---|---|---|---|---|---|")
     for name, ours, theirs in [
         ("1-hop out-neighbours, return keys", "a_1hop_out", "a_1hop_out"),
         ("(s, r, ?o)", "b_s_r_?o", "b_s_r_?o"),
@@ -162,6 +169,18 @@ if qq:
         ratio = f"{b['median_us'] / a['median_us']:.1f}x faster" if b else ""
         f = lambda v: "-" if v is None else f"{v:.1f}"
         print(f"| {name} | {f(a['median_us'])} | {f(b.get('median_us'))} | {f(a['p99_us'])} | {f(b.get('p99_us'))} | µs | {ratio} |")
+qp = anchors.get("quiver_python")
+if qp:
+    kl = k.get("latency", {})
+    print("\nThe same prepared queries Python to Python (quiver's and LadybugDB's Python APIs, same draws)\n")
+    print("| query | quiver p50 | LadybugDB p50 | quiver p99 | LadybugDB p99 | unit | p50 ratio |\n|---|---|---|---|---|---|---|")
+    for name in ["a_1hop_out", "b_s_r_?o", "c_2hop_distinct_count", "c2_2hop_path_count"]:
+        a, b = qp["latency"][name], kl.get(name, {})
+        ratio = f"{b['median_us'] / a['median_us']:.1f}x faster" if b else ""
+        print(f"| {name} | {a['median_us']:.1f} | {b.get('median_us', '-')} | {a['p99_us']:.1f} | {b.get('p99_us', '-')} | µs | {ratio} |")
+    e, nb = qp["embeddings"], qp["neighbors"]
+    print(f"\nembeddings() of {e['rows']:,} × {e['dim']} ({e['bytes'] / 2**20:.0f} MiB, view: {e['view']}): median {e['median_ms']:.3f} ms; "
+          f"neighbors() of {nb['nodes']:,} nodes, k = {nb['k']}: {nb['python_median_s']:.3f} s vs the Rust API's {nb['rust_median_s']:.3f} s ({nb['ratio']:.2f}x)")
 fof = anchors.get("quiver_fof")
 if fof:
     print(f"\nFriends of friends not yet followed, ranked by the model, top 10 (the README's query), demo network of {fof['users']:,} users: "

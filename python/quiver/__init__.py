@@ -226,6 +226,25 @@ class Database:
     def drop_model(self, name: str) -> None:
         self._db.drop_model(name)
 
+    def recall(
+        self,
+        model: str,
+        relation: str,
+        holdout: float = 0.1,
+        k: Sequence[int] = (10, 20, 50),
+        method: str = "translation",
+        config: Union[None, Dict[str, Any], str, "os.PathLike[str]"] = None,
+        seed: int = 0,
+        device: str = "auto",
+        train: bool = True,
+    ) -> Dict[str, Any]:
+        """Recall@K of held-out edges, as `quiver eval recall --json` reports
+        it: trains `model` without `holdout` of the relation's edges (unless
+        `train=False`), then ranks by translation or kNN."""
+        if config is not None and not isinstance(config, dict):
+            config = os.fspath(config)
+        return self._db.recall(model, relation, holdout, list(k), method, config, seed, device, train)
+
     def quantize(self, model: str) -> Dict[str, int]:
         """Stores an int8 copy per node type (for `neighbors(quantized=True)`)."""
         return self._db.quantize(model)

@@ -348,6 +348,21 @@ fn rows_out<'py>(py: Python<'py>, rows: quiver::Rows) -> PyResult<(Vec<String>, 
     Ok((rows.columns.clone(), out))
 }
 
+/// Training settings: defaults, a dict of TrainConfig fields, or a TOML file.
+fn train_config(config: Option<&Bound<'_, PyAny>>) -> PyResult<TrainConfig> {
+    Ok(match config {
+        None => TrainConfig::default(),
+        Some(c) if c.is_instance_of::<PyDict>() => serde_json::from_value(py_to_json(c)?)
+            .map_err(|e| ConfigError::new_err(format!("invalid configuration: {e}")))?,
+        Some(c) => {
+            let path: PathBuf = c.extract()?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::new_err(format!("{}: {e}", path.display())))?;
+            toml::from_str(&text).map_err(|e| ConfigError::new_err(format!("{}: {e}", path.display())))?
+        }
+    })
+}
+
 fn device(name: &str) -> PyResult<Device> {
     Device::select(name).map_err(py_err)
 }
@@ -509,17 +524,7 @@ impl Database {
         resume: bool,
         on_event: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let cfg: TrainConfig = match config {
-            None => TrainConfig::default(),
-            Some(c) if c.is_instance_of::<PyDict>() => serde_json::from_value(py_to_json(c)?)
-                .map_err(|e| ConfigError::new_err(format!("invalid configuration: {e}")))?,
-            Some(c) => {
-                let path: PathBuf = c.extract()?;
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| ConfigError::new_err(format!("{}: {e}", path.display())))?;
-                toml::from_str(&text).map_err(|e| ConfigError::new_err(format!("{}: {e}", path.display())))?
-            }
-        };
+        let cfg = train_config(config)?;
         let dev = self::device(device)?;
         let stop = AtomicBool::new(false);
         let mut pending: Option<PyErr> = None;
@@ -837,6 +842,75 @@ impl Database {
 
     fn drop_model(&self, name: &str) -> PyResult<()> {
         self.with(|g| g.database().drop_model(name).map_err(py_err))
+    }
+
+    /// Recall@K of held-out edges of `relation`, as `quiver eval recall`:
+    /// with `train`, model `model` is first trained (settings from `config`)
+    /// without `holdout` of those edges (and their reverses); then each
+    /// source retrieves by translation or kNN and the held-out edges are
+    /// looked for in its top K.
+    #[pyo3(signature = (model, relation, holdout=0.1, k=vec![10, 20, 50], method="translation", config=None, seed=0, device="auto", train=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn recall<'py>(
+        &self,
+        py: Python<'py>,
+        model: &str,
+        relation: &str,
+        holdout: f64,
+        k: Vec<usize>,
+        method: &str,
+        config: Option<&Bound<'py, PyAny>>,
+        seed: u64,
+        device: &str,
+        train: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut cfg = train_config(config)?;
+        let method = match method {
+            "translation" => quiver::recall::Method::Translation,
+            "knn" => quiver::recall::Method::Knn,
+            m => {
+                return Err(ConfigError::new_err(format!(
+                    "method {m}: expected translation or knn"
+                )))
+            }
+        };
+        let dev = self::device(device)?;
+        let report = self.with(|g| {
+            py.detach(|| {
+                let db = g.database();
+                let holdout = quiver::Holdout {
+                    relation: db.catalog().relation(relation)?,
+                    fraction: holdout,
+                    seed,
+                    pairs: true,
+                };
+                if train {
+                    cfg.holdout = Some(holdout.clone());
+                    quiver::train_on(db, model, &cfg, &dev, &mut |_| {})?;
+                }
+                let m = quiver::Model::load(db, model)?;
+                if m.config.holdout.as_ref() != Some(&holdout) {
+                    return Err(EngineError::Config(format!(
+                        "model `{model}` was trained with holdout {:?}, not {holdout:?}",
+                        m.config.holdout
+                    ))
+                    .into());
+                }
+                Ok::<_, quiver::Error>(quiver::recall::recall(
+                    &db.snapshot(),
+                    &m,
+                    &holdout,
+                    &k,
+                    method,
+                    None,
+                )?)
+            })
+            .map_err(py_err)
+        })?;
+        dict(
+            py,
+            serde_json::to_value(report).map_err(|e| Error::new_err(e.to_string()))?,
+        )
     }
 
     /// Stores an int8 copy of each node type's rows; returns bytes per type.

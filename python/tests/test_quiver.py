@@ -195,6 +195,20 @@ def test_embeddings_view_the_stored_rows_when_they_are_one_part(tmp_path):
     assert np.isfinite(mapped).all()
 
 
+def test_recall_of_held_out_edges_matches_the_cli(tmp_path):
+    path = tmp_path / "db"
+    # `quiver eval recall --model h` evaluates the model `h-holdout`.
+    with social(path, users=60) as db:
+        r = db.recall("h-holdout", "Follows", holdout=0.2, k=[5, 10], config={"dim": 16, "epochs": 5, "threads": 1},
+                      device="cpu")
+        assert [k for k, _ in r["recall"]] == [5, 10] and r["held_out"] > 0
+        with pytest.raises(quiver.ConfigError, match="holdout"):
+            db.recall("h-holdout", "Follows", holdout=0.3, train=False)
+    out = json.loads(cli("eval", "recall", path, "--model", "h", "--relation", "Follows", "--holdout", "0.2",
+                         "--k", "5,10", "--no-train", "--json").stdout)
+    assert out["reports"][0] == r
+
+
 def test_cold_start_node_gets_an_inferred_embedding(tmp_path):
     with social(tmp_path / "db") as db:
         db.train("m", {"dim": 8, "epochs": 2, "threads": 1}, device="cpu", progress=False)
