@@ -168,6 +168,12 @@ def test_train_evaluate_embeddings_neighbors_match_the_cli(tmp_path):
         assert db.quantize("m")["User"] > 0
         qk, _ = db.neighbors("m", "User", ["u1"], k=5, quantized=True)
         assert len(set(qk[0]) & set(nk[0])) >= 3
+        assert db.check() == {"ok": True, "problems": []}
+        db.train("scratch", {"dim": 4, "epochs": 1}, device="cpu", progress=False)
+        db.drop_model("scratch")
+        assert [m["name"] for m in db.models()] == ["m"]
+        with pytest.raises(quiver.StorageError, match="no model named"):
+            db.drop_model("scratch")
     # The same model through the command line.
     assert json.loads(cli("eval", path, "--model", "m", "--test", test, "--json").stdout) | {"seconds": 0} == metrics | {"seconds": 0}
     lines = cli("neighbors", path, "--model", "m", "--node", "User:u1", "--node", "User:u2", "--k", "5", "--json").stdout
