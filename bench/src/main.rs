@@ -165,6 +165,19 @@ fn synthetic(path: &Path, edges: u64) {
     w.flush().unwrap();
 }
 
+/// Runs `f` once; after the warm-up (`keep`), records its latency in µs and
+/// the rows it returned.
+fn timed(keep: bool, lat: &mut Vec<f64>, rows: &mut usize, f: impl FnOnce() -> quiver_query::Rows) {
+    let t = Instant::now();
+    let r = f();
+    let dt = t.elapsed().as_secs_f64() * 1e6;
+    if keep {
+        lat.push(dt);
+        *rows += r.len();
+    }
+    black_box(r);
+}
+
 /// Latency of prepared statements, each run `n` times after `n / 10` warm-up
 /// runs, with subjects drawn uniformly from the heads of the train triples
 /// and (s, r) pairs from the triples themselves, as the Kùzu anchor does.
@@ -231,14 +244,9 @@ fn bench_query(data: &Path, n: usize, only: Option<&str>) -> serde_json::Value {
                 (g.prepare(text).unwrap(), heads[pick(heads.len())])
             };
             let params = Params::from([("s".to_string(), Value::from(s))]);
-            let t = Instant::now();
-            let r = g.execute(&prepared, &params, limits).unwrap();
-            let dt = t.elapsed().as_secs_f64() * 1e6;
-            if i >= n / 10 {
-                lat.push(dt);
-                rows += r.len();
-            }
-            black_box(r);
+            timed(i >= n / 10, &mut lat, &mut rows, || {
+                g.execute(&prepared, &params, limits).unwrap()
+            });
         }
         lat.sort_by(f64::total_cmp);
         out.insert(
@@ -294,14 +302,9 @@ fn bench_fof(users: u32, n: usize) -> serde_json::Value {
             "k".to_string(),
             Value::from(format!("u{}", rng.next() % users as u64)),
         )]);
-        let t = Instant::now();
-        let r = g.execute(&fof, &params, g.limits()).unwrap();
-        let dt = t.elapsed().as_secs_f64() * 1e6;
-        if i >= n / 10 {
-            lat.push(dt);
-            rows += r.len();
-        }
-        black_box(r);
+        timed(i >= n / 10, &mut lat, &mut rows, || {
+            g.execute(&fof, &params, g.limits()).unwrap()
+        });
     }
     lat.sort_by(f64::total_cmp);
     json!({"bench": "quiver_fof", "users": users, "n": n, "median_us": percentile(&lat, 0.5),

@@ -71,12 +71,7 @@ impl Planner<'_> {
             )
         })?;
         let key = self.expr(&key.1)?;
-        let props = np
-            .props
-            .iter()
-            .filter(|(k, _)| k.text != "key")
-            .map(|(k, v)| Ok((k.text.clone(), self.expr(v)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let props = self.other_props(np)?;
         writes.push(Write::Node {
             ty,
             key: key.clone(),
@@ -160,12 +155,7 @@ impl Planner<'_> {
             let slot = self.bind_node(np, Some(key), &mut found)?;
             ops.push(Op::Optional(found));
             let key = self.expr(key)?;
-            let props = np
-                .props
-                .iter()
-                .filter(|(k, _)| k.text != "key")
-                .map(|(k, v)| Ok((k.text.clone(), self.expr(v)?)))
-                .collect::<Result<Vec<_>>>()?;
+            let props = self.other_props(np)?;
             if let Some(v) = &np.var {
                 self.merged
                     .insert(v.text.clone(), Target::Node { ty, key: key.clone() });
@@ -233,6 +223,15 @@ impl Planner<'_> {
             on_create: on_c,
             on_match: on_m,
         })))
+    }
+
+    /// A node pattern's properties other than its key.
+    fn other_props(&mut self, np: &NodePattern) -> Result<Vec<(String, CExpr)>> {
+        np.props
+            .iter()
+            .filter(|(k, _)| k.text != "key")
+            .map(|(k, v)| Ok((k.text.clone(), self.expr(v)?)))
+            .collect()
     }
 
     /// SET items as writes; a literal map is one write per key.
