@@ -111,8 +111,11 @@ pub fn neighbors(
         .collect();
     let exclude = |i: usize, id: u32| excluded[i].binary_search(&id).is_ok();
     let results = if q.quantized {
-        let codes = Int8Rows::load(db, name, target, model.dim())?
-            .ok_or_else(|| bad(format!("model `{name}` has no int8 copy: quantize it first")))?;
+        let codes = Int8Rows::load(db, name, target, model.dim())?.ok_or_else(|| {
+            bad(format!(
+                "model `{name}` has no int8 copy: run `quiver quantize` (Python: `db.quantize`) first"
+            ))
+        })?;
         codes.index(metric).search(&qv, q.k, &exclude)
     } else {
         let table = &model.nodes[target as usize];
