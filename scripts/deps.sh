@@ -27,6 +27,9 @@ command -v cc >/dev/null || missing+=(gcc)
 # Vulkan loader and Mesa's lavapipe: the WGSL kernels are tested on it.
 ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' || missing+=(libvulkan1)
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
+# HDF5, for PyTorch-BigGraph's files (`export --format pbg`, `import-model`); found with pkg-config.
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+pkg-config --exists hdf5 2>/dev/null || missing+=(libhdf5-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

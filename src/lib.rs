@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod demo;
+#[cfg(feature = "pbg")]
+pub mod pbg;
 pub mod tasks;
 
 /// Values in query parameters and results.
@@ -33,6 +35,15 @@ pub enum Error {
     /// From the query language.
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// A PyTorch-BigGraph file that cannot be written or read, or does not
+    /// match the database.
+    #[error("{}: {message}", path.display())]
+    Pbg {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Short for `Result<T, quiver::Error>`.

@@ -94,7 +94,8 @@ enum Command {
         /// Model name.
         #[arg(long, default_value = "default")]
         model: String,
-        /// `npy` (TYPE.npy, float32 rows, plus TYPE.keys.tsv) or `tsv` (TYPE.tsv: key then values).
+        /// `npy` (TYPE.npy, float32 rows, plus TYPE.keys.tsv) or `tsv` (TYPE.tsv: key then values)
+        /// for a model; `pbg` for the graph as PyTorch-BigGraph's training input (no model).
         #[arg(long, default_value = "npy")]
         format: String,
         /// Output directory (created).
@@ -103,6 +104,26 @@ enum Command {
         /// Overwrite files that are already there.
         #[arg(long)]
         force: bool,
+        /// With --format pbg: partitions per node type.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// With --format pbg: a TOML file of training settings for the config.py written.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Store a model trained elsewhere: `--format pbg` reads a PyTorch-BigGraph
+    /// checkpoint directory (its latest version and config.json).
+    ImportModel {
+        /// Database directory.
+        db: PathBuf,
+        /// The checkpoint directory.
+        checkpoint: PathBuf,
+        /// The format of the checkpoint.
+        #[arg(long, default_value = "pbg")]
+        format: String,
+        /// Name of the stored model.
+        #[arg(long, default_value = "default")]
+        model: String,
     },
     /// Filtered link-prediction metrics of a stored model on test triples;
     /// `eval recall` for Recall@K of held-out edges.
@@ -292,11 +313,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models { db, drop } => model::models(&db, drop.as_deref())?,
         Command::Export {
             db,
+            format,
+            out,
+            force,
+            partitions,
+            config,
+            ..
+        } if format == "pbg" => model::export_pbg(&db, partitions, config.as_deref(), &out, force)?,
+        Command::Export {
+            db,
             model,
             format,
             out,
             force,
+            ..
         } => model::export_model(&db, &model, &format, &out, force)?,
+        Command::ImportModel {
+            db,
+            checkpoint,
+            format,
+            model,
+        } => model::import_model(&db, &checkpoint, &format, &model)?,
         Command::Eval {
             what: Some(EvalWhat::Recall(a)),
             ..

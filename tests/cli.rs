@@ -880,3 +880,47 @@ fn train_refuses_unknown_keys_and_settings_beyond_the_machine() {
         .unwrap();
     assert!(o.status.success() && o.stderr.is_empty(), "{}", text(&o));
 }
+
+#[test]
+fn pbg_export_and_import_verbs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let train = dir.path().join("train.tsv");
+    let lines: String = (0..30)
+        .map(|i| format!("e{i}\tnext\te{}\n", (i + 1) % 30))
+        .collect();
+    std::fs::write(&train, lines).unwrap();
+    assert!(quiver(&["import", p(&db), p(&train)]).status.success());
+    let out = dir.path().join("pbg");
+    let o = quiver(&[
+        "export",
+        p(&db),
+        "--format",
+        "pbg",
+        "--partitions",
+        "2",
+        "--out",
+        p(&out),
+    ]);
+    assert!(
+        o.status.success() && text(&o).contains("30 edges in 4 buckets"),
+        "{}",
+        text(&o)
+    );
+    for f in [
+        "edges_1_0.h5",
+        "entity_count_Entity_1.txt",
+        "entity_names_Entity_0.json",
+        "config.py",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let o = quiver(&["import-model", p(&db), p(&out), "--model", "pbg"]);
+    assert!(
+        !o.status.success() && text(&o).contains("checkpoint_version.txt"),
+        "{}",
+        text(&o)
+    );
+    let o = quiver(&["models", p(&db)]);
+    assert!(o.status.success() && !text(&o).contains("pbg"), "{}", text(&o));
+}

@@ -349,6 +349,75 @@ impl Model {
         inferred
     }
 
+    /// Stores these rows as a new, finished model `name` in one partition
+    /// (optimizer state zero), as if trained with `self.config`: rows
+    /// trained elsewhere (a PyTorch-BigGraph checkpoint) then serve every
+    /// use of a stored model. The row counts must be the database's node
+    /// counts; a model of that name must not exist.
+    pub fn store(&self, db: &Database, name: &str) -> Result<()> {
+        let c = db.catalog();
+        let d = self.dim();
+        let bad = |m: String| EngineError::Model {
+            name: name.to_string(),
+            message: m,
+        };
+        if c.models.iter().any(|m| m.name == name) {
+            return Err(bad("a model of that name exists; drop it first".into()));
+        }
+        let snap = db.snapshot();
+        let node_counts: Vec<u32> = (0..c.node_types.len() as u32)
+            .map(|t| snap.node_count(t))
+            .collect();
+        for (t, rows) in self.nodes.iter().enumerate() {
+            if rows.len() != node_counts.get(t).map_or(0, |&n| n as usize * d) {
+                return Err(bad(format!(
+                    "node type {}: {} rows, the database has {}",
+                    c.type_name(t as u32),
+                    rows.len() / d.max(1),
+                    node_counts.get(t).copied().unwrap_or(0)
+                )));
+            }
+        }
+        let config = TrainConfig {
+            partitions: 1,
+            ..self.config.clone()
+        };
+        let settings = Settings {
+            config,
+            node_counts,
+            relations: c.relations.len(),
+        };
+        if self.relations.len() != settings.relation_rows() * d || self.nodes.len() != c.node_types.len() {
+            return Err(bad(
+                "relation vectors or node types do not match the database".into()
+            ));
+        }
+        let width = settings.config.optimizer.state_width(d);
+        let states: Vec<Vec<f32>> = self
+            .nodes
+            .iter()
+            .map(|rows| vec![0.0; rows.len() / d.max(1) * width])
+            .collect();
+        let keys: Vec<String> = (0..self.nodes.len()).map(|t| part_key(t, 0)).collect();
+        let rel_state = vec![0.0; settings.relation_rows() * width];
+        let arrays: Vec<[&[f32]; 2]> = self
+            .nodes
+            .iter()
+            .zip(&states)
+            .map(|(r, s)| [r.as_slice(), s.as_slice()])
+            .chain(std::iter::once([self.relations.as_slice(), rel_state.as_slice()]))
+            .collect();
+        let parts: Vec<(&str, &[&[f32]])> = keys
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(RELATIONS_KEY))
+            .zip(arrays.iter().map(|a| &a[..]))
+            .collect();
+        let json = serde_json::to_string(&settings).map_err(|e| EngineError::Internal(e.to_string()))?;
+        db.save_model_parts(name, &json, "", &parts)?;
+        Ok(())
+    }
+
     /// Node type `ty`'s rows of stored model `name` as they lie on disk,
     /// memory-mapped (array 0 of the part, `rows × dim` floats), when they
     /// are exactly what [`Model::load`] would assemble: one partition, stored,

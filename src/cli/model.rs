@@ -311,6 +311,49 @@ pub fn export_model(db: &Path, model: &str, format: &str, out: &Path, force: boo
     Ok(())
 }
 
+/// `quiver export --format pbg`: the graph as PyTorch-BigGraph's input.
+pub fn export_pbg(
+    db: &Path,
+    partitions: u32,
+    config: Option<&Path>,
+    out: &Path,
+    force: bool,
+) -> anyhow::Result<()> {
+    if partitions == 0 {
+        bail!("--partitions must be at least 1");
+    }
+    let cfg: quiver::TrainConfig = match config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?
+        }
+        None => quiver::TrainConfig::default(),
+    };
+    let database = open(db)?;
+    let r = quiver::pbg::export_graph(&database, partitions, &cfg, out, force)?;
+    say!(
+        "wrote {} files ({} edges in {} buckets) to {}; train with: torchbiggraph_train {}",
+        r.files,
+        r.edges,
+        partitions * partitions,
+        out.display(),
+        out.join("config.py").display()
+    );
+    Ok(())
+}
+
+/// `quiver import-model`: a model trained elsewhere, stored.
+pub fn import_model(db: &Path, checkpoint: &Path, format: &str, model: &str) -> anyhow::Result<()> {
+    if format != "pbg" {
+        bail!("--format {format}: expected pbg");
+    }
+    let database = open(db)?;
+    quiver::pbg::import_checkpoint(&database, checkpoint, model)?;
+    say!("stored model `{model}` from {}", checkpoint.display());
+    Ok(())
+}
+
 /// `quiver eval`: filtered link-prediction metrics, stored with the model.
 pub fn eval(
     db: Option<PathBuf>,

@@ -1,0 +1,389 @@
+//! PyTorch-BigGraph's file formats, so that a graph stored in quiver can be
+//! trained by PBG's distributed trainer and the result served by quiver:
+//! [`export_graph`] writes PBG's training input (entity counts and names per
+//! partition, one HDF5 file of edges per bucket, a `config.py`), and
+//! [`import_checkpoint`] stores a PBG checkpoint as a quiver model.
+//!
+//! The partitions are quiver's own (contiguous id ranges of ⌈n/P⌉ per node
+//! type), so row r of quiver's partition p is row r of PBG's partition p.
+//! Relations are PBG "static" relations (one entry per relation with its
+//! own entity types), so User→Tweet and User→User can share one graph.
+//! PBG applies the translation to the right-hand side: an edge (u, r, v)
+//! scores c(u, v + t_r), so quiver's h + r ≈ t holds with r = −t_r, exactly
+//! for the l2 comparators that TransE uses.
+
+use std::path::{Path, PathBuf};
+
+use quiver_engine::{EngineError, Model, Score, TrainConfig};
+use quiver_storage::Database;
+
+use crate::{Error, Result};
+
+fn fail(path: &Path, message: impl std::fmt::Display) -> Error {
+    Error::Pbg {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// What [`export_graph`] wrote.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// Files written.
+    pub files: usize,
+    /// Edges written over all buckets.
+    pub edges: u64,
+}
+
+/// Writes the graph as stored (delta included) as PBG's training input in
+/// `out`, with `partitions` partitions for every node type; `config` gives
+/// the settings of the `config.py` written beside it. Files that exist are
+/// an error unless `force`; each file is written under a temporary name and
+/// renamed.
+pub fn export_graph(
+    db: &Database,
+    partitions: u32,
+    config: &TrainConfig,
+    out: &Path,
+    force: bool,
+) -> Result<Exported> {
+    if out.join("catalog").is_dir() {
+        return Err(fail(out, "is a database directory; export elsewhere"));
+    }
+    let buckets = db.buckets(partitions)?;
+    let snap = db.snapshot();
+    let c = snap.catalog();
+    for t in &c.node_types {
+        if t.name.contains(['/', '\\', '\0']) {
+            return Err(fail(
+                out,
+                format!("node type `{}`: PBG names files after it", t.name),
+            ));
+        }
+    }
+    let mut names: Vec<String> = Vec::new();
+    for t in &c.node_types {
+        for p in 0..partitions {
+            names.push(format!("entity_count_{}_{p}.txt", t.name));
+            names.push(format!("entity_names_{}_{p}.json", t.name));
+        }
+    }
+    for i in 0..partitions {
+        for j in 0..partitions {
+            names.push(format!("edges_{i}_{j}.h5"));
+        }
+    }
+    names.push("config.py".into());
+    if !force {
+        if let Some(there) = names.iter().map(|n| out.join(n)).find(|p| p.exists()) {
+            return Err(fail(&there, "exists (--force overwrites it)"));
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| fail(out, e))?;
+    let write_text = |name: &str, text: &str| -> Result<()> {
+        let path = out.join(name);
+        let tmp = out.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, text).map_err(|e| fail(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| fail(&path, e))
+    };
+    for (t, def) in c.node_types.iter().enumerate() {
+        for p in 0..partitions {
+            let range = buckets.partition_range(t as u32, p);
+            write_text(
+                &format!("entity_count_{}_{p}.txt", def.name),
+                &format!("{}\n", range.len()),
+            )?;
+            let keys: Vec<&str> = range
+                .map(|id| snap.node_key(t as u32, id).unwrap_or(""))
+                .collect();
+            let json = serde_json::to_string(&keys).map_err(|e| fail(out, e))?;
+            write_text(&format!("entity_names_{}_{p}.json", def.name), &json)?;
+        }
+    }
+    let mut edges = 0;
+    for i in 0..partitions {
+        for j in 0..partitions {
+            let bucket = buckets.bucket(i, j);
+            let mut lhs = Vec::with_capacity(bucket.len());
+            let mut rhs = Vec::with_capacity(bucket.len());
+            let mut rel = Vec::with_capacity(bucket.len());
+            for e in bucket {
+                let def = &c.relations[e.rel as usize];
+                lhs.push(i64::from(e.src - buckets.partition_range(def.src, i).start));
+                rhs.push(i64::from(e.dst - buckets.partition_range(def.dst, j).start));
+                rel.push(i64::from(e.rel));
+            }
+            edges += bucket.len() as u64;
+            let name = format!("edges_{i}_{j}.h5");
+            let tmp = out.join(format!("{name}.tmp"));
+            write_edges(&tmp, &lhs, &rhs, &rel).map_err(|e| fail(&tmp, e))?;
+            std::fs::rename(&tmp, out.join(&name)).map_err(|e| fail(&out.join(&name), e))?;
+        }
+    }
+    write_text("config.py", &config_py(db, partitions, config, out))?;
+    Ok(Exported {
+        files: names.len(),
+        edges,
+    })
+}
+
+fn write_edges(path: &Path, lhs: &[i64], rhs: &[i64], rel: &[i64]) -> hdf5::Result<()> {
+    let f = hdf5::File::create(path)?;
+    f.new_attr::<i64>()
+        .create("format_version")?
+        .write_scalar(&1i64)?;
+    for (name, data) in [("lhs", lhs), ("rhs", rhs), ("rel", rel)] {
+        f.new_dataset::<i64>()
+            .shape(data.len())
+            .create(name)?
+            .write_raw(data)?;
+    }
+    f.close()
+}
+
+/// A `config.py` for `torchbiggraph_train` with the settings of `cfg` that
+/// PBG can express; the others are listed in its comments.
+fn config_py(db: &Database, partitions: u32, cfg: &TrainConfig, out: &Path) -> String {
+    let c = db.catalog();
+    let dir = std::fs::canonicalize(out).unwrap_or_else(|_| out.to_path_buf());
+    let dir = dir
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('\'', "\\'");
+    let q = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+    let entities: Vec<String> = c
+        .node_types
+        .iter()
+        .map(|t| format!("        {}: {{'num_partitions': {partitions}}},", q(&t.name)))
+        .collect();
+    let relations: Vec<String> = c
+        .relations
+        .iter()
+        .map(|r| {
+            format!(
+                "        {{'name': {}, 'lhs': {}, 'rhs': {}, 'operator': 'translation'}},",
+                q(&r.name),
+                q(c.type_name(r.src)),
+                q(c.type_name(r.dst))
+            )
+        })
+        .collect();
+    let comparator = match cfg.score {
+        Score::L2 => "'l2'",
+        Score::Dot => "'dot'",
+        Score::L1 => "'l2'  # quiver trains L1; PBG has no L1 comparator",
+    };
+    let loss = match cfg.loss {
+        quiver_engine::Loss::Margin => "'ranking'",
+        _ => "'softmax'",
+    };
+    let mut unexpressed = Vec::new();
+    if cfg.reciprocal {
+        unexpressed
+            .push("reciprocal head relations (PBG's static relations translate the right-hand side only)");
+    }
+    if cfg.optimizer != quiver_engine::Optimizer::Adagrad {
+        unexpressed.push("the optimizer (PBG uses row Adagrad)");
+    }
+    if cfg.self_negatives {
+        unexpressed.push("self-negatives");
+    }
+    if cfg.max_norm > 0.0 {
+        unexpressed.push("max_norm (PBG's max_norm is close but not identical: set it by hand)");
+    }
+    if cfg.foreign_sample > 0 {
+        unexpressed.push("foreign_sample (pools of the other partitions' rows)");
+    }
+    if cfg.regularization > 0.0 {
+        unexpressed.push("the regularizer");
+    }
+    unexpressed.push("edge weights (PBG reads a `weight` dataset as integers, so none is written)");
+    format!(
+        "# PyTorch-BigGraph config written by `quiver export --format pbg` for the\n\
+         # graph in this directory: {partitions} partition(s) per entity type, static relations.\n\
+         # quiver settings PBG cannot express, not carried over:\n{}\n\n\
+         def get_torchbiggraph_config():\n    return dict(\n\
+         \x20       entity_path='{dir}',\n\
+         \x20       edge_paths=['{dir}'],\n\
+         \x20       checkpoint_path='{dir}/checkpoints',\n\
+         \x20       entities={{\n{}\n        }},\n\
+         \x20       relations=[\n{}\n        ],\n\
+         \x20       dynamic_relations=False,\n\
+         \x20       dimension={},\n\
+         \x20       comparator={comparator},\n\
+         \x20       loss_fn={loss},\n\
+         \x20       margin={},\n\
+         \x20       lr={},\n\
+         \x20       num_epochs={},\n\
+         \x20       batch_size={},\n\
+         \x20       num_uniform_negs={},\n\
+         \x20       num_batch_negs={},\n\
+         \x20       num_edge_chunks={},\n\
+         \x20       init_scale=0.001,\n\
+         \x20   )\n",
+        unexpressed
+            .iter()
+            .map(|u| format!("#   - {u}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        entities.join("\n"),
+        relations.join("\n"),
+        cfg.dim,
+        cfg.margin,
+        cfg.lr,
+        cfg.epochs,
+        // A multiple of the chunk (PBG's in-batch negatives come from chunks of num_batch_negs).
+        (1000 / cfg.chunk_size.max(1)).max(1) * cfg.chunk_size.max(1),
+        cfg.uniform_negatives,
+        if cfg.batch_negatives { cfg.chunk_size } else { 0 },
+        cfg.passes.max(1),
+    )
+}
+
+/// Stores the PBG checkpoint in `dir` (its latest version, the entity
+/// types, relations and partitions of the `config.json` PBG writes there)
+/// as quiver model `name`. Counts, names (when the entity files named by the
+/// config are there), relations and the dimension are checked against the
+/// database first; on any mismatch nothing is stored.
+pub fn import_checkpoint(db: &Database, dir: &Path, name: &str) -> Result<()> {
+    let read = |p: PathBuf| std::fs::read_to_string(&p).map_err(|e| fail(&p, e));
+    let version: u32 = {
+        let p = dir.join("checkpoint_version.txt");
+        read(p.clone())?
+            .trim()
+            .parse()
+            .map_err(|e| fail(&p, format!("not a version number: {e}")))?
+    };
+    let config_path = dir.join("config.json");
+    let config: serde_json::Value =
+        serde_json::from_str(&read(config_path.clone())?).map_err(|e| fail(&config_path, e))?;
+    let bad = |m: String| fail(&config_path, m);
+    if config["dynamic_relations"].as_bool() == Some(true) {
+        return Err(bad("dynamic relations are not supported yet; train with static relations (as `quiver export --format pbg` writes them)".into()));
+    }
+    let comparator = config["comparator"].as_str().unwrap_or("");
+    if !matches!(comparator, "l2" | "squared_l2") {
+        return Err(bad(format!(
+            "comparator `{comparator}`: only l2 and squared_l2 give TransE's h + r ≈ t (PBG translates the right-hand side)"
+        )));
+    }
+    let dim = config["dimension"]
+        .as_u64()
+        .ok_or_else(|| bad("no `dimension`".into()))? as usize;
+    let snap = db.snapshot();
+    let c = snap.catalog();
+    let rels = config["relations"].as_array().cloned().unwrap_or_default();
+    if rels.len() != c.relations.len() {
+        return Err(bad(format!(
+            "{} relations, the database has {}",
+            rels.len(),
+            c.relations.len()
+        )));
+    }
+    for (r, def) in rels.iter().zip(&c.relations) {
+        let (n, l, h, op) = (&r["name"], &r["lhs"], &r["rhs"], &r["operator"]);
+        if n.as_str() != Some(&def.name)
+            || l.as_str() != Some(c.type_name(def.src))
+            || h.as_str() != Some(c.type_name(def.dst))
+        {
+            return Err(bad(format!(
+                "relation {n} ({l} -> {h}) where the database has {} ({} -> {})",
+                def.name,
+                c.type_name(def.src),
+                c.type_name(def.dst)
+            )));
+        }
+        if op.as_str() != Some("translation") {
+            return Err(bad(format!(
+                "relation {}: operator {op}, not translation",
+                def.name
+            )));
+        }
+    }
+    let entity_path = config["entity_path"].as_str().map(PathBuf::from);
+    let mut nodes = Vec::with_capacity(c.node_types.len());
+    for (t, def) in c.node_types.iter().enumerate() {
+        let parts = config["entities"][&def.name]["num_partitions"]
+            .as_u64()
+            .ok_or_else(|| bad(format!("no entity type `{}`", def.name)))? as u32;
+        let n = snap.node_count(t as u32);
+        let size = n.div_ceil(parts.max(1)).max(1);
+        let mut rows = Vec::with_capacity(n as usize * dim);
+        for p in 0..parts {
+            let range = (p * size).min(n)..((p + 1) * size).min(n);
+            let path = dir.join(format!("embeddings_{}_{p}.v{version}.h5", def.name));
+            let (shape, data) = read_f32(&path, "embeddings").map_err(|e| fail(&path, e))?;
+            if shape != [range.len(), dim] {
+                return Err(fail(
+                    &path,
+                    format!(
+                        "embeddings of shape {shape:?}; the database's partition {p} of {} needs [{}, {dim}]",
+                        def.name,
+                        range.len()
+                    ),
+                ));
+            }
+            if let Some(ep) = &entity_path {
+                let names_path = ep.join(format!("entity_names_{}_{p}.json", def.name));
+                if let Ok(text) = std::fs::read_to_string(&names_path) {
+                    let names: Vec<String> = serde_json::from_str(&text).map_err(|e| fail(&names_path, e))?;
+                    let ours = range.clone().map(|id| snap.node_key(t as u32, id).unwrap_or(""));
+                    if let Some((i, (a, b))) = names.iter().zip(ours).enumerate().find(|(_, (a, b))| a != b) {
+                        return Err(fail(
+                            &names_path,
+                            format!("row {i} is `{a}`, the database's row is `{b}`"),
+                        ));
+                    }
+                }
+            }
+            rows.extend_from_slice(&data);
+        }
+        nodes.push(rows);
+    }
+    let model_path = dir.join(format!("model.v{version}.h5"));
+    let file = hdf5::File::open(&model_path).map_err(|e| fail(&model_path, e))?;
+    let mut relations = Vec::with_capacity(c.relations.len() * dim);
+    for idx in 0..c.relations.len() {
+        let key = format!("model/relations/{idx}/operator/rhs/translation");
+        let ds = file
+            .dataset(&key)
+            .map_err(|e| fail(&model_path, format!("{key}: {e}")))?;
+        let t: Vec<f32> = ds
+            .read_raw()
+            .map_err(|e| fail(&model_path, format!("{key}: {e}")))?;
+        if t.len() != dim {
+            return Err(fail(
+                &model_path,
+                format!("{key} has {} values, not {dim}", t.len()),
+            ));
+        }
+        // c(u, v + t) = −‖u − v − t‖: h + r ≈ t' with r = −t.
+        relations.extend(t.iter().map(|x| -x));
+    }
+    let model = Model {
+        // What PBG's config says that quiver's settings hold too.
+        config: TrainConfig {
+            dim,
+            score: Score::L2,
+            reciprocal: false,
+            epochs: config["num_epochs"].as_u64().unwrap_or(0) as usize,
+            lr: config["lr"].as_f64().unwrap_or(0.0) as f32,
+            margin: config["margin"].as_f64().unwrap_or(0.0) as f32,
+            ..TrainConfig::default()
+        },
+        nodes,
+        relations,
+    };
+    model.store(db, name).map_err(|e| match e {
+        EngineError::Storage(s) => Error::Storage(s),
+        other => Error::Engine(other),
+    })
+}
+
+/// A float32 dataset of `file` as (shape, values).
+fn read_f32(path: &Path, dataset: &str) -> hdf5::Result<(Vec<usize>, Vec<f32>)> {
+    let f = hdf5::File::open(path)?;
+    let ds = f.dataset(dataset)?;
+    Ok((ds.shape(), ds.read_raw()?))
+}
