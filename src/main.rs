@@ -95,7 +95,8 @@ enum Command {
         #[arg(long, default_value = "default")]
         model: String,
         /// `npy` (TYPE.npy, float32 rows, plus TYPE.keys.tsv) or `tsv` (TYPE.tsv: key then values)
-        /// for a model; `pbg` for the graph as PyTorch-BigGraph's training input (no model).
+        /// for a model; `pbg` for the graph as PyTorch-BigGraph's training input (no model);
+        /// `pbg-checkpoint` for the model as a PBG checkpoint (PBG's init_path).
         #[arg(long, default_value = "npy")]
         format: String,
         /// Output directory (created).
@@ -104,7 +105,7 @@ enum Command {
         /// Overwrite files that are already there.
         #[arg(long)]
         force: bool,
-        /// With --format pbg: partitions per node type.
+        /// With --format pbg or pbg-checkpoint: partitions per node type.
         #[arg(long, default_value_t = 1)]
         partitions: u32,
         /// With --format pbg: a TOML file of training settings for the config.py written.
@@ -320,6 +321,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             ..
         } if format == "pbg" => model::export_pbg(&db, partitions, config.as_deref(), &out, force)?,
+        Command::Export {
+            db,
+            model,
+            format,
+            out,
+            force,
+            partitions,
+            ..
+        } if format == "pbg-checkpoint" => {
+            model::export_pbg_checkpoint(&db, &model, partitions, &out, force)?
+        }
         Command::Export {
             db,
             model,

@@ -381,6 +381,108 @@ pub fn import_checkpoint(db: &Database, dir: &Path, name: &str) -> Result<()> {
     })
 }
 
+/// Writes stored model `name` as a PBG checkpoint in `out` (version 1, the
+/// model's rows split into `partitions` partitions per node type as
+/// [`export_graph`] splits them, relation vectors as right-hand
+/// translations t = −r), usable as PBG's `init_path`. Nodes created after
+/// training get rows inferred from their neighbours. Only the first half of
+/// a model with reciprocal relations has a PBG counterpart.
+pub fn export_checkpoint(
+    db: &Database,
+    name: &str,
+    partitions: u32,
+    out: &Path,
+    force: bool,
+) -> Result<usize> {
+    if out.join("catalog").is_dir() {
+        return Err(fail(out, "is a database directory; export elsewhere"));
+    }
+    if partitions == 0 {
+        return Err(fail(out, "partitions must be at least 1"));
+    }
+    let model = crate::tasks::load_extended(db, name)?;
+    if model.config.score != Score::L2 {
+        return Err(fail(
+            out,
+            "only L2 models have a PBG counterpart (PBG translates the right-hand side)",
+        ));
+    }
+    let snap = db.snapshot();
+    let c = snap.catalog();
+    let d = model.dim();
+    let version_file = out.join("checkpoint_version.txt");
+    if !force && version_file.exists() {
+        return Err(fail(&version_file, "exists (--force overwrites it)"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| fail(out, e))?;
+    let mut files = 0;
+    for (t, def) in c.node_types.iter().enumerate() {
+        let n = snap.node_count(t as u32);
+        let size = n.div_ceil(partitions).max(1);
+        for p in 0..partitions {
+            let range = (p * size).min(n) as usize..((p + 1) * size).min(n) as usize;
+            let rows = &model.nodes[t][range.start * d..range.end * d];
+            let path = out.join(format!("embeddings_{}_{p}.v1.h5", def.name));
+            (|| -> hdf5::Result<()> {
+                let f = hdf5::File::create(&path)?;
+                f.new_attr::<i64>()
+                    .create("format_version")?
+                    .write_scalar(&1i64)?;
+                f.new_dataset::<f32>()
+                    .shape((range.len(), d))
+                    .create("embeddings")?
+                    .write_raw(rows)?;
+                f.close()
+            })()
+            .map_err(|e| fail(&path, e))?;
+            files += 1;
+        }
+    }
+    let path = out.join("model.v1.h5");
+    (|| -> hdf5::Result<()> {
+        let f = hdf5::File::create(&path)?;
+        f.new_attr::<i64>()
+            .create("format_version")?
+            .write_scalar(&1i64)?;
+        for idx in 0..c.relations.len() {
+            let t: Vec<f32> = model.relation(idx as u32).iter().map(|x| -x).collect();
+            let key = format!("model/relations/{idx}/operator/rhs/translation");
+            let ds = f.new_dataset::<f32>().shape(d).create(key.as_str())?;
+            ds.write_raw(&t)?;
+            ds.new_attr::<hdf5::types::VarLenUnicode>()
+                .create("state_dict_key")?
+                .write_scalar(
+                    &format!("rhs_operators.{idx}.translation")
+                        .parse::<hdf5::types::VarLenUnicode>()
+                        .map_err(|e| hdf5::Error::from(e.to_string().as_str()))?,
+                )?;
+        }
+        f.close()
+    })()
+    .map_err(|e| fail(&path, e))?;
+    // The config PBG keeps beside a checkpoint, for import-model.
+    let entities: serde_json::Map<String, serde_json::Value> = c
+        .node_types
+        .iter()
+        .map(|t| (t.name.clone(), serde_json::json!({"num_partitions": partitions})))
+        .collect();
+    let relations: Vec<serde_json::Value> = c
+        .relations
+        .iter()
+        .map(|r| {
+            serde_json::json!({"name": r.name, "lhs": c.type_name(r.src), "rhs": c.type_name(r.dst),
+                "operator": "translation"})
+        })
+        .collect();
+    let config = serde_json::json!({"entities": entities, "relations": relations, "dynamic_relations": false,
+        "dimension": d, "comparator": "l2", "num_epochs": model.config.epochs, "lr": model.config.lr,
+        "margin": model.config.margin});
+    let config_path = out.join("config.json");
+    std::fs::write(&config_path, config.to_string()).map_err(|e| fail(&config_path, e))?;
+    std::fs::write(&version_file, "1\n").map_err(|e| fail(&version_file, e))?;
+    Ok(files + 3)
+}
+
 /// A float32 dataset of `file` as (shape, values).
 fn read_f32(path: &Path, dataset: &str) -> hdf5::Result<(Vec<usize>, Vec<f32>)> {
     let f = hdf5::File::open(path)?;

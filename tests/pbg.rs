@@ -190,6 +190,33 @@ fn a_pbg_checkpoint_becomes_a_stored_model() {
         ..TrainConfig::default()
     };
     quiver::train(&db, "warm", &warm, &mut |_| {}).unwrap();
+    // Back out as a PBG checkpoint (PBG's init_path), and in again: the same model.
+    let back = dir.path().join("init");
+    quiver::pbg::export_checkpoint(&db, "pbg", 2, &back, false).unwrap();
+    quiver::pbg::import_checkpoint(&db, &back, "again").unwrap();
+    let again = Model::load(&db, "again").unwrap();
+    assert_eq!(
+        (again.nodes, again.relations),
+        (m.nodes.clone(), m.relations.clone())
+    );
+    for file in ["model.v1.h5", "embeddings_User_1.v1.h5"] {
+        let f = hdf5::File::open(back.join(file)).unwrap();
+        // PBG refuses files without it ("Version mismatch").
+        assert_eq!(
+            f.attr("format_version").unwrap().read_scalar::<i64>().unwrap(),
+            1,
+            "{file}"
+        );
+    }
+    let f = hdf5::File::open(back.join("model.v1.h5")).unwrap();
+    let key = f
+        .dataset("model/relations/1/operator/rhs/translation")
+        .unwrap()
+        .attr("state_dict_key")
+        .unwrap()
+        .read_scalar::<hdf5::types::VarLenUnicode>()
+        .unwrap();
+    assert_eq!(key.as_str(), "rhs_operators.1.translation");
     // The same checkpoint again under that name: refused.
     let e = quiver::pbg::import_checkpoint(&db, &ckpt, "pbg").unwrap_err();
     assert!(e.to_string().contains("exists"), "{e}");

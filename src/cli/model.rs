@@ -343,6 +343,24 @@ pub fn export_pbg(
     Ok(())
 }
 
+/// `quiver export --format pbg-checkpoint`: a model as PBG's init_path.
+pub fn export_pbg_checkpoint(
+    db: &Path,
+    model: &str,
+    partitions: u32,
+    out: &Path,
+    force: bool,
+) -> anyhow::Result<()> {
+    let database = open(db)?;
+    let files = quiver::pbg::export_checkpoint(&database, model, partitions, out, force)?;
+    say!(
+        "wrote {files} files to {}: a PBG checkpoint of `{model}` (init_path = '{}')",
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
 /// `quiver import-model`: a model trained elsewhere, stored.
 pub fn import_model(db: &Path, checkpoint: &Path, format: &str, model: &str) -> anyhow::Result<()> {
     if format != "pbg" {
