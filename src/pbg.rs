@@ -6,11 +6,15 @@
 //!
 //! The partitions are quiver's own (contiguous id ranges of ⌈n/P⌉ per node
 //! type), so row r of quiver's partition p is row r of PBG's partition p.
-//! Relations are PBG "static" relations (one entry per relation with its
-//! own entity types), so User→Tweet and User→User can share one graph.
-//! PBG applies the translation to the right-hand side: an edge (u, r, v)
-//! scores c(u, v + t_r), so quiver's h + r ≈ t holds with r = −t_r, exactly
-//! for the l2 comparators that TransE uses.
+//! When every relation joins the same two entity types (a knowledge graph)
+//! the relations are PBG's "dynamic" ones (one operator per side, which
+//! PBG's filtered evaluation requires): an edge scores c(u + t_lhs, v) for
+//! tail ranking and c(u, v + t_rhs) for head ranking, which is quiver's
+//! TransE with reciprocal relations, r = t_lhs and r′ = t_rhs. Otherwise
+//! (User→Tweet beside User→User) they are "static" ones, one entry per
+//! relation with its own types and the translation on the right-hand side:
+//! c(u, v + t_r), quiver's h + r ≈ t with r = −t_r. Both hold exactly for
+//! the l2 comparators that TransE uses.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +22,16 @@ use quiver_engine::{EngineError, Model, Score, TrainConfig};
 use quiver_storage::Database;
 
 use crate::{Error, Result};
+
+/// The one (source, destination) type pair every relation has, when there
+/// is one: then PBG's dynamic relations express the graph.
+fn shared_types(c: &quiver_storage::Catalog) -> Option<(u32, u32)> {
+    let first = c.relations.first().map(|r| (r.src, r.dst))?;
+    c.relations
+        .iter()
+        .all(|r| (r.src, r.dst) == first)
+        .then_some(first)
+}
 
 fn fail(path: &Path, message: impl std::fmt::Display) -> Error {
     Error::Pbg {
@@ -74,6 +88,11 @@ pub fn export_graph(
         }
     }
     names.push("config.py".into());
+    let dynamic = shared_types(c).is_some();
+    if dynamic {
+        names.push("dynamic_rel_count.txt".into());
+        names.push("dynamic_rel_names.json".into());
+    }
     if !force {
         if let Some(there) = names.iter().map(|n| out.join(n)).find(|p| p.exists()) {
             return Err(fail(&there, "exists (--force overwrites it)"));
@@ -120,6 +139,14 @@ pub fn export_graph(
             std::fs::rename(&tmp, out.join(&name)).map_err(|e| fail(&out.join(&name), e))?;
         }
     }
+    if dynamic {
+        write_text("dynamic_rel_count.txt", &format!("{}\n", c.relations.len()))?;
+        let rels: Vec<&str> = c.relations.iter().map(|r| r.name.as_str()).collect();
+        write_text(
+            "dynamic_rel_names.json",
+            &serde_json::to_string(&rels).map_err(|e| fail(out, e))?,
+        )?;
+    }
     write_text("config.py", &config_py(db, partitions, config, out))?;
     Ok(Exported {
         files: names.len(),
@@ -157,18 +184,19 @@ fn config_py(db: &Database, partitions: u32, cfg: &TrainConfig, out: &Path) -> S
         .iter()
         .map(|t| format!("        {}: {{'num_partitions': {partitions}}},", q(&t.name)))
         .collect();
-    let relations: Vec<String> = c
-        .relations
-        .iter()
-        .map(|r| {
-            format!(
-                "        {{'name': {}, 'lhs': {}, 'rhs': {}, 'operator': 'translation'}},",
-                q(&r.name),
-                q(c.type_name(r.src)),
-                q(c.type_name(r.dst))
-            )
-        })
-        .collect();
+    let entry = |name: &str, src: u32, dst: u32| {
+        format!(
+            "        {{'name': {}, 'lhs': {}, 'rhs': {}, 'operator': 'translation'}},",
+            q(name),
+            q(c.type_name(src)),
+            q(c.type_name(dst))
+        )
+    };
+    let dynamic = shared_types(&c);
+    let relations: Vec<String> = match dynamic {
+        Some((src, dst)) => vec![entry("all_edges", src, dst)],
+        None => c.relations.iter().map(|r| entry(&r.name, r.src, r.dst)).collect(),
+    };
     let comparator = match cfg.score {
         Score::L2 => "'l2'",
         Score::Dot => "'dot'",
@@ -179,9 +207,13 @@ fn config_py(db: &Database, partitions: u32, cfg: &TrainConfig, out: &Path) -> S
         _ => "'softmax'",
     };
     let mut unexpressed = Vec::new();
-    if cfg.reciprocal {
-        unexpressed
-            .push("reciprocal head relations (PBG's static relations translate the right-hand side only)");
+    match (cfg.reciprocal, dynamic.is_some()) {
+        (true, false) => unexpressed
+            .push("reciprocal head relations (PBG's static relations translate the right-hand side only)"),
+        (false, true) => unexpressed.push(
+            "one translation per relation for both directions (PBG's dynamic relations learn one per side, as quiver's reciprocal = true)",
+        ),
+        _ => {}
     }
     if cfg.optimizer != quiver_engine::Optimizer::Adagrad {
         unexpressed.push("the optimizer (PBG uses row Adagrad)");
@@ -199,9 +231,13 @@ fn config_py(db: &Database, partitions: u32, cfg: &TrainConfig, out: &Path) -> S
         unexpressed.push("the regularizer");
     }
     unexpressed.push("edge weights (PBG reads a `weight` dataset as integers, so none is written)");
+    let (kind, py_dynamic) = match dynamic {
+        Some(_) => ("dynamic", "True"),
+        None => ("static", "False"),
+    };
     format!(
         "# PyTorch-BigGraph config written by `quiver export --format pbg` for the\n\
-         # graph in this directory: {partitions} partition(s) per entity type, static relations.\n\
+         # graph in this directory: {partitions} partition(s) per entity type, {kind} relations.\n\
          # quiver settings PBG cannot express, not carried over:\n{}\n\n\
          def get_torchbiggraph_config():\n    return dict(\n\
          \x20       entity_path='{dir}',\n\
@@ -209,7 +245,7 @@ fn config_py(db: &Database, partitions: u32, cfg: &TrainConfig, out: &Path) -> S
          \x20       checkpoint_path='{dir}/checkpoints',\n\
          \x20       entities={{\n{}\n        }},\n\
          \x20       relations=[\n{}\n        ],\n\
-         \x20       dynamic_relations=False,\n\
+         \x20       dynamic_relations={py_dynamic},\n\
          \x20       dimension={},\n\
          \x20       comparator={comparator},\n\
          \x20       loss_fn={loss},\n\
@@ -259,9 +295,7 @@ pub fn import_checkpoint(db: &Database, dir: &Path, name: &str) -> Result<()> {
     let config: serde_json::Value =
         serde_json::from_str(&read(config_path.clone())?).map_err(|e| fail(&config_path, e))?;
     let bad = |m: String| fail(&config_path, m);
-    if config["dynamic_relations"].as_bool() == Some(true) {
-        return Err(bad("dynamic relations are not supported yet; train with static relations (as `quiver export --format pbg` writes them)".into()));
-    }
+    let dynamic = config["dynamic_relations"].as_bool() == Some(true);
     let comparator = config["comparator"].as_str().unwrap_or("");
     if !matches!(comparator, "l2" | "squared_l2") {
         return Err(bad(format!(
@@ -274,34 +308,57 @@ pub fn import_checkpoint(db: &Database, dir: &Path, name: &str) -> Result<()> {
     let snap = db.snapshot();
     let c = snap.catalog();
     let rels = config["relations"].as_array().cloned().unwrap_or_default();
-    if rels.len() != c.relations.len() {
+    // Dynamic: one entry for all relations; static: one per relation, in order.
+    let expected: Vec<(&str, u32, u32)> = match (dynamic, shared_types(&c)) {
+        (true, Some((src, dst))) => vec![("", src, dst)],
+        (true, None) => {
+            return Err(bad(
+                "dynamic relations, but the database's relations join different types".into(),
+            ))
+        }
+        (false, _) => c
+            .relations
+            .iter()
+            .map(|r| (r.name.as_str(), r.src, r.dst))
+            .collect(),
+    };
+    if rels.len() != expected.len() {
         return Err(bad(format!(
             "{} relations, the database has {}",
             rels.len(),
-            c.relations.len()
+            expected.len()
         )));
     }
-    for (r, def) in rels.iter().zip(&c.relations) {
+    for (r, &(name, src, dst)) in rels.iter().zip(&expected) {
         let (n, l, h, op) = (&r["name"], &r["lhs"], &r["rhs"], &r["operator"]);
-        if n.as_str() != Some(&def.name)
-            || l.as_str() != Some(c.type_name(def.src))
-            || h.as_str() != Some(c.type_name(def.dst))
+        if (!dynamic && n.as_str() != Some(name))
+            || l.as_str() != Some(c.type_name(src))
+            || h.as_str() != Some(c.type_name(dst))
         {
             return Err(bad(format!(
-                "relation {n} ({l} -> {h}) where the database has {} ({} -> {})",
-                def.name,
-                c.type_name(def.src),
-                c.type_name(def.dst)
+                "relation {n} ({l} -> {h}) where the database has {name} ({} -> {})",
+                c.type_name(src),
+                c.type_name(dst)
             )));
         }
         if op.as_str() != Some("translation") {
-            return Err(bad(format!(
-                "relation {}: operator {op}, not translation",
-                def.name
-            )));
+            return Err(bad(format!("relation {n}: operator {op}, not translation")));
         }
     }
     let entity_path = config["entity_path"].as_str().map(PathBuf::from);
+    if let (true, Some(ep)) = (dynamic, &entity_path) {
+        let names_path = ep.join("dynamic_rel_names.json");
+        if let Ok(text) = std::fs::read_to_string(&names_path) {
+            let names: Vec<String> = serde_json::from_str(&text).map_err(|e| fail(&names_path, e))?;
+            let ours: Vec<&str> = c.relations.iter().map(|r| r.name.as_str()).collect();
+            if names != ours {
+                return Err(fail(
+                    &names_path,
+                    "the relations are not the database's, in its order",
+                ));
+            }
+        }
+    }
     let mut nodes = Vec::with_capacity(c.node_types.len());
     for (t, def) in c.node_types.iter().enumerate() {
         let parts = config["entities"][&def.name]["num_partitions"]
@@ -343,30 +400,41 @@ pub fn import_checkpoint(db: &Database, dir: &Path, name: &str) -> Result<()> {
     }
     let model_path = dir.join(format!("model.v{version}.h5"));
     let file = hdf5::File::open(&model_path).map_err(|e| fail(&model_path, e))?;
-    let mut relations = Vec::with_capacity(c.relations.len() * dim);
-    for idx in 0..c.relations.len() {
-        let key = format!("model/relations/{idx}/operator/rhs/translation");
-        let ds = file
-            .dataset(&key)
+    let read = |key: &str, len: usize| -> Result<Vec<f32>> {
+        let v: Vec<f32> = file
+            .dataset(key)
+            .and_then(|ds| ds.read_raw())
             .map_err(|e| fail(&model_path, format!("{key}: {e}")))?;
-        let t: Vec<f32> = ds
-            .read_raw()
-            .map_err(|e| fail(&model_path, format!("{key}: {e}")))?;
-        if t.len() != dim {
+        if v.len() != len {
             return Err(fail(
                 &model_path,
-                format!("{key} has {} values, not {dim}", t.len()),
+                format!("{key} has {} values, not {len}", v.len()),
             ));
         }
+        Ok(v)
+    };
+    let r = c.relations.len();
+    let relations = if dynamic {
+        // c(u + t_lhs, v) ranks tails, c(u, v + t_rhs) heads: quiver's
+        // reciprocal relations r = t_lhs (h + r ≈ t) and r′ = t_rhs (t + r′ ≈ h).
+        let mut v = read("model/relations/0/operator/lhs/translations", r * dim)?;
+        v.extend(read("model/relations/0/operator/rhs/translations", r * dim)?);
+        v
+    } else {
         // c(u, v + t) = −‖u − v − t‖: h + r ≈ t' with r = −t.
-        relations.extend(t.iter().map(|x| -x));
-    }
+        let mut v = Vec::with_capacity(r * dim);
+        for idx in 0..r {
+            let t = read(&format!("model/relations/{idx}/operator/rhs/translation"), dim)?;
+            v.extend(t.iter().map(|x| -x));
+        }
+        v
+    };
     let model = Model {
         // What PBG's config says that quiver's settings hold too.
         config: TrainConfig {
             dim,
             score: Score::L2,
-            reciprocal: false,
+            reciprocal: dynamic,
             epochs: config["num_epochs"].as_u64().unwrap_or(0) as usize,
             lr: config["lr"].as_f64().unwrap_or(0.0) as f32,
             margin: config["margin"].as_f64().unwrap_or(0.0) as f32,
@@ -383,10 +451,10 @@ pub fn import_checkpoint(db: &Database, dir: &Path, name: &str) -> Result<()> {
 
 /// Writes stored model `name` as a PBG checkpoint in `out` (version 1, the
 /// model's rows split into `partitions` partitions per node type as
-/// [`export_graph`] splits them, relation vectors as right-hand
-/// translations t = −r), usable as PBG's `init_path`. Nodes created after
-/// training get rows inferred from their neighbours. Only the first half of
-/// a model with reciprocal relations has a PBG counterpart.
+/// [`export_graph`] splits them, the relation vectors as the operators of
+/// the dynamic or static relations [`export_graph`] chose), usable as
+/// PBG's `init_path`. Nodes created after training get rows inferred from
+/// their neighbours.
 pub fn export_checkpoint(
     db: &Database,
     name: &str,
@@ -438,24 +506,61 @@ pub fn export_checkpoint(
             files += 1;
         }
     }
+    let dynamic = shared_types(&c);
+    let r = c.relations.len();
+    let tails: Vec<f32> = model.relations[..r * d].to_vec();
+    // Head queries: r′ with reciprocal relations, else t − r.
+    let heads: Vec<f32> = match model.config.reciprocal {
+        true => model.relations[r * d..2 * r * d].to_vec(),
+        false => tails.iter().map(|x| -x).collect(),
+    };
+    let mut params: Vec<(String, String, Vec<usize>, Vec<f32>)> = Vec::new();
+    match dynamic {
+        Some(_) => {
+            for (side, rows) in [("lhs", tails), ("rhs", heads)] {
+                params.push((
+                    format!("model/relations/0/operator/{side}/translations"),
+                    format!("{side}_operators.0.translations"),
+                    vec![r, d],
+                    rows,
+                ));
+            }
+        }
+        None => {
+            if model.config.reciprocal {
+                return Err(fail(
+                    out,
+                    "a model with reciprocal relations on a typed graph has no PBG counterpart (static relations translate one side)",
+                ));
+            }
+            for idx in 0..r {
+                params.push((
+                    format!("model/relations/{idx}/operator/rhs/translation"),
+                    format!("rhs_operators.{idx}.translation"),
+                    vec![d],
+                    heads[idx * d..(idx + 1) * d].to_vec(),
+                ));
+            }
+        }
+    }
     let path = out.join("model.v1.h5");
     (|| -> hdf5::Result<()> {
         let f = hdf5::File::create(&path)?;
         f.new_attr::<i64>()
             .create("format_version")?
             .write_scalar(&1i64)?;
-        for idx in 0..c.relations.len() {
-            let t: Vec<f32> = model.relation(idx as u32).iter().map(|x| -x).collect();
-            let key = format!("model/relations/{idx}/operator/rhs/translation");
-            let ds = f.new_dataset::<f32>().shape(d).create(key.as_str())?;
-            ds.write_raw(&t)?;
+        for (key, private, shape, data) in &params {
+            let ds = f
+                .new_dataset::<f32>()
+                .shape(shape.as_slice())
+                .create(key.as_str())?;
+            ds.write_raw(data)?;
+            let private: hdf5::types::VarLenUnicode = private
+                .parse()
+                .map_err(|e: hdf5::types::StringError| hdf5::Error::from(e.to_string().as_str()))?;
             ds.new_attr::<hdf5::types::VarLenUnicode>()
                 .create("state_dict_key")?
-                .write_scalar(
-                    &format!("rhs_operators.{idx}.translation")
-                        .parse::<hdf5::types::VarLenUnicode>()
-                        .map_err(|e| hdf5::Error::from(e.to_string().as_str()))?,
-                )?;
+                .write_scalar(&private)?;
         }
         f.close()
     })()
@@ -466,15 +571,12 @@ pub fn export_checkpoint(
         .iter()
         .map(|t| (t.name.clone(), serde_json::json!({"num_partitions": partitions})))
         .collect();
-    let relations: Vec<serde_json::Value> = c
-        .relations
-        .iter()
-        .map(|r| {
-            serde_json::json!({"name": r.name, "lhs": c.type_name(r.src), "rhs": c.type_name(r.dst),
-                "operator": "translation"})
-        })
-        .collect();
-    let config = serde_json::json!({"entities": entities, "relations": relations, "dynamic_relations": false,
+    let entry = |name: &str, src: u32, dst: u32| serde_json::json!({"name": name, "lhs": c.type_name(src), "rhs": c.type_name(dst), "operator": "translation"});
+    let relations: Vec<serde_json::Value> = match dynamic {
+        Some((src, dst)) => vec![entry("all_edges", src, dst)],
+        None => c.relations.iter().map(|r| entry(&r.name, r.src, r.dst)).collect(),
+    };
+    let config = serde_json::json!({"entities": entities, "relations": relations, "dynamic_relations": dynamic.is_some(),
         "dimension": d, "comparator": "l2", "num_epochs": model.config.epochs, "lr": model.config.lr,
         "margin": model.config.margin});
     let config_path = out.join("config.json");

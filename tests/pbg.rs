@@ -269,3 +269,79 @@ fn mismatched_checkpoints_are_refused_and_store_nothing() {
     drop(f);
     assert!(import("model file").contains("model/relations/0/operator/rhs/translation"));
 }
+
+/// A knowledge graph (one entity type): PBG's dynamic relations, one
+/// translation per side, which is quiver's TransE with reciprocal relations.
+#[test]
+fn knowledge_graphs_use_dynamic_relations_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path().join("db")).unwrap();
+    db.create_node_type("Entity").unwrap();
+    let rels: Vec<u32> = ["r0", "r1", "r2"]
+        .iter()
+        .map(|r| db.create_relation_type(r, "Entity", "Entity").unwrap())
+        .collect();
+    let mut b = db.batch();
+    for i in 0..30u32 {
+        b.insert_edge(
+            rels[(i % 3) as usize],
+            format!("e{i}"),
+            format!("e{}", (i * 11 + 1) % 30),
+            None,
+        );
+    }
+    db.commit(b).unwrap();
+    let out = dir.path().join("pbg");
+    quiver::pbg::export_graph(&db, 3, &TrainConfig::default(), &out, false).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.join("dynamic_rel_count.txt"))
+            .unwrap()
+            .trim(),
+        "3"
+    );
+    let names: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("dynamic_rel_names.json")).unwrap()).unwrap();
+    assert_eq!(names, ["r0", "r1", "r2"]);
+    let config = std::fs::read_to_string(out.join("config.py")).unwrap();
+    assert!(
+        config.contains("dynamic_relations=True") && config.contains("'all_edges'"),
+        "{config}"
+    );
+    // A reciprocal quiver model out as a PBG checkpoint and back.
+    let cfg = TrainConfig {
+        dim: 8,
+        epochs: 2,
+        reciprocal: true,
+        score: quiver::Score::L2,
+        threads: 1,
+        ..TrainConfig::default()
+    };
+    let m = quiver::train(&db, "m", &cfg, &mut |_| {}).unwrap();
+    let ckpt = dir.path().join("ckpt");
+    quiver::pbg::export_checkpoint(&db, "m", 3, &ckpt, false).unwrap();
+    let f = hdf5::File::open(ckpt.join("model.v1.h5")).unwrap();
+    let lhs: Vec<f32> = f
+        .dataset("model/relations/0/operator/lhs/translations")
+        .unwrap()
+        .read_raw()
+        .unwrap();
+    let rhs: Vec<f32> = f
+        .dataset("model/relations/0/operator/rhs/translations")
+        .unwrap()
+        .read_raw()
+        .unwrap();
+    assert_eq!((&lhs[..], &rhs[..]), (&m.relations[..24], &m.relations[24..]));
+    // Entity names are only checked when the config's entity path has them.
+    let text = std::fs::read_to_string(ckpt.join("config.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["entity_path"] = serde_json::json!(out);
+    std::fs::write(ckpt.join("config.json"), json.to_string()).unwrap();
+    quiver::pbg::import_checkpoint(&db, &ckpt, "back").unwrap();
+    let back = Model::load(&db, "back").unwrap();
+    assert!(back.config.reciprocal);
+    assert_eq!((back.nodes, back.relations), (m.nodes, m.relations));
+    // Relations named otherwise than the database's are refused.
+    std::fs::write(out.join("dynamic_rel_names.json"), r#"["r0","r2","r1"]"#).unwrap();
+    let e = quiver::pbg::import_checkpoint(&db, &ckpt, "again").unwrap_err();
+    assert!(e.to_string().contains("not the database's"), "{e}");
+}
