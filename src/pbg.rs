@@ -309,7 +309,7 @@ pub fn import_checkpoint(db: &Database, dir: &Path, name: &str) -> Result<()> {
     let c = snap.catalog();
     let rels = config["relations"].as_array().cloned().unwrap_or_default();
     // Dynamic: one entry for all relations; static: one per relation, in order.
-    let expected: Vec<(&str, u32, u32)> = match (dynamic, shared_types(&c)) {
+    let expected: Vec<(&str, u32, u32)> = match (dynamic, shared_types(c)) {
         (true, Some((src, dst))) => vec![("", src, dst)],
         (true, None) => {
             return Err(bad(
@@ -506,7 +506,7 @@ pub fn export_checkpoint(
             files += 1;
         }
     }
-    let dynamic = shared_types(&c);
+    let dynamic = shared_types(c);
     let r = c.relations.len();
     let tails: Vec<f32> = model.relations[..r * d].to_vec();
     // Head queries: r′ with reciprocal relations, else t − r.
