@@ -246,6 +246,7 @@ fn config_py(db: &Database, partitions: u32, cfg: &TrainConfig, out: &Path) -> S
          \x20       entities={{\n{}\n        }},\n\
          \x20       relations=[\n{}\n        ],\n\
          \x20       dynamic_relations={py_dynamic},\n\
+         \x20       global_emb=False,\n\
          \x20       dimension={},\n\
          \x20       comparator={comparator},\n\
          \x20       loss_fn={loss},\n\
@@ -413,6 +414,16 @@ pub fn import_checkpoint(db: &Database, dir: &Path, name: &str) -> Result<()> {
         }
         Ok(v)
     };
+    // PBG adds a learned vector per entity type to its rows when global_emb is on.
+    for (t, def) in c.node_types.iter().enumerate() {
+        let key = format!("model/entities/{}/global_embedding", def.name);
+        if file.link_exists(&key) {
+            let g = read(&key, dim)?;
+            for row in nodes[t].chunks_exact_mut(dim) {
+                row.iter_mut().zip(&g).for_each(|(x, y)| *x += y);
+            }
+        }
+    }
     let r = c.relations.len();
     let relations = if dynamic {
         // c(u + t_lhs, v) ranks tails, c(u, v + t_rhs) heads: quiver's

@@ -154,6 +154,16 @@ fn write_checkpoint(
         ds.write_raw(&t).unwrap();
         translations.extend(t);
     }
+    // With global_emb, PBG adds a learned vector per entity type to its rows.
+    f.new_dataset::<f32>()
+        .shape(dim)
+        .create("model/entities/Item/global_embedding")
+        .unwrap()
+        .write_raw(&vec![0.5f32; dim])
+        .unwrap();
+    for x in &mut tables[1] {
+        *x += 0.5;
+    }
     (tables, translations)
 }
 
