@@ -6,7 +6,7 @@ CARGO ?= cargo
 export XDG_RUNTIME_DIR ?= /tmp/quiver-xdg-$(shell id -u)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps demo test lint python pytest bench diff-ladybug stress fuzz clean
+.PHONY: deps demo test lint python pytest bench diff-ladybug pbg-distributed stress fuzz clean
 
 PYTHON ?= python3
 WHEELS := target/wheels
@@ -52,6 +52,15 @@ diff-ladybug: deps
 	[ -x bench/venv/bin/python ] || python3 -m venv bench/venv
 	bench/venv/bin/python -c "import ladybug" 2>/dev/null || bench/venv/bin/pip install -q ladybug
 	bench/venv/bin/python bench/ladybug_diff.py --quiver target/release/quiver $(DIFF_ARGS)
+
+# FB15k-237 through PyTorch-BigGraph's distributed trainer (two local ranks)
+# and back into quiver (not in CI: torchbiggraph into bench/venv; needs ../shared/data).
+pbg-distributed: deps
+	$(CARGO) build --release --bin quiver
+	[ -x bench/venv/bin/python ] || python3 -m venv bench/venv
+	bench/venv/bin/python -c "import torchbiggraph, h5py" 2>/dev/null || bench/venv/bin/pip install -q torchbiggraph "setuptools<81" h5py
+	d=$$(mktemp -d) && tar -xzf ../shared/data/FB15k-237.tar.gz -C $$d && \
+		bench/venv/bin/python bench/pbg_distributed.py --data $$(dirname $$(find $$d -name train.txt)) --quiver target/release/quiver $(PBG_ARGS)
 
 # Readers, a writer and training together for 10 minutes (2 in `make test`).
 stress: deps
