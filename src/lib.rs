@@ -19,7 +19,7 @@ pub use quiver_engine::{
     evaluate, kmeans, overlap, read_triples, recall, resume, resume_on, resume_on_until, train, train_on,
     train_on_until, AdapterChoice, Device, EdgeWeights, EngineError, EpochStats, EvalReport, GpuContext,
     Holdout, Index, Int8Rows, KMeans, Loss, Metric, Mixtures, Model, Optimizer, Score, TrainConfig,
-    TrainEvent, Triple,
+    TrainEvent, Triple, ValidMetric, Validation,
 };
 
 /// Any error quiver returns.

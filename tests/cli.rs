@@ -924,3 +924,53 @@ fn pbg_export_and_import_verbs() {
     let o = quiver(&["models", p(&db)]);
     assert!(o.status.success() && !text(&o).contains("pbg"), "{}", text(&o));
 }
+
+#[test]
+fn training_validates_keeps_the_best_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let train = dir.path().join("train.tsv");
+    let lines: String = (0..40)
+        .map(|i| format!("e{i}\tnext\te{}\n", (i + 1) % 40))
+        .collect();
+    std::fs::write(&train, lines).unwrap();
+    let valid = dir.path().join("valid.tsv");
+    std::fs::write(&valid, "e1\tnext\te2\ne7\tnext\te8\n").unwrap();
+    assert!(quiver(&["import", p(&db), p(&train)]).status.success());
+    let o = quiver(&[
+        "train",
+        p(&db),
+        "--model",
+        "m",
+        "--device",
+        "cpu",
+        "--dim",
+        "8",
+        "--epochs",
+        "6",
+        "--threads",
+        "1",
+        "--valid",
+        p(&valid),
+        "--eval-every",
+        "2",
+        "--patience",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).matches("valid after epoch").count(), 3, "{}", text(&o));
+    let curve = std::fs::read_to_string(db.join("m.valid.tsv")).unwrap();
+    assert_eq!(curve.lines().count(), 4, "{curve}");
+    let o = quiver(&["models", p(&db)]);
+    assert!(
+        text(&o).contains("\"valid\"") && !text(&o).contains("m~best"),
+        "{}",
+        text(&o)
+    );
+    let o = quiver(&["train", p(&db), "--valid", p(&valid), "--metric", "auc"]);
+    assert!(
+        !o.status.success() && text(&o).contains("expected mrr or hits@10"),
+        "{}",
+        text(&o)
+    );
+}

@@ -28,7 +28,8 @@ pub use model::Model;
 pub use quant::Int8Rows;
 pub use retrieval::{overlap, Index, Metric};
 pub use train::{
-    resume, resume_on, resume_on_until, train, train_on, train_on_until, EpochStats, TrainEvent,
+    best_model_name, resume, resume_on, resume_on_until, train, train_on, train_on_until, EpochStats,
+    TrainEvent, ValidMetric, Validation,
 };
 
 /// Everything that can go wrong in the engine.

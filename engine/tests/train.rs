@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use quiver_engine::{
-    evaluate, resume, train, train_on_until, Device, EngineError, Loss, Model, Optimizer, Score, TrainConfig,
-    TrainEvent, Triple,
+    best_model_name, evaluate, resume, train, train_on_until, Device, EngineError, Loss, Model, Optimizer,
+    Score, TrainConfig, TrainEvent, Triple, ValidMetric, Validation,
 };
 use quiver_storage::Database;
 
@@ -346,6 +346,7 @@ fn stop_and_resume(cfg: TrainConfig) {
             }
         },
         &stop,
+        None,
     );
     assert!(matches!(r, Err(EngineError::Stopped(_))), "{r:?}");
     assert_eq!(seen, 1, "the run went on past the boundary");
@@ -819,3 +820,82 @@ fn trained_tables_are_bit_for_bit_stable() {
 
 /// `trained_tables_are_bit_for_bit_stable`'s checksums, recorded 2026-11-30.
 const RECORDED: [u32; 5] = [0xf12600ce, 0x972cbdbf, 0x3a1ee6ac, 0xfe43b81f, 0x43fc68ea];
+
+#[test]
+fn validation_keeps_the_best_model_and_stops_when_it_no_longer_improves() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ring(dir.path(), 48);
+    let valid: Vec<Triple> = (0..48)
+        .step_by(3)
+        .map(|i| Triple {
+            head: format!("n{i}"),
+            relation: "next".into(),
+            tail: format!("n{}", (i + 1) % 48),
+        })
+        .collect();
+    let v = Validation {
+        triples: valid.clone(),
+        every: 2,
+        patience: 2,
+        metric: ValidMetric::Mrr,
+    };
+    let cfg = TrainConfig {
+        epochs: 40,
+        lr: 0.3,
+        ..config(Score::L2, Loss::Margin)
+    };
+    let mut seen = Vec::new();
+    train_on_until(
+        &db,
+        "v",
+        &cfg,
+        &Device::Cpu,
+        &mut |e| {
+            if let TrainEvent::Validation {
+                epoch,
+                mrr,
+                best_epoch,
+                best,
+                ..
+            } = *e
+            {
+                seen.push((epoch, mrr, best_epoch, best));
+            }
+        },
+        &AtomicBool::new(false),
+        Some(&v),
+    )
+    .unwrap();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|s| (s.0 + 1) % 2 == 0 || s.0 + 1 == 40),
+        "{seen:?}"
+    );
+    // The best so far is the first maximum of the scores seen.
+    let (mut best_epoch, mut best) = (0, f64::NEG_INFINITY);
+    for &(epoch, mrr, be, b) in &seen {
+        if mrr > best {
+            (best_epoch, best) = (epoch, mrr);
+        }
+        assert_eq!((be, b), (best_epoch, best));
+    }
+    // Early stop only after `patience` scorings without improvement.
+    let last = seen.last().unwrap().0;
+    if last + 1 < 40 {
+        assert!(
+            seen.len() >= 3 && seen[seen.len() - 3].0 == best_epoch,
+            "{seen:?}"
+        );
+    }
+    // The stored model is the best one, finished, with what chose it.
+    let m = Model::load(&db, "v").unwrap();
+    assert_eq!(evaluate(&db, &m, &valid, &valid, &Device::Cpu).unwrap().mrr, best);
+    let info = db.model_info("v").unwrap();
+    assert!(info.progress.is_empty());
+    assert!(
+        info.metrics.contains(&format!("\"epoch\":{}", best_epoch + 1)),
+        "{}",
+        info.metrics
+    );
+    assert!(db.models().iter().all(|m| m.name != best_model_name("v")));
+}

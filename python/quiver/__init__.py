@@ -147,8 +147,15 @@ class Database:
         device: str = "auto",
         progress: bool = True,
         resume: bool = False,
+        valid: Union[None, str, "os.PathLike[str]"] = None,
+        eval_every: int = 1,
+        patience: int = 0,
+        metric: str = "mrr",
     ) -> Dict[str, Any]:
         """Trains TransE (or resumes a stopped run) with the GIL released.
+        With `valid` (a triples file), the model is scored on it every
+        `eval_every` epochs, the best is kept as the model, and `patience`
+        scorings without improvement (by `metric`, mrr or hits@10) end the run.
         `config`: a dict of TrainConfig fields or a path to a TOML file.
         With `progress`, a bar shows epoch, loss, edges/s and the ETA
         (tqdm's, in terminals and notebooks, when tqdm is installed).
@@ -158,7 +165,8 @@ class Database:
             config = os.fspath(config)
         bar = _Progress() if progress else None
         try:
-            return self._db.train(model, config, device, resume, bar.update if bar else None)
+            return self._db.train(model, config, device, resume, bar.update if bar else None,
+                                  os.fspath(valid) if valid is not None else None, eval_every, patience, metric)
         finally:
             if bar:
                 bar.close()
@@ -277,6 +285,12 @@ class _Progress:
                 self._bar.update(done - self._bar.n)
             elif self._tty:
                 sys.stderr.write(f"\r{desc} bucket {e['bucket'] + 1}/{e['buckets']} loss {e['loss']:.3e}")
+        elif kind == "validation":
+            line = f"valid after epoch {e['epoch'] + 1}: MRR {e['mrr']:.4f}, Hits@10 {e['hits@10']:.4f} (best after epoch {e['best_epoch'] + 1})"
+            if self._bar is not None:
+                self._bar.write(line)
+            elif self._tty:
+                sys.stderr.write("\r" + line + "\n")
         elif kind == "epoch":
             rate = e["edges"] / e["seconds"] if e["seconds"] > 0 else float("nan")
             if self._bar is not None:

@@ -514,7 +514,8 @@ impl Database {
     /// Trains (or resumes) a model with the GIL released; `on_event` gets a
     /// dict per bucket and epoch. Ctrl-C stops at the next bucket boundary
     /// (the model stays resumable) and raises KeyboardInterrupt.
-    #[pyo3(signature = (model, config=None, device="auto", resume=false, on_event=None))]
+    #[pyo3(signature = (model, config=None, device="auto", resume=false, on_event=None, valid=None, eval_every=1, patience=0, metric="mrr"))]
+    #[allow(clippy::too_many_arguments)]
     fn train<'py>(
         &self,
         py: Python<'py>,
@@ -523,8 +524,29 @@ impl Database {
         device: &str,
         resume: bool,
         on_event: Option<Py<PyAny>>,
+        valid: Option<PathBuf>,
+        eval_every: usize,
+        patience: usize,
+        metric: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
         let cfg = train_config(config)?;
+        let valid = match valid {
+            None => None,
+            Some(path) => Some(quiver::Validation {
+                triples: quiver::read_triples(&path).map_err(py_err)?,
+                every: eval_every.max(1),
+                patience,
+                metric: match metric {
+                    "mrr" => quiver::ValidMetric::Mrr,
+                    "hits@10" => quiver::ValidMetric::Hits10,
+                    m => {
+                        return Err(ConfigError::new_err(format!(
+                            "metric {m}: expected mrr or hits@10"
+                        )))
+                    }
+                },
+            }),
+        };
         let dev = self::device(device)?;
         let stop = AtomicBool::new(false);
         let mut pending: Option<PyErr> = None;
@@ -548,6 +570,14 @@ impl Database {
                         serde_json::json!({"event": "epoch", "epoch": s.epoch, "epochs": cfg.epochs,
                             "loss": s.loss, "edges": s.edges, "seconds": s.seconds})
                     }
+                    quiver::TrainEvent::Validation {
+                        epoch,
+                        mrr,
+                        hits10,
+                        best_epoch,
+                        best,
+                    } => serde_json::json!({"event": "validation", "epoch": epoch, "epochs": cfg.epochs,
+                        "mrr": mrr, "hits@10": hits10, "best_epoch": best_epoch, "best": best}),
                     quiver::TrainEvent::WeightSpread { relation, min, max } => serde_json::json!({
                         "event": "weight_spread", "relation": relation, "min": min, "max": max}),
                 };
@@ -563,8 +593,8 @@ impl Database {
                 });
             };
             Ok(py.detach(|| match resume {
-                true => quiver::resume_on_until(db, model, &dev, &mut on, &stop),
-                false => quiver::train_on_until(db, model, &cfg, &dev, &mut on, &stop),
+                true => quiver::resume_on_until(db, model, &dev, &mut on, &stop, valid.as_ref()),
+                false => quiver::train_on_until(db, model, &cfg, &dev, &mut on, &stop, valid.as_ref()),
             }))
         })?;
         match (result, pending) {

@@ -215,6 +215,17 @@ def test_recall_of_held_out_edges_matches_the_cli(tmp_path):
     assert out["reports"][0] == r
 
 
+def test_training_with_validation_keeps_the_best(tmp_path):
+    valid = tmp_path / "valid.tsv"
+    valid.write_text("u1\tFollows\tu2\nu3\tFollows\tu4\n")
+    with social(tmp_path / "db") as db:
+        db.train("v", {"dim": 8, "epochs": 4, "threads": 1}, device="cpu", progress=False, valid=valid, eval_every=2)
+        [m] = db.models()
+        assert m["finished"] and m["metrics"]["valid"]["metric"] == "mrr" and m["metrics"]["valid"]["epoch"] in (2, 4)
+        with pytest.raises(quiver.ConfigError, match="expected mrr"):
+            db.train("w", {"dim": 8, "epochs": 1}, device="cpu", progress=False, valid=valid, metric="auc")
+
+
 def test_cold_start_node_gets_an_inferred_embedding(tmp_path):
     with social(tmp_path / "db") as db:
         db.train("m", {"dim": 8, "epochs": 2, "threads": 1}, device="cpu", progress=False)

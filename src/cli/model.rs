@@ -115,6 +115,20 @@ pub struct TrainArgs {
     /// With P > 1, rows of each node type kept in memory (split over its partitions) as negatives from the partitions a bucket does not hold (0: the bucket's partitions only, as PBG).
     #[arg(long)]
     pub foreign_sample: Option<usize>,
+    /// Validation triples (head, relation, tail per line): every --eval-every epochs the model is
+    /// scored on them (filtered, both directions), the best is kept as the model, and
+    /// --patience scorings without improvement end the run.
+    #[arg(long)]
+    pub valid: Option<PathBuf>,
+    /// Epochs between validation scorings.
+    #[arg(long, default_value_t = 1)]
+    pub eval_every: usize,
+    /// Scorings without improvement before stopping (0: train all epochs).
+    #[arg(long, default_value_t = 0)]
+    pub patience: usize,
+    /// mrr or hits@10: what the best model is chosen by.
+    #[arg(long, default_value = "mrr")]
+    pub metric: String,
     /// Continue the stopped run of --model from its last finished bucket (its stored settings apply).
     #[arg(long)]
     pub resume: bool,
@@ -208,6 +222,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         b
     });
     let mut curve = Vec::new();
+    let mut valid_curve = vec!["epoch\tmrr\thits@10".to_string()];
     let mut epoch_start = Instant::now();
     let mut log = |e: &quiver::TrainEvent| match *e {
         quiver::TrainEvent::Bucket {
@@ -246,15 +261,55 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
                 None => eprintln!("{line}"),
             }
         }
+        quiver::TrainEvent::Validation {
+            epoch,
+            mrr,
+            hits10,
+            best_epoch,
+            best,
+        } => {
+            valid_curve.push(format!("{}\t{mrr}\t{hits10}", epoch + 1));
+            let line = format!(
+                "  valid after epoch {}: MRR {mrr:.4}, Hits@10 {hits10:.4} (best {best:.4} after epoch {})",
+                epoch + 1,
+                best_epoch + 1
+            );
+            match &bar {
+                Some(b) => b.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
         quiver::TrainEvent::WeightSpread { .. } => weight_warning(e),
+    };
+    let valid = match &args.valid {
+        None => None,
+        Some(path) => Some(quiver::Validation {
+            triples: quiver::read_triples(path)?,
+            every: args.eval_every.max(1),
+            patience: args.patience,
+            metric: match args.metric.as_str() {
+                "mrr" => quiver::ValidMetric::Mrr,
+                "hits@10" => quiver::ValidMetric::Hits10,
+                m => bail!("--metric {m}: expected mrr or hits@10"),
+            },
+        }),
     };
     let device = quiver::Device::select(&args.device)?;
     eprintln!("training on {}", device.describe());
     let started = Instant::now();
+    let never = std::sync::atomic::AtomicBool::new(false);
     if args.resume {
-        quiver::resume_on(&database, &args.model, &device, &mut log)?;
+        quiver::resume_on_until(&database, &args.model, &device, &mut log, &never, valid.as_ref())?;
     } else {
-        quiver::train_on(&database, &args.model, &config, &device, &mut log)?;
+        quiver::train_on_until(
+            &database,
+            &args.model,
+            &config,
+            &device,
+            &mut log,
+            &never,
+            valid.as_ref(),
+        )?;
     }
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -269,6 +324,12 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         std::fs::write(&path, loss_svg(&args.model, &curve))
             .with_context(|| format!("writing {}", path.display()))?;
         say!("loss curve: {}", path.display());
+    }
+    if valid_curve.len() > 1 {
+        let path = args.db.join(format!("{}.valid.tsv", file_stem(&args.model)));
+        std::fs::write(&path, valid_curve.join("\n") + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        say!("validation curve: {}", path.display());
     }
     Ok(())
 }

@@ -133,6 +133,36 @@ impl Database {
         Ok(())
     }
 
+    /// Renames model `from` to `to`, replacing any model `to`, in one catalog
+    /// change (after a crash `to` is whole, old or new); the replaced
+    /// model's files are deleted after.
+    pub fn replace_model(&self, from: &str, to: &str) -> Result<()> {
+        check_name("model", to, MAX_NAME)?;
+        let _w = self.writer.lock();
+        let mut catalog = self.catalog().as_ref().clone();
+        let i = catalog
+            .models
+            .iter()
+            .position(|m| m.name == from)
+            .ok_or_else(|| no_model(from))?;
+        let mut moved = catalog.models.remove(i);
+        moved.name = to.to_string();
+        let old = catalog
+            .models
+            .iter()
+            .position(|m| m.name == to)
+            .map(|j| std::mem::replace(&mut catalog.models[j], moved.clone()));
+        if old.is_none() {
+            catalog.models.push(moved);
+        }
+        self.commit_catalog(catalog)?;
+        self.flush()?;
+        for (_, r) in old.into_iter().flat_map(|m| m.parts) {
+            let _ = std::fs::remove_file(self.path().join(r.file));
+        }
+        Ok(())
+    }
+
     /// Records evaluation results for a model.
     pub fn set_model_metrics(&self, name: &str, metrics: &str) -> Result<()> {
         let _w = self.writer.lock();

@@ -86,6 +86,19 @@ pub enum TrainEvent {
     },
     /// An epoch is done.
     Epoch(EpochStats),
+    /// The model was scored on the validation triples after `epoch`.
+    Validation {
+        /// 0-based epoch.
+        epoch: usize,
+        /// Filtered MRR.
+        mrr: f64,
+        /// Filtered Hits@10.
+        hits10: f64,
+        /// The epoch of the best score so far (this one when it is the best).
+        best_epoch: usize,
+        /// The best score so far, in the run's metric.
+        best: f64,
+    },
     /// Before training: relation `relation`'s edge weights, which the loss
     /// uses ([`TrainConfig::weights`]), span two or more orders of magnitude.
     WeightSpread {
@@ -99,7 +112,7 @@ pub enum TrainEvent {
 }
 
 /// Where a run stands, stored with the model after every bucket.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 struct Progress {
     /// Next epoch to train.
     epoch: usize,
@@ -107,6 +120,59 @@ struct Progress {
     bucket: usize,
     /// The catalog's edge version the buckets had.
     edge_version: u64,
+    /// Validation so far, when the run validates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    valid: Option<ValidState>,
+}
+
+/// The best validation score so far and the scorings since it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+struct ValidState {
+    best_epoch: usize,
+    best: f64,
+    stale: usize,
+}
+
+/// Validation during a run, as LibKGE and PyKEEN do it: every `every`
+/// epochs (and after the last) the model is scored on `triples` (filtered
+/// by the graph and the triples themselves, both directions, realistic
+/// ties: [`crate::evaluate`]); the best model so far is kept (as model
+/// `NAME~best` while the run goes on) and becomes the model when the run
+/// ends; after `patience` scorings without improvement (0: never) the run
+/// ends early.
+#[derive(Debug, Clone)]
+pub struct Validation {
+    /// The validation triples.
+    pub triples: Vec<crate::Triple>,
+    /// Epochs between scorings.
+    pub every: usize,
+    /// Scorings without improvement before stopping (0: train all epochs).
+    pub patience: usize,
+    /// What "better" means.
+    pub metric: ValidMetric,
+}
+
+/// The validation figure a run selects on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidMetric {
+    /// Filtered mean reciprocal rank.
+    Mrr,
+    /// Filtered Hits@10.
+    #[serde(rename = "hits@10")]
+    Hits10,
+}
+
+/// What a run reports to and hears from its caller.
+struct Control<'a> {
+    on_event: &'a mut dyn FnMut(&TrainEvent),
+    stop: &'a AtomicBool,
+    valid: Option<&'a Validation>,
+}
+
+/// Where a validating run keeps its best model until it ends.
+pub fn best_model_name(name: &str) -> String {
+    format!("{name}~best")
 }
 
 /// PBG's inside-out order: layer k holds the buckets whose larger index is k,
@@ -148,12 +214,13 @@ pub fn train_on(
     device: &Device,
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<()> {
-    train_on_until(db, name, config, device, on_event, &AtomicBool::new(false))
+    train_on_until(db, name, config, device, on_event, &AtomicBool::new(false), None)
 }
 
 /// [`train_on`] that ends with [`EngineError::Stopped`] at the first bucket
 /// boundary after `stop` is set (another thread's, or an event handler's),
-/// the model saved there and resumable.
+/// the model saved there and resumable; with `valid`, scored on validation
+/// triples as it goes ([`Validation`]).
 pub fn train_on_until(
     db: &Database,
     name: &str,
@@ -161,6 +228,7 @@ pub fn train_on_until(
     device: &Device,
     on_event: &mut dyn FnMut(&TrainEvent),
     stop: &AtomicBool,
+    valid: Option<&Validation>,
 ) -> Result<()> {
     config.validate()?;
     let buckets = db.buckets(config.partitions)?;
@@ -177,6 +245,7 @@ pub fn train_on_until(
         epoch: 0,
         bucket: 0,
         edge_version: buckets.edge_version(),
+        valid: None,
     };
     // Registered before the first bucket, so that a run killed at once can resume.
     let settings_json = serde_json::to_string(&settings).map_err(|e| EngineError::Internal(e.to_string()))?;
@@ -190,7 +259,11 @@ pub fn train_on_until(
         &buckets,
         prev.as_ref(),
         device,
-        (on_event, stop),
+        Control {
+            on_event,
+            stop,
+            valid,
+        },
     )
 }
 
@@ -240,16 +313,17 @@ pub fn resume_on(
     device: &Device,
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<()> {
-    resume_on_until(db, name, device, on_event, &AtomicBool::new(false))
+    resume_on_until(db, name, device, on_event, &AtomicBool::new(false), None)
 }
 
-/// [`resume_on`] that stops like [`train_on_until`].
+/// [`resume_on`] that stops and validates like [`train_on_until`].
 pub fn resume_on_until(
     db: &Database,
     name: &str,
     device: &Device,
     on_event: &mut dyn FnMut(&TrainEvent),
     stop: &AtomicBool,
+    valid: Option<&Validation>,
 ) -> Result<()> {
     let info = db.model_info(name)?;
     let bad = |m: &str| EngineError::Model {
@@ -277,7 +351,11 @@ pub fn resume_on_until(
         &buckets,
         prev.as_ref(),
         device,
-        (on_event, stop),
+        Control {
+            on_event,
+            stop,
+            valid,
+        },
     )
 }
 
@@ -493,8 +571,14 @@ fn run(
     buckets: &Buckets,
     prev: Option<&Model>,
     device: &Device,
-    (on_event, stop): (&mut dyn FnMut(&TrainEvent), &AtomicBool),
+    control: Control<'_>,
 ) -> Result<()> {
+    let Control {
+        on_event,
+        stop,
+        valid,
+    } = control;
+    let mut start = start;
     let cfg = &settings.config;
     if matches!(device, Device::Gpu(_)) {
         if cfg.drift_penalty > 0.0 {
@@ -614,6 +698,11 @@ fn run(
             io_share: if seconds > 0.0 { io / seconds } else { 0.0 },
             loads,
         }));
+        if let Some(v) = valid {
+            if validate(&ctx, v, device, epoch, &mut start, on_event)? {
+                break;
+            }
+        }
         if stop.load(Relaxed) && epoch + 1 < cfg.epochs {
             return Err(EngineError::Stopped(name.to_string()));
         }
@@ -621,5 +710,74 @@ fn run(
     // A run whose last buckets were empty, or that had nothing left to do, still ends finished.
     let rel_arrays: [&[f32]; 2] = [&state.relations, &state.relation_state];
     db.save_model_parts(name, &ctx.settings_json, "", &[(RELATIONS_KEY, &rel_arrays)])?;
+    if let (Some(v), Some(st)) = (valid, start.valid) {
+        // The best model becomes the model, with what chose it.
+        db.replace_model(&best_model_name(name), name)?;
+        let metrics = serde_json::json!({"valid": {"metric": v.metric, "best": st.best,
+            "epoch": st.best_epoch + 1, "triples": v.triples.len()}});
+        db.set_model_metrics(name, &metrics.to_string())?;
+    }
     Ok(())
+}
+
+/// Scores the model after `epoch` when the schedule says so, keeps it when
+/// it is the best so far, and records the state in the run's progress.
+/// True when patience ran out.
+fn validate(
+    ctx: &RunCtx<'_>,
+    v: &Validation,
+    device: &Device,
+    epoch: usize,
+    start: &mut Progress,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<bool> {
+    let last = epoch + 1 == ctx.cfg().epochs;
+    if !((epoch + 1).is_multiple_of(v.every.max(1)) || last) {
+        return Ok(false);
+    }
+    let (db, name) = (ctx.db, ctx.name);
+    // The parts as saved after the epoch's last bucket.
+    let model = Model::load(db, name)?;
+    let r = crate::evaluate(db, &model, &v.triples, &v.triples, device)?;
+    let value = match v.metric {
+        ValidMetric::Mrr => r.mrr,
+        ValidMetric::Hits10 => r.hits10,
+    };
+    let mut st = start.valid.unwrap_or(ValidState {
+        best_epoch: 0,
+        best: f64::NEG_INFINITY,
+        stale: 0,
+    });
+    if value > st.best {
+        st = ValidState {
+            best_epoch: epoch,
+            best: value,
+            stale: 0,
+        };
+        let keep = best_model_name(name);
+        if db.catalog().models.iter().any(|m| m.name == keep) {
+            db.drop_model(&keep)?;
+        }
+        model.store(db, &keep)?;
+    } else {
+        st.stale += 1;
+    }
+    start.valid = Some(st);
+    on_event(&TrainEvent::Validation {
+        epoch,
+        mrr: r.mrr,
+        hits10: r.hits10,
+        best_epoch: st.best_epoch,
+        best: st.best,
+    });
+    if !last {
+        let next = Progress {
+            epoch: epoch + 1,
+            bucket: 0,
+            ..*start
+        };
+        let json = serde_json::to_string(&next).map_err(|e| EngineError::Internal(e.to_string()))?;
+        db.save_model_parts(name, &ctx.settings_json, &json, &[])?;
+    }
+    Ok(v.patience > 0 && st.stale >= v.patience)
 }
