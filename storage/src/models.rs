@@ -4,7 +4,7 @@
 //! a checkpoint replace some parts atomically; what the arrays mean is the
 //! engine's business.
 
-use crate::catalog::{ModelRef, SegmentRef};
+use crate::catalog::{Catalog, ModelRef, SegmentRef};
 use crate::db::{check_name, Database, MAX_NAME};
 use crate::error::{Result, StorageError};
 use crate::segment::{Kind, Segment, SegmentWriter};
@@ -79,12 +79,7 @@ impl Database {
                 Err(i) => model.parts.insert(i, (key, r)),
             }
         }
-        self.commit_catalog(catalog)?;
-        self.flush()?;
-        for old in replaced {
-            let _ = std::fs::remove_file(self.path().join(old.file));
-        }
-        Ok(())
+        self.commit_and_delete(catalog, replaced)
     }
 
     /// Starts model `name` afresh with `settings` and `progress` and no
@@ -107,12 +102,7 @@ impl Database {
             metrics: String::new(),
             parts: Vec::new(),
         });
-        self.commit_catalog(catalog)?;
-        self.flush()?;
-        for (_, r) in old.into_iter().flat_map(|m| m.parts) {
-            let _ = std::fs::remove_file(self.path().join(r.file));
-        }
-        Ok(())
+        self.commit_and_delete(catalog, old.into_iter().flat_map(|m| m.parts).map(|(_, r)| r))
     }
 
     /// Deletes model `name` and its files.
@@ -125,12 +115,7 @@ impl Database {
             .position(|m| m.name == name)
             .ok_or_else(|| no_model(name))?;
         let old = catalog.models.remove(i);
-        self.commit_catalog(catalog)?;
-        self.flush()?;
-        for (_, r) in old.parts {
-            let _ = std::fs::remove_file(self.path().join(r.file));
-        }
-        Ok(())
+        self.commit_and_delete(catalog, old.parts.into_iter().map(|(_, r)| r))
     }
 
     /// Renames model `from` to `to`, replacing any model `to`, in one catalog
@@ -155,9 +140,15 @@ impl Database {
         if old.is_none() {
             catalog.models.push(moved);
         }
+        self.commit_and_delete(catalog, old.into_iter().flat_map(|m| m.parts).map(|(_, r)| r))
+    }
+
+    /// Commits `catalog` durably, then deletes the segment files it no
+    /// longer references (a crash in between leaves only unreferenced files).
+    fn commit_and_delete(&self, catalog: Catalog, gone: impl IntoIterator<Item = SegmentRef>) -> Result<()> {
         self.commit_catalog(catalog)?;
         self.flush()?;
-        for (_, r) in old.into_iter().flat_map(|m| m.parts) {
+        for r in gone {
             let _ = std::fs::remove_file(self.path().join(r.file));
         }
         Ok(())

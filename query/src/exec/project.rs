@@ -49,6 +49,14 @@ impl Ctx<'_> {
             let mut groups: FxHashMap<Vec<Value>, usize> = FxHashMap::default();
             let mut states: Vec<(Vec<Value>, Vec<AggState>)> = Vec::new();
             let grouped = ret.items.iter().any(|i| i.is_ok());
+            // A group's aggregates before any row.
+            let fresh = || -> Vec<AggState> {
+                ret.items
+                    .iter()
+                    .filter_map(|i| i.as_ref().err())
+                    .map(AggState::new)
+                    .collect()
+            };
             for row in rows {
                 let row = row?;
                 let key: Vec<Value> = if grouped {
@@ -68,13 +76,7 @@ impl Ctx<'_> {
                 } {
                     Some(&g) => g,
                     None => {
-                        let aggs = ret
-                            .items
-                            .iter()
-                            .filter_map(|i| i.as_ref().err())
-                            .map(AggState::new)
-                            .collect();
-                        states.push((key.clone(), aggs));
+                        states.push((key.clone(), fresh()));
                         groups.insert(key, states.len() - 1);
                         self.cap(states.len())?;
                         states.len() - 1
@@ -91,13 +93,7 @@ impl Ctx<'_> {
                 self.recycle(row);
             }
             if states.is_empty() && ret.items.iter().all(|i| i.is_err()) {
-                let aggs = ret
-                    .items
-                    .iter()
-                    .filter_map(|i| i.as_ref().err())
-                    .map(AggState::new)
-                    .collect();
-                states.push((Vec::new(), aggs));
+                states.push((Vec::new(), fresh()));
             }
             for (key, aggs) in states {
                 let (mut k, mut a) = (key.into_iter(), aggs.into_iter());
