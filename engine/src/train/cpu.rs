@@ -214,6 +214,22 @@ pub(super) fn on_threads<W: Send>(works: &mut [W], f: impl Fn(usize, &mut W) -> 
     })
 }
 
+/// How many candidate rows ahead of the copy [`prefetch`] asks for.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Asks the CPU to bring `row` into cache (a hint: no effect on results).
+fn prefetch(row: &[AtomicU32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in row.chunks(16) {
+        #[allow(unsafe_code)]
+        // SAFETY: a prefetch reads nothing architecturally and cannot fault;
+        // the pointer is into a live slice anyway.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast())
+        };
+    }
+}
+
 /// Trains one chunk of edges sharing relation `rel`; returns its loss.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn train_chunk(
@@ -284,7 +300,12 @@ pub(super) fn train_chunk(
             query.form(&work.row, &work.r[half * d..(half + 1) * d], &mut side.q);
         }
         side.k.clear();
-        for &r in &work.rows {
+        for (i, &r) in work.rows.iter().enumerate() {
+            // Candidate rows are scattered over the table: fetching a later
+            // one while this one is copied hides most of the memory latency.
+            if let Some((ahead, _)) = work.rows.get(i + PREFETCH_AHEAD).and_then(|&a| params.node(a)) {
+                prefetch(ahead);
+            }
             params.read(params.node(r).map(|(row, _)| row), &mut side.k);
         }
         let m = work.rows.len();
