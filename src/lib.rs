@@ -4,6 +4,7 @@ pub mod demo;
 #[cfg(feature = "pbg")]
 pub mod pbg;
 pub mod tasks;
+pub mod tune;
 
 /// Values in query parameters and results.
 pub use quiver_query::Value as QueryValue;

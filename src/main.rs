@@ -18,7 +18,7 @@ macro_rules! say {
 
 mod cli;
 
-use cli::{demo, embed, model, shell, store};
+use cli::{demo, embed, model, shell, store, tune};
 
 /// quiver: an embedded graph database with a built-in embedding engine.
 #[derive(Parser)]
@@ -79,6 +79,8 @@ enum Command {
     },
     /// Train TransE embeddings on the database's edges (on the CPU, or a GPU with --device).
     Train(Box<model::TrainArgs>),
+    /// Train every point of a grid over a config's settings with validation and keep the best (settings are chosen on validation only).
+    Tune(Box<tune::TuneArgs>),
     /// List the stored models with their settings, progress and metrics.
     Models {
         /// Database directory.
@@ -297,6 +299,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Shell { db } => shell::shell(&db)?,
         Command::Train(args) => model::train(&args)?,
+        Command::Tune(args) => tune::tune(&args)?,
         Command::Neighbors(a) => embed::neighbors(&a)?,
         Command::Quantize { db, model, types } => embed::quantize(&db, &model, &types)?,
         Command::Drift {

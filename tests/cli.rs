@@ -974,3 +974,88 @@ fn training_validates_keeps_the_best_and_reports_it() {
         text(&o)
     );
 }
+
+#[test]
+fn tune_chooses_on_validation_and_keeps_only_the_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let train = dir.path().join("train.tsv");
+    let lines: String = (0..40)
+        .map(|i| format!("e{i}\tnext\te{}\n", (i + 1) % 40))
+        .collect();
+    std::fs::write(&train, lines).unwrap();
+    let valid = dir.path().join("valid.tsv");
+    std::fs::write(&valid, "e1\tnext\te2\ne7\tnext\te8\ne20\tnext\te21\n").unwrap();
+    assert!(quiver(&["import", p(&db), p(&train)]).status.success());
+    let base = dir.path().join("base.toml");
+    std::fs::write(&base, "dim = 8\nthreads = 1\n").unwrap();
+    let chosen = dir.path().join("chosen.toml");
+    let tune = |extra: &[&str]| {
+        let mut args = vec!["tune", p(&db), "--device", "cpu", "--config", p(&base)];
+        args.extend_from_slice(extra);
+        quiver(&args)
+    };
+    let o = tune(&[
+        "--valid",
+        p(&valid),
+        "--set",
+        "epochs=2",
+        "--set",
+        "lr=0.001,0.1",
+        "--set",
+        "score=l1,l2",
+        "--save-config",
+        p(&chosen),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    // Four points, in grid order, one marked; the chosen one has the best
+    // validation score of the table and is the stored model.
+    let rows: Vec<(bool, f64)> = out
+        .lines()
+        .filter(|l| l.contains("epochs = 2, lr = "))
+        .filter(|l| l.contains('\t'))
+        .map(|l| (l.starts_with('*'), l.split('\t').nth(1).unwrap().parse().unwrap()))
+        .collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    let best = rows.iter().map(|r| r.1).fold(f64::MIN, f64::max);
+    let marked: Vec<_> = rows.iter().filter(|r| r.0).collect();
+    assert_eq!(marked.len(), 1, "{out}");
+    assert_eq!(marked[0].1, best, "{out}");
+    let o = quiver(&["models", p(&db)]);
+    let models = text(&o);
+    assert!(models.contains("tuned:") && !models.contains('~'), "{models}");
+    let stored: serde_json::Value = serde_json::from_str(
+        models
+            .lines()
+            .find(|l| l.starts_with("tuned:"))
+            .and_then(|l| l.split("metrics ").nth(1))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        (stored["valid"]["best"].as_f64().unwrap() - best).abs() < 5e-5,
+        "{stored} vs {best}"
+    );
+    let config = std::fs::read_to_string(&chosen).unwrap();
+    assert!(
+        config.contains("dim = 8") && config.contains("epochs = 2"),
+        "{config}"
+    );
+    assert!(db.join("tuned.tune.tsv").exists());
+    // Test triples have no way in; a misspelt setting or no --valid is refused.
+    let o = tune(&["--valid", p(&valid), "--set", "margn=1,2"]);
+    assert!(!o.status.success() && text(&o).contains("margn"), "{}", text(&o));
+    let o = tune(&["--set", "lr=0.1"]);
+    assert!(
+        !o.status.success() && text(&o).contains("--valid"),
+        "{}",
+        text(&o)
+    );
+    let o = tune(&["--valid", p(&valid), "--set", "lr"]);
+    assert!(
+        !o.status.success() && text(&o).contains("KEY=VALUE"),
+        "{}",
+        text(&o)
+    );
+}

@@ -12,6 +12,7 @@ pub mod embed;
 pub mod model;
 pub mod shell;
 pub mod store;
+pub mod tune;
 
 /// Opens an existing database, naming it in the error.
 pub fn open(db: &Path) -> anyhow::Result<Database> {

@@ -34,6 +34,42 @@ fn weight_warning(e: &quiver::TrainEvent) {
     }
 }
 
+/// Validation during training (`train`, `tune`).
+#[derive(clap::Args)]
+pub struct ValidArgs {
+    /// Validation triples (head, relation, tail per line): every --eval-every epochs the model is
+    /// scored on them (filtered, both directions), the best is kept as the model, and
+    /// --patience scorings without improvement end the run.
+    #[arg(long)]
+    pub valid: Option<PathBuf>,
+    /// Epochs between validation scorings.
+    #[arg(long, default_value_t = 1)]
+    pub eval_every: usize,
+    /// Scorings without improvement before stopping (0: train all epochs).
+    #[arg(long, default_value_t = 0)]
+    pub patience: usize,
+    /// mrr or hits@10: what the best model is chosen by.
+    #[arg(long, default_value = "mrr")]
+    pub metric: String,
+}
+
+impl ValidArgs {
+    /// The validation schedule, when `--valid` is given.
+    pub fn validation(&self) -> anyhow::Result<Option<quiver::Validation>> {
+        let Some(path) = &self.valid else { return Ok(None) };
+        Ok(Some(quiver::Validation {
+            triples: quiver::read_triples(path)?,
+            every: self.eval_every.max(1),
+            patience: self.patience,
+            metric: match self.metric.as_str() {
+                "mrr" => quiver::ValidMetric::Mrr,
+                "hits@10" => quiver::ValidMetric::Hits10,
+                m => bail!("--metric {m}: expected mrr or hits@10"),
+            },
+        }))
+    }
+}
+
 /// `quiver train`: settings come from `--config FILE.toml` (the fields of
 /// `TrainConfig`), then from the flags given, then from the defaults.
 #[derive(clap::Args)]
@@ -115,20 +151,8 @@ pub struct TrainArgs {
     /// With P > 1, rows of each node type kept in memory (split over its partitions) as negatives from the partitions a bucket does not hold (0: the bucket's partitions only, as PBG).
     #[arg(long)]
     pub foreign_sample: Option<usize>,
-    /// Validation triples (head, relation, tail per line): every --eval-every epochs the model is
-    /// scored on them (filtered, both directions), the best is kept as the model, and
-    /// --patience scorings without improvement end the run.
-    #[arg(long)]
-    pub valid: Option<PathBuf>,
-    /// Epochs between validation scorings.
-    #[arg(long, default_value_t = 1)]
-    pub eval_every: usize,
-    /// Scorings without improvement before stopping (0: train all epochs).
-    #[arg(long, default_value_t = 0)]
-    pub patience: usize,
-    /// mrr or hits@10: what the best model is chosen by.
-    #[arg(long, default_value = "mrr")]
-    pub metric: String,
+    #[command(flatten)]
+    pub valid: ValidArgs,
     /// Continue the stopped run of --model from its last finished bucket (its stored settings apply).
     #[arg(long)]
     pub resume: bool,
@@ -281,19 +305,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         }
         quiver::TrainEvent::WeightSpread { .. } => weight_warning(e),
     };
-    let valid = match &args.valid {
-        None => None,
-        Some(path) => Some(quiver::Validation {
-            triples: quiver::read_triples(path)?,
-            every: args.eval_every.max(1),
-            patience: args.patience,
-            metric: match args.metric.as_str() {
-                "mrr" => quiver::ValidMetric::Mrr,
-                "hits@10" => quiver::ValidMetric::Hits10,
-                m => bail!("--metric {m}: expected mrr or hits@10"),
-            },
-        }),
-    };
+    let valid = args.valid.validation()?;
     let device = quiver::Device::select(&args.device)?;
     eprintln!("training on {}", device.describe());
     let started = Instant::now();
@@ -568,7 +580,7 @@ fn export(
 /// A type's or model's name as a file name: bytes other than ASCII letters, digits,
 /// `-` and `_` (and a leading `_`, which `_relations` uses) are written as
 /// `%XX`, so no name can leave the output directory or collide with another.
-fn file_stem(name: &str) -> String {
+pub(crate) fn file_stem(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for (i, b) in name.bytes().enumerate() {
         if b.is_ascii_alphanumeric() || b == b'-' || (b == b'_' && i > 0) {

@@ -1,0 +1,148 @@
+//! Choosing training settings on the validation split: every point of a grid
+//! over a base config is trained with validation (so each run also keeps its
+//! best epoch), and the point with the best validation score is kept as the
+//! model. Test triples never enter: the chosen model is scored on test once,
+//! afterwards (`quiver eval`).
+
+use std::time::Instant;
+
+use quiver_engine::{EngineError, TrainConfig, TrainEvent, Validation};
+use quiver_storage::Database;
+
+use crate::Result;
+
+/// One setting and the values to try for it.
+#[derive(Debug, Clone)]
+pub struct Axis {
+    /// A [`TrainConfig`] field as written in a config file (`lr`, `margin`).
+    pub key: String,
+    /// Its values.
+    pub values: Vec<toml::Value>,
+}
+
+/// One grid point: the settings it changes and the whole config.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// (key, value) per axis.
+    pub settings: Vec<(String, toml::Value)>,
+    /// The base config with those settings.
+    pub config: TrainConfig,
+}
+
+/// A trained grid point and what validation said of it.
+#[derive(Debug, Clone)]
+pub struct Trial {
+    /// The point.
+    pub point: Point,
+    /// The best validation score of the run, in its metric.
+    pub best: f64,
+    /// The 1-based epoch that scored it (the epoch kept).
+    pub epoch: usize,
+    /// Epochs trained (fewer than configured after an early stop).
+    pub epochs_run: usize,
+    /// Training time, validation included.
+    pub seconds: f64,
+}
+
+/// Every combination of the axes' values over `base` (the first axis varies
+/// slowest). A key that is not a setting, or a value of the wrong kind, is
+/// an error naming it.
+pub fn grid(base: &toml::Table, axes: &[Axis]) -> Result<Vec<Point>> {
+    let mut points = vec![Vec::new()];
+    for axis in axes {
+        if axis.values.is_empty() {
+            return Err(config_error(format!("`{}`: no values to try", axis.key)));
+        }
+        points = points
+            .into_iter()
+            .flat_map(|p: Vec<(String, toml::Value)>| {
+                axis.values.iter().map(move |v| {
+                    let mut p = p.clone();
+                    p.push((axis.key.clone(), v.clone()));
+                    p
+                })
+            })
+            .collect();
+    }
+    points
+        .into_iter()
+        .map(|settings| {
+            let mut table = base.clone();
+            for (k, v) in &settings {
+                table.insert(k.clone(), v.clone());
+            }
+            let config: TrainConfig = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e| config_error(format!("{}: {e}", describe(&settings))))?;
+            config.validate()?;
+            Ok(Point { settings, config })
+        })
+        .collect()
+}
+
+/// Trains every point as model `{name}~trial` with `valid`, keeping the
+/// best so far as `name` (a later point must beat it strictly, so ties go to
+/// the earlier point). `on_event` sees each run's events with the point's
+/// index. Returns the trials in grid order.
+pub fn run(
+    db: &Database,
+    name: &str,
+    points: &[Point],
+    device: &quiver_engine::Device,
+    valid: &Validation,
+    on_event: &mut dyn FnMut(usize, &TrainEvent),
+) -> Result<Vec<Trial>> {
+    let trial_name = format!("{name}~trial");
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let mut trials: Vec<Trial> = Vec::with_capacity(points.len());
+    for (i, point) in points.iter().enumerate() {
+        let started = Instant::now();
+        let (mut best, mut epoch, mut epochs_run) = (f64::NEG_INFINITY, 0, 0);
+        let mut log = |e: &TrainEvent| {
+            match *e {
+                TrainEvent::Validation {
+                    best: b, best_epoch, ..
+                } => (best, epoch) = (b, best_epoch + 1),
+                TrainEvent::Epoch(ref s) => epochs_run = s.epoch + 1,
+                _ => {}
+            }
+            on_event(i, e)
+        };
+        crate::train_on_until(
+            db,
+            &trial_name,
+            &point.config,
+            device,
+            &mut log,
+            &never,
+            Some(valid),
+        )?;
+        let winner = trials.iter().all(|t| best > t.best);
+        if winner {
+            db.replace_model(&trial_name, name)?;
+        } else {
+            db.drop_model(&trial_name)?;
+        }
+        trials.push(Trial {
+            point: point.clone(),
+            best,
+            epoch,
+            epochs_run,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(trials)
+}
+
+/// `key = value, ...` of a point's settings.
+pub fn describe(settings: &[(String, toml::Value)]) -> String {
+    settings
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn config_error(message: String) -> crate::Error {
+    EngineError::Config(message).into()
+}
