@@ -25,7 +25,9 @@ pub struct Axis {
 pub struct Point {
     /// (key, value) per axis.
     pub settings: Vec<(String, toml::Value)>,
-    /// The base config with those settings.
+    /// The base config file's table with those settings.
+    pub table: toml::Table,
+    /// That table as settings (defaults for what it leaves out).
     pub config: TrainConfig,
 }
 
@@ -71,11 +73,15 @@ pub fn grid(base: &toml::Table, axes: &[Axis]) -> Result<Vec<Point>> {
             for (k, v) in &settings {
                 table.insert(k.clone(), v.clone());
             }
-            let config: TrainConfig = toml::Value::Table(table)
+            let config: TrainConfig = toml::Value::Table(table.clone())
                 .try_into()
                 .map_err(|e| config_error(format!("{}: {e}", describe(&settings))))?;
             config.validate()?;
-            Ok(Point { settings, config })
+            Ok(Point {
+                settings,
+                table,
+                config,
+            })
         })
         .collect()
 }

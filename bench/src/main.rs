@@ -743,10 +743,13 @@ fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
     db.import(&[data.join("train.txt")], &ImportOptions::default(), &mut |_| {})
         .unwrap();
     // PBG's anchor: translation + l2, ranking loss m = 1, row Adagrad 0.1,
-    // chunks of 50 with 50 in-batch + 50 uniform negatives; PBG has no self-negatives.
+    // chunks of 50 with 50 in-batch + 50 uniform negatives; PBG has no
+    // self-negatives, and its dynamic relations give heads a translation of
+    // their own (quiver's reciprocal relations: t + r′ ≈ h).
     let pbg = TrainConfig {
         epochs,
         self_negatives: false,
+        reciprocal: true,
         ..TrainConfig::default()
     };
     let (rate, _, secs) = train_rate(&db, "pbg", &pbg);

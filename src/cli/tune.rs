@@ -26,7 +26,7 @@ pub struct TuneArgs {
     /// auto, gpu or cpu (as for train).
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// Write the chosen point's whole config here (TOML).
+    /// Write the chosen point's config here: the base file's settings with the chosen values (TOML).
     #[arg(long)]
     pub save_config: Option<PathBuf>,
     #[command(flatten)]
@@ -132,7 +132,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         path.display()
     );
     if let Some(out) = &args.save_config {
-        let text = toml::to_string(&trials[chosen].point.config)?;
+        let text = toml::to_string(&trials[chosen].point.table)?;
         std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
         say!("config: {}", out.display());
     }

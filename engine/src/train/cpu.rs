@@ -383,7 +383,9 @@ pub(super) fn outside_ball(params: &Params<'_>, cfg: &TrainConfig, r: Row, scrat
 }
 
 /// One optimizer step on a shared row and its state (`Optimizer::state_width`
-/// floats); `scratch` receives the row's new value.
+/// floats); `scratch` receives the row's new value. Shared floats are read
+/// and written one relaxed atomic at a time; the arithmetic runs on plain
+/// copies so that it vectorizes (Adam's root and division dominate a step).
 pub(super) fn step(
     opt: Optimizer,
     lr: f32,
@@ -412,13 +414,18 @@ pub(super) fn step(
             t[0].store(steps.to_bits(), Relaxed);
             // Bias corrections folded into the step size.
             let a = lr * (1.0 - B2.powf(steps)).sqrt() / (1.0 - B1.powf(steps));
-            for (((x, &gv), m), v) in scratch.iter_mut().zip(g).zip(m).zip(v) {
-                let mv = B1 * load(m) + (1.0 - B1) * gv;
-                let vv = B2 * load(v) + (1.0 - B2) * gv * gv;
-                m.store(mv.to_bits(), Relaxed);
-                v.store(vv.to_bits(), Relaxed);
-                *x -= a * mv / (vv.sqrt() + 1e-8);
+            // scratch: the row, then m, then v; cut back to the row after.
+            scratch.extend(m.iter().chain(v).map(load));
+            let (x, moments) = scratch.split_at_mut(d);
+            let (mc, vc) = moments.split_at_mut(d);
+            for (((x, &gv), m), v) in x.iter_mut().zip(g).zip(mc.iter_mut()).zip(vc.iter_mut()) {
+                *m = B1 * *m + (1.0 - B1) * gv;
+                *v = B2 * *v + (1.0 - B2) * gv * gv;
+                *x -= a * *m / (v.sqrt() + 1e-8);
             }
+            write(m, mc);
+            write(v, vc);
+            scratch.truncate(d);
         }
     }
 }
