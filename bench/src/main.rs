@@ -759,8 +759,8 @@ fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
     let ev = quiver_engine::evaluate(&db, &model, &test, &valid, &quiver_engine::Device::Cpu).unwrap();
     // PyKEEN's anchor: L1, margin 1, one negative per positive, no in-batch
     // negatives, Adam (lr 0.001). A chunk's uniform negatives are shared by
-    // its edges, so chunks of one edge give each edge its own: one per side
-    // (PyKEEN corrupts the head or the tail, one negative per edge).
+    // its edges, so chunks of one edge give each edge its own, and one side
+    // at random per chunk is PyKEEN's basic sampler: the head or the tail.
     let pykeen = TrainConfig {
         epochs,
         score: Score::L1,
@@ -771,6 +771,7 @@ fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
         uniform_negatives: 1,
         batch_negatives: false,
         self_negatives: false,
+        corrupt: quiver_engine::Sides::Either,
         ..TrainConfig::default()
     };
     let (pykeen_rate, _, _) = train_rate(&db, "pykeen", &pykeen);

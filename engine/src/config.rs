@@ -120,6 +120,20 @@ pub enum EdgeWeights {
     Normalize,
 }
 
+/// Which ends of a chunk's edges are corrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sides {
+    /// Both: every chunk trains its tails, then its heads (PBG, and two
+    /// negatives per edge with chunks of one edge and one uniform negative).
+    #[default]
+    Both,
+    /// One, the head or the tail at random per chunk: with chunks of one
+    /// edge and one uniform negative, PyKEEN's basic sampler (one negative
+    /// per positive, its end chosen at random). CPU backend only.
+    Either,
+}
+
 /// Everything a training run needs to know; stored with the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -159,6 +173,8 @@ pub struct TrainConfig {
     pub weights: EdgeWeights,
     /// Use the chunk's other edges as negatives too.
     pub batch_negatives: bool,
+    /// Which ends of a chunk's edges are corrupted.
+    pub corrupt: Sides,
     /// For relations within one node type, also use the chunk's query
     /// entities as candidates: each is a negative for itself (h as its own
     /// tail) and for the other edges.
@@ -227,6 +243,7 @@ impl Default for TrainConfig {
             uniform_negatives: 50,
             weights: EdgeWeights::Ignore,
             batch_negatives: true,
+            corrupt: Sides::Both,
             self_negatives: true,
             max_norm: 0.0,
             init_scale: 0.014,

@@ -20,7 +20,7 @@ mod retrieval;
 mod side;
 mod train;
 
-pub use config::{EdgeWeights, Holdout, Loss, Optimizer, Regularizer, Score, TrainConfig};
+pub use config::{EdgeWeights, Holdout, Loss, Optimizer, Regularizer, Score, Sides, TrainConfig};
 pub use eval::{evaluate, read_triples, EvalReport, Triple};
 pub use gpu::{AdapterChoice, GpuContext, StepBatch, StepTables};
 pub use mixture::{kmeans, KMeans, Mixtures};

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use quiver_engine::{
     best_model_name, evaluate, resume, train, train_on_until, Device, EngineError, Loss, Model, Optimizer,
-    Score, TrainConfig, TrainEvent, Triple, ValidMetric, Validation,
+    Score, Sides, TrainConfig, TrainEvent, Triple, ValidMetric, Validation,
 };
 use quiver_storage::Database;
 
@@ -898,4 +898,55 @@ fn validation_keeps_the_best_model_and_stops_when_it_no_longer_improves() {
         info.metrics
     );
     assert!(db.models().iter().all(|m| m.name != best_model_name("v")));
+}
+
+/// `corrupt = "either"` (PyKEEN's basic sampler): each chunk trains one end
+/// of its edges, chosen at random. With one edge, one epoch and reciprocal
+/// relations there is one chunk (20 edges), so exactly one of r (tail queries) and r′
+/// (head queries) leaves zero, its initial value; with both ends, both do.
+/// Over many seeds both ends get chosen.
+#[test]
+fn either_side_corruption_trains_one_end_per_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path().join("db")).unwrap();
+    db.create_node_type("N").unwrap();
+    let r = db.create_relation_type("r", "N", "N").unwrap();
+    let mut b = db.batch();
+    for i in 0..20 {
+        b.insert_edge(r, format!("x{i}"), format!("y{i}"), None);
+    }
+    db.commit(b).unwrap();
+    let one_chunk = |corrupt, seed| TrainConfig {
+        epochs: 1,
+        chunk_size: 64,
+        uniform_negatives: 1,
+        batch_negatives: false,
+        self_negatives: false,
+        reciprocal: true,
+        optimizer: Optimizer::Adam,
+        lr: 0.01,
+        corrupt,
+        seed,
+        ..config(Score::L1, Loss::Margin)
+    };
+    let moved = |m: &Model| -> [bool; 2] {
+        let d = m.dim();
+        [0, 1].map(|half| m.relations[half * d..(half + 1) * d].iter().any(|&x| x != 0.0))
+    };
+    let both = train(&db, "both", &one_chunk(Sides::Both, 0), &mut |_| {}).unwrap();
+    assert_eq!(moved(&both), [true, true]);
+    let mut seen = [false; 2];
+    for seed in 0..16 {
+        let m = train(&db, "either", &one_chunk(Sides::Either, seed), &mut |_| {}).unwrap();
+        let [tails, heads] = moved(&m);
+        assert!(tails != heads, "seed {seed}: exactly one end trains");
+        seen[usize::from(heads)] = true;
+    }
+    assert_eq!(seen, [true, true], "both ends get chosen");
+    // Only the CPU backend has it.
+    if let Ok(gpu) = Device::select("gpu") {
+        let e =
+            quiver_engine::train_on(&db, "g", &one_chunk(Sides::Either, 0), &gpu, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("CPU backend only"), "{e}");
+    }
 }

@@ -266,7 +266,16 @@ pub(super) fn train_chunk(
     }
     let mut loss = 0.0;
     let relations = params.relations.len() as u32 / d as u32 / (1 + u32::from(cfg.reciprocal));
-    for corrupt in Corrupt::BOTH {
+    let sides: &[Corrupt] = match cfg.corrupt {
+        Sides::Both => &Corrupt::BOTH,
+        Sides::Either => {
+            let one = (rng.next_u64() & 1) as usize;
+            &Corrupt::BOTH[one..=one]
+        }
+    };
+    // The relation rows (r, r′) a side's query used: only they are stepped.
+    let mut touched = [false; 2];
+    for &corrupt in sides {
         let (q_type, k_type) = corrupt.types((src_t, dst_t));
         let (q_nodes, k_nodes, negs) = match corrupt {
             Corrupt::Tails => (heads, tails, &tail_negs),
@@ -275,6 +284,7 @@ pub(super) fn train_chunk(
         let query = corrupt.query(cfg, rel, relations);
         // work.r holds r, then r′: the half this side's query uses.
         let half = usize::from(query.relation != rel);
+        touched[half] = true;
         work.rows.clear();
         work.rows
             .extend(k_nodes.iter().map(|&id| Row::Node { ty: k_type, id }));
@@ -362,7 +372,7 @@ pub(super) fn train_chunk(
         }
         (work.side.dq, work.side.dk, work.rows) = (dq, dk, rows);
     }
-    apply(params, cfg, rel, head_rel, work);
+    apply(params, cfg, rel, head_rel, touched, work);
     loss
 }
 
@@ -441,6 +451,7 @@ pub(super) fn apply(
     cfg: &TrainConfig,
     rel: u32,
     head_rel: Option<u32>,
+    touched: [bool; 2],
     work: &mut Work,
 ) {
     let d = cfg.dim;
@@ -484,6 +495,7 @@ pub(super) fn apply(
     }
     let lr = cfg.relation_lr.unwrap_or(cfg.lr);
     for (half, r) in [(0, Some(rel)), (1, head_rel)] {
+        let r = r.filter(|_| touched[half]);
         if let (true, Some((row, state))) = (lr > 0.0, r.and_then(|r| params.relation(r))) {
             step(
                 cfg.optimizer,

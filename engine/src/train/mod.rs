@@ -31,7 +31,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{EdgeWeights, Optimizer, Score, TrainConfig};
+use crate::config::{EdgeWeights, Optimizer, Score, Sides, TrainConfig};
 use crate::gpu::{GpuContext, StepBatch, StepTables};
 use crate::kernels;
 use crate::model::{
@@ -590,6 +590,11 @@ fn run(
             return Err(EngineError::Config(
                 "the adam optimizer runs on the CPU backend only: train with --device cpu or use adagrad"
                     .into(),
+            ));
+        }
+        if cfg.corrupt == crate::Sides::Either {
+            return Err(EngineError::Config(
+                "corrupt = \"either\" runs on the CPU backend only: train with --device cpu".into(),
             ));
         }
     }
