@@ -255,9 +255,12 @@ def test_training_releases_the_gil(tmp_path):
 def test_ctrl_c_stops_training_and_resume_finishes_it(tmp_path):
     path = tmp_path / "db"
     social(path, users=200).close()
-    # The child slows each bucket down so that the signal lands mid-run.
+    # The child slows each bucket down so that the signal lands mid-run. A child
+    # of a background job inherits SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: it installs one, as a terminal session has.
     script = textwrap.dedent(f"""
-        import quiver, time
+        import quiver, signal, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         db = quiver.open({str(path)!r})
         seen = []
         def on(e):
