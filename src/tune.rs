@@ -87,8 +87,7 @@ pub fn grid(base: &toml::Table, axes: &[Axis]) -> Result<Vec<Point>> {
 }
 
 /// Trains every point as model `{name}~trial` with `valid`, keeping the
-/// best so far as `name` (a later point must beat it strictly, so ties go to
-/// the earlier point). `on_event` sees each run's events with the point's
+/// best so far ([`chosen`]) as `name`. `on_event` sees each run's events with the point's
 /// index. Returns the trials in grid order.
 pub fn run(
     db: &Database,
@@ -123,12 +122,6 @@ pub fn run(
             &never,
             Some(valid),
         )?;
-        let winner = trials.iter().all(|t| best > t.best);
-        if winner {
-            db.replace_model(&trial_name, name)?;
-        } else {
-            db.drop_model(&trial_name)?;
-        }
         trials.push(Trial {
             point: point.clone(),
             best,
@@ -136,8 +129,18 @@ pub fn run(
             epochs_run,
             seconds: started.elapsed().as_secs_f64(),
         });
+        if chosen(&trials) == Some(i) {
+            db.replace_model(&trial_name, name)?;
+        } else {
+            db.drop_model(&trial_name)?;
+        }
     }
     Ok(trials)
+}
+
+/// The trial with the best validation score; the earliest of equals.
+pub fn chosen(trials: &[Trial]) -> Option<usize> {
+    (0..trials.len()).reduce(|a, b| if trials[b].best > trials[a].best { b } else { a })
 }
 
 /// `key = value, ...` of a point's settings.

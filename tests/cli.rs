@@ -925,18 +925,25 @@ fn pbg_export_and_import_verbs() {
     assert!(o.status.success() && !text(&o).contains("pbg"), "{}", text(&o));
 }
 
-#[test]
-fn training_validates_keeps_the_best_and_reports_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let train = dir.path().join("train.tsv");
+/// A database in `dir/db` holding a ring of 40 `next` edges, and
+/// `dir/valid.tsv` with `valid` lines.
+fn ring_with_valid(dir: &Path, valid: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let db = dir.join("db");
+    let train = dir.join("train.tsv");
     let lines: String = (0..40)
         .map(|i| format!("e{i}\tnext\te{}\n", (i + 1) % 40))
         .collect();
     std::fs::write(&train, lines).unwrap();
-    let valid = dir.path().join("valid.tsv");
-    std::fs::write(&valid, "e1\tnext\te2\ne7\tnext\te8\n").unwrap();
+    let valid_path = dir.join("valid.tsv");
+    std::fs::write(&valid_path, valid).unwrap();
     assert!(quiver(&["import", p(&db), p(&train)]).status.success());
+    (db, valid_path)
+}
+
+#[test]
+fn training_validates_keeps_the_best_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, valid) = ring_with_valid(dir.path(), "e1\tnext\te2\ne7\tnext\te8\n");
     let o = quiver(&[
         "train",
         p(&db),
@@ -978,15 +985,7 @@ fn training_validates_keeps_the_best_and_reports_it() {
 #[test]
 fn tune_chooses_on_validation_and_keeps_only_the_best() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let train = dir.path().join("train.tsv");
-    let lines: String = (0..40)
-        .map(|i| format!("e{i}\tnext\te{}\n", (i + 1) % 40))
-        .collect();
-    std::fs::write(&train, lines).unwrap();
-    let valid = dir.path().join("valid.tsv");
-    std::fs::write(&valid, "e1\tnext\te2\ne7\tnext\te8\ne20\tnext\te21\n").unwrap();
-    assert!(quiver(&["import", p(&db), p(&train)]).status.success());
+    let (db, valid) = ring_with_valid(dir.path(), "e1\tnext\te2\ne7\tnext\te8\ne20\tnext\te21\n");
     let base = dir.path().join("base.toml");
     std::fs::write(&base, "dim = 8\nthreads = 1\n").unwrap();
     let chosen = dir.path().join("chosen.toml");

@@ -99,9 +99,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         }
     };
     let trials = tune::run(&db, &args.model, &points, &device, &valid, &mut log)?;
-    let chosen = (0..trials.len())
-        .reduce(|a, b| if trials[b].best > trials[a].best { b } else { a })
-        .context("no points")?;
+    let chosen = tune::chosen(&trials).context("no points")?;
     let mut table = vec![format!(
         "settings\tvalid {}\tepoch kept\tepochs run\tseconds",
         args.valid.metric
