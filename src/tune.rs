@@ -76,7 +76,12 @@ pub fn grid(base: &toml::Table, axes: &[Axis]) -> Result<Vec<Point>> {
             let config: TrainConfig = toml::Value::Table(table.clone())
                 .try_into()
                 .map_err(|e| config_error(format!("{}: {e}", describe(&settings))))?;
-            config.validate()?;
+            match config.validate() {
+                Err(EngineError::Config(m)) => {
+                    return Err(config_error(format!("{}: {m}", describe(&settings))))
+                }
+                other => other?,
+            }
             Ok(Point {
                 settings,
                 table,

@@ -1045,6 +1045,12 @@ fn tune_chooses_on_validation_and_keeps_only_the_best() {
     // Test triples have no way in; a misspelt setting or no --valid is refused.
     let o = tune(&["--valid", p(&valid), "--set", "margn=1,2"]);
     assert!(!o.status.success() && text(&o).contains("margn"), "{}", text(&o));
+    let o = tune(&["--valid", p(&valid), "--set", "dim=8,0"]);
+    assert!(
+        !o.status.success() && text(&o).contains("dim = 0: dim must be"),
+        "{}",
+        text(&o)
+    );
     let o = tune(&["--set", "lr=0.1"]);
     assert!(
         !o.status.success() && text(&o).contains("--valid"),
