@@ -137,8 +137,14 @@ const L1_ROW_BLOCK: usize = 64;
 fn l1_scores_avx2(q: &[f32], k: &[f32], d: usize, s: &mut [f32]) {
     let (c, m) = (q.len() / d, k.len() / d);
     assert!(s.len() >= c * m && q.len() >= c * d && k.len() >= m * d);
-    let sum = |x: &[f32]| -> Vec<f32> { x.chunks_exact(d).map(|r| reduce(r, r, |a, _| a)).collect() };
-    let (qs, ks) = (sum(q), sum(k));
+    // Row sums in loops of this function's own (a closure would be compiled
+    // without AVX2); `reduce` fixes the order, so the sums are the same bits.
+    let (mut qs, mut ks) = (Vec::with_capacity(c), Vec::with_capacity(m));
+    for (x, sums) in [(q, &mut qs), (k, &mut ks)] {
+        for r in x.chunks_exact(d) {
+            sums.push(reduce(r, r, |a, _| a));
+        }
+    }
     for j0 in (0..m).step_by(L1_ROW_BLOCK) {
         let j1 = (j0 + L1_ROW_BLOCK).min(m);
         let mut i = 0;
