@@ -215,6 +215,12 @@ fn config_py(db: &Database, partitions: u32, cfg: &TrainConfig, out: &Path) -> S
         ),
         _ => {}
     }
+    match (cfg.mix_relations, dynamic.is_some()) {
+        (false, true) => unexpressed
+            .push("chunks of one relation (PBG's dynamic relations mix them in every batch, as mix_relations = true)"),
+        (true, false) => unexpressed.push("chunks mixing relations (PBG's static relations train one per batch)"),
+        _ => {}
+    }
     if cfg.optimizer != quiver_engine::Optimizer::Adagrad {
         unexpressed.push("the optimizer (PBG uses row Adagrad)");
     }

@@ -317,6 +317,10 @@ fn knowledge_graphs_use_dynamic_relations_both_ways() {
         config.contains("dynamic_relations=True") && config.contains("'all_edges'"),
         "{config}"
     );
+    assert!(
+        config.contains("chunks of one relation (PBG's dynamic relations mix them"),
+        "{config}"
+    );
     // A reciprocal quiver model out as a PBG checkpoint and back.
     let cfg = TrainConfig {
         dim: 8,

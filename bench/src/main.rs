@@ -745,11 +745,13 @@ fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
     // PBG's anchor: translation + l2, ranking loss m = 1, row Adagrad 0.1,
     // chunks of 50 with 50 in-batch + 50 uniform negatives; PBG has no
     // self-negatives, and its dynamic relations give heads a translation of
-    // their own (quiver's reciprocal relations: t + r′ ≈ h).
+    // their own (quiver's reciprocal relations: t + r′ ≈ h) and mix the
+    // relations in every chunk.
     let pbg = TrainConfig {
         epochs,
         self_negatives: false,
         reciprocal: true,
+        mix_relations: true,
         ..TrainConfig::default()
     };
     let (rate, _, secs) = train_rate(&db, "pbg", &pbg);

@@ -175,6 +175,12 @@ pub struct TrainConfig {
     pub batch_negatives: bool,
     /// Which ends of a chunk's edges are corrupted.
     pub corrupt: Sides,
+    /// Chunks mix the relations between the same node types, as PBG's
+    /// dynamic relations do: each edge's query uses its own relation row,
+    /// the in-batch negatives come from every relation's edges, and a
+    /// relation is stepped in each chunk it appears in. Without it a chunk
+    /// holds one relation, and one with few edges is stepped a few times an epoch.
+    pub mix_relations: bool,
     /// For relations within one node type, also use the chunk's query
     /// entities as candidates: each is a negative for itself (h as its own
     /// tail) and for the other edges.
@@ -244,6 +250,7 @@ impl Default for TrainConfig {
             weights: EdgeWeights::Ignore,
             batch_negatives: true,
             corrupt: Sides::Both,
+            mix_relations: false,
             self_negatives: true,
             max_norm: 0.0,
             init_scale: 0.014,

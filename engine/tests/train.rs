@@ -950,3 +950,61 @@ fn either_side_corruption_trains_one_end_per_chunk() {
         assert!(e.to_string().contains("CPU backend only"), "{e}");
     }
 }
+
+#[test]
+fn mixed_chunks_share_negatives_across_relations_of_the_same_node_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path().join("db")).unwrap();
+    db.create_node_type("N").unwrap();
+    db.create_node_type("M").unwrap();
+    let a = db.create_relation_type("a", "N", "N").unwrap();
+    let b = db.create_relation_type("b", "N", "N").unwrap();
+    let c = db.create_relation_type("c", "M", "M").unwrap();
+    let mut batch = db.batch();
+    batch.insert_edge(a, "x0", "y0", None);
+    batch.insert_edge(b, "x1", "y1", None);
+    batch.insert_edge(c, "u0", "v0", None);
+    db.commit(batch).unwrap();
+    // The chunk's other edges are the only negatives: a chunk of one edge
+    // has none. Rows start near 0, so that every margin is violated.
+    let cfg = |mix_relations| TrainConfig {
+        epochs: 1,
+        init_scale: 0.01,
+        chunk_size: 64,
+        uniform_negatives: 0,
+        self_negatives: false,
+        reciprocal: true,
+        mix_relations,
+        ..config(Score::L2, Loss::Margin)
+    };
+    let moved = |m: &Model, rel: u32| -> [bool; 2] {
+        let (d, n) = (m.dim(), m.relations.len() / m.dim() / 2);
+        [rel as usize, n + rel as usize]
+            .map(|row| m.relations[row * d..(row + 1) * d].iter().any(|&x| x != 0.0))
+    };
+    let apart = train(&db, "apart", &cfg(false), &mut |_| {}).unwrap();
+    for rel in [a, b, c] {
+        assert_eq!(
+            moved(&apart, rel),
+            [false, false],
+            "relation {rel}: a chunk of its own, no negatives"
+        );
+    }
+    let mixed = train(&db, "mixed", &cfg(true), &mut |_| {}).unwrap();
+    assert_eq!(
+        moved(&mixed, a),
+        [true, true],
+        "a's edge has b's ends as negatives"
+    );
+    assert_eq!(moved(&mixed, b), [true, true]);
+    assert_eq!(
+        moved(&mixed, c),
+        [false, false],
+        "c joins no chunk of N → N relations"
+    );
+    // Only the CPU backend has it.
+    if let Ok(gpu) = Device::select("gpu") {
+        let e = quiver_engine::train_on(&db, "g", &cfg(true), &gpu, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("CPU backend only"), "{e}");
+    }
+}

@@ -109,7 +109,12 @@ pub(super) struct Work {
     /// (node type, row) → slot in `grads`.
     pub(super) slots: HashMap<Row, usize>,
     pub(super) grads: Vec<f32>,
+    /// The relation rows the chunk's queries use, in first use order; their
+    /// values (`r`) and gradients (`rel_grad`) by that position.
+    pub(super) rel_rows: Vec<u32>,
     pub(super) rel_grad: Vec<f32>,
+    /// Each query's position in `rel_rows`.
+    pub(super) rel_of: Vec<usize>,
 }
 
 impl Work {
@@ -123,6 +128,17 @@ impl Work {
         for (a, b) in self.grads[slot * d..(slot + 1) * d].iter_mut().zip(g) {
             *a += b;
         }
+    }
+
+    /// Relation row `r`'s position in `rel_rows`, reading it on first use.
+    fn relation(&mut self, params: &Params<'_>, r: u32) -> usize {
+        if let Some(at) = self.rel_rows.iter().position(|&x| x == r) {
+            return at;
+        }
+        self.rel_rows.push(r);
+        params.read(params.relation(r).map(|(row, _)| row), &mut self.r);
+        self.rel_grad.resize(self.rel_rows.len() * params.d, 0.0);
+        self.rel_rows.len() - 1
     }
 }
 
@@ -145,8 +161,8 @@ pub(super) fn train_bucket(
         let mut loss = 0.0;
         for range in chunks.iter().skip(t).step_by(stride) {
             let idx = &order[range.clone()];
-            let rel = edges[idx[0] as usize].rel;
-            let (src_t, dst_t) = ends[rel as usize];
+            let rels: Vec<u32> = idx.iter().map(|&e| edges[e as usize].rel).collect();
+            let (src_t, dst_t) = ends[rels[0] as usize];
             let heads: Vec<u32> = idx.iter().map(|&e| edges[e as usize].src).collect();
             let tails: Vec<u32> = idx.iter().map(|&e| edges[e as usize].dst).collect();
             work.w.clear();
@@ -159,7 +175,7 @@ pub(super) fn train_bucket(
             loss += train_chunk(
                 params,
                 cfg,
-                rel,
+                &rels,
                 (src_t, dst_t),
                 &heads,
                 &tails,
@@ -230,12 +246,13 @@ fn prefetch(row: &[AtomicU32]) {
     }
 }
 
-/// Trains one chunk of edges sharing relation `rel`; returns its loss.
+/// Trains one chunk of edges of relations `rels` (one per edge, all
+/// between the same node types); returns its loss.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn train_chunk(
     params: &Params<'_>,
     cfg: &TrainConfig,
-    rel: u32,
+    rels: &[u32],
     (src_t, dst_t): (u32, u32),
     heads: &[u32],
     tails: &[u32],
@@ -253,17 +270,9 @@ pub(super) fn train_chunk(
         && cfg.drift_penalty == 0.0;
     work.slots.clear();
     work.grads.clear();
-    // rel_grad holds r's gradient, then r′'s (reciprocal head relation).
-    let head_rel = cfg
-        .reciprocal
-        .then(|| params.relations.len() as u32 / d as u32 / 2 + rel);
+    work.rel_rows.clear();
     work.rel_grad.clear();
-    work.rel_grad.resize(2 * d, 0.0);
     work.r.clear();
-    params.read(params.relation(rel).map(|(row, _)| row), &mut work.r);
-    if let Some(r2) = head_rel {
-        params.read(params.relation(r2).map(|(row, _)| row), &mut work.r);
-    }
     let mut loss = 0.0;
     let relations = params.relations.len() as u32 / d as u32 / (1 + u32::from(cfg.reciprocal));
     let sides: &[Corrupt] = match cfg.corrupt {
@@ -273,18 +282,19 @@ pub(super) fn train_chunk(
             &Corrupt::BOTH[one..=one]
         }
     };
-    // The relation rows (r, r′) a side's query used: only they are stepped.
-    let mut touched = [false; 2];
     for &corrupt in sides {
         let (q_type, k_type) = corrupt.types((src_t, dst_t));
         let (q_nodes, k_nodes, negs) = match corrupt {
             Corrupt::Tails => (heads, tails, &tail_negs),
             Corrupt::Heads => (tails, heads, &head_negs),
         };
-        let query = corrupt.query(cfg, rel, relations);
-        // work.r holds r, then r′: the half this side's query uses.
-        let half = usize::from(query.relation != rel);
-        touched[half] = true;
+        // The side's form (its sign); each edge's relation row is in rel_of.
+        let query = corrupt.query(cfg, rels[0], relations);
+        work.rel_of.clear();
+        for &rel in rels {
+            let at = work.relation(params, corrupt.query(cfg, rel, relations).relation);
+            work.rel_of.push(at);
+        }
         work.rows.clear();
         work.rows
             .extend(k_nodes.iter().map(|&id| Row::Node { ty: k_type, id }));
@@ -301,13 +311,13 @@ pub(super) fn train_chunk(
         }
         let side = &mut work.side;
         side.q.clear();
-        for &x in q_nodes {
+        for (&x, &at) in q_nodes.iter().zip(&work.rel_of) {
             work.row.clear();
             params.read(
                 params.node(Row::Node { ty: q_type, id: x }).map(|(row, _)| row),
                 &mut work.row,
             );
-            query.form(&work.row, &work.r[half * d..(half + 1) * d], &mut side.q);
+            query.form(&work.row, &work.r[at * d..(at + 1) * d], &mut side.q);
         }
         side.k.clear();
         for (i, &r) in work.rows.iter().enumerate() {
@@ -356,7 +366,8 @@ pub(super) fn train_chunk(
         for (a, &x) in q_nodes.iter().enumerate() {
             let g = &dq[a * d..(a + 1) * d];
             work.grad(Row::Node { ty: q_type, id: x }, g);
-            for (rg, gv) in work.rel_grad[half * d..(half + 1) * d].iter_mut().zip(g) {
+            let at = work.rel_of[a];
+            for (rg, gv) in work.rel_grad[at * d..(at + 1) * d].iter_mut().zip(g) {
                 *rg += sign * gv;
             }
         }
@@ -372,7 +383,7 @@ pub(super) fn train_chunk(
         }
         (work.side.dq, work.side.dk, work.rows) = (dq, dk, rows);
     }
-    apply(params, cfg, rel, head_rel, touched, work);
+    apply(params, cfg, work);
     loss
 }
 
@@ -476,14 +487,7 @@ pub(super) fn write(row: &[AtomicU32], values: &[f32]) {
     }
 }
 
-pub(super) fn apply(
-    params: &Params<'_>,
-    cfg: &TrainConfig,
-    rel: u32,
-    head_rel: Option<u32>,
-    touched: [bool; 2],
-    work: &mut Work,
-) {
+pub(super) fn apply(params: &Params<'_>, cfg: &TrainConfig, work: &mut Work) {
     let d = cfg.dim;
     let mut scratch = std::mem::take(&mut work.row);
     // The rows' optimizer state is read next, row after row: asking for all
@@ -531,15 +535,14 @@ pub(super) fn apply(
         write(row, &scratch);
     }
     let lr = cfg.relation_lr.unwrap_or(cfg.lr);
-    for (half, r) in [(0, Some(rel)), (1, head_rel)] {
-        let r = r.filter(|_| touched[half]);
-        if let (true, Some((row, state))) = (lr > 0.0, r.and_then(|r| params.relation(r))) {
+    for (at, &r) in work.rel_rows.iter().enumerate() {
+        if let (true, Some((row, state))) = (lr > 0.0, params.relation(r)) {
             step(
                 cfg.optimizer,
                 lr,
                 row,
                 state,
-                &work.rel_grad[half * d..(half + 1) * d],
+                &work.rel_grad[at * d..(at + 1) * d],
                 &mut scratch,
             );
             write(row, &scratch);

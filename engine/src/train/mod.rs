@@ -597,6 +597,11 @@ fn run(
                 "corrupt = \"either\" runs on the CPU backend only: train with --device cpu".into(),
             ));
         }
+        if cfg.mix_relations {
+            return Err(EngineError::Config(
+                "mix_relations runs on the CPU backend only: train with --device cpu".into(),
+            ));
+        }
     }
     let snap = db.snapshot();
     let ctx = RunCtx {
@@ -648,7 +653,7 @@ fn run(
                 cfg.seed
                     ^ ((epoch as u64) << 32 | (b % order.len()) as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             );
-            let (edge_order, chunks) = plan_chunks(cfg, bucket, &mut rng, b / order.len());
+            let (edge_order, chunks) = plan_chunks(cfg, bucket, &ctx.ends, &mut rng, b / order.len());
             let visit = Visit {
                 bucket: (i, j),
                 needed,

@@ -82,7 +82,7 @@ pub(super) fn draw(
     unreachable!("a draw below the pool's size falls in one of its ranges")
 }
 
-/// A chunk: positions `range` of the bucket's relation-grouped edge order.
+/// A chunk: positions `range` of the bucket's grouped edge order.
 pub(super) type Chunk = Range<usize>;
 
 /// False for edges the run leaves out: held out, or of another relation
@@ -148,29 +148,34 @@ pub(super) fn edge_weights(
     }
 }
 
-/// A bucket's edges grouped by relation, shuffled within each group, cut
-/// into chunks of `chunk_size`, and the chunks shuffled: (edge order, the
-/// chunks of pass `pass`, every `passes`-th one). After pass 0 `rng` is
+/// A bucket's edges grouped by relation (with `mix_relations`, by the
+/// relation's (head type, tail type) in `ends`), shuffled within each group,
+/// cut into chunks of `chunk_size`, and the chunks shuffled: (edge order,
+/// the chunks of pass `pass`, every `passes`-th one). After pass 0 `rng` is
 /// reseeded, so that each pass draws its own negatives.
 pub(super) fn plan_chunks(
     cfg: &TrainConfig,
     edges: &[BucketEdge],
+    ends: &[(u32, u32)],
     rng: &mut Xoshiro256PlusPlus,
     pass: usize,
 ) -> (Vec<u32>, Vec<Chunk>) {
+    let group = |e: u32| {
+        let rel = edges[e as usize].rel;
+        match cfg.mix_relations {
+            true => ends[rel as usize],
+            false => (rel, 0),
+        }
+    };
     let mut order: Vec<u32> = (0..edges.len() as u32)
         .filter(|&e| trains(cfg, &edges[e as usize]))
         .collect();
-    order.sort_unstable_by_key(|&e| edges[e as usize].rel);
+    order.sort_unstable_by_key(|&e| group(e));
     let mut chunks: Vec<Chunk> = Vec::new();
     let mut start = 0;
     while start < order.len() {
-        let rel = edges[order[start] as usize].rel;
-        let end = start
-            + order[start..]
-                .iter()
-                .take_while(|&&e| edges[e as usize].rel == rel)
-                .count();
+        let key = group(order[start]);
+        let end = start + order[start..].iter().take_while(|&&e| group(e) == key).count();
         let group = &mut order[start..end];
         for a in (1..group.len()).rev() {
             group.swap(a, below(rng, a as u32 + 1) as usize);
