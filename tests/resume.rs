@@ -1,6 +1,7 @@
 //! A training run killed with SIGKILL at random moments (mid-bucket,
-//! mid-checkpoint) resumes from its last finished bucket and ends with exactly
-//! the model an uninterrupted run produces (one thread: deterministic).
+//! mid-checkpoint, with partitions evicted and staged since the last
+//! checkpoint) resumes from its last checkpoint and ends with exactly the
+//! model an uninterrupted run produces (one thread: deterministic).
 
 use quiver_tests::RngCore;
 use std::path::Path;
@@ -23,6 +24,9 @@ fn config() -> TrainConfig {
         uniform_negatives: 20,
         threads: 1,
         seed: 11,
+        // Partitions of 4,000 rows × 33 floats: the third never fits beside
+        // a bucket's two, so buckets evict (and stage) partitions.
+        memory_budget_mib: 1,
         ..TrainConfig::default()
     }
 }
@@ -38,8 +42,8 @@ fn graph(path: &Path) {
         let x = random.next_u64();
         b.insert_edge(
             (x % 2) as u32,
-            format!("n{}", (x >> 8) % 1500),
-            format!("n{}", (x >> 24) % 1500),
+            format!("n{}", (x >> 8) % 12_000),
+            format!("n{}", (x >> 24) % 12_000),
             None,
         );
     }

@@ -316,3 +316,52 @@ fn deleted_nodes_lose_their_edges_keep_their_ids_and_come_back_bare() {
     assert_eq!(s.in_neighbors(follows, b_id).len(), 1);
     assert_eq!(all_edges(&db).len(), 2);
 }
+
+#[test]
+fn staged_model_parts_become_parts_only_at_a_checkpoint_and_vanish_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let staged_files = |p: &std::path::Path| {
+        std::fs::read_dir(p)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains("staged")
+            })
+            .count()
+    };
+    let (a, b) = (vec![1.0f32, 2.0, 3.0], vec![0.5f32]);
+    {
+        let db = Database::create(&path).unwrap();
+        db.save_model_parts("m", "{}", "{\"at\":1}", &[("p0", &[&[9.0f32][..]][..])])
+            .unwrap();
+        let s = db.stage_model_part(&[&a, &b]).unwrap();
+        let back = db.staged_part(&s).unwrap();
+        assert_eq!((back.array(0), back.array(1)), (&a[..], &b[..]));
+        // Not the model's until a checkpoint takes it.
+        assert_eq!(db.model_part("m", "p0").unwrap().unwrap().array(0), [9.0]);
+        db.save_model_checkpoint("m", "{}", "{\"at\":2}", &[], vec![("p0".into(), s)])
+            .unwrap();
+        assert_eq!(db.model_part("m", "p0").unwrap().unwrap().array(0), &a[..]);
+        assert_eq!(
+            staged_files(&path),
+            0,
+            "a checkpoint's staged file becomes a model file"
+        );
+        let gone = db.stage_model_part(&[&b]).unwrap();
+        db.discard_staged(gone);
+        assert_eq!(staged_files(&path), 0);
+        // A crash before any checkpoint takes it: the file stays behind…
+        let _orphan = db.stage_model_part(&[&b]).unwrap();
+        assert_eq!(staged_files(&path), 1);
+    }
+    // …until the next open, and the model is as checkpointed.
+    let db = Database::open(&path).unwrap();
+    assert_eq!(staged_files(&path), 0);
+    assert!(db.check().unwrap().ok());
+    assert_eq!(db.model_part("m", "p0").unwrap().unwrap().array(1), &b[..]);
+    assert_eq!(db.model_info("m").unwrap().progress, "{\"at\":2}");
+}

@@ -23,6 +23,10 @@
 //! - `quiver-bench coldstart --data DIR [--epochs N]`: filtered MRR of
 //!   entities held out of training and embedded from their neighbours,
 //!   beside transductive training and random rows.
+//! - `quiver-bench twhin --out DIR [--users N] [--communities C] [--tweets T]
+//!   [--follows F] [--engagements E] [--advertisers A] [--seed S]`: the
+//!   demo's TwHIN-like network of that shape, split into `train.txt` and
+//!   `valid.txt`/`test.txt` (`bench/defaults.sh` chooses the defaults on it).
 
 use std::hint::black_box;
 use std::io::Write;
@@ -660,9 +664,41 @@ fn bench_coldstart(data: &Path, epochs: usize) -> serde_json::Value {
     })
 }
 
+/// Writes the demo's network of `shape` into `out`: typed edge lines in
+/// `train.txt`, and 5% of the edges each (seeded) as (head key, relation,
+/// tail key) lines in `valid.txt` and `test.txt`.
+fn write_twhin(shape: &quiver::demo::Shape, out: &Path) -> serde_json::Value {
+    let mut all = Vec::new();
+    quiver::demo::write(shape, &mut all).unwrap();
+    std::fs::create_dir_all(out).unwrap();
+    let mut files = ["train.txt", "valid.txt", "test.txt"]
+        .map(|f| std::io::BufWriter::new(std::fs::File::create(out.join(f)).unwrap()));
+    let mut rng = Rng::new(shape.seed ^ 0x5_9717);
+    let mut counts = [0u64; 3];
+    for line in String::from_utf8(all).unwrap().lines() {
+        let which = match rng.next() % 20 {
+            0 => 1,
+            1 => 2,
+            _ => 0,
+        };
+        counts[which] += 1;
+        // src_type, src_key, relation, dst_type, dst_key, weight
+        let f: Vec<&str> = line.split('\t').collect();
+        match which {
+            0 => writeln!(files[0], "{line}"),
+            _ => writeln!(files[which], "{}\t{}\t{}", f[1], f[2], f[4]),
+        }
+        .unwrap();
+    }
+    for f in &mut files {
+        f.flush().unwrap();
+    }
+    json!({"bench": "twhin_split", "shape": format!("{shape:?}"), "train": counts[0], "valid": counts[1], "test": counts[2]})
+}
+
 fn usage() -> ! {
     eprintln!(
-        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | fof [--users N] [--queries N] | unwind [--rows N] | scale --quiver BIN [--nodes N] [--edges M] | gpu --data DIR [--epochs N] | knn [--n N] [--dim D] [--queries Q] [--k K] | coldstart --data DIR [--epochs N]"
+        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | fof [--users N] [--queries N] | unwind [--rows N] | scale --quiver BIN [--nodes N] [--edges M] | gpu --data DIR [--epochs N] | knn [--n N] [--dim D] [--queries Q] [--k K] | coldstart --data DIR [--epochs N] | twhin --out DIR [--users N] [--communities C] [--tweets T] [--follows F] [--engagements E] [--advertisers A] [--seed S]"
     );
     std::process::exit(2);
 }
@@ -850,6 +886,22 @@ fn main() {
             let data = get("--data").unwrap_or_else(|| usage());
             let epochs = get("--epochs").map_or(10, |e| e.parse().unwrap_or(10));
             println!("{}", bench_coldstart(Path::new(&data), epochs));
+            return;
+        }
+        Some("twhin") => {
+            let out = get("--out").unwrap_or_else(|| usage());
+            let base = quiver::demo::Shape::default();
+            let num = |f: &str, d: u32| get(f).map_or(d, |v| v.parse().unwrap_or_else(|_| usage()));
+            let shape = quiver::demo::Shape {
+                users: num("--users", base.users),
+                communities: num("--communities", base.communities),
+                tweets_per_user: num("--tweets", base.tweets_per_user),
+                advertisers: num("--advertisers", base.advertisers),
+                follows_per_user: num("--follows", base.follows_per_user),
+                engagements_per_user: num("--engagements", base.engagements_per_user),
+                seed: get("--seed").map_or(base.seed, |v| v.parse().unwrap_or_else(|_| usage())),
+            };
+            println!("{}", write_twhin(&shape, Path::new(&out)));
             return;
         }
         Some("knn") => {

@@ -466,6 +466,13 @@ fn a_memory_budget_keeps_results_identical() {
     assert!(tight_loads[0] > 4 && tight_loads[1] > 0, "{tight_loads:?}");
     assert_eq!(free.nodes, tight.nodes);
     assert_eq!(free.relations, tight.relations);
+    // Evicted partitions were staged between checkpoints; none is left behind.
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("db"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.contains("staged"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Settings a run cannot hold are refused with the estimate, and a stored

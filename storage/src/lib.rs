@@ -32,7 +32,7 @@ pub use catalog::{
 pub use check::{CheckReport, DegreeSummary, Stats};
 pub use db::{CommitInfo, Database, Neighbors, NodeRef, Snapshot, WriteBatch, MAX_NAME};
 pub use error::{CorruptionError, ImportErrors, LineError, Result, StorageError};
-pub use models::StoredPart;
+pub use models::{StagedPart, StoredPart};
 
 /// Entry points for the fuzz targets in `fuzz/`; not part of the API.
 #[doc(hidden)]

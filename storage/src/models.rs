@@ -7,7 +7,7 @@
 use crate::catalog::{Catalog, ModelRef, SegmentRef};
 use crate::db::{check_name, Database, MAX_NAME};
 use crate::error::{Result, StorageError};
-use crate::segment::{Kind, Segment, SegmentWriter};
+use crate::segment::{make_durable, sync_dir, Kind, Segment, SegmentWriter};
 
 /// One part of a stored model, memory-mapped and verified.
 pub struct StoredPart {
@@ -31,6 +31,16 @@ impl StoredPart {
     }
 }
 
+/// A model part written but not yet part of any model (a partition a
+/// training run evicted between checkpoints): its file is not synced and no
+/// catalog entry names it, so a crash leaves only a file that the next open
+/// removes. [`Database::save_model_checkpoint`] makes it durable and a part
+/// of a model; [`Database::discard_staged`] deletes it.
+#[derive(Debug)]
+pub struct StagedPart {
+    r: SegmentRef,
+}
+
 impl Database {
     /// Writes `parts` of model `name` (creating the model if needed) and sets
     /// its settings and progress, in one atomic catalog change: after a crash
@@ -43,10 +53,47 @@ impl Database {
         progress: &str,
         parts: &[(&str, &[&[f32]])],
     ) -> Result<()> {
+        self.save_model_checkpoint(name, settings, progress, parts, Vec::new())
+    }
+
+    /// Writes `arrays` as a staged part: cheap (no sync), and read back with
+    /// [`Database::staged_part`] until a checkpoint takes it or it is discarded.
+    pub fn stage_model_part(&self, arrays: &[&[f32]]) -> Result<StagedPart> {
+        let n = self.staged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sections: Vec<&[u8]> = arrays.iter().map(|a| bytemuck::cast_slice(a)).collect();
+        // "model-" files that no catalog entry names are removed at open.
+        let file = format!("model-staged-{n}");
+        let r = SegmentWriter::filled(self.path(), &file, Kind::Model, &sections)?.finish_unsynced()?;
+        Ok(StagedPart { r })
+    }
+
+    /// A staged part's arrays, verified as a stored part's are.
+    pub fn staged_part(&self, staged: &StagedPart) -> Result<StoredPart> {
+        Ok(StoredPart {
+            segment: Segment::open(self.path(), &staged.r, Kind::Model)?,
+        })
+    }
+
+    /// Deletes a staged part's file.
+    pub fn discard_staged(&self, staged: StagedPart) {
+        let _ = std::fs::remove_file(self.path().join(staged.r.file));
+    }
+
+    /// [`Database::save_model_parts`] that also makes `staged` parts, each
+    /// under its key, parts of the model in the same atomic catalog change
+    /// (they are synced first).
+    pub fn save_model_checkpoint(
+        &self,
+        name: &str,
+        settings: &str,
+        progress: &str,
+        parts: &[(&str, &[&[f32]])],
+        staged: Vec<(String, StagedPart)>,
+    ) -> Result<()> {
         check_name("model", name, MAX_NAME)?;
         let _w = self.writer.lock();
         let mut catalog = self.catalog().as_ref().clone();
-        let mut written: Vec<(String, SegmentRef)> = Vec::with_capacity(parts.len());
+        let mut written: Vec<(String, SegmentRef)> = Vec::with_capacity(parts.len() + staged.len());
         for (key, arrays) in parts {
             catalog.model_seq += 1;
             let file = format!("model-{}", catalog.model_seq);
@@ -55,6 +102,15 @@ impl Database {
                 key.to_string(),
                 SegmentWriter::write(self.path(), &file, Kind::Model, &sections)?,
             ));
+        }
+        if !staged.is_empty() {
+            for (key, StagedPart { r }) in staged {
+                catalog.model_seq += 1;
+                let file = format!("model-{}", catalog.model_seq);
+                make_durable(self.path(), &r.file, &file)?;
+                written.push((key, SegmentRef { file, ..r }));
+            }
+            sync_dir(self.path())?;
         }
         let at = match catalog.models.iter().position(|m| m.name == name) {
             Some(i) => i,

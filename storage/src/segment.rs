@@ -90,12 +90,17 @@ impl SegmentWriter {
 
     /// Writes a segment whose sections are already in memory.
     pub(crate) fn write(dir: &Path, name: &str, kind: Kind, sections: &[&[u8]]) -> Result<SegmentRef> {
+        Self::filled(dir, name, kind, sections)?.finish()
+    }
+
+    /// A segment holding `sections`, still to be finished.
+    pub(crate) fn filled(dir: &Path, name: &str, kind: Kind, sections: &[&[u8]]) -> Result<Self> {
         let lens: Vec<usize> = sections.iter().map(|s| s.len()).collect();
         let mut w = Self::create(dir, name, kind, &lens)?;
         for (dst, src) in w.sections().into_iter().zip(sections) {
             dst.copy_from_slice(src);
         }
-        w.finish()
+        Ok(w)
     }
 
     /// The sections, mutable and disjoint, in order.
@@ -115,21 +120,39 @@ impl SegmentWriter {
 
     /// Makes the segment durable under its final name and returns the
     /// reference to record in the catalog.
-    pub(crate) fn finish(mut self) -> Result<SegmentRef> {
+    pub(crate) fn finish(self) -> Result<SegmentRef> {
         self.map.flush().at(&self.tmp)?;
+        self.file.sync_all().at(&self.tmp)?;
+        let dir = self.dir.clone();
+        let r = self.finish_unsynced()?;
+        sync_dir(&dir)?;
+        Ok(r)
+    }
+
+    /// Checksums the segment and renames it into place without syncing
+    /// anything: for a file no catalog names yet, made durable by
+    /// [`make_durable`] before one does.
+    pub(crate) fn finish_unsynced(mut self) -> Result<SegmentRef> {
         let crc = crc32fast::hash(&self.map);
         let len = self.map.len() as u64;
-        self.file.sync_all().at(&self.tmp)?;
         let path = self.dir.join(&self.name);
         fs::rename(&self.tmp, &path).at(&path)?;
         self.finished = true;
-        sync_dir(&self.dir)?;
         Ok(SegmentRef {
             file: self.name.clone(),
             len,
             crc,
         })
     }
+}
+
+/// Syncs the unsynced segment `dir/from` and renames it to `to`; the caller
+/// syncs the directory after its last rename.
+pub(crate) fn make_durable(dir: &Path, from: &str, to: &str) -> Result<()> {
+    let path = dir.join(from);
+    File::open(&path).and_then(|f| f.sync_all()).at(&path)?;
+    let dest = dir.join(to);
+    fs::rename(&path, &dest).at(&dest)
 }
 
 impl Drop for SegmentWriter {

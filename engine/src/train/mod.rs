@@ -25,7 +25,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::time::Instant;
 
-use quiver_storage::{BucketEdge, Buckets, Database, Snapshot};
+use quiver_storage::{BucketEdge, Buckets, Database, Snapshot, StagedPart};
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rustc_hash::FxHashMap as HashMap;
@@ -111,7 +111,7 @@ pub enum TrainEvent {
     },
 }
 
-/// Where a run stands, stored with the model after every bucket.
+/// Where a run stands, stored with the model at every checkpoint.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 struct Progress {
     /// Next epoch to train.
@@ -512,17 +512,25 @@ fn progress_after(ctx: &RunCtx<'_>, start: Progress, (epoch, b): (usize, usize),
     }
 }
 
-/// Saves, in one atomic group with `progress`, the partitions the bucket
-/// trained, the relation vectors and the pools that changed.
-fn checkpoint(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[PartId], progress: &str) -> Result<()> {
+/// A checkpoint is due at least this long after the last one began, and no
+/// sooner than ten times as long as the last one took (so that checkpoints
+/// take at most about a tenth of the run); also at every epoch's end and
+/// when the run is stopped.
+const CHECKPOINT_SECS: f64 = 10.0;
+
+/// Saves, in one atomic group with `progress`, every partition changed
+/// since the last checkpoint (the dirty resident ones, and the staged ones
+/// evicted meanwhile), the relation vectors and the pools that changed.
+fn checkpoint(ctx: &RunCtx<'_>, state: &mut RunState<'_>, progress: &str) -> Result<()> {
     let p = ctx.cfg().partitions;
-    let keys: Vec<String> = needed.iter().map(|id| id.key()).collect();
-    let mut arrays: Vec<[&[f32]; 2]> = Vec::with_capacity(needed.len() + 1);
-    for id in needed {
-        if let Some(part) = &state.resident[id.slot(p)] {
-            arrays.push([&part.table, &part.state]);
-        }
-    }
+    let dirty: Vec<(PartId, &Part)> = (state.resident.iter().enumerate())
+        .filter_map(|(slot, part)| Some((PartId::of_slot(slot, p), part.as_ref().filter(|x| x.dirty)?)))
+        .collect();
+    let keys: Vec<String> = dirty.iter().map(|(id, _)| id.key()).collect();
+    let arrays: Vec<[&[f32]; 2]> = dirty
+        .iter()
+        .map(|(_, part)| [&part.table[..], &part.state[..]])
+        .collect();
     let mut parts: Vec<(&str, &[&[f32]])> = keys
         .iter()
         .map(String::as_str)
@@ -553,9 +561,15 @@ fn checkpoint(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[PartId], progres
             .map(String::as_str)
             .zip(pool_arrays.iter().map(|a| &a[..])),
     );
+    let staged: Vec<(String, StagedPart)> = (state.staged.parts.drain())
+        .map(|(id, s)| (id.key(), s))
+        .collect();
     ctx.db
-        .save_model_parts(ctx.name, &ctx.settings_json, progress, &parts)?;
+        .save_model_checkpoint(ctx.name, &ctx.settings_json, progress, &parts, staged)?;
     state.dirty.clear();
+    for part in state.resident.iter_mut().flatten() {
+        part.dirty = false;
+    }
     Ok(())
 }
 
@@ -635,6 +649,8 @@ fn run(
     let mut works: Vec<Work> = (0..threads(cfg)).map(|_| Work::default()).collect();
     let order = bucket_order(cfg.partitions);
     let visits = order.len() * cfg.passes;
+    // When the last checkpoint began, and how long it took.
+    let (mut saved_at, mut save_secs) = (Instant::now(), 0.0);
     for epoch in start.epoch..cfg.epochs {
         let started = Instant::now();
         let (mut loss, mut edges, mut loads, mut io) = (0f64, 0u64, 0u64, 0f64);
@@ -677,15 +693,14 @@ fn run(
                 &mut works,
             )?;
             drop(foreign);
+            for id in &visit.needed {
+                if let Some(part) = &mut state.resident[id.slot(cfg.partitions)] {
+                    part.dirty = true;
+                }
+            }
             edges += visit.chunks.iter().map(|c| c.len() as u64).sum::<u64>();
             let io_started = Instant::now();
             refresh_pools(&ctx, &mut state, &visit.needed, (epoch, b));
-            checkpoint(
-                &ctx,
-                &mut state,
-                &visit.needed,
-                &progress_after(&ctx, start, (epoch, b), visits),
-            )?;
             io += io_started.elapsed().as_secs_f64();
             on_event(&TrainEvent::Bucket {
                 epoch,
@@ -695,7 +710,15 @@ fn run(
                 loss,
             });
             // The last bucket of an epoch stops after the epoch's event.
-            if stop.load(Relaxed) && b + 1 < visits {
+            let stopping = stop.load(Relaxed) && b + 1 < visits;
+            let due = saved_at.elapsed().as_secs_f64() >= CHECKPOINT_SECS.max(10.0 * save_secs);
+            if stopping || due || b + 1 == visits {
+                let begun = Instant::now();
+                checkpoint(&ctx, &mut state, &progress_after(&ctx, start, (epoch, b), visits))?;
+                (saved_at, save_secs) = (begun, begun.elapsed().as_secs_f64());
+                io += save_secs;
+            }
+            if stopping {
                 return Err(EngineError::Stopped(name.to_string()));
             }
         }

@@ -9,6 +9,8 @@ pub(super) struct Part {
     pub(super) table: Vec<f32>,
     pub(super) state: Vec<f32>,
     pub(super) last_used: usize,
+    /// Changed since the last checkpoint.
+    pub(super) dirty: bool,
 }
 
 /// One resident partition as the training threads see it.
@@ -145,19 +147,19 @@ pub(super) fn first_rows(
     rows
 }
 
-/// Drops least recently used partitions that this bucket does not need until
-/// the resident set and `incoming` bytes fit the budget (0: no limit). Every
-/// partition was saved after the bucket that last changed it, so dropping
-/// loses nothing.
+/// Takes out least recently used partitions that this bucket does not need
+/// until the resident set and `incoming` bytes fit the budget (0: no limit);
+/// returns them (a dirty one must be staged: see [`make_resident`]).
 pub(super) fn evict(
     resident: &mut [Option<Part>],
     p: u32,
     budget_mib: usize,
     needed: &[PartId],
     incoming: usize,
-) {
+) -> Vec<(PartId, Part)> {
+    let mut out = Vec::new();
     if budget_mib == 0 {
-        return;
+        return out;
     }
     let bytes = |r: &[Option<Part>]| -> usize {
         r.iter()
@@ -172,11 +174,12 @@ pub(super) fn evict(
             .filter(|(idx, slot)| slot.is_some() && !needed.contains(&PartId::of_slot(*idx, p)))
             .min_by_key(|(_, slot)| slot.as_ref().map_or(usize::MAX, |x| x.last_used))
             .map(|(idx, _)| idx);
-        match victim {
-            Some(idx) => resident[idx] = None,
-            None => return,
+        match victim.and_then(|idx| Some((PartId::of_slot(idx, p), resident[idx].take()?))) {
+            Some(gone) => out.push(gone),
+            None => return out,
         }
     }
+    out
 }
 
 /// Refuses settings whose working memory (the resident tables and each
@@ -234,16 +237,35 @@ pub(super) fn physical_memory() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
-/// What a run holds between buckets. All that a kill must not lose is here,
-/// and after every bucket it is saved at once with the position
-/// ([`checkpoint`]): the partitions the bucket trained, the relation
-/// vectors and the pools that changed. [`load_state`] rebuilds it from
-/// those parts, which is why a resumed run continues exactly.
-pub(super) struct RunState {
+/// Partitions staged since the last checkpoint ([`Database::stage_model_part`]);
+/// a run that ends without taking them into a checkpoint (an error, a
+/// panic) deletes their files.
+pub(super) struct Staged<'a> {
+    db: &'a Database,
+    pub(super) parts: HashMap<PartId, StagedPart>,
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        for (_, s) in self.parts.drain() {
+            self.db.discard_staged(s);
+        }
+    }
+}
+
+/// What a run holds between buckets. A checkpoint ([`checkpoint`]) saves
+/// all that changed since the last one at once with the position: the dirty
+/// resident partitions, the staged ones, the relation vectors and the pools
+/// that changed. [`load_state`] rebuilds it from those parts, which is why a
+/// resumed run continues exactly (from the last checkpoint).
+pub(super) struct RunState<'a> {
     pub(super) relations: Vec<f32>,
     pub(super) relation_state: Vec<f32>,
     /// Resident partitions, by `t * P + q`.
     pub(super) resident: Vec<Option<Part>>,
+    /// Dirty partitions evicted since the last checkpoint, written but not
+    /// yet a part of the model.
+    pub(super) staged: Staged<'a>,
     /// Every trained partition's pool, by (node type, partition).
     pub(super) pools: HashMap<PartId, Pool>,
     /// Node types whose pools changed since the last checkpoint.
@@ -254,7 +276,7 @@ pub(super) struct RunState {
 
 /// The stored relation vectors and pools (or the warm start's vectors, or
 /// zeros), and no partition resident yet.
-pub(super) fn load_state(ctx: &RunCtx<'_>) -> Result<RunState> {
+pub(super) fn load_state<'a>(ctx: &RunCtx<'a>) -> Result<RunState<'a>> {
     let cfg = ctx.cfg();
     let (d, p, width) = (cfg.dim, cfg.partitions, ctx.width);
     let rows = ctx.settings.relation_rows();
@@ -290,6 +312,10 @@ pub(super) fn load_state(ctx: &RunCtx<'_>) -> Result<RunState> {
         relations,
         relation_state,
         resident: (0..types * p as usize).map(|_| None).collect(),
+        staged: Staged {
+            db: ctx.db,
+            parts: HashMap::default(),
+        },
         pools,
         dirty: Vec::new(),
         clock: 0,
@@ -299,7 +325,7 @@ pub(super) fn load_state(ctx: &RunCtx<'_>) -> Result<RunState> {
 /// Makes the `needed` partitions resident: room first (so the budget holds
 /// at every moment), then each loaded from its part or initialised, with
 /// its pool's newer rows written back. Returns how many were brought in.
-pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[PartId]) -> Result<u64> {
+pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState<'_>, needed: &[PartId]) -> Result<u64> {
     let cfg = ctx.cfg();
     let (d, p, width) = (cfg.dim, cfg.partitions, ctx.width);
     state.clock += 1;
@@ -308,7 +334,14 @@ pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[Pa
         .filter(|id| state.resident[id.slot(p)].is_none())
         .map(|id| 4 * ctx.settings.part_range(id.ty as usize, id.part).len() * (d + width))
         .sum();
-    evict(&mut state.resident, p, cfg.memory_budget_mib, needed, incoming);
+    for (id, part) in evict(&mut state.resident, p, cfg.memory_budget_mib, needed, incoming) {
+        if part.dirty {
+            let staged = ctx.db.stage_model_part(&[&part.table, &part.state])?;
+            if let Some(old) = state.staged.parts.insert(id, staged) {
+                ctx.db.discard_staged(old);
+            }
+        }
+    }
     let mut loads = 0;
     for &id in needed {
         let PartId { ty: t, part: q } = id;
@@ -318,12 +351,19 @@ pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[Pa
             let range = ctx.settings.part_range(t as usize, q);
             let rows = range.len();
             let key = id.key();
-            *slot = Some(match ctx.db.model_part(ctx.name, &key)? {
+            // A staged copy is newer than the model's part.
+            let staged = state.staged.parts.remove(&id);
+            let stored = match &staged {
+                Some(s) => Some(ctx.db.staged_part(s)?),
+                None => ctx.db.model_part(ctx.name, &key)?,
+            };
+            *slot = Some(match stored {
                 Some(part) if part.array(0).len() == rows * d && part.array(1).len() == rows * width => {
                     Part {
                         table: part.array(0).to_vec(),
                         state: part.array(1).to_vec(),
                         last_used: state.clock,
+                        dirty: staged.is_some(),
                     }
                 }
                 Some(_) => return Err(ctx.wrong_size(&key)),
@@ -331,8 +371,12 @@ pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[Pa
                     table: first_rows(cfg, ctx.prev, &ctx.snap, id, range),
                     state: vec![0.0; rows * width],
                     last_used: state.clock,
+                    dirty: true,
                 },
             });
+            if let Some(s) = staged {
+                ctx.db.discard_staged(s);
+            }
         }
         if let Some(part) = slot {
             part.last_used = state.clock;
@@ -353,7 +397,7 @@ pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState, needed: &[Pa
 /// The bucket's partitions get fresh pools (seeded by the epoch and visit).
 pub(super) fn refresh_pools(
     ctx: &RunCtx<'_>,
-    state: &mut RunState,
+    state: &mut RunState<'_>,
     needed: &[PartId],
     (epoch, b): (usize, usize),
 ) {

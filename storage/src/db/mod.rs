@@ -48,6 +48,8 @@ pub struct Database {
     pub(crate) state: RwLock<Arc<State>>,
     /// Serialises writers; held across a writer's I/O, never by readers.
     pub(crate) writer: Mutex<()>,
+    /// Model parts staged so far by this handle (names their files).
+    pub(crate) staged: std::sync::atomic::AtomicU64,
     _lock: File,
 }
 

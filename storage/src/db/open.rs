@@ -85,6 +85,7 @@ impl Database {
                 delta: Arc::new(delta),
             })),
             writer: Mutex::new(()),
+            staged: Default::default(),
             _lock: lock,
         })
     }
