@@ -455,6 +455,7 @@ pub fn import_checkpoint(db: &Database, dir: &Path, name: &str) -> Result<()> {
             epochs: config["num_epochs"].as_u64().unwrap_or(0) as usize,
             lr: config["lr"].as_f64().unwrap_or(0.0) as f32,
             margin: config["margin"].as_f64().unwrap_or(0.0) as f32,
+            max_norm: 0.0,
             ..TrainConfig::default()
         },
         nodes,

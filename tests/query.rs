@@ -523,7 +523,9 @@ fn embedding_procedures_agree_with_the_model() {
     );
 
     // Cold start: a user created after training is embedded from its
-    // neighbours, mean of (t − Follows) over its followees, without retraining.
+    // neighbours, the mean over its followees of the query that predicts a
+    // head from them (t + Follows′ with reciprocal relations, the default;
+    // t − Follows without), without retraining.
     let embed = |key: &str| -> Vec<f64> {
         let p = Params::from([("k".to_string(), Value::from(key))]);
         let rows = g
@@ -538,7 +540,7 @@ fn embedding_procedures_agree_with_the_model() {
         (0..16)
             .map(|j| {
                 ids.iter()
-                    .map(|&t| (model.node(user, t)[j] - model.relation(follows)[j]) as f64)
+                    .map(|&t| model.head_query(follows, model.node(user, t))[j] as f64)
                     .sum::<f64>()
                     / ids.len() as f64
             })

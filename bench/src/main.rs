@@ -746,6 +746,8 @@ fn bench_gpu(data: &Path, epochs: usize) -> serde_json::Value {
         epochs,
         dim: 200,
         uniform_negatives: 50,
+        reciprocal: false,
+        max_norm: 0.0,
         ..TrainConfig::default()
     };
     let (cpu_rate, _, _) = train_rate(&db, "cpu", &cfg);
@@ -785,6 +787,16 @@ fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
     // relations in every chunk.
     let pbg = TrainConfig {
         epochs,
+        dim: 200,
+        score: Score::L2,
+        loss: Loss::Margin,
+        margin: 1.0,
+        optimizer: quiver_engine::Optimizer::Adagrad,
+        lr: 0.1,
+        chunk_size: 50,
+        uniform_negatives: 50,
+        batch_negatives: true,
+        max_norm: 0.0,
         self_negatives: false,
         reciprocal: true,
         mix_relations: true,
@@ -810,6 +822,8 @@ fn bench_train(data: &Path, epochs: usize) -> serde_json::Value {
         batch_negatives: false,
         self_negatives: false,
         corrupt: quiver_engine::Sides::Either,
+        reciprocal: false,
+        max_norm: 0.0,
         ..TrainConfig::default()
     };
     let (pykeen_rate, _, _) = train_rate(&db, "pykeen", &pykeen);

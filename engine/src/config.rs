@@ -229,6 +229,13 @@ pub struct TrainConfig {
     pub drift_penalty: f32,
 }
 
+/// The defaults serve a graph without a config. Reciprocal relations, rows
+/// in the unit ball and 200 uniform negatives were chosen on validation
+/// across four graphs of different shapes (FB15k-237, WN18RR and two
+/// TwHIN-like networks from the demo's generator, `bench/defaults.sh`): of
+/// 16 combinations (reciprocal, `mix_relations`, `max_norm` 0 / 1, 50 / 200
+/// negatives), the one whose validation MRR divided by the best on each
+/// graph has the highest mean (0.948; the earlier defaults 0.690).
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -236,7 +243,7 @@ impl Default for TrainConfig {
             epochs: 10,
             partitions: 1,
             score: Score::L2,
-            reciprocal: false,
+            reciprocal: true,
             loss: Loss::Margin,
             margin: 1.0,
             adversarial_temperature: 1.0,
@@ -246,13 +253,13 @@ impl Default for TrainConfig {
             lr: 0.1,
             relation_lr: None,
             chunk_size: 50,
-            uniform_negatives: 50,
+            uniform_negatives: 200,
             weights: EdgeWeights::Ignore,
             batch_negatives: true,
             corrupt: Sides::Both,
             mix_relations: false,
             self_negatives: true,
-            max_norm: 0.0,
+            max_norm: 1.0,
             init_scale: 0.014,
             seed: 0,
             threads: 0,

@@ -37,6 +37,7 @@ fn config(score: Score, loss: Loss) -> TrainConfig {
         max_norm: 0.0,
         init_scale: 6.0,
         threads: 1,
+        reciprocal: false,
         ..Default::default()
     }
 }

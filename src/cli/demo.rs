@@ -200,6 +200,9 @@ pub fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
         partitions: 4,
         score: quiver::Score::Dot,
         loss: quiver::Loss::Softmax,
+        // TwHIN's: one translation per relation, 50 negatives per chunk.
+        reciprocal: false,
+        uniform_negatives: 50,
         seed: 1,
         ..Default::default()
     };
