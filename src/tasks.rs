@@ -1,6 +1,6 @@
 //! What the `quiver` command line and the Python package both do with a
-//! stored model: nearest neighbours of a batch of nodes, and filtered
-//! evaluation stored with the model.
+//! stored model: nearest neighbours of a batch of nodes, filtered
+//! evaluation stored with the model, and the names of its relation rows.
 
 use quiver_engine::{Device, EngineError, Index, Int8Rows, Metric, Model, Score, Triple};
 use quiver_storage::{Database, Direction, Snapshot};
@@ -32,6 +32,20 @@ pub fn load_extended(db: &Database, name: &str) -> Result<Model> {
     let mut m = Model::load(db, name)?;
     m.extend_to(&db.snapshot());
     Ok(m)
+}
+
+/// A name for each row of `model`'s relation table: the relations' names,
+/// then, for a model with reciprocal relations, `NAME (head)` for each
+/// relation's head-prediction row r′ (t + r′ ≈ h).
+pub fn relation_row_names(snap: &Snapshot, model: &Model) -> Vec<String> {
+    let names = snap.catalog().relations.iter().map(|r| r.name.clone());
+    match model.config.reciprocal {
+        true => names
+            .clone()
+            .chain(names.map(|n| format!("{n} (head)")))
+            .collect(),
+        false => names.collect(),
+    }
 }
 
 /// Exact top-k for each query node `(type, id)`: the node type searched and,

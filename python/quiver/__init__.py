@@ -194,7 +194,9 @@ class Database:
         return self._db.embeddings(model, node_type)
 
     def relation_vectors(self, model: str):
-        """(relation names, float32 array [relations, d])."""
+        """(row names, float32 array [rows, d]): a row per relation, then, for
+        a model with reciprocal relations (the default), a row `NAME (head)`
+        per relation for predicting heads (t + r′ ≈ h)."""
         return self._db.relation_vectors(model)
 
     def embedding(self, model: str, node_type: str, key: str):

@@ -731,7 +731,7 @@ impl Database {
         let (names, rows, dim) = self.with(|g| {
             let db = g.database();
             let m = quiver::Model::load(db, model).map_err(py_err)?;
-            let names: Vec<String> = db.catalog().relations.iter().map(|r| r.name.clone()).collect();
+            let names = quiver::tasks::relation_row_names(&db.snapshot(), &m);
             Ok((names, m.relations.clone(), m.dim()))
         })?;
         let n = rows.len() / dim.max(1);

@@ -161,7 +161,7 @@ def test_train_evaluate_embeddings_neighbors_match_the_cli(tmp_path):
         keys, vecs = db.embeddings("m", "User")
         assert vecs.dtype == np.float32 and vecs.shape == (len(keys), 16)
         names, rel = db.relation_vectors("m")
-        assert names == ["Follows", "Likes"] and rel.shape == (2, 16)
+        assert names == ["Follows", "Likes", "Follows (head)", "Likes (head)"] and rel.shape == (4, 16)
         assert np.array_equal(db.embedding("m", "User", keys[3]), vecs[3])
         nk, ns = db.neighbors("m", "User", ["u1", "u2"], k=5)
         assert nk.shape == (2, 5) and ns.shape == (2, 5) and "u1" not in nk[0]

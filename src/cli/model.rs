@@ -565,14 +565,8 @@ fn export(
         let key = |id: usize| snap.node_key(t as u32, id as u32).unwrap_or("").to_string();
         files += write_matrix(out, &file_stem(&def.name), table, d, format, force, key)?;
     }
-    let relations = c.relations.len();
-    let key = |row: usize| match c.relations.get(row) {
-        Some(r) => r.name.clone(),
-        None => format!(
-            "{} (head)",
-            c.relations.get(row - relations).map_or("?", |r| r.name.as_str())
-        ),
-    };
+    let names = quiver::tasks::relation_row_names(&snap, model);
+    let key = |row: usize| names.get(row).cloned().unwrap_or_default();
     files += write_matrix(out, "_relations", &model.relations, d, format, force, key)?;
     Ok(files)
 }
