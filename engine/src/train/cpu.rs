@@ -493,7 +493,8 @@ pub(super) fn apply(params: &Params<'_>, cfg: &TrainConfig, work: &mut Work) {
     // The rows' optimizer state is read next, row after row: asking for all
     // of it first lets the misses overlap (Adam's is 2d + 1 floats a row).
     for &r in work.slots.keys() {
-        if let Some((_, state)) = params.node(r) {
+        if let Some((row, state)) = params.node(r) {
+            prefetch(row);
             prefetch(state);
         }
     }
