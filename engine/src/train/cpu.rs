@@ -490,8 +490,9 @@ pub(super) fn write(row: &[AtomicU32], values: &[f32]) {
 pub(super) fn apply(params: &Params<'_>, cfg: &TrainConfig, work: &mut Work) {
     let d = cfg.dim;
     let mut scratch = std::mem::take(&mut work.row);
-    // The rows' optimizer state is read next, row after row: asking for all
-    // of it first lets the misses overlap (Adam's is 2d + 1 floats a row).
+    // The rows and their optimizer state are read next, row after row:
+    // asking for all of them first lets the misses overlap (Adam's state is
+    // 2d + 1 floats a row).
     for &r in work.slots.keys() {
         if let Some((row, state)) = params.node(r) {
             prefetch(row);

@@ -538,11 +538,11 @@ fn checkpoint(ctx: &RunCtx<'_>, state: &mut RunState<'_>, progress: &str) -> Res
         .collect();
     let rel_arrays: [&[f32]; 2] = [&state.relations, &state.relation_state];
     parts.push((RELATIONS_KEY, &rel_arrays));
-    state.dirty.sort_unstable();
-    state.dirty.dedup();
-    let pool_keys: Vec<String> = state.dirty.iter().map(|&t| pool_key(t as usize)).collect();
+    state.dirty_pools.sort_unstable();
+    state.dirty_pools.dedup();
+    let pool_keys: Vec<String> = state.dirty_pools.iter().map(|&t| pool_key(t as usize)).collect();
     let pool_arrays: Vec<Vec<&[f32]>> = state
-        .dirty
+        .dirty_pools
         .iter()
         .map(|&t| {
             (0..p)
@@ -566,7 +566,7 @@ fn checkpoint(ctx: &RunCtx<'_>, state: &mut RunState<'_>, progress: &str) -> Res
         .collect();
     ctx.db
         .save_model_checkpoint(ctx.name, &ctx.settings_json, progress, &parts, staged)?;
-    state.dirty.clear();
+    state.dirty_pools.clear();
     for part in state.resident.iter_mut().flatten() {
         part.dirty = false;
     }
@@ -662,7 +662,7 @@ fn run(
             let io_started = Instant::now();
             loads += make_resident(&ctx, &mut state, &needed)?;
             let mut foreign = foreign_pools(settings, &needed, &mut state.pools);
-            state.dirty.extend(foreign.iter().map(|f| f.t));
+            state.dirty_pools.extend(foreign.iter().map(|f| f.t));
             io += io_started.elapsed().as_secs_f64();
             // Seeded by the bucket, so that its passes share one plan of chunks.
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(

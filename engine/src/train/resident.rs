@@ -269,7 +269,7 @@ pub(super) struct RunState<'a> {
     /// Every trained partition's pool, by (node type, partition).
     pub(super) pools: HashMap<PartId, Pool>,
     /// Node types whose pools changed since the last checkpoint.
-    pub(super) dirty: Vec<u32>,
+    pub(super) dirty_pools: Vec<u32>,
     /// Bucket visits so far (eviction drops the least recently used).
     pub(super) clock: usize,
 }
@@ -317,7 +317,7 @@ pub(super) fn load_state<'a>(ctx: &RunCtx<'a>) -> Result<RunState<'a>> {
             parts: HashMap::default(),
         },
         pools,
-        dirty: Vec::new(),
+        dirty_pools: Vec::new(),
         clock: 0,
     })
 }
@@ -417,7 +417,7 @@ pub(super) fn refresh_pools(
             let size = cfg.foreign_sample.div_ceil(p as usize);
             let pool = state.pools.entry(id).or_insert_with(|| Pool::new(d, ctx.width));
             fill_pool(pool, part, range, size, &mut rng);
-            state.dirty.push(id.ty);
+            state.dirty_pools.push(id.ty);
         }
     }
 }
