@@ -362,32 +362,54 @@ pub(crate) fn backward(
                 axpy(-sum, &k[j * d..(j + 1) * d], dkj);
             }
         }
-        Score::L1 => {
-            // f = −Σ|q − k|: ∂f/∂q = −sign(q − k).
-            for (i, qi) in q.chunks_exact(d).enumerate() {
-                let dqi = &mut dq[i * d..(i + 1) * d];
-                for (j, kj) in k.chunks_exact(d).enumerate() {
-                    let gij = g[i * m + j];
-                    if gij == 0.0 {
-                        continue;
-                    }
-                    let dkj = &mut dk[j * d..(j + 1) * d];
-                    for l in 0..d {
-                        // The subgradient of |x| at 0 is taken as 0 (f32::signum
-                        // would give 1): equal coordinates, as a query and its
-                        // self-negative have while r is still zero, pull nowhere.
-                        let x = qi[l] - kj[l];
-                        let sg = if x > 0.0 {
-                            gij
-                        } else if x < 0.0 {
-                            -gij
-                        } else {
-                            0.0
-                        };
-                        dqi[l] -= sg;
-                        dkj[l] += sg;
-                    }
-                }
+        Score::L1 => l1_backward(q, k, g, d, dq, dk),
+    }
+}
+
+/// L1's backward: f = −Σ|q − k|, so ∂f/∂q = −sign(q − k) and ∂f/∂k = sign(q − k),
+/// for the pairs whose score got a gradient. The subgradient of |x| at 0 is
+/// taken as 0 (f32::signum would give 1): equal coordinates, as a query and
+/// its self-negative have while r is still zero, pull nowhere.
+fn l1_backward(q: &[f32], k: &[f32], g: &[f32], d: usize, dq: &mut [f32], dk: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        #[allow(unsafe_code)]
+        // SAFETY: the CPU was just found to support AVX2, the only target
+        // feature of `l1_backward_avx2`.
+        unsafe {
+            return l1_backward_avx2(q, k, g, d, dq, dk);
+        }
+    }
+    l1_backward_body(q, k, g, d, dq, dk)
+}
+
+/// The same loops compiled for AVX2: the select of ±g vectorizes 8 wide.
+/// Every coordinate is added to in the same order, so the bits are the same.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn l1_backward_avx2(q: &[f32], k: &[f32], g: &[f32], d: usize, dq: &mut [f32], dk: &mut [f32]) {
+    l1_backward_body(q, k, g, d, dq, dk)
+}
+
+#[inline(always)]
+fn l1_backward_body(q: &[f32], k: &[f32], g: &[f32], d: usize, dq: &mut [f32], dk: &mut [f32]) {
+    let m = k.len() / d;
+    for ((qi, dqi), gi) in q.chunks_exact(d).zip(dq.chunks_exact_mut(d)).zip(g.chunks_exact(m)) {
+        for ((kj, dkj), &gij) in k.chunks_exact(d).zip(dk.chunks_exact_mut(d)).zip(gi) {
+            if gij == 0.0 {
+                continue;
+            }
+            for (((&x, &y), a), b) in qi.iter().zip(kj).zip(dqi.iter_mut()).zip(dkj.iter_mut()) {
+                let x = x - y;
+                let sg = if x > 0.0 {
+                    gij
+                } else if x < 0.0 {
+                    -gij
+                } else {
+                    0.0
+                };
+                *a -= sg;
+                *b += sg;
             }
         }
     }

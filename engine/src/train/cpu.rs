@@ -375,7 +375,7 @@ pub(super) fn train_chunk(
         for (a, &r) in rows.iter().enumerate() {
             if sparse
                 && (0..c).all(|i| work.side.g[i * m + a] == 0.0)
-                && !outside_ball(params, cfg, r, &mut work.row)
+                && !outside_ball(cfg, &work.side.k[a * d..(a + 1) * d])
             {
                 continue;
             }
@@ -387,20 +387,14 @@ pub(super) fn train_chunk(
     loss
 }
 
-/// Whether the max-norm projection would move row `x` of type `t`: a zero
-/// gradient leaves a row as it is, except that a stepped row is projected
-/// into the ball, so such a row is stepped even when its gradient is zero.
-/// (`scratch` holds the row; the norm is computed as `apply` computes it.)
-pub(super) fn outside_ball(params: &Params<'_>, cfg: &TrainConfig, r: Row, scratch: &mut Vec<f32>) -> bool {
-    if cfg.max_norm == 0.0 || cfg.score == Score::Dot {
-        return false;
-    }
-    let Some((row, _)) = params.node(r) else {
-        return false;
-    };
-    scratch.clear();
-    scratch.extend(row.iter().map(|a| f32::from_bits(a.load(Relaxed))));
-    kernels::dot(scratch, scratch).sqrt() > cfg.max_norm
+/// Whether the max-norm projection would move a row whose values are `x`
+/// (the chunk's copy of it: nothing writes a row before the chunk's `apply`,
+/// so with one thread it is the row itself): a zero gradient leaves a row as
+/// it is, except that a stepped row is projected into the ball, so such a row
+/// is stepped even when its gradient is zero. The norm is computed as `apply`
+/// computes it.
+fn outside_ball(cfg: &TrainConfig, x: &[f32]) -> bool {
+    cfg.max_norm > 0.0 && cfg.score != Score::Dot && kernels::dot(x, x).sqrt() > cfg.max_norm
 }
 
 /// One optimizer step on a shared row and its state (`Optimizer::state_width`
