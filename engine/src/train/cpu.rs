@@ -118,14 +118,18 @@ pub(super) struct Work {
 }
 
 impl Work {
-    pub(super) fn grad(&mut self, row: Row, g: &[f32]) {
-        let d = g.len();
+    /// `row`'s gradient, `d` wide (zeros when new).
+    pub(super) fn slot(&mut self, row: Row, d: usize) -> &mut [f32] {
         let next = self.slots.len();
         let slot = *self.slots.entry(row).or_insert(next);
         if slot == next {
             self.grads.resize((slot + 1) * d, 0.0);
         }
-        for (a, b) in self.grads[slot * d..(slot + 1) * d].iter_mut().zip(g) {
+        &mut self.grads[slot * d..(slot + 1) * d]
+    }
+
+    pub(super) fn grad(&mut self, row: Row, g: &[f32]) {
+        for (a, b) in self.slot(row, g.len()).iter_mut().zip(g) {
             *a += b;
         }
     }
@@ -345,7 +349,6 @@ pub(super) fn train_chunk(
         );
         side.dq.clear();
         side.dq.resize(c * d, 0.0);
-        side.dk.clear();
         side.dk.resize(m * d, 0.0);
         kernels::backward(
             cfg.score,
@@ -373,13 +376,12 @@ pub(super) fn train_chunk(
         }
         let rows = std::mem::take(&mut work.rows);
         for (a, &r) in rows.iter().enumerate() {
-            if sparse
-                && (0..c).all(|i| work.side.g[i * m + a] == 0.0)
-                && !outside_ball(cfg, &work.side.k[a * d..(a + 1) * d])
-            {
-                continue;
+            // A candidate no score gradient reached has no row in `dk`.
+            if (0..c).any(|i| work.side.g[i * m + a] != 0.0) {
+                work.grad(r, &dk[a * d..(a + 1) * d]);
+            } else if !sparse || outside_ball(cfg, &work.side.k[a * d..(a + 1) * d]) {
+                work.slot(r, d);
             }
-            work.grad(r, &dk[a * d..(a + 1) * d]);
         }
         (work.side.dq, work.side.dk, work.rows) = (dq, dk, rows);
     }
