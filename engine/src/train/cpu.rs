@@ -267,8 +267,8 @@ pub(super) fn train_chunk(
     let (d, c, n) = (cfg.dim, heads.len(), cfg.uniform_negatives);
     // A candidate whose scores got no gradient (a negative the margin leaves
     // inactive) has a zero row gradient; where a zero gradient changes
-    // nothing (Adagrad or SGD with no penalty, and a row the max-norm
-    // projection leaves alone) it is not stepped.
+    // nothing (Adagrad or SGD with no penalty; rows are in the max-norm ball
+    // from their load on: `resident::into_ball`) it is not stepped.
     let sparse = matches!(cfg.optimizer, Optimizer::Adagrad | Optimizer::Sgd)
         && cfg.regularization == 0.0
         && cfg.drift_penalty == 0.0;
@@ -379,7 +379,7 @@ pub(super) fn train_chunk(
             // A candidate no score gradient reached has no row in `dk`.
             if (0..c).any(|i| work.side.g[i * m + a] != 0.0) {
                 work.grad(r, &dk[a * d..(a + 1) * d]);
-            } else if !sparse || outside_ball(cfg, &work.side.k[a * d..(a + 1) * d]) {
+            } else if !sparse {
                 work.slot(r, d);
             }
         }
@@ -387,16 +387,6 @@ pub(super) fn train_chunk(
     }
     apply(params, cfg, work);
     loss
-}
-
-/// Whether the max-norm projection would move a row whose values are `x`
-/// (the chunk's copy of it: nothing writes a row before the chunk's `apply`,
-/// so with one thread it is the row itself): a zero gradient leaves a row as
-/// it is, except that a stepped row is projected into the ball, so such a row
-/// is stepped even when its gradient is zero. The norm is computed as `apply`
-/// computes it.
-fn outside_ball(cfg: &TrainConfig, x: &[f32]) -> bool {
-    cfg.max_norm > 0.0 && cfg.score != Score::Dot && kernels::dot(x, x).sqrt() > cfg.max_norm
 }
 
 /// One optimizer step on a shared row and its state (`Optimizer::state_width`
@@ -523,13 +513,7 @@ pub(super) fn apply(params: &Params<'_>, cfg: &TrainConfig, work: &mut Work) {
             &work.grads[slot * d..(slot + 1) * d],
             &mut scratch,
         );
-        if cfg.max_norm > 0.0 && cfg.score != Score::Dot {
-            let max = cfg.max_norm;
-            let norm = kernels::dot(&scratch, &scratch).sqrt();
-            if norm > max {
-                scratch.iter_mut().for_each(|v| *v *= max / norm);
-            }
-        }
+        resident::into_ball(cfg, &mut scratch);
         write(row, &scratch);
     }
     let lr = cfg.relation_lr.unwrap_or(cfg.lr);

@@ -346,7 +346,8 @@ pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState<'_>, needed: 
     for &id in needed {
         let PartId { ty: t, part: q } = id;
         let slot = &mut state.resident[id.slot(p)];
-        if slot.is_none() {
+        let fresh = slot.is_none();
+        if fresh {
             loads += 1;
             let range = ctx.settings.part_range(t as usize, q);
             let rows = range.len();
@@ -389,9 +390,28 @@ pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState<'_>, needed: 
                     part.state[r * width..(r + 1) * width].copy_from_slice(st);
                 }
             }
+            if fresh {
+                into_ball(cfg, &mut part.table);
+            }
         }
     }
     Ok(loads)
+}
+
+/// Projects rows into the ball of radius `max_norm` (distance scores; 0: no
+/// ball), as every optimizer step does after it: from its load on, every row
+/// a run trains is in the ball, so a step with a zero gradient would not move
+/// it and the CPU step skips such rows without looking at them.
+pub(super) fn into_ball(cfg: &TrainConfig, table: &mut [f32]) {
+    if cfg.max_norm == 0.0 || cfg.score == Score::Dot {
+        return;
+    }
+    for row in table.chunks_exact_mut(cfg.dim) {
+        let norm = kernels::dot(row, row).sqrt();
+        if norm > cfg.max_norm {
+            row.iter_mut().for_each(|v| *v *= cfg.max_norm / norm);
+        }
+    }
 }
 
 /// The bucket's partitions get fresh pools (seeded by the epoch and visit).
