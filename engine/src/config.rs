@@ -185,9 +185,9 @@ pub struct TrainConfig {
     /// entities as candidates: each is a negative for itself (h as its own
     /// tail) and for the other edges.
     pub self_negatives: bool,
-    /// For distance scores, node rows are projected into the ball of this
-    /// radius when a run loads them and after each update (the TransE
-    /// paper's normalisation with 1); 0 leaves them free, as PBG does.
+    /// For distance scores, project touched node rows back into the ball of
+    /// this radius after each update (the TransE paper's normalisation with
+    /// 1); 0 leaves them free, as PBG does.
     pub max_norm: f32,
     /// Scale of the uniform initialisation: rows start in ±init_scale/√d
     /// (the default, about ±0.001 at d = 200, is PBG's 10⁻³).

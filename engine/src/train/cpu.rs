@@ -70,6 +70,13 @@ impl Params<'_> {
             }
         }
     }
+    /// Whether every row of node type `t` that a chunk may draw is inside the
+    /// max-norm ball: its resident partitions were when loaded, and it has no
+    /// pooled rows (not checked; few).
+    pub(super) fn in_ball(&self, t: u32) -> bool {
+        self.views.iter().filter(|v| v.t == t).all(|v| v.in_ball)
+            && self.foreign.iter().all(|f| f.t != t || f.len == 0)
+    }
     /// (rows outside the bucket, rows sampled from them) of node type `t`.
     pub(super) fn foreign_share(&self, t: u32) -> (u32, u32) {
         self.foreign
@@ -267,8 +274,8 @@ pub(super) fn train_chunk(
     let (d, c, n) = (cfg.dim, heads.len(), cfg.uniform_negatives);
     // A candidate whose scores got no gradient (a negative the margin leaves
     // inactive) has a zero row gradient; where a zero gradient changes
-    // nothing (Adagrad or SGD with no penalty; rows are in the max-norm ball
-    // from their load on: `resident::into_ball`) it is not stepped.
+    // nothing (Adagrad or SGD with no penalty, and a row the max-norm
+    // projection leaves alone) it is not stepped.
     let sparse = matches!(cfg.optimizer, Optimizer::Adagrad | Optimizer::Sgd)
         && cfg.regularization == 0.0
         && cfg.drift_penalty == 0.0;
@@ -375,11 +382,12 @@ pub(super) fn train_chunk(
             }
         }
         let rows = std::mem::take(&mut work.rows);
+        let in_ball = params.in_ball(k_type);
         for (a, &r) in rows.iter().enumerate() {
             // A candidate no score gradient reached has no row in `dk`.
             if (0..c).any(|i| work.side.g[i * m + a] != 0.0) {
                 work.grad(r, &dk[a * d..(a + 1) * d]);
-            } else if !sparse {
+            } else if !sparse || (!in_ball && outside_ball(cfg, &work.side.k[a * d..(a + 1) * d])) {
                 work.slot(r, d);
             }
         }
@@ -387,6 +395,16 @@ pub(super) fn train_chunk(
     }
     apply(params, cfg, work);
     loss
+}
+
+/// Whether the max-norm projection would move a row whose values are `x`
+/// (for a candidate, the chunk's copy of it: nothing writes a row before the
+/// chunk's `apply`, so with one thread it is the row itself): a zero gradient
+/// leaves a row as it is, except that a stepped row is projected into the
+/// ball, so such a row is stepped even when its gradient is zero. The norm is
+/// computed as `apply` computes it.
+pub(super) fn outside_ball(cfg: &TrainConfig, x: &[f32]) -> bool {
+    cfg.max_norm > 0.0 && cfg.score != Score::Dot && kernels::dot(x, x).sqrt() > cfg.max_norm
 }
 
 /// One optimizer step on a shared row and its state (`Optimizer::state_width`
@@ -603,7 +621,13 @@ pub(super) fn apply(params: &Params<'_>, cfg: &TrainConfig, work: &mut Work) {
             &work.grads[slot * d..(slot + 1) * d],
             &mut scratch,
         );
-        resident::into_ball(cfg, &mut scratch);
+        if cfg.max_norm > 0.0 && cfg.score != Score::Dot {
+            let max = cfg.max_norm;
+            let norm = kernels::dot(&scratch, &scratch).sqrt();
+            if norm > max {
+                scratch.iter_mut().for_each(|v| *v *= max / norm);
+            }
+        }
         write(row, &scratch);
     }
     let lr = cfg.relation_lr.unwrap_or(cfg.lr);

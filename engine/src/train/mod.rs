@@ -457,6 +457,7 @@ fn train_visit(
                 t: id.ty,
                 p: id.part,
                 start: id.part * ctx.part_size[id.ty as usize],
+                in_ball: part.in_ball,
                 table: atomics(&mut part.table),
                 state: atomics(&mut part.state),
             })

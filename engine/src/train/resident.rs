@@ -11,6 +11,8 @@ pub(super) struct Part {
     pub(super) last_used: usize,
     /// Changed since the last checkpoint.
     pub(super) dirty: bool,
+    /// Every row was inside the max-norm ball when loaded (and so still is).
+    pub(super) in_ball: bool,
 }
 
 /// One resident partition as the training threads see it.
@@ -20,6 +22,7 @@ pub(super) struct PartView<'a> {
     pub(super) start: u32,
     pub(super) table: &'a [AtomicU32],
     pub(super) state: &'a [AtomicU32],
+    pub(super) in_ball: bool,
 }
 
 /// The pools of the partitions of node type `t` that a bucket does not hold,
@@ -365,6 +368,7 @@ pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState<'_>, needed: 
                         state: part.array(1).to_vec(),
                         last_used: state.clock,
                         dirty: staged.is_some(),
+                        in_ball: false,
                     }
                 }
                 Some(_) => return Err(ctx.wrong_size(&key)),
@@ -373,6 +377,7 @@ pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState<'_>, needed: 
                     state: vec![0.0; rows * width],
                     last_used: state.clock,
                     dirty: true,
+                    in_ball: false,
                 },
             });
             if let Some(s) = staged {
@@ -391,27 +396,18 @@ pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState<'_>, needed: 
                 }
             }
             if fresh {
-                into_ball(cfg, &mut part.table);
+                part.in_ball = all_in_ball(cfg, &part.table);
             }
         }
     }
     Ok(loads)
 }
 
-/// Projects rows into the ball of radius `max_norm` (distance scores; 0: no
-/// ball), as every optimizer step does after it: from its load on, every row
-/// a run trains is in the ball, so a step with a zero gradient would not move
-/// it and the CPU step skips such rows without looking at them.
-pub(super) fn into_ball(cfg: &TrainConfig, table: &mut [f32]) {
-    if cfg.max_norm == 0.0 || cfg.score == Score::Dot {
-        return;
-    }
-    for row in table.chunks_exact_mut(cfg.dim) {
-        let norm = kernels::dot(row, row).sqrt();
-        if norm > cfg.max_norm {
-            row.iter_mut().for_each(|v| *v *= cfg.max_norm / norm);
-        }
-    }
+/// Whether every row of `table` is inside the ball of radius `max_norm`
+/// (always, when rows are free). A partition loaded so stays so: every step
+/// projects the row it writes.
+pub(super) fn all_in_ball(cfg: &TrainConfig, table: &[f32]) -> bool {
+    table.chunks_exact(cfg.dim).all(|row| !outside_ball(cfg, row))
 }
 
 /// The bucket's partitions get fresh pools (seeded by the epoch and visit).
