@@ -836,7 +836,9 @@ fn trained_tables_are_bit_for_bit_stable() {
 
 /// `trained_tables_are_bit_for_bit_stable`'s checksums, recorded 2026-11-30 (the
 /// sixth with the code before rows loaded inside the ball skipped norm checks).
-const RECORDED: [u32; 6] = [0xf12600ce, 0x972cbdbf, 0x3a1ee6ac, 0xfe43b81f, 0x43fc68ea, 0x331d5530];
+const RECORDED: [u32; 6] = [
+    0xf12600ce, 0x972cbdbf, 0x3a1ee6ac, 0xfe43b81f, 0x43fc68ea, 0x331d5530,
+];
 
 #[test]
 fn validation_keeps_the_best_model_and_stops_when_it_no_longer_improves() {
