@@ -395,19 +395,14 @@ pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState<'_>, needed: 
                     part.state[r * width..(r + 1) * width].copy_from_slice(st);
                 }
             }
+            // A partition loaded inside the max-norm ball stays inside: every
+            // step projects the row it writes.
             if fresh {
-                part.in_ball = all_in_ball(cfg, &part.table);
+                part.in_ball = part.table.chunks_exact(d).all(|row| !outside_ball(cfg, row));
             }
         }
     }
     Ok(loads)
-}
-
-/// Whether every row of `table` is inside the ball of radius `max_norm`
-/// (always, when rows are free). A partition loaded so stays so: every step
-/// projects the row it writes.
-pub(super) fn all_in_ball(cfg: &TrainConfig, table: &[f32]) -> bool {
-    table.chunks_exact(cfg.dim).all(|row| !outside_ball(cfg, row))
 }
 
 /// The bucket's partitions get fresh pools (seeded by the epoch and visit).
