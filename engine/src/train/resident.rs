@@ -154,7 +154,8 @@ pub(super) fn first_rows(
 /// pages (Linux's transparent huge pages; a hint, which changes no value).
 /// Training reads rows at random all over a partition: with 4 KiB pages
 /// nearly every row read misses the TLB and walks the page tables (the
-/// FB15k-237 config's epoch: 6.3–6.4 s with huge pages, 6.8–7.1 s without).
+/// FB15k-237 config's epoch at d = 600: 6.0–6.3 s with huge pages, 6.5–6.9 s
+/// without).
 fn huge_pages(values: &[f32]) -> Vec<f32> {
     let mut v = Vec::with_capacity(values.len());
     #[cfg(target_os = "linux")]
