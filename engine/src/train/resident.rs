@@ -463,3 +463,18 @@ pub(super) fn refresh_pools(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::huge_pages;
+
+    /// The huge-page copy holds exactly the values given, for sizes below,
+    /// at and across the 2 MiB boundaries the hint is aligned to.
+    #[test]
+    fn huge_pages_copy_exactly() {
+        for n in [0, 1, 1000, (2 << 20) / 4, 3 * (1 << 20) + 7] {
+            let values: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 1.0).collect();
+            assert_eq!(huge_pages(&values), values, "{n} floats");
+        }
+    }
+}
