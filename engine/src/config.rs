@@ -165,6 +165,13 @@ pub struct TrainConfig {
     pub lr: f32,
     /// Learning rate for relation vectors (defaults to `lr`).
     pub relation_lr: Option<f32>,
+    /// After epoch `lr_decay_from`, every epoch multiplies both learning
+    /// rates by this (1: constant rates): an exponential schedule, as
+    /// PyTorch's `ExponentialLR`, started late, so that the last epochs
+    /// settle where the model is instead of wandering around it.
+    pub lr_decay: f32,
+    /// Epochs trained at the full learning rates before `lr_decay` applies.
+    pub lr_decay_from: usize,
     /// Edges per chunk; each edge's in-batch negatives are the chunk's other edges.
     pub chunk_size: usize,
     /// Uniform negatives per chunk and side, shared by the chunk's edges.
@@ -252,6 +259,8 @@ impl Default for TrainConfig {
             regularization: 0.0,
             lr: 0.1,
             relation_lr: None,
+            lr_decay: 1.0,
+            lr_decay_from: 0,
             chunk_size: 50,
             uniform_negatives: 200,
             weights: EdgeWeights::Ignore,
@@ -287,6 +296,18 @@ impl TrainConfig {
         }
     }
 
+    /// The settings epoch `epoch` (0-based) trains with: the learning rates
+    /// times `lr_decay` once for every epoch past `lr_decay_from`.
+    pub(crate) fn at_epoch(&self, epoch: usize) -> TrainConfig {
+        let past = (epoch + 1).saturating_sub(self.lr_decay_from);
+        let scale = self.lr_decay.powi(past.min(i32::MAX as usize) as i32);
+        TrainConfig {
+            lr: self.lr * scale,
+            relation_lr: self.relation_lr.map(|r| r * scale),
+            ..self.clone()
+        }
+    }
+
     /// Rejects settings that cannot train.
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: &str| Err(crate::EngineError::Config(m.to_string()));
@@ -314,6 +335,9 @@ impl TrainConfig {
             || self.relation_lr.is_some_and(|r| !(r >= 0.0 && r.is_finite()))
         {
             return bad("learning rates must be positive and finite");
+        }
+        if !(self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
+            return bad("lr_decay must be in (0, 1]");
         }
         if !self.max_norm.is_finite() || self.max_norm < 0.0 {
             return bad("max_norm must be finite and not negative");

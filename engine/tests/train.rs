@@ -287,6 +287,57 @@ fn models_are_stored_and_resume_where_they_stopped() {
             ..config(Score::Dot, Loss::Softmax)
         });
     }
+    // The decayed learning rate is a function of the epoch: it resumes too.
+    stop_and_resume(TrainConfig {
+        partitions: 3,
+        epochs: 4,
+        lr_decay: 0.5,
+        lr_decay_from: 1,
+        ..config(Score::Dot, Loss::Softmax)
+    });
+}
+
+#[test]
+fn a_decaying_learning_rate_stills_the_epochs_after_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ring(dir.path(), 40);
+    let base = TrainConfig {
+        max_norm: 1.0,
+        ..config(Score::L1, Loss::Margin)
+    };
+    let run = |epochs, lr_decay| {
+        let cfg = TrainConfig {
+            epochs,
+            lr_decay,
+            lr_decay_from: 1,
+            ..base.clone()
+        };
+        train(&db, "m", &cfg, &mut |_| {}).unwrap()
+    };
+    let moved = |a: &Model, b: &Model| {
+        a.nodes
+            .iter()
+            .flatten()
+            .chain(&a.relations)
+            .zip(b.nodes.iter().flatten().chain(&b.relations))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    let first = run(1, 1.0);
+    // Epochs 2 and 3 at a millionth and a trillionth of the rates: the
+    // model stays where epoch 1 left it; at constant rates it moves on.
+    let decayed = run(3, 1e-6);
+    let constant = run(3, 1.0);
+    assert!(moved(&first, &decayed) < 1e-5, "{}", moved(&first, &decayed));
+    assert!(moved(&first, &constant) > 1e-2, "{}", moved(&first, &constant));
+    for lr_decay in [0.0, -0.5, 1.5, f32::NAN] {
+        let cfg = TrainConfig {
+            lr_decay,
+            ..base.clone()
+        };
+        let e = train(&db, "bad", &cfg, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("lr_decay"), "{lr_decay}: {e}");
+    }
 }
 
 fn stop_and_resume(cfg: TrainConfig) {

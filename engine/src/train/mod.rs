@@ -409,10 +409,12 @@ fn bucket_partitions(ctx: &RunCtx<'_>, bucket: &[BucketEdge], (i, j): (u32, u32)
     Ok(needed)
 }
 
-/// Trains one visit of a bucket on the device; returns its loss.
+/// Trains one visit of a bucket on the device with `cfg`, the run's
+/// settings at this epoch ([`TrainConfig::at_epoch`]); returns its loss.
 #[allow(clippy::too_many_arguments)]
 fn train_visit(
     ctx: &RunCtx<'_>,
+    cfg: &TrainConfig,
     (resident, relations, relation_state): (&mut [Option<Part>], &mut Vec<f32>, &mut Vec<f32>),
     foreign: &mut [Foreign<'_>],
     visit: &Visit,
@@ -421,7 +423,6 @@ fn train_visit(
     rng: &mut Xoshiro256PlusPlus,
     works: &mut [Work],
 ) -> Result<f64> {
-    let cfg = ctx.cfg();
     let p = cfg.partitions;
     let needed = &visit.needed;
     if let Device::Gpu(gpu) = device {
@@ -653,6 +654,7 @@ fn run(
     // When the last checkpoint began, and how long it took.
     let (mut saved_at, mut save_secs) = (Instant::now(), 0.0);
     for epoch in start.epoch..cfg.epochs {
+        let epoch_cfg = cfg.at_epoch(epoch);
         let started = Instant::now();
         let (mut loss, mut edges, mut loads, mut io) = (0f64, 0u64, 0u64, 0f64);
         let first = if epoch == start.epoch { start.bucket } else { 0 };
@@ -685,6 +687,7 @@ fn run(
             );
             loss += train_visit(
                 &ctx,
+                &epoch_cfg,
                 tables,
                 &mut foreign,
                 &visit,
