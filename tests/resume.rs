@@ -1,20 +1,27 @@
 //! A training run killed with SIGKILL at random moments (mid-bucket,
 //! mid-checkpoint, with partitions evicted and staged since the last
-//! checkpoint) resumes from its last checkpoint and ends with exactly the
-//! model an uninterrupted run produces (one thread: deterministic).
+//! checkpoint; or with two partitions kept resident, pools refreshed after
+//! every bucket, a decaying learning rate and validation) resumes from its
+//! last checkpoint and ends with exactly the model an uninterrupted run
+//! produces (one thread: deterministic).
 
 use quiver_tests::RngCore;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use quiver_engine::{resume, train, Loss, Model, Score, TrainConfig};
+use quiver_engine::{
+    resume_on_until, train_on_until, Device, Loss, Model, Score, TrainConfig, Triple, ValidMetric, Validation,
+};
 use quiver_storage::Database;
 
 const CHILD_ENV: &str = "QUIVER_RESUME_CHILD";
+const CASE_ENV: &str = "QUIVER_RESUME_CASE";
 
-fn config() -> TrainConfig {
-    TrainConfig {
+/// A run's settings and, in the second case, its validation.
+fn case(n: usize) -> (TrainConfig, Option<Validation>) {
+    let base = TrainConfig {
         dim: 32,
         epochs: 12,
         partitions: 3,
@@ -28,22 +35,57 @@ fn config() -> TrainConfig {
         // a bucket's two, so buckets evict (and stage) partitions.
         memory_budget_mib: 1,
         ..TrainConfig::default()
+    };
+    if n == 0 {
+        return (base, None);
     }
+    // Two partitions, both kept resident (no budget), pools of 500 rows
+    // drawn after every bucket, rows pressed against the max-norm ball (a
+    // high rate, a small margin, so that many negatives are inactive and
+    // skipped), the rate decaying from epoch 4, and validation every 3
+    // epochs, which keeps the best model.
+    let cfg = TrainConfig {
+        partitions: 2,
+        memory_budget_mib: 0,
+        foreign_sample: 1000,
+        lr: 0.5,
+        margin: 0.3,
+        lr_decay: 0.8,
+        lr_decay_from: 4,
+        ..base
+    };
+    let triples = (0..300)
+        .map(|i| Triple {
+            head: format!("n{}", i * 37 % 2_000),
+            relation: ["a", "b"][i % 2].to_string(),
+            tail: format!("n{}", i * 101 % 2_000),
+        })
+        .collect();
+    let valid = Validation {
+        triples,
+        every: 3,
+        patience: 0,
+        metric: ValidMetric::Mrr,
+    };
+    (cfg, Some(valid))
 }
 
-fn graph(path: &Path) {
+/// Case `n`'s graph: 12,000 edges between 12,000 nodes, or 20,000 between
+/// 2,000 (denser: rows reach the ball within the first epochs).
+fn graph(path: &Path, n: usize) {
+    let (nodes, edges) = [(12_000, 12_000), (2_000, 20_000)][n];
     let db = Database::create(path).unwrap();
     db.create_node_type("N").unwrap();
     db.create_relation_type("a", "N", "N").unwrap();
     db.create_relation_type("b", "N", "N").unwrap();
     let mut b = db.batch();
     let mut random = quiver_tests::rng(5);
-    for _ in 0..12_000 {
+    for _ in 0..edges {
         let x = random.next_u64();
         b.insert_edge(
             (x % 2) as u32,
-            format!("n{}", (x >> 8) % 12_000),
-            format!("n{}", (x >> 24) % 12_000),
+            format!("n{}", (x >> 8) % nodes),
+            format!("n{}", (x >> 24) % nodes),
             None,
         );
     }
@@ -51,28 +93,42 @@ fn graph(path: &Path) {
     db.flush().unwrap();
 }
 
+/// Trains model `m` of case `n`, or resumes it when a run is under way.
+fn train_or_resume(db: &Database, n: usize) {
+    let (cfg, valid) = case(n);
+    let never = AtomicBool::new(false);
+    let running = db.model_info("m").is_ok_and(|m| !m.progress.is_empty());
+    let r = match running {
+        true => resume_on_until(db, "m", &Device::Cpu, &mut |_| {}, &never, valid.as_ref()),
+        false => train_on_until(db, "m", &cfg, &Device::Cpu, &mut |_| {}, &never, valid.as_ref()),
+    };
+    r.unwrap();
+}
+
 #[test]
 fn killed_training_resumes_to_the_same_model() {
     if let Ok(path) = std::env::var(CHILD_ENV) {
-        let db = Database::open(&path).unwrap();
-        let running = db.model_info("m").is_ok_and(|m| !m.progress.is_empty());
-        if running {
-            resume(&db, "m", &mut |_| {}).unwrap();
-        } else {
-            train(&db, "m", &config(), &mut |_| {}).unwrap();
-        }
+        let n: usize = std::env::var(CASE_ENV).unwrap().parse().unwrap();
+        train_or_resume(&Database::open(&path).unwrap(), n);
         return;
     }
+    for n in 0..2 {
+        kill_and_resume(n);
+    }
+}
+
+fn kill_and_resume(n: usize) {
     let dir = tempfile::tempdir().unwrap();
     let reference = {
         let path = dir.path().join("reference");
-        graph(&path);
+        graph(&path, n);
         let db = Database::open(&path).unwrap();
-        train(&db, "m", &config(), &mut |_| {}).unwrap()
+        train_or_resume(&db, n);
+        Model::load(&db, "m").unwrap()
     };
     let path = dir.path().join("db");
-    graph(&path);
-    let mut random = quiver_tests::rng(0x2545_f491_4f6c_dd1d);
+    graph(&path, n);
+    let mut random = quiver_tests::rng(0x2545_f491_4f6c_dd1d + n as u64);
     let mut kills = 0;
     for round in 0..20 {
         let rng = random.next_u64();
@@ -83,6 +139,7 @@ fn killed_training_resumes_to_the_same_model() {
                 "--test-threads=1",
             ])
             .env(CHILD_ENV, &path)
+            .env(CASE_ENV, n.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -93,19 +150,24 @@ fn killed_training_resumes_to_the_same_model() {
             kills += 1;
         }
         child.wait().unwrap();
-        let db = Database::open(&path).unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert!(db.check().unwrap().ok(), "round {round}");
+        let db = Database::open(&path).unwrap_or_else(|e| panic!("case {n}, round {round}: {e}"));
+        assert!(db.check().unwrap().ok(), "case {n}, round {round}");
         let info = db.model_info("m");
         if info.as_ref().is_ok_and(|m| m.progress.is_empty()) {
             break;
         }
     }
-    assert!(kills >= 3, "only {kills} kills landed before the run finished");
+    assert!(
+        kills >= 3,
+        "case {n}: only {kills} kills landed before the run finished"
+    );
     let db = Database::open(&path).unwrap();
-    if db.model_info("m").unwrap().progress.is_empty() {
-        assert_eq!(Model::load(&db, "m").unwrap(), reference);
-    } else {
-        let resumed = resume(&db, "m", &mut |_| {}).unwrap();
-        assert_eq!(resumed, reference, "after {kills} kills");
+    if !db.model_info("m").unwrap().progress.is_empty() {
+        train_or_resume(&db, n);
     }
+    assert_eq!(
+        Model::load(&db, "m").unwrap(),
+        reference,
+        "case {n}, after {kills} kills"
+    );
 }

@@ -24,6 +24,25 @@ fn ring(dir: &std::path::Path, n: u32) -> Database {
     db
 }
 
+/// `edges` edges of two relations between `n` nodes, drawn by a seeded LCG.
+fn random_graph(dir: &std::path::Path, n: u64, edges: usize) -> Database {
+    let db = Database::create(dir.join("db")).unwrap();
+    db.create_node_type("N").unwrap();
+    db.create_relation_type("a", "N", "N").unwrap();
+    db.create_relation_type("b", "N", "N").unwrap();
+    let mut b = db.batch();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..edges {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let (s, t) = ((x >> 33) % n, (x >> 13) % n);
+        b.insert_edge((x >> 63) as u32, format!("n{s}"), format!("n{t}"), None);
+    }
+    db.commit(b).unwrap();
+    db
+}
+
 fn config(score: Score, loss: Loss) -> TrainConfig {
     TrainConfig {
         dim: 16,
@@ -295,6 +314,27 @@ fn models_are_stored_and_resume_where_they_stopped() {
         lr_decay_from: 1,
         ..config(Score::Dot, Loss::Softmax)
     });
+    // Two partitions kept resident between buckets, pools, the max-norm
+    // ball and a margin loss whose inactive negatives are skipped: a row
+    // projected onto the ball may land an ulp outside it, which must not
+    // make a resumed run (whose partitions are loaded afresh) step rows an
+    // uninterrupted one skips.
+    stop_and_resume_on(
+        |dir| random_graph(dir, 2000, 20_000),
+        TrainConfig {
+            partitions: 2,
+            epochs: 4,
+            max_norm: 1.0,
+            init_scale: 0.014,
+            lr: 0.5,
+            chunk_size: 50,
+            margin: 0.3,
+            uniform_negatives: 100,
+            lr_decay: 0.8,
+            lr_decay_from: 2,
+            ..config(Score::L2, Loss::Margin)
+        },
+    );
 }
 
 #[test]
@@ -341,8 +381,13 @@ fn a_decaying_learning_rate_stills_the_epochs_after_its_start() {
 }
 
 fn stop_and_resume(cfg: TrainConfig) {
+    stop_and_resume_on(|dir| ring(dir, 48), cfg)
+}
+
+/// [`stop_and_resume`] on the graph `graph` makes in a directory.
+fn stop_and_resume_on(graph: fn(&std::path::Path) -> Database, cfg: TrainConfig) {
     let dir = tempfile::tempdir().unwrap();
-    let db = ring(dir.path(), 48);
+    let db = graph(dir.path());
     let full = train(&db, "full", &cfg, &mut |_| {}).unwrap();
     assert_eq!(Model::load(&db, "full").unwrap(), full);
     assert!(db.model_info("full").unwrap().progress.is_empty());
@@ -366,7 +411,7 @@ fn stop_and_resume(cfg: TrainConfig) {
     .unwrap();
     let info = db.model_info("cut").unwrap();
     let settings = info.settings.replace("\"epochs\":2", "\"epochs\":4");
-    let version = db.buckets(3).unwrap().edge_version();
+    let version = db.buckets(cfg.partitions).unwrap().edge_version();
     let progress = format!("{{\"epoch\":2,\"bucket\":0,\"edge_version\":{version}}}");
     db.save_model_parts("cut", &settings, &progress, &[]).unwrap();
     drop(db);

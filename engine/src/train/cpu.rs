@@ -397,15 +397,28 @@ pub(super) fn train_chunk(
     loss
 }
 
-/// Whether the max-norm projection would move a row whose values are `x`
-/// (for a candidate, the chunk's copy of it: nothing writes a row before the
+/// Whether a row whose values are `x` lies outside the max-norm ball (for a
+/// candidate, the chunk's copy of it: nothing writes a row before the
 /// chunk's `apply`, so with one thread it is the row itself): a zero gradient
 /// leaves a row as it is, except that a stepped row is projected into the
 /// ball, so such a row is stepped even when its gradient is zero. The norm is
 /// computed as `apply` computes it.
+///
+/// A projected row's norm is `max_norm` only up to rounding (often an ulp
+/// above it), so "outside" allows [`BALL_SLACK`]: every row a step wrote
+/// counts as inside. Without the slack, whether a partition was inside the
+/// ball depended on when it was loaded (a resumed run loads every partition
+/// afresh, an uninterrupted one keeps them), and a resumed run stepped rows
+/// that the uninterrupted run skipped.
 pub(super) fn outside_ball(cfg: &TrainConfig, x: &[f32]) -> bool {
-    cfg.max_norm > 0.0 && cfg.score != Score::Dot && kernels::dot(x, x).sqrt() > cfg.max_norm
+    cfg.max_norm > 0.0
+        && cfg.score != Score::Dot
+        && kernels::dot(x, x).sqrt() > cfg.max_norm * (1.0 + BALL_SLACK)
 }
+
+/// Relative slack of [`outside_ball`]: far above a projection's rounding
+/// error (a few ulps of the norm), far below any step's effect on it.
+const BALL_SLACK: f32 = 1e-4;
 
 /// One optimizer step on a shared row and its state (`Optimizer::state_width`
 /// floats); `scratch` receives the row's new value. Shared floats are read
