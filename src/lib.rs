@@ -11,9 +11,9 @@ pub use quiver_query::Value as QueryValue;
 pub use quiver_query::{Graph, Limits, Params, Pos, Prepared, QueryError, Rows};
 
 pub use quiver_storage::{
-    import, BucketEdge, Buckets, Catalog, CheckReport, CommitInfo, CorruptionError, Database, DegreeSummary,
-    Direction, ImportErrors, LineError, Neighbors, NodeRef, Snapshot, Stats, StorageError, StoredPart, Value,
-    WriteBatch,
+    database_containing, import, BucketEdge, Buckets, Catalog, CheckReport, CommitInfo, CorruptionError,
+    Database, DegreeSummary, Direction, ImportErrors, LineError, Neighbors, NodeRef, Snapshot, Stats,
+    StorageError, StoredPart, Value, WriteBatch,
 };
 
 pub use quiver_engine::{

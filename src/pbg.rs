@@ -49,6 +49,17 @@ pub struct Exported {
     pub edges: u64,
 }
 
+/// Refuses an output directory that is, or is inside, a database.
+fn refuse_database(out: &Path) -> Result<()> {
+    match quiver_storage::database_containing(out) {
+        Some(db) => Err(fail(
+            out,
+            format!("is inside database {}; export elsewhere", db.display()),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Writes the graph as stored (delta included) as PBG's training input in
 /// `out`, with `partitions` partitions for every node type; `config` gives
 /// the settings of the `config.py` written beside it. Files that exist are
@@ -61,9 +72,7 @@ pub fn export_graph(
     out: &Path,
     force: bool,
 ) -> Result<Exported> {
-    if out.join("catalog").is_dir() {
-        return Err(fail(out, "is a database directory; export elsewhere"));
-    }
+    refuse_database(out)?;
     let buckets = db.buckets(partitions)?;
     let snap = db.snapshot();
     let c = snap.catalog();
@@ -480,9 +489,7 @@ pub fn export_checkpoint(
     out: &Path,
     force: bool,
 ) -> Result<usize> {
-    if out.join("catalog").is_dir() {
-        return Err(fail(out, "is a database directory; export elsewhere"));
-    }
+    refuse_database(out)?;
     if partitions == 0 {
         return Err(fail(out, "partitions must be at least 1"));
     }

@@ -2,26 +2,10 @@
 //! root package, which builds the binary; see its Cargo.toml).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn quiver(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quiver"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+mod cli_common;
+use cli_common::{p, quiver, ring_with_valid, text};
 
 /// The one value `query` returns (`quiver query --format csv`), as text.
 fn value_of(db: &Path, query: &str) -> String {
@@ -773,7 +757,7 @@ fn export_keeps_to_its_directory_and_round_trips_keys() {
     }
     let o = quiver(&["export", p(&db), "--out", p(&db)]);
     assert!(
-        !o.status.success() && text(&o).contains("is a database directory"),
+        !o.status.success() && text(&o).contains("is inside database"),
         "{}",
         text(&o)
     );
@@ -923,21 +907,6 @@ fn pbg_export_and_import_verbs() {
     );
     let o = quiver(&["models", p(&db)]);
     assert!(o.status.success() && !text(&o).contains("pbg"), "{}", text(&o));
-}
-
-/// A database in `dir/db` holding a ring of 40 `next` edges, and
-/// `dir/valid.tsv` with `valid` lines.
-fn ring_with_valid(dir: &Path, valid: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let db = dir.join("db");
-    let train = dir.join("train.tsv");
-    let lines: String = (0..40)
-        .map(|i| format!("e{i}\tnext\te{}\n", (i + 1) % 40))
-        .collect();
-    std::fs::write(&train, lines).unwrap();
-    let valid_path = dir.join("valid.tsv");
-    std::fs::write(&valid_path, valid).unwrap();
-    assert!(quiver(&["import", p(&db), p(&train)]).status.success());
-    (db, valid_path)
 }
 
 #[test]

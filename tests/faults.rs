@@ -14,6 +14,10 @@ use quiver_engine::{train, Int8Rows, Model, TrainConfig};
 use quiver_storage::import::ImportOptions;
 use quiver_storage::Database;
 
+#[path = "tmpfs.rs"]
+mod tmpfs;
+use tmpfs::Tmpfs;
+
 const CHILD_ENV: &str = "QUIVER_FAULT_CHILD";
 const OPS: [&str; 5] = ["commit", "import", "compact", "train", "quantize"];
 const TEST: &str = "failing_writes_return_errors_and_lose_nothing";
@@ -251,50 +255,6 @@ fn failing_writes_return_errors_and_lose_nothing() {
         "only {failed} of {} runs met the fault",
         2 * OPS.len()
     );
-}
-
-/// A tmpfs of `size`, unmounted when dropped.
-struct Tmpfs(tempfile::TempDir);
-
-impl Tmpfs {
-    /// `None` (after printing why) where the tests cannot mount one.
-    fn mount(size: &str) -> Option<Self> {
-        // SAFETY: geteuid has no preconditions.
-        #[allow(unsafe_code)]
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: mounting a small filesystem needs root");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Self(dir)),
-            Ok(o) => {
-                eprintln!(
-                    "skipped: mount -t tmpfs failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("skipped: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0.path()).status();
-    }
 }
 
 /// Fills the filesystem holding `dir` with one file, to the last byte or to

@@ -619,6 +619,35 @@ fn hostile_settings_and_damaged_parts_are_errors() {
     };
     train(&db, "pools", &cfg, &mut |_| {}).unwrap();
 
+    // A run that diverges stops with an error naming the epoch, and its
+    // model is not finished: nothing non-finite was saved.
+    for (lr, init_scale, score) in [
+        (1e38, 0.014, Score::L2),
+        (0.1, 1e30, Score::L2),
+        (1e38, 0.014, Score::Dot),
+    ] {
+        let cfg = TrainConfig {
+            lr,
+            init_scale,
+            partitions: 2,
+            ..config(score, Loss::Softmax)
+        };
+        let e = train(&db, "wild", &cfg, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(&e, EngineError::Training(m) if m.contains("diverged in epoch 1")),
+            "{lr} {init_scale}: {e}"
+        );
+        assert!(!db.model_info("wild").unwrap().progress.is_empty());
+        if let Ok(m) = Model::load(&db, "wild") {
+            assert!(m
+                .nodes
+                .iter()
+                .flatten()
+                .chain(&m.relations)
+                .all(|x| x.is_finite()));
+        }
+    }
+
     let cfg = TrainConfig { epochs: 2, ..base };
     train(&db, "m", &cfg, &mut |_| {}).unwrap();
     let info = db.model_info("m").unwrap();

@@ -537,12 +537,7 @@ fn export(
     if !matches!(format, "npy" | "tsv") {
         bail!("--format {format}: expected npy or tsv");
     }
-    if out.join("catalog").is_dir() || out.join("LOCK").is_file() {
-        bail!(
-            "--out {} is a database directory; export elsewhere",
-            out.display()
-        );
-    }
+    super::outside_database("--out", out)?;
     let snap = db.snapshot();
     let c = snap.catalog();
     if !force {
@@ -616,51 +611,45 @@ fn write_matrix(
     force: bool,
     key: impl Fn(usize) -> String,
 ) -> anyhow::Result<usize> {
-    use std::io::Write as _;
     let rows = data.len() / d;
-    let create = |name: String| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+    let file = |name: String, body: &dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>| {
         let path = out.join(name);
-        let file = std::fs::File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .create_new(!force)
-            .open(&path);
-        let file = match file {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                bail!("{} exists (--force overwrites it)", path.display())
-            }
-            f => f.with_context(|| format!("creating {}", path.display()))?,
-        };
-        Ok(std::io::BufWriter::new(file))
+        if !force && path.exists() {
+            bail!("{} exists (--force overwrites it)", path.display());
+        }
+        super::write_file(&path, force, body)
     };
     if format == "tsv" {
-        let mut w = create(format!("{stem}.tsv"))?;
-        for (id, row) in data.chunks_exact(d).enumerate() {
-            write!(w, "{}", tsv_field(&key(id)))?;
-            for v in row {
-                write!(w, "\t{v}")?;
+        file(format!("{stem}.tsv"), &|w| {
+            for (id, row) in data.chunks_exact(d).enumerate() {
+                write!(w, "{}", tsv_field(&key(id)))?;
+                for v in row {
+                    write!(w, "\t{v}")?;
+                }
+                writeln!(w)?;
             }
-            writeln!(w)?;
-        }
-        w.flush()?;
+            Ok(())
+        })?;
         return Ok(1);
     }
-    let mut w = create(format!("{stem}.npy"))?;
-    // NPY 1.0: magic, version, header length, a Python dict padded to 64 bytes.
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {d}), }}");
-    let len = (10 + dict.len() + 1).div_ceil(64) * 64 - 10;
-    w.write_all(b"\x93NUMPY\x01\x00")?;
-    w.write_all(&(len as u16).to_le_bytes())?;
-    writeln!(w, "{dict:<width$}", width = len - 1)?;
-    for v in data {
-        w.write_all(&v.to_le_bytes())?;
-    }
-    w.flush()?;
-    let mut k = create(format!("{stem}.keys.tsv"))?;
-    for id in 0..rows {
-        writeln!(k, "{id}\t{}", tsv_field(&key(id)))?;
-    }
-    k.flush()?;
+    file(format!("{stem}.npy"), &|w| {
+        // NPY 1.0: magic, version, header length, a Python dict padded to 64 bytes.
+        let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {d}), }}");
+        let len = (10 + dict.len() + 1).div_ceil(64) * 64 - 10;
+        w.write_all(b"\x93NUMPY\x01\x00")?;
+        w.write_all(&(len as u16).to_le_bytes())?;
+        writeln!(w, "{dict:<width$}", width = len - 1)?;
+        for block in data.chunks(1 << 14) {
+            let bytes: Vec<u8> = block.iter().flat_map(|v| v.to_le_bytes()).collect();
+            w.write_all(&bytes)?;
+        }
+        Ok(())
+    })?;
+    file(format!("{stem}.keys.tsv"), &|w| {
+        for id in 0..rows {
+            writeln!(w, "{id}\t{}", tsv_field(&key(id)))?;
+        }
+        Ok(())
+    })?;
     Ok(2)
 }

@@ -29,6 +29,9 @@ pub struct TuneArgs {
     /// Write the chosen point's config here: the base file's settings with the chosen values (TOML).
     #[arg(long)]
     pub save_config: Option<PathBuf>,
+    /// Let --save-config overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub valid: ValidArgs,
 }
@@ -55,6 +58,10 @@ fn axis(spec: &str) -> anyhow::Result<Axis> {
 }
 
 pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
+    // A bad target is found now, not after the whole grid has trained.
+    if let Some(out) = &args.save_config {
+        super::output_file("--save-config", out, args.force)?;
+    }
     let db = open(&args.db)?;
     let Some(valid) = args.valid.validation()? else {
         bail!("tune needs --valid FILE: settings are chosen on the validation split");
@@ -131,7 +138,8 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
     );
     if let Some(out) = &args.save_config {
         let text = toml::to_string(&trials[chosen].point.table)?;
-        std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+        super::output_file("--save-config", out, args.force)?;
+        super::write_file(out, args.force, |w| w.write_all(text.as_bytes()))?;
         say!("config: {}", out.display());
     }
     say!(

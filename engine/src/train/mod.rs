@@ -685,7 +685,7 @@ fn run(
                 &mut state.relations,
                 &mut state.relation_state,
             );
-            loss += train_visit(
+            let visit_loss = train_visit(
                 &ctx,
                 &epoch_cfg,
                 tables,
@@ -697,6 +697,15 @@ fn run(
                 &mut works,
             )?;
             drop(foreign);
+            // Nothing that diverged is saved: the model stays at its last checkpoint, unfinished.
+            if let Some(what) = diverged(visit_loss, &state, &visit.needed, cfg.partitions) {
+                return Err(EngineError::Training(format!(
+                    "diverged in epoch {}, bucket {} of {visits}: {what}; model `{name}` is left unfinished at its last checkpoint (lower lr or init_scale)",
+                    epoch + 1,
+                    b + 1
+                )));
+            }
+            loss += visit_loss;
             for id in &visit.needed {
                 if let Some(part) = &mut state.resident[id.slot(cfg.partitions)] {
                     part.dirty = true;
@@ -755,6 +764,27 @@ fn run(
         db.set_model_metrics(name, &metrics.to_string())?;
     }
     Ok(())
+}
+
+/// What is not finite after a visit (its loss, a row of a partition it
+/// trained, a relation vector), if anything.
+fn diverged(loss: f64, state: &RunState<'_>, trained: &[PartId], p: u32) -> Option<String> {
+    if !loss.is_finite() {
+        return Some(format!("the loss is {loss}"));
+    }
+    let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+    if !finite(&state.relations) {
+        return Some("a relation vector is not finite".into());
+    }
+    let part = trained.iter().find(|id| {
+        state.resident[id.slot(p)]
+            .as_ref()
+            .is_some_and(|part| !finite(&part.table))
+    })?;
+    Some(format!(
+        "a row of node type {}'s partition {} is not finite",
+        part.ty, part.part
+    ))
 }
 
 /// Scores the model after `epoch` when the schedule says so, keeps it when

@@ -28,6 +28,31 @@ pub use snapshot::{Neighbors, Snapshot};
 pub(crate) const CATALOG_DIR: &str = "catalog";
 const LOCK_FILE: &str = "LOCK";
 
+/// The database directory that `path` is or lies inside (at any depth), if
+/// any: where nothing but the database itself may write. The path need not
+/// exist; links in its existing part and `..` are resolved first, so no
+/// spelling of a path reaches a database's files unnoticed.
+pub fn database_containing(path: &Path) -> Option<PathBuf> {
+    let mut resolved = PathBuf::new();
+    for c in std::path::absolute(path).ok()?.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                resolved.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => resolved.push(c),
+        }
+        // Links are followed as the file system would follow them.
+        if let Ok(real) = fs::canonicalize(&resolved) {
+            resolved = real;
+        }
+    }
+    resolved
+        .ancestors()
+        .find(|dir| dir.join(CATALOG_DIR).is_dir())
+        .map(Path::to_path_buf)
+}
+
 /// What readers see: one catalog, one base, one delta, all immutable.
 #[derive(Clone)]
 pub(crate) struct State {
