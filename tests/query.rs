@@ -136,6 +136,11 @@ fn golden_functions() {
 }
 
 #[test]
+fn golden_numbers() {
+    check("numbers.txt");
+}
+
+#[test]
 fn golden_unwind() {
     check("unwind.txt");
 }

@@ -83,14 +83,19 @@ impl Value {
     }
 
     /// A total order for sorting, DISTINCT and grouping: numbers compare by
-    /// value (integers and floats together), nulls sort last.
+    /// value (integers and floats together; -0.0 equals 0.0, and NaN sorts
+    /// above every number and equals itself, as openCypher orders them),
+    /// nulls sort last.
     pub fn total_cmp(&self, other: &Value) -> Ordering {
         use Value::*;
         match (self, other) {
             (Int(a), Int(b)) => a.cmp(b),
             (Int(_) | Float(_), Int(_) | Float(_)) => {
                 let (a, b) = (self.as_f64().unwrap_or(0.0), other.as_f64().unwrap_or(0.0));
-                a.total_cmp(&b)
+                match (a.is_nan(), b.is_nan()) {
+                    (false, false) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+                    (x, y) => x.cmp(&y),
+                }
             }
             (Str(a), Str(b)) => a.cmp(b),
             (Bool(a), Bool(b)) => a.cmp(b),
@@ -161,7 +166,11 @@ impl Hash for Value {
             Value::Bool(b) => b.hash(h),
             // Integers and floats that are equal must hash alike.
             Value::Int(i) => (*i as f64).to_bits().hash(h),
-            Value::Float(x) => (if *x == 0.0 { 0.0f64 } else { *x }).to_bits().hash(h),
+            Value::Float(x) => match x {
+                x if x.is_nan() => f64::NAN.to_bits().hash(h),
+                0.0 => 0.0f64.to_bits().hash(h),
+                x => x.to_bits().hash(h),
+            },
             Value::Str(s) => s.hash(h),
             Value::Node { ty, id } => (ty, id).hash(h),
             Value::Edge { rel, src, dst } => (rel, src, dst).hash(h),
@@ -408,16 +417,12 @@ impl Rows {
     }
 }
 
-/// Floats print with enough digits to read back, and always with a point.
+/// Floats print as the shortest text that reads back to the same value,
+/// always with a point: `0.3333333333333333`, `1.0`, `1.0e20`, `1.0e-45`.
 pub(crate) fn format_float(x: f64) -> String {
-    if x.is_finite() && x == x.trunc() && x.abs() < 1e15 {
-        format!("{x:.1}")
-    } else {
-        let s = format!("{x}");
-        if s.len() > 12 {
-            format!("{x:.6}")
-        } else {
-            s
-        }
+    let s = format!("{x:?}");
+    match s.split_once('e') {
+        Some((mantissa, exp)) if !mantissa.contains('.') => format!("{mantissa}.0e{exp}"),
+        _ => s,
     }
 }

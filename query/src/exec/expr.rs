@@ -151,11 +151,16 @@ impl Ctx<'_> {
             });
         }
         let num = |v: &Value| matches!(v, Int(_) | Float(_));
-        let comparable = (num(&l) && num(&r)) || std::mem::discriminant(&l) == std::mem::discriminant(&r);
+        // NaN equals nothing and is neither above nor below anything (IEEE,
+        // openCypher), though it sorts and groups as one value.
+        let nan = |v: &Value| matches!(v, Float(x) if x.is_nan());
+        let comparable = ((num(&l) && num(&r)) || std::mem::discriminant(&l) == std::mem::discriminant(&r))
+            && !(nan(&l) || nan(&r));
         let ord = l.total_cmp(&r);
         Ok(match op {
             BinOp::Eq => Bool(comparable && ord.is_eq()),
             BinOp::Ne => Bool(!(comparable && ord.is_eq())),
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge if nan(&l) || nan(&r) => Bool(false),
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                 if !comparable || matches!(l, List(_) | Node { .. } | Edge { .. }) {
                     return Ok(Null);
@@ -171,6 +176,7 @@ impl Ctx<'_> {
                 List(items) => {
                     if items.iter().any(|x| {
                         (num(x) && num(&l) || std::mem::discriminant(x) == std::mem::discriminant(&l))
+                            && !(nan(x) || nan(&l))
                             && *x == l
                     }) {
                         Bool(true)
@@ -245,6 +251,10 @@ impl Ctx<'_> {
                 Value::Str(s.chars().skip(start).take(len).collect())
             }
             (Func::Split, Value::Str(s)) => match &vals[1] {
+                // An empty delimiter splits into characters, as in Neo4j.
+                Value::Str(d) if d.is_empty() => {
+                    Value::List(s.chars().map(|c| Value::Str(c.into())).collect())
+                }
                 Value::Str(d) => {
                     Value::List(s.split(d.as_str()).map(|p| Value::Str(p.to_string())).collect())
                 }

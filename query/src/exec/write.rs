@@ -139,6 +139,14 @@ impl Writer<'_> {
             .zip(self.end(dst, def.dst, row, def)?))
     }
 
+    /// A node's id in the statement's snapshot, whether named by id or by key.
+    fn id_of(&self, ty: u32, r: &NodeRef) -> Option<u32> {
+        match r {
+            NodeRef::Id(id) => Some(*id),
+            NodeRef::Key(k) => self.ctx.snap.node_id(ty, k),
+        }
+    }
+
     /// A node's key, for recognising it whether named by id or by key.
     fn key_text(&self, ty: u32, r: &NodeRef) -> String {
         match r {
@@ -216,7 +224,9 @@ impl Writer<'_> {
                 weight,
             } => {
                 let Some((s, d)) = self.ends(*rel, src, dst, row)? else {
-                    return Ok(());
+                    return Err(runtime(
+                        "CREATE: an end of the relationship is null (an OPTIONAL MATCH that found nothing?)",
+                    ));
                 };
                 let w = weight
                     .as_ref()
@@ -224,9 +234,11 @@ impl Writer<'_> {
                     .transpose()?
                     .and_then(|v| v.as_f64());
                 // Edges are a set: creating one that exists, without a
-                // weight, changes nothing (its weight stays).
-                if let (None, NodeRef::Id(si), NodeRef::Id(di)) = (w, &s, &d) {
-                    if ctx.snap.has_edge(*rel, *si, *di) && !self.deleted.contains(&(*rel, *si, *di)) {
+                // weight, changes nothing (its weight stays), however its
+                // ends were given (bound, or by key).
+                let def = &ctx.snap.catalog().relations[*rel as usize];
+                if let (None, Some(si), Some(di)) = (w, self.id_of(def.src, &s), self.id_of(def.dst, &d)) {
+                    if ctx.snap.has_edge(*rel, si, di) && !self.deleted.contains(&(*rel, si, di)) {
                         return Ok(());
                     }
                 }

@@ -248,7 +248,9 @@ impl Planner<'_> {
                         value: self.expr(e)?,
                     });
                 }
-                SetItem::Map(var, Expr::Map(m)) => {
+                // A literal map naming the key is checked row by row: its
+                // own key is left alone, another is an error.
+                SetItem::Map(var, Expr::Map(m)) if m.iter().all(|(k, _)| k.text != "key") => {
                     for (k, v) in m {
                         self.set_items(&[SetItem::Prop(var.clone(), k.clone(), v.clone())], writes)?;
                     }
