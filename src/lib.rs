@@ -23,6 +23,40 @@ pub use quiver_engine::{
     TrainEvent, Triple, ValidMetric, Validation,
 };
 
+/// Most bytes of a settings file (TOML config, PBG's `config.json`).
+pub const MAX_SETTINGS_FILE: u64 = 16 << 20;
+
+/// Reads a whole text file of at most `max` bytes. Only a regular file: a
+/// FIFO or a device (which may never end, or block forever) is refused
+/// before it is opened, and the size is checked before the text is read.
+pub fn read_text(path: &std::path::Path, max: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a FIFO or a device is refused)",
+        ));
+    }
+    let too_big = |n: u64| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("{n} bytes; at most {max} are read"),
+        )
+    };
+    if meta.len() > max {
+        return Err(too_big(meta.len()));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(too_big(text.len() as u64));
+    }
+    Ok(text)
+}
+
 /// Any error quiver returns.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

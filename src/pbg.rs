@@ -49,6 +49,31 @@ pub struct Exported {
     pub edges: u64,
 }
 
+/// Most partitions an export writes: P² bucket files (and P files per node
+/// type) are already 16,384 files at this cap.
+pub const MAX_PARTITIONS: u32 = 128;
+
+/// Refuses a partition count of 0, above [`MAX_PARTITIONS`] or above the
+/// largest node type's count (partitions past it would all be empty).
+fn check_partitions(db: &Database, out: &Path, partitions: u32) -> Result<()> {
+    let snap = db.snapshot();
+    let most = (0..snap.catalog().node_types.len() as u32)
+        .map(|t| snap.node_count(t))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    if partitions == 0 || partitions > MAX_PARTITIONS.min(most) {
+        return Err(fail(
+            out,
+            format!(
+                "--partitions {partitions}: from 1 to {} (at most {MAX_PARTITIONS}, and no more than the {most} nodes of the largest type)",
+                MAX_PARTITIONS.min(most)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses an output directory that is, or is inside, a database.
 fn refuse_database(out: &Path) -> Result<()> {
     match quiver_storage::database_containing(out) {
@@ -73,6 +98,7 @@ pub fn export_graph(
     force: bool,
 ) -> Result<Exported> {
     refuse_database(out)?;
+    check_partitions(db, out, partitions)?;
     let buckets = db.buckets(partitions)?;
     let snap = db.snapshot();
     let c = snap.catalog();
@@ -299,7 +325,7 @@ fn config_py(db: &Database, partitions: u32, cfg: &TrainConfig, out: &Path) -> S
 /// config are there), relations and the dimension are checked against the
 /// database first; on any mismatch nothing is stored.
 pub fn import_checkpoint(db: &Database, dir: &Path, name: &str) -> Result<()> {
-    let read = |p: PathBuf| std::fs::read_to_string(&p).map_err(|e| fail(&p, e));
+    let read = |p: PathBuf| crate::read_text(&p, crate::MAX_SETTINGS_FILE).map_err(|e| fail(&p, e));
     let version: u32 = {
         let p = dir.join("checkpoint_version.txt");
         read(p.clone())?
@@ -311,16 +337,27 @@ pub fn import_checkpoint(db: &Database, dir: &Path, name: &str) -> Result<()> {
     let config: serde_json::Value =
         serde_json::from_str(&read(config_path.clone())?).map_err(|e| fail(&config_path, e))?;
     let bad = |m: String| fail(&config_path, m);
+    if !config.is_object() {
+        return Err(bad("not a JSON object (PBG's config.json is one)".into()));
+    }
+    // A count in the config, checked before anything is sized by it.
+    let count = |v: &serde_json::Value, what: &str, max: u64| -> Result<u64> {
+        match v.as_u64() {
+            Some(n) if (1..=max).contains(&n) => Ok(n),
+            _ if v.is_null() => Err(bad(format!("no `{what}`"))),
+            _ => Err(bad(format!(
+                "`{what}` is {v}: expected an integer from 1 to {max}"
+            ))),
+        }
+    };
     let dynamic = config["dynamic_relations"].as_bool() == Some(true);
-    let comparator = config["comparator"].as_str().unwrap_or("");
-    if !matches!(comparator, "l2" | "squared_l2") {
+    let comparator = &config["comparator"];
+    if !matches!(comparator.as_str(), Some("l2" | "squared_l2")) {
         return Err(bad(format!(
-            "comparator `{comparator}`: only l2 and squared_l2 give TransE's h + r ≈ t (PBG translates the right-hand side)"
+            "comparator {comparator}: only l2 and squared_l2 give TransE's h + r ≈ t (PBG translates the right-hand side)"
         )));
     }
-    let dim = config["dimension"]
-        .as_u64()
-        .ok_or_else(|| bad("no `dimension`".into()))? as usize;
+    let dim = count(&config["dimension"], "dimension", 65536)? as usize;
     let snap = db.snapshot();
     let c = snap.catalog();
     let rels = config["relations"].as_array().cloned().unwrap_or_default();
@@ -364,7 +401,7 @@ pub fn import_checkpoint(db: &Database, dir: &Path, name: &str) -> Result<()> {
     let entity_path = config["entity_path"].as_str().map(PathBuf::from);
     if let (true, Some(ep)) = (dynamic, &entity_path) {
         let names_path = ep.join("dynamic_rel_names.json");
-        if let Ok(text) = std::fs::read_to_string(&names_path) {
+        if let Some(text) = read_names(&names_path, c.relations.len())? {
             let names: Vec<String> = serde_json::from_str(&text).map_err(|e| fail(&names_path, e))?;
             let ours: Vec<&str> = c.relations.iter().map(|r| r.name.as_str()).collect();
             if names != ours {
@@ -377,30 +414,43 @@ pub fn import_checkpoint(db: &Database, dir: &Path, name: &str) -> Result<()> {
     }
     let mut nodes = Vec::with_capacity(c.node_types.len());
     for (t, def) in c.node_types.iter().enumerate() {
-        let parts = config["entities"][&def.name]["num_partitions"]
-            .as_u64()
-            .ok_or_else(|| bad(format!("no entity type `{}`", def.name)))? as u32;
         let n = snap.node_count(t as u32);
+        let entity = &config["entities"][&def.name];
+        if !entity.is_object() {
+            return Err(bad(format!("no entity type `{}`", def.name)));
+        }
+        let most = u64::from(n.clamp(1, MAX_PARTITIONS));
+        let parts = count(
+            &entity["num_partitions"],
+            &format!("{}.num_partitions", def.name),
+            most,
+        )? as u32;
         let size = n.div_ceil(parts.max(1)).max(1);
         let mut rows = Vec::with_capacity(n as usize * dim);
         for p in 0..parts {
             let range = (p * size).min(n)..((p + 1) * size).min(n);
             let path = dir.join(format!("embeddings_{}_{p}.v{version}.h5", def.name));
-            let (shape, data) = read_f32(&path, "embeddings").map_err(|e| fail(&path, e))?;
-            if shape != [range.len(), dim] {
-                return Err(fail(
+            let data = read_f32(&path, "embeddings", &[range.len(), dim]).map_err(|e| {
+                fail(
                     &path,
                     format!(
-                        "embeddings of shape {shape:?}; the database's partition {p} of {} needs [{}, {dim}]",
+                        "{e} (the database's partition {p} of {} has {} rows)",
                         def.name,
                         range.len()
                     ),
-                ));
-            }
+                )
+            })?;
+            finite(&path, &data, dim)?;
             if let Some(ep) = &entity_path {
                 let names_path = ep.join(format!("entity_names_{}_{p}.json", def.name));
-                if let Ok(text) = std::fs::read_to_string(&names_path) {
+                if let Some(text) = read_names(&names_path, range.len())? {
                     let names: Vec<String> = serde_json::from_str(&text).map_err(|e| fail(&names_path, e))?;
+                    if names.len() != range.len() {
+                        return Err(fail(
+                            &names_path,
+                            format!("{} names; the partition has {} rows", names.len(), range.len()),
+                        ));
+                    }
                     let ours = range.clone().map(|id| snap.node_key(t as u32, id).unwrap_or(""));
                     if let Some((i, (a, b))) = names.iter().zip(ours).enumerate().find(|(_, (a, b))| a != b) {
                         return Err(fail(
@@ -417,16 +467,16 @@ pub fn import_checkpoint(db: &Database, dir: &Path, name: &str) -> Result<()> {
     let model_path = dir.join(format!("model.v{version}.h5"));
     let file = hdf5::File::open(&model_path).map_err(|e| fail(&model_path, e))?;
     let read = |key: &str, len: usize| -> Result<Vec<f32>> {
-        let v: Vec<f32> = file
+        let v = file
             .dataset(key)
-            .and_then(|ds| ds.read_raw())
+            .map_err(|e| e.to_string())
+            .and_then(|ds| match ds.shape() {
+                // Any shape of `len` values (a vector, or a row per relation).
+                shape if shape.iter().product::<usize>() == len => f32_dataset(&ds, &shape),
+                shape => Err(format!("shape {shape:?} holds other than {len} values")),
+            })
             .map_err(|e| fail(&model_path, format!("{key}: {e}")))?;
-        if v.len() != len {
-            return Err(fail(
-                &model_path,
-                format!("{key} has {} values, not {len}", v.len()),
-            ));
-        }
+        finite(&model_path, &v, len)?;
         Ok(v)
     };
     // PBG adds a learned vector per entity type to its rows when global_emb is on.
@@ -490,9 +540,7 @@ pub fn export_checkpoint(
     force: bool,
 ) -> Result<usize> {
     refuse_database(out)?;
-    if partitions == 0 {
-        return Err(fail(out, "partitions must be at least 1"));
-    }
+    check_partitions(db, out, partitions)?;
     let model = crate::tasks::load_extended(db, name)?;
     if model.config.score != Score::L2 {
         return Err(fail(
@@ -610,9 +658,49 @@ pub fn export_checkpoint(
     Ok(files + 3)
 }
 
-/// A float32 dataset of `file` as (shape, values).
-fn read_f32(path: &Path, dataset: &str) -> hdf5::Result<(Vec<usize>, Vec<f32>)> {
-    let f = hdf5::File::open(path)?;
-    let ds = f.dataset(dataset)?;
-    Ok((ds.shape(), ds.read_raw()?))
+/// Dataset `dataset` of `path`, which must hold float32 values of `shape`.
+fn read_f32(path: &Path, dataset: &str, shape: &[usize]) -> std::result::Result<Vec<f32>, String> {
+    let f = hdf5::File::open(path).map_err(|e| e.to_string())?;
+    let ds = f.dataset(dataset).map_err(|e| e.to_string())?;
+    f32_dataset(&ds, shape)
+}
+
+/// A dataset's values, its type and shape checked before anything is
+/// allocated (a chunked, compressed file can declare billions of rows).
+fn f32_dataset(ds: &hdf5::Dataset, shape: &[usize]) -> std::result::Result<Vec<f32>, String> {
+    use hdf5::types::{FloatSize, TypeDescriptor};
+    let ty = ds
+        .dtype()
+        .and_then(|t| t.to_descriptor())
+        .map_err(|e| e.to_string())?;
+    if ty != TypeDescriptor::Float(FloatSize::U4) {
+        return Err(format!("values of type {ty}; PBG writes float32"));
+    }
+    if ds.shape() != shape {
+        return Err(format!("shape {:?}, expected {shape:?}", ds.shape()));
+    }
+    ds.read_raw().map_err(|e| e.to_string())
+}
+
+/// Refuses a NaN or infinite value, naming its row.
+fn finite(path: &Path, values: &[f32], dim: usize) -> Result<()> {
+    match values.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(fail(
+            path,
+            format!("row {} has a value that is not finite", i / dim.max(1)),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A names file of PBG's (JSON list) for `rows` names, if it exists: a
+/// regular file of a size such names can have; any other failure to read
+/// it is an error.
+fn read_names(path: &Path, rows: usize) -> Result<Option<String>> {
+    let max = (rows as u64 + 1).saturating_mul(4096);
+    match crate::read_text(path, max) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(fail(path, e)),
+    }
 }

@@ -46,15 +46,34 @@ pub struct Trial {
     pub seconds: f64,
 }
 
+/// Most points a grid may have (each trains a model).
+pub const MAX_POINTS: usize = 1000;
+
 /// Every combination of the axes' values over `base` (the first axis varies
-/// slowest). A key that is not a setting, or a value of the wrong kind, is
-/// an error naming it.
+/// slowest), at most [`MAX_POINTS`], counted before any is built. A key that
+/// is not a setting, set twice, a value of the wrong kind, or a point with
+/// no epoch to validate is an error naming it.
 pub fn grid(base: &toml::Table, axes: &[Axis]) -> Result<Vec<Point>> {
-    let mut points = vec![Vec::new()];
-    for axis in axes {
+    let mut count: usize = 1;
+    for (i, axis) in axes.iter().enumerate() {
         if axis.values.is_empty() {
             return Err(config_error(format!("`{}`: no values to try", axis.key)));
         }
+        if axes[..i].iter().any(|a| a.key == axis.key) {
+            return Err(config_error(format!(
+                "`{}` is set twice: give its values as one list (`{}=a,b`)",
+                axis.key, axis.key
+            )));
+        }
+        count = count.saturating_mul(axis.values.len());
+    }
+    if count > MAX_POINTS {
+        return Err(config_error(format!(
+            "the grid has {count} points; at most {MAX_POINTS} (each trains a model)"
+        )));
+    }
+    let mut points = vec![Vec::new()];
+    for axis in axes {
         points = points
             .into_iter()
             .flat_map(|p: Vec<(String, toml::Value)>| {
@@ -82,6 +101,12 @@ pub fn grid(base: &toml::Table, axes: &[Axis]) -> Result<Vec<Point>> {
                 }
                 other => other?,
             }
+            if config.epochs == 0 {
+                return Err(config_error(format!(
+                    "{}: epochs = 0 leaves nothing to validate",
+                    describe(&settings)
+                )));
+            }
             Ok(Point {
                 settings,
                 table,
@@ -103,6 +128,32 @@ pub fn run(
     on_event: &mut dyn FnMut(usize, &TrainEvent),
 ) -> Result<Vec<Trial>> {
     let trial_name = format!("{name}~trial");
+    // A trial left by a run that was killed, or by this one when it fails.
+    let discard = || -> Result<()> {
+        for m in [quiver_engine::best_model_name(&trial_name), trial_name.clone()] {
+            if db.catalog().models.iter().any(|x| x.name == m) {
+                db.drop_model(&m)?;
+            }
+        }
+        Ok(())
+    };
+    discard()?;
+    let trials = run_points(db, name, &trial_name, points, device, valid, on_event);
+    if trials.is_err() {
+        discard()?;
+    }
+    trials
+}
+
+fn run_points(
+    db: &Database,
+    name: &str,
+    trial_name: &str,
+    points: &[Point],
+    device: &quiver_engine::Device,
+    valid: &Validation,
+    on_event: &mut dyn FnMut(usize, &TrainEvent),
+) -> Result<Vec<Trial>> {
     let never = std::sync::atomic::AtomicBool::new(false);
     let mut trials: Vec<Trial> = Vec::with_capacity(points.len());
     for (i, point) in points.iter().enumerate() {
@@ -120,7 +171,7 @@ pub fn run(
         };
         crate::train_on_until(
             db,
-            &trial_name,
+            trial_name,
             &point.config,
             device,
             &mut log,
@@ -135,9 +186,9 @@ pub fn run(
             seconds: started.elapsed().as_secs_f64(),
         });
         if chosen(&trials) == Some(i) {
-            db.replace_model(&trial_name, name)?;
+            db.replace_model(trial_name, name)?;
         } else {
-            db.drop_model(&trial_name)?;
+            db.drop_model(trial_name)?;
         }
     }
     Ok(trials)

@@ -228,3 +228,143 @@ fn a_diverging_run_is_an_error_and_its_model_is_not_finished() {
     }
     intact(&db);
 }
+
+#[test]
+fn tune_and_validation_flags_are_checked_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, valid) = trained(dir.path());
+    let run = |args: &[&str]| {
+        let o = quiver(args);
+        let said = text(&o);
+        assert!(!o.status.success(), "{args:?}: {said}");
+        assert!(
+            !said.contains("point 1/") && !said.contains("epoch   1"),
+            "{said}"
+        );
+        said
+    };
+    let tune = |extra: &[&str]| {
+        let mut args = vec!["tune", p(&db), "--device", "cpu", "--valid", p(&valid)];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    assert!(tune(&["--set", "lr=0.1", "--set", "lr=0.2"]).contains("`lr` is set twice"));
+    assert!(tune(&["--set", "epochs=0,1"]).contains("epochs = 0 leaves nothing to validate"));
+    let values: Vec<String> = (1..=100).map(|i| i.to_string()).collect();
+    let many = format!("margin={}", values.join(","));
+    let many_lr = format!("seed={}", values.join(","));
+    assert!(tune(&["--set", &many, "--set", &many_lr]).contains("10000 points; at most 1000"));
+    assert!(tune(&["--set", "lr=0.1", "--eval-every", "0"]).contains("--eval-every 0"));
+    // Validation settings without validation, and a validation file that never ends.
+    for flag in [
+        ["--patience", "3"],
+        ["--eval-every", "2"],
+        ["--metric", "hits@10"],
+    ] {
+        let said = run(&[
+            "train",
+            p(&db),
+            "--model",
+            "x",
+            "--device",
+            "cpu",
+            "--dim",
+            "8",
+            flag[0],
+            flag[1],
+        ]);
+        assert!(said.contains("need --valid"), "{said}");
+    }
+    let said = run(&[
+        "train",
+        p(&db),
+        "--model",
+        "x",
+        "--device",
+        "cpu",
+        "--dim",
+        "8",
+        "--valid",
+        "/dev/zero",
+    ]);
+    assert!(said.contains("/dev/zero:1:1: line longer than 1 MiB"), "{said}");
+    // No trial model is left behind by a grid that fails.
+    let said = tune(&["--set", "lr=0.1", "--metric", "nope"]);
+    assert!(said.contains("--metric nope"), "{said}");
+    let o = quiver(&["models", p(&db)]);
+    assert!(!text(&o).contains('~'), "{}", text(&o));
+    intact(&db);
+}
+
+#[test]
+fn special_files_and_huge_counts_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = trained(dir.path());
+    let o = quiver(&["query", p(&db), "--param", "x:json=@/dev/zero", "-e", "RETURN $x"]);
+    assert!(
+        !o.status.success() && text(&o).contains("not a regular file"),
+        "{}",
+        text(&o)
+    );
+    // PBG exports: partitions bounded by the node count; settings PBG could not load refused.
+    let out = dir.path().join("pbg");
+    for format in ["pbg", "pbg-checkpoint"] {
+        let o = quiver(&[
+            "export",
+            p(&db),
+            "--model",
+            "m",
+            "--format",
+            format,
+            "--partitions",
+            "4294967295",
+            "--out",
+            p(&out),
+        ]);
+        assert!(
+            !o.status.success() && text(&o).contains("from 1 to 40"),
+            "{}",
+            text(&o)
+        );
+    }
+    for bad in ["margin = nan", "lr = inf"] {
+        let config = dir.path().join("bad.toml");
+        std::fs::write(&config, bad).unwrap();
+        let o = quiver(&[
+            "export",
+            p(&db),
+            "--format",
+            "pbg",
+            "--config",
+            p(&config),
+            "--out",
+            p(&out),
+        ]);
+        assert!(
+            !o.status.success() && text(&o).contains("invalid configuration"),
+            "{}",
+            text(&o)
+        );
+    }
+    assert!(!out.exists());
+    // drift with k as large as the rows, or far larger, answers at once.
+    let o = quiver(&[
+        "train",
+        p(&db),
+        "--model",
+        "m2",
+        "--device",
+        "cpu",
+        "--dim",
+        "8",
+        "--epochs",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    for k in ["40", "1000000000000"] {
+        let started = std::time::Instant::now();
+        let o = quiver(&["drift", p(&db), "m", "m2", "--type", "Entity", "--k", k]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(started.elapsed().as_secs_f64() < 10.0, "--k {k}");
+    }
+}

@@ -93,7 +93,7 @@ fn export_is_the_stored_graph_in_pbg_layout() {
     quiver::pbg::export_graph(&db, p, &TrainConfig::default(), &out, true).unwrap();
     let e =
         quiver::pbg::export_graph(&db, p, &TrainConfig::default(), &dir.path().join("db"), true).unwrap_err();
-    assert!(e.to_string().contains("database directory"), "{e}");
+    assert!(e.to_string().contains("inside database"), "{e}");
 }
 
 /// Writes a checkpoint as PBG does: version file, config.json, per entity
@@ -255,16 +255,16 @@ fn mismatched_checkpoints_are_refused_and_store_nothing() {
         good.replace("\"num_partitions\":2", "\"num_partitions\":1"),
     )
     .unwrap();
-    assert!(import("partitions").contains("needs ["), "partitions");
+    assert!(import("partitions").contains("expected ["), "partitions");
     // Another dimension.
     std::fs::write(&config_path, good.replace("\"dimension\":4", "\"dimension\":5")).unwrap();
-    assert!(import("dimension").contains("embeddings of shape"));
+    assert!(import("dimension").contains("shape"));
     // Relations that are not the database's.
     std::fs::write(&config_path, good.replace("\"Likes\"", "\"Loves\"")).unwrap();
     assert!(import("relations").contains("where the database has Likes"));
     // A comparator TransE's translation does not survive.
     std::fs::write(&config_path, good.replace("\"l2\"", "\"dot\"")).unwrap();
-    assert!(import("comparator").contains("comparator `dot`"));
+    assert!(import("comparator").contains("comparator \"dot\""));
     std::fs::write(&config_path, &good).unwrap();
     // Names in another order than the database's rows.
     let names = out.join("entity_names_User_0.json");
@@ -278,6 +278,92 @@ fn mismatched_checkpoints_are_refused_and_store_nothing() {
     let f = hdf5::File::create(ckpt.join("model.v3.h5")).unwrap();
     drop(f);
     assert!(import("model file").contains("model/relations/0/operator/rhs/translation"));
+}
+
+/// Hostile checkpoints (issue 34): sizes, types and values are checked
+/// before anything is allocated or stored; special files are refused.
+#[test]
+fn hostile_checkpoints_are_refused_before_they_allocate() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = typed_graph(dir.path());
+    let out = dir.path().join("pbg");
+    quiver::pbg::export_graph(&db, 2, &TrainConfig::default(), &out, false).unwrap();
+    let ckpt = out.join("checkpoints");
+    write_checkpoint(&db, &out, &ckpt, 4, 2);
+    let import = |what: &str| {
+        let e = quiver::pbg::import_checkpoint(&db, &ckpt, "m")
+            .unwrap_err()
+            .to_string();
+        assert!(db.models().is_empty(), "{what}: a model was stored");
+        e
+    };
+    let config_path = ckpt.join("config.json");
+    let good = std::fs::read_to_string(&config_path).unwrap();
+    let with = |from: &str, to: &str| std::fs::write(&config_path, good.replace(from, to)).unwrap();
+    for bad in ["-8", "\"8\"", "8.5", "0", "1000000000000", "1e15", "null"] {
+        with("\"dimension\":4", &format!("\"dimension\":{bad}"));
+        let e = import(bad);
+        assert!(e.contains("dimension"), "{bad}: {e}");
+    }
+    for bad in ["1099511627777", "0", "-1", "\"2\""] {
+        with("\"num_partitions\":2", &format!("\"num_partitions\":{bad}"));
+        let e = import(bad);
+        assert!(e.contains("num_partitions"), "{bad}: {e}");
+    }
+    std::fs::write(&config_path, "[1, 2]").unwrap();
+    assert!(import("a list").contains("not a JSON object"));
+    std::fs::write(&config_path, &good).unwrap();
+    // Special files: refused, never read without end.
+    for name in ["config.json", "checkpoint_version.txt"] {
+        let path = ckpt.join(name);
+        let keep = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        assert!(import(name).contains("not a regular file"), "{name}");
+        std::fs::remove_file(&path).unwrap();
+        let fifo = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
+        assert!(fifo.success());
+        assert!(import(name).contains("not a regular file"), "{name} as a FIFO");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, keep).unwrap();
+    }
+    let names = out.join("entity_names_User_0.json");
+    let keep = std::fs::read(&names).unwrap();
+    std::fs::remove_file(&names).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &names).unwrap();
+    assert!(import("names /dev/zero").contains("not a regular file"));
+    std::fs::remove_file(&names).unwrap();
+    std::fs::write(&names, "[]").unwrap();
+    assert!(import("no names").contains("0 names"));
+    std::fs::write(&names, keep).unwrap();
+    // Embeddings of another type, NaN rows, a huge declared shape.
+    let emb = ckpt.join("embeddings_User_0.v3.h5");
+    let n = db.buckets(2).unwrap().partition_range(0, 0).len();
+    let f = hdf5::File::create(&emb).unwrap();
+    f.new_dataset::<i64>().shape((n, 4)).create("embeddings").unwrap();
+    drop(f);
+    assert!(import("int64").contains("float32"));
+    let f = hdf5::File::create(&emb).unwrap();
+    let mut rows = vec![0.5f32; n * 4];
+    rows[5] = f32::NAN;
+    f.new_dataset::<f32>()
+        .shape((n, 4))
+        .create("embeddings")
+        .unwrap()
+        .write_raw(&rows)
+        .unwrap();
+    drop(f);
+    assert!(import("nan").contains("row 1 has a value that is not finite"));
+    let f = hdf5::File::create(&emb).unwrap();
+    f.new_dataset::<f32>()
+        .chunk((1024, 8))
+        .deflate(9)
+        .shape((2_000_000_000, 8))
+        .create("embeddings")
+        .unwrap();
+    drop(f);
+    assert!(std::fs::metadata(&emb).unwrap().len() < 1 << 20);
+    assert!(import("huge").contains("shape [2000000000, 8]"));
 }
 
 /// A knowledge graph (one entity type): PBG's dynamic relations, one

@@ -42,31 +42,46 @@ pub struct ValidArgs {
     /// --patience scorings without improvement end the run.
     #[arg(long)]
     pub valid: Option<PathBuf>,
-    /// Epochs between validation scorings.
-    #[arg(long, default_value_t = 1)]
-    pub eval_every: usize,
-    /// Scorings without improvement before stopping (0: train all epochs).
-    #[arg(long, default_value_t = 0)]
-    pub patience: usize,
-    /// mrr or hits@10: what the best model is chosen by.
-    #[arg(long, default_value = "mrr")]
-    pub metric: String,
+    /// Epochs between validation scorings [default: 1].
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Scorings without improvement before stopping (0: train all epochs) [default: 0].
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// mrr or hits@10: what the best model is chosen by [default: mrr].
+    #[arg(long)]
+    pub metric: Option<String>,
 }
 
 impl ValidArgs {
     /// The validation schedule, when `--valid` is given.
     pub fn validation(&self) -> anyhow::Result<Option<quiver::Validation>> {
-        let Some(path) = &self.valid else { return Ok(None) };
+        let Some(path) = &self.valid else {
+            if self.eval_every.is_some() || self.patience.is_some() || self.metric.is_some() {
+                bail!("--eval-every, --patience and --metric need --valid FILE");
+            }
+            return Ok(None);
+        };
+        let metric = match self.metric() {
+            "mrr" => quiver::ValidMetric::Mrr,
+            "hits@10" => quiver::ValidMetric::Hits10,
+            m => bail!("--metric {m}: expected mrr or hits@10"),
+        };
+        let every = match self.eval_every {
+            Some(0) => bail!("--eval-every 0: validate every 1 or more epochs"),
+            n => n.unwrap_or(1),
+        };
         Ok(Some(quiver::Validation {
             triples: quiver::read_triples(path)?,
-            every: self.eval_every.max(1),
-            patience: self.patience,
-            metric: match self.metric.as_str() {
-                "mrr" => quiver::ValidMetric::Mrr,
-                "hits@10" => quiver::ValidMetric::Hits10,
-                m => bail!("--metric {m}: expected mrr or hits@10"),
-            },
+            every,
+            patience: self.patience.unwrap_or(0),
+            metric,
         }))
+    }
+
+    /// The metric's name as given (mrr when not).
+    pub fn metric(&self) -> &str {
+        self.metric.as_deref().unwrap_or("mrr")
     }
 }
 
@@ -171,8 +186,8 @@ impl TrainArgs {
     pub fn config(&self, db: &Database) -> anyhow::Result<quiver::TrainConfig> {
         let mut c: quiver::TrainConfig = match &self.config {
             Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let text = quiver::read_text(path, quiver::MAX_SETTINGS_FILE)
+                    .with_context(|| format!("reading {}", path.display()))?;
                 toml::from_str(&text).with_context(|| format!("{}", path.display()))?
             }
             None => quiver::TrainConfig::default(),
@@ -397,12 +412,14 @@ pub fn export_pbg(
     }
     let cfg: quiver::TrainConfig = match config {
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = quiver::read_text(path, quiver::MAX_SETTINGS_FILE)
+                .with_context(|| format!("reading {}", path.display()))?;
             toml::from_str(&text).with_context(|| format!("{}", path.display()))?
         }
         None => quiver::TrainConfig::default(),
     };
+    // Settings PBG could not load (`margin = nan`) are refused before a file is written.
+    cfg.validate()?;
     let database = open(db)?;
     let r = quiver::pbg::export_graph(&database, partitions, &cfg, out, force)?;
     say!(

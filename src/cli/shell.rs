@@ -38,7 +38,7 @@ impl Format {
 /// anything else is a string. `--param k:TYPE=v` says the type (`str`,
 /// `int`, `float`, `bool` or `json`), so `k:str=007` is the string "007";
 /// `k:json=[{"key": "a"}]` is a list of maps, and `k:json=@rows.json` reads
-/// the JSON from a file.
+/// the JSON from a file (a regular file of at most [`MAX_PARAM_FILE`] bytes).
 pub fn params(items: &[String]) -> anyhow::Result<Params> {
     let mut p = Params::new();
     for item in items {
@@ -62,7 +62,7 @@ pub fn params(items: &[String]) -> anyhow::Result<Params> {
             Some("bool") => Value::Bool(v.parse().map_err(|_| bad("bool"))?),
             Some("json") => {
                 let text = match v.strip_prefix('@') {
-                    Some(path) => std::fs::read_to_string(path)
+                    Some(path) => quiver::read_text(Path::new(path), MAX_PARAM_FILE)
                         .with_context(|| format!("--param {k}: reading {path}"))?,
                     None => v.to_string(),
                 };
@@ -134,6 +134,9 @@ fn history_file() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
     Some(data.join("quiver").join("history"))
 }
+
+/// Most bytes of a `--param k:json=@FILE` file.
+pub const MAX_PARAM_FILE: u64 = 256 << 20;
 
 const HELP: &str = "\
 Statements end with ';' and may span lines. Examples:

@@ -68,8 +68,8 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
     };
     let base: toml::Table = match &args.config {
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = quiver::read_text(path, quiver::MAX_SETTINGS_FILE)
+                .with_context(|| format!("reading {}", path.display()))?;
             toml::from_str(&text).with_context(|| format!("{}", path.display()))?
         }
         None => toml::Table::new(),
@@ -81,7 +81,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         "{} points on {}, chosen by validation {} on {} triples",
         points.len(),
         device.describe(),
-        args.valid.metric,
+        args.valid.metric(),
         valid.triples.len()
     );
     let mut current = usize::MAX;
@@ -109,7 +109,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
     let chosen = tune::chosen(&trials).context("no points")?;
     let mut table = vec![format!(
         "settings\tvalid {}\tepoch kept\tepochs run\tseconds",
-        args.valid.metric
+        args.valid.metric()
     )];
     for t in &trials {
         table.push(format!(
@@ -130,7 +130,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
     say!(
         "chosen: {} (valid {} {:.4}, epoch {}), stored as model `{}`; table: {}",
         tune::describe(&trials[chosen].point.settings),
-        args.valid.metric,
+        args.valid.metric(),
         trials[chosen].best,
         trials[chosen].epoch,
         args.model,
