@@ -8,7 +8,9 @@ pub mod tune;
 
 /// Values in query parameters and results.
 pub use quiver_query::Value as QueryValue;
-pub use quiver_query::{Graph, Limits, Params, Pos, Prepared, QueryError, Rows};
+pub use quiver_query::{
+    Graph, Limits, Params, Pos, Prepared, QueryError, Rows, MAX_DEPTH as QUERY_MAX_DEPTH,
+};
 
 pub use quiver_storage::{
     database_containing, import, BucketEdge, Buckets, Catalog, CheckReport, CommitInfo, CorruptionError,

@@ -331,10 +331,11 @@ impl TrainConfig {
         if self.uniform_negatives == 0 && !self.batch_negatives {
             return bad("no negatives: set uniform_negatives > 0 or batch_negatives");
         }
-        if !(self.lr > 0.0 && self.lr.is_finite())
-            || self.relation_lr.is_some_and(|r| !(r >= 0.0 && r.is_finite()))
-        {
-            return bad("learning rates must be positive and finite");
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(&format!("lr = {}: it must be positive and finite", self.lr));
+        }
+        if let Some(r) = self.relation_lr.filter(|r| !(*r >= 0.0 && r.is_finite())) {
+            return bad(&format!("relation_lr = {r}: it must be finite and not negative"));
         }
         if !(self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
             return bad("lr_decay must be in (0, 1]");

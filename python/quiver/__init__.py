@@ -220,7 +220,8 @@ class Database:
         import numpy as np
 
         keys, scores = self._db.neighbors(model, node_type, nodes, k, metric, relation, exclude_connected, quantized, device)
-        return np.array(keys, dtype=object).reshape(len(keys), k), scores
+        # k past the target type's rows is cut to them (as the CLI does).
+        return np.array(keys, dtype=object).reshape(scores.shape), scores
 
     # Administration
 

@@ -12,7 +12,7 @@ use std::sync::{Mutex, RwLock};
 
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyTypeError};
+use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use quiver::tasks::{self, NeighborQuery};
@@ -124,6 +124,20 @@ fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
 
 /// A Python value as a query value (bool before int: a bool is an int).
 fn to_value(o: &Bound<'_, PyAny>) -> PyResult<QueryValue> {
+    value_at(o, 0)
+}
+
+/// [`to_value`] at nesting depth `depth`: lists and dicts nest at most
+/// [`quiver::QUERY_MAX_DEPTH`] deep, so a list that contains itself (or one
+/// 100,000 levels deep) is an error, not a stack overflow.
+fn value_at(o: &Bound<'_, PyAny>, depth: usize) -> PyResult<QueryValue> {
+    let max = quiver::QUERY_MAX_DEPTH;
+    if depth > max {
+        return Err(PyValueError::new_err(format!(
+            "a parameter nests lists and dicts more than {max} deep (or contains itself)"
+        )));
+    }
+    let to_value = |x: &Bound<'_, PyAny>| value_at(x, depth + 1);
     if o.is_none() {
         return Ok(QueryValue::Null);
     }
@@ -131,7 +145,11 @@ fn to_value(o: &Bound<'_, PyAny>) -> PyResult<QueryValue> {
         return Ok(QueryValue::Bool(b.is_true()));
     }
     if o.is_instance_of::<PyInt>() {
-        return Ok(QueryValue::Int(o.extract()?));
+        return o.extract().map(QueryValue::Int).map_err(|_| {
+            PyOverflowError::new_err(format!(
+                "integer {o} does not fit in 64 bits (a query integer is an i64)"
+            ))
+        });
     }
     if o.is_instance_of::<PyFloat>() {
         return Ok(QueryValue::Float(o.extract()?));
@@ -156,7 +174,7 @@ fn to_value(o: &Bound<'_, PyAny>) -> PyResult<QueryValue> {
             o.clone()
         };
         if !(items.is_instance_of::<PyList>() || items.is_instance_of::<PyTuple>()) {
-            return to_value(&items); // a numpy scalar's tolist() is a Python scalar
+            return value_at(&items, depth); // a numpy scalar's tolist() is a Python scalar
         }
         return Ok(QueryValue::List(
             items
@@ -224,21 +242,36 @@ fn json_to_py<'py>(py: Python<'py>, j: &serde_json::Value) -> PyResult<Bound<'py
     })
 }
 
-fn py_to_json(o: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
-    let v = to_value(o)?;
-    fn conv(v: QueryValue) -> serde_json::Value {
-        match v {
-            QueryValue::Null => serde_json::Value::Null,
+/// A dict of settings as a TOML table (None is not a setting's value).
+fn py_to_toml(o: &Bound<'_, PyAny>) -> PyResult<toml::Table> {
+    fn conv(key: &str, v: QueryValue) -> PyResult<toml::Value> {
+        Ok(match v {
             QueryValue::Bool(b) => b.into(),
             QueryValue::Int(i) => i.into(),
             QueryValue::Float(x) => x.into(),
             QueryValue::Str(s) => s.into(),
-            QueryValue::List(l) => l.into_iter().map(conv).collect(),
-            QueryValue::Map(m) => m.into_iter().map(|(k, x)| (k, conv(x))).collect(),
-            _ => serde_json::Value::Null,
-        }
+            QueryValue::List(l) => {
+                toml::Value::Array(l.into_iter().map(|x| conv(key, x)).collect::<PyResult<_>>()?)
+            }
+            QueryValue::Map(m) => toml::Value::Table(
+                m.into_iter()
+                    .map(|(k, x)| Ok((k.clone(), conv(&k, x)?)))
+                    .collect::<PyResult<_>>()?,
+            ),
+            _ => {
+                return Err(ConfigError::new_err(format!(
+                    "invalid configuration: `{key}` is None"
+                )))
+            }
+        })
     }
-    Ok(conv(v))
+    match to_value(o)? {
+        QueryValue::Map(m) => m
+            .into_iter()
+            .map(|(k, x)| Ok((k.clone(), conv(&k, x)?)))
+            .collect(),
+        _ => Err(ConfigError::new_err("invalid configuration: expected a dict")),
+    }
 }
 
 fn params(p: Option<&Bound<'_, PyDict>>) -> PyResult<Params> {
@@ -254,6 +287,12 @@ fn params(p: Option<&Bound<'_, PyDict>>) -> PyResult<Params> {
 
 /// Keys from a list, tuple, numpy array or pandas column: each as text.
 fn keys(o: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
+    if o.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what}: a list of keys, not a str (write [{}] for one key)",
+            o.repr()?
+        )));
+    }
     let items = if o.hasattr("tolist")? {
         o.call_method0("tolist")?
     } else {
@@ -321,8 +360,61 @@ struct Database {
     views: Mutex<HashMap<(String, String), View>>,
 }
 
+thread_local! {
+    /// Calls into a database under way on this thread (a callback of one
+    /// runs inside it), so that `close` from a callback is refused rather
+    /// than waiting forever for the call that runs it.
+    static IN_CALL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a call under way on this thread for as long as it lives.
+struct InCall;
+
+impl InCall {
+    fn enter() -> Self {
+        IN_CALL.with(|n| n.set(n.get() + 1));
+        InCall
+    }
+}
+
+impl Drop for InCall {
+    fn drop(&mut self) {
+        IN_CALL.with(|n| n.set(n.get() - 1));
+    }
+}
+
+/// Runs `run` with an interrupt check that takes the GIL every few
+/// milliseconds to look for a signal (Ctrl-C): a pending KeyboardInterrupt
+/// ends the query ([`QueryError::Interrupted`]) and is raised in its place.
+fn interruptible<T>(
+    py: Python<'_>,
+    run: impl FnOnce(&dyn Fn() -> bool) -> Result<T, QueryError> + Send,
+) -> PyResult<T>
+where
+    T: Send,
+{
+    let pending: Mutex<Option<PyErr>> = Mutex::new(None);
+    let check = || {
+        Python::attach(|py| match py.check_signals() {
+            Ok(()) => false,
+            Err(e) => {
+                if let Ok(mut p) = pending.lock() {
+                    *p = Some(e);
+                }
+                true
+            }
+        })
+    };
+    let r = py.detach(|| run(&check));
+    match (r, pending.into_inner().ok().flatten()) {
+        (Err(QueryError::Interrupted), Some(e)) => Err(e),
+        (r, _) => r.map_err(py_err),
+    }
+}
+
 impl Database {
     fn with<T>(&self, f: impl FnOnce(&Graph) -> PyResult<T>) -> PyResult<T> {
+        let _call = InCall::enter();
         guard(|| {
             let g = self
                 .graph
@@ -352,8 +444,12 @@ fn rows_out<'py>(py: Python<'py>, rows: quiver::Rows) -> PyResult<(Vec<String>, 
 fn train_config(config: Option<&Bound<'_, PyAny>>) -> PyResult<TrainConfig> {
     Ok(match config {
         None => TrainConfig::default(),
-        Some(c) if c.is_instance_of::<PyDict>() => serde_json::from_value(py_to_json(c)?)
-            .map_err(|e| ConfigError::new_err(format!("invalid configuration: {e}")))?,
+        // Through TOML, as a config file is read, so that an error names the setting.
+        Some(c) if c.is_instance_of::<PyDict>() => {
+            let text = toml::to_string(&py_to_toml(c)?)
+                .map_err(|e| ConfigError::new_err(format!("invalid configuration: {e}")))?;
+            toml::from_str(&text).map_err(|e| ConfigError::new_err(format!("invalid configuration: {e}")))?
+        }
         Some(c) => {
             let path: PathBuf = c.extract()?;
             let text = std::fs::read_to_string(&path)
@@ -383,6 +479,11 @@ impl Database {
 
     /// Closes the database; later calls raise `quiver.Error`.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if IN_CALL.with(|n| n.get()) > 0 {
+            return Err(Error::new_err(
+                "close() inside one of this database's calls (an on_event callback) would wait for that call forever; close it after the call returns",
+            ));
+        }
         if let Ok(mut v) = self.views.lock() {
             v.clear();
         }
@@ -408,7 +509,7 @@ impl Database {
         params: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<(Vec<String>, Bound<'py, PyList>)> {
         let p = self::params(params)?;
-        let rows = self.with(|g| py.detach(|| g.query(text, &p)).map_err(py_err))?;
+        let rows = self.with(|g| interruptible(py, |stop| g.query_interruptible(text, &p, Some(stop))))?;
         rows_out(py, rows)
     }
 
@@ -424,7 +525,11 @@ impl Database {
         params: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<(Vec<String>, Bound<'py, PyList>)> {
         let p = self::params(params)?;
-        let rows = self.with(|g| g.execute(&prepared.0, &p, g.limits()).map_err(py_err))?;
+        let rows = self.with(|g| {
+            interruptible(py, |stop| {
+                g.execute_interruptible(&prepared.0, &p, g.limits(), Some(stop))
+            })
+        })?;
         rows_out(py, rows)
     }
 
@@ -443,11 +548,23 @@ impl Database {
         weights: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (s, d) = (keys(src_keys, "src_keys")?, keys(dst_keys, "dst_keys")?);
-        let w: Option<Vec<f32>> = match weights {
+        let w: Option<Vec<f64>> = match weights {
             None => None,
             Some(w) if w.hasattr("tolist")? => Some(w.call_method0("tolist")?.extract()?),
             Some(w) => Some(w.extract()?),
         };
+        // Weights are stored as 32-bit floats: a value beyond them is named, not stored as inf.
+        if let Some((i, x)) = w
+            .iter()
+            .flatten()
+            .enumerate()
+            .find(|(_, x)| x.abs() > f32::MAX as f64)
+        {
+            return Err(PyValueError::new_err(format!(
+                "weights[{i}] = {x:e} does not fit a 32-bit float"
+            )));
+        }
+        let w: Option<Vec<f32>> = w.map(|w| w.into_iter().map(|x| x as f32).collect());
         if s.len() != d.len() || w.as_ref().is_some_and(|w| w.len() != s.len()) {
             return Err(PyTypeError::new_err(format!(
                 "src_keys, dst_keys and weights must have one length (found {}, {}{})",
@@ -780,7 +897,7 @@ impl Database {
     ) -> PyResult<(KeyGrid, Bound<'py, PyAny>)> {
         let nodes = keys(nodes, "nodes")?;
         let dev = self::device(device)?;
-        let (keys_out, scores) = self.with(|g| {
+        let (keys_out, scores, k) = self.with(|g| {
             py.detach(|| {
                 let db = g.database();
                 let snap = db.snapshot();
@@ -809,6 +926,8 @@ impl Database {
                 };
                 let m = g.model(model)?;
                 let (target, results) = tasks::neighbors(db, &snap, (&m, model), &queries, &q, &dev)?;
+                // A k past the target's rows asks for every row (as the CLI does).
+                let k = k.min(snap.node_count(target) as usize);
                 let mut scores = vec![f32::NAN; nodes.len() * k];
                 let keys_out = results
                     .iter()
@@ -824,7 +943,7 @@ impl Database {
                             .collect()
                     })
                     .collect::<KeyGrid>();
-                Ok::<_, quiver::Error>((keys_out, scores))
+                Ok::<_, quiver::Error>((keys_out, scores, k))
             })
             .map_err(py_err)
         })?;

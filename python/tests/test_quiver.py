@@ -333,3 +333,86 @@ def test_fb15k237_matches_the_cli(tmp_path):
     with quiver.open(tmp_path / "db") as db:
         ours = db.query(q).rows[0][0]
     assert ours == json.loads(cli("query", tmp_path / "db", "--format", "json", "-e", q).stdout)[0]["count(DISTINCT c)"]
+
+
+def test_hostile_parameters_are_errors_not_crashes(tmp_path):
+    with quiver.open(tmp_path / "db") as db:
+        a = []
+        a.append(a)
+        with pytest.raises(ValueError, match="deep"):
+            db.query("RETURN $x", {"x": a})
+        deep = cur = {}
+        for _ in range(100_000):
+            cur["x"] = {}
+            cur = cur["x"]
+        with pytest.raises(ValueError, match="deep"):
+            db.query("RETURN $x", {"x": deep})
+        with pytest.raises(OverflowError, match="64 bits"):
+            db.query("RETURN $x", {"x": 2**63})
+        assert db.query("RETURN $x AS x", {"x": 2**63 - 1})[0]["x"] == 2**63 - 1
+        db.query("CREATE NODE TYPE Entity; CREATE RELATION TYPE R (Entity -> Entity)")
+        with pytest.raises(TypeError, match="not a str"):
+            db.add_edges("Entity", "abc", "R", "Entity", "xyz")
+        with pytest.raises(ValueError, match=r"weights\[1\] = 1e300 does not fit"):
+            db.add_edges("Entity", ["a", "b"], "R", "Entity", ["b", "c"], weights=[1.0, 1e300])
+        assert db.query("MATCH ()-[r]->() RETURN count(r) AS n")[0]["n"] == 0
+        with pytest.raises(quiver.ConfigError, match="lr"):
+            db.train("m", {"lr": float("nan"), "epochs": 1}, device="cpu", progress=False)
+        with pytest.raises(quiver.ConfigError, match="lr"):
+            db.train("m", {"lr": "fast"}, device="cpu", progress=False)
+        with pytest.raises(quiver.LockedError, match="this one does through another handle"):
+            quiver.open(tmp_path / "db")
+
+
+def test_huge_k_is_cut_to_the_rows(tmp_path):
+    with social(tmp_path / "db") as db:
+        db.train("m", {"dim": 8, "epochs": 1, "threads": 1}, device="cpu", progress=False)
+        for k in (10**9, 2**62):
+            keys, scores = db.neighbors("m", "User", ["u1"], k=k)
+            assert keys.shape == scores.shape == (1, 30), keys.shape
+            assert keys[0, 0] is not None and keys[0, -1] is None
+
+
+def test_ctrl_c_stops_a_long_query(tmp_path):
+    path = tmp_path / "db"
+    quiver.open(path).close()
+    script = textwrap.dedent(f"""
+        import quiver, signal, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        db = quiver.open({str(path)!r})
+        print("querying", flush=True)
+        started = time.monotonic()
+        try:
+            db.query("UNWIND range(1, 1000000) AS x UNWIND range(1, 1000000) AS y WITH x WHERE x < 0 RETURN count(*)")
+            print("finished")
+        except KeyboardInterrupt:
+            print("interrupted", round(time.monotonic() - started, 1))
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "querying"
+    time.sleep(0.5)
+    sent = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=60)
+    assert out.startswith("interrupted"), out
+    assert time.monotonic() - sent < 2.0
+
+
+def test_closing_from_a_callback_is_an_error_not_a_deadlock(tmp_path):
+    path = tmp_path / "db"
+    social(path).close()
+    script = textwrap.dedent(f"""
+        import quiver
+        db = quiver.open({str(path)!r})
+        def on(e):
+            db.close()
+        try:
+            db._db.train("m", {{"dim": 8, "epochs": 1, "threads": 1}}, "cpu", False, on)
+            print("trained")
+        except quiver.Error as e:
+            print("refused" if "inside one of this database's calls" in str(e) else e)
+        db.close()
+        print("closed", "closed" in repr(db))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["refused", "closed", "True"], out

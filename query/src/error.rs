@@ -60,6 +60,9 @@ pub enum QueryError {
     /// The query ran longer than its timeout.
     #[error("query timed out after {0} ms")]
     Timeout(u64),
+    /// The caller's interrupt check said stop ([`crate::Graph::query_interruptible`]).
+    #[error("query interrupted")]
+    Interrupted,
     /// From the storage layer.
     #[error(transparent)]
     Storage(#[from] quiver_storage::StorageError),

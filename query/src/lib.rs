@@ -150,10 +150,22 @@ impl Graph {
 
     /// Runs `;`-separated statements and returns the last one's rows.
     pub fn query(&self, text: &str, params: &Params) -> Result<Rows> {
+        self.query_interruptible(text, params, None)
+    }
+
+    /// [`Graph::query`] that calls `interrupt` every few milliseconds while
+    /// a statement runs and ends it with [`QueryError::Interrupted`] when it
+    /// returns true (nothing of an interrupted statement is written).
+    pub fn query_interruptible(
+        &self,
+        text: &str,
+        params: &Params,
+        interrupt: Option<&dyn Fn() -> bool>,
+    ) -> Result<Rows> {
         let statements = parse(text)?;
         let mut last = None;
         for s in &statements {
-            last = Some(self.run(s, params, self.limits)?);
+            last = Some(self.run(s, params, self.limits, interrupt)?);
         }
         last.ok_or_else(|| QueryError::syntax(Pos::at(text, text.len()), "expected a statement"))
     }
@@ -162,14 +174,25 @@ impl Graph {
     /// `each`; stops at the first error (places in it refer to `text`).
     pub fn query_each(&self, text: &str, params: &Params, each: &mut dyn FnMut(&Rows)) -> Result<()> {
         for s in &parse(text)? {
-            each(&self.run(s, params, self.limits)?);
+            each(&self.run(s, params, self.limits, None)?);
         }
         Ok(())
     }
 
     /// Runs a prepared statement with its own limits.
     pub fn execute(&self, p: &Prepared, params: &Params, limits: Limits) -> Result<Rows> {
-        self.run(&p.statement, params, limits)
+        self.run(&p.statement, params, limits, None)
+    }
+
+    /// [`Graph::execute`] with an interrupt check, as [`Graph::query_interruptible`].
+    pub fn execute_interruptible(
+        &self,
+        p: &Prepared,
+        params: &Params,
+        limits: Limits,
+        interrupt: Option<&dyn Fn() -> bool>,
+    ) -> Result<Rows> {
+        self.run(&p.statement, params, limits, interrupt)
     }
 
     fn rows(&self, columns: &[&str], rows: Vec<Vec<Value>>) -> Rows {
@@ -180,7 +203,13 @@ impl Graph {
         }
     }
 
-    fn run(&self, s: &Statement, params: &Params, limits: Limits) -> Result<Rows> {
+    fn run(
+        &self,
+        s: &Statement,
+        params: &Params,
+        limits: Limits,
+        interrupt: Option<&dyn Fn() -> bool>,
+    ) -> Result<Rows> {
         use ast::Statement as S;
         let name = |n: &ast::Name| n.text.clone();
         match s {
@@ -249,6 +278,8 @@ impl Graph {
                     max_rows: limits.max_rows,
                     width: p.width,
                     ticks: Cell::new(0),
+                    interrupt,
+                    polled: Cell::new(Instant::now()),
                     pool: Default::default(),
                 };
                 let input = vec![Value::Null; p.width];

@@ -44,7 +44,7 @@ pub enum StorageError {
     #[error("{} already exists and is not empty", .0.display())]
     AlreadyExists(PathBuf),
     /// Another process (or handle) has the database open.
-    #[error("database {} is locked by another process", .0.display())]
+    #[error("database {} is locked: another process has it open, or this one does through another handle (close that first)", .0.display())]
     Locked(PathBuf),
     /// A node type name that the schema does not have.
     #[error("unknown node type `{0}`")]

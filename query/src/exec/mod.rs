@@ -53,10 +53,17 @@ pub(crate) struct Ctx<'a> {
     /// Slots per row (rows made by WITH start null everywhere else).
     pub width: usize,
     pub ticks: Cell<u64>,
+    /// Asked, at most every [`POLL`], whether the caller wants the query
+    /// stopped (a Python host's Ctrl-C); when it was last asked.
+    pub interrupt: Option<&'a dyn Fn() -> bool>,
+    pub polled: Cell<Instant>,
     /// Rows dropped by the aggregate and filters, reused by expansions so
     /// that a row costs no allocation in the steady state.
     pub pool: std::cell::RefCell<Vec<Row>>,
 }
+
+/// How often a running query asks its caller whether to stop.
+const POLL: Duration = Duration::from_millis(20);
 
 impl Ctx<'_> {
     fn tick(&self) -> Result<()> {
@@ -66,6 +73,14 @@ impl Ctx<'_> {
             if let Some(limit) = self.timeout {
                 if self.start.elapsed() > limit {
                     return Err(QueryError::Timeout(limit.as_millis() as u64));
+                }
+            }
+            if let Some(stop) = self.interrupt {
+                if self.polled.get().elapsed() >= POLL {
+                    self.polled.set(Instant::now());
+                    if stop() {
+                        return Err(QueryError::Interrupted);
+                    }
                 }
             }
         }
