@@ -780,7 +780,7 @@ fn unwind_a_list_parameter_writes_one_batch() {
     let g = Graph::open(dir.path()).unwrap();
     g.query("CREATE NODE TYPE U", &Params::new()).unwrap();
     let keys: Vec<Value> = (0..100_000).map(|i| Value::Str(format!("u{i}"))).collect();
-    let params = Params::from([("keys".to_string(), Value::List(keys))]);
+    let params = Params::from([("keys".to_string(), Value::List(keys.into()))]);
     let rows = g
         .query("UNWIND $keys AS k CREATE (:U {key: k})", &params)
         .unwrap();

@@ -53,10 +53,13 @@ fuzz_target!(|data: &[u8]| {
             ("n".to_string(), Value::Int(2)),
             (
                 "rows".to_string(),
-                Value::List(vec![
-                    Value::Map([("key".into(), "alice".into()), ("w".into(), 2.5.into())].into()),
-                    Value::Map([("key".into(), "dan".into()), ("age".into(), 3i64.into())].into()),
-                ]),
+                Value::List(
+                    [
+                        Value::Map([("key".into(), "alice".into()), ("w".into(), 2.5.into())].into()),
+                        Value::Map([("key".into(), "dan".into()), ("age".into(), 3i64.into())].into()),
+                    ]
+                    .into(),
+                ),
             ),
         ]);
         let limits = Limits {

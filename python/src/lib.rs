@@ -251,7 +251,7 @@ fn py_to_toml(o: &Bound<'_, PyAny>) -> PyResult<toml::Table> {
             QueryValue::Float(x) => x.into(),
             QueryValue::Str(s) => s.into(),
             QueryValue::List(l) => {
-                toml::Value::Array(l.into_iter().map(|x| conv(key, x)).collect::<PyResult<_>>()?)
+                toml::Value::Array(l.iter().map(|x| conv(key, x.clone())).collect::<PyResult<_>>()?)
             }
             QueryValue::Map(m) => toml::Value::Table(
                 m.into_iter()

@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use quiver_storage::Snapshot;
 
@@ -37,8 +38,10 @@ pub enum Value {
         /// Destination node id.
         dst: u32,
     },
-    /// A list (the edges of a variable-length pattern, `collect`, literals).
-    List(Vec<Value>),
+    /// A list (the edges of a variable-length pattern, `collect`, literals),
+    /// shared: rows that carry it (`WITH collect(x) AS l UNWIND l AS y`)
+    /// hold one copy, not one each.
+    List(Arc<[Value]>),
     /// A map (`{name: 'a', age: 3}`, a parameter's rows), ordered by key.
     Map(BTreeMap<String, Value>),
 }
@@ -113,7 +116,7 @@ impl Value {
                 },
             ) => (a, b, c).cmp(&(x, y, z)),
             (List(a), List(b)) => {
-                for (x, y) in a.iter().zip(b) {
+                for (x, y) in a.iter().zip(b.iter()) {
                     let o = x.total_cmp(y);
                     if o != Ordering::Equal {
                         return o;

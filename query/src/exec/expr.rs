@@ -224,7 +224,7 @@ impl Ctx<'_> {
             (Func::Id, Value::Node { id, .. }) => Value::Int(*id as i64),
             (Func::Id, _) => return bad("a node"),
             (Func::Labels, Value::Node { ty, .. }) => {
-                Value::List(vec![Value::Str(c.type_name(*ty).to_string())])
+                Value::List([Value::Str(c.type_name(*ty).to_string())].into())
             }
             (Func::Labels, _) => return bad("a node"),
             (Func::Size, Value::List(l)) => Value::Int(l.len() as i64),
@@ -267,7 +267,15 @@ impl Ctx<'_> {
                 }
             },
             (Func::Replace, Value::Str(s)) => match (&vals[1], &vals[2]) {
-                (Value::Str(from), Value::Str(to)) => Value::Str(s.replace(from.as_str(), to)),
+                (Value::Str(from), Value::Str(to)) => {
+                    // The result's size, known before it is built.
+                    let n = s.matches(from.as_str()).count();
+                    let len = (s.len() - n * from.len()).saturating_add(n.saturating_mul(to.len()));
+                    if len > MAX_STRING {
+                        return Err(too_long("string", len));
+                    }
+                    Value::Str(s.replace(from.as_str(), to))
+                }
                 (Value::Null, _) | (_, Value::Null) => Value::Null,
                 _ => return Err(runtime("replace takes strings")),
             },
@@ -299,7 +307,7 @@ impl Ctx<'_> {
                         .into_iter()
                         .map(|(n, _)| Value::Str(n)),
                 );
-                Value::List(names)
+                Value::List(names.into())
             }
             (Func::Keys, Value::Map(m)) => Value::List(m.keys().map(|k| Value::Str(k.clone())).collect()),
             (Func::Keys, _) => return bad("a node or a map"),
@@ -366,11 +374,14 @@ pub(super) fn arith(op: BinOp, l: Value, r: Value) -> Result<Value> {
     use Value::*;
     let overflow = || runtime("integer overflow");
     Ok(match (op, l, r) {
-        (BinOp::Add, Str(a), Str(b)) => Str(a + &b),
-        (BinOp::Add, List(mut a), List(b)) => {
-            a.extend(b);
-            List(a)
+        (BinOp::Add, Str(a), Str(b)) if a.len() + b.len() > MAX_STRING => {
+            return Err(too_long("string", a.len() + b.len()))
         }
+        (BinOp::Add, Str(a), Str(b)) => Str(a + &b),
+        (BinOp::Add, List(a), List(b)) if a.len() + b.len() > MAX_LIST => {
+            return Err(too_long("list", a.len() + b.len()))
+        }
+        (BinOp::Add, List(a), List(b)) => List(a.iter().chain(b.iter()).cloned().collect()),
         (_, Int(a), Int(b)) => Int(match op {
             BinOp::Add => a.checked_add(b).ok_or_else(overflow)?,
             BinOp::Sub => a.checked_sub(b).ok_or_else(overflow)?,

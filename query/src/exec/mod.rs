@@ -62,6 +62,23 @@ pub(crate) struct Ctx<'a> {
     pub pool: std::cell::RefCell<Vec<Row>>,
 }
 
+/// Longest string a query may build (in bytes): `replace`, `+`.
+pub(crate) const MAX_STRING: usize = 16 << 20;
+/// Longest list a query may build: `collect`, `+`.
+pub(crate) const MAX_LIST: usize = 1 << 24;
+
+/// An error for a string or list that would pass its cap.
+pub(crate) fn too_long(what: &str, len: usize) -> QueryError {
+    let max = if what == "string" { MAX_STRING } else { MAX_LIST };
+    runtime(format!(
+        "a {what} of {len} {} would pass the cap of {max}",
+        if what == "string" { "bytes" } else { "elements" }
+    ))
+}
+
+/// Values a buffered row may hold on average, in units of the row cap.
+const VALUES_PER_ROW: u64 = 32;
+
 /// How often a running query asks its caller whether to stop.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -70,17 +87,23 @@ impl Ctx<'_> {
         let t = self.ticks.get() + 1;
         self.ticks.set(t);
         if t.is_multiple_of(256) {
-            if let Some(limit) = self.timeout {
-                if self.start.elapsed() > limit {
-                    return Err(QueryError::Timeout(limit.as_millis() as u64));
-                }
+            self.check_time()?;
+        }
+        Ok(())
+    }
+
+    /// The timeout and the caller's interrupt.
+    fn check_time(&self) -> Result<()> {
+        if let Some(limit) = self.timeout {
+            if self.start.elapsed() > limit {
+                return Err(QueryError::Timeout(limit.as_millis() as u64));
             }
-            if let Some(stop) = self.interrupt {
-                if self.polled.get().elapsed() >= POLL {
-                    self.polled.set(Instant::now());
-                    if stop() {
-                        return Err(QueryError::Interrupted);
-                    }
+        }
+        if let Some(stop) = self.interrupt {
+            if self.polled.get().elapsed() >= POLL {
+                self.polled.set(Instant::now());
+                if stop() {
+                    return Err(QueryError::Interrupted);
                 }
             }
         }
@@ -111,6 +134,22 @@ impl Ctx<'_> {
             return Err(QueryError::RowCap(self.max_rows));
         }
         Ok(())
+    }
+
+    /// Bounds the values a buffer of `n` rows of `width` values each holds
+    /// (a sort's keys and items): [`VALUES_PER_ROW`] per row of the row cap,
+    /// so that wide rows cannot hold what the row cap forbids.
+    fn cap_values(&self, n: usize, width: usize) -> Result<()> {
+        let (held, most) = (
+            n as u64 * width as u64,
+            self.max_rows.saturating_mul(VALUES_PER_ROW),
+        );
+        if held > most {
+            return Err(runtime(format!(
+                "holding {held} values ({n} rows of {width}) passes the cap of {most} (the row cap × {VALUES_PER_ROW}); return fewer items or add LIMIT"
+            )));
+        }
+        self.cap(n)
     }
 }
 

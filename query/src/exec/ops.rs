@@ -168,7 +168,7 @@ impl Ctx<'_> {
             Op::Unwind { expr, slot } => match self.eval(expr, &row)? {
                 Value::List(items) => {
                     self.cap(items.len())?;
-                    items.into_iter().map(|v| with(&row, *slot, v)).collect()
+                    items.iter().map(|v| with(&row, *slot, v.clone())).collect()
                 }
                 Value::Null => Vec::new(),
                 one => vec![with(&row, *slot, one)],
@@ -571,7 +571,7 @@ impl Trails<'_, '_> {
         self.emitted += 1;
         self.ctx.cap(self.emitted)?;
         let mut r = self.row.clone();
-        r[self.step.edge] = Value::List(self.path.clone());
+        r[self.step.edge] = Value::List(self.path.as_slice().into());
         r[self.step.to] = at;
         Ok(Some(r))
     }

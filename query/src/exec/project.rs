@@ -131,11 +131,21 @@ impl Ctx<'_> {
                     })
                     .collect::<Result<_>>()?;
                 keyed.push((sort, vals));
-                self.cap(keyed.len())?;
+                self.cap_values(keyed.len(), ret.items.len() + ret.order.len())?;
             }
         }
         if !ret.order.is_empty() {
+            // The sort checks the clock too: once past the timeout, every
+            // comparison is cut short and the error follows the sort.
+            let (mut compared, mut late) = (0u64, None);
             keyed.sort_by(|(a, _), (b, _)| {
+                if late.is_some() {
+                    return std::cmp::Ordering::Equal;
+                }
+                compared += 1;
+                if compared.is_multiple_of(4096) {
+                    late = self.check_time().err();
+                }
                 for (i, (_, desc)) in ret.order.iter().enumerate() {
                     let o = a[i].total_cmp(&b[i]);
                     let o = if *desc { o.reverse() } else { o };
@@ -145,6 +155,9 @@ impl Ctx<'_> {
                 }
                 std::cmp::Ordering::Equal
             });
+            if let Some(e) = late {
+                return Err(e);
+            }
         }
         let out: Vec<Vec<Value>> = keyed
             .into_iter()
@@ -222,6 +235,7 @@ impl AggState {
                     *m = Some(v);
                 }
             }
+            Acc::Collect(l) if l.len() >= MAX_LIST => return Err(too_long("list", l.len() + 1)),
             Acc::Collect(l) => l.push(v),
         }
         Ok(())
@@ -234,7 +248,7 @@ impl AggState {
             Acc::Avg(_, 0) => Value::Null,
             Acc::Avg(s, n) => Value::Float(s / n as f64),
             Acc::Min(m) | Acc::Max(m) => m.unwrap_or(Value::Null),
-            Acc::Collect(l) => Value::List(l),
+            Acc::Collect(l) => Value::List(l.into()),
         }
     }
 }

@@ -14,6 +14,10 @@ mod pattern;
 /// syntax tree, which later stages walk recursively, is never deeper than this.
 pub const MAX_DEPTH: usize = 64;
 
+/// Most clauses in one statement (planning is not linear in them, and no
+/// statement a person or a tool writes comes near).
+pub const MAX_CLAUSES: usize = 256;
+
 /// Parses `;`-separated statements.
 pub fn parse(src: &str) -> Result<Vec<Statement>> {
     let mut p = Parser {
@@ -191,6 +195,12 @@ impl Parser {
     pub(super) fn clauses(&mut self) -> Result<Vec<Clause>> {
         let mut out = Vec::new();
         loop {
+            if out.len() == MAX_CLAUSES {
+                return Err(QueryError::syntax(
+                    self.pos(),
+                    format!("a statement has at most {MAX_CLAUSES} clauses"),
+                ));
+            }
             let optional = self.is_kw("OPTIONAL") && self.is_kw_at(1, "MATCH");
             let c = if optional || self.is_kw("MATCH") {
                 if optional {
