@@ -306,6 +306,29 @@ fn special_files_and_huge_counts_are_bounded() {
         "{}",
         text(&o)
     );
+    let o = quiver(&["rce", "/dev/zero"]);
+    assert!(
+        !o.status.success() && text(&o).contains("not a regular file"),
+        "{}",
+        text(&o)
+    );
+    // Endless input where a stream is allowed: given up on at a bound.
+    let o = quiver(&["import", p(&dir.path().join("zero")), "/dev/zero"]);
+    assert!(
+        !o.status.success() && text(&o).contains("a line longer than"),
+        "{}",
+        text(&o)
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["query", p(&db)])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && text(&o).contains("the script on standard input passes"),
+        "{}",
+        text(&o)
+    );
     // PBG exports: partitions bounded by the node count; settings PBG could not load refused.
     let out = dir.path().join("pbg");
     for format in ["pbg", "pbg-checkpoint"] {

@@ -452,7 +452,7 @@ fn train_config(config: Option<&Bound<'_, PyAny>>) -> PyResult<TrainConfig> {
         }
         Some(c) => {
             let path: PathBuf = c.extract()?;
-            let text = std::fs::read_to_string(&path)
+            let text = quiver::read_text(&path, quiver::MAX_SETTINGS_FILE)
                 .map_err(|e| ConfigError::new_err(format!("{}: {e}", path.display())))?;
             toml::from_str(&text).map_err(|e| ConfigError::new_err(format!("{}: {e}", path.display())))?
         }

@@ -326,10 +326,14 @@ pub fn drift(db: &Path, a: &str, b: &str, ty: &str, k: usize, sample: usize) -> 
     Ok(())
 }
 
+/// Most bytes of a predictions file.
+const MAX_PREDICTIONS: u64 = 1 << 30;
+
 /// Reads `probability label` pairs, one per line (tab, comma or space
 /// separated; `#` starts a comment), naming file, line and column on error.
 fn read_predictions(path: &Path) -> anyhow::Result<Vec<(f64, f64)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        quiver::read_text(path, MAX_PREDICTIONS).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let body = line.split('#').next().unwrap_or("");

@@ -103,7 +103,16 @@ pub fn query(
     let text = match text {
         Some(t) => t,
         None => {
-            std::io::read_to_string(std::io::stdin()).context("reading the script from standard input")?
+            use std::io::Read as _;
+            let mut script = String::new();
+            std::io::stdin()
+                .take(MAX_SCRIPT + 1)
+                .read_to_string(&mut script)
+                .context("reading the script from standard input")?;
+            if script.len() as u64 > MAX_SCRIPT {
+                bail!("the script on standard input passes {MAX_SCRIPT} bytes");
+            }
+            script
         }
     };
     // A byte-order mark (as some editors save UTF-8) is not part of the first statement.
@@ -134,6 +143,9 @@ fn history_file() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
     Some(data.join("quiver").join("history"))
 }
+
+/// Most bytes of a script read from standard input.
+pub const MAX_SCRIPT: u64 = 256 << 20;
 
 /// Most bytes of a `--param k:json=@FILE` file.
 pub const MAX_PARAM_FILE: u64 = 256 << 20;

@@ -417,9 +417,13 @@ fn open_input(path: &Path, count: Rc<Cell<u64>>) -> Result<Box<dyn BufRead>> {
     })
 }
 
+/// Most bytes of one line skipped before the input is given up on (an
+/// endless line, as `/dev/zero` gives, would otherwise be read forever).
+pub const MAX_SKIP: usize = 64 << 20;
+
 /// Reads one line into `buf` (at most [`MAX_LINE`] bytes of it; the rest of a
-/// longer line is read and dropped). Returns the bytes read, 0 at the end,
-/// and whether the line was whole.
+/// longer line, up to [`MAX_SKIP`], is read and dropped). Returns the bytes
+/// read, 0 at the end, and whether the line was whole.
 pub fn read_line(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<(usize, bool)> {
     let read = input.take(MAX_LINE as u64 + 1).read_until(b'\n', buf)?;
     if buf.len() <= MAX_LINE || buf.ends_with(b"\n") {
@@ -439,6 +443,12 @@ pub fn read_line(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<
         skipped += used;
         if done {
             return Ok((skipped, false));
+        }
+        if skipped > MAX_SKIP {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a line longer than {MAX_SKIP} bytes (is this a text file?)"),
+            ));
         }
     }
 }
