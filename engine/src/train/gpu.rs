@@ -172,3 +172,28 @@ pub(super) fn train_bucket_gpu(
     }
     Ok(loss)
 }
+
+/// Refuses settings only the CPU backend implements.
+pub(super) fn gpu_supports(cfg: &TrainConfig) -> Result<()> {
+    if cfg.drift_penalty > 0.0 {
+        return Err(EngineError::Config(
+            "drift_penalty is applied by the CPU backend only: train with --device cpu".into(),
+        ));
+    }
+    if cfg.optimizer == Optimizer::Adam {
+        return Err(EngineError::Config(
+            "the adam optimizer runs on the CPU backend only: train with --device cpu or use adagrad".into(),
+        ));
+    }
+    if cfg.corrupt == crate::Sides::Either {
+        return Err(EngineError::Config(
+            "corrupt = \"either\" runs on the CPU backend only: train with --device cpu".into(),
+        ));
+    }
+    if cfg.mix_relations {
+        return Err(EngineError::Config(
+            "mix_relations runs on the CPU backend only: train with --device cpu".into(),
+        ));
+    }
+    Ok(())
+}

@@ -40,15 +40,20 @@ use crate::model::{
 use crate::side::{Corrupt, Query};
 use crate::{Device, EngineError, Result};
 
+mod checkpoint;
 mod cpu;
 mod gpu;
 mod plan;
 mod resident;
+mod valid;
 
+use checkpoint::*;
 use cpu::*;
 use gpu::*;
 use plan::*;
 use resident::*;
+use valid::*;
+pub use valid::{best_model_name, ValidMetric, Validation};
 
 /// What one epoch did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -111,68 +116,11 @@ pub enum TrainEvent {
     },
 }
 
-/// Where a run stands, stored with the model at every checkpoint.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
-struct Progress {
-    /// Next epoch to train.
-    epoch: usize,
-    /// Next bucket (index in the epoch's order) to train.
-    bucket: usize,
-    /// The catalog's edge version the buckets had.
-    edge_version: u64,
-    /// Validation so far, when the run validates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    valid: Option<ValidState>,
-}
-
-/// The best validation score so far and the scorings since it.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
-struct ValidState {
-    best_epoch: usize,
-    best: f64,
-    stale: usize,
-}
-
-/// Validation during a run, as LibKGE and PyKEEN do it: every `every`
-/// epochs (and after the last) the model is scored on `triples` (filtered
-/// by the graph and the triples themselves, both directions, realistic
-/// ties: [`crate::evaluate`]); the best model so far is kept (as model
-/// `NAME~best` while the run goes on) and becomes the model when the run
-/// ends; after `patience` scorings without improvement (0: never) the run
-/// ends early.
-#[derive(Debug, Clone)]
-pub struct Validation {
-    /// The validation triples.
-    pub triples: Vec<crate::Triple>,
-    /// Epochs between scorings.
-    pub every: usize,
-    /// Scorings without improvement before stopping (0: train all epochs).
-    pub patience: usize,
-    /// What "better" means.
-    pub metric: ValidMetric,
-}
-
-/// The validation figure a run selects on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ValidMetric {
-    /// Filtered mean reciprocal rank.
-    Mrr,
-    /// Filtered Hits@10.
-    #[serde(rename = "hits@10")]
-    Hits10,
-}
-
 /// What a run reports to and hears from its caller.
 struct Control<'a> {
     on_event: &'a mut dyn FnMut(&TrainEvent),
     stop: &'a AtomicBool,
     valid: Option<&'a Validation>,
-}
-
-/// Where a validating run keeps its best model until it ends.
-pub fn best_model_name(name: &str) -> String {
-    format!("{name}~best")
 }
 
 /// PBG's inside-out order: layer k holds the buckets whose larger index is k,
@@ -493,88 +441,6 @@ fn train_visit(
     train_bucket(&params, cfg, buckets, &ctx.ends, visit, rng, works)
 }
 
-/// Where the run stands after visit `b` of `epoch` (empty when it is done).
-fn progress_after(ctx: &RunCtx<'_>, start: Progress, (epoch, b): (usize, usize), visits: usize) -> String {
-    let next = match b + 1 < visits {
-        true => Progress {
-            epoch,
-            bucket: b + 1,
-            ..start
-        },
-        false => Progress {
-            epoch: epoch + 1,
-            bucket: 0,
-            ..start
-        },
-    };
-    if next.epoch >= ctx.cfg().epochs {
-        String::new()
-    } else {
-        serde_json::to_string(&next).unwrap_or_default()
-    }
-}
-
-/// A checkpoint is due at least this long after the last one began, and no
-/// sooner than ten times as long as the last one took (so that checkpoints
-/// take at most about a tenth of the run); also at every epoch's end and
-/// when the run is stopped.
-const CHECKPOINT_SECS: f64 = 10.0;
-
-/// Saves, in one atomic group with `progress`, every partition changed
-/// since the last checkpoint (the dirty resident ones, and the staged ones
-/// evicted meanwhile), the relation vectors and the pools that changed.
-fn checkpoint(ctx: &RunCtx<'_>, state: &mut RunState<'_>, progress: &str) -> Result<()> {
-    let p = ctx.cfg().partitions;
-    let dirty: Vec<(PartId, &Part)> = (state.resident.iter().enumerate())
-        .filter_map(|(slot, part)| Some((PartId::of_slot(slot, p), part.as_ref().filter(|x| x.dirty)?)))
-        .collect();
-    let keys: Vec<String> = dirty.iter().map(|(id, _)| id.key()).collect();
-    let arrays: Vec<[&[f32]; 2]> = dirty
-        .iter()
-        .map(|(_, part)| [&part.table[..], &part.state[..]])
-        .collect();
-    let mut parts: Vec<(&str, &[&[f32]])> = keys
-        .iter()
-        .map(String::as_str)
-        .zip(arrays.iter().map(|a| &a[..]))
-        .collect();
-    let rel_arrays: [&[f32]; 2] = [&state.relations, &state.relation_state];
-    parts.push((RELATIONS_KEY, &rel_arrays));
-    state.dirty_pools.sort_unstable();
-    state.dirty_pools.dedup();
-    let pool_keys: Vec<String> = state.dirty_pools.iter().map(|&t| pool_key(t as usize)).collect();
-    let pool_arrays: Vec<Vec<&[f32]>> = state
-        .dirty_pools
-        .iter()
-        .map(|&t| {
-            (0..p)
-                .flat_map(|part| {
-                    state
-                        .pools
-                        .get(&PartId { ty: t, part })
-                        .map_or([&[][..]; 3], Pool::arrays)
-                })
-                .collect()
-        })
-        .collect();
-    parts.extend(
-        pool_keys
-            .iter()
-            .map(String::as_str)
-            .zip(pool_arrays.iter().map(|a| &a[..])),
-    );
-    let staged: Vec<(String, StagedPart)> = (state.staged.parts.drain())
-        .map(|(id, s)| (id.key(), s))
-        .collect();
-    ctx.db
-        .save_model_checkpoint(ctx.name, &ctx.settings_json, progress, &parts, staged)?;
-    state.dirty_pools.clear();
-    for part in state.resident.iter_mut().flatten() {
-        part.dirty = false;
-    }
-    Ok(())
-}
-
 /// Algorithm 1 from `start`: every epoch visits every bucket `passes` times
 /// (a share of its chunks each time), and each visit is the same named
 /// steps; see [`RunState`] for what survives a kill.
@@ -597,27 +463,7 @@ fn run(
     let mut start = start;
     let cfg = &settings.config;
     if matches!(device, Device::Gpu(_)) {
-        if cfg.drift_penalty > 0.0 {
-            return Err(EngineError::Config(
-                "drift_penalty is applied by the CPU backend only: train with --device cpu".into(),
-            ));
-        }
-        if cfg.optimizer == Optimizer::Adam {
-            return Err(EngineError::Config(
-                "the adam optimizer runs on the CPU backend only: train with --device cpu or use adagrad"
-                    .into(),
-            ));
-        }
-        if cfg.corrupt == crate::Sides::Either {
-            return Err(EngineError::Config(
-                "corrupt = \"either\" runs on the CPU backend only: train with --device cpu".into(),
-            ));
-        }
-        if cfg.mix_relations {
-            return Err(EngineError::Config(
-                "mix_relations runs on the CPU backend only: train with --device cpu".into(),
-            ));
-        }
+        gpu_supports(cfg)?;
     }
     let snap = db.snapshot();
     let ctx = RunCtx {
@@ -764,87 +610,4 @@ fn run(
         db.set_model_metrics(name, &metrics.to_string())?;
     }
     Ok(())
-}
-
-/// What is not finite after a visit (its loss, a row of a partition it
-/// trained, a relation vector), if anything.
-fn diverged(loss: f64, state: &RunState<'_>, trained: &[PartId], p: u32) -> Option<String> {
-    if !loss.is_finite() {
-        return Some(format!("the loss is {loss}"));
-    }
-    let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
-    if !finite(&state.relations) {
-        return Some("a relation vector is not finite".into());
-    }
-    let part = trained.iter().find(|id| {
-        state.resident[id.slot(p)]
-            .as_ref()
-            .is_some_and(|part| !finite(&part.table))
-    })?;
-    Some(format!(
-        "a row of node type {}'s partition {} is not finite",
-        part.ty, part.part
-    ))
-}
-
-/// Scores the model after `epoch` when the schedule says so, keeps it when
-/// it is the best so far, and records the state in the run's progress.
-/// True when patience ran out.
-fn validate(
-    ctx: &RunCtx<'_>,
-    v: &Validation,
-    device: &Device,
-    epoch: usize,
-    start: &mut Progress,
-    on_event: &mut dyn FnMut(&TrainEvent),
-) -> Result<bool> {
-    let last = epoch + 1 == ctx.cfg().epochs;
-    if !((epoch + 1).is_multiple_of(v.every.max(1)) || last) {
-        return Ok(false);
-    }
-    let (db, name) = (ctx.db, ctx.name);
-    // The parts as saved after the epoch's last bucket.
-    let model = Model::load(db, name)?;
-    let r = crate::evaluate(db, &model, &v.triples, &v.triples, device)?;
-    let value = match v.metric {
-        ValidMetric::Mrr => r.mrr,
-        ValidMetric::Hits10 => r.hits10,
-    };
-    let mut st = start.valid.unwrap_or(ValidState {
-        best_epoch: 0,
-        best: f64::NEG_INFINITY,
-        stale: 0,
-    });
-    if value > st.best {
-        st = ValidState {
-            best_epoch: epoch,
-            best: value,
-            stale: 0,
-        };
-        let keep = best_model_name(name);
-        if db.catalog().models.iter().any(|m| m.name == keep) {
-            db.drop_model(&keep)?;
-        }
-        model.store(db, &keep)?;
-    } else {
-        st.stale += 1;
-    }
-    start.valid = Some(st);
-    on_event(&TrainEvent::Validation {
-        epoch,
-        mrr: r.mrr,
-        hits10: r.hits10,
-        best_epoch: st.best_epoch,
-        best: st.best,
-    });
-    if !last {
-        let next = Progress {
-            epoch: epoch + 1,
-            bucket: 0,
-            ..*start
-        };
-        let json = serde_json::to_string(&next).map_err(|e| EngineError::Internal(e.to_string()))?;
-        db.save_model_parts(name, &ctx.settings_json, &json, &[])?;
-    }
-    Ok(v.patience > 0 && st.stale >= v.patience)
 }

@@ -1,0 +1,127 @@
+//! Where a run stands and what a checkpoint saves: the position, the
+//! changed partitions, pools and relation vectors in one atomic group, and
+//! the check that nothing non-finite is saved.
+
+use super::*;
+
+/// Where a run stands, stored with the model at every checkpoint.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub(super) struct Progress {
+    /// Next epoch to train.
+    pub(super) epoch: usize,
+    /// Next bucket (index in the epoch's order) to train.
+    pub(super) bucket: usize,
+    /// The catalog's edge version the buckets had.
+    pub(super) edge_version: u64,
+    /// Validation so far, when the run validates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) valid: Option<ValidState>,
+}
+
+/// Where the run stands after visit `b` of `epoch` (empty when it is done).
+pub(super) fn progress_after(
+    ctx: &RunCtx<'_>,
+    start: Progress,
+    (epoch, b): (usize, usize),
+    visits: usize,
+) -> String {
+    let next = match b + 1 < visits {
+        true => Progress {
+            epoch,
+            bucket: b + 1,
+            ..start
+        },
+        false => Progress {
+            epoch: epoch + 1,
+            bucket: 0,
+            ..start
+        },
+    };
+    if next.epoch >= ctx.cfg().epochs {
+        String::new()
+    } else {
+        serde_json::to_string(&next).unwrap_or_default()
+    }
+}
+
+/// A checkpoint is due at least this long after the last one began, and no
+/// sooner than ten times as long as the last one took (so that checkpoints
+/// take at most about a tenth of the run); also at every epoch's end and
+/// when the run is stopped.
+pub(super) const CHECKPOINT_SECS: f64 = 10.0;
+
+/// Saves, in one atomic group with `progress`, every partition changed
+/// since the last checkpoint (the dirty resident ones, and the staged ones
+/// evicted meanwhile), the relation vectors and the pools that changed.
+pub(super) fn checkpoint(ctx: &RunCtx<'_>, state: &mut RunState<'_>, progress: &str) -> Result<()> {
+    let p = ctx.cfg().partitions;
+    let dirty: Vec<(PartId, &Part)> = (state.resident.iter().enumerate())
+        .filter_map(|(slot, part)| Some((PartId::of_slot(slot, p), part.as_ref().filter(|x| x.dirty)?)))
+        .collect();
+    let keys: Vec<String> = dirty.iter().map(|(id, _)| id.key()).collect();
+    let arrays: Vec<[&[f32]; 2]> = dirty
+        .iter()
+        .map(|(_, part)| [&part.table[..], &part.state[..]])
+        .collect();
+    let mut parts: Vec<(&str, &[&[f32]])> = keys
+        .iter()
+        .map(String::as_str)
+        .zip(arrays.iter().map(|a| &a[..]))
+        .collect();
+    let rel_arrays: [&[f32]; 2] = [&state.relations, &state.relation_state];
+    parts.push((RELATIONS_KEY, &rel_arrays));
+    state.dirty_pools.sort_unstable();
+    state.dirty_pools.dedup();
+    let pool_keys: Vec<String> = state.dirty_pools.iter().map(|&t| pool_key(t as usize)).collect();
+    let pool_arrays: Vec<Vec<&[f32]>> = state
+        .dirty_pools
+        .iter()
+        .map(|&t| {
+            (0..p)
+                .flat_map(|part| {
+                    state
+                        .pools
+                        .get(&PartId { ty: t, part })
+                        .map_or([&[][..]; 3], Pool::arrays)
+                })
+                .collect()
+        })
+        .collect();
+    parts.extend(
+        pool_keys
+            .iter()
+            .map(String::as_str)
+            .zip(pool_arrays.iter().map(|a| &a[..])),
+    );
+    let staged: Vec<(String, StagedPart)> = (state.staged.parts.drain())
+        .map(|(id, s)| (id.key(), s))
+        .collect();
+    ctx.db
+        .save_model_checkpoint(ctx.name, &ctx.settings_json, progress, &parts, staged)?;
+    state.dirty_pools.clear();
+    for part in state.resident.iter_mut().flatten() {
+        part.dirty = false;
+    }
+    Ok(())
+}
+
+/// What is not finite after a visit (its loss, a row of a partition it
+/// trained, a relation vector), if anything.
+pub(super) fn diverged(loss: f64, state: &RunState<'_>, trained: &[PartId], p: u32) -> Option<String> {
+    if !loss.is_finite() {
+        return Some(format!("the loss is {loss}"));
+    }
+    let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+    if !finite(&state.relations) {
+        return Some("a relation vector is not finite".into());
+    }
+    let part = trained.iter().find(|id| {
+        state.resident[id.slot(p)]
+            .as_ref()
+            .is_some_and(|part| !finite(&part.table))
+    })?;
+    Some(format!(
+        "a row of node type {}'s partition {} is not finite",
+        part.ty, part.part
+    ))
+}
