@@ -232,21 +232,31 @@ fn a_pbg_checkpoint_becomes_a_stored_model() {
     assert!(e.to_string().contains("exists"), "{e}");
 }
 
-#[test]
-fn mismatched_checkpoints_are_refused_and_store_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = typed_graph(dir.path());
-    let out = dir.path().join("pbg");
+/// The typed graph exported as PBG input in `dir/pbg`, with a checkpoint
+/// of it (dim 4, two partitions) in `dir/pbg/checkpoints`.
+fn exported_with_checkpoint(dir: &Path) -> (Database, std::path::PathBuf, std::path::PathBuf) {
+    let db = typed_graph(dir);
+    let out = dir.join("pbg");
     quiver::pbg::export_graph(&db, 2, &TrainConfig::default(), &out, false).unwrap();
     let ckpt = out.join("checkpoints");
     write_checkpoint(&db, &out, &ckpt, 4, 2);
-    let import = |what: &str| {
-        let e = quiver::pbg::import_checkpoint(&db, &ckpt, "m")
-            .unwrap_err()
-            .to_string();
-        assert!(db.models().is_empty(), "{what}: a model was stored");
-        e
-    };
+    (db, out, ckpt)
+}
+
+/// The error importing `ckpt` gives; nothing may have been stored.
+fn refused(db: &Database, ckpt: &Path, what: &str) -> String {
+    let e = quiver::pbg::import_checkpoint(db, ckpt, "m")
+        .unwrap_err()
+        .to_string();
+    assert!(db.models().is_empty(), "{what}: a model was stored");
+    e
+}
+
+#[test]
+fn mismatched_checkpoints_are_refused_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out, ckpt) = exported_with_checkpoint(dir.path());
+    let import = |what: &str| refused(&db, &ckpt, what);
     // Other partition counts than the database's: the shapes differ.
     let config_path = ckpt.join("config.json");
     let good = std::fs::read_to_string(&config_path).unwrap();
@@ -285,18 +295,8 @@ fn mismatched_checkpoints_are_refused_and_store_nothing() {
 #[test]
 fn hostile_checkpoints_are_refused_before_they_allocate() {
     let dir = tempfile::tempdir().unwrap();
-    let db = typed_graph(dir.path());
-    let out = dir.path().join("pbg");
-    quiver::pbg::export_graph(&db, 2, &TrainConfig::default(), &out, false).unwrap();
-    let ckpt = out.join("checkpoints");
-    write_checkpoint(&db, &out, &ckpt, 4, 2);
-    let import = |what: &str| {
-        let e = quiver::pbg::import_checkpoint(&db, &ckpt, "m")
-            .unwrap_err()
-            .to_string();
-        assert!(db.models().is_empty(), "{what}: a model was stored");
-        e
-    };
+    let (db, out, ckpt) = exported_with_checkpoint(dir.path());
+    let import = |what: &str| refused(&db, &ckpt, what);
     let config_path = ckpt.join("config.json");
     let good = std::fs::read_to_string(&config_path).unwrap();
     let with = |from: &str, to: &str| std::fs::write(&config_path, good.replace(from, to)).unwrap();
