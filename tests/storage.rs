@@ -365,3 +365,122 @@ fn staged_model_parts_become_parts_only_at_a_checkpoint_and_vanish_otherwise() {
     assert_eq!(db.model_part("m", "p0").unwrap().unwrap().array(1), &b[..]);
     assert_eq!(db.model_info("m").unwrap().progress, "{\"at\":2}");
 }
+
+/// Everything a reader sees, by names: live nodes with their `p` property,
+/// and every edge with its weight.
+fn contents(
+    db: &Database,
+) -> (
+    Vec<(u32, String, Option<Value>)>,
+    Vec<(String, String, String, u32)>,
+) {
+    let snap = db.snapshot();
+    let mut nodes = Vec::new();
+    for t in 0..snap.catalog().node_types.len() as u32 {
+        for id in (0..snap.node_count(t)).filter(|&id| !snap.is_deleted(t, id)) {
+            let key = snap.node_key(t, id).unwrap().to_string();
+            nodes.push((t, key, db.property(t, id, "p").unwrap()));
+        }
+    }
+    nodes.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    (nodes, quiver_tests::named_edges(db))
+}
+
+/// A batch past `LARGE_COMMIT` becomes a new base generation: it leaves the
+/// same graph as the same operations committed in small batches, and no
+/// delta.
+#[test]
+fn a_large_batch_is_a_new_base_with_the_same_contents() {
+    use quiver_storage::LARGE_COMMIT;
+    let dir = tempfile::tempdir().unwrap();
+    let setup = |name: &str| {
+        let db = Database::create(dir.path().join(name)).unwrap();
+        db.create_node_type("U").unwrap();
+        db.create_node_type("I").unwrap();
+        db.create_relation_type("f", "U", "U").unwrap();
+        db.create_relation_type("l", "U", "I").unwrap();
+        // A base (compacted) and a delta over it.
+        let mut b = db.batch();
+        for i in 0..2000 {
+            b.insert_edge(0, format!("u{i}"), format!("u{}", (i * 7 + 1) % 2000), None);
+            b.insert_edge(1, format!("u{i}"), format!("i{}", i % 300), Some(2.0));
+        }
+        db.commit(b).unwrap();
+        db.compact().unwrap();
+        let mut b = db.batch();
+        for i in 0..500 {
+            b.insert_edge(0, format!("u{i}"), format!("u{}", (i * 13 + 5) % 2000), Some(0.5));
+            b.set_property(0, format!("u{i}"), "p", Value::Int(i));
+        }
+        db.commit(b).unwrap();
+        db
+    };
+    // One sequence of operations: new nodes and edges, new weights, deleted
+    // edges (of the base and of the delta), properties, deleted nodes.
+    let mut ops: Vec<Box<dyn Fn(&mut quiver_storage::WriteBatch)>> = Vec::new();
+    let mut x = 7u64;
+    let mut next = move || {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        x >> 33
+    };
+    for _ in 0..2 * LARGE_COMMIT {
+        let (a, c, kind) = (next() % 3000, next() % 3000, next() % 10);
+        ops.push(match kind {
+            0..=4 => Box::new(move |b| {
+                b.insert_edge(0, format!("u{a}"), format!("u{c}"), Some((a % 5) as f32));
+            }),
+            5 => Box::new(move |b| {
+                b.insert_edge(1, format!("u{a}"), format!("i{}", c % 400), None);
+            }),
+            6 | 7 => Box::new(move |b| {
+                b.delete_edge(0, format!("u{a}"), format!("u{}", (a * 7 + 1) % 2000));
+            }),
+            8 => Box::new(move |b| {
+                b.set_property(0, format!("u{}", a % 2000), "p", Value::Str(format!("v{c}")));
+            }),
+            _ => Box::new(move |b| {
+                b.remove_property(0, format!("u{}", a % 2000), "p");
+            }),
+        });
+    }
+    // Nodes deleted last, which nothing names afterwards.
+    for i in 0..50 {
+        ops.push(Box::new(move |b| {
+            b.delete_node(0, format!("u{}", 2950 + i));
+        }));
+        ops.push(Box::new(move |b| {
+            b.delete_node(1, format!("i{}", 300 + i));
+        }));
+    }
+    let big = setup("big");
+    let mut b = big.batch();
+    ops.iter().for_each(|op| op(&mut b));
+    let info = big.commit(b).unwrap();
+    let small = setup("small");
+    let mut changed = 0;
+    for chunk in ops.chunks(1000) {
+        let mut b = small.batch();
+        chunk.iter().for_each(|op| op(&mut b));
+        changed += small.commit(b).unwrap().edges_changed;
+    }
+    assert!(
+        info.edges_changed > 0 && info.edges_changed <= changed,
+        "{info:?} vs {changed}"
+    );
+    assert_eq!(
+        big.stats().unwrap().delta_changes,
+        0,
+        "the large batch left a delta"
+    );
+    assert!(small.stats().unwrap().delta_changes > 0);
+    assert_eq!(contents(&big), contents(&small));
+    assert!(big.check().unwrap().ok());
+    // As stored: reopened, the same.
+    let expected = contents(&small);
+    drop(big);
+    let big = Database::open(dir.path().join("big")).unwrap();
+    assert_eq!(contents(&big), expected);
+    assert!(big.check().unwrap().ok());
+}

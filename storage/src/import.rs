@@ -592,7 +592,14 @@ impl Database {
         let Builder {
             catalog, new_keys, ..
         } = b;
-        self.rebuild_base(&snap, catalog, &new_keys, &edges, edges_read > 0)?;
+        let deleted = snap.state.delta.deleted.clone();
+        self.rebuild_base(
+            &snap,
+            catalog,
+            &new_keys,
+            &edges,
+            (edges_read > 0, sled::Batch::default(), deleted),
+        )?;
         let after = self.snapshot().edge_count();
         Ok(ImportReport {
             lines,

@@ -30,7 +30,10 @@ pub use catalog::{
     BucketRef, Catalog, ModelRef, NodeTypeDef, RelationDef, SegmentRef, Value, FORMAT_VERSION,
 };
 pub use check::{CheckReport, DegreeSummary, Stats};
-pub use db::{database_containing, CommitInfo, Database, Neighbors, NodeRef, Snapshot, WriteBatch, MAX_NAME};
+pub use db::{
+    database_containing, CommitInfo, Database, Neighbors, NodeRef, Snapshot, WriteBatch, LARGE_COMMIT,
+    MAX_NAME,
+};
 pub use error::{CorruptionError, ImportErrors, LineError, Result, StorageError};
 pub use models::{StagedPart, StoredPart};
 

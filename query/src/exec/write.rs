@@ -52,11 +52,6 @@ impl Ctx<'_> {
             batch.delete_node(ty, id);
         }
         let info = self.db.commit(batch)?;
-        // A batch this large would leave every later open replaying it and
-        // every read merging it: fold it into the base now, as an import does.
-        if info.edges_changed + info.nodes_created > COMPACT_AFTER {
-            self.db.compact()?;
-        }
         Ok(vec![vec![
             Value::Int(info.nodes_created as i64),
             Value::Int(info.nodes_deleted as i64),
@@ -76,9 +71,6 @@ impl Ctx<'_> {
         batch.delete_node(ty, id);
     }
 }
-
-/// Changes in one statement past which its commit is followed by a compaction.
-const COMPACT_AFTER: u64 = 50_000;
 
 /// A statement's batch while its rows are applied, with what the statement
 /// itself has done so far (reads see the snapshot from before it).

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// Nodes and edges a batch touches past which it is committed as a new
+/// base generation ([`Database::commit`]).
+pub const LARGE_COMMIT: usize = 50_000;
+
 impl Database {
     /// Adds a node type and returns its id.
     pub fn create_node_type(&self, name: &str) -> Result<u32> {
@@ -59,7 +63,10 @@ impl Database {
     /// it becomes durable at sled's next background flush (every 500 ms) or
     /// when [`Database::flush`] returns, whichever is first; a crash before
     /// then loses whole batches, newest first. Nothing is applied if any
-    /// operation is invalid.
+    /// operation is invalid. A batch touching more than [`LARGE_COMMIT`]
+    /// nodes and edges becomes a new base generation (written, synced and
+    /// switched to in one sled batch, durable when `commit` returns), so
+    /// that it leaves no delta behind.
     pub fn commit(&self, batch: WriteBatch) -> Result<CommitInfo> {
         let _w = self.writer.lock();
         let snap = self.snapshot();
@@ -209,6 +216,13 @@ impl Database {
             }
         }
         let mut b = sled::Batch::default();
+        self.node_records(&mut b, &props, &deaths)?;
+        // A batch this large would cost sled some kilobytes of memory a
+        // record, and leave a delta that every open replays and every read
+        // merges: it becomes a new base generation instead, as an import does.
+        if order.len() + new_keys.len() > LARGE_COMMIT {
+            return self.commit_as_base(&snap, catalog, new_keys, (&edges, &order), b, &deaths);
+        }
         for (ty, id, key) in &new_keys {
             b.insert(keys::node_id(*ty, *id), key.as_bytes());
         }
@@ -227,22 +241,6 @@ impl Database {
                 _ => b.insert(k, keys::edge_value(state)),
             }
             changes.push((ctx, state));
-        }
-        for (ty, id, name, value) in &props {
-            match value {
-                Some(v) => b.insert(keys::property(*ty, *id, name), v.encode()),
-                None => b.remove(keys::property(*ty, *id, name)),
-            }
-        }
-        for (&(ty, id), &dead) in &deaths {
-            if dead {
-                b.insert(keys::deleted(ty, id), &[][..]);
-                for k in self.sled.scan_prefix(keys::property_prefix(ty, id)).keys() {
-                    b.remove(k.in_catalog(&self.catalog_dir())?);
-                }
-            } else {
-                b.remove(keys::deleted(ty, id));
-            }
         }
         if !changes.is_empty() {
             catalog.edge_version += 1;
@@ -284,6 +282,93 @@ impl Database {
         Ok(info)
     }
 
+    /// The sled records of a batch's node changes: properties set and
+    /// removed, tombstones of deleted nodes (their properties with them) and
+    /// of revived ones.
+    fn node_records(
+        &self,
+        b: &mut sled::Batch,
+        props: &[(u32, u32, String, Option<Value>)],
+        deaths: &HashMap<(u32, u32), bool>,
+    ) -> Result<()> {
+        for (ty, id, name, value) in props {
+            match value {
+                Some(v) => b.insert(keys::property(*ty, *id, name), v.encode()),
+                None => b.remove(keys::property(*ty, *id, name)),
+            }
+        }
+        for (&(ty, id), &dead) in deaths {
+            if dead {
+                b.insert(keys::deleted(ty, id), &[][..]);
+                for k in self.sled.scan_prefix(keys::property_prefix(ty, id)).keys() {
+                    b.remove(k.in_catalog(&self.catalog_dir())?);
+                }
+            } else {
+                b.remove(keys::deleted(ty, id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits a large batch as a new base generation: the snapshot's edges
+    /// with the batch's final edge states, the new keys after the old ones,
+    /// and `b` (the node records) in the same sled batch that switches the
+    /// catalog, so that the commit stays atomic.
+    fn commit_as_base(
+        &self,
+        snap: &Snapshot,
+        catalog: Catalog,
+        new_keys: Vec<(u32, u32, String)>,
+        (edges, order): (&HashMap<(u32, u32, u32), Option<f32>>, &[(u32, u32, u32)]),
+        b: sled::Batch,
+        deaths: &HashMap<(u32, u32), bool>,
+    ) -> Result<CommitInfo> {
+        let changed = order
+            .iter()
+            .filter(|&&(rel, src, dst)| {
+                snap.edge_weight_in(&catalog, rel, src, dst) != edges[&(rel, src, dst)]
+            })
+            .count();
+        let mut sorter = EdgeSorter::new(&self.dir, DEFAULT_CHUNK_EDGES);
+        for e in snap
+            .edges()
+            .filter(|e| !edges.contains_key(&(e.rel, e.src, e.dst)))
+        {
+            sorter.push(e)?;
+        }
+        for &(rel, src, dst) in order {
+            if let Some(weight) = edges[&(rel, src, dst)] {
+                sorter.push(WEdge {
+                    rel,
+                    src,
+                    dst,
+                    weight,
+                })?;
+            }
+        }
+        let sorted = sorter.finish()?;
+        // Ids were given in order within each type.
+        let mut keys_by_type = vec![Vec::new(); catalog.node_types.len()];
+        let created = new_keys.len() as u64;
+        for (ty, _, key) in new_keys {
+            keys_by_type[ty as usize].push(key);
+        }
+        let mut deleted = snap.state.delta.deleted.clone();
+        deleted.resize_with(catalog.node_types.len(), RoaringBitmap::new);
+        for (&(ty, id), &dead) in deaths {
+            match dead {
+                true => deleted[ty as usize].insert(id),
+                false => deleted[ty as usize].remove(id),
+            };
+        }
+        self.rebuild_base(snap, catalog, &keys_by_type, &sorted, (changed > 0, b, deleted))?;
+        Ok(CommitInfo {
+            nodes_created: created + deaths.values().filter(|d| !**d).count() as u64,
+            nodes_deleted: deaths.values().filter(|d| **d).count() as u64,
+            edges_changed: changed as u64,
+        })
+    }
+
     /// Folds the delta into a new base generation (a compaction).
     pub fn compact(&self) -> Result<()> {
         let _w = self.writer.lock();
@@ -293,7 +378,14 @@ impl Database {
             return Ok(());
         }
         let edges = self.sorter_with(&snap, DEFAULT_CHUNK_EDGES)?.finish()?;
-        self.rebuild_base(&snap, (*snap.state.catalog).clone(), &[], &edges, delta)
+        let deleted = snap.state.delta.deleted.clone();
+        self.rebuild_base(
+            &snap,
+            (*snap.state.catalog).clone(),
+            &[],
+            &edges,
+            (delta, sled::Batch::default(), deleted),
+        )
     }
 
     /// An edge sorter that already holds every edge of `snap`, so that edges
@@ -309,15 +401,16 @@ impl Database {
     /// Writes a new base from the keys of `snap` plus `new_keys` (per type,
     /// continuing the ids of `catalog`, which already counts them) and `edges`
     /// (all of them, sorted), then commits it and clears the delta in one sled
-    /// batch; `changed` says whether the edges differ from `snap`'s. The caller holds the
-    /// writer lock.
+    /// batch, `b` (records to write with it) included; `changed` says whether
+    /// the edges differ from `snap`'s, `deleted` is the nodes deleted after it.
+    /// The caller holds the writer lock.
     pub(crate) fn rebuild_base(
         &self,
         snap: &Snapshot,
         mut catalog: Catalog,
         new_keys: &[Vec<String>],
         edges: &[WEdge],
-        changed: bool,
+        (changed, mut b, deleted): (bool, sled::Batch, Vec<RoaringBitmap>),
     ) -> Result<()> {
         let types = catalog.node_types.len();
         let mut keys_by_type: Vec<Vec<&str>> = Vec::with_capacity(types);
@@ -344,7 +437,6 @@ impl Database {
             catalog.edge_version += 1;
         }
         let base = Base::open(&self.dir, &catalog)?;
-        let mut b = sled::Batch::default();
         for prefix in [keys::NODE_ID, keys::EDGE] {
             for k in self.sled.scan_prefix([prefix]).keys() {
                 b.remove(k.in_catalog(&self.catalog_dir())?);
@@ -357,7 +449,7 @@ impl Database {
             catalog: Arc::new(catalog),
             base: Arc::new(base),
             delta: Arc::new(Delta {
-                deleted: snap.state.delta.deleted.clone(),
+                deleted,
                 ..Default::default()
             }),
         });

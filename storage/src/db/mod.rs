@@ -21,7 +21,7 @@ mod commit;
 mod open;
 mod snapshot;
 
-pub use commit::{CommitInfo, NodeRef, WriteBatch};
+pub use commit::{CommitInfo, NodeRef, WriteBatch, LARGE_COMMIT};
 pub use snapshot::{Neighbors, Snapshot};
 
 /// Name of the sled directory inside a database directory.
