@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// An edge: (relation, source id, destination id).
+type EdgeKey = (u32, u32, u32);
+/// The final state of the edges a batch touches: `Some(weight)` present, `None` absent.
+type EdgeStates = HashMap<EdgeKey, Option<f32>>;
+
 /// Nodes and edges a batch touches past which it is committed as a new
 /// base generation ([`Database::commit`]).
 pub const LARGE_COMMIT: usize = 50_000;
@@ -74,7 +79,7 @@ impl Database {
         let mut new_nodes: Vec<HashMap<String, u32>> = vec![HashMap::new(); catalog.node_types.len()];
         let mut new_keys: Vec<(u32, u32, String)> = Vec::new();
         // Final state of each touched edge: Some(weight) present, None absent.
-        let mut edges: HashMap<(u32, u32, u32), Option<f32>> = HashMap::new();
+        let mut edges: EdgeStates = HashMap::new();
         let mut order: Vec<(u32, u32, u32)> = Vec::new();
         // (type, id, name, value); `None` removes the property.
         let mut props: Vec<(u32, u32, String, Option<Value>)> = Vec::new();
@@ -319,7 +324,7 @@ impl Database {
         snap: &Snapshot,
         catalog: Catalog,
         new_keys: Vec<(u32, u32, String)>,
-        (edges, order): (&HashMap<(u32, u32, u32), Option<f32>>, &[(u32, u32, u32)]),
+        (edges, order): (&EdgeStates, &[EdgeKey]),
         b: sled::Batch,
         deaths: &HashMap<(u32, u32), bool>,
     ) -> Result<CommitInfo> {
