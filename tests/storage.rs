@@ -366,14 +366,14 @@ fn staged_model_parts_become_parts_only_at_a_checkpoint_and_vanish_otherwise() {
     assert_eq!(db.model_info("m").unwrap().progress, "{\"at\":2}");
 }
 
+/// Live nodes (type, key) with their `p` property.
+type Nodes = Vec<(u32, String, Option<Value>)>;
+/// An operation of a write batch.
+type Op = Box<dyn Fn(&mut quiver_storage::WriteBatch)>;
+
 /// Everything a reader sees, by names: live nodes with their `p` property,
 /// and every edge with its weight.
-fn contents(
-    db: &Database,
-) -> (
-    Vec<(u32, String, Option<Value>)>,
-    Vec<(String, String, String, u32)>,
-) {
+fn contents(db: &Database) -> (Nodes, Vec<(String, String, String, u32)>) {
     let snap = db.snapshot();
     let mut nodes = Vec::new();
     for t in 0..snap.catalog().node_types.len() as u32 {
@@ -417,7 +417,7 @@ fn a_large_batch_is_a_new_base_with_the_same_contents() {
     };
     // One sequence of operations: new nodes and edges, new weights, deleted
     // edges (of the base and of the delta), properties, deleted nodes.
-    let mut ops: Vec<Box<dyn Fn(&mut quiver_storage::WriteBatch)>> = Vec::new();
+    let mut ops: Vec<Op> = Vec::new();
     let mut x = 7u64;
     let mut next = move || {
         x = x
