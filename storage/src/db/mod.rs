@@ -17,11 +17,13 @@ use crate::extsort::{EdgeSorter, DEFAULT_CHUNK_EDGES};
 use crate::keys;
 use crate::segment::sync_dir;
 
+mod batch;
 mod commit;
 mod open;
 mod snapshot;
 
-pub use commit::{CommitInfo, NodeRef, WriteBatch, LARGE_COMMIT};
+pub use batch::{CommitInfo, NodeRef, WriteBatch};
+pub use commit::LARGE_COMMIT;
 pub use snapshot::{Neighbors, Snapshot};
 
 /// Name of the sled directory inside a database directory.
