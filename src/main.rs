@@ -235,7 +235,33 @@ enum EvalWhat {
     Recall(Box<embed::RecallArgs>),
 }
 
+/// Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not
+/// set" when the GPU is probed without one (a CPU-only machine, a service):
+/// a private directory is given when the environment has none.
+fn runtime_dir() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    // One per user (as the Makefile's), private to them.
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+    let dir = std::env::temp_dir().join(format!("quiver-xdg-{uid}"));
+    let made = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir);
+    if made.is_ok() {
+        // SAFETY: called first thing in `main`, before any other thread
+        // exists, so nothing reads the environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir)
+        };
+    }
+}
+
 fn main() -> ExitCode {
+    runtime_dir();
     match run(Cli::parse()) {
         Ok(code) => code,
         // A reader that closed the pipe (`quiver stats DB | head -1`) wanted no more.

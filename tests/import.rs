@@ -161,12 +161,12 @@ fn bad_lines_are_rejected_whole_with_positions() {
         (
             "weight.tsv",
             b"User\tu1\tFollows\tUser\tu2\tx\n",
-            "weight.tsv:1:25: weight `x` is not a finite number",
+            "weight.tsv:1:25: weight `x` is not a finite number ≥ 0",
         ),
         (
             "weight2.tsv",
             b"User\tu1\tFollows\tUser\tu2\tinf\n",
-            "weight2.tsv:1:25: weight `inf` is not a finite number",
+            "weight2.tsv:1:25: weight `inf` is not a finite number ≥ 0",
         ),
         (
             "unknownrel.tsv",

@@ -18,6 +18,17 @@ import os
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+# Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set"
+# when the GPU is probed without one (device="auto" on a CPU-only machine):
+# a private directory per user, as the command line gives itself.
+if not os.environ.get("XDG_RUNTIME_DIR") and hasattr(os, "getuid"):
+    _xdg = os.path.join(__import__("tempfile").gettempdir(), f"quiver-xdg-{os.getuid()}")
+    try:
+        os.makedirs(_xdg, mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = _xdg
+    except OSError:
+        pass
+
 from . import _native
 from ._native import (
     ConfigError,
@@ -78,16 +89,28 @@ class Rows:
         return pd.DataFrame.from_records(self.rows, columns=self.columns)
 
 
-def open(path: Union[str, "os.PathLike[str]"]) -> "Database":
-    """Opens the database at `path`, creating it if missing.
-    Raises LockedError when another process holds it."""
+def open(path: Union[str, "os.PathLike[str]", None] = None) -> "Database":
+    """Opens the database at `path`, creating it if missing; with None or
+    ":memory:", a temporary database removed when it is closed (for tests
+    and notebooks). Raises LockedError when another process holds it, and
+    StorageError for an empty path."""
     return Database(path)
 
 
 class Database:
     """An open quiver database; use it as a context manager or call close()."""
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"]):
+    def __init__(self, path: Union[str, "os.PathLike[str]", None] = None):
+        self._temp = None
+        if path is None or path == ":memory:":
+            import shutil
+            import tempfile
+            import weakref
+
+            self._temp = tempfile.mkdtemp(prefix="quiver-")
+            path = os.path.join(self._temp, "db")
+            # Removed on close, or when the handle is collected.
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self._temp, True)
         self._db = _native.Database(os.fspath(path))
 
     def __enter__(self) -> "Database":
@@ -104,7 +127,10 @@ class Database:
         return self._db.path
 
     def close(self) -> None:
+        """Closes the database (a temporary one is removed); later calls raise quiver.Error."""
         self._db.close()
+        if self._temp is not None:
+            self._cleanup()
 
     # Queries
 

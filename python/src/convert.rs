@@ -179,6 +179,13 @@ pub(crate) fn keys(o: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
             o.repr()?
         )));
     }
+    // A DataFrame (or a dict) iterates its column names (keys), not values.
+    if o.hasattr("columns")? || o.is_instance_of::<PyDict>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what}: a list, array or Series of keys, not a {} (pass one column, df[\"name\"])",
+            o.get_type().name()?
+        )));
+    }
     let items = if o.hasattr("tolist")? {
         o.call_method0("tolist")?
     } else {

@@ -5,125 +5,21 @@
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use numpy::{PyArray1, PyArrayMethods};
-use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use quiver::tasks::{self, NeighborQuery};
 use quiver::{Device, EngineError, Graph, Params, QueryError, QueryValue, StorageError, TrainConfig};
 
 mod convert;
+mod errors;
 use convert::*;
-
-create_exception!(_native, Error, PyException, "Any error quiver reports.");
-create_exception!(
-    _native,
-    QuerySyntaxError,
-    Error,
-    "A query that does not parse or does not fit the schema; `line` and `column` say where."
-);
-create_exception!(_native, QueryError_, Error, "A query that failed while it ran.");
-create_exception!(
-    _native,
-    StorageError_,
-    Error,
-    "The database could not be read or written."
-);
-create_exception!(
-    _native,
-    CorruptionError,
-    StorageError_,
-    "Stored data failed its checks."
-);
-create_exception!(
-    _native,
-    LockedError,
-    StorageError_,
-    "Another process holds the database."
-);
-create_exception!(
-    _native,
-    EngineError_,
-    Error,
-    "Training, evaluation or a stored model failed."
-);
-create_exception!(
-    _native,
-    ConfigError,
-    EngineError_,
-    "A training or evaluation setting that cannot work."
-);
-
-/// A quiver error as the matching Python exception.
-fn py_err(e: impl Into<quiver::Error>) -> PyErr {
-    let e: quiver::Error = e.into();
-    let msg = e.to_string();
-    match e {
-        quiver::Error::Query(q) => query_err(q),
-        quiver::Error::Storage(s) => storage_err(s, msg),
-        quiver::Error::Engine(en) => engine_err(en, msg),
-        _ => Error::new_err(msg),
-    }
-}
-
-fn storage_err(e: StorageError, msg: String) -> PyErr {
-    match e {
-        StorageError::Locked(_) => LockedError::new_err(msg),
-        StorageError::Corruption(_) => CorruptionError::new_err(msg),
-        _ => StorageError_::new_err(msg),
-    }
-}
-
-fn engine_err(e: EngineError, msg: String) -> PyErr {
-    match e {
-        EngineError::Storage(s) => storage_err(s, msg),
-        EngineError::Config(_) => ConfigError::new_err(msg),
-        _ => EngineError_::new_err(msg),
-    }
-}
-
-fn query_err(e: QueryError) -> PyErr {
-    let msg = e.to_string();
-    match e {
-        QueryError::Syntax { pos, .. } | QueryError::Semantic { pos, .. } => Python::attach(|py| {
-            let err = QuerySyntaxError::new_err(msg);
-            let value = err.value(py);
-            let line = (pos.line > 0).then_some(pos.line);
-            let column = (pos.line > 0).then_some(pos.column);
-            if value
-                .setattr("line", line)
-                .and(value.setattr("column", column))
-                .is_err()
-            {
-                return Error::new_err("could not build a QuerySyntaxError");
-            }
-            err
-        }),
-        QueryError::Storage(s) => storage_err(s, msg),
-        QueryError::Engine(en) => engine_err(en, msg),
-        _ => QueryError_::new_err(msg),
-    }
-}
-
-/// Runs `f`, turning a panic into `quiver.Error` (never a PanicException).
-fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        let what = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        Err(Error::new_err(format!(
-            "internal error (please report it): {what}"
-        )))
-    })
-}
+use errors::{guard, py_err, ConfigError, CorruptionError, Error, LockedError, QuerySyntaxError};
 
 /// Per query node, k neighbour keys (None past the last neighbour).
 type KeyGrid = Vec<Vec<Option<String>>>;
@@ -357,7 +253,7 @@ impl Database {
             let def = &c.relations[rel as usize];
             for (want, given, side) in [(def.src, src_type, "source"), (def.dst, dst_type, "destination")] {
                 if c.type_name(want) != given {
-                    return Err(StorageError_::new_err(format!(
+                    return Err(errors::StorageError::new_err(format!(
                         "relation {relation} has {side} type {}, not {given}",
                         c.type_name(want)
                     )));
@@ -646,9 +542,9 @@ impl Database {
             let snap = db.snapshot();
             let m = g.model(model).map_err(py_err)?;
             let ty = snap.catalog().node_type(node_type).map_err(py_err)?;
-            let id = snap
-                .node_id(ty, key)
-                .ok_or_else(|| StorageError_::new_err(format!("no {node_type} node with key `{key}`")))?;
+            let id = snap.node_id(ty, key).ok_or_else(|| {
+                errors::StorageError::new_err(format!("no {node_type} node with key `{key}`"))
+            })?;
             Ok(m.node(ty, id).to_vec())
         })?;
         Ok(PyArray1::from_vec(py, row).into_any())
@@ -872,11 +768,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add("Error", py.get_type::<Error>())?;
     m.add("QuerySyntaxError", py.get_type::<QuerySyntaxError>())?;
-    m.add("QueryError", py.get_type::<QueryError_>())?;
-    m.add("StorageError", py.get_type::<StorageError_>())?;
+    m.add("QueryError", py.get_type::<errors::QueryError>())?;
+    m.add("StorageError", py.get_type::<errors::StorageError>())?;
     m.add("CorruptionError", py.get_type::<CorruptionError>())?;
     m.add("LockedError", py.get_type::<LockedError>())?;
-    m.add("EngineError", py.get_type::<EngineError_>())?;
+    m.add("EngineError", py.get_type::<errors::EngineError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -416,3 +416,57 @@ def test_closing_from_a_callback_is_an_error_not_a_deadlock(tmp_path):
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["refused", "closed", "True"], out
+
+
+def test_day_one_defects_of_the_second_python_round(tmp_path, monkeypatch):
+    import pickle
+
+    import pandas as pd
+
+    with quiver.open(tmp_path / "db") as db:
+        db.query("CREATE NODE TYPE User; CREATE RELATION TYPE F (User -> User)")
+        df = pd.DataFrame({"s": ["a", "b"], "d": ["b", "c"]})
+        # A DataFrame where keys were expected iterates its column names.
+        with pytest.raises(TypeError, match=r"src_keys: .* not a DataFrame"):
+            db.add_edges("User", df, "F", "User", ["x", "y"])
+        with pytest.raises(quiver.StorageError, match="not a finite number ≥ 0"):
+            db.add_edges("User", ["a"], "F", "User", ["b"], weights=[-1.0])
+        db.add_edges("User", df["s"], "F", "User", df["d"])
+        assert db.query("MATCH ()-[r]->() RETURN count(r) AS n")[0]["n"] == 2
+        # Exceptions carry their public names and survive pickling (joblib, multiprocessing).
+        with pytest.raises(quiver.QueryError) as caught:
+            db.query("UNWIND [1] AS x RETURN x / 0")
+        e = caught.value
+        assert type(e).__name__ == "QueryError" and type(e).__module__ == "quiver"
+        again = pickle.loads(pickle.dumps(e))
+        assert type(again) is quiver.QueryError and str(again) == str(e)
+    for cls in (quiver.StorageError, quiver.EngineError, quiver.LockedError, quiver.ConfigError):
+        assert cls.__module__ == "quiver" and not cls.__name__.endswith("_")
+        assert type(pickle.loads(pickle.dumps(cls("x")))) is cls
+    # An empty path leaves nothing behind; ":memory:" and None are temporary.
+    monkeypatch.chdir(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(quiver.StorageError, match="empty path"):
+        quiver.open("")
+    assert sorted(os.listdir(tmp_path)) == before
+    for path in (":memory:", None):
+        db = quiver.open(path)
+        where = db.path
+        db.query("CREATE NODE TYPE T; CREATE (:T {key: 'a'})")
+        assert db.query("MATCH (n:T) RETURN count(n) AS n")[0]["n"] == 1
+        db.close()
+        assert not os.path.exists(where)
+    assert not os.path.exists(tmp_path / ":memory:")
+
+
+def test_no_gpu_probe_noise_on_a_cpu_machine(tmp_path):
+    social(tmp_path / "db").close()
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    script = textwrap.dedent(f"""
+        import quiver
+        with quiver.open({str(tmp_path / "db")!r}) as db:
+            db.train("m", {{"dim": 8, "epochs": 1}}, device="auto", progress=False)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "XDG_RUNTIME_DIR" not in out.stderr, out.stderr

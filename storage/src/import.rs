@@ -332,8 +332,13 @@ impl Builder<'_> {
                 let weight = match f.get(5) {
                     None => 1.0,
                     Some(w) => match w.text.trim().parse::<f32>() {
-                        Ok(x) if x.is_finite() => x,
-                        _ => return Err((w.column, format!("weight `{}` is not a finite number", w.text))),
+                        Ok(x) if x.is_finite() && x >= 0.0 => x,
+                        _ => {
+                            return Err((
+                                w.column,
+                                format!("weight `{}` is not a finite number ≥ 0", w.text),
+                            ))
+                        }
                     },
                 };
                 let create = self.opts.create_types;

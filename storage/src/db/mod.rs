@@ -143,9 +143,9 @@ pub(crate) fn check_key(key: &str) -> Result<()> {
 }
 
 pub(crate) fn check_weight(w: f32) -> Result<()> {
-    if !w.is_finite() {
+    if !w.is_finite() || w < 0.0 {
         return Err(StorageError::InvalidInput(format!(
-            "edge weight {w} is not finite"
+            "edge weight {w} is not a finite number ≥ 0"
         )));
     }
     Ok(())

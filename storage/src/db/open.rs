@@ -3,10 +3,21 @@
 
 use super::*;
 
+/// An empty path would put the database's files in the current directory.
+fn no_empty_path(dir: &Path) -> Result<()> {
+    match dir.as_os_str().is_empty() {
+        true => Err(StorageError::InvalidInput(
+            "an empty path names no database directory".into(),
+        )),
+        false => Ok(()),
+    }
+}
+
 impl Database {
     /// Creates a new, empty database in `path`, which must not exist or be empty.
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let dir = path.as_ref();
+        no_empty_path(dir)?;
         // Anything but a lock file means the directory is taken; a lock file
         // alone is another process creating a database here (it gets
         // `Locked`), or one that gave up.
@@ -37,6 +48,7 @@ impl Database {
     /// Opens an existing database.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let dir = path.as_ref();
+        no_empty_path(dir)?;
         if !dir.join(CATALOG_DIR).is_dir() {
             return Err(StorageError::NotADatabase(dir.to_path_buf()));
         }
