@@ -64,6 +64,12 @@ pub fn neighbors(
     let Some(&(first, _)) = queries.first() else {
         return Ok((0, Vec::new()));
     };
+    model
+        .seen(c, Some(first), q.relation)
+        .map_err(|message| EngineError::Model {
+            name: name.to_string(),
+            message,
+        })?;
     let target = match q.relation {
         Some(r) => {
             let def = &c.relations[r as usize];

@@ -276,6 +276,32 @@ impl Model {
         }
     }
 
+    /// Refuses a node type or relation created after the model was trained
+    /// (it has no rows or vectors for them): the message names it. Every
+    /// use of a model by type or relation (embeddings, neighbours, scores)
+    /// asks this first, so none answers zeros or an unrelated row.
+    pub fn seen(
+        &self,
+        c: &quiver_storage::Catalog,
+        ty: Option<u32>,
+        rel: Option<u32>,
+    ) -> std::result::Result<(), String> {
+        if let Some(t) = ty.filter(|&t| t as usize >= self.nodes.len()) {
+            return Err(format!(
+                "the model has no rows of node type `{}`: the type was created after it was trained (train it again)",
+                c.type_name(t)
+            ));
+        }
+        let trained = self.relations.len() / (self.dim().max(1) * (1 + usize::from(self.config.reciprocal)));
+        if let Some(r) = rel.filter(|&r| r as usize >= trained) {
+            return Err(format!(
+                "the model has no vector for relation `{}`: it was created after the model was trained (train it again)",
+                c.relations.get(r as usize).map_or("?", |d| d.name.as_str())
+            ));
+        }
+        Ok(())
+    }
+
     /// Rows of node type `ty` that the model holds.
     pub fn rows(&self, ty: u32) -> u32 {
         self.nodes

@@ -21,6 +21,23 @@ mod errors;
 use convert::*;
 use errors::{guard, py_err, ConfigError, CorruptionError, Error, LockedError, QuerySyntaxError};
 
+/// [`quiver::Model::seen`] as quiver's error for model `name`.
+fn seen(
+    m: &quiver::Model,
+    name: &str,
+    c: &quiver::Catalog,
+    ty: Option<u32>,
+    rel: Option<u32>,
+) -> Result<(), quiver::Error> {
+    m.seen(c, ty, rel).map_err(|message| {
+        EngineError::Model {
+            name: name.to_string(),
+            message,
+        }
+        .into()
+    })
+}
+
 /// Per query node, k neighbour keys (None past the last neighbour).
 type KeyGrid = Vec<Vec<Option<String>>>;
 
@@ -473,6 +490,7 @@ impl Database {
                     Some(mapped) => Rows::Mapped(mapped),
                     None => {
                         let mut m = quiver::Model::load(db, model)?;
+                        seen(&m, model, snap.catalog(), Some(ty), None)?;
                         Rows::Owned(std::mem::take(&mut m.nodes[ty as usize]), m.dim())
                     }
                 };
@@ -545,6 +563,7 @@ impl Database {
             let id = snap.node_id(ty, key).ok_or_else(|| {
                 errors::StorageError::new_err(format!("no {node_type} node with key `{key}`"))
             })?;
+            seen(&m, model, snap.catalog(), Some(ty), None).map_err(py_err)?;
             Ok(m.node(ty, id).to_vec())
         })?;
         Ok(PyArray1::from_vec(py, row).into_any())

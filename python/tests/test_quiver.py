@@ -470,3 +470,25 @@ def test_no_gpu_probe_noise_on_a_cpu_machine(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "XDG_RUNTIME_DIR" not in out.stderr, out.stderr
+
+
+def test_a_type_or_relation_the_model_never_saw_is_a_clear_error(tmp_path):
+    with social(tmp_path / "db") as db:
+        db.train("m", {"dim": 8, "epochs": 1, "threads": 1}, device="cpu", progress=False)
+        db.query("CREATE NODE TYPE Tag; CREATE RELATION TYPE Tagged (User -> Tag); CREATE RELATION TYPE Knows (User -> User)")
+        db.query("MATCH (u:User {key: 'u1'}) CREATE (u)-[:Tagged]->(:Tag {key: 't1'})")
+        said = "no rows of node type `Tag`"
+        for call in (
+            lambda: db.embeddings("m", "Tag"),
+            lambda: db.embedding("m", "Tag", "t1"),
+            lambda: db.neighbors("m", "Tag", ["t1"]),
+            lambda: db.query("MATCH (t:Tag {key: 't1'}) RETURN quiver.embed(t, 'm')"),
+            lambda: db.query("MATCH (t:Tag {key: 't1'}) CALL quiver.nearest(t, 3, 'm') YIELD node RETURN node"),
+        ):
+            with pytest.raises(quiver.Error, match=said):
+                call()
+        with pytest.raises(quiver.Error, match="no vector for relation `Knows`"):
+            db.query("MATCH (a:User {key: 'u1'}), (b:User {key: 'u2'}) RETURN quiver.score(a, 'Knows', b, 'm')")
+        # What the model did see still answers.
+        assert db.embedding("m", "User", "u1").shape == (8,)
+        assert db.query("MATCH (a:User {key: 'u1'}), (b:User {key: 'u2'}) RETURN quiver.score(a, 'Follows', b, 'm') AS s")[0]["s"] is not None

@@ -353,14 +353,15 @@ impl Ctx<'_> {
                 if matches!(vals[2], Value::Null) {
                     return Ok(Value::Null);
                 }
-                let q = m.tail_query(rel, &self.row(&m, h));
-                Value::Float(m.compare(&q, &self.row(&m, t)) as f64)
+                self.seen(&m, None, Some(rel))?;
+                let q = m.tail_query(rel, &self.row(&m, h)?);
+                Value::Float(m.compare(&q, &self.row(&m, t)?) as f64)
             }
             (Func::Embed, _) => {
                 let m = self.model(vals.get(1), false)?;
                 let node = self.node_arg(&vals[0])?;
                 Value::List(
-                    self.row(&m, node)
+                    self.row(&m, node)?
                         .iter()
                         .map(|&x| Value::Float(x as f64))
                         .collect(),

@@ -26,13 +26,20 @@ impl Ctx<'_> {
     }
 
     /// A node's row: trained, or inferred from its neighbours now (cold
-    /// start) for a node created since training (zeros when none has a row).
-    pub(super) fn row<'m>(&self, m: &'m Model, (ty, id): (u32, u32)) -> std::borrow::Cow<'m, [f32]> {
-        if id < m.rows(ty) {
+    /// start) for a node created since training (zeros when none has a
+    /// row); a node type the model never saw is an error.
+    pub(super) fn row<'m>(&self, m: &'m Model, (ty, id): (u32, u32)) -> Result<std::borrow::Cow<'m, [f32]>> {
+        self.seen(m, Some(ty), None)?;
+        Ok(if id < m.rows(ty) {
             std::borrow::Cow::Borrowed(m.node(ty, id))
         } else {
             std::borrow::Cow::Owned(m.infer(self.snap, ty, id).unwrap_or_else(|| vec![0.0; m.dim()]))
-        }
+        })
+    }
+
+    /// [`Model::seen`] as a query error.
+    pub(super) fn seen(&self, m: &Model, ty: Option<u32>, rel: Option<u32>) -> Result<()> {
+        m.seen(self.snap.catalog(), ty, rel).map_err(runtime)
     }
 
     /// The named model, or the only one / the one named `default`; with
@@ -91,6 +98,7 @@ impl Ctx<'_> {
                 let Some((ty, id)) = node(&args[0])? else {
                     return Ok(Vec::new());
                 };
+                self.seen(&m, Some(ty), None)?;
                 Ok(scored(ty, m.top_k(m.node(ty, id), ty, k, &|x| x == id)))
             }
             Proc::Predict | Proc::PredictHead => {
@@ -100,6 +108,7 @@ impl Ctx<'_> {
                     return Ok(Vec::new());
                 };
                 let rel = self.rel_arg(&args[1])?;
+                self.seen(&m, Some(ty), Some(rel))?;
                 let def = &self.snap.catalog().relations[rel as usize];
                 let (from, to) = if proc == Proc::Predict {
                     (def.src, def.dst)
