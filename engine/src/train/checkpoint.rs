@@ -19,19 +19,29 @@ pub(super) struct Progress {
 }
 
 /// Where the run stands after visit `b` of `epoch` (empty when it is done).
+/// After an epoch's last visit that validation still has to score
+/// (`validating`), the run stands at the end of that epoch, not at the next:
+/// a run killed before the scoring was recorded scores it when resumed, as
+/// the uninterrupted run did.
 pub(super) fn progress_after(
     ctx: &RunCtx<'_>,
     start: Progress,
     (epoch, b): (usize, usize),
     visits: usize,
+    validating: bool,
 ) -> String {
-    let next = match b + 1 < visits {
-        true => Progress {
+    let next = match (b + 1 < visits, validating) {
+        (true, _) => Progress {
             epoch,
             bucket: b + 1,
             ..start
         },
-        false => Progress {
+        (false, true) => Progress {
+            epoch,
+            bucket: visits,
+            ..start
+        },
+        (false, false) => Progress {
             epoch: epoch + 1,
             bucket: 0,
             ..start

@@ -499,7 +499,13 @@ fn run(
     let visits = order.len() * cfg.passes;
     // When the last checkpoint began, and how long it took.
     let (mut saved_at, mut save_secs) = (Instant::now(), 0.0);
-    for epoch in start.epoch..cfg.epochs {
+    // A run killed after its patience ran out (and before it was marked
+    // finished) trains no further epochs when resumed.
+    let first_epoch = match valid.is_some_and(|v| v.exhausted(start.valid)) {
+        true => cfg.epochs,
+        false => start.epoch,
+    };
+    for epoch in first_epoch..cfg.epochs {
         let epoch_cfg = cfg.at_epoch(epoch);
         let started = Instant::now();
         let (mut loss, mut edges, mut loads, mut io) = (0f64, 0u64, 0u64, 0f64);
@@ -573,7 +579,9 @@ fn run(
             let due = saved_at.elapsed().as_secs_f64() >= CHECKPOINT_SECS.max(10.0 * save_secs);
             if stopping || due || b + 1 == visits {
                 let begun = Instant::now();
-                checkpoint(&ctx, &mut state, &progress_after(&ctx, start, (epoch, b), visits))?;
+                let validating = valid.is_some_and(|v| v.due(epoch, cfg.epochs));
+                let progress = progress_after(&ctx, start, (epoch, b), visits, validating);
+                checkpoint(&ctx, &mut state, &progress)?;
                 (saved_at, save_secs) = (begun, begun.elapsed().as_secs_f64());
                 io += save_secs;
             }
@@ -582,14 +590,17 @@ fn run(
             }
         }
         let seconds = started.elapsed().as_secs_f64();
-        on_event(&TrainEvent::Epoch(EpochStats {
-            epoch,
-            loss,
-            edges,
-            seconds,
-            io_share: if seconds > 0.0 { io / seconds } else { 0.0 },
-            loads,
-        }));
+        // (A run resumed at an epoch's end, its scoring pending, trained nothing of it now.)
+        if first < visits {
+            on_event(&TrainEvent::Epoch(EpochStats {
+                epoch,
+                loss,
+                edges,
+                seconds,
+                io_share: if seconds > 0.0 { io / seconds } else { 0.0 },
+                loads,
+            }));
+        }
         if let Some(v) = valid {
             if validate(&ctx, v, device, epoch, &mut start, on_event)? {
                 break;

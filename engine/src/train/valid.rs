@@ -58,7 +58,7 @@ pub(super) fn validate(
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<bool> {
     let last = epoch + 1 == ctx.cfg().epochs;
-    if !((epoch + 1).is_multiple_of(v.every.max(1)) || last) {
+    if !v.due(epoch, ctx.cfg().epochs) {
         return Ok(false);
     }
     let (db, name) = (ctx.db, ctx.name);
@@ -106,4 +106,17 @@ pub(super) fn validate(
         db.save_model_parts(name, &ctx.settings_json, &json, &[])?;
     }
     Ok(v.patience > 0 && st.stale >= v.patience)
+}
+
+impl Validation {
+    /// Whether the model is scored after `epoch` of `epochs`: every
+    /// `every`-th epoch, and the last.
+    pub(super) fn due(&self, epoch: usize, epochs: usize) -> bool {
+        (epoch + 1).is_multiple_of(self.every.max(1)) || epoch + 1 == epochs
+    }
+
+    /// Whether a run whose validation stands at `state` has run out of patience.
+    pub(super) fn exhausted(&self, state: Option<ValidState>) -> bool {
+        self.patience > 0 && state.is_some_and(|s| s.stale >= self.patience)
+    }
 }
