@@ -146,7 +146,17 @@ fn newer_format_is_refused_with_a_clear_error() {
     let path = dir.path().join("db");
     drop(Database::create(&path).unwrap());
     {
-        let s = sled::open(path.join("catalog")).unwrap();
+        // sled's flusher may hold its lock a moment after the drop (as
+        // `Database::open` does, wait for it).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let s = loop {
+            match sled::open(path.join("catalog")) {
+                Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("acquire lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                other => break other.unwrap(),
+            }
+        };
         s.insert(b"F", &2u32.to_be_bytes()).unwrap();
         s.flush().unwrap();
     }
