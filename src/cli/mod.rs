@@ -43,10 +43,7 @@ pub fn output_file(flag: &str, path: &Path, force: bool) -> anyhow::Result<()> {
     if !force && path.exists() {
         anyhow::bail!("{flag} {} exists (--force overwrites it)", path.display());
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = dir_of(path);
     if !dir.is_dir() {
         anyhow::bail!("{flag} {}: no directory {}", path.display(), dir.display());
     }
@@ -64,10 +61,7 @@ pub fn write_file(
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
     let at = || format!("writing {}", path.display());
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = dir_of(path);
     let name = path.file_name().context("no file name")?.to_string_lossy();
     let prefix = format!(".{name}.");
     let mut builder = tempfile::Builder::new();
@@ -88,6 +82,13 @@ pub fn write_file(
     };
     placed.map_err(|e| e.error).with_context(at)?;
     Ok(())
+}
+
+/// The directory a file path names its file in (`.` for a bare name).
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Milliseconds, for messages.

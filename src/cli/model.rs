@@ -629,12 +629,9 @@ fn write_matrix(
     key: impl Fn(usize) -> String,
 ) -> anyhow::Result<usize> {
     let rows = data.len() / d;
+    // (Existing files were refused for all names before the first was written.)
     let file = |name: String, body: &dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>| {
-        let path = out.join(name);
-        if !force && path.exists() {
-            bail!("{} exists (--force overwrites it)", path.display());
-        }
-        super::write_file(&path, force, body)
+        super::write_file(&out.join(name), force, body)
     };
     if format == "tsv" {
         file(format!("{stem}.tsv"), &|w| {
