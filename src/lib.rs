@@ -19,6 +19,7 @@ pub use quiver_storage::{
 };
 
 pub use quiver_engine::{
+    index_key, index_model, AnnIndex, IndexInfo, IndexSettings, Quantization,
     evaluate, kmeans, overlap, read_triples, recall, resume, resume_on, resume_on_until, train, train_on,
     train_on_until, AdapterChoice, Device, EdgeWeights, EngineError, EpochStats, EvalReport, GpuContext,
     Holdout, Index, Int8Rows, KMeans, Loss, Metric, Mixtures, Model, Optimizer, Score, TrainConfig,

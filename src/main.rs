@@ -18,7 +18,7 @@ macro_rules! say {
 
 mod cli;
 
-use cli::{demo, embed, model, shell, store, tune};
+use cli::{demo, embed, index, model, shell, store, tune};
 
 /// quiver: an embedded graph database with a built-in embedding engine.
 #[derive(Parser)]
@@ -153,7 +153,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Nearest neighbours of nodes by a model's embeddings (exact; or its int8 copy).
+    /// Build an approximate nearest-neighbour index (HNSW) of a model's node type(s),
+    /// stored with the model and used by every neighbour search while the model is unchanged.
+    Index(Box<index::IndexArgs>),
+    /// Nearest neighbours of nodes by a model's embeddings (its index when it has one; exact; or its int8 copy).
     Neighbors(Box<embed::NeighborsArgs>),
     /// Store an int8 copy (one scale per row) of a model's embeddings and report its recall.
     Quantize {
@@ -327,6 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => model::train(&args)?,
         Command::Tune(args) => tune::tune(&args)?,
         Command::Neighbors(a) => embed::neighbors(&a)?,
+        Command::Index(a) => index::index(&a)?,
         Command::Quantize { db, model, types } => embed::quantize(&db, &model, &types)?,
         Command::Drift {
             db,

@@ -2,7 +2,7 @@
 //! stored model: nearest neighbours of a batch of nodes, filtered
 //! evaluation stored with the model, and the names of its relation rows.
 
-use quiver_engine::{Device, EngineError, Index, Int8Rows, Metric, Model, Score, Triple};
+use quiver_engine::{AnnIndex, Device, EngineError, Index, Int8Rows, Metric, Model, Score, Triple};
 use quiver_storage::{Database, Direction, Snapshot};
 
 use crate::Result;
@@ -21,6 +21,10 @@ pub struct NeighborQuery {
     pub exclude_connected: bool,
     /// Search the model's stored int8 copy.
     pub quantized: bool,
+    /// Scan every row even when the model has an index.
+    pub exact: bool,
+    /// The index's search breadth (its default when `None`).
+    pub ef: Option<usize>,
 }
 
 /// Per query node, its neighbours `(id, score)`, best first.
@@ -48,8 +52,11 @@ pub fn relation_row_names(snap: &Snapshot, model: &Model) -> Vec<String> {
     }
 }
 
-/// Exact top-k for each query node `(type, id)`: the node type searched and,
-/// per query, `(id, score)` best first. A node is never its own neighbour.
+/// Top-k for each query node `(type, id)`: the node type searched and, per
+/// query, `(id, score)` best first. A node is never its own neighbour. The
+/// model's index of the target type is searched when there is a current
+/// one and the ranking is the model's own (unless `exact`); otherwise every
+/// row is scanned.
 pub fn neighbors(
     db: &Database,
     snap: &Snapshot,
@@ -130,7 +137,17 @@ pub fn neighbors(
         })
         .collect();
     let exclude = |i: usize, id: u32| excluded[i].binary_search(&id).is_ok();
-    let results = if q.quantized {
+    let indexed = match q.exact || q.quantized || metric != Metric::of_score(model.config.score) {
+        true => None,
+        false => AnnIndex::current(db, name, target)?,
+    };
+    let results = if let Some(index) = indexed {
+        let table = &model.nodes[target as usize];
+        qv.chunks_exact(model.dim())
+            .enumerate()
+            .map(|(i, v)| index.search(table, v, q.k, q.ef, &|id| exclude(i, id)))
+            .collect::<std::result::Result<_, _>>()?
+    } else if q.quantized {
         let codes = Int8Rows::load(db, name, target, model.dim())?.ok_or_else(|| {
             bad(format!(
                 "model `{name}` has no int8 copy: run `quiver quantize` (Python: `db.quantize`) first"

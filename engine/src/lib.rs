@@ -8,6 +8,7 @@
 //! (`Device`); evaluation, retrieval, int8 copies, mixtures and recall sit
 //! on the same models.
 
+mod ann;
 mod config;
 mod eval;
 mod gpu;
@@ -20,6 +21,7 @@ mod retrieval;
 mod side;
 mod train;
 
+pub use ann::{build_index, estimate_bytes, index_key, index_model, model_version, AnnIndex, IndexInfo, IndexSettings, Quantization};
 pub use config::{EdgeWeights, Holdout, Loss, Optimizer, Regularizer, Score, Sides, TrainConfig};
 pub use eval::{evaluate, read_triples, EvalReport, Triple};
 pub use gpu::{AdapterChoice, GpuContext, StepBatch, StepTables};
@@ -67,6 +69,9 @@ pub enum EngineError {
     /// there and resumes from it.
     #[error("training of `{0}` stopped on request; resume continues it")]
     Stopped(String),
+    /// A build stopped on request; nothing of it was stored.
+    #[error("stopped on request; nothing was stored")]
+    Interrupted,
 }
 
 /// Where scoring runs.

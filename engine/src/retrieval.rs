@@ -30,6 +30,16 @@ impl Metric {
         }
     }
 
+    /// `dot`, `cosine`, `l2` or `l1`, as [`Metric::parse`] reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Dot => "dot",
+            Metric::Cosine => "cosine",
+            Metric::L2 => "l2",
+            Metric::L1 => "l1",
+        }
+    }
+
     /// Parses `dot`, `cosine`, `l2` or `l1`.
     pub fn parse(s: &str) -> crate::Result<Self> {
         Ok(match s {

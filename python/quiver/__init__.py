@@ -240,14 +240,51 @@ class Database:
         exclude_connected: bool = False,
         quantized: bool = False,
         device: str = "cpu",
+        exact: bool = False,
+        ef: Optional[int] = None,
     ):
         """Top-k for a batch of nodes: (keys, scores), numpy arrays [len(nodes), k]
-        (keys of dtype object; None / nan pad rows with fewer than k)."""
+        (keys of dtype object; None / nan pad rows with fewer than k). The
+        model's index of the target type is searched when it has a current one
+        (``create_index``; ``ef`` sets the search breadth) unless ``exact``."""
         import numpy as np
 
-        keys, scores = self._db.neighbors(model, node_type, nodes, k, metric, relation, exclude_connected, quantized, device)
+        keys, scores = self._db.neighbors(
+            model, node_type, nodes, k, metric, relation, exclude_connected, quantized, device, exact, ef
+        )
         # k past the target type's rows is cut to them (as the CLI does).
         return np.array(keys, dtype=object).reshape(scores.shape), scores
+
+    def search(self, model: str, node_type: str, queries, k: int = 10, exact: bool = False, ef: Optional[int] = None):
+        """The k best nodes of ``node_type`` for arbitrary query vectors
+        (float32 [n, d], or one vector [d]): (keys, scores), numpy arrays
+        [n, k], scores being the model's own. Uses the model's index of the
+        type when it has a current one unless ``exact``; ``ef`` is the
+        search breadth (the index's default when None)."""
+        import numpy as np
+
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim == 1:
+            q = q.reshape(1, -1)
+        if q.ndim != 2:
+            raise ValueError(f"queries must be [n, d] or [d], not {q.ndim}-dimensional")
+        keys, scores = self._db.search(model, node_type, q, k, exact, ef)
+        return np.array(keys, dtype=object).reshape(scores.shape), scores
+
+    def create_index(
+        self,
+        model: str,
+        node_type: Optional[str] = None,
+        quantization: str = "f32",
+        connectivity: int = 16,
+        expansion_add: int = 200,
+        expansion_search: int = 64,
+        threads: int = 0,
+    ) -> Dict[str, Any]:
+        """Builds and stores the model's approximate nearest-neighbour index
+        (HNSW) of ``node_type`` (every type when None), as ``quiver index``;
+        returns what was stored per type. Ctrl-C stops it, storing nothing."""
+        return self._db.create_index(model, node_type, quantization, connectivity, expansion_add, expansion_search, threads)
 
     # Administration
 

@@ -13,11 +13,11 @@ use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use quiver::tasks::{self, NeighborQuery};
 use quiver::{Device, EngineError, Graph, Params, QueryError, QueryValue, StorageError, TrainConfig};
 
 mod convert;
 mod errors;
+mod retrieval;
 use convert::*;
 use errors::{guard, py_err, ConfigError, CorruptionError, Error, LockedError, QuerySyntaxError};
 
@@ -446,7 +446,7 @@ impl Database {
         }
         let dev = self::device(device)?;
         let obj = self.with(|g| {
-            py.detach(|| tasks::evaluate_stored(g.database(), model, &test, &known, &dev))
+            py.detach(|| quiver::tasks::evaluate_stored(g.database(), model, &test, &known, &dev))
                 .map_err(py_err)
         })?;
         dict(py, obj)
@@ -567,82 +567,6 @@ impl Database {
             Ok(m.node(ty, id).to_vec())
         })?;
         Ok(PyArray1::from_vec(py, row).into_any())
-    }
-
-    /// Top-k for a batch of nodes (keys of `node_type`): (keys [n, k] of
-    /// object, scores [n, k] float32); short rows are padded with None / nan.
-    #[pyo3(signature = (model, node_type, nodes, k=10, metric="model", relation=None, exclude_connected=false, quantized=false, device="cpu"))]
-    #[allow(clippy::too_many_arguments)]
-    fn neighbors<'py>(
-        &self,
-        py: Python<'py>,
-        model: &str,
-        node_type: &str,
-        nodes: &Bound<'py, PyAny>,
-        k: usize,
-        metric: &str,
-        relation: Option<&str>,
-        exclude_connected: bool,
-        quantized: bool,
-        device: &str,
-    ) -> PyResult<(KeyGrid, Bound<'py, PyAny>)> {
-        let nodes = keys(nodes, "nodes")?;
-        let dev = self::device(device)?;
-        let (keys_out, scores, k) = self.with(|g| {
-            py.detach(|| {
-                let db = g.database();
-                let snap = db.snapshot();
-                let c = snap.catalog();
-                let ty = c.node_type(node_type)?;
-                let queries = nodes
-                    .iter()
-                    .map(|k| {
-                        snap.node_id(ty, k)
-                            .map(|id| (ty, id))
-                            .ok_or_else(|| StorageError::NodeNotFound {
-                                node_type: node_type.to_string(),
-                                key: k.clone(),
-                            })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let q = NeighborQuery {
-                    k,
-                    metric: match metric {
-                        "model" => None,
-                        m => Some(quiver::Metric::parse(m)?),
-                    },
-                    relation: relation.map(|r| c.relation(r)).transpose()?,
-                    exclude_connected,
-                    quantized,
-                };
-                let m = g.model(model)?;
-                let (target, results) = tasks::neighbors(db, &snap, (&m, model), &queries, &q, &dev)?;
-                // A k past the target's rows asks for every row (as the CLI does).
-                let k = k.min(snap.node_count(target) as usize);
-                let mut scores = vec![f32::NAN; nodes.len() * k];
-                let keys_out = results
-                    .iter()
-                    .enumerate()
-                    .map(|(i, list)| {
-                        (0..k)
-                            .map(|j| {
-                                list.get(j).map(|&(id, s)| {
-                                    scores[i * k + j] = s;
-                                    snap.node_key(target, id).unwrap_or("").to_string()
-                                })
-                            })
-                            .collect()
-                    })
-                    .collect::<KeyGrid>();
-                Ok::<_, quiver::Error>((keys_out, scores, k))
-            })
-            .map_err(py_err)
-        })?;
-        let n = keys_out.len();
-        Ok((
-            keys_out,
-            PyArray1::from_vec(py, scores).reshape([n, k])?.into_any(),
-        ))
     }
 
     /// Counts per type and relation, as `quiver stats --json`.

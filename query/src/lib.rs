@@ -116,6 +116,55 @@ impl Graph {
         exec::cached_model(&self.db, &self.db.snapshot(), &self.models, name, true)
     }
 
+    /// The `k` best nodes of type `node_type` for each query vector in
+    /// `queries` (row-major, the model's dimension), best first with the
+    /// model's own scores: through the model's index of that type when it
+    /// has a current one (searched with breadth `ef`, its default when
+    /// `None`) unless `exact`, else by scanning every row. Deleted nodes
+    /// never come back. The model and its index are cached by the handle.
+    pub fn search(
+        &self,
+        model: &str,
+        node_type: u32,
+        queries: &[f32],
+        k: usize,
+        exact: bool,
+        ef: Option<usize>,
+    ) -> Result<Vec<Vec<(u32, f32)>>> {
+        let snap = self.db.snapshot();
+        let m = exec::cached_model(&self.db, &snap, &self.models, model, true)?;
+        m.seen(snap.catalog(), Some(node_type), None)
+            .map_err(|message| quiver_engine::EngineError::Model {
+                name: model.to_string(),
+                message,
+            })?;
+        let d = m.dim();
+        if !queries.len().is_multiple_of(d) {
+            return Err(quiver_engine::EngineError::Input(format!(
+                "queries of {} values are not whole rows of the model's {d} columns",
+                queries.len()
+            ))
+            .into());
+        }
+        let skip = |id: u32| snap.is_deleted(node_type, id);
+        let index = match exact {
+            true => None,
+            false => exec::cached_index(&self.db, &self.models, model, node_type)?,
+        };
+        match index {
+            Some(index) => queries
+                .chunks_exact(d)
+                .map(|q| Ok(index.search(&m.nodes[node_type as usize], q, k, ef, &skip)?))
+                .collect(),
+            None => Ok(quiver_engine::Index::new(
+                quiver_engine::Metric::of_score(m.config.score),
+                &m.nodes[node_type as usize],
+                d,
+            )
+            .search(queries, k, &|_, id| skip(id))),
+        }
+    }
+
     /// The limits queries run under unless given their own.
     pub fn limits(&self) -> Limits {
         self.limits

@@ -42,6 +42,12 @@ pub struct NeighborsArgs {
     /// Search the model's stored int8 copy (`quiver quantize`).
     #[arg(long)]
     quantized: bool,
+    /// Scan every row even when the model has an index (`quiver index`).
+    #[arg(long)]
+    exact: bool,
+    /// The index's search breadth for this call (default: the one it was built with).
+    #[arg(long)]
+    ef: Option<usize>,
     /// auto, gpu or cpu (GPU: top-k ≤ 32 on the device; filtering on the host).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -80,6 +86,8 @@ pub fn neighbors(a: &NeighborsArgs) -> anyhow::Result<()> {
         relation: a.relation.as_deref().map(|r| c.relation(r)).transpose()?,
         exclude_connected: a.exclude_connected,
         quantized: a.quantized,
+        exact: a.exact,
+        ef: a.ef,
     };
     let metric = q.metric.unwrap_or(Metric::of_score(model.config.score));
     let started = std::time::Instant::now();

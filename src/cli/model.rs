@@ -368,7 +368,8 @@ pub fn models(db: &Path, drop: Option<&str>) -> anyhow::Result<()> {
         say!("dropped model `{name}`");
         return Ok(());
     }
-    for m in open(db)?.models() {
+    let database = open(db)?;
+    for m in database.models() {
         let settings: serde_json::Value = serde_json::from_str(&m.settings).unwrap_or_default();
         let c = &settings["config"];
         let state = if m.progress.is_empty() {
@@ -386,6 +387,9 @@ pub fn models(db: &Path, drop: Option<&str>) -> anyhow::Result<()> {
             c["loss"],
             if m.metrics.is_empty() { "none" } else { &m.metrics }
         );
+        for line in super::index::describe(&database, &m.name)? {
+            say!("{line}");
+        }
     }
     Ok(())
 }

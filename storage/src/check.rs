@@ -244,7 +244,7 @@ impl Database {
         }
         for m in &c.models {
             for (key, _) in &m.parts {
-                if let Err(e) = self.model_part(&m.name, key) {
+                if let Err(e) = self.model_blob(&m.name, key) {
                     rep.problems.push(format!("model `{}`, part {key}: {e}", m.name));
                 }
             }

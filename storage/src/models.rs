@@ -29,6 +29,12 @@ impl StoredPart {
     pub fn array(&self, i: usize) -> &[f32] {
         self.segment.array(i)
     }
+
+    /// Section `i` as bytes (empty when out of range): the sections of a
+    /// part written by [`Database::save_model_blob`].
+    pub fn bytes(&self, i: usize) -> &[u8] {
+        self.segment.bytes(i)
+    }
 }
 
 /// A model part written but not yet part of any model (a partition a
@@ -246,6 +252,70 @@ impl Database {
             segment.check_array::<f32>(i)?;
         }
         Ok(Some(StoredPart { segment }))
+    }
+
+    /// Writes part `key` of model `name` (which must exist) as byte
+    /// sections of the given lengths that `fill` writes in place (a search
+    /// index serialized straight into the file), and adds it to the model in
+    /// one catalog change, replacing any part of that key: after a crash or
+    /// an error the model has the old part or the new one, never half of
+    /// one. `fill`'s error leaves nothing behind.
+    pub fn save_model_blob<E: From<StorageError>>(
+        &self,
+        name: &str,
+        key: &str,
+        lens: &[usize],
+        fill: impl FnOnce(Vec<&mut [u8]>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        self.model_info(name)?;
+        // Written outside the writer lock (it may be large); its name is
+        // fixed under the lock, below.
+        let n = self.staged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = format!("model-staged-{n}");
+        let mut w = SegmentWriter::create(self.path(), &file, Kind::Model, lens)?;
+        fill(w.sections())?;
+        let staged = StagedPart {
+            r: w.finish_unsynced()?,
+        };
+        let _w = self.writer.lock();
+        let mut catalog = self.catalog().as_ref().clone();
+        let Some(model) = catalog.models.iter_mut().find(|m| m.name == name) else {
+            self.discard_staged(staged);
+            return Err(no_model(name).into());
+        };
+        catalog.model_seq += 1;
+        let final_name = format!("model-{}", catalog.model_seq);
+        if let Err(e) = make_durable(self.path(), &staged.r.file, &final_name).and_then(|_| sync_dir(self.path())) {
+            self.discard_staged(staged);
+            return Err(e.into());
+        }
+        let r = SegmentRef {
+            file: final_name,
+            ..staged.r
+        };
+        let replaced = match model.parts.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+            Ok(i) => Some(std::mem::replace(&mut model.parts[i].1, r)),
+            Err(i) => {
+                model.parts.insert(i, (key.to_string(), r));
+                None
+            }
+        };
+        Ok(self.commit_and_delete(catalog, replaced)?)
+    }
+
+    /// Opens byte part `key` of model `name`, verifying its checksum by
+    /// reading the file rather than through the map, and mapping it for
+    /// random access: the process's resident memory then grows with the
+    /// pages that are used, not with the part (a search index touches a few
+    /// pages per query). `None` when the model has no such part.
+    pub fn model_blob(&self, name: &str, key: &str) -> Result<Option<StoredPart>> {
+        let info = self.model_info(name)?;
+        let Some((_, r)) = info.parts.iter().find(|(k, _)| k == key) else {
+            return Ok(None);
+        };
+        Ok(Some(StoredPart {
+            segment: Segment::open_random(self.path(), r, Kind::Model)?,
+        }))
     }
 
     /// Every stored model.

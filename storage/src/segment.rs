@@ -185,6 +185,23 @@ fn reserve(mut file: &File, len: u64) -> std::io::Result<()> {
     file.flush()
 }
 
+/// CRC-32 of a whole file, read in pieces from its start.
+fn crc_of_file(file: &File) -> std::io::Result<u32> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    loop {
+        match file.read_at(&mut buf, at)? {
+            0 => return Ok(hasher.finalize()),
+            n => {
+                hasher.update(&buf[..n]);
+                at += n as u64;
+            }
+        }
+    }
+}
+
 fn align(x: u64) -> u64 {
     x.div_ceil(ALIGN) * ALIGN
 }
@@ -204,6 +221,18 @@ pub(crate) struct Segment {
 impl Segment {
     /// Maps `dir/r.file`, checks length, CRC, header and section table.
     pub(crate) fn open(dir: &Path, r: &SegmentRef, kind: Kind) -> Result<Self> {
+        Self::open_with(dir, r, kind, false)
+    }
+
+    /// [`Segment::open`] for a segment read at random, a few pages at a
+    /// time: the CRC is computed from reads of the file (the page cache), not
+    /// through the map, and the map is advised random (no read-ahead or
+    /// fault-around), so that only the pages used become resident.
+    pub(crate) fn open_random(dir: &Path, r: &SegmentRef, kind: Kind) -> Result<Self> {
+        Self::open_with(dir, r, kind, true)
+    }
+
+    fn open_with(dir: &Path, r: &SegmentRef, kind: Kind, random: bool) -> Result<Self> {
         let path = dir.join(&r.file);
         let file = File::open(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -230,7 +259,12 @@ impl Segment {
         // defend against (as for every mmap-based database).
         #[allow(unsafe_code)]
         let map = unsafe { Mmap::map(&file) }.at(&path)?;
-        let crc = crc32fast::hash(&map);
+        let crc = if random {
+            map.advise(memmap2::Advice::Random).at(&path)?;
+            crc_of_file(&file).at(&path)?
+        } else {
+            crc32fast::hash(&map)
+        };
         if crc != r.crc {
             return Err(corrupt(format!("checksum {crc:08x}, catalog says {:08x}", r.crc)).into());
         }

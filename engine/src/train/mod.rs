@@ -45,6 +45,7 @@ mod cpu;
 mod gpu;
 mod plan;
 mod resident;
+pub(crate) use resident::physical_memory;
 mod valid;
 
 use checkpoint::*;

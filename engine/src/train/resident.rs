@@ -264,7 +264,7 @@ pub(super) fn check_memory(cfg: &TrainConfig, node_counts: &[u32], threads: usiz
 }
 
 /// Bytes of physical memory, where the system says.
-pub(super) fn physical_memory() -> Option<u64> {
+pub(crate) fn physical_memory() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -20,7 +20,7 @@ use crate::value::{format_float, Params, Value};
 mod expr;
 mod ops;
 mod procs;
-pub(crate) use procs::cached_model;
+pub(crate) use procs::{cached_index, cached_model};
 mod project;
 mod write;
 
@@ -40,6 +40,8 @@ pub(crate) struct CachedModel {
     parts: Vec<String>,
     base: Arc<Model>,
     extended: Option<(Vec<String>, Arc<Model>)>,
+    /// Per node type searched so far: its current index, if any.
+    indexes: Vec<(u32, Option<Arc<quiver_engine::AnnIndex>>)>,
 }
 
 pub(crate) struct Ctx<'a> {

@@ -46,8 +46,14 @@ impl Ctx<'_> {
     /// `new_nodes`, extended with rows for every node created since training
     /// (for procedures that rank all nodes of a type).
     pub(super) fn model(&self, name: Option<&Value>, new_nodes: bool) -> Result<Arc<Model>> {
+        let name = self.model_name(name)?;
+        cached_model(self.db, self.snap, self.models, &name, new_nodes)
+    }
+
+    /// The name [`Ctx::model`] resolves `name` to.
+    fn model_name(&self, name: Option<&Value>) -> Result<String> {
         let c = self.snap.catalog();
-        let name = match name {
+        Ok(match name {
             Some(Value::Str(s)) => s.clone(),
             Some(other) => return Err(runtime(format!("a model name is a string, not {}", kind(other)))),
             None if c.models.iter().any(|m| m.name == "default") => "default".into(),
@@ -60,8 +66,26 @@ impl Ctx<'_> {
                     "several models are stored: name one as the last argument",
                 ))
             }
-        };
-        cached_model(self.db, self.snap, self.models, &name, new_nodes)
+        })
+    }
+
+    /// The `k` best nodes of type `ty` for query `q` by model `m` (named by
+    /// `name`, as for [`Ctx::model`]): through the model's index of `ty`
+    /// when it has a current one, else exactly. Deleted nodes and those
+    /// `skip` names never come back.
+    fn top_k(
+        &self,
+        (m, name): (&Model, Option<&Value>),
+        q: &[f32],
+        ty: u32,
+        k: usize,
+        skip: &(dyn Fn(u32) -> bool + Sync),
+    ) -> Result<Vec<(u32, f32)>> {
+        let skip = |id: u32| skip(id) || self.snap.is_deleted(ty, id);
+        match cached_index(self.db, self.models, &self.model_name(name)?, ty)? {
+            Some(index) => Ok(index.search(&m.nodes[ty as usize], q, k, None, &skip)?),
+            None => Ok(m.top_k(q, ty, k, &skip)),
+        }
     }
 
     pub(super) fn call(&self, proc: Proc, args: &[Value]) -> Result<Vec<Vec<Value>>> {
@@ -99,7 +123,8 @@ impl Ctx<'_> {
                     return Ok(Vec::new());
                 };
                 self.seen(&m, Some(ty), None)?;
-                Ok(scored(ty, m.top_k(m.node(ty, id), ty, k, &|x| x == id)))
+                let best = self.top_k((&m, args.get(2)), m.node(ty, id), ty, k, &|x| x == id)?;
+                Ok(scored(ty, best))
             }
             Proc::Predict | Proc::PredictHead => {
                 let k = count(&args[2])?;
@@ -130,7 +155,8 @@ impl Ctx<'_> {
                     m.head_query(rel, m.node(ty, id))
                 };
                 // A node is not its own answer (no self-loops among the predictions).
-                Ok(scored(to, m.top_k(&q, to, k, &|x| from == to && x == id)))
+                let best = self.top_k((&m, args.get(3)), &q, to, k, &|x| from == to && x == id)?;
+                Ok(scored(to, best))
             }
         }
     }
@@ -214,6 +240,7 @@ pub(crate) fn cached_model(
             parts,
             base: Arc::new(Model::load(db, name)?),
             extended: None,
+            indexes: Vec::new(),
         },
     };
     let result = if new_nodes {
@@ -234,4 +261,26 @@ pub(crate) fn cached_model(
     };
     models.lock().insert(name.to_string(), entry);
     Ok(result)
+}
+
+/// Node type `ty`'s current index of model `name` (cached beside the model,
+/// which [`cached_model`] has just loaded or checked).
+pub(crate) fn cached_index(
+    db: &Database,
+    models: &ModelCache,
+    name: &str,
+    ty: u32,
+) -> Result<Option<Arc<quiver_engine::AnnIndex>>> {
+    let known = models
+        .lock()
+        .get(name)
+        .and_then(|c| c.indexes.iter().find(|(t, _)| *t == ty).map(|(_, i)| i.clone()));
+    if let Some(found) = known {
+        return Ok(found);
+    }
+    let index = quiver_engine::AnnIndex::current(db, name, ty)?.map(Arc::new);
+    if let Some(c) = models.lock().get_mut(name) {
+        c.indexes.push((ty, index.clone()));
+    }
+    Ok(index)
 }
