@@ -5,6 +5,7 @@ pub mod demo;
 pub mod pbg;
 pub mod tasks;
 pub mod tune;
+pub mod vectors;
 
 /// Values in query parameters and results.
 pub use quiver_query::Value as QueryValue;
@@ -33,6 +34,12 @@ pub const MAX_SETTINGS_FILE: u64 = 16 << 20;
 /// FIFO or a device (which may never end, or block forever) is refused
 /// before it is opened, and the size is checked before the text is read.
 pub fn read_text(path: &std::path::Path, max: u64) -> std::io::Result<String> {
+    String::from_utf8(read_bytes(path, max)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()))
+}
+
+/// [`read_text`] for bytes.
+pub fn read_bytes(path: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Error, ErrorKind, Read};
     let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
@@ -50,14 +57,12 @@ pub fn read_text(path: &std::path::Path, max: u64) -> std::io::Result<String> {
     if meta.len() > max {
         return Err(too_big(meta.len()));
     }
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(max + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > max {
-        return Err(too_big(text.len() as u64));
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)?.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(bytes.len() as u64));
     }
-    Ok(text)
+    Ok(bytes)
 }
 
 /// Any error quiver returns.

@@ -115,18 +115,28 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Store a model trained elsewhere: `--format pbg` reads a PyTorch-BigGraph
-    /// checkpoint directory (its latest version and config.json).
+    /// checkpoint directory (its latest version and config.json); `--format npy`
+    /// the layout `export --format npy` writes (TYPE.npy and TYPE.keys.tsv per
+    /// node type: any vectors, a text encoder's say), into a new model or over
+    /// those types' rows of an existing one.
     ImportModel {
         /// Database directory.
         db: PathBuf,
         /// The checkpoint directory.
         checkpoint: PathBuf,
-        /// The format of the checkpoint.
+        /// The format of the checkpoint: pbg or npy.
         #[arg(long, default_value = "pbg")]
         format: String,
         /// Name of the stored model.
         #[arg(long, default_value = "default")]
         model: String,
+        /// With --format npy: how searches compare the vectors, dot, l2 or cosine.
+        #[arg(long, default_value = "dot")]
+        score: String,
+        /// With --format npy: create the node types and nodes the keys name that the
+        /// database lacks (otherwise the first such key is an error).
+        #[arg(long)]
+        create_nodes: bool,
     },
     /// Filtered link-prediction metrics of a stored model on test triples;
     /// `eval recall` for Recall@K of held-out edges.
@@ -378,6 +388,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             checkpoint,
             format,
             model,
+            score,
+            create_nodes,
+        } if format == "npy" => index::import_npy(&db, &checkpoint, &model, &score, create_nodes)?,
+        Command::ImportModel {
+            db,
+            checkpoint,
+            format,
+            model,
+            ..
         } => model::import_model(&db, &checkpoint, &format, &model)?,
         Command::Eval {
             what: Some(EvalWhat::Recall(a)),

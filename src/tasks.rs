@@ -136,7 +136,7 @@ pub fn neighbors(
             out
         })
         .collect();
-    let exclude = |i: usize, id: u32| excluded[i].binary_search(&id).is_ok();
+    let exclude = |i: usize, id: u32| excluded[i].binary_search(&id).is_ok() || snap.is_deleted(target, id);
     let indexed = match q.exact || q.quantized || metric != Metric::of_score(model.config.score) {
         true => None,
         false => AnnIndex::current(db, name, target)?,

@@ -28,6 +28,8 @@
 //!   demo's TwHIN-like network of that shape, split into `train.txt` and
 //!   `valid.txt`/`test.txt` (`bench/defaults.sh` chooses the defaults on it).
 
+mod ann;
+
 use std::hint::black_box;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -698,7 +700,7 @@ fn write_twhin(shape: &quiver::demo::Shape, out: &Path) -> serde_json::Value {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | fof [--users N] [--queries N] | unwind [--rows N] | scale --quiver BIN [--nodes N] [--edges M] | gpu --data DIR [--epochs N] | knn [--n N] [--dim D] [--queries Q] [--k K] | coldstart --data DIR [--epochs N] | twhin --out DIR [--users N] [--communities C] [--tweets T] [--follows F] [--engagements E] [--advertisers A] [--seed S]"
+        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | fof [--users N] [--queries N] | unwind [--rows N] | scale --quiver BIN [--nodes N] [--edges M] | gpu --data DIR [--epochs N] | knn [--n N] [--dim D] [--queries Q] [--k K] | coldstart --data DIR [--epochs N] | twhin --out DIR [--users N] [--communities C] [--tweets T] [--follows F] [--engagements E] [--advertisers A] [--seed S] | ann --dir DIR --db DB [--metric ip|l2] [--quantization f32|f16|i8] [--ef 16,32,...] [--queries N]"
     );
     std::process::exit(2);
 }
@@ -929,6 +931,20 @@ fn main() {
                     num("--k", 10)
                 )
             );
+            return;
+        }
+        Some("ann") => {
+            let dir = get("--dir").unwrap_or_else(|| usage());
+            let db = get("--db").unwrap_or_else(|| usage());
+            let efs: Vec<usize> = get("--ef")
+                .unwrap_or_else(|| "16,32,64,96,128,256".into())
+                .split(',')
+                .map(|e| e.parse().unwrap_or_else(|_| usage()))
+                .collect();
+            let metric = get("--metric").unwrap_or_else(|| "ip".into());
+            let quant = get("--quantization").unwrap_or_else(|| "f32".into());
+            let queries = get("--queries").map_or(2000, |e| e.parse().unwrap_or(2000));
+            println!("{}", ann::bench_ann(Path::new(&dir), Path::new(&db), &metric, &quant, &efs, queries));
             return;
         }
         Some("fof") => {

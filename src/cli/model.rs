@@ -458,7 +458,7 @@ pub fn export_pbg_checkpoint(
 /// `quiver import-model`: a model trained elsewhere, stored.
 pub fn import_model(db: &Path, checkpoint: &Path, format: &str, model: &str) -> anyhow::Result<()> {
     if format != "pbg" {
-        bail!("--format {format}: expected pbg");
+        bail!("--format {format}: expected pbg or npy");
     }
     let database = open(db)?;
     quiver::pbg::import_checkpoint(&database, checkpoint, model)?;
