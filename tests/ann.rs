@@ -251,3 +251,19 @@ fn a_stopped_build_stores_nothing() {
     assert!(stray.is_empty(), "{stray:?}");
     assert!(db.check().unwrap().ok());
 }
+
+#[test]
+fn index_true_in_a_training_config_builds_a_current_index_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = setup(dir.path(), Score::L2, vectors(11, N));
+    let cfg = quiver::TrainConfig {
+        dim: 8,
+        epochs: 1,
+        threads: 1,
+        index: true,
+        ..Default::default()
+    };
+    quiver::train(&db, "t", &cfg, &mut |_| {}).unwrap();
+    let index = AnnIndex::current(&db, "t", 0).unwrap().expect("built at the end of training");
+    assert_eq!(index.info().rows as usize, N);
+}

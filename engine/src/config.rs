@@ -234,6 +234,10 @@ pub struct TrainConfig {
     /// Weight λ of the penalty λ‖θ − θ_prev‖² that keeps touched node rows
     /// near the warm-start model's (0: none; CPU backend).
     pub drift_penalty: f32,
+    /// At the end of training, build the approximate nearest-neighbour
+    /// index of every node type with the default settings (`quiver index`
+    /// for others), so that searches never meet a stale one.
+    pub index: bool,
 }
 
 /// The defaults serve a graph without a config. Reciprocal relations, rows
@@ -280,6 +284,7 @@ impl Default for TrainConfig {
             only_relations: Vec::new(),
             warm_start: None,
             drift_penalty: 0.0,
+            index: false,
         }
     }
 }

@@ -271,6 +271,23 @@ class Database:
         keys, scores = self._db.search(model, node_type, q, k, exact, ef)
         return np.array(keys, dtype=object).reshape(scores.shape), scores
 
+    def import_embeddings(self, model: str, node_type: str, keys, array, score: str = "dot", create_nodes: bool = False) -> int:
+        """Stores vectors from anywhere (a text encoder, another trainer) as
+        ``node_type``'s rows of ``model``: ``array`` float32 [len(keys), d],
+        row i for node ``keys[i]``. The model is created when missing (other
+        types' rows and relation vectors zero) and otherwise replaced in one
+        change with these rows (its indexes go with the old version). ``score``
+        is how searches compare them: dot, l2 or cosine (rows stored at unit
+        length). Keys not in the database are an error naming the first,
+        unless ``create_nodes``. Returns how many of the type's nodes have no
+        row (zeros)."""
+        import numpy as np
+
+        a = np.ascontiguousarray(array, dtype=np.float32)
+        if a.ndim != 2:
+            raise ValueError(f"array must be [n, d], not {a.ndim}-dimensional")
+        return self._db.import_embeddings(model, node_type, keys, a, score, create_nodes)
+
     def create_index(
         self,
         model: str,

@@ -207,3 +207,50 @@ impl Database {
         crate::dict(py, serde_json::Value::Object(out))
     }
 }
+
+#[pymethods]
+impl Database {
+    /// Sets `node_type`'s rows of model `model` to `array` (float32 [n, d],
+    /// row i for `keys[i]`), creating the model when missing; `score` is how
+    /// searches compare them (dot, l2 or cosine). Keys not in the database
+    /// are an error naming the first, unless `create_nodes`. Returns the
+    /// number of the type's nodes left without a row (zeros).
+    #[pyo3(signature = (model, node_type, keys, array, score="dot", create_nodes=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn import_embeddings<'py>(
+        &self,
+        py: Python<'py>,
+        model: &str,
+        node_type: &str,
+        keys: &Bound<'py, PyAny>,
+        array: PyReadonlyArray2<'py, f32>,
+        score: &str,
+        create_nodes: bool,
+    ) -> PyResult<usize> {
+        let keys = crate::keys(keys, "keys")?;
+        let d = array.shape()[1];
+        let rows = array.as_slice().map_err(|_| {
+            pyo3::exceptions::PyValueError::new_err("array must be a C-contiguous float32 array [n, d]")
+        })?;
+        if array.shape()[0] != keys.len() {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "{} keys for {} rows",
+                keys.len(),
+                array.shape()[0]
+            )));
+        }
+        let score = quiver::vectors::Comparator::parse(score).map_err(py_err)?;
+        self.with(|g| {
+            py.detach(|| {
+                let db = g.database();
+                let ty = match db.catalog().node_type(node_type) {
+                    Ok(t) => t,
+                    Err(_) if create_nodes => db.create_node_type(node_type)?,
+                    Err(e) => return Err(e.into()),
+                };
+                quiver::vectors::import_rows(db, model, score, (ty, &keys, rows, d), create_nodes)
+            })
+            .map_err(py_err)
+        })
+    }
+}

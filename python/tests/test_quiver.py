@@ -492,3 +492,34 @@ def test_a_type_or_relation_the_model_never_saw_is_a_clear_error(tmp_path):
         # What the model did see still answers.
         assert db.embedding("m", "User", "u1").shape == (8,)
         assert db.query("MATCH (a:User {key: 'u1'}), (b:User {key: 'u2'}) RETURN quiver.score(a, 'Follows', b, 'm') AS s")[0]["s"] is not None
+
+
+def test_search_against_a_numpy_brute_force(tmp_path):
+    rng = np.random.default_rng(3)
+    centers = rng.normal(size=(20, 16)).astype(np.float32) * 2
+    vecs = (centers[rng.integers(0, 20, 3000)] + rng.normal(size=(3000, 16))).astype(np.float32)
+    keys = [f"i{i}" for i in range(len(vecs))]
+    with quiver.open(tmp_path / "db") as db:
+        with pytest.raises(quiver.Error, match="i0"):
+            db.import_embeddings("v", "Item", keys, vecs)  # no such nodes yet
+        assert db.import_embeddings("v", "Item", keys, vecs, score="dot", create_nodes=True) == 0
+        built = db.create_index("v", "Item")
+        assert built["Item"]["rows"] == len(vecs)
+        queries = (centers[rng.integers(0, 20, 100)] + rng.normal(size=(100, 16))).astype(np.float32)
+        truth = np.argsort(-(queries @ vecs.T), axis=1)[:, :10]
+        found, scores = db.search("v", "Item", queries, k=10, ef=128)
+        assert found.shape == (100, 10) and scores.shape == (100, 10)
+        hits = sum(len({int(k[1:]) for k in f} & set(t)) for f, t in zip(found, truth))
+        assert hits / 1000 >= 0.9
+        # Scores are the model's own: the dot products of the keys found.
+        for q, f, s in zip(queries, found, scores):
+            np.testing.assert_allclose(s, vecs[[int(k[1:]) for k in f]] @ q, rtol=1e-5)
+        exact, _ = db.search("v", "Item", queries, k=10, exact=True)
+        assert [[int(k[1:]) for k in row] for row in exact] == truth.tolist()
+        one, _ = db.search("v", "Item", queries[0], k=5)
+        assert one.shape == (1, 5)
+        with pytest.raises(quiver.Error, match="columns"):
+            db.search("v", "Item", np.zeros((1, 7), dtype=np.float32))
+        # Neighbours of stored nodes go through the index too, never the node itself.
+        nk, _ = db.neighbors("v", "Item", ["i0"], k=5)
+        assert "i0" not in list(nk[0])

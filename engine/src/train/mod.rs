@@ -621,5 +621,14 @@ fn run(
             "epoch": st.best_epoch + 1, "triples": v.triples.len()}});
         db.set_model_metrics(name, &metrics.to_string())?;
     }
+    if cfg.index {
+        for ty in 0..ctx.settings.node_counts.len() as u32 {
+            let settings = crate::IndexSettings {
+                threads: cfg.threads,
+                ..Default::default()
+            };
+            crate::index_model(db, name, ty, &settings, &|_, _| !stop.load(Relaxed))?;
+        }
+    }
     Ok(())
 }

@@ -116,6 +116,7 @@ impl Ctx<'_> {
         };
         match proc {
             Proc::Train => self.train(args.first()),
+            Proc::Index => self.index(args.first()),
             Proc::Nearest => {
                 let k = count(&args[1])?;
                 let m = self.model(args.get(2), true)?;
@@ -159,6 +160,59 @@ impl Ctx<'_> {
                 Ok(scored(to, best))
             }
         }
+    }
+
+    /// `CALL quiver.index({model, type, quantization, connectivity,
+    /// expansion_add, expansion_search})`: builds and stores the model's
+    /// index of the type (every type it has rows for when none is named).
+    pub(super) fn index(&self, config: Option<&Value>) -> Result<Vec<Vec<Value>>> {
+        let mut s = quiver_engine::IndexSettings::default();
+        let (mut model, mut ty) = (None, None);
+        let none = std::collections::BTreeMap::new();
+        let pairs = match config {
+            None => &none,
+            Some(Value::Map(pairs)) => pairs,
+            Some(_) => return Err(runtime("quiver.index takes a map: {model: 'm', type: 'User', ...}")),
+        };
+        let int = |k: &str, v: &Value| match v {
+            Value::Int(n) if *n > 0 => Ok(*n as usize),
+            other => Err(runtime(format!("quiver.index: {k} is a positive integer, not {}", kind(other)))),
+        };
+        for (k, v) in pairs {
+            match (k.as_str(), v) {
+                ("model", Value::Str(_)) => model = Some(v.clone()),
+                ("type", Value::Str(t)) => ty = Some(self.snap.catalog().node_type(t.as_str())?),
+                ("quantization", Value::Str(q)) => s.quantization = quiver_engine::Quantization::parse(q.as_str())?,
+                ("connectivity", v) => s.connectivity = int(k, v)?,
+                ("expansion_add", v) => s.expansion_add = int(k, v)?,
+                ("expansion_search", v) => s.expansion_search = int(k, v)?,
+                ("model" | "type" | "quantization", other) => {
+                    return Err(runtime(format!("quiver.index: {k} is a string, not {}", kind(other))))
+                }
+                _ => {
+                    return Err(runtime(format!(
+                        "quiver.index: unknown setting `{k}` (model, type, quantization, connectivity, expansion_add, expansion_search)"
+                    )))
+                }
+            }
+        }
+        let name = self.model_name(model.as_ref())?;
+        let m = self.model(model.as_ref(), false)?;
+        let types: Vec<u32> = match ty {
+            Some(t) => vec![t],
+            None => (0..m.nodes.len() as u32).collect(),
+        };
+        let mut out = Vec::new();
+        for t in types {
+            let info = quiver_engine::index_model(self.db, &name, t, &s, &|_, _| true)?;
+            out.push(vec![
+                Value::Str(name.clone()),
+                Value::Str(self.snap.catalog().type_name(t).to_string()),
+                Value::Int(info.rows as i64),
+                Value::Float(info.build_seconds),
+            ]);
+        }
+        Ok(out)
     }
 
     pub(super) fn train(&self, config: Option<&Value>) -> Result<Vec<Vec<Value>>> {

@@ -12,6 +12,7 @@ impl Planner<'_> {
     ) -> Result<(Op, Vec<(String, usize)>)> {
         let proc = match name.text.to_ascii_lowercase().as_str() {
             "quiver.train" => Proc::Train,
+            "quiver.index" => Proc::Index,
             "quiver.nearest" => Proc::Nearest,
             "quiver.predict" => Proc::Predict,
             "quiver.predict_head" => Proc::PredictHead,
@@ -19,14 +20,14 @@ impl Planner<'_> {
                 return Err(sem(
                     name.pos,
                     format!(
-                        "unknown procedure `{}` (known: quiver.train, quiver.nearest, quiver.predict, quiver.predict_head)",
+                        "unknown procedure `{}` (known: quiver.train, quiver.index, quiver.nearest, quiver.predict, quiver.predict_head)",
                         name.text
                     ),
                 ))
             }
         };
         let (lo, hi) = match proc {
-            Proc::Train => (0, 1),
+            Proc::Train | Proc::Index => (0, 1),
             Proc::Nearest => (2, 3),
             Proc::Predict | Proc::PredictHead => (3, 4),
         };
@@ -37,7 +38,7 @@ impl Planner<'_> {
             ));
         }
         // Settings are a map: a list or a number would read as nothing.
-        if let (Proc::Train, Some(a)) = (proc, args.first()) {
+        if let (Proc::Train | Proc::Index, Some(a)) = (proc, args.first()) {
             if !matches!(a, Expr::Map(_) | Expr::Param(_)) {
                 return Err(sem(
                     name.pos,

@@ -90,6 +90,7 @@ pub(crate) enum AggKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Proc {
     Train,
+    Index,
     Nearest,
     Predict,
     PredictHead,
@@ -99,6 +100,7 @@ impl Proc {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Proc::Train => "quiver.train",
+            Proc::Index => "quiver.index",
             Proc::Nearest => "quiver.nearest",
             Proc::Predict => "quiver.predict",
             Proc::PredictHead => "quiver.predict_head",
@@ -108,6 +110,7 @@ impl Proc {
     pub(crate) fn columns(self) -> &'static [&'static str] {
         match self {
             Proc::Train => &["model", "epochs", "edges", "seconds", "loss"],
+            Proc::Index => &["model", "type", "rows", "seconds"],
             _ => &["node", "score"],
         }
     }
