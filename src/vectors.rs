@@ -32,7 +32,9 @@ impl Comparator {
             "l2" => Self::L2,
             "cosine" => Self::Cosine,
             other => {
-                return Err(EngineError::Config(format!("score `{other}`: expected dot, l2 or cosine")).into())
+                return Err(
+                    EngineError::Config(format!("score `{other}`: expected dot, l2 or cosine")).into(),
+                )
             }
         })
     }
@@ -54,7 +56,10 @@ pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
     }
     let (hlen, start): (usize, usize) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         v => return Err(bad(path, format!("NPY format version {v} is not supported"))),
     };
     let header = bytes
@@ -78,7 +83,10 @@ pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
         }
     }
     if !field("fortran_order").is_some_and(|f| f.starts_with("False")) {
-        return Err(bad(path, "Fortran-ordered arrays are not supported (numpy: np.ascontiguousarray)"));
+        return Err(bad(
+            path,
+            "Fortran-ordered arrays are not supported (numpy: np.ascontiguousarray)",
+        ));
     }
     let shape = field("shape")
         .and_then(|s| s.strip_prefix('('))
@@ -88,21 +96,42 @@ pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| bad(path, format!("shape ({shape})"))))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| bad(path, format!("shape ({shape})")))
+        })
         .collect::<Result<_>>()?;
     let [rows, cols] = dims[..] else {
-        return Err(bad(path, format!("shape ({shape}): expected two dimensions, rows × columns")));
+        return Err(bad(
+            path,
+            format!("shape ({shape}): expected two dimensions, rows × columns"),
+        ));
     };
     let data = &bytes[start + hlen..];
     if cols == 0 || rows.checked_mul(cols).and_then(|n| n.checked_mul(4)) != Some(data.len()) {
         return Err(bad(
             path,
-            format!("shape ({rows}, {cols}) needs {} bytes of data, the file has {}", rows * cols * 4, data.len()),
+            format!(
+                "shape ({rows}, {cols}) needs {} bytes of data, the file has {}",
+                rows * cols * 4,
+                data.len()
+            ),
         ));
     }
-    let values: Vec<f32> = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let values: Vec<f32> = data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(bad(path, format!("row {}, column {}: {} is not a finite number", i / cols, i % cols, values[i])));
+        return Err(bad(
+            path,
+            format!(
+                "row {}, column {}: {} is not a finite number",
+                i / cols,
+                i % cols,
+                values[i]
+            ),
+        ));
     }
     Ok((values, rows, cols))
 }
@@ -128,7 +157,12 @@ pub fn read_keys(path: &Path, rows: usize) -> Result<Vec<String>> {
                     Some('n') => '\n',
                     Some('r') => '\r',
                     Some('\\') => '\\',
-                    other => return Err(bad(path, format!("line {}: bad escape \\{}", i + 1, other.unwrap_or(' ')))),
+                    other => {
+                        return Err(bad(
+                            path,
+                            format!("line {}: bad escape \\{}", i + 1, other.unwrap_or(' ')),
+                        ))
+                    }
                 },
                 (c, false) => c,
             });
@@ -155,7 +189,12 @@ pub fn import_rows(
     create_nodes: bool,
 ) -> Result<usize> {
     if d == 0 || rows.len() != keys.len() * d {
-        return Err(EngineError::Input(format!("{} values for {} keys of {d} columns", rows.len(), keys.len())).into());
+        return Err(EngineError::Input(format!(
+            "{} values for {} keys of {d} columns",
+            rows.len(),
+            keys.len()
+        ))
+        .into());
     }
     if let Some(i) = rows.iter().position(|v| !v.is_finite()) {
         return Err(EngineError::Input(format!("row {}: {} is not a finite number", i / d, rows[i])).into());
@@ -180,7 +219,9 @@ pub fn import_rows(
     }
     let snap = db.snapshot();
     let c = snap.catalog();
-    let counts: Vec<usize> = (0..c.node_types.len() as u32).map(|t| snap.node_count(t) as usize).collect();
+    let counts: Vec<usize> = (0..c.node_types.len() as u32)
+        .map(|t| snap.node_count(t) as usize)
+        .collect();
     let config = TrainConfig {
         dim: d,
         score: match score {
@@ -193,17 +234,15 @@ pub fn import_rows(
     };
     let mut model = match Model::load(db, name) {
         Ok(m) if m.dim() == d && m.config.score == config.score => m,
-        Ok(m) => {
-            return Err(EngineError::Model {
-                name: name.to_string(),
-                message: format!(
-                    "has {} columns compared by {:?}; these are {d} by {score:?} (drop it or use another name)",
-                    m.dim(),
-                    m.config.score
-                ),
-            }
-            .into())
+        Ok(m) => return Err(EngineError::Model {
+            name: name.to_string(),
+            message: format!(
+                "has {} columns compared by {:?}; these are {d} by {score:?} (drop it or use another name)",
+                m.dim(),
+                m.config.score
+            ),
         }
+        .into()),
         Err(_) => Model {
             relations: vec![0.0; c.relations.len() * d],
             nodes: Vec::new(),
@@ -252,12 +291,20 @@ pub fn import_npy_dir(
     let entries = std::fs::read_dir(dir).map_err(|e| bad(dir, e))?;
     let mut stems: Vec<String> = entries
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|f| f.strip_suffix(".npy")).map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|f| f.strip_suffix(".npy"))
+                .map(str::to_string)
+        })
         .filter(|s| s != "_relations")
         .collect();
     stems.sort();
     if stems.is_empty() {
-        return Err(bad(dir, "no STEM.npy files (quiver export --format npy writes them)"));
+        return Err(bad(
+            dir,
+            "no STEM.npy files (quiver export --format npy writes them)",
+        ));
     }
     let mut out = Vec::new();
     for stem in stems {
@@ -287,7 +334,11 @@ fn unescape_stem(stem: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        match (b[i], stem.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())) {
+        match (
+            b[i],
+            stem.get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok()),
+        ) {
             (b'%', Some(x)) => {
                 out.push(x);
                 i += 3;

@@ -2,7 +2,9 @@
 //! against the exact scan, persistence, staleness, filters, cold-start
 //! nodes, deleted nodes and damage found by `check`.
 
-use quiver::{index_model, AnnIndex, Database, Graph, Index, IndexSettings, Metric, Model, Quantization, Score};
+use quiver::{
+    index_model, AnnIndex, Database, Graph, Index, IndexSettings, Metric, Model, Quantization, Score,
+};
 use quiver_tests::rng;
 use rand_xoshiro::rand_core::RngCore;
 
@@ -32,7 +34,12 @@ fn setup(dir: &std::path::Path, score: Score, rows: Vec<f32>) -> Database {
     let follows = db.create_relation_type("Follows", "User", "User").unwrap();
     let mut b = db.batch();
     for i in 0..N {
-        b.insert_edge(follows, format!("u{i}").as_str(), format!("u{}", (i + 1) % N).as_str(), None);
+        b.insert_edge(
+            follows,
+            format!("u{i}").as_str(),
+            format!("u{}", (i + 1) % N).as_str(),
+            None,
+        );
     }
     db.commit(b).unwrap();
     let model = Model {
@@ -55,12 +62,24 @@ fn settings() -> IndexSettings {
     }
 }
 
-fn exact(rows: &[f32], metric: Metric, q: &[f32], k: usize, skip: &(dyn Fn(u32) -> bool + Sync)) -> Vec<(u32, f32)> {
-    Index::new(metric, rows, D).search(q, k, &|_, id| skip(id)).pop().unwrap()
+fn exact(
+    rows: &[f32],
+    metric: Metric,
+    q: &[f32],
+    k: usize,
+    skip: &(dyn Fn(u32) -> bool + Sync),
+) -> Vec<(u32, f32)> {
+    Index::new(metric, rows, D)
+        .search(q, k, &|_, id| skip(id))
+        .pop()
+        .unwrap()
 }
 
 fn recall(found: &[(u32, f32)], truth: &[(u32, f32)]) -> usize {
-    found.iter().filter(|(id, _)| truth.iter().any(|(t, _)| t == id)).count()
+    found
+        .iter()
+        .filter(|(id, _)| truth.iter().any(|(t, _)| t == id))
+        .count()
 }
 
 #[test]
@@ -90,7 +109,13 @@ fn recall_against_the_exact_scan_with_the_models_own_scores() {
             assert_eq!(found.len(), 10);
             // Scores are the model's own: identical to the exact path's for the same node.
             for (id, s) in &found {
-                let one = exact(&rows[*id as usize * D..(*id as usize + 1) * D], metric, q, 1, &|_| false);
+                let one = exact(
+                    &rows[*id as usize * D..(*id as usize + 1) * D],
+                    metric,
+                    q,
+                    1,
+                    &|_| false,
+                );
                 assert_eq!(one[0].1.to_bits(), s.to_bits(), "{score:?} {quant:?}: node {id}");
             }
             hits += recall(&found, &truth);
@@ -109,10 +134,16 @@ fn an_index_persists_across_reopen_is_listed_checked_and_dropped_with_its_model(
     let before = {
         let db = setup(dir.path(), Score::Dot, rows.clone());
         index_model(&db, "m", 0, &settings(), &|_, _| true).unwrap();
-        AnnIndex::current(&db, "m", 0).unwrap().unwrap().search(&rows, q, 10, None, &|_| false).unwrap()
+        AnnIndex::current(&db, "m", 0)
+            .unwrap()
+            .unwrap()
+            .search(&rows, q, 10, None, &|_| false)
+            .unwrap()
     };
     let db = Database::open(dir.path().join("db")).unwrap();
-    let index = AnnIndex::current(&db, "m", 0).unwrap().expect("still there after reopen");
+    let index = AnnIndex::current(&db, "m", 0)
+        .unwrap()
+        .expect("still there after reopen");
     assert_eq!(index.search(&rows, q, 10, None, &|_| false).unwrap(), before);
     assert!(db.check().unwrap().ok());
     drop(index);
@@ -160,16 +191,25 @@ fn filtered_searches_return_k_results_none_excluded() {
     let queries = vectors(7, 50);
     let (mut hits, mut total) = (0, 0);
     for (i, q) in queries.chunks_exact(D).enumerate() {
-        let near: Vec<u32> = exact(&rows, Metric::Dot, q, 30, &|_| false).iter().map(|p| p.0).collect();
+        let near: Vec<u32> = exact(&rows, Metric::Dot, q, 30, &|_| false)
+            .iter()
+            .map(|p| p.0)
+            .collect();
         let skip = |id: u32| id % 3 == (i as u32 % 3) || near.contains(&id);
         let found = index.search(&rows, q, 10, Some(EF), &skip).unwrap();
         assert_eq!(found.len(), 10);
-        assert!(found.iter().all(|&(id, _)| !skip(id)), "an excluded node came back");
+        assert!(
+            found.iter().all(|&(id, _)| !skip(id)),
+            "an excluded node came back"
+        );
         let truth = exact(&rows, Metric::Dot, q, 10, &skip);
         hits += recall(&found, &truth);
         total += 10;
     }
-    assert!(hits as f64 / total as f64 >= 0.9, "filtered recall {hits}/{total}");
+    assert!(
+        hits as f64 / total as f64 >= 0.9,
+        "filtered recall {hits}/{total}"
+    );
 }
 
 #[test]
@@ -183,7 +223,8 @@ fn cold_start_nodes_are_found_and_deleted_ones_never_come_back() {
     let g = Graph::open(dir.path().join("db")).unwrap();
     // A new user follows u0..u4 and is followed by them: its row is inferred
     // from theirs, after the index was built.
-    g.query("CREATE (:User {key: 'fresh'})", &Default::default()).unwrap();
+    g.query("CREATE (:User {key: 'fresh'})", &Default::default())
+        .unwrap();
     g.query(
         "MATCH (n:User {key: 'fresh'}), (u:User) WHERE u.key IN ['u0','u1','u2','u3','u4'] \
          CREATE (n)-[:Follows]->(u), (u)-[:Follows]->(n)",
@@ -195,16 +236,23 @@ fn cold_start_nodes_are_found_and_deleted_ones_never_come_back() {
     let m = g.model("m").unwrap();
     let q = m.node(0, fresh).to_vec();
     let found = g.search("m", 0, &q, 5, false, None).unwrap().pop().unwrap();
-    assert_eq!(found[0].0, fresh, "the cold-start node is its own best match: {found:?}");
+    assert_eq!(
+        found[0].0, fresh,
+        "the cold-start node is its own best match: {found:?}"
+    );
     // Its nearest neighbours through the index are those of the exact scan.
     let exact_list = g.search("m", 0, &q, 5, true, None).unwrap().pop().unwrap();
     assert_eq!(found, exact_list);
     // Deleted: the best match of u7's row is no longer u7.
     let q7 = rows[7 * D..8 * D].to_vec();
-    g.query("MATCH (u:User {key: 'u7'}) DETACH DELETE u", &Default::default()).unwrap();
+    g.query("MATCH (u:User {key: 'u7'}) DETACH DELETE u", &Default::default())
+        .unwrap();
     for exact in [false, true] {
         let found = g.search("m", 0, &q7, 20, exact, None).unwrap().pop().unwrap();
-        assert!(found.iter().all(|&(id, _)| id != 7), "deleted node came back (exact {exact})");
+        assert!(
+            found.iter().all(|&(id, _)| id != 7),
+            "deleted node came back (exact {exact})"
+        );
     }
 }
 
@@ -232,8 +280,18 @@ fn a_flipped_byte_in_an_index_is_found_by_check() {
     let db = Database::open(dir.path().join("db")).unwrap();
     let report = db.check().unwrap();
     assert!(!report.ok());
-    assert!(report.problems.iter().any(|p| p.contains("index/0") && p.contains("checksum")), "{:?}", report.problems);
-    assert!(AnnIndex::open(&db, "m", 0).is_err(), "a damaged index is never served");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("index/0") && p.contains("checksum")),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        AnnIndex::open(&db, "m", 0).is_err(),
+        "a damaged index is never served"
+    );
 }
 
 #[test]
@@ -264,6 +322,8 @@ fn index_true_in_a_training_config_builds_a_current_index_at_the_end() {
         ..Default::default()
     };
     quiver::train(&db, "t", &cfg, &mut |_| {}).unwrap();
-    let index = AnnIndex::current(&db, "t", 0).unwrap().expect("built at the end of training");
+    let index = AnnIndex::current(&db, "t", 0)
+        .unwrap()
+        .expect("built at the end of training");
     assert_eq!(index.info().rows as usize, N);
 }

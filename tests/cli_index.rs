@@ -34,7 +34,17 @@ fn noise(i: usize, j: usize, seed: u64) -> f32 {
 }
 
 fn neighbors(db: &Path, model: &str, extra: &[&str]) -> (String, String) {
-    let mut args = vec!["neighbors", p(db), "--model", model, "--node", "Item:k3", "--k", "5", "--json"];
+    let mut args = vec![
+        "neighbors",
+        p(db),
+        "--model",
+        model,
+        "--node",
+        "Item:k3",
+        "--k",
+        "5",
+        "--json",
+    ];
     args.extend_from_slice(extra);
     let o = quiver(&args);
     assert!(o.status.success(), "{}", text(&o));
@@ -52,46 +62,112 @@ fn import_vectors_index_and_search_from_the_command_line() {
     std::fs::create_dir(&vecs).unwrap();
     write_npy(&vecs, "Item", 3000, 8, |i, j| noise(i, j, 1));
     // Keys the database lacks are refused, naming the first.
-    let o = quiver(&["import-model", p(&db), p(&vecs), "--format", "npy", "--model", "v", "--score", "l2"]);
+    let o = quiver(&[
+        "import-model",
+        p(&db),
+        p(&vecs),
+        "--format",
+        "npy",
+        "--model",
+        "v",
+        "--score",
+        "l2",
+    ]);
     assert!(!o.status.success());
     assert!(text(&o).contains("no node type `Item`"), "{}", text(&o));
     let o = quiver(&[
-        "import-model", p(&db), p(&vecs), "--format", "npy", "--model", "v", "--score", "l2", "--create-nodes",
+        "import-model",
+        p(&db),
+        p(&vecs),
+        "--format",
+        "npy",
+        "--model",
+        "v",
+        "--score",
+        "l2",
+        "--create-nodes",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("Item: 3000 rows"), "{}", text(&o));
     let (exact, _) = neighbors(&db, "v", &["--exact"]);
-    let o = quiver(&["index", p(&db), "--model", "v", "--type", "Item", "--connectivity", "12"]);
+    let o = quiver(&[
+        "index",
+        p(&db),
+        "--model",
+        "v",
+        "--type",
+        "Item",
+        "--connectivity",
+        "12",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("indexed 3000 rows of Item"), "{}", text(&o));
     let listed = text(&quiver(&["models", p(&db)]));
-    assert!(listed.contains("index over Item: 3000 rows, f32, M 12"), "{listed}");
+    assert!(
+        listed.contains("index over Item: 3000 rows, f32, M 12"),
+        "{listed}"
+    );
     let (approx, warned) = neighbors(&db, "v", &["--ef", "200"]);
-    assert_eq!(approx, exact, "the index agrees with the scan on 3000 rows at ef 200");
+    assert_eq!(
+        approx, exact,
+        "the index agrees with the scan on 3000 rows at ef 200"
+    );
     assert!(warned.is_empty(), "{warned}");
     assert!(text(&quiver(&["check", p(&db)])).contains("check passed"));
     // New rows for the same name: the old index is not used.
     write_npy(&vecs, "Item", 3000, 8, |i, j| noise(i, j, 2));
-    let o = quiver(&["import-model", p(&db), p(&vecs), "--format", "npy", "--model", "v", "--score", "l2"]);
+    let o = quiver(&[
+        "import-model",
+        p(&db),
+        p(&vecs),
+        "--format",
+        "npy",
+        "--model",
+        "v",
+        "--score",
+        "l2",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let (exact2, _) = neighbors(&db, "v", &["--exact"]);
     let (after, _) = neighbors(&db, "v", &[]);
     assert_eq!(after, exact2);
-    assert!(!text(&quiver(&["models", p(&db)])).contains("index over"), "replaced with the model");
+    assert!(
+        !text(&quiver(&["models", p(&db)])).contains("index over"),
+        "replaced with the model"
+    );
     // Training into the name starts a new model: the old version's index goes with it.
     // (An index made stale by a resumed run is `tests/ann.rs`'s `a_stale_index_is_never_used`.)
     let o = quiver(&["index", p(&db), "--model", "v", "--type", "Item"]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = quiver(&["train", p(&db), "--model", "v", "--epochs", "1", "--dim", "8", "--threads", "1"]);
+    let o = quiver(&[
+        "train",
+        p(&db),
+        "--model",
+        "v",
+        "--epochs",
+        "1",
+        "--dim",
+        "8",
+        "--threads",
+        "1",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&quiver(&["models", p(&db)])).contains("index over"));
     let (trained, _) = neighbors(&db, "v", &[]);
     assert_eq!(trained, neighbors(&db, "v", &["--exact"]).0);
     // Settings that cannot work are refused.
     let o = quiver(&["index", p(&db), "--model", "v", "--connectivity", "1"]);
-    assert!(!o.status.success() && text(&o).contains("connectivity"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("connectivity"),
+        "{}",
+        text(&o)
+    );
     let o = quiver(&["index", p(&db), "--model", "v", "--quantization", "f8"]);
-    assert!(!o.status.success() && text(&o).contains("f32, f16 or i8"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("f32, f16 or i8"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -102,7 +178,14 @@ fn kill_9_during_an_index_build_leaves_no_index_and_check_passes() {
     std::fs::create_dir(&vecs).unwrap();
     write_npy(&vecs, "Item", 60_000, 16, |i, j| noise(i, j, 3));
     let o = quiver(&[
-        "import-model", p(&db), p(&vecs), "--format", "npy", "--model", "v", "--create-nodes",
+        "import-model",
+        p(&db),
+        p(&vecs),
+        "--format",
+        "npy",
+        "--model",
+        "v",
+        "--create-nodes",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let mut killed = 0;
@@ -123,7 +206,10 @@ fn kill_9_during_an_index_build_leaves_no_index_and_check_passes() {
         assert!(text(&o).contains("check passed"), "round {round}: {}", text(&o));
         let listed = text(&quiver(&["models", p(&db)]));
         if !finished {
-            assert!(!listed.contains("index over"), "round {round}: a killed build left an index: {listed}");
+            assert!(
+                !listed.contains("index over"),
+                "round {round}: a killed build left an index: {listed}"
+            );
         }
         let leftovers: Vec<String> = std::fs::read_dir(&db)
             .unwrap()
@@ -133,7 +219,10 @@ fn kill_9_during_an_index_build_leaves_no_index_and_check_passes() {
         // A killed build's temporary file is removed at the next open (check opened it).
         assert!(leftovers.is_empty(), "round {round}: {leftovers:?}");
     }
-    assert!(killed >= 2, "the builds were too quick to be killed ({killed} of 4)");
+    assert!(
+        killed >= 2,
+        "the builds were too quick to be killed ({killed} of 4)"
+    );
     let o = quiver(&["index", p(&db), "--model", "v", "--type", "Item"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&quiver(&["models", p(&db)])).contains("index over Item: 60000 rows"));

@@ -30,7 +30,14 @@ fn truth(path: &Path) -> (Vec<i64>, usize) {
 
 /// Imports `dir`'s base vectors as model `v` of node type `V` (keys "0"..)
 /// into a database at `db` (kept), indexes it and sweeps ef.
-pub fn bench_ann(dir: &Path, db_path: &Path, metric: &str, quant: &str, efs: &[usize], queries: usize) -> serde_json::Value {
+pub fn bench_ann(
+    dir: &Path,
+    db_path: &Path,
+    metric: &str,
+    quant: &str,
+    efs: &[usize],
+    queries: usize,
+) -> serde_json::Value {
     let (base, n, d) = read_npy(&dir.join("base.npy")).expect("base.npy");
     let (qs, nq, _) = read_npy(&dir.join("queries.npy")).expect("queries.npy");
     let (truth, tk) = truth(&dir.join(format!("truth_{metric}.npy")));
@@ -47,7 +54,11 @@ pub fn bench_ann(dir: &Path, db_path: &Path, metric: &str, quant: &str, efs: &[u
             b.insert_node(ty, key);
         }
         db.commit(b).unwrap();
-        let score = if metric == "ip" { Comparator::Dot } else { Comparator::L2 };
+        let score = if metric == "ip" {
+            Comparator::Dot
+        } else {
+            Comparator::L2
+        };
         let t = Instant::now();
         import_rows(&db, "v", score, (ty, &keys, &base, d), false).unwrap();
         out["import_s"] = json!(t.elapsed().as_secs_f64());
@@ -63,21 +74,29 @@ pub fn bench_ann(dir: &Path, db_path: &Path, metric: &str, quant: &str, efs: &[u
         out["build_s"] = json!(info.build_seconds);
         out["M"] = json!(info.settings.connectivity);
         out["ef_construction"] = json!(info.settings.expansion_add);
-        out["index_mib"] = json!(AnnIndex::open(&db, "v", 0).unwrap().unwrap().file_bytes() as f64 / 1048576.0);
+        out["index_mib"] =
+            json!(AnnIndex::open(&db, "v", 0).unwrap().unwrap().file_bytes() as f64 / 1048576.0);
     }
     let g = Graph::open(db_path).unwrap();
     let snap = g.database().snapshot();
-    let key_of: Vec<i64> = (0..snap.node_count(0)).map(|id| snap.node_key(0, id).unwrap().parse().unwrap()).collect();
+    let key_of: Vec<i64> = (0..snap.node_count(0))
+        .map(|id| snap.node_key(0, id).unwrap().parse().unwrap())
+        .collect();
     let mut rows = Vec::new();
     for &ef in efs {
         let mut lat = Vec::with_capacity(nq);
         let mut hits = 0;
         for i in 0..nq {
             let t = Instant::now();
-            let found = g.search("v", 0, &qs[i * d..(i + 1) * d], k, false, Some(ef)).unwrap();
+            let found = g
+                .search("v", 0, &qs[i * d..(i + 1) * d], k, false, Some(ef))
+                .unwrap();
             lat.push(t.elapsed().as_secs_f64());
             let want = &truth[i * tk..i * tk + k];
-            hits += found[0].iter().filter(|(id, _)| want.contains(&key_of[*id as usize])).count();
+            hits += found[0]
+                .iter()
+                .filter(|(id, _)| want.contains(&key_of[*id as usize]))
+                .count();
         }
         let total: f64 = lat.iter().sum();
         lat.sort_by(f64::total_cmp);

@@ -944,7 +944,10 @@ fn main() {
             let metric = get("--metric").unwrap_or_else(|| "ip".into());
             let quant = get("--quantization").unwrap_or_else(|| "f32".into());
             let queries = get("--queries").map_or(2000, |e| e.parse().unwrap_or(2000));
-            println!("{}", ann::bench_ann(Path::new(&dir), Path::new(&db), &metric, &quant, &efs, queries));
+            println!(
+                "{}",
+                ann::bench_ann(Path::new(&dir), Path::new(&db), &metric, &quant, &efs, queries)
+            );
             return;
         }
         Some("fof") => {

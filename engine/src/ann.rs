@@ -242,7 +242,10 @@ pub fn build_index(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(EngineError::Internal("an index build thread panicked".into()))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(EngineError::Internal("an index build thread panicked".into())))
+            })
             .collect()
     });
     for r in failed {
@@ -296,7 +299,8 @@ impl AnnIndex {
         };
         let info: IndexInfo = serde_json::from_slice(part.bytes(0)).map_err(|e| bad(e.to_string()))?;
         let metric = Metric::parse(&info.metric)?;
-        let hnsw = usearch::Index::new(&options(metric, info.dim, &info.settings)?).map_err(|e| ffi("index", e))?;
+        let hnsw =
+            usearch::Index::new(&options(metric, info.dim, &info.settings)?).map_err(|e| ffi("index", e))?;
         // SAFETY: the buffer is the part's read-only map, owned by the
         // returned value beside the view and dropped after it (field
         // order); its checksum was verified when it was opened, so it is

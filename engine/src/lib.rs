@@ -21,7 +21,10 @@ mod retrieval;
 mod side;
 mod train;
 
-pub use ann::{build_index, estimate_bytes, index_key, index_model, model_version, AnnIndex, IndexInfo, IndexSettings, Quantization};
+pub use ann::{
+    build_index, estimate_bytes, index_key, index_model, model_version, AnnIndex, IndexInfo, IndexSettings,
+    Quantization,
+};
 pub use config::{EdgeWeights, Holdout, Loss, Optimizer, Regularizer, Score, Sides, TrainConfig};
 pub use eval::{evaluate, read_triples, EvalReport, Triple};
 pub use gpu::{AdapterChoice, GpuContext, StepBatch, StepTables};

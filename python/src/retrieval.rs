@@ -93,7 +93,10 @@ impl Database {
             .map_err(py_err)
         })?;
         let n = keys_out.len();
-        Ok((keys_out, PyArray1::from_vec(py, scores).reshape([n, k])?.into_any()))
+        Ok((
+            keys_out,
+            PyArray1::from_vec(py, scores).reshape([n, k])?.into_any(),
+        ))
     }
 
     /// The k best nodes of `node_type` for each row of `queries` (float32
@@ -131,7 +134,10 @@ impl Database {
             }
             .map_err(py_err)
         })?;
-        Ok((keys_out, PyArray1::from_vec(py, scores).reshape([n, k])?.into_any()))
+        Ok((
+            keys_out,
+            PyArray1::from_vec(py, scores).reshape([n, k])?.into_any(),
+        ))
     }
 
     /// Builds the model's approximate nearest-neighbour index of
@@ -151,7 +157,8 @@ impl Database {
         threads: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let settings = IndexSettings {
-            quantization: Quantization::parse(quantization).map_err(|e| ConfigError::new_err(e.to_string()))?,
+            quantization: Quantization::parse(quantization)
+                .map_err(|e| ConfigError::new_err(e.to_string()))?,
             connectivity,
             expansion_add,
             expansion_search,
@@ -202,7 +209,12 @@ impl Database {
         })?;
         let out: serde_json::Map<String, serde_json::Value> = infos
             .into_iter()
-            .map(|(t, i)| Ok((t, serde_json::to_value(i).map_err(|e| Error::new_err(e.to_string()))?)))
+            .map(|(t, i)| {
+                Ok((
+                    t,
+                    serde_json::to_value(i).map_err(|e| Error::new_err(e.to_string()))?,
+                ))
+            })
             .collect::<PyResult<_>>()?;
         crate::dict(py, serde_json::Value::Object(out))
     }

@@ -133,11 +133,12 @@ impl Graph {
     ) -> Result<Vec<Vec<(u32, f32)>>> {
         let snap = self.db.snapshot();
         let m = exec::cached_model(&self.db, &snap, &self.models, model, true)?;
-        m.seen(snap.catalog(), Some(node_type), None)
-            .map_err(|message| quiver_engine::EngineError::Model {
+        m.seen(snap.catalog(), Some(node_type), None).map_err(|message| {
+            quiver_engine::EngineError::Model {
                 name: model.to_string(),
                 message,
-            })?;
+            }
+        })?;
         let d = m.dim();
         if !queries.len().is_multiple_of(d) {
             return Err(quiver_engine::EngineError::Input(format!(

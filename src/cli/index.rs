@@ -98,7 +98,9 @@ pub fn describe(db: &Database, name: &str) -> anyhow::Result<Vec<String>> {
             "  index over {}: {} rows, {}, M {}, ef_construction {}, ef {}, {:.1} MiB, built in {:.1} s{}",
             c.type_name(ty),
             i.rows,
-            serde_json::to_value(i.settings.quantization)?.as_str().unwrap_or("?"),
+            serde_json::to_value(i.settings.quantization)?
+                .as_str()
+                .unwrap_or("?"),
             i.settings.connectivity,
             i.settings.expansion_add,
             i.settings.expansion_search,
@@ -115,14 +117,23 @@ pub fn describe(db: &Database, name: &str) -> anyhow::Result<Vec<String>> {
 }
 
 /// `quiver import-model --format npy`.
-pub fn import_npy(db: &std::path::Path, dir: &std::path::Path, model: &str, score: &str, create: bool) -> anyhow::Result<()> {
+pub fn import_npy(
+    db: &std::path::Path,
+    dir: &std::path::Path,
+    model: &str,
+    score: &str,
+    create: bool,
+) -> anyhow::Result<()> {
     let database = super::open(db)?;
     let score = quiver::vectors::Comparator::parse(score)?;
     for (ty, rows, left) in quiver::vectors::import_npy_dir(&database, dir, model, score, create)? {
-        println!("{ty}: {rows} rows into model `{model}`{}", match left {
-            0 => String::new(),
-            n => format!(" ({n} nodes of the type have no row: zeros)"),
-        });
+        println!(
+            "{ty}: {rows} rows into model `{model}`{}",
+            match left {
+                0 => String::new(),
+                n => format!(" ({n} nodes of the type have no row: zeros)"),
+            }
+        );
     }
     Ok(())
 }

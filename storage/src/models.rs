@@ -285,7 +285,9 @@ impl Database {
         };
         catalog.model_seq += 1;
         let final_name = format!("model-{}", catalog.model_seq);
-        if let Err(e) = make_durable(self.path(), &staged.r.file, &final_name).and_then(|_| sync_dir(self.path())) {
+        if let Err(e) =
+            make_durable(self.path(), &staged.r.file, &final_name).and_then(|_| sync_dir(self.path()))
+        {
             self.discard_staged(staged);
             return Err(e.into());
         }

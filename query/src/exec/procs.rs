@@ -172,11 +172,18 @@ impl Ctx<'_> {
         let pairs = match config {
             None => &none,
             Some(Value::Map(pairs)) => pairs,
-            Some(_) => return Err(runtime("quiver.index takes a map: {model: 'm', type: 'User', ...}")),
+            Some(_) => {
+                return Err(runtime(
+                    "quiver.index takes a map: {model: 'm', type: 'User', ...}",
+                ))
+            }
         };
         let int = |k: &str, v: &Value| match v {
             Value::Int(n) if *n > 0 => Ok(*n as usize),
-            other => Err(runtime(format!("quiver.index: {k} is a positive integer, not {}", kind(other)))),
+            other => Err(runtime(format!(
+                "quiver.index: {k} is a positive integer, not {}",
+                kind(other)
+            ))),
         };
         for (k, v) in pairs {
             match (k.as_str(), v) {
