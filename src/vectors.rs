@@ -234,15 +234,17 @@ pub fn import_rows(
     };
     let mut model = match Model::load(db, name) {
         Ok(m) if m.dim() == d && m.config.score == config.score => m,
-        Ok(m) => return Err(EngineError::Model {
-            name: name.to_string(),
-            message: format!(
+        Ok(m) => {
+            return Err(EngineError::Model {
+                name: name.to_string(),
+                message: format!(
                 "has {} columns compared by {:?}; these are {d} by {score:?} (drop it or use another name)",
                 m.dim(),
                 m.config.score
             ),
+            }
+            .into())
         }
-        .into()),
         Err(_) => Model {
             relations: vec![0.0; c.relations.len() * d],
             nodes: Vec::new(),
