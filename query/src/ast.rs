@@ -62,6 +62,8 @@ pub enum Clause {
         args: Vec<Expr>,
         /// Yielded columns and their variable names.
         yields: Vec<(Name, Option<Name>)>,
+        /// `WHERE` after `YIELD`.
+        filter: Option<Expr>,
     },
     /// `CREATE pattern, ...`.
     Create(Vec<PathPattern>),
@@ -577,6 +579,7 @@ impl Display for Clause {
                 name: proc,
                 args,
                 yields,
+                filter,
             } => {
                 write!(f, "CALL {}(", proc.text)?;
                 list(f, args, |f, e| write!(f, "{e}"))?;
@@ -591,6 +594,9 @@ impl Display for Clause {
                         }
                         Ok(())
                     })?;
+                }
+                if let Some(w) = filter {
+                    write!(f, " WHERE {w}")?;
                 }
                 Ok(())
             }

@@ -180,12 +180,17 @@ impl Ctx<'_> {
                     Vec::new()
                 }
             },
-            Op::Call { proc, args, out } => {
+            Op::Call {
+                proc,
+                args,
+                out,
+                exclude,
+            } => {
                 let args = args
                     .iter()
                     .map(|a| self.eval(a, &row))
                     .collect::<Result<Vec<_>>>()?;
-                self.call(*proc, &args)?
+                self.call(*proc, &args, *exclude)?
                     .into_iter()
                     .map(|vals| {
                         let mut r = row.clone();

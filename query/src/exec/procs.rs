@@ -88,7 +88,24 @@ impl Ctx<'_> {
         }
     }
 
-    pub(super) fn call(&self, proc: Proc, args: &[Value]) -> Result<Vec<Vec<Value>>> {
+    /// Runs `proc`; `exclude` (a relation and direction from the first
+    /// argument) leaves the nodes it joins out of a neighbour search.
+    pub(super) fn call(
+        &self,
+        proc: Proc,
+        args: &[Value],
+        exclude: Option<(u32, Direction)>,
+    ) -> Result<Vec<Vec<Value>>> {
+        // The nodes joined to the first argument, sorted.
+        let joined: Vec<u32> = match (exclude, args.first()) {
+            (Some((rel, dir)), Some(Value::Node { id, .. })) => {
+                let mut v: Vec<u32> = self.snap.neighbors(rel, *id, dir).iter().copied().collect();
+                v.sort_unstable();
+                v
+            }
+            _ => Vec::new(),
+        };
+        let joined = |x: u32| joined.binary_search(&x).is_ok();
         let name = proc.name();
         let count = |v: &Value| match v {
             Value::Int(k) if *k >= 0 => Ok(usize::try_from(*k).unwrap_or(usize::MAX)),
@@ -124,7 +141,9 @@ impl Ctx<'_> {
                     return Ok(Vec::new());
                 };
                 self.seen(&m, Some(ty), None)?;
-                let best = self.top_k((&m, args.get(2)), m.node(ty, id), ty, k, &|x| x == id)?;
+                let best = self.top_k((&m, args.get(2)), m.node(ty, id), ty, k, &|x| {
+                    x == id || joined(x)
+                })?;
                 Ok(scored(ty, best))
             }
             Proc::Predict | Proc::PredictHead => {
@@ -156,7 +175,9 @@ impl Ctx<'_> {
                     m.head_query(rel, m.node(ty, id))
                 };
                 // A node is not its own answer (no self-loops among the predictions).
-                let best = self.top_k((&m, args.get(3)), &q, to, k, &|x| from == to && x == id)?;
+                let best = self.top_k((&m, args.get(3)), &q, to, k, &|x| {
+                    (from == to && x == id) || joined(x)
+                })?;
                 Ok(scored(to, best))
             }
         }

@@ -337,7 +337,17 @@ impl Parser {
                 }
             }
         }
-        Ok(Clause::Call { name, args, yields })
+        // As in Neo4j, WHERE filters what a YIELD named.
+        let filter = match !yields.is_empty() && self.eat_kw("WHERE") {
+            true => Some(self.expr()?),
+            false => None,
+        };
+        Ok(Clause::Call {
+            name,
+            args,
+            yields,
+            filter,
+        })
     }
 
     pub(super) fn dotted(&mut self) -> Result<Name> {

@@ -3,13 +3,17 @@
 
 use super::*;
 
+/// A clause's output columns: names and slots.
+type Columns = Vec<(String, usize)>;
+
 impl Planner<'_> {
     pub(super) fn call(
         &mut self,
         name: &Name,
         args: &[Expr],
         yields: &[(Name, Option<Name>)],
-    ) -> Result<(Op, Vec<(String, usize)>)> {
+        filter: Option<&Expr>,
+    ) -> Result<(Vec<Op>, Columns)> {
         let proc = match name.text.to_ascii_lowercase().as_str() {
             "quiver.train" => Proc::Train,
             "quiver.index" => Proc::Index,
@@ -49,6 +53,7 @@ impl Planner<'_> {
                 ));
             }
         }
+        let arg_exprs = args;
         let args = args
             .iter()
             .enumerate()
@@ -77,6 +82,10 @@ impl Planner<'_> {
                 })
                 .collect::<Result<_>>()?
         };
+        let node_var = picked
+            .iter()
+            .find(|(i, _)| cols[*i] == "node")
+            .map(|(_, v)| v.clone());
         let mut out = Vec::new();
         let mut columns = Vec::new();
         for (i, var) in picked {
@@ -85,7 +94,50 @@ impl Planner<'_> {
             out.push((i, s));
             columns.push((var, s));
         }
-        Ok((Op::Call { proc, args, out }, columns))
+        let searches = matches!(proc, Proc::Nearest | Proc::Predict | Proc::PredictHead);
+        let exclude = match (searches, filter, arg_exprs.first(), node_var) {
+            (true, Some(f), Some(Expr::Var(from)), Some(node)) => self.not_joined(f, &from.text, &node),
+            _ => None,
+        };
+        let mut ops = vec![Op::Call {
+            proc,
+            args,
+            out,
+            exclude,
+        }];
+        if let (None, Some(f)) = (exclude, filter) {
+            ops.push(Op::Filter(self.expr(f)?));
+        }
+        Ok((ops, columns))
+    }
+
+    /// `(relation, direction)` when `filter` is `NOT (from)-[:R]->(node)`
+    /// (or `<-`, or written from `node`'s end): a neighbour search can
+    /// leave those nodes out as it searches.
+    fn not_joined(&self, filter: &Expr, from: &str, node: &str) -> Option<(u32, Direction)> {
+        let Expr::Not(inner) = filter else { return None };
+        let Expr::Pattern(p) = inner.as_ref() else {
+            return None;
+        };
+        let [(rel, end)] = &p.steps[..] else { return None };
+        let plain = |n: &NodePattern| n.label.is_none() && n.props.is_empty();
+        let ([r], None, None) = (&rel.types[..], &rel.var, rel.hops) else {
+            return None;
+        };
+        if !plain(&p.start) || !plain(end) {
+            return None;
+        }
+        let (a, b) = (
+            p.start.var.as_ref()?.text.as_str(),
+            end.var.as_ref()?.text.as_str(),
+        );
+        let rel_id = self.catalog.relations.iter().position(|d| d.name == r.text)? as u32;
+        let dir = match (rel.dir, (a, b) == (from, node), (a, b) == (node, from)) {
+            (Dir::Out, true, _) | (Dir::In, _, true) => Direction::Out,
+            (Dir::In, true, _) | (Dir::Out, _, true) => Direction::In,
+            _ => return None,
+        };
+        Some((rel_id, dir))
     }
 
     /// `WITH`: a projection like RETURN's whose columns become the only

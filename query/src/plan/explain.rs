@@ -57,6 +57,25 @@ pub(crate) fn explain(plan: &Plan, catalog: &Catalog) -> Vec<String> {
                 step(b, "")
             ),
             Op::Filter(_) => "Filter".to_string(),
+            Op::Call {
+                proc,
+                exclude: Some((rel, dir)),
+                out,
+                ..
+            } => {
+                let node = out
+                    .iter()
+                    .find(|(c, _)| *c == 0)
+                    .map_or("node".into(), |(_, s)| var(s));
+                let (l, r) = match dir {
+                    Direction::Out => ("-", "->"),
+                    Direction::In => ("<-", "-"),
+                };
+                format!(
+                    "Call {proc:?} searched without (arg){l}[:{}]{r}({node}) (filter pushed into the search)",
+                    catalog.relations[*rel as usize].name
+                )
+            }
             Op::Call { proc, .. } => format!("Call {proc:?}"),
             Op::Unwind { slot, .. } => format!("Unwind ({})", var(slot)),
             Op::Optional(ops) => format!("Optional ({} operators)", ops.len()),

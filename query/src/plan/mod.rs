@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use quiver_storage::{Catalog, Snapshot};
+use quiver_storage::{Catalog, Direction, Snapshot};
 
 use crate::ast::*;
 use crate::error::{Pos, QueryError, Result};
@@ -167,11 +167,15 @@ pub(crate) enum Op {
     /// `WITH`: the rows projected (grouped, sorted, paged like `RETURN`)
     /// into fresh slots; every other slot of a new row is null.
     With { ret: Ret, slots: Vec<usize> },
-    /// A procedure; its columns go to the slots.
+    /// A procedure; its columns go to the slots. With `exclude`, a
+    /// neighbour search leaves out the nodes joined to its first argument
+    /// by the relation (`WHERE NOT (u)-[:R]->(node)`, searched with the
+    /// filter rather than filtered after, so k rows still come back).
     Call {
         proc: Proc,
         args: Vec<CExpr>,
         out: Vec<(usize, usize)>,
+        exclude: Option<(u32, Direction)>,
     },
 }
 
@@ -357,9 +361,14 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
                 p.matches(patterns, filter.as_ref(), &mut ops)?;
                 plan.ops.push(Op::Optional(ops));
             }
-            Clause::Call { name, args, yields } => {
-                let (op, cols) = p.call(name, args, yields)?;
-                plan.ops.push(op);
+            Clause::Call {
+                name,
+                args,
+                yields,
+                filter,
+            } => {
+                let (op, cols) = p.call(name, args, yields, filter.as_ref())?;
+                plan.ops.extend(op);
                 plan.call_columns = cols;
             }
             Clause::Unwind { expr, alias } => {
