@@ -80,6 +80,20 @@ if [ -x "${venv:-}/bin/python" ] && "$venv/bin/python" -c "import faiss" 2>/dev/
     anchors+=("$out/faiss_flat.json" "$out/faiss_flat_1m.json")
 fi
 
+# The ANN index (issue 28) through the database, from Rust and from Python, beside
+# hnswlib, faiss HNSW and usearch on the same vectors (ann_scale.py, M 16,
+# ef_construction 200, one query at a time). ANN_N=1000000 is the issue's size
+# (about 30 minutes on 2 cores); the default is quicker.
+if [ -x "${venv:-}/bin/python" ] && [ -f "$shared/anchors/ann_scale.py" ]; then
+    ann="$work/ann"
+    "$venv/bin/python" "$shared/anchors/ann_scale.py" generate --n "${ANN_N:-100000}" --dim 128 --out "$ann" >&2
+    ./target/release/quiver-bench ann --dir "$ann" --db "$ann/db" >"$out/quiver_ann.json"
+    "$venv/bin/python" bench/ann_python.py --dir "$ann" --db "$ann/db" >"$out/quiver_ann_python.json"
+    "$venv/bin/python" "$shared/anchors/ann_scale.py" run --dir "$ann" --ef 16,32,64,96,128,256 >"$out/ann_scale.json"
+    train_json+=("$out/quiver_ann.json" "$out/quiver_ann_python.json")
+    anchors+=("$out/ann_scale.json")
+fi
+
 # The scale run (issue 3): SCALE=1 make bench. About 25 minutes on 2 cores and
 # 12 GB of disk under target/ (QUIVER_SCALE_DIR moves it).
 if [ "${SCALE:-0}" = 1 ]; then
@@ -207,5 +221,15 @@ if cs:
     print(f"\ncold start on FB15k-237 ({cs['held_out_entities']} entities held out, {cs['test_triples_touching_them']} test triples touching them, {cs['epochs']} epochs): "
           f"filtered MRR inductive {cs['inductive']['mrr']:.4f}, transductive {cs['transductive']['mrr']:.4f} (ratio {cs['inductive_share_of_transductive']:.2f}), random rows {cs['random']['mrr']:.4f}; "
           f"inferring {cs['inferred_rows']} rows took {cs['infer_s'] * 1e3:.1f} ms")
+qa, qp, an = anchors.get("quiver_ann"), anchors.get("quiver_ann_python"), anchors.get("ann_scale")
+if qa and an:
+    print(f"\nANN index, {qa['n']:,} × {qa['dim']} (ann_scale.py vectors), M 16, ef_construction 200, one query at a time; "
+          f"build quiver {qa['build_s']:.0f} s, hnswlib {an.get('hnswlib_build_s', float('nan')):.0f} s, faiss {an.get('faiss_build_s', float('nan')):.0f} s, usearch {an.get('usearch_build_s', float('nan')):.0f} s\n")
+    print("| ef | recall@10 quiver | quiver Rust q/s | quiver Python q/s | hnswlib q/s | faiss q/s | usearch q/s |\n|---|---|---|---|---|---|---|")
+    at = lambda rows, ef: next((r for r in rows or [] if r["ef"] == ef), {})
+    for r in qa["quiver"]:
+        cell = lambda rows: f"{at(rows, r['ef']).get('single_qps', float('nan')):,.0f}"
+        print(f"| {r['ef']} | {r['recall@10']:.3f} | {r['single_qps']:,.0f} | {cell((qp or {}).get('quiver'))} | "
+              f"{cell(an.get('hnswlib'))} | {cell(an.get('faiss_hnsw'))} | {cell(an.get('usearch'))} |")
 print(f"\nraw JSON: {sys.argv[1:]}")
 PY

@@ -500,6 +500,9 @@ def test_search_against_a_numpy_brute_force(tmp_path):
     vecs = (centers[rng.integers(0, 20, 3000)] + rng.normal(size=(3000, 16))).astype(np.float32)
     keys = [f"i{i}" for i in range(len(vecs))]
     with quiver.open(tmp_path / "db") as db:
+        with pytest.raises(quiver.Error, match="Item"):
+            db.import_embeddings("v", "Item", keys, vecs)  # no such type yet
+        db.query("CREATE NODE TYPE Item")
         with pytest.raises(quiver.Error, match="i0"):
             db.import_embeddings("v", "Item", keys, vecs)  # no such nodes yet
         assert db.import_embeddings("v", "Item", keys, vecs, score="dot", create_nodes=True) == 0
