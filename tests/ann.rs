@@ -327,3 +327,22 @@ fn index_true_in_a_training_config_builds_a_current_index_at_the_end() {
         .expect("built at the end of training");
     assert_eq!(index.info().rows as usize, N);
 }
+
+#[test]
+fn a_thousand_results_for_a_timelines_candidate_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = vectors(12, N);
+    let db = setup(dir.path(), Score::Dot, rows.clone());
+    index_model(&db, "m", 0, &settings(), &|_, _| true).unwrap();
+    let index = AnnIndex::current(&db, "m", 0).unwrap().unwrap();
+    let q = &vectors(13, 1)[..];
+    let found = index.search(&rows, q, 1000, None, &|_| false).unwrap();
+    assert_eq!(found.len(), 1000);
+    let mut ids: Vec<u32> = found.iter().map(|p| p.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000, "no node twice");
+    assert!(found.windows(2).all(|w| w[0].1 >= w[1].1), "best first");
+    let truth = exact(&rows, Metric::Dot, q, 1000, &|_| false);
+    assert!(recall(&found, &truth) >= 900, "recall@1000 {}", recall(&found, &truth));
+}
