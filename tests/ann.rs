@@ -344,5 +344,9 @@ fn a_thousand_results_for_a_timelines_candidate_set() {
     assert_eq!(ids.len(), 1000, "no node twice");
     assert!(found.windows(2).all(|w| w[0].1 >= w[1].1), "best first");
     let truth = exact(&rows, Metric::Dot, q, 1000, &|_| false);
-    assert!(recall(&found, &truth) >= 900, "recall@1000 {}", recall(&found, &truth));
+    assert!(
+        recall(&found, &truth) >= 900,
+        "recall@1000 {}",
+        recall(&found, &truth)
+    );
 }

@@ -33,6 +33,22 @@ fn noise(i: usize, j: usize, seed: u64) -> f32 {
     ((x ^ (x >> 31)) >> 40) as f32 / (1u64 << 24) as f32 - 0.5
 }
 
+/// A ring database in `dir/db` and `dir/vecs` holding an `Item` matrix.
+fn with_vectors(dir: &Path, rows: usize, d: usize, seed: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (db, _) = ring_with_valid(dir, "");
+    let vecs = dir.join("vecs");
+    std::fs::create_dir(&vecs).unwrap();
+    write_npy(&vecs, "Item", rows, d, |i, j| noise(i, j, seed));
+    (db, vecs)
+}
+
+/// `quiver import-model DB VECS --format npy --model v` and `extra`.
+fn import_npy(db: &Path, vecs: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["import-model", p(db), p(vecs), "--format", "npy", "--model", "v"];
+    args.extend_from_slice(extra);
+    quiver(&args)
+}
+
 fn neighbors(db: &Path, model: &str, extra: &[&str]) -> (String, String) {
     let mut args = vec![
         "neighbors",
@@ -57,36 +73,12 @@ fn neighbors(db: &Path, model: &str, extra: &[&str]) -> (String, String) {
 #[test]
 fn import_vectors_index_and_search_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, _) = ring_with_valid(dir.path(), "");
-    let vecs = dir.path().join("vecs");
-    std::fs::create_dir(&vecs).unwrap();
-    write_npy(&vecs, "Item", 3000, 8, |i, j| noise(i, j, 1));
+    let (db, vecs) = with_vectors(dir.path(), 3000, 8, 1);
     // Keys the database lacks are refused, naming the first.
-    let o = quiver(&[
-        "import-model",
-        p(&db),
-        p(&vecs),
-        "--format",
-        "npy",
-        "--model",
-        "v",
-        "--score",
-        "l2",
-    ]);
+    let o = import_npy(&db, &vecs, &["--score", "l2"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("no node type `Item`"), "{}", text(&o));
-    let o = quiver(&[
-        "import-model",
-        p(&db),
-        p(&vecs),
-        "--format",
-        "npy",
-        "--model",
-        "v",
-        "--score",
-        "l2",
-        "--create-nodes",
-    ]);
+    let o = import_npy(&db, &vecs, &["--score", "l2", "--create-nodes"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("Item: 3000 rows"), "{}", text(&o));
     let (exact, _) = neighbors(&db, "v", &["--exact"]);
@@ -116,17 +108,7 @@ fn import_vectors_index_and_search_from_the_command_line() {
     assert!(text(&quiver(&["check", p(&db)])).contains("check passed"));
     // New rows for the same name: the old index is not used.
     write_npy(&vecs, "Item", 3000, 8, |i, j| noise(i, j, 2));
-    let o = quiver(&[
-        "import-model",
-        p(&db),
-        p(&vecs),
-        "--format",
-        "npy",
-        "--model",
-        "v",
-        "--score",
-        "l2",
-    ]);
+    let o = import_npy(&db, &vecs, &["--score", "l2"]);
     assert!(o.status.success(), "{}", text(&o));
     let (exact2, _) = neighbors(&db, "v", &["--exact"]);
     let (after, _) = neighbors(&db, "v", &[]);
@@ -173,20 +155,8 @@ fn import_vectors_index_and_search_from_the_command_line() {
 #[test]
 fn kill_9_during_an_index_build_leaves_no_index_and_check_passes() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, _) = ring_with_valid(dir.path(), "");
-    let vecs = dir.path().join("vecs");
-    std::fs::create_dir(&vecs).unwrap();
-    write_npy(&vecs, "Item", 60_000, 16, |i, j| noise(i, j, 3));
-    let o = quiver(&[
-        "import-model",
-        p(&db),
-        p(&vecs),
-        "--format",
-        "npy",
-        "--model",
-        "v",
-        "--create-nodes",
-    ]);
+    let (db, vecs) = with_vectors(dir.path(), 60_000, 16, 3);
+    let o = import_npy(&db, &vecs, &["--create-nodes"]);
     assert!(o.status.success(), "{}", text(&o));
     let mut killed = 0;
     for (round, wait_ms) in [150u64, 600, 1200, 2000].into_iter().enumerate() {
