@@ -218,10 +218,7 @@ impl Database {
             .collect::<PyResult<_>>()?;
         crate::dict(py, serde_json::Value::Object(out))
     }
-}
 
-#[pymethods]
-impl Database {
     /// Sets `node_type`'s rows of model `model` to `array` (float32 [n, d],
     /// row i for `keys[i]`), creating the model when missing; `score` is how
     /// searches compare them (dot, l2 or cosine). Keys not in the database
