@@ -80,14 +80,15 @@ pub struct IndexSettings {
 
 impl Default for IndexSettings {
     /// M 16 and ef_construction 200 (hnswlib's and faiss's common settings);
-    /// ef 64: chosen on generated validation vectors for recall@10 ≥ 0.95
-    /// (BENCHMARKS.md, "ANN index").
+    /// ef 96: the smallest of 32, 48, 64, 80, 96, 128 with recall@10 ≥ 0.95
+    /// on validation vectors (`ann_scale.py generate --seed 1`, 1M × 128,
+    /// not the benchmark's seed-0 set; BENCHMARKS.md, "ANN index").
     fn default() -> Self {
         Self {
             quantization: Quantization::F32,
             connectivity: 16,
             expansion_add: 200,
-            expansion_search: 64,
+            expansion_search: 96,
             threads: 0,
         }
     }

@@ -295,7 +295,7 @@ class Database:
         quantization: str = "f32",
         connectivity: int = 16,
         expansion_add: int = 200,
-        expansion_search: int = 64,
+        expansion_search: int = 96,
         threads: int = 0,
     ) -> Dict[str, Any]:
         """Builds and stores the model's approximate nearest-neighbour index

@@ -143,7 +143,7 @@ impl Database {
     /// Builds the model's approximate nearest-neighbour index of
     /// `node_type` (every type when None); returns what was stored per type.
     /// Ctrl-C stops it, storing nothing.
-    #[pyo3(signature = (model, node_type=None, quantization="f32", connectivity=16, expansion_add=200, expansion_search=64, threads=0))]
+    #[pyo3(signature = (model, node_type=None, quantization="f32", connectivity=16, expansion_add=200, expansion_search=96, threads=0))]
     #[allow(clippy::too_many_arguments)]
     fn create_index<'py>(
         &self,
