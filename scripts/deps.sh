@@ -19,11 +19,13 @@ for c in fmt clippy; do
     fi
 done
 
-# System tools the tests use: tar and gzip (datasets, gzip import), a C compiler for -sys crates.
+# System tools the tests use: tar and gzip (datasets, gzip import), C and C++ compilers for -sys crates.
 missing=()
 command -v tar >/dev/null || missing+=(tar)
 command -v gzip >/dev/null || missing+=(gzip)
 command -v cc >/dev/null || missing+=(gcc)
+# A C++ compiler for usearch, the ANN index's library (compiled by its crate).
+command -v c++ >/dev/null || missing+=(g++)
 # Vulkan loader and Mesa's lavapipe: the WGSL kernels are tested on it.
 ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' || missing+=(libvulkan1)
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
