@@ -27,6 +27,19 @@ pub struct NeighborQuery {
     pub ef: Option<usize>,
 }
 
+/// The current index of a node type of the model searched, if any: opened
+/// from the database ([`open_index`]) or from a handle's cache
+/// (`Graph::index`).
+pub type IndexOf<'a> = dyn Fn(u32) -> Result<Option<std::sync::Arc<AnnIndex>>> + 'a;
+
+/// Opens model `name`'s current index of a node type ([`AnnIndex::current`]).
+pub fn open_index<'a>(
+    db: &'a Database,
+    name: &'a str,
+) -> impl Fn(u32) -> Result<Option<std::sync::Arc<AnnIndex>>> + 'a {
+    move |ty| Ok(AnnIndex::current(db, name, ty)?.map(std::sync::Arc::new))
+}
+
 /// Per query node, its neighbours `(id, score)`, best first.
 pub type Ranked = Vec<Vec<(u32, f32)>>;
 
@@ -64,6 +77,7 @@ pub fn neighbors(
     queries: &[(u32, u32)],
     q: &NeighborQuery,
     device: &Device,
+    index_of: &IndexOf,
 ) -> Result<(u32, Ranked)> {
     let c = snap.catalog();
     let bad = |m: String| EngineError::Input(m);
@@ -139,7 +153,7 @@ pub fn neighbors(
     let exclude = |i: usize, id: u32| excluded[i].binary_search(&id).is_ok() || snap.is_deleted(target, id);
     let indexed = match q.exact || q.quantized || metric != Metric::of_score(model.config.score) {
         true => None,
-        false => AnnIndex::current(db, name, target)?,
+        false => index_of(target)?,
     };
     let results = if let Some(index) = indexed {
         let table = &model.nodes[target as usize];

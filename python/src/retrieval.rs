@@ -84,7 +84,9 @@ impl Database {
                     ef,
                 };
                 let m = g.model(model)?;
-                let (target, results) = tasks::neighbors(db, &snap, (&m, model), &queries, &q, &dev)?;
+                let cached = |ty| Ok(g.index(model, ty)?);
+                let (target, results) =
+                    tasks::neighbors(db, &snap, (&m, model), &queries, &q, &dev, &cached)?;
                 // A k past the target's rows asks for every row (as the CLI does).
                 let k = k.min(snap.node_count(target) as usize);
                 let (keys, scores) = grid(&snap, target, &results, k);

@@ -166,6 +166,13 @@ impl Graph {
         }
     }
 
+    /// Model `name`'s current index of node type `ty`, if any, from the
+    /// handle's cache (opened and checked once while the model is unchanged).
+    pub fn index(&self, name: &str, ty: u32) -> Result<Option<std::sync::Arc<quiver_engine::AnnIndex>>> {
+        exec::cached_model(&self.db, &self.db.snapshot(), &self.models, name, false)?;
+        exec::cached_index(&self.db, &self.models, name, ty)
+    }
+
     /// The limits queries run under unless given their own.
     pub fn limits(&self) -> Limits {
         self.limits

@@ -98,6 +98,7 @@ pub fn neighbors(a: &NeighborsArgs) -> anyhow::Result<()> {
         &queries,
         &q,
         &Device::select(&a.device)?,
+        &quiver::tasks::open_index(&db, &a.model),
     )?;
     let took = started.elapsed();
     for (spec, list) in a.nodes.iter().zip(&results) {
