@@ -325,7 +325,11 @@ pub(crate) fn cached_model(
             indexes: Vec::new(),
         },
     };
-    let result = if new_nodes {
+    // No node created since training (of a type the model has): the model
+    // itself, not a copy.
+    let no_new_nodes = (0..c.node_types.len() as u32)
+        .all(|t| t as usize >= entry.base.nodes.len() || snap.node_count(t) <= entry.base.rows(t));
+    let result = if new_nodes && !no_new_nodes {
         let mut graph = vec![format!("edges:{}", c.edge_version)];
         graph.extend((0..c.node_types.len() as u32).map(|t| format!("nodes:{}", snap.node_count(t))));
         match &entry.extended {
