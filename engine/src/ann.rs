@@ -165,6 +165,41 @@ fn options(metric: Metric, dim: usize, s: &IndexSettings) -> Result<IndexOptions
     })
 }
 
+/// Gives an f32 index quiver's own distance kernels (AVX2 when the CPU has
+/// it, chosen at run time) in place of usearch's portable ones, which the
+/// baseline x86-64 target compiles to SSE2: the same distances (1 − q·x for
+/// the inner product, ‖q − x‖² for L2), faster (BENCHMARKS.md). Other
+/// quantizations and cosine keep usearch's kernels.
+fn own_kernels(hnsw: &mut usearch::Index, metric: Metric, dim: usize, q: Quantization) {
+    if q != Quantization::F32 {
+        return;
+    }
+    #[allow(unsafe_code)]
+    let rows = move |a: *const f32, b: *const f32| {
+        // SAFETY: usearch calls the metric of an f32 index with two
+        // pointers to vectors of the index's `dim` f32s, stored or queried,
+        // alive for the call.
+        unsafe {
+            (
+                std::slice::from_raw_parts(a, dim),
+                std::slice::from_raw_parts(b, dim),
+            )
+        }
+    };
+    let f: Box<dyn Fn(*const f32, *const f32) -> f32 + Send + Sync> = match metric {
+        Metric::Dot => Box::new(move |a, b| {
+            let (a, b) = rows(a, b);
+            1.0 - crate::kernels::dot(a, b)
+        }),
+        Metric::L2 => Box::new(move |a, b| {
+            let (a, b) = rows(a, b);
+            crate::kernels::l2_squared(a, b)
+        }),
+        Metric::Cosine | Metric::L1 => return,
+    };
+    hnsw.change_metric::<f32>(f);
+}
+
 fn ffi(what: &str, e: impl std::fmt::Display) -> EngineError {
     EngineError::Internal(format!("usearch {what}: {e}"))
 }
@@ -209,7 +244,8 @@ pub fn build_index(
         }
     }
     let started = Instant::now();
-    let hnsw = usearch::Index::new(&options(metric, dim, settings)?).map_err(|e| ffi("index", e))?;
+    let mut hnsw = usearch::Index::new(&options(metric, dim, settings)?).map_err(|e| ffi("index", e))?;
+    own_kernels(&mut hnsw, metric, dim, settings.quantization);
     let threads = match settings.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         t => t,
@@ -300,7 +336,7 @@ impl AnnIndex {
         };
         let info: IndexInfo = serde_json::from_slice(part.bytes(0)).map_err(|e| bad(e.to_string()))?;
         let metric = Metric::parse(&info.metric)?;
-        let hnsw =
+        let mut hnsw =
             usearch::Index::new(&options(metric, info.dim, &info.settings)?).map_err(|e| ffi("index", e))?;
         // SAFETY: the buffer is the part's read-only map, owned by the
         // returned value beside the view and dropped after it (field
@@ -308,6 +344,7 @@ impl AnnIndex {
         // the buffer `save_to_buffer` wrote.
         #[allow(unsafe_code)]
         unsafe { hnsw.view_from_buffer(part.bytes(1)) }.map_err(|e| bad(format!("cannot be read: {e}")))?;
+        own_kernels(&mut hnsw, metric, info.dim, info.settings.quantization);
         if hnsw.size() != info.rows as usize || hnsw.dimensions() != info.dim {
             return Err(bad(format!(
                 "holds {} rows of {} columns, its record says {} of {}",
