@@ -18,7 +18,7 @@ macro_rules! say {
 
 mod cli;
 
-use cli::{demo, embed, index, model, shell, store, tune};
+use cli::{demo, embed, exchange, index, model, shell, store, tune};
 
 /// quiver: an embedded graph database with a built-in embedding engine.
 #[derive(Parser)]
@@ -363,7 +363,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             partitions,
             config,
             ..
-        } if format == "pbg" => model::export_pbg(&db, partitions, config.as_deref(), &out, force)?,
+        } if format == "pbg" => exchange::export_pbg(&db, partitions, config.as_deref(), &out, force)?,
         Command::Export {
             db,
             model,
@@ -373,7 +373,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             partitions,
             ..
         } if format == "pbg-checkpoint" => {
-            model::export_pbg_checkpoint(&db, &model, partitions, &out, force)?
+            exchange::export_pbg_checkpoint(&db, &model, partitions, &out, force)?
         }
         Command::Export {
             db,
@@ -382,7 +382,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             force,
             ..
-        } => model::export_model(&db, &model, &format, &out, force)?,
+        } => exchange::export_model(&db, &model, &format, &out, force)?,
         Command::ImportModel {
             db,
             checkpoint,
@@ -390,14 +390,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             model,
             score,
             create_nodes,
-        } if format == "npy" => index::import_npy(&db, &checkpoint, &model, &score, create_nodes)?,
+        } if format == "npy" => exchange::import_npy(&db, &checkpoint, &model, &score, create_nodes)?,
         Command::ImportModel {
             db,
             checkpoint,
             format,
             model,
             ..
-        } => model::import_model(&db, &checkpoint, &format, &model)?,
+        } => exchange::import_model(&db, &checkpoint, &format, &model)?,
         Command::Eval {
             what: Some(EvalWhat::Recall(a)),
             ..

@@ -1,6 +1,5 @@
 //! `quiver index`: approximate nearest-neighbour indexes stored with a
-//! model, and their lines in `quiver models`; `quiver import-model --format
-//! npy`: vectors from elsewhere as a model to index.
+//! model, and their lines in `quiver models`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -114,26 +113,4 @@ pub fn describe(db: &Database, name: &str) -> anyhow::Result<Vec<String>> {
         ));
     }
     Ok(out)
-}
-
-/// `quiver import-model --format npy`.
-pub fn import_npy(
-    db: &std::path::Path,
-    dir: &std::path::Path,
-    model: &str,
-    score: &str,
-    create: bool,
-) -> anyhow::Result<()> {
-    let database = super::open(db)?;
-    let score = quiver::vectors::Comparator::parse(score)?;
-    for (ty, rows, left) in quiver::vectors::import_npy_dir(&database, dir, model, score, create)? {
-        println!(
-            "{ty}: {rows} rows into model `{model}`{}",
-            match left {
-                0 => String::new(),
-                n => format!(" ({n} nodes of the type have no row: zeros)"),
-            }
-        );
-    }
-    Ok(())
 }

@@ -9,6 +9,7 @@ use quiver::Database;
 
 pub mod demo;
 pub mod embed;
+pub mod exchange;
 pub mod index;
 pub mod model;
 pub mod shell;

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use quiver::tune::{self, Axis};
 
-use super::model::{file_stem, ValidArgs};
+use super::exchange::file_stem;
+use super::model::ValidArgs;
 use super::open;
 
 /// `quiver tune DB --config BASE.toml --valid valid.txt --set lr=0.02,0.05 --set margin=5,7`.
