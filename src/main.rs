@@ -232,7 +232,7 @@ enum Command {
     },
     /// Run the built-in demo: generate a TwHIN-like network, import, inspect.
     Demo {
-        /// Where to put the demo database (default: a temporary directory).
+        /// Where to put the demo database, kept afterwards (default: a temporary directory, removed).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Number of users.

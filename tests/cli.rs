@@ -1033,3 +1033,13 @@ fn tune_chooses_on_validation_and_keeps_only_the_best() {
         text(&o)
     );
 }
+
+#[test]
+fn demo_keeps_the_database_in_the_directory_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let o = quiver(&["demo", "--dir", p(&out), "--users", "300"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("kept in"), "{}", text(&o));
+    assert!(text(&quiver(&["check", p(&out.join("db"))])).contains("check passed"));
+}

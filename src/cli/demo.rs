@@ -118,14 +118,9 @@ fn demo_cold_start(
 }
 
 pub fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
-    let tmp;
-    let dir = match dir {
-        Some(d) => d,
-        None => {
-            tmp = std::env::temp_dir().join(format!("quiver-demo-{}", std::process::id()));
-            tmp.clone()
-        }
-    };
+    // A directory the user named is kept for them to explore; a temporary one is removed.
+    let keep = dir.is_some();
+    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("quiver-demo-{}", std::process::id())));
     if dir.exists() {
         bail!("{} exists; pass another --dir", dir.display());
     }
@@ -266,7 +261,11 @@ pub fn demo(dir: Option<PathBuf>, users: u32) -> anyhow::Result<()> {
         }
     );
     drop(graph);
-    std::fs::remove_dir_all(&dir).ok();
+    if keep {
+        say!("== the database is kept in {}", db_path.display());
+    } else {
+        std::fs::remove_dir_all(&dir).ok();
+    }
     if !report.ok() {
         bail!("demo database failed its check");
     }
