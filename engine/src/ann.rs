@@ -319,6 +319,8 @@ pub struct AnnIndex {
     /// The search breadth usearch is set to; searches asking for another
     /// take the write lock to change it (usearch keeps it per index).
     ef: RwLock<usize>,
+    /// `info.metric`, parsed.
+    metric: Metric,
     info: IndexInfo,
     part: StoredPart,
 }
@@ -357,6 +359,7 @@ impl AnnIndex {
         Ok(Some(Self {
             ef: RwLock::new(info.settings.expansion_search),
             hnsw,
+            metric,
             info,
             part,
         }))
@@ -425,7 +428,7 @@ impl AnnIndex {
                 rows.len() / d.max(1)
             )));
         }
-        let metric = Metric::parse(&self.info.metric)?;
+        let metric = self.metric;
         let ef = ef.unwrap_or(self.info.settings.expansion_search).max(k);
         // A quantized graph ranks approximately: its whole beam is rescored.
         let wanted = match self.info.settings.quantization {
