@@ -62,6 +62,11 @@ fn settings() -> IndexSettings {
     }
 }
 
+/// Builds model `m`'s index of node type 0 with the test settings.
+fn build(db: &Database) {
+    index_model(db, "m", 0, &settings(), &|_, _| true).unwrap();
+}
+
 fn exact(
     rows: &[f32],
     metric: Metric,
@@ -133,7 +138,7 @@ fn an_index_persists_across_reopen_is_listed_checked_and_dropped_with_its_model(
     let q = &rows[5 * D..6 * D];
     let before = {
         let db = setup(dir.path(), Score::Dot, rows.clone());
-        index_model(&db, "m", 0, &settings(), &|_, _| true).unwrap();
+        build(&db);
         AnnIndex::current(&db, "m", 0)
             .unwrap()
             .unwrap()
@@ -161,7 +166,7 @@ fn a_stale_index_is_never_used() {
     let dir = tempfile::tempdir().unwrap();
     let rows = vectors(4, N);
     let db = setup(dir.path(), Score::Dot, rows.clone());
-    index_model(&db, "m", 0, &settings(), &|_, _| true).unwrap();
+    build(&db);
     // The model changes under the index (as a training checkpoint would):
     // every row negated, so that the old graph leads to the wrong nodes.
     let negated: Vec<f32> = rows.iter().map(|x| -x).collect();
@@ -184,7 +189,7 @@ fn filtered_searches_return_k_results_none_excluded() {
     let dir = tempfile::tempdir().unwrap();
     let rows = vectors(6, N);
     let db = setup(dir.path(), Score::Dot, rows.clone());
-    index_model(&db, "m", 0, &settings(), &|_, _| true).unwrap();
+    build(&db);
     let index = AnnIndex::current(&db, "m", 0).unwrap().unwrap();
     // Leave out a third of all nodes, and for each query its own cluster's
     // nearest members.
@@ -218,7 +223,7 @@ fn cold_start_nodes_are_found_and_deleted_ones_never_come_back() {
     let rows = vectors(8, N);
     // L2: a row is its own nearest.
     let db = setup(dir.path(), Score::L2, rows.clone());
-    index_model(&db, "m", 0, &settings(), &|_, _| true).unwrap();
+    build(&db);
     drop(db);
     let g = Graph::open(dir.path().join("db")).unwrap();
     // A new user follows u0..u4 and is followed by them: its row is inferred
@@ -260,7 +265,7 @@ fn cold_start_nodes_are_found_and_deleted_ones_never_come_back() {
 fn a_flipped_byte_in_an_index_is_found_by_check() {
     let dir = tempfile::tempdir().unwrap();
     let db = setup(dir.path(), Score::Dot, vectors(9, N));
-    index_model(&db, "m", 0, &settings(), &|_, _| true).unwrap();
+    build(&db);
     let file = db
         .model_info("m")
         .unwrap()
@@ -333,7 +338,7 @@ fn a_thousand_results_for_a_timelines_candidate_set() {
     let dir = tempfile::tempdir().unwrap();
     let rows = vectors(12, N);
     let db = setup(dir.path(), Score::Dot, rows.clone());
-    index_model(&db, "m", 0, &settings(), &|_, _| true).unwrap();
+    build(&db);
     let index = AnnIndex::current(&db, "m", 0).unwrap().unwrap();
     let q = &vectors(13, 1)[..];
     let found = index.search(&rows, q, 1000, None, &|_| false).unwrap();
