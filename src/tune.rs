@@ -51,8 +51,8 @@ pub const MAX_POINTS: usize = 1000;
 
 /// Every combination of the axes' values over `base` (the first axis varies
 /// slowest), at most [`MAX_POINTS`], counted before any is built. A key that
-/// is not a setting, set twice, a value of the wrong kind, or a point with
-/// no epoch to validate is an error naming it.
+/// is not a setting, set twice, or a value of the wrong kind is an error
+/// naming it.
 pub fn grid(base: &toml::Table, axes: &[Axis]) -> Result<Vec<Point>> {
     let mut count: usize = 1;
     for (i, axis) in axes.iter().enumerate() {
@@ -100,12 +100,6 @@ pub fn grid(base: &toml::Table, axes: &[Axis]) -> Result<Vec<Point>> {
                     return Err(config_error(format!("{}: {m}", describe(&settings))))
                 }
                 other => other?,
-            }
-            if config.epochs == 0 {
-                return Err(config_error(format!(
-                    "{}: epochs = 0 leaves nothing to validate",
-                    describe(&settings)
-                )));
             }
             Ok(Point {
                 settings,

@@ -249,17 +249,18 @@ fn tune_and_validation_flags_are_checked_before_training() {
         run(&args)
     };
     assert!(tune(&["--set", "lr=0.1", "--set", "lr=0.2"]).contains("`lr` is set twice"));
-    assert!(tune(&["--set", "epochs=0,1"]).contains("epochs = 0 leaves nothing to validate"));
     let values: Vec<String> = (1..=100).map(|i| i.to_string()).collect();
     let many = format!("margin={}", values.join(","));
     let many_lr = format!("seed={}", values.join(","));
     assert!(tune(&["--set", &many, "--set", &many_lr]).contains("10000 points; at most 1000"));
     assert!(tune(&["--set", "lr=0.1", "--eval-every", "0"]).contains("--eval-every 0"));
-    // Validation settings without validation, and a validation file that never ends.
+    // Validation settings with validation turned off, a target with a
+    // validation file, an unknown target, and a validation file that never ends.
     for flag in [
         ["--patience", "3"],
         ["--eval-every", "2"],
         ["--metric", "hits@10"],
+        ["--target", "next"],
     ] {
         let said = run(&[
             "train",
@@ -270,11 +271,22 @@ fn tune_and_validation_flags_are_checked_before_training() {
             "cpu",
             "--dim",
             "8",
+            "--valid",
+            "none",
             flag[0],
             flag[1],
         ]);
-        assert!(said.contains("need --valid"), "{said}");
+        assert!(said.contains("need validation (--valid none"), "{said}");
     }
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", p(&db), "--model", "x", "--device", "cpu", "--dim", "8"];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let said = train(&["--valid", p(&valid), "--target", "next"]);
+    assert!(said.contains("--target chooses the held-out edges"), "{said}");
+    let said = train(&["--target", "Nope"]);
+    assert!(said.contains("Nope"), "{said}");
     let said = run(&[
         "train",
         p(&db),

@@ -95,11 +95,127 @@ impl Holdout {
         } else {
             (src, dst)
         };
-        let mut z = self.seed ^ ((src as u64) << 32 | dst as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        ((z >> 11) as f64 / (1u64 << 53) as f64) < self.fraction
+        draw(self.seed, src, dst) < self.fraction
+    }
+}
+
+/// A seeded uniform draw in [0, 1) for the edge (`src`, `dst`): a function
+/// of the seed and the two ids alone, so that a split needs no storage.
+fn draw(seed: u64, src: u32, dst: u32) -> f64 {
+    let mut z = seed ^ ((src as u64) << 32 | dst as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The validation figure a run selects on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidMetric {
+    /// Filtered mean reciprocal rank.
+    Mrr,
+    /// Filtered Hits@10.
+    #[serde(rename = "hits@10")]
+    Hits10,
+}
+
+/// Validation on edges the run holds out of the graph itself, the default
+/// when no validation file is given: a seeded sample of the edges (of
+/// `target`'s relation, or of all), chosen by the unordered node pair so
+/// that an edge and its reverse (a friendship stored both ways, or two
+/// relations between the same pair) are held out together, is left out of
+/// training and scored as validation triples ([`crate::Validation`]) every
+/// `every` epochs; the best epoch is kept and `patience` scorings without
+/// improvement end the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutoValid {
+    /// The relation (id) whose edges are held out and scored: the user's
+    /// task, e.g. Follows (None: every relation).
+    pub target: Option<u32>,
+    /// Share of those edges held out, in (0, 1); 0 until the run chooses it
+    /// ([`AutoValid::choose_fraction`]), and stored chosen.
+    pub fraction: f64,
+    /// Seed of the split.
+    pub seed: u64,
+    /// Epochs between scorings.
+    pub every: usize,
+    /// Scorings without improvement before the run ends (0: never).
+    pub patience: usize,
+    /// What "better" means.
+    pub metric: ValidMetric,
+}
+
+impl Default for AutoValid {
+    fn default() -> Self {
+        Self {
+            target: None,
+            fraction: 0.0,
+            seed: 0x5eed,
+            every: 1,
+            patience: 3,
+            metric: ValidMetric::Mrr,
+        }
+    }
+}
+
+/// Reads `false` / `true` / null or a table of [`AutoValid`]'s fields (so
+/// that an unknown or wrong field is named in the error).
+fn on_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<AutoValid>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<AutoValid>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("true, false or a table of validation settings")
+        }
+        fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Self::Value, E> {
+            Ok(on.then(AutoValid::default))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(V)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            AutoValid::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// Graphs with fewer candidate edges than this get no automatic split:
+/// too few held-out edges to judge by, and too few to spare.
+pub const AUTO_VALID_MIN_EDGES: u64 = 2_000;
+
+/// Epochs of a run with `epochs = 0`: a cap when it validates (it stops
+/// earlier when validation stops improving), a fixed count when it does not.
+pub const AUTO_EPOCHS: (usize, usize) = (50, 10);
+
+impl AutoValid {
+    /// True when edge (`rel`, `src`, `dst`) is held out.
+    pub fn holds(&self, rel: u32, src: u32, dst: u32) -> bool {
+        self.fraction > 0.0
+            && self.target.is_none_or(|t| t == rel)
+            && draw(self.seed, src.min(dst), src.max(dst)) < self.fraction
+    }
+
+    /// The share to hold out of `edges` candidate edges over `nodes` nodes
+    /// at dimension `dim` (0: no split): about min(5,000, 5% of the edges)
+    /// of them, and no more than one scoring of about 10¹¹ multiply-adds
+    /// (each held-out edge is ranked against every node, both ways) allows,
+    /// but at least 500; none below [`AUTO_VALID_MIN_EDGES`].
+    pub fn choose_fraction(edges: u64, nodes: u64, dim: usize) -> f64 {
+        if edges < AUTO_VALID_MIN_EDGES {
+            return 0.0;
+        }
+        let by_cost = (1e11 / (nodes.max(1) as f64 * dim.max(1) as f64)).max(500.0);
+        let count = (edges as f64 * 0.05).min(5_000.0).min(by_cost);
+        count / edges as f64
     }
 }
 
@@ -140,7 +256,9 @@ pub enum Sides {
 pub struct TrainConfig {
     /// Embedding dimension (shared by all node types and relations).
     pub dim: usize,
-    /// Passes over all buckets.
+    /// Passes over all buckets; 0 (the default): at most 50 when the run
+    /// validates, stopping when validation stops improving, and 10 when it
+    /// does not ([`AUTO_EPOCHS`]); stored as the number chosen.
     pub epochs: usize,
     /// Partitions per node type (P); the trainer walks P×P buckets.
     pub partitions: u32,
@@ -238,6 +356,11 @@ pub struct TrainConfig {
     /// index of every node type with the default settings (`quiver index`
     /// for others), so that searches never meet a stale one.
     pub index: bool,
+    /// Validation on held-out edges when no validation file is given (the
+    /// default; None: no split, no validation). In a config file, `false`
+    /// turns it off, `true` or a table of [`AutoValid`]'s fields on.
+    #[serde(deserialize_with = "on_or_off")]
+    pub validation: Option<AutoValid>,
 }
 
 /// The defaults serve a graph without a config. Reciprocal relations, rows
@@ -251,7 +374,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             dim: 200,
-            epochs: 10,
+            epochs: 0,
             partitions: 1,
             score: Score::L2,
             reciprocal: true,
@@ -285,6 +408,7 @@ impl Default for TrainConfig {
             warm_start: None,
             drift_penalty: 0.0,
             index: false,
+            validation: Some(AutoValid::default()),
         }
     }
 }
@@ -366,6 +490,14 @@ impl TrainConfig {
             .is_some_and(|h| !(h.fraction > 0.0 && h.fraction < 1.0))
         {
             return bad("holdout fraction must be in (0, 1)");
+        }
+        if let Some(v) = &self.validation {
+            if !(0.0..1.0).contains(&v.fraction) {
+                return bad("validation fraction must be in [0, 1) (0: chosen by the run)");
+            }
+            if v.every == 0 {
+                return bad("validation every must be at least 1 epoch");
+            }
         }
         if !self.margin.is_finite() || !self.init_scale.is_finite() || self.init_scale <= 0.0 {
             return bad("margin and init_scale must be finite (init_scale > 0)");

@@ -25,7 +25,10 @@ pub use ann::{
     build_index, estimate_bytes, index_key, index_model, model_version, AnnIndex, IndexInfo, IndexSettings,
     Quantization,
 };
-pub use config::{EdgeWeights, Holdout, Loss, Optimizer, Regularizer, Score, Sides, TrainConfig};
+pub use config::{
+    AutoValid, EdgeWeights, Holdout, Loss, Optimizer, Regularizer, Score, Sides, TrainConfig, ValidMetric,
+    AUTO_EPOCHS,
+};
 pub use eval::{evaluate, read_triples, EvalReport, Triple};
 pub use gpu::{AdapterChoice, GpuContext, StepBatch, StepTables};
 pub use mixture::{kmeans, KMeans, Mixtures};
@@ -34,7 +37,7 @@ pub use quant::Int8Rows;
 pub use retrieval::{overlap, Index, Metric};
 pub use train::{
     best_model_name, resume, resume_on, resume_on_until, train, train_on, train_on_until, EpochStats,
-    TrainEvent, ValidMetric, Validation,
+    TrainEvent, Validation,
 };
 
 /// Everything that can go wrong in the engine.

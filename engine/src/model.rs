@@ -382,6 +382,36 @@ impl Model {
     /// counts; a model of that name must not exist.
     pub fn store(&self, db: &Database, name: &str) -> Result<()> {
         let c = db.catalog();
+        let snap = db.snapshot();
+        let per_relation = self.dim() * (1 + usize::from(self.config.reciprocal));
+        if self.relations.len() != c.relations.len() * per_relation || self.nodes.len() != c.node_types.len()
+        {
+            return Err(EngineError::Model {
+                name: name.to_string(),
+                message: "relation vectors or node types do not match the database".into(),
+            });
+        }
+        for (t, rows) in self.nodes.iter().enumerate() {
+            if rows.len() != snap.node_count(t as u32) as usize * self.dim() {
+                return Err(EngineError::Model {
+                    name: name.to_string(),
+                    message: format!(
+                        "node type {}: {} rows, the database has {}",
+                        c.type_name(t as u32),
+                        rows.len() / self.dim().max(1),
+                        snap.node_count(t as u32)
+                    ),
+                });
+            }
+        }
+        self.store_rows(db, name)
+    }
+
+    /// [`Model::store`] with the rows it has, as a training run's: nodes
+    /// created since (by a concurrent writer) get rows as they do for any
+    /// trained model, inferred when used.
+    pub(crate) fn store_rows(&self, db: &Database, name: &str) -> Result<()> {
+        let c = db.catalog();
         let d = self.dim();
         let bad = |m: String| EngineError::Model {
             name: name.to_string(),
@@ -390,34 +420,20 @@ impl Model {
         if c.models.iter().any(|m| m.name == name) {
             return Err(bad("a model of that name exists; drop it first".into()));
         }
-        let snap = db.snapshot();
-        let node_counts: Vec<u32> = (0..c.node_types.len() as u32)
-            .map(|t| snap.node_count(t))
+        let node_counts: Vec<u32> = self
+            .nodes
+            .iter()
+            .map(|rows| (rows.len() / d.max(1)) as u32)
             .collect();
-        for (t, rows) in self.nodes.iter().enumerate() {
-            if rows.len() != node_counts.get(t).map_or(0, |&n| n as usize * d) {
-                return Err(bad(format!(
-                    "node type {}: {} rows, the database has {}",
-                    c.type_name(t as u32),
-                    rows.len() / d.max(1),
-                    node_counts.get(t).copied().unwrap_or(0)
-                )));
-            }
-        }
         let config = TrainConfig {
             partitions: 1,
             ..self.config.clone()
         };
         let settings = Settings {
+            relations: self.relations.len() / (d.max(1) * (1 + usize::from(config.reciprocal))),
             config,
             node_counts,
-            relations: c.relations.len(),
         };
-        if self.relations.len() != settings.relation_rows() * d || self.nodes.len() != c.node_types.len() {
-            return Err(bad(
-                "relation vectors or node types do not match the database".into()
-            ));
-        }
         let width = settings.config.optimizer.state_width(d);
         let states: Vec<Vec<f32>> = self
             .nodes

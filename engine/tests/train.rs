@@ -57,6 +57,7 @@ fn config(score: Score, loss: Loss) -> TrainConfig {
         init_scale: 6.0,
         threads: 1,
         reciprocal: false,
+        validation: None,
         ..Default::default()
     }
 }

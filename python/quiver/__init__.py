@@ -174,14 +174,20 @@ class Database:
         progress: bool = True,
         resume: bool = False,
         valid: Union[None, str, "os.PathLike[str]"] = None,
-        eval_every: int = 1,
-        patience: int = 0,
-        metric: str = "mrr",
+        eval_every: Optional[int] = None,
+        patience: Optional[int] = None,
+        metric: Optional[str] = None,
+        target: Optional[str] = None,
     ) -> Dict[str, Any]:
         """Trains TransE (or resumes a stopped run) with the GIL released.
-        With `valid` (a triples file), the model is scored on it every
-        `eval_every` epochs, the best is kept as the model, and `patience`
-        scorings without improvement (by `metric`, mrr or hits@10) end the run.
+        The model is scored on validation triples every `eval_every` epochs
+        (default 1), the best is kept as the model, and `patience` scorings
+        without improvement (by `metric`, mrr or hits@10) end the run. The
+        triples are `valid` (a file; patience 0 by default) or, without it,
+        a seeded sample of the graph's own edges held out of training (about
+        5%, at most 5,000, a pair's edges together; patience 3; `target`: only
+        that relation's edges, e.g. "Follows"); `valid="none"`: no validation
+        (10 epochs unless the config says).
         `config`: a dict of TrainConfig fields or a path to a TOML file.
         With `progress`, a bar shows epoch, loss, edges/s and the ETA
         (tqdm's, in terminals and notebooks, when tqdm is installed).
@@ -192,7 +198,8 @@ class Database:
         bar = _Progress() if progress else None
         try:
             return self._db.train(model, config, device, resume, bar.update if bar else None,
-                                  os.fspath(valid) if valid is not None else None, eval_every, patience, metric)
+                                  os.fspath(valid) if valid is not None else None, eval_every, patience, metric,
+                                  target)
         finally:
             if bar:
                 bar.close()
@@ -368,6 +375,9 @@ class _Progress:
                 self._bar.update(done - self._bar.n)
             elif self._tty:
                 sys.stderr.write(f"\r{desc} bucket {e['bucket'] + 1}/{e['buckets']} loss {e['loss']:.3e}")
+        elif kind == "start" and e["held_out"] and (self._bar is not None or self._tty):
+            print(f"validation: {e['held_out']} held-out edges, at most {e['epochs']} epochs; the best is kept",
+                  file=sys.stderr)
         elif kind == "validation":
             line = f"valid after epoch {e['epoch'] + 1}: MRR {e['mrr']:.4f}, Hits@10 {e['hits@10']:.4f} (best after epoch {e['best_epoch'] + 1})"
             if self._bar is not None:

@@ -300,8 +300,11 @@ impl Database {
 
     /// Trains (or resumes) a model with the GIL released; `on_event` gets a
     /// dict per bucket and epoch. Ctrl-C stops at the next bucket boundary
-    /// (the model stays resumable) and raises KeyboardInterrupt.
-    #[pyo3(signature = (model, config=None, device="auto", resume=false, on_event=None, valid=None, eval_every=1, patience=0, metric="mrr"))]
+    /// (the model stays resumable) and raises KeyboardInterrupt. `valid`: a
+    /// file of validation triples, "none", or None (the default): a seeded
+    /// sample of the graph's edges held out and validated on (`target`: only
+    /// that relation's); the best epoch is kept.
+    #[pyo3(signature = (model, config=None, device="auto", resume=false, on_event=None, valid=None, eval_every=None, patience=None, metric=None, target=None))]
     #[allow(clippy::too_many_arguments)]
     fn train<'py>(
         &self,
@@ -312,32 +315,75 @@ impl Database {
         resume: bool,
         on_event: Option<Py<PyAny>>,
         valid: Option<PathBuf>,
-        eval_every: usize,
-        patience: usize,
-        metric: &str,
+        eval_every: Option<usize>,
+        patience: Option<usize>,
+        metric: Option<&str>,
+        target: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let cfg = train_config(config)?;
-        let valid = match valid {
+        let mut cfg = train_config(config)?;
+        let metric = match metric {
             None => None,
-            Some(path) => Some(quiver::Validation {
-                triples: quiver::read_triples(&path).map_err(py_err)?,
-                every: eval_every.max(1),
-                patience,
-                metric: match metric {
-                    "mrr" => quiver::ValidMetric::Mrr,
-                    "hits@10" => quiver::ValidMetric::Hits10,
-                    m => {
-                        return Err(ConfigError::new_err(format!(
-                            "metric {m}: expected mrr or hits@10"
-                        )))
+            Some("mrr") => Some(quiver::ValidMetric::Mrr),
+            Some("hits@10") => Some(quiver::ValidMetric::Hits10),
+            Some(m) => {
+                return Err(ConfigError::new_err(format!(
+                    "metric {m}: expected mrr or hits@10"
+                )))
+            }
+        };
+        if eval_every == Some(0) {
+            return Err(ConfigError::new_err(
+                "eval_every = 0: validate every 1 or more epochs",
+            ));
+        }
+        let flags = eval_every.is_some() || patience.is_some() || metric.is_some();
+        let valid = match valid {
+            Some(path) if path.as_os_str() == "none" => {
+                if flags || target.is_some() {
+                    return Err(ConfigError::new_err(
+                        "eval_every, patience, metric and target need validation (valid=\"none\" turns it off)",
+                    ));
+                }
+                cfg.validation = None;
+                None
+            }
+            Some(path) => {
+                if target.is_some() {
+                    return Err(ConfigError::new_err(
+                        "target chooses the held-out edges, which a valid file replaces",
+                    ));
+                }
+                Some(quiver::Validation {
+                    triples: quiver::read_triples(&path).map_err(py_err)?,
+                    every: eval_every.unwrap_or(1),
+                    patience: patience.unwrap_or(0),
+                    metric: metric.unwrap_or(quiver::ValidMetric::Mrr),
+                })
+            }
+            None => {
+                match &mut cfg.validation {
+                    Some(v) => {
+                        v.every = eval_every.unwrap_or(v.every);
+                        v.patience = patience.unwrap_or(v.patience);
+                        v.metric = metric.unwrap_or(v.metric);
+                        if let Some(t) = target {
+                            v.target =
+                                Some(self.with(|g| g.database().catalog().relation(t).map_err(py_err))?);
+                        }
                     }
-                },
-            }),
+                    None if flags || target.is_some() => return Err(ConfigError::new_err(
+                        "eval_every, patience, metric and target need validation (the config turns it off)",
+                    )),
+                    None => {}
+                }
+                None
+            }
         };
         let dev = self::device(device)?;
         let stop = AtomicBool::new(false);
         let mut pending: Option<PyErr> = None;
         let mut last = serde_json::Value::Null;
+        let mut epochs = cfg.epochs;
         let result = self.with(|g| {
             let db = g.database();
             let mut on = |e: &quiver::TrainEvent| {
@@ -349,12 +395,12 @@ impl Database {
                         edges,
                         loss,
                     } => serde_json::json!({
-                        "event": "bucket", "epoch": epoch, "epochs": cfg.epochs, "bucket": bucket,
+                        "event": "bucket", "epoch": epoch, "epochs": epochs, "bucket": bucket,
                         "buckets": buckets, "edges": edges, "loss": loss}),
                     quiver::TrainEvent::Epoch(s) => {
                         last = serde_json::json!({"epoch": s.epoch, "loss": s.loss, "edges": s.edges,
                             "seconds": s.seconds});
-                        serde_json::json!({"event": "epoch", "epoch": s.epoch, "epochs": cfg.epochs,
+                        serde_json::json!({"event": "epoch", "epoch": s.epoch, "epochs": epochs,
                             "loss": s.loss, "edges": s.edges, "seconds": s.seconds})
                     }
                     quiver::TrainEvent::Validation {
@@ -363,10 +409,20 @@ impl Database {
                         hits10,
                         best_epoch,
                         best,
-                    } => serde_json::json!({"event": "validation", "epoch": epoch, "epochs": cfg.epochs,
+                    } => serde_json::json!({"event": "validation", "epoch": epoch, "epochs": epochs,
                         "mrr": mrr, "hits@10": hits10, "best_epoch": best_epoch, "best": best}),
                     quiver::TrainEvent::WeightSpread { relation, min, max } => serde_json::json!({
                         "event": "weight_spread", "relation": relation, "min": min, "max": max}),
+                    quiver::TrainEvent::Start {
+                        epochs: n,
+                        held_out,
+                        fraction,
+                        target,
+                    } => {
+                        epochs = n;
+                        serde_json::json!({"event": "start", "epochs": n, "held_out": held_out,
+                            "fraction": fraction, "target": target})
+                    }
                 };
                 Python::attach(|py| {
                     let r = match &on_event {

@@ -226,6 +226,26 @@ def test_training_with_validation_keeps_the_best(tmp_path):
             db.train("w", {"dim": 8, "epochs": 1}, device="cpu", progress=False, valid=valid, metric="auc")
 
 
+def test_training_holds_out_its_own_validation_by_default(tmp_path):
+    with social(tmp_path / "db", users=800) as db:
+        events = []
+        r = db._db.train("auto", {"dim": 8, "epochs": 3, "threads": 1}, "cpu", False, events.append,
+                         None, None, None, None, "Follows")
+        [start] = [e for e in events if e["event"] == "start"]
+        assert start["held_out"] > 0 and start["epochs"] == 3 and start["target"] is not None
+        assert r["last_epoch"]["epoch"] <= 2
+        [m] = db.models()
+        v = m["metrics"]["valid"]
+        assert v["held_out"] and v["triples"] == start["held_out"] and len(v["curve"]) == 3
+        db.train("none", {"dim": 8, "threads": 1}, device="cpu", progress=False, valid="none")
+        none = [m for m in db.models() if m["name"] == "none"][0]
+        assert "valid" not in (none["metrics"] or {})
+        with pytest.raises(quiver.ConfigError, match="need validation"):
+            db.train("x", {"dim": 8}, device="cpu", progress=False, valid="none", patience=2)
+        with pytest.raises(quiver.Error, match="Nope"):
+            db.train("x", {"dim": 8}, device="cpu", progress=False, target="Nope")
+
+
 def test_cold_start_node_gets_an_inferred_embedding(tmp_path):
     with social(tmp_path / "db") as db:
         db.train("m", {"dim": 8, "epochs": 2, "threads": 1}, device="cpu", progress=False)

@@ -38,46 +38,107 @@ fn weight_warning(e: &quiver::TrainEvent) {
 /// Validation during training (`train`, `tune`).
 #[derive(clap::Args)]
 pub struct ValidArgs {
-    /// Validation triples (head, relation, tail per line): every --eval-every epochs the model is
-    /// scored on them (filtered, both directions), the best is kept as the model, and
-    /// --patience scorings without improvement end the run.
+    /// Validation triples (head, relation, tail per line), or `none`. Without it, `train` holds out
+    /// a seeded sample of the graph's own edges (about 5%, at most 5,000; a pair's edges together)
+    /// and validates on them. Every --eval-every epochs the model is scored (filtered, both
+    /// directions), the best is kept as the model, and --patience scorings without improvement
+    /// end the run.
     #[arg(long)]
     pub valid: Option<PathBuf>,
     /// Epochs between validation scorings [default: 1].
     #[arg(long)]
     pub eval_every: Option<usize>,
-    /// Scorings without improvement before stopping (0: train all epochs) [default: 0].
+    /// Scorings without improvement before stopping (0: train all epochs) [default: 3 on the
+    /// held-out edges, 0 with a file].
     #[arg(long)]
     pub patience: Option<usize>,
     /// mrr or hits@10: what the best model is chosen by [default: mrr].
     #[arg(long)]
     pub metric: Option<String>,
+    /// Hold out and score only this relation's edges: the task the model is for (e.g. Follows).
+    #[arg(long)]
+    pub target: Option<String>,
 }
 
 impl ValidArgs {
-    /// The validation schedule, when `--valid` is given.
+    /// `--valid none`.
+    fn off(&self) -> bool {
+        self.valid.as_deref() == Some(Path::new("none"))
+    }
+
+    /// The validation file's schedule, when `--valid FILE` is given.
     pub fn validation(&self) -> anyhow::Result<Option<quiver::Validation>> {
-        let Some(path) = &self.valid else {
-            if self.eval_every.is_some() || self.patience.is_some() || self.metric.is_some() {
-                bail!("--eval-every, --patience and --metric need --valid FILE");
+        let path = match &self.valid {
+            Some(path) if !self.off() => path,
+            _ => {
+                if self.eval_every.is_some() || self.patience.is_some() || self.metric.is_some() {
+                    bail!("--eval-every, --patience and --metric need --valid FILE");
+                }
+                return Ok(None);
+            }
+        };
+        if self.target.is_some() {
+            bail!("--target chooses the held-out edges, which a --valid FILE replaces");
+        }
+        Ok(Some(quiver::Validation {
+            triples: quiver::read_triples(path)?,
+            every: self.every()?.unwrap_or(1),
+            patience: self.patience.unwrap_or(0),
+            metric: self.parsed_metric()?,
+        }))
+    }
+
+    /// For `train`: the validation file's schedule, or the flags applied to
+    /// the config's held-out edges (`--valid none`: no validation).
+    pub fn settle(
+        &self,
+        cfg: &mut quiver::TrainConfig,
+        db: &Database,
+    ) -> anyhow::Result<Option<quiver::Validation>> {
+        if self.valid.is_some() && !self.off() {
+            return self.validation();
+        }
+        let flags = self.eval_every.is_some()
+            || self.patience.is_some()
+            || self.metric.is_some()
+            || self.target.is_some();
+        if self.off() {
+            cfg.validation = None;
+        }
+        let Some(v) = &mut cfg.validation else {
+            if flags {
+                bail!("--eval-every, --patience, --metric and --target need validation (--valid none or the config turns it off)");
             }
             return Ok(None);
         };
-        let metric = match self.metric() {
+        if let Some(every) = self.every()? {
+            v.every = every;
+        }
+        if let Some(p) = self.patience {
+            v.patience = p;
+        }
+        if self.metric.is_some() {
+            v.metric = self.parsed_metric()?;
+        }
+        if let Some(t) = &self.target {
+            v.target = Some(db.catalog().relation(t)?);
+        }
+        Ok(None)
+    }
+
+    fn every(&self) -> anyhow::Result<Option<usize>> {
+        match self.eval_every {
+            Some(0) => bail!("--eval-every 0: validate every 1 or more epochs"),
+            n => Ok(n),
+        }
+    }
+
+    fn parsed_metric(&self) -> anyhow::Result<quiver::ValidMetric> {
+        Ok(match self.metric() {
             "mrr" => quiver::ValidMetric::Mrr,
             "hits@10" => quiver::ValidMetric::Hits10,
             m => bail!("--metric {m}: expected mrr or hits@10"),
-        };
-        let every = match self.eval_every {
-            Some(0) => bail!("--eval-every 0: validate every 1 or more epochs"),
-            n => n.unwrap_or(1),
-        };
-        Ok(Some(quiver::Validation {
-            triples: quiver::read_triples(path)?,
-            every,
-            patience: self.patience.unwrap_or(0),
-            metric,
-        }))
+        })
     }
 
     /// The metric's name as given (mrr when not).
@@ -246,13 +307,28 @@ impl TrainArgs {
 /// `quiver train`, with a progress bar on a terminal and a loss curve beside DB.
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let database = open(&args.db)?;
-    let config = match args.resume {
-        true => serde_json::from_str::<serde_json::Value>(&database.model_info(&args.model)?.settings)
-            .ok()
-            .and_then(|s| serde_json::from_value::<quiver::TrainConfig>(s["config"].clone()).ok())
-            .unwrap_or_default(),
-        false => args.config(&database)?,
+    let (config, valid) = match args.resume {
+        true => (
+            serde_json::from_str::<serde_json::Value>(&database.model_info(&args.model)?.settings)
+                .ok()
+                .and_then(|s| serde_json::from_value::<quiver::TrainConfig>(s["config"].clone()).ok())
+                .unwrap_or_default(),
+            args.valid.validation()?,
+        ),
+        false => {
+            let mut config = args.config(&database)?;
+            let valid = args.valid.settle(&mut config, &database)?;
+            (config, valid)
+        }
     };
+    let relation_name = |r: u32| {
+        database
+            .catalog()
+            .relations
+            .get(r as usize)
+            .map_or_else(|| r.to_string(), |d| d.name.clone())
+    };
+    let mut epochs = config.epochs;
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
@@ -273,12 +349,12 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
             loss,
         } => {
             if let Some(b) = &bar {
-                b.set_length((config.epochs * buckets) as u64);
+                b.set_length((epochs * buckets) as u64);
                 b.set_position((epoch * buckets + bucket + 1) as u64);
                 b.set_message(format!(
                     "epoch {}/{} bucket {}/{buckets} loss {loss:.3e} {:.0} edges/s",
                     epoch + 1,
-                    config.epochs,
+                    epochs,
                     bucket + 1,
                     edges as f64 / epoch_start.elapsed().as_secs_f64()
                 ));
@@ -319,9 +395,23 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
                 None => eprintln!("{line}"),
             }
         }
+        quiver::TrainEvent::Start {
+            epochs: n,
+            held_out,
+            fraction,
+            target,
+        } => {
+            epochs = n;
+            if held_out > 0 {
+                eprintln!(
+                    "validation: {held_out} held-out edges ({:.2}% of {}), validated as it trains for at most {n} epochs; the best epoch is kept (--valid none: no split)",
+                    100.0 * fraction,
+                    target.map_or_else(|| "the edges".to_string(), |t| format!("relation {}", relation_name(t)))
+                );
+            }
+        }
         quiver::TrainEvent::WeightSpread { .. } => weight_warning(e),
     };
-    let valid = args.valid.validation()?;
     let device = quiver::Device::select(&args.device)?;
     eprintln!("training on {}", device.describe());
     let started = Instant::now();

@@ -5,7 +5,7 @@
 use super::*;
 
 /// Where a run stands, stored with the model at every checkpoint.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub(super) struct Progress {
     /// Next epoch to train.
     pub(super) epoch: usize,
@@ -25,7 +25,7 @@ pub(super) struct Progress {
 /// the uninterrupted run did.
 pub(super) fn progress_after(
     ctx: &RunCtx<'_>,
-    start: Progress,
+    start: &Progress,
     (epoch, b): (usize, usize),
     visits: usize,
     validating: bool,
@@ -34,17 +34,17 @@ pub(super) fn progress_after(
         (true, _) => Progress {
             epoch,
             bucket: b + 1,
-            ..start
+            ..start.clone()
         },
         (false, true) => Progress {
             epoch,
             bucket: visits,
-            ..start
+            ..start.clone()
         },
         (false, false) => Progress {
             epoch: epoch + 1,
             bucket: 0,
-            ..start
+            ..start.clone()
         },
     };
     if next.epoch >= ctx.cfg().epochs {

@@ -31,7 +31,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{EdgeWeights, Optimizer, Score, Sides, TrainConfig};
+use crate::config::{AutoValid, EdgeWeights, Optimizer, Score, Sides, TrainConfig, ValidMetric, AUTO_EPOCHS};
 use crate::gpu::{GpuContext, StepBatch, StepTables};
 use crate::kernels;
 use crate::model::{
@@ -54,7 +54,7 @@ use gpu::*;
 use plan::*;
 use resident::*;
 use valid::*;
-pub use valid::{best_model_name, ValidMetric, Validation};
+pub use valid::{best_model_name, Validation};
 
 /// What one epoch did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,6 +104,19 @@ pub enum TrainEvent {
         best_epoch: usize,
         /// The best score so far, in the run's metric.
         best: f64,
+    },
+    /// Before the first bucket (of a new or resumed run): the epochs it
+    /// trains at most, and the edges it holds out of training as its own
+    /// validation ([`crate::AutoValid`]; 0 with a validation file or none).
+    Start {
+        /// Epochs of the run (a cap when validation stops it early).
+        epochs: usize,
+        /// Edges held out as validation.
+        held_out: u64,
+        /// Their share of the candidate edges.
+        fraction: f64,
+        /// The relation held out and scored, when one is.
+        target: Option<u32>,
     },
     /// Before training: relation `relation`'s edge weights, which the loss
     /// uses ([`TrainConfig::weights`]), span two or more orders of magnitude.
@@ -181,12 +194,15 @@ pub fn train_on_until(
 ) -> Result<()> {
     config.validate()?;
     let buckets = db.buckets(config.partitions)?;
+    let relations = db.catalog().relations.len();
+    let mut config = config.clone();
+    settle_validation(&mut config, &buckets, relations, valid.is_some())?;
     // The partitions are the buckets' own: nodes created since they were
     // built (by a concurrent writer) get no rows now and are inferred later.
     let settings = Settings {
-        config: config.clone(),
+        config,
         node_counts: buckets.node_counts().to_vec(),
-        relations: db.catalog().relations.len(),
+        relations,
     };
     // Everything that can refuse the run does so before it is registered.
     let prev = preflight(db, &settings)?;
@@ -200,6 +216,7 @@ pub fn train_on_until(
     let settings_json = serde_json::to_string(&settings).map_err(|e| EngineError::Internal(e.to_string()))?;
     let start_json = serde_json::to_string(&start).map_err(|e| EngineError::Internal(e.to_string()))?;
     db.start_model(name, &settings_json, &start_json)?;
+    let auto = auto_validation(db, &buckets, &settings.config, valid, on_event)?;
     run(
         db,
         name,
@@ -211,9 +228,32 @@ pub fn train_on_until(
         Control {
             on_event,
             stop,
-            valid,
+            valid: valid.or(auto.as_ref()),
         },
     )
+}
+
+/// The run's own validation, when it has no validation file and its
+/// config holds edges out ([`held_out`]); announces the run.
+fn auto_validation(
+    db: &Database,
+    buckets: &Buckets,
+    cfg: &TrainConfig,
+    given: Option<&Validation>,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<Option<Validation>> {
+    let auto = match given {
+        Some(_) => None,
+        None => held_out(db, buckets, cfg)?,
+    };
+    let split = cfg.validation.as_ref().filter(|_| auto.is_some());
+    on_event(&TrainEvent::Start {
+        epochs: cfg.epochs,
+        held_out: auto.as_ref().map_or(0, |a| a.triples.len() as u64),
+        fraction: split.map_or(0.0, |v| v.fraction),
+        target: split.and_then(|v| v.target),
+    });
+    Ok(auto)
 }
 
 /// Training threads: the setting, or one per core.
@@ -292,6 +332,7 @@ pub fn resume_on_until(
         ));
     }
     let prev = preflight(db, &settings)?;
+    let auto = auto_validation(db, &buckets, &settings.config, valid, on_event)?;
     run(
         db,
         name,
@@ -303,7 +344,7 @@ pub fn resume_on_until(
         Control {
             on_event,
             stop,
-            valid,
+            valid: valid.or(auto.as_ref()),
         },
     )
 }
@@ -502,7 +543,7 @@ fn run(
     let (mut saved_at, mut save_secs) = (Instant::now(), 0.0);
     // A run killed after its patience ran out (and before it was marked
     // finished) trains no further epochs when resumed.
-    let first_epoch = match valid.is_some_and(|v| v.exhausted(start.valid)) {
+    let first_epoch = match valid.is_some_and(|v| v.exhausted(start.valid.as_ref())) {
         true => cfg.epochs,
         false => start.epoch,
     };
@@ -581,7 +622,7 @@ fn run(
             if stopping || due || b + 1 == visits {
                 let begun = Instant::now();
                 let validating = valid.is_some_and(|v| v.due(epoch, cfg.epochs));
-                let progress = progress_after(&ctx, start, (epoch, b), visits, validating);
+                let progress = progress_after(&ctx, &start, (epoch, b), visits, validating);
                 checkpoint(&ctx, &mut state, &progress)?;
                 (saved_at, save_secs) = (begun, begun.elapsed().as_secs_f64());
                 io += save_secs;
@@ -614,11 +655,15 @@ fn run(
     // A run whose last buckets were empty, or that had nothing left to do, still ends finished.
     let rel_arrays: [&[f32]; 2] = [&state.relations, &state.relation_state];
     db.save_model_parts(name, &ctx.settings_json, "", &[(RELATIONS_KEY, &rel_arrays)])?;
-    if let (Some(v), Some(st)) = (valid, start.valid) {
+    if let (Some(v), Some(st)) = (valid, &start.valid) {
         // The best model becomes the model, with what chose it.
         db.replace_model(&best_model_name(name), name)?;
+        let curve: Vec<_> = (st.curve.iter())
+            .map(|&(epoch, mrr, hits10)| serde_json::json!({"epoch": epoch, "mrr": mrr, "hits@10": hits10}))
+            .collect();
         let metrics = serde_json::json!({"valid": {"metric": v.metric, "best": st.best,
-            "epoch": st.best_epoch + 1, "triples": v.triples.len()}});
+            "epoch": st.best_epoch + 1, "triples": v.triples.len(),
+            "held_out": cfg.validation.is_some(), "curve": curve}});
         db.set_model_metrics(name, &metrics.to_string())?;
     }
     if cfg.index {

@@ -85,9 +85,19 @@ pub(super) fn draw(
 /// A chunk: positions `range` of the bucket's grouped edge order.
 pub(super) type Chunk = Range<usize>;
 
-/// False for edges the run leaves out: held out, or of another relation
-/// than `only_relations`.
+/// False for edges the run leaves out: held out (for recall or as
+/// validation), or of another relation than `only_relations`.
 pub(super) fn trains(cfg: &TrainConfig, e: &BucketEdge) -> bool {
+    in_scope(cfg, e)
+        && !cfg
+            .validation
+            .as_ref()
+            .is_some_and(|v| v.holds(e.rel, e.src, e.dst))
+}
+
+/// False for edges the run never looks at: held out for recall, or of
+/// another relation than `only_relations` (validation edges come from the rest).
+pub(super) fn in_scope(cfg: &TrainConfig, e: &BucketEdge) -> bool {
     !cfg.holdout.as_ref().is_some_and(|h| h.holds(e.rel, e.src, e.dst))
         && (cfg.only_relations.is_empty() || cfg.only_relations.contains(&e.rel))
 }

@@ -3,12 +3,15 @@
 
 use super::*;
 
-/// The best validation score so far and the scorings since it.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+/// The best validation score so far, the scorings since it, and every
+/// scoring: (1-based epoch, MRR, Hits@10).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub(super) struct ValidState {
     pub(super) best_epoch: usize,
     pub(super) best: f64,
     pub(super) stale: usize,
+    #[serde(default)]
+    pub(super) curve: Vec<(usize, f64, f64)>,
 }
 
 /// Validation during a run, as LibKGE and PyKEEN do it: every `every`
@@ -28,17 +31,6 @@ pub struct Validation {
     pub patience: usize,
     /// What "better" means.
     pub metric: ValidMetric,
-}
-
-/// The validation figure a run selects on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ValidMetric {
-    /// Filtered mean reciprocal rank.
-    Mrr,
-    /// Filtered Hits@10.
-    #[serde(rename = "hits@10")]
-    Hits10,
 }
 
 /// Where a validating run keeps its best model until it ends.
@@ -69,26 +61,14 @@ pub(super) fn validate(
         ValidMetric::Mrr => r.mrr,
         ValidMetric::Hits10 => r.hits10,
     };
-    let mut st = start.valid.unwrap_or(ValidState {
-        best_epoch: 0,
-        best: f64::NEG_INFINITY,
-        stale: 0,
-    });
-    if value > st.best {
-        st = ValidState {
-            best_epoch: epoch,
-            best: value,
-            stale: 0,
-        };
+    let st = ValidState::record(start.valid.take(), epoch, value, (r.mrr, r.hits10));
+    if st.stale == 0 {
         let keep = best_model_name(name);
         if db.catalog().models.iter().any(|m| m.name == keep) {
             db.drop_model(&keep)?;
         }
-        model.store(db, &keep)?;
-    } else {
-        st.stale += 1;
+        model.store_rows(db, &keep)?;
     }
-    start.valid = Some(st);
     on_event(&TrainEvent::Validation {
         epoch,
         mrr: r.mrr,
@@ -96,16 +76,38 @@ pub(super) fn validate(
         best_epoch: st.best_epoch,
         best: st.best,
     });
+    let done = v.patience > 0 && st.stale >= v.patience;
+    start.valid = Some(st);
     if !last {
         let next = Progress {
             epoch: epoch + 1,
             bucket: 0,
-            ..*start
+            ..start.clone()
         };
         let json = serde_json::to_string(&next).map_err(|e| EngineError::Internal(e.to_string()))?;
         db.save_model_parts(name, &ctx.settings_json, &json, &[])?;
     }
-    Ok(v.patience > 0 && st.stale >= v.patience)
+    Ok(done)
+}
+
+impl ValidState {
+    /// The state after scoring `value` (and MRR, Hits@10) after `epoch`:
+    /// `stale` is 0 when it is the best so far.
+    fn record(state: Option<ValidState>, epoch: usize, value: f64, (mrr, hits10): (f64, f64)) -> ValidState {
+        let mut st = state.unwrap_or(ValidState {
+            best_epoch: 0,
+            best: f64::NEG_INFINITY,
+            stale: 0,
+            curve: Vec::new(),
+        });
+        st.curve.push((epoch + 1, mrr, hits10));
+        if value > st.best {
+            (st.best_epoch, st.best, st.stale) = (epoch, value, 0);
+        } else {
+            st.stale += 1;
+        }
+        st
+    }
 }
 
 impl Validation {
@@ -116,7 +118,129 @@ impl Validation {
     }
 
     /// Whether a run whose validation stands at `state` has run out of patience.
-    pub(super) fn exhausted(&self, state: Option<ValidState>) -> bool {
+    pub(super) fn exhausted(&self, state: Option<&ValidState>) -> bool {
         self.patience > 0 && state.is_some_and(|s| s.stale >= self.patience)
+    }
+}
+
+/// Settles what a new run validates on: with a validation file (`given`)
+/// the config's split is off; otherwise the split's fraction is chosen
+/// ([`AutoValid::choose_fraction`]) from the edges it may hold out, and
+/// dropped when it holds none. Then `epochs = 0` becomes [`AUTO_EPOCHS`].
+pub(super) fn settle_validation(
+    cfg: &mut TrainConfig,
+    buckets: &Buckets,
+    relations: usize,
+    given: bool,
+) -> Result<()> {
+    if given {
+        cfg.validation = None;
+    }
+    if let Some(v) = &cfg.validation {
+        if let Some(t) = v.target.filter(|&t| t as usize >= relations) {
+            return Err(EngineError::Config(format!(
+                "validation target relation {t} does not exist (the graph has {relations})"
+            )));
+        }
+        let fraction = match v.fraction {
+            0.0 => {
+                let mut edges = 0u64;
+                let p = buckets.partitions();
+                for (i, j) in (0..p).flat_map(|i| (0..p).map(move |j| (i, j))) {
+                    edges += (buckets.bucket(i, j).iter())
+                        .filter(|e| in_scope(cfg, e) && v.target.is_none_or(|t| t == e.rel))
+                        .count() as u64;
+                }
+                let nodes = buckets.node_counts().iter().map(|&n| n as u64).sum();
+                AutoValid::choose_fraction(edges, nodes, cfg.dim)
+            }
+            f => f,
+        };
+        cfg.validation = (fraction > 0.0).then(|| AutoValid {
+            fraction,
+            ..v.clone()
+        });
+    }
+    if cfg.epochs == 0 {
+        cfg.epochs = match given || cfg.validation.is_some() {
+            true => AUTO_EPOCHS.0,
+            false => AUTO_EPOCHS.1,
+        };
+    }
+    Ok(())
+}
+
+/// The validation of a run whose config holds edges out ([`AutoValid`]):
+/// those edges as triples, scored every `every` epochs.
+pub(super) fn held_out(db: &Database, buckets: &Buckets, cfg: &TrainConfig) -> Result<Option<Validation>> {
+    let Some(v) = &cfg.validation else {
+        return Ok(None);
+    };
+    let snap = db.snapshot();
+    let c = snap.catalog();
+    let key = |ty: u32, id: u32| {
+        snap.node_key(ty, id)
+            .map(str::to_string)
+            .ok_or_else(|| EngineError::Internal(format!("node {id} of type {ty} has no key")))
+    };
+    let mut triples = Vec::new();
+    let p = buckets.partitions();
+    for (i, j) in (0..p).flat_map(|i| (0..p).map(move |j| (i, j))) {
+        for e in buckets.bucket(i, j) {
+            if in_scope(cfg, e) && v.holds(e.rel, e.src, e.dst) {
+                let r = &c.relations[e.rel as usize];
+                triples.push(crate::Triple {
+                    head: key(r.src, e.src)?,
+                    relation: r.name.clone(),
+                    tail: key(r.dst, e.dst)?,
+                });
+            }
+        }
+    }
+    Ok(Some(Validation {
+        triples,
+        every: v.every,
+        patience: v.patience,
+        metric: v.metric,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A known curve: the best epoch is kept, a tie is no improvement, and
+    /// patience counts the scorings since the best.
+    #[test]
+    fn early_stopping_keeps_the_best_epoch_of_a_known_curve() {
+        let v = Validation {
+            triples: Vec::new(),
+            every: 1,
+            patience: 3,
+            metric: ValidMetric::Mrr,
+        };
+        let curve = [0.10, 0.30, 0.20, 0.30, 0.31, 0.25, 0.31, 0.30, 0.5];
+        let mut st = None;
+        let mut ended = None;
+        for (epoch, &x) in curve.iter().enumerate() {
+            let next = ValidState::record(st.take(), epoch, x, (x, 2.0 * x));
+            let done = v.exhausted(Some(&next));
+            st = Some(next);
+            if done {
+                ended = Some(epoch);
+                break;
+            }
+        }
+        let st = st.unwrap();
+        assert_eq!(
+            ended,
+            Some(7),
+            "three scorings after epoch 5's 0.31 without improvement"
+        );
+        assert_eq!((st.best_epoch, st.best, st.stale), (4, 0.31, 3));
+        assert_eq!(st.curve.len(), 8);
+        assert_eq!(st.curve[1], (2, 0.30, 0.60));
+        let without = Validation { patience: 0, ..v };
+        assert!(!without.exhausted(Some(&st)));
     }
 }
