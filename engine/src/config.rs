@@ -1,5 +1,7 @@
 //! Training settings.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// How a triple is scored.
@@ -296,6 +298,16 @@ pub struct TrainConfig {
     pub uniform_negatives: usize,
     /// How stored edge weights scale each edge's loss.
     pub weights: EdgeWeights,
+    /// Loss weight of each named relation's edges (PBG's per-relation
+    /// `weight`), multiplying the edge weights; a relation not named weighs 1.
+    pub relation_weights: BTreeMap<String, f32>,
+    /// Temperature α of relation sampling: every epoch, relation r's share
+    /// of the trained edges is proportional to n_r^α (n_r its edges), the
+    /// epoch's size unchanged, so that a dominant relation does not drown
+    /// the rest; each edge is trained ⌊m_r⌋ times, once more with
+    /// probability frac(m_r), where m_r = E·n_r^(α−1) / Σ n^α. 1: every
+    /// edge once (no balance).
+    pub relation_balance: f32,
     /// Use the chunk's other edges as negatives too.
     pub batch_negatives: bool,
     /// Which ends of a chunk's edges are corrupted.
@@ -391,6 +403,8 @@ impl Default for TrainConfig {
             chunk_size: 50,
             uniform_negatives: 200,
             weights: EdgeWeights::Ignore,
+            relation_weights: BTreeMap::new(),
+            relation_balance: 1.0,
             batch_negatives: true,
             corrupt: Sides::Both,
             mix_relations: false,
@@ -490,6 +504,17 @@ impl TrainConfig {
             .is_some_and(|h| !(h.fraction > 0.0 && h.fraction < 1.0))
         {
             return bad("holdout fraction must be in (0, 1)");
+        }
+        if !(self.relation_balance > 0.0 && self.relation_balance <= 1.0) {
+            return bad(&format!(
+                "relation_balance = {}: it must be in (0, 1] (1: no balance)",
+                self.relation_balance
+            ));
+        }
+        if let Some((r, w)) = (self.relation_weights.iter()).find(|(_, w)| !(w.is_finite() && **w >= 0.0)) {
+            return bad(&format!(
+                "relation_weights.{r} = {w}: it must be finite and not negative"
+            ));
         }
         if let Some(v) = &self.validation {
             if !(0.0..1.0).contains(&v.fraction) {

@@ -217,6 +217,7 @@ pub fn eval_recall(a: &RecallArgs) -> anyhow::Result<()> {
     if !a.no_train {
         let mut config = a.train.config(&db)?;
         config.holdout = Some(holdout.clone());
+        let valid = a.train.valid.settle(&mut config, &db)?;
         let device = Device::select(&a.train.device)?;
         eprintln!(
             "training `{name}` without {:.0}% of {} on {}",
@@ -224,7 +225,9 @@ pub fn eval_recall(a: &RecallArgs) -> anyhow::Result<()> {
             a.relation,
             device.describe()
         );
-        quiver::train_on(&db, &name, &config, &device, &mut super::model::epoch_logger())?;
+        let never = std::sync::atomic::AtomicBool::new(false);
+        let mut log = super::model::epoch_logger();
+        quiver::train_on_until(&db, &name, &config, &device, &mut log, &never, valid.as_ref())?;
     }
     let model = Model::load(&db, &name)?;
     let stored = model.config.holdout.clone();
@@ -259,7 +262,9 @@ pub fn eval_recall(a: &RecallArgs) -> anyhow::Result<()> {
     if a.json {
         say!(
             "{}",
-            serde_json::json!({"model": name, "relation": a.relation, "holdout": a.holdout, "reports": reports})
+            serde_json::json!({"model": name, "relation": a.relation, "holdout": a.holdout, "reports": reports,
+                "valid": serde_json::from_str::<serde_json::Value>(&db.model_info(&name)?.metrics)
+                    .map_or(serde_json::Value::Null, |m| m["valid"].clone())})
         );
     } else {
         for r in &reports {

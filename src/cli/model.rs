@@ -20,6 +20,19 @@ pub fn epoch_logger() -> impl FnMut(&quiver::TrainEvent) {
             s.edges,
             s.seconds
         ),
+        quiver::TrainEvent::Validation {
+            epoch,
+            mrr,
+            best_epoch,
+            ..
+        } => eprintln!(
+            "  valid after epoch {}: MRR {mrr:.4} (best after epoch {})",
+            epoch + 1,
+            best_epoch + 1
+        ),
+        quiver::TrainEvent::Start { held_out, .. } if *held_out > 0 => {
+            eprintln!("validation: {held_out} held-out edges; the best epoch is kept")
+        }
         quiver::TrainEvent::WeightSpread { .. } => weight_warning(e),
         _ => {}
     }
@@ -242,6 +255,13 @@ pub struct TrainArgs {
     /// Train on these relations only, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub relations: Vec<String>,
+    /// Relation sampling temperature α in (0, 1]: each relation's share of an epoch's edges grows
+    /// as its edge count to the power α, so that a dominant relation does not drown the rest (1: every edge once).
+    #[arg(long)]
+    pub relation_balance: Option<f32>,
+    /// A relation's loss weight, NAME=W (repeatable; PBG's per-relation weight).
+    #[arg(long)]
+    pub relation_weight: Vec<String>,
 }
 
 impl TrainArgs {
@@ -291,6 +311,17 @@ impl TrainArgs {
         }
         if let Some(p) = self.drift_penalty {
             c.drift_penalty = p;
+        }
+        if let Some(a) = self.relation_balance {
+            c.relation_balance = a;
+        }
+        for rw in &self.relation_weight {
+            let (name, w) = (rw.rsplit_once('='))
+                .with_context(|| format!("--relation-weight {rw}: expected NAME=WEIGHT"))?;
+            let w: f32 = w
+                .parse()
+                .with_context(|| format!("--relation-weight {rw}: {w} is not a number"))?;
+            c.relation_weights.insert(name.to_string(), w);
         }
         if !self.relations.is_empty() {
             let catalog = db.catalog();

@@ -197,6 +197,7 @@ pub fn train_on_until(
     let relations = db.catalog().relations.len();
     let mut config = config.clone();
     settle_validation(&mut config, &buckets, relations, valid.is_some())?;
+    relation_factors(&config, &db.catalog())?;
     // The partitions are the buckets' own: nodes created since they were
     // built (by a concurrent writer) get no rows now and are inferred later.
     let settings = Settings {
@@ -527,6 +528,8 @@ fn run(
         _ => weight_stats(buckets, settings.relations),
     };
     let means: Vec<f32> = stats.iter().map(|s| s.2).collect();
+    let factors = relation_factors(cfg, ctx.snap.catalog())?;
+    let rates = relation_rates(cfg, buckets, settings.relations);
     for (relation, &(min, max, _)) in stats.iter().enumerate() {
         if min > 0.0 && max / min >= 100.0 {
             on_event(&TrainEvent::WeightSpread {
@@ -566,13 +569,14 @@ fn run(
                 cfg.seed
                     ^ ((epoch as u64) << 32 | (b % order.len()) as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             );
-            let (edge_order, chunks) = plan_chunks(cfg, bucket, &ctx.ends, &mut rng, b / order.len());
+            let (edge_order, chunks) =
+                plan_chunks(cfg, bucket, (&ctx.ends, &rates), &mut rng, b / order.len());
             let visit = Visit {
                 bucket: (i, j),
                 needed,
                 order: edge_order,
                 chunks,
-                weights: edge_weights(cfg, &means, buckets, (i, j)),
+                weights: edge_weights(cfg, &means, &factors, buckets, (i, j)),
             };
             let tables = (
                 &mut state.resident[..],

@@ -137,16 +137,18 @@ pub(super) fn weight_stats(buckets: &Buckets, relations: usize) -> Vec<(f32, f32
         .collect()
 }
 
-/// The loss weights of bucket (i, j)'s edges under `cfg.weights`.
+/// The loss weights of bucket (i, j)'s edges under `cfg.weights`, times
+/// their relation's weight (`per_relation`, empty: all 1).
 pub(super) fn edge_weights(
     cfg: &TrainConfig,
     means: &[f32],
+    per_relation: &[f32],
     buckets: &Buckets,
     (i, j): (u32, u32),
 ) -> Vec<f32> {
     let stored = buckets.weights(i, j);
     let edges = buckets.bucket(i, j);
-    match cfg.weights {
+    let mut w: Vec<f32> = match cfg.weights {
         EdgeWeights::Ignore => Vec::new(),
         EdgeWeights::Raw => stored.to_vec(),
         EdgeWeights::Log1p => stored.iter().map(|&w| w.max(0.0).ln_1p()).collect(),
@@ -155,18 +157,70 @@ pub(super) fn edge_weights(
             .zip(stored)
             .map(|(e, &w)| w / means.get(e.rel as usize).copied().unwrap_or(1.0))
             .collect(),
+    };
+    if !per_relation.is_empty() {
+        if w.is_empty() {
+            w = vec![1.0; edges.len()];
+        }
+        for (w, e) in w.iter_mut().zip(edges) {
+            *w *= per_relation[e.rel as usize];
+        }
     }
+    w
 }
 
-/// A bucket's edges grouped by relation (with `mix_relations`, by the
-/// relation's (head type, tail type) in `ends`), shuffled within each group,
+/// Per relation id, its loss weight from `cfg.relation_weights` (empty
+/// when none is set); a name that is no relation is an error.
+pub(super) fn relation_factors(cfg: &TrainConfig, catalog: &quiver_storage::Catalog) -> Result<Vec<f32>> {
+    if cfg.relation_weights.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut factors = vec![1.0; catalog.relations.len()];
+    for (name, &w) in &cfg.relation_weights {
+        let r = catalog
+            .relation(name)
+            .map_err(|_| EngineError::Config(format!("relation_weights: no relation named `{name}`")))?;
+        factors[r as usize] = w;
+    }
+    Ok(factors)
+}
+
+/// Per relation id, how many times an epoch trains each of its edges on
+/// average under `cfg.relation_balance` (empty: once each): with n_r the
+/// relation's trained edges and E their sum, m_r = E·n_r^(α−1) / Σ n^α.
+pub(super) fn relation_rates(cfg: &TrainConfig, buckets: &Buckets, relations: usize) -> Vec<f64> {
+    if cfg.relation_balance >= 1.0 {
+        return Vec::new();
+    }
+    let mut n = vec![0u64; relations];
+    let p = buckets.partitions();
+    for (i, j) in (0..p).flat_map(|i| (0..p).map(move |j| (i, j))) {
+        for e in buckets.bucket(i, j).iter().filter(|e| trains(cfg, e)) {
+            n[e.rel as usize] += 1;
+        }
+    }
+    let a = cfg.relation_balance as f64;
+    let total: u64 = n.iter().sum();
+    let norm: f64 = n.iter().filter(|&&c| c > 0).map(|&c| (c as f64).powf(a)).sum();
+    n.iter()
+        .map(|&c| match c {
+            0 => 1.0,
+            c => total as f64 * (c as f64).powf(a - 1.0) / norm,
+        })
+        .collect()
+}
+
+/// A bucket's edges (each as many times as its relation's rate in `rates`
+/// draws, [`relation_rates`]; empty: once) grouped by relation (with
+/// `mix_relations`, by the relation's (head type, tail type) in `ends`),
+/// shuffled within each group,
 /// cut into chunks of `chunk_size`, and the chunks shuffled: (edge order,
 /// the chunks of pass `pass`, every `passes`-th one). After pass 0 `rng` is
 /// reseeded, so that each pass draws its own negatives.
 pub(super) fn plan_chunks(
     cfg: &TrainConfig,
     edges: &[BucketEdge],
-    ends: &[(u32, u32)],
+    (ends, rates): (&[(u32, u32)], &[f64]),
     rng: &mut Xoshiro256PlusPlus,
     pass: usize,
 ) -> (Vec<u32>, Vec<Chunk>) {
@@ -180,6 +234,17 @@ pub(super) fn plan_chunks(
     let mut order: Vec<u32> = (0..edges.len() as u32)
         .filter(|&e| trains(cfg, &edges[e as usize]))
         .collect();
+    if !rates.is_empty() {
+        // Each edge ⌊m⌋ times, once more with probability frac(m).
+        order = order
+            .into_iter()
+            .flat_map(|e| {
+                let m = rates[edges[e as usize].rel as usize];
+                let extra = ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < m.fract();
+                std::iter::repeat_n(e, m as usize + usize::from(extra))
+            })
+            .collect();
+    }
     order.sort_unstable_by_key(|&e| group(e));
     let mut chunks: Vec<Chunk> = Vec::new();
     let mut start = 0;
@@ -207,4 +272,94 @@ pub(super) fn plan_chunks(
         );
     }
     (order, chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A graph of 4,000 edges of relation `big` and 400 of `small`.
+    fn skewed(dir: &std::path::Path) -> Database {
+        let db = Database::create(dir.join("db")).unwrap();
+        db.create_node_type("N").unwrap();
+        let big = db.create_relation_type("big", "N", "N").unwrap();
+        let small = db.create_relation_type("small", "N", "N").unwrap();
+        let mut b = db.batch();
+        for i in 0..4000u32 {
+            b.insert_edge(big, format!("n{}", i % 200), format!("n{}", i / 200 + 200), None);
+        }
+        for i in 0..400u32 {
+            b.insert_edge(small, format!("n{}", i % 20), format!("n{}", i / 20 + 300), None);
+        }
+        db.commit(b).unwrap();
+        db
+    }
+
+    /// Counts of each relation in the edge order of one bucket visit.
+    fn counted(cfg: &TrainConfig, buckets: &Buckets, seed: u64) -> [usize; 2] {
+        let rates = relation_rates(cfg, buckets, 2);
+        let edges = buckets.bucket(0, 0);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let (order, chunks) = plan_chunks(cfg, edges, (&[(0, 0), (0, 0)], &rates), &mut rng, 0);
+        assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), order.len());
+        let mut n = [0; 2];
+        for &e in &order {
+            n[edges[e as usize].rel as usize] += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn relation_balance_samples_each_relation_by_its_count_to_the_power_alpha() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = skewed(dir.path());
+        let buckets = db.buckets(1).unwrap();
+        let off = TrainConfig::default();
+        assert!(relation_rates(&off, &buckets, 2).is_empty());
+        assert_eq!(counted(&off, &buckets, 1), [4000, 400]);
+        // α = 0.5: shares ∝ √4000 : √400, the epoch's size unchanged:
+        // m_big = 4400 / (√4000 · (√4000 + √400)) = 0.8357, m_small = 2.6428.
+        let half = TrainConfig {
+            relation_balance: 0.5,
+            ..Default::default()
+        };
+        let rates = relation_rates(&half, &buckets, 2);
+        assert!(
+            (rates[0] - 0.8357).abs() < 1e-4 && (rates[1] - 2.6428).abs() < 1e-4,
+            "{rates:?}"
+        );
+        let (mut big, mut small) = (0, 0);
+        for seed in 0..20 {
+            let [b, s] = counted(&half, &buckets, seed);
+            (big, small) = (big + b, small + s);
+        }
+        // 20 visits: expected 66,858 and 21,142 (binomial sd about 105 and 85).
+        assert!((big as f64 - 66_858.0).abs() < 500.0, "{big}");
+        assert!((small as f64 - 21_142.0).abs() < 400.0, "{small}");
+    }
+
+    #[test]
+    fn relation_weights_scale_the_loss_of_their_edges() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = skewed(dir.path());
+        let buckets = db.buckets(1).unwrap();
+        let cfg = TrainConfig {
+            relation_weights: [("small".to_string(), 0.25)].into(),
+            ..Default::default()
+        };
+        let factors = relation_factors(&cfg, &db.catalog()).unwrap();
+        assert_eq!(factors, [1.0, 0.25]);
+        let w = edge_weights(&cfg, &[], &factors, &buckets, (0, 0));
+        let edges = buckets.bucket(0, 0);
+        assert_eq!(w.len(), edges.len());
+        for (e, w) in edges.iter().zip(&w) {
+            assert_eq!(*w, [1.0, 0.25][e.rel as usize]);
+        }
+        let bad = TrainConfig {
+            relation_weights: [("nope".to_string(), 2.0)].into(),
+            ..Default::default()
+        };
+        let err = relation_factors(&bad, &db.catalog()).unwrap_err().to_string();
+        assert!(err.contains("no relation named `nope`"), "{err}");
+    }
 }
