@@ -443,6 +443,8 @@ fn neighbors_quantize_recall_drift_and_rce() {
         "--mixture",
         "--clusters",
         "2",
+        "--modes",
+        "2",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();

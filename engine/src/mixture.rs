@@ -141,6 +141,8 @@ pub struct Mixtures {
     pub clusters: KMeans,
     /// Modes of each node, heaviest first.
     pub modes: Vec<Vec<(u32, f32)>>,
+    /// The most modes a node has.
+    pub max_modes: usize,
 }
 
 impl Mixtures {
@@ -181,7 +183,21 @@ impl Mixtures {
                 votes
             })
             .collect();
-        Self { dim, clusters, modes }
+        Self {
+            dim,
+            clusters,
+            modes,
+            max_modes,
+        }
+    }
+
+    /// The same mixtures with at most `m` modes a node (its heaviest).
+    pub fn truncated(&self, m: usize) -> Self {
+        Self {
+            modes: self.modes.iter().map(|v| v[..v.len().min(m)].to_vec()).collect(),
+            max_modes: m,
+            ..self.clone()
+        }
     }
 
     /// The mode vectors of `node` (centroids), heaviest first.

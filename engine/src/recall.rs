@@ -39,6 +39,10 @@ pub struct RecallReport {
     pub with_reverse: usize,
     /// (K, share of held-out edges among their source's top K).
     pub recall: Vec<(usize, f64)>,
+    /// For a mixture, the modes each node has at most (1: its own row, a
+    /// mixture that stepped aside).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modes: Option<usize>,
 }
 
 /// Retrieves, for every source node with held-out edges of `holdout`'s
@@ -53,7 +57,20 @@ pub fn recall(
     method: Method,
     mixtures: Option<&Mixtures>,
 ) -> Result<RecallReport> {
-    let rel = holdout.relation;
+    let held = |s, t| holdout.holds(holdout.relation, s, t);
+    recall_of(snap, model, (holdout.relation, &held), ks, method, mixtures)
+}
+
+/// [`recall`] over the edges (`rel`, s, t) for which `held(s, t)`: those
+/// are sought, the source's others left out of its candidates.
+pub fn recall_of(
+    snap: &Snapshot,
+    model: &Model,
+    (rel, held): (u32, &dyn Fn(u32, u32) -> bool),
+    ks: &[usize],
+    method: Method,
+    mixtures: Option<&Mixtures>,
+) -> Result<RecallReport> {
     let def = snap
         .catalog()
         .relations
@@ -66,7 +83,7 @@ pub fn recall(
     let mut sources: Vec<(u32, Vec<u32>, Vec<u32>)> = Vec::new();
     for s in 0..snap.node_count(src_t) {
         let nbrs = snap.out_neighbors(rel, s);
-        let (held, kept): (Vec<u32>, Vec<u32>) = nbrs.iter().partition(|&&t| holdout.holds(rel, s, t));
+        let (held, kept): (Vec<u32>, Vec<u32>) = nbrs.iter().partition(|&&t| held(s, t));
         if !held.is_empty() {
             sources.push((s, held, kept));
         }
@@ -134,6 +151,9 @@ pub fn recall(
         held_out,
         with_reverse,
         recall,
+        modes: mixtures
+            .filter(|_| method == Method::Mixture)
+            .map(|m| m.max_modes),
     })
 }
 

@@ -44,21 +44,20 @@ fn demo_recall(db: &Database, follows: u32, base: &quiver::TrainConfig) -> anyho
         )?;
         rows.push((label.to_string(), r.recall.clone(), seconds, r.held_out));
         if only.is_empty() {
-            let mix = embed::mixtures(&snap, &model, &holdout, 50, 3, &quiver::Device::Cpu)?;
-            let r = quiver::recall::recall(
-                &snap,
-                &model,
-                &holdout,
-                &ks,
-                quiver::recall::Method::Mixture,
-                Some(&mix),
-            )?;
-            rows.push((
-                "whole network, mixture (50 clusters, 3 modes)".into(),
-                r.recall,
-                0.0,
-                r.held_out,
-            ));
+            let (mix, _) = embed::chosen_mixtures(&snap, &model, &holdout, 50, &quiver::Device::Cpu)?;
+            let label = match &mix {
+                Some(m) => format!(
+                    "whole network, mixture (50 clusters, {} modes chosen on validation)",
+                    m.max_modes
+                ),
+                None => "whole network, mixture (stepped aside on validation: each user's own row)".into(),
+            };
+            let method = match mix {
+                Some(_) => quiver::recall::Method::Mixture,
+                None => quiver::recall::Method::Translation,
+            };
+            let r = quiver::recall::recall(&snap, &model, &holdout, &ks, method, mix.as_ref())?;
+            rows.push((label, r.recall, 0.0, r.held_out));
         }
         db.drop_model(&name)?;
     }

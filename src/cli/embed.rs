@@ -192,9 +192,10 @@ pub struct RecallArgs {
     /// Clusters for --mixture.
     #[arg(long, default_value_t = 50)]
     clusters: usize,
-    /// Modes per node for --mixture.
-    #[arg(long, default_value_t = 3)]
-    modes: usize,
+    /// Modes per node for --mixture [default: chosen on the model's validation edges among 1 (the
+    /// node's own row: the mixture steps aside), 2, 3 and 5].
+    #[arg(long)]
+    modes: Option<usize>,
     /// Skip training: evaluate the stored MODEL-holdout model.
     #[arg(long)]
     no_train: bool,
@@ -242,22 +243,35 @@ pub fn eval_recall(a: &RecallArgs) -> anyhow::Result<()> {
     };
     let mut reports = vec![recall::recall(&snap, &model, &holdout, &a.k, method, None)?];
     if a.mixture {
-        let mix = mixtures(
-            &snap,
-            &model,
-            &holdout,
-            a.clusters,
-            a.modes,
-            &Device::select(&a.train.device)?,
-        )?;
-        reports.push(recall::recall(
-            &snap,
-            &model,
-            &holdout,
-            &a.k,
-            Method::Mixture,
-            Some(&mix),
-        )?);
+        let device = Device::select(&a.train.device)?;
+        let mix = match a.modes {
+            Some(m) => Some(mixtures(
+                &snap,
+                &model,
+                &holdout,
+                a.clusters,
+                m,
+                &device,
+                &|_, _, _| false,
+            )?),
+            None => {
+                let (mix, tried) = chosen_mixtures(&snap, &model, &holdout, a.clusters, &device)?;
+                let cells: Vec<String> = tried.iter().map(|(m, r)| format!("{m}: {r:.4}")).collect();
+                eprintln!(
+                    "modes chosen on validation (Recall@10 by modes, 1 = own row): {}",
+                    cells.join(", ")
+                );
+                mix
+            }
+        };
+        reports.push(match &mix {
+            Some(mix) => recall::recall(&snap, &model, &holdout, &a.k, Method::Mixture, Some(mix))?,
+            None => recall::RecallReport {
+                method: Method::Mixture,
+                modes: Some(1),
+                ..recall::recall(&snap, &model, &holdout, &a.k, Method::Translation, None)?
+            },
+        });
     }
     if a.json {
         say!(
@@ -288,8 +302,9 @@ pub fn eval_recall(a: &RecallArgs) -> anyhow::Result<()> {
 }
 
 /// Mixtures of the sources of `holdout`'s relation over its destination
-/// type: k-means of the destinations' rows, modes from the kept edges of
-/// every relation from the source type to the destination type.
+/// type: k-means of the destinations' rows, modes from the kept edges (not
+/// held out, nor `also_skip`ped) of every relation from the source type to
+/// the destination type.
 pub fn mixtures(
     snap: &Snapshot,
     model: &Model,
@@ -297,6 +312,7 @@ pub fn mixtures(
     clusters: usize,
     modes: usize,
     device: &Device,
+    also_skip: &dyn Fn(u32, u32, u32) -> bool,
 ) -> anyhow::Result<Mixtures> {
     let c = snap.catalog();
     let def = &c.relations[holdout.relation as usize];
@@ -319,8 +335,66 @@ pub fn mixtures(
         km,
         model.dim(),
         modes,
-        &|r, s, t| holdout.holds(r, s, t),
+        &|r, s, t| holdout.holds(r, s, t) || also_skip(r, s, t),
     ))
+}
+
+/// Modes a node may have that [`chosen_mixtures`] tries (1: its own row).
+pub const MODE_CHOICES: [usize; 4] = [1, 2, 3, 5];
+
+/// Mixtures of the sources of `holdout`'s relation with the number of modes
+/// chosen on the model's validation edges of that relation (those it held
+/// out of training, [`quiver::AutoValid`]; the mixtures are built without
+/// them): the [`MODE_CHOICES`] by Recall@10, 1 meaning the node's own row,
+/// when the mixtures step aside (None). Also each choice's validation
+/// Recall@10. An error when the model held out no such edges.
+pub fn chosen_mixtures(
+    snap: &Snapshot,
+    model: &Model,
+    holdout: &quiver::Holdout,
+    clusters: usize,
+    device: &Device,
+) -> anyhow::Result<(Option<Mixtures>, Vec<(usize, f64)>)> {
+    let rel = holdout.relation;
+    let valid = model
+        .config
+        .validation
+        .clone()
+        .filter(|v| v.target.is_none_or(|t| t == rel));
+    let Some(v) = valid else {
+        bail!("choosing the modes needs the model's own validation edges of the relation (it was trained without; give --modes)");
+    };
+    let held = |s, t| v.holds(rel, s, t) && !holdout.holds(rel, s, t);
+    let all = mixtures(
+        snap,
+        model,
+        holdout,
+        clusters,
+        *MODE_CHOICES.iter().max().unwrap_or(&1),
+        device,
+        &|r, s, t| r == rel && held(s, t),
+    )?;
+    let mut tried = Vec::new();
+    let mut best: (f64, usize) = (f64::NEG_INFINITY, 1);
+    for &m in &MODE_CHOICES {
+        let r = match m {
+            1 => recall::recall_of(snap, model, (rel, &held), &[10], Method::Translation, None)?,
+            m => recall::recall_of(
+                snap,
+                model,
+                (rel, &held),
+                &[10],
+                Method::Mixture,
+                Some(&all.truncated(m)),
+            )?,
+        };
+        let r10 = r.recall[0].1;
+        tried.push((m, r10));
+        if r10 > best.0 {
+            best = (r10, m);
+        }
+    }
+    Ok(((best.1 > 1).then(|| all.truncated(best.1)), tried))
 }
 
 /// `quiver drift`.

@@ -1,0 +1,156 @@
+//! Training as a user with no config meets it: validation on edges the run
+//! holds out by itself, and mixtures that step aside unless they help.
+
+use std::path::{Path, PathBuf};
+
+mod cli_common;
+use cli_common::{p, quiver, text};
+
+/// 40 communities of 15 users: each follows 6 others of its own community
+/// (both ways stored as given) and likes 6 of its community's 20 items.
+fn network(dir: &Path) -> PathBuf {
+    let mut lines = String::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for c in 0..40 {
+        for u in 0..15 {
+            for _ in 0..6 {
+                let v = next(15);
+                if v != u {
+                    lines.push_str(&format!("User\tc{c}u{u}\tFollows\tUser\tc{c}u{v}\n"));
+                }
+                lines.push_str(&format!("User\tc{c}u{u}\tLikes\tItem\tc{c}i{}\n", next(20)));
+            }
+        }
+    }
+    let file = dir.join("net.tsv");
+    std::fs::write(&file, lines).unwrap();
+    let db = dir.join("db");
+    let o = quiver(&["import", "--create-types", p(&db), p(&file)]);
+    assert!(o.status.success(), "{}", text(&o));
+    db
+}
+
+fn metrics(db: &Path, model: &str) -> serde_json::Value {
+    let o = quiver(&["models", p(db)]);
+    let line = text(&o)
+        .lines()
+        .find(|l| l.starts_with(&format!("{model}:")))
+        .unwrap_or_else(|| panic!("{}", text(&o)))
+        .to_string();
+    serde_json::from_str(line.split("metrics ").nth(1).unwrap()).unwrap_or_default()
+}
+
+#[test]
+fn train_validates_on_its_own_held_out_edges_unless_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = network(dir.path());
+    let o = quiver(&[
+        "train",
+        p(&db),
+        "--model",
+        "m",
+        "--dim",
+        "8",
+        "--epochs",
+        "4",
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("held-out edges"), "{}", text(&o));
+    let v = &metrics(&db, "m")["valid"];
+    assert_eq!(v["held_out"], true, "{v}");
+    assert!(v["triples"].as_u64().unwrap() > 100, "{v}");
+    assert!(!v["curve"].as_array().unwrap().is_empty(), "{v}");
+    let tsv = std::fs::read_to_string(db.join("m.valid.tsv")).unwrap();
+    assert!(tsv.starts_with("epoch\tmrr\thits@10\n1\t"), "{tsv}");
+
+    let o = quiver(&[
+        "train",
+        p(&db),
+        "--model",
+        "n",
+        "--dim",
+        "8",
+        "--device",
+        "cpu",
+        "--valid",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("held-out"), "{}", text(&o));
+    assert_eq!(text(&o).matches("epoch ").count(), 10, "{}", text(&o));
+    assert!(metrics(&db, "n").get("valid").is_none());
+}
+
+#[test]
+fn mixtures_choose_their_modes_on_validation_and_step_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = network(dir.path());
+    let o = quiver(&[
+        "eval",
+        "recall",
+        p(&db),
+        "--relation",
+        "Follows",
+        "--dim",
+        "16",
+        "--epochs",
+        "6",
+        "--score",
+        "dot",
+        "--loss",
+        "softmax",
+        "--device",
+        "cpu",
+        "--json",
+        "--mixture",
+        "--clusters",
+        "8",
+        "--target",
+        "Follows",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("modes chosen on validation"), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    let (single, mix) = (&v["reports"][0], &v["reports"][1]);
+    assert_eq!(mix["method"], "mixture");
+    let modes = mix["modes"].as_u64().unwrap();
+    assert!([1, 2, 3, 5].contains(&modes), "{v}");
+    if modes == 1 {
+        assert_eq!(
+            mix["recall"], single["recall"],
+            "a mixture that steps aside is the node's own row"
+        );
+    }
+    // A model without its own validation edges cannot choose: --modes is asked for.
+    let o = quiver(&[
+        "eval",
+        "recall",
+        p(&db),
+        "--relation",
+        "Follows",
+        "--dim",
+        "8",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--mixture",
+        "--valid",
+        "none",
+        "--model",
+        "x",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("give --modes"),
+        "{}",
+        text(&o)
+    );
+}
