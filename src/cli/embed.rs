@@ -342,6 +342,10 @@ pub fn mixtures(
 /// Modes a node may have that [`chosen_mixtures`] tries (1: its own row).
 pub const MODE_CHOICES: [usize; 4] = [1, 2, 3, 5];
 
+/// The mixtures chosen (None: stepped aside) and each choice's validation
+/// Recall@10.
+pub type ChosenMixtures = (Option<Mixtures>, Vec<(usize, f64)>);
+
 /// Mixtures of the sources of `holdout`'s relation with the number of modes
 /// chosen on the model's validation edges of that relation (those it held
 /// out of training, [`quiver::AutoValid`]; the mixtures are built without
@@ -354,7 +358,7 @@ pub fn chosen_mixtures(
     holdout: &quiver::Holdout,
     clusters: usize,
     device: &Device,
-) -> anyhow::Result<(Option<Mixtures>, Vec<(usize, f64)>)> {
+) -> anyhow::Result<ChosenMixtures> {
     let rel = holdout.relation;
     let valid = model
         .config
