@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 mod cli_common;
-use cli_common::{p, quiver, text};
+use cli_common::{p, quiver, ring_with_valid, text};
 
 /// 40 communities of 15 users: each follows 6 others of its own community
 /// (both ways stored as given) and likes 6 of its community's 20 items.
@@ -87,6 +87,15 @@ fn train_validates_on_its_own_held_out_edges_unless_told_not_to() {
     assert!(!text(&o).contains("held-out"), "{}", text(&o));
     assert_eq!(text(&o).matches("epoch ").count(), 10, "{}", text(&o));
     assert!(metrics(&db, "n").get("valid").is_none());
+
+    // A graph too small to spare edges trains 10 epochs on all of them.
+    let small = dir.path().join("ring");
+    std::fs::create_dir(&small).unwrap();
+    let (ring, _) = ring_with_valid(&small, "");
+    let o = quiver(&["train", p(&ring), "--dim", "8", "--device", "cpu"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("held-out"), "{}", text(&o));
+    assert_eq!(text(&o).matches("epoch ").count(), 10, "{}", text(&o));
 }
 
 #[test]
