@@ -195,7 +195,8 @@ pub fn neighbors(
 
 /// Filtered link-prediction metrics of stored model `name` on `test`
 /// (both directions, realistic ties; `known` and the graph filter), stored
-/// with the model and returned as the JSON object `quiver eval --json` prints.
+/// with the model (beside its validation figures) and returned as the JSON
+/// object `quiver eval --json` prints.
 pub fn evaluate_stored(
     db: &Database,
     name: &str,
@@ -210,6 +211,12 @@ pub fn evaluate_stored(
         "triples": r.triples, "skipped": r.skipped, "seconds": r.seconds,
         "ties": "realistic", "unknown_entities": "skipped", "device": device.describe(),
     });
-    db.set_model_metrics(name, &obj.to_string())?;
+    // What validation said of the run stays beside the test figures.
+    let mut stored = obj.clone();
+    let before: serde_json::Value = serde_json::from_str(&db.model_info(name)?.metrics).unwrap_or_default();
+    if let Some(valid) = before.get("valid") {
+        stored["valid"] = valid.clone();
+    }
+    db.set_model_metrics(name, &stored.to_string())?;
     Ok(obj)
 }

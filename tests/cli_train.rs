@@ -64,10 +64,18 @@ fn train_validates_on_its_own_held_out_edges_unless_told_not_to() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("held-out edges"), "{}", text(&o));
-    let v = &metrics(&db, "m")["valid"];
+    let v = &metrics(&db, "m")["valid"].clone();
     assert_eq!(v["held_out"], true, "{v}");
     assert!(v["triples"].as_u64().unwrap() > 100, "{v}");
     assert!(!v["curve"].as_array().unwrap().is_empty(), "{v}");
+    // Scoring it on a test file keeps what validation said.
+    let test = dir.path().join("test.tsv");
+    std::fs::write(&test, "c0u1\tFollows\tc0u2\n").unwrap();
+    let o = quiver(&["eval", p(&db), "--model", "m", "--test", p(&test)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let after = metrics(&db, "m");
+    assert_eq!(&after["valid"], v, "{after}");
+    assert!(after["mrr"].is_number(), "{after}");
     let tsv = std::fs::read_to_string(db.join("m.valid.tsv")).unwrap();
     assert!(tsv.starts_with("epoch\tmrr\thits@10\n1\t"), "{tsv}");
 
