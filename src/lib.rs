@@ -21,10 +21,10 @@ pub use quiver_storage::{
 
 pub use quiver_engine::{
     evaluate, index_key, index_model, kmeans, overlap, read_triples, recall, resume, resume_on,
-    resume_on_until, train, train_on, train_on_until, AdapterChoice, AnnIndex, Device, EdgeWeights,
-    EngineError, EpochStats, EvalReport, GpuContext, Holdout, Index, IndexInfo, IndexSettings, Int8Rows,
-    KMeans, Loss, Metric, Mixtures, Model, Optimizer, Quantization, Score, TrainConfig, TrainEvent, Triple,
-    ValidMetric, Validation,
+    resume_on_until, settled, train, train_on, train_on_until, AdapterChoice, AnnIndex, AutoValid, Device,
+    EdgeWeights, EngineError, EpochStats, EvalReport, GpuContext, Holdout, Index, IndexInfo, IndexSettings,
+    Int8Rows, KMeans, Loss, Metric, Mixtures, Model, Optimizer, Quantization, Score, TrainConfig, TrainEvent,
+    Triple, ValidMetric, Validation,
 };
 
 /// Most bytes of a settings file (TOML config, PBG's `config.json`).

@@ -110,15 +110,27 @@ pub fn grid(base: &toml::Table, axes: &[Axis]) -> Result<Vec<Point>> {
         .collect()
 }
 
-/// Trains every point as model `{name}~trial` with `valid`, keeping the
-/// best so far ([`chosen`]) as `name`. `on_event` sees each run's events with the point's
-/// index. Returns the trials in grid order.
+/// How the points of a search are judged and for how long.
+#[derive(Clone, Copy)]
+pub struct Judge<'a> {
+    /// Validation triples; None: each point's own held-out edges (the same
+    /// for every point when their configs share one settled split,
+    /// [`quiver_engine::settled`]).
+    pub valid: Option<&'a Validation>,
+    /// No point starts after this (the first always runs).
+    pub deadline: Option<Instant>,
+}
+
+/// Trains every point as model `{name}~trial` judged by `judge`, keeping
+/// the best so far ([`chosen`]) as `name`. `on_event` sees each run's
+/// events with the point's index. Returns the trials in grid order (fewer
+/// than the points when the deadline passed).
 pub fn run(
     db: &Database,
     name: &str,
     points: &[Point],
     device: &quiver_engine::Device,
-    valid: &Validation,
+    judge: Judge<'_>,
     on_event: &mut dyn FnMut(usize, &TrainEvent),
 ) -> Result<Vec<Trial>> {
     let trial_name = format!("{name}~trial");
@@ -132,7 +144,7 @@ pub fn run(
         Ok(())
     };
     discard()?;
-    let trials = run_points(db, name, &trial_name, points, device, valid, on_event);
+    let trials = run_points(db, name, &trial_name, points, device, judge, on_event);
     if trials.is_err() {
         discard()?;
     }
@@ -145,12 +157,15 @@ fn run_points(
     trial_name: &str,
     points: &[Point],
     device: &quiver_engine::Device,
-    valid: &Validation,
+    judge: Judge<'_>,
     on_event: &mut dyn FnMut(usize, &TrainEvent),
 ) -> Result<Vec<Trial>> {
     let never = std::sync::atomic::AtomicBool::new(false);
     let mut trials: Vec<Trial> = Vec::with_capacity(points.len());
     for (i, point) in points.iter().enumerate() {
+        if i > 0 && judge.deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
         let started = Instant::now();
         let (mut best, mut epoch, mut epochs_run) = (f64::NEG_INFINITY, 0, 0);
         let mut log = |e: &TrainEvent| {
@@ -170,7 +185,7 @@ fn run_points(
             device,
             &mut log,
             &never,
-            Some(valid),
+            judge.valid,
         )?;
         trials.push(Trial {
             point: point.clone(),
@@ -195,6 +210,9 @@ pub fn chosen(trials: &[Trial]) -> Option<usize> {
 
 /// `key = value, ...` of a point's settings.
 pub fn describe(settings: &[(String, toml::Value)]) -> String {
+    if settings.is_empty() {
+        return "(the settings as given)".into();
+    }
     settings
         .iter()
         .map(|(k, v)| format!("{k} = {v}"))

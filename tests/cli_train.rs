@@ -171,3 +171,81 @@ fn mixtures_choose_their_modes_on_validation_and_step_aside() {
         text(&o)
     );
 }
+
+#[test]
+fn train_auto_tries_its_points_on_one_split_and_keeps_the_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = network(dir.path());
+    let o = quiver(&[
+        "train",
+        p(&db),
+        "--model",
+        "a",
+        "--auto",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    // Every point judged on the same held-out edges, the best marked and kept.
+    let rows: Vec<&str> = said.lines().filter(|l| l.contains("\t")).collect();
+    assert_eq!(rows.len(), 5, "{said}");
+    assert_eq!(rows.iter().filter(|l| l.starts_with('*')).count(), 1, "{said}");
+    let kept: f64 = rows
+        .iter()
+        .find(|l| l.starts_with('*'))
+        .unwrap()
+        .split('\t')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let all: Vec<f64> = rows[1..]
+        .iter()
+        .map(|l| l.split('\t').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(all.iter().all(|&x| x <= kept), "{said}");
+    let v = &metrics(&db, "a")["valid"];
+    assert!((v["best"].as_f64().unwrap() - kept).abs() < 1e-4, "{v}");
+    assert!(!text(&quiver(&["models", p(&db)])).contains('~'));
+    // A zero budget still trains the first point, and only it.
+    let o = quiver(&[
+        "train",
+        p(&db),
+        "--model",
+        "b",
+        "--auto",
+        "--budget",
+        "0s",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        text(&o).lines().filter(|l| l.contains("\t")).count(),
+        2,
+        "{}",
+        text(&o)
+    );
+    for (args, says) in [
+        (vec!["--auto", "--valid", "none"], "it takes no --valid"),
+        (
+            vec!["--auto", "--budget", "soon"],
+            "expected 90s, 10m, 1h or seconds",
+        ),
+        (vec!["--budget", "1m"], "--auto"),
+    ] {
+        let mut all = vec!["train", p(&db), "--model", "c", "--device", "cpu"];
+        all.extend(args);
+        let o = quiver(&all);
+        assert!(
+            !o.status.success() && text(&o).contains(says),
+            "{all:?}: {}",
+            text(&o)
+        );
+    }
+}

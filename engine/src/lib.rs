@@ -36,8 +36,8 @@ pub use model::Model;
 pub use quant::Int8Rows;
 pub use retrieval::{overlap, Index, Metric};
 pub use train::{
-    best_model_name, resume, resume_on, resume_on_until, train, train_on, train_on_until, EpochStats,
-    TrainEvent, Validation,
+    best_model_name, resume, resume_on, resume_on_until, settled, train, train_on, train_on_until,
+    EpochStats, TrainEvent, Validation,
 };
 
 /// Everything that can go wrong in the engine.

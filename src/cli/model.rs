@@ -255,6 +255,13 @@ pub struct TrainArgs {
     /// Train on these relations only, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub relations: Vec<String>,
+    /// Try a few settings (dimension, relation balance) on the graph's own held-out edges within
+    /// --budget and keep the best as the model.
+    #[arg(long, conflicts_with = "resume")]
+    pub auto: bool,
+    /// Time --auto may spend starting points (the first always runs): 90s, 10m, 1h [default: 10m].
+    #[arg(long, requires = "auto", value_parser = budget)]
+    pub budget: Option<std::time::Duration>,
     /// Relation sampling temperature α in (0, 1]: each relation's share of an epoch's edges grows
     /// as its edge count to the power α, so that a dominant relation does not drown the rest (1: every edge once).
     #[arg(long)]
@@ -335,8 +342,29 @@ impl TrainArgs {
     }
 }
 
+/// `90s`, `10m`, `1h` or seconds.
+fn budget(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c @ ('s' | 'm' | 'h'))) => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{text}: expected 90s, 10m, 1h or seconds"))?;
+    let secs = n * match unit {
+        'h' => 3600.0,
+        'm' => 60.0,
+        _ => 1.0,
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("{text}: {e}"))
+}
+
 /// `quiver train`, with a progress bar on a terminal and a loss curve beside DB.
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    if args.auto {
+        let budget = args.budget.unwrap_or(std::time::Duration::from_secs(600));
+        return super::tune::train_auto(args, budget);
+    }
     let database = open(&args.db)?;
     let (config, valid) = match args.resume {
         true => (

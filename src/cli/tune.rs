@@ -85,8 +85,30 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         args.valid.metric(),
         valid.triples.len()
     );
+    let mut log = point_logger(&points);
+    let judge = tune::Judge {
+        valid: Some(&valid),
+        deadline: None,
+    };
+    let trials = tune::run(&db, &args.model, &points, &device, judge, &mut log)?;
+    let chosen = report(&args.db, &args.model, args.valid.metric(), &trials)?;
+    if let Some(out) = &args.save_config {
+        let text = toml::to_string(&trials[chosen].point.table)?;
+        super::output_file("--save-config", out, args.force)?;
+        super::write_file(out, args.force, |w| w.write_all(text.as_bytes()))?;
+        say!("config: {}", out.display());
+    }
+    say!(
+        "score it on test once: quiver eval DB --model {} --test TEST --filter VALID",
+        args.model
+    );
+    Ok(())
+}
+
+/// Logs which point trains and its validation scorings.
+fn point_logger(points: &[tune::Point]) -> impl FnMut(usize, &quiver::TrainEvent) + '_ {
     let mut current = usize::MAX;
-    let mut log = |i: usize, e: &quiver::TrainEvent| {
+    move |i, e| {
         if i != current {
             current = i;
             eprintln!(
@@ -105,14 +127,17 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
                 epoch + 1
             );
         }
-    };
-    let trials = tune::run(&db, &args.model, &points, &device, &valid, &mut log)?;
-    let chosen = tune::chosen(&trials).context("no points")?;
+    }
+}
+
+/// Prints the trials (the chosen one marked), writes them beside the
+/// database as `MODEL.tune.tsv`, and returns the chosen one's index.
+fn report(db: &std::path::Path, model: &str, metric: &str, trials: &[tune::Trial]) -> anyhow::Result<usize> {
+    let chosen = tune::chosen(trials).context("no points")?;
     let mut table = vec![format!(
-        "settings\tvalid {}\tepoch kept\tepochs run\tseconds",
-        args.valid.metric()
+        "settings\tvalid {metric}\tepoch kept\tepochs run\tseconds"
     )];
-    for t in &trials {
+    for t in trials {
         table.push(format!(
             "{}\t{:.4}\t{}\t{}\t{:.1}",
             tune::describe(&t.point.settings),
@@ -126,26 +151,84 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         let mark = if i == chosen + 1 { "*" } else { " " };
         say!("{mark} {line}");
     }
-    let path = args.db.join(format!("{}.tune.tsv", file_stem(&args.model)));
+    let path = db.join(format!("{}.tune.tsv", file_stem(model)));
     std::fs::write(&path, table.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))?;
     say!(
-        "chosen: {} (valid {} {:.4}, epoch {}), stored as model `{}`; table: {}",
+        "chosen: {} (valid {metric} {:.4}, epoch {}), stored as model `{model}`; table: {}",
         tune::describe(&trials[chosen].point.settings),
-        args.valid.metric(),
         trials[chosen].best,
         trials[chosen].epoch,
-        args.model,
         path.display()
     );
-    if let Some(out) = &args.save_config {
-        let text = toml::to_string(&trials[chosen].point.table)?;
-        super::output_file("--save-config", out, args.force)?;
-        super::write_file(out, args.force, |w| w.write_all(text.as_bytes()))?;
-        say!("config: {}", out.display());
+    Ok(chosen)
+}
+
+/// What `quiver train --auto` tries, in this order, over the run's other
+/// settings: the defaults first, then the points that came nearest to the
+/// best on some graph in the choice of the defaults (BENCHMARKS.md).
+pub const AUTO_POINTS: [&str; 4] = [
+    "",
+    "dim = 64",
+    "relation_balance = 0.5",
+    "dim = 64\nrelation_balance = 0.5",
+];
+
+/// `quiver train --auto`: the [`AUTO_POINTS`] over the run's settings, each
+/// judged on the same held-out edges, until `budget` has passed; the best
+/// is kept as the model.
+pub fn train_auto(args: &super::model::TrainArgs, budget: std::time::Duration) -> anyhow::Result<()> {
+    let db = open(&args.db)?;
+    let mut base = args.config(&db)?;
+    args.valid.settle(&mut base, &db)?;
+    if args.valid.valid.is_some() {
+        bail!("--auto judges on the graph's own held-out edges: it takes no --valid");
     }
-    say!(
-        "score it on test once: quiver eval DB --model {} --test TEST --filter VALID",
-        args.model
+    let base = quiver::settled(&db, &base)?;
+    let Some(split) = base.validation.clone() else {
+        bail!("--auto needs validation: the graph has too few edges to hold some out");
+    };
+    let json = serde_json::to_value(&base)?;
+    let points = AUTO_POINTS
+        .iter()
+        .map(|text| {
+            let table: toml::Table = toml::from_str(text)?;
+            let mut config = json.clone();
+            for (k, v) in &table {
+                config[k] = serde_json::to_value(v)?;
+            }
+            let mut config: quiver::TrainConfig = serde_json::from_value(config)?;
+            config.validation = Some(split.clone());
+            Ok(tune::Point {
+                settings: table.clone().into_iter().collect(),
+                table,
+                config,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let device = quiver::Device::select(&args.device)?;
+    eprintln!(
+        "--auto: up to {} points on {} for {:.0} s, judged by validation MRR on the same {:.2}% of held-out edges",
+        points.len(),
+        device.describe(),
+        budget.as_secs_f64(),
+        100.0 * split.fraction
     );
+    let judge = tune::Judge {
+        valid: None,
+        deadline: Some(std::time::Instant::now() + budget),
+    };
+    let trials = tune::run(
+        &db,
+        &args.model,
+        &points,
+        &device,
+        judge,
+        &mut point_logger(&points),
+    )?;
+    let metric = match split.metric {
+        quiver::ValidMetric::Mrr => "mrr",
+        quiver::ValidMetric::Hits10 => "hits@10",
+    };
+    report(&args.db, &args.model, metric, &trials)?;
     Ok(())
 }

@@ -179,6 +179,18 @@ pub fn train_on(
     train_on_until(db, name, config, device, on_event, &AtomicBool::new(false), None)
 }
 
+/// `config` as a run on the database's current edges without a validation
+/// file stores it: the validation split's fraction chosen (or the split
+/// dropped when the graph is too small for one) and `epochs = 0` resolved.
+/// Runs given the result hold out the same edges, whatever else they change.
+pub fn settled(db: &Database, config: &TrainConfig) -> Result<TrainConfig> {
+    config.validate()?;
+    let buckets = db.buckets(config.partitions)?;
+    let mut config = config.clone();
+    settle_validation(&mut config, &buckets, db.catalog().relations.len(), false)?;
+    Ok(config)
+}
+
 /// [`train_on`] that ends with [`EngineError::Stopped`] at the first bucket
 /// boundary after `stop` is set (another thread's, or an event handler's),
 /// the model saved there and resumable; with `valid`, scored on validation
