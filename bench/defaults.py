@@ -45,6 +45,19 @@ HELD_OUT_SOCIAL = {"filmtrust": "Trusts"}
 HELD_OUT_KGS = ["codex-m"]
 
 
+CACHE = {}
+
+
+def cached(key, compute):
+    """Results kept in WORK/defaults-cache.json, so that a rerun (after an
+    interruption, or to print the tables again) trains nothing twice."""
+    if key not in CACHE:
+        CACHE[key] = compute()
+        with open(CACHE_PATH, "w") as f:
+            json.dump(CACHE, f, indent=1)
+    return CACHE[key]
+
+
 def run(args):
     started = time.time()
     p = subprocess.run(args, capture_output=True, text=True)
@@ -62,6 +75,10 @@ def db_of(work, name, quiver, typed):
 
 
 def kg(work, name, quiver, point, flags):
+    return cached(f"{name} {point}", lambda: kg_run(work, name, quiver, point, flags))
+
+
+def kg_run(work, name, quiver, point, flags):
     db = db_of(work, name, quiver, False)
     valid = os.path.join(work, name, "valid.txt")
     _, secs = run([quiver, "train", db, "--model", point, "--device", "cpu", "--valid", valid, "--patience", "3", *flags])
@@ -72,13 +89,19 @@ def kg(work, name, quiver, point, flags):
 
 
 def social(work, name, quiver, rel, point, flags, alone=False):
+    return cached(f"{name} {point}{' alone' if alone else ''}",
+                  lambda: social_run(work, name, quiver, rel, point, flags, alone))
+
+
+def social_run(work, name, quiver, rel, point, flags, alone):
     db = db_of(work, name, quiver, True)
     extra = ["--relations", rel] if alone else []
     out, secs = run([quiver, "eval", "recall", db, "--model", point + ("-alone" if alone else ""), "--relation", rel,
                      "--target", rel, "--device", "cpu", "--json", *extra, *flags])
     r = json.loads(out)
-    return {"valid": r["valid"]["best"], "epoch": r["valid"]["epoch"], "seconds": secs,
-            "test_recall10": dict(r["reports"][0]["recall"])[10]}
+    # A relation too small to spare validation edges trains without any.
+    v = r["valid"] or {"best": float("nan"), "epoch": None}
+    return {"valid": v["best"], "epoch": v["epoch"], "seconds": secs, "test_recall10": dict(r["reports"][0]["recall"])[10]}
 
 
 def kg_test(work, name, quiver, point, flags):
@@ -86,10 +109,10 @@ def kg_test(work, name, quiver, point, flags):
     db = db_of(work, name, quiver, False)
     out, _ = run([quiver, "models", db])
     if not any(l.startswith(point + ":") for l in out.splitlines()):
-        kg(work, name, quiver, point, flags)
-    out, _ = run([quiver, "eval", db, "--model", point, "--test", os.path.join(work, name, "test.txt"),
-                  "--filter", os.path.join(work, name, "valid.txt"), "--json", "--device", "cpu"])
-    return json.loads(out)
+        kg_run(work, name, quiver, point, flags)
+    return cached(f"{name} {point} test", lambda: json.loads(run([
+        quiver, "eval", db, "--model", point, "--test", os.path.join(work, name, "test.txt"),
+        "--filter", os.path.join(work, name, "valid.txt"), "--json", "--device", "cpu"])[0]))
 
 
 def main():
@@ -99,6 +122,11 @@ def main():
     p.add_argument("--data", default="../shared/data", help="FB15k-237 and WN18RR archives")
     p.add_argument("--only", help="comma-separated graphs (default: all)")
     a = p.parse_args()
+    global CACHE_PATH
+    CACHE_PATH = os.path.join(a.work, "defaults-cache.json")
+    if os.path.exists(CACHE_PATH):
+        with open(CACHE_PATH) as f:
+            CACHE.update(json.load(f))
     for kgname in ["FB15k-237", "WN18RR"]:
         d = os.path.join(a.work, kgname)
         if not os.path.isfile(os.path.join(d, "valid.txt")):
@@ -115,7 +143,8 @@ def main():
             else:
                 r = kg(a.work, g, a.quiver, point, flags)
             table.setdefault(point, {})[g] = r
-            print(f"{g} {point}: valid MRR {r['valid']:.4f} (epoch {r['epoch']}, {r['seconds']:.0f} s)", file=sys.stderr)
+            print(f"{g} {point}: valid MRR {r['valid']:.4f} (epoch {r['epoch']}, {r['seconds']:.0f} s)", file=sys.stderr,
+                  flush=True)
     best = {g: max(table[pt][g]["valid"] for pt in table) for g in graphs}
     score = {pt: sum(table[pt][g]["valid"] / best[g] for g in graphs) / len(graphs) for pt in table}
     print("| point | " + " | ".join(graphs) + " | mean of valid / best |")
@@ -134,13 +163,14 @@ def main():
         alone = social(a.work, g, a.quiver, rel, chosen, POINTS[chosen], alone=True)
         print(f"| {g}{' (held out)' if g in HELD_OUT_SOCIAL else ''} | {whole['test_recall10']:.4f} | "
               f"{alone['test_recall10']:.4f} | {whole['test_recall10'] / max(alone['test_recall10'], 1e-9):.2f} |")
-    print("\n| knowledge graph | test MRR | test Hits@10 |")
-    print("|---|---|---|")
+    print("\n| knowledge graph | test MRR | test Hits@10 | training (validation included) |")
+    print("|---|---|---|---|")
     for g in KGS + HELD_OUT_KGS:
         if a.only and g not in a.only.split(","):
             continue
         t = kg_test(a.work, g, a.quiver, chosen, POINTS[chosen])
-        print(f"| {g}{' (held out)' if g in HELD_OUT_KGS else ''} | {t['mrr']:.4f} | {t['hits@10']:.4f} |")
+        secs = CACHE.get(f"{g} {chosen}", {}).get("seconds", float("nan"))
+        print(f"| {g}{' (held out)' if g in HELD_OUT_KGS else ''} | {t['mrr']:.4f} | {t['hits@10']:.4f} | {secs:.0f} s |")
 
 
 if __name__ == "__main__":

@@ -193,10 +193,10 @@ pub struct TrainArgs {
     /// Edges per chunk (the chunk's other edges are negatives too).
     #[arg(long)]
     pub chunk: Option<usize>,
-    /// margin, softmax or adversarial (self-adversarial negative sampling).
+    /// margin, softmax (the default) or adversarial (self-adversarial negative sampling).
     #[arg(long)]
     pub loss: Option<String>,
-    /// l1, l2 or dot.
+    /// l1, l2 or dot (the default: (h + r) · t, as TwHIN).
     #[arg(long)]
     pub score: Option<String>,
     /// Margin of the margin loss; γ of the adversarial loss.
@@ -255,8 +255,8 @@ pub struct TrainArgs {
     /// Train on these relations only, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub relations: Vec<String>,
-    /// Try a few settings (dimension, relation balance) on the graph's own held-out edges within
-    /// --budget and keep the best as the model.
+    /// Try a few settings (the defaults, relation balance, L2 with the margin loss and d = 64) on
+    /// the graph's own held-out edges within --budget and keep the best as the model.
     #[arg(long, conflicts_with = "resume")]
     pub auto: bool,
     /// Time --auto may spend starting points (the first always runs): 90s, 10m, 1h [default: 10m].
