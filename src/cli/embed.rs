@@ -215,7 +215,9 @@ pub fn eval_recall(a: &RecallArgs) -> anyhow::Result<()> {
         seed,
         pairs: true,
     };
-    if !a.no_train {
+    if a.train.auto && !a.no_train {
+        super::tune::train_auto(&a.train, &db, &name, Some(holdout.clone()))?;
+    } else if !a.no_train {
         let mut config = a.train.config(&db)?;
         config.holdout = Some(holdout.clone());
         let valid = a.train.valid.settle(&mut config, &db)?;

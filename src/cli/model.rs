@@ -362,8 +362,7 @@ fn budget(text: &str) -> Result<std::time::Duration, String> {
 /// `quiver train`, with a progress bar on a terminal and a loss curve beside DB.
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     if args.auto {
-        let budget = args.budget.unwrap_or(std::time::Duration::from_secs(600));
-        return super::tune::train_auto(args, budget);
+        return super::tune::train_auto(args, &open(&args.db)?, &args.model, None);
     }
     let database = open(&args.db)?;
     let (config, valid) = match args.resume {

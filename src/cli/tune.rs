@@ -91,7 +91,10 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         deadline: None,
     };
     let trials = tune::run(&db, &args.model, &points, &device, judge, &mut log)?;
-    let chosen = report(&args.db, &args.model, args.valid.metric(), &trials)?;
+    let (chosen, lines) = report(&args.db, &args.model, args.valid.metric(), &trials)?;
+    for line in lines {
+        say!("{line}");
+    }
     if let Some(out) = &args.save_config {
         let text = toml::to_string(&trials[chosen].point.table)?;
         super::output_file("--save-config", out, args.force)?;
@@ -130,9 +133,14 @@ fn point_logger(points: &[tune::Point]) -> impl FnMut(usize, &quiver::TrainEvent
     }
 }
 
-/// Prints the trials (the chosen one marked), writes them beside the
-/// database as `MODEL.tune.tsv`, and returns the chosen one's index.
-fn report(db: &std::path::Path, model: &str, metric: &str, trials: &[tune::Trial]) -> anyhow::Result<usize> {
+/// Writes the trials beside the database as `MODEL.tune.tsv`; returns the
+/// chosen one's index and the lines to print (the chosen one marked).
+fn report(
+    db: &std::path::Path,
+    model: &str,
+    metric: &str,
+    trials: &[tune::Trial],
+) -> anyhow::Result<(usize, Vec<String>)> {
     let chosen = tune::chosen(trials).context("no points")?;
     let mut table = vec![format!(
         "settings\tvalid {metric}\tepoch kept\tepochs run\tseconds"
@@ -147,20 +155,19 @@ fn report(db: &std::path::Path, model: &str, metric: &str, trials: &[tune::Trial
             t.seconds
         ));
     }
-    for (i, line) in table.iter().enumerate() {
-        let mark = if i == chosen + 1 { "*" } else { " " };
-        say!("{mark} {line}");
-    }
+    let mut lines: Vec<String> = (table.iter().enumerate())
+        .map(|(i, line)| format!("{} {line}", if i == chosen + 1 { "*" } else { " " }))
+        .collect();
     let path = db.join(format!("{}.tune.tsv", file_stem(model)));
     std::fs::write(&path, table.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))?;
-    say!(
+    lines.push(format!(
         "chosen: {} (valid {metric} {:.4}, epoch {}), stored as model `{model}`; table: {}",
         tune::describe(&trials[chosen].point.settings),
         trials[chosen].best,
         trials[chosen].epoch,
         path.display()
-    );
-    Ok(chosen)
+    ));
+    Ok((chosen, lines))
 }
 
 /// What `quiver train --auto` tries, in this order, over the run's other
@@ -175,17 +182,24 @@ pub const AUTO_POINTS: [&str; 4] = [
     "dim = 64\nrelation_balance = 0.5",
 ];
 
-/// `quiver train --auto`: the [`AUTO_POINTS`] over the run's settings, each
-/// judged on the same held-out edges, until `budget` has passed; the best
-/// is kept as the model.
-pub fn train_auto(args: &super::model::TrainArgs, budget: std::time::Duration) -> anyhow::Result<()> {
-    let db = open(&args.db)?;
-    let mut base = args.config(&db)?;
-    args.valid.settle(&mut base, &db)?;
+/// `quiver train --auto` (and `eval recall --auto`, with its `holdout`):
+/// the [`AUTO_POINTS`] over the run's settings, each judged on the same
+/// held-out edges, until `--budget` (10 minutes) has passed; the best is
+/// kept as model `name`.
+pub fn train_auto(
+    args: &super::model::TrainArgs,
+    db: &quiver::Database,
+    name: &str,
+    holdout: Option<quiver::Holdout>,
+) -> anyhow::Result<()> {
+    let budget = args.budget.unwrap_or(std::time::Duration::from_secs(600));
+    let mut base = args.config(db)?;
+    base.holdout = holdout;
+    args.valid.settle(&mut base, db)?;
     if args.valid.valid.is_some() {
         bail!("--auto judges on the graph's own held-out edges: it takes no --valid");
     }
-    let base = quiver::settled(&db, &base)?;
+    let base = quiver::settled(db, &base)?;
     let Some(split) = base.validation.clone() else {
         bail!("--auto needs validation: the graph has too few edges to hold some out");
     };
@@ -219,18 +233,14 @@ pub fn train_auto(args: &super::model::TrainArgs, budget: std::time::Duration) -
         valid: None,
         deadline: Some(std::time::Instant::now() + budget),
     };
-    let trials = tune::run(
-        &db,
-        &args.model,
-        &points,
-        &device,
-        judge,
-        &mut point_logger(&points),
-    )?;
+    let trials = tune::run(db, name, &points, &device, judge, &mut point_logger(&points))?;
     let metric = match split.metric {
         quiver::ValidMetric::Mrr => "mrr",
         quiver::ValidMetric::Hits10 => "hits@10",
     };
-    report(&args.db, &args.model, metric, &trials)?;
+    // On standard error: `eval recall --auto --json` prints its JSON alone.
+    for line in report(&args.db, name, metric, &trials)?.1 {
+        eprintln!("{line}");
+    }
     Ok(())
 }
