@@ -186,8 +186,9 @@ def main():
         if a.only and g not in a.only.split(","):
             continue
         t = kg_test(a.work, g, a.quiver, chosen, POINTS[chosen])
-        secs = CACHE.get(f"{g} {chosen}", {}).get("seconds", float("nan"))
-        print(f"| {g}{' (held out)' if g in HELD_OUT_KGS else ''} | {t['mrr']:.4f} | {t['hits@10']:.4f} | {secs:.0f} s |")
+        secs = CACHE.get(f"{g} {chosen}", {}).get("seconds")
+        took = f"{secs:.0f} s" if secs is not None else "(not recorded)"
+        print(f"| {g}{' (held out)' if g in HELD_OUT_KGS else ''} | {t['mrr']:.4f} | {t['hits@10']:.4f} | {took} |")
 
 
 if __name__ == "__main__":
