@@ -83,10 +83,37 @@ class Rows:
     def __repr__(self) -> str:
         return f"Rows(columns={self.columns!r}, {len(self.rows)} rows)"
 
-    def to_pandas(self):
+    def to_pandas(self) -> "pandas.DataFrame":
+        """The rows as a pandas DataFrame, one column per result column
+        (nodes and edges as dicts). Needs pandas."""
         import pandas as pd
 
         return pd.DataFrame.from_records(self.rows, columns=self.columns)
+
+    def _columns(self) -> Dict[str, List[Any]]:
+        return {c: [r[i] for r in self.rows] for i, c in enumerate(self.columns)}
+
+    def to_arrow(self) -> "pyarrow.Table":
+        """The rows as a pyarrow Table (nodes and edges as structs, types
+        inferred per column). Needs pyarrow."""
+        import pyarrow as pa
+
+        return pa.table(self._columns())
+
+    def to_polars(self) -> "polars.DataFrame":
+        """The rows as a polars DataFrame (nodes and edges as structs).
+        Needs polars."""
+        import polars as pl
+
+        return pl.DataFrame(self._columns(), strict=False)
+
+    def to_numpy(self) -> "np.ndarray":
+        """The rows as a 2-D numpy array (rows × columns): float64 or int64
+        when every value is a number, else objects."""
+        import numpy as np
+
+        numbers = all(type(v) in (int, float) for r in self.rows for v in r)
+        return np.array(self.rows, dtype=None if numbers else object).reshape(len(self.rows), len(self.columns))
 
 
 def open(path: Union[str, "os.PathLike[str]", None] = None) -> "Database":
@@ -173,7 +200,7 @@ class Database:
         device: str = "auto",
         progress: bool = True,
         resume: bool = False,
-        valid: Union[None, str, "os.PathLike[str]"] = None,
+        valid: Any = None,
         eval_every: Optional[int] = None,
         patience: Optional[int] = None,
         metric: Optional[str] = None,
@@ -187,7 +214,12 @@ class Database:
         a seeded sample of the graph's own edges held out of training (about
         5%, at most 5,000, a pair's edges together; patience 3; `target`: only
         that relation's edges, e.g. "Follows"); `valid="none"`: no validation
-        (10 epochs unless the config says).
+        (10 epochs unless the config says). `valid` may also be a
+        (heads, relations, tails) tuple or a DataFrame (columns head,
+        relation, tail, or its first three).
+        Returns {model, last_epoch, history: per epoch {epoch, loss,
+        mean_loss (per edge), edges, seconds}, validation: per scoring
+        {epoch, mrr, hits@10}, held_out: edges held out as validation}.
         `config`: a dict of TrainConfig fields or a path to a TOML file.
         With `progress`, a bar shows epoch, loss, edges/s and the ETA
         (tqdm's, in terminals and notebooks, when tqdm is installed).
@@ -195,11 +227,16 @@ class Database:
         (`resume=True`) and KeyboardInterrupt is raised."""
         if config is not None and not isinstance(config, dict):
             config = os.fspath(config)
+        if hasattr(valid, "columns"):  # a pandas or polars DataFrame
+            names = list(valid.columns)
+            cols = ["head", "relation", "tail"] if {"head", "relation", "tail"} <= set(names) else names[:3]
+            valid = tuple(list(valid[c]) for c in cols)
+        elif isinstance(valid, os.PathLike):
+            valid = os.fspath(valid)
         bar = _Progress() if progress else None
         try:
             return self._db.train(model, config, device, resume, bar.update if bar else None,
-                                  os.fspath(valid) if valid is not None else None, eval_every, patience, metric,
-                                  target)
+                                  valid, eval_every, patience, metric, target)
         finally:
             if bar:
                 bar.close()
@@ -367,14 +404,15 @@ class _Progress:
             total = e["epochs"] * e["buckets"]
             done = e["epoch"] * e["buckets"] + e["bucket"] + 1
             desc = f"epoch {e['epoch'] + 1}/{e['epochs']}"
+            mean = e["loss"] / max(e["edges"], 1)
             if self._tqdm is not None:
                 if self._bar is None:
                     self._bar = self._tqdm(total=total, unit="bucket", desc=desc)
                 self._bar.set_description(desc, refresh=False)
-                self._bar.set_postfix(loss=f"{e['loss']:.3e}", refresh=False)
+                self._bar.set_postfix(mean_loss=f"{mean:.4f}", refresh=False)
                 self._bar.update(done - self._bar.n)
             elif self._tty:
-                sys.stderr.write(f"\r{desc} bucket {e['bucket'] + 1}/{e['buckets']} loss {e['loss']:.3e}")
+                sys.stderr.write(f"\r{desc} bucket {e['bucket'] + 1}/{e['buckets']} mean loss {mean:.4f}")
         elif kind == "start" and e["held_out"] and (self._bar is not None or self._tty):
             print(f"validation: {e['held_out']} held-out edges, at most {e['epochs']} epochs; the best is kept",
                   file=sys.stderr)
@@ -387,9 +425,9 @@ class _Progress:
         elif kind == "epoch":
             rate = e["edges"] / e["seconds"] if e["seconds"] > 0 else float("nan")
             if self._bar is not None:
-                self._bar.set_postfix(loss=f"{e['loss']:.3e}", edges_per_s=f"{rate:,.0f}")
+                self._bar.set_postfix(mean_loss=f"{e['mean_loss']:.4f}", edges_per_s=f"{rate:,.0f}")
             elif self._tty:
-                sys.stderr.write(f"\repoch {e['epoch'] + 1}/{e['epochs']} loss {e['loss']:.4e} {rate:,.0f} edges/s\n")
+                sys.stderr.write(f"\repoch {e['epoch'] + 1}/{e['epochs']} mean loss {e['mean_loss']:.4f} {rate:,.0f} edges/s\n")
 
     def close(self) -> None:
         if self._bar is not None:

@@ -299,7 +299,9 @@ impl Database {
     }
 
     /// Trains (or resumes) a model with the GIL released; `on_event` gets a
-    /// dict per bucket and epoch. Ctrl-C stops at the next bucket boundary
+    /// dict per bucket and epoch. Returns {model, last_epoch, history: one
+    /// dict per epoch (loss, mean_loss per edge, edges, seconds), validation:
+    /// one dict per scoring (epoch, mrr, hits@10), held_out}. Ctrl-C stops at the next bucket boundary
     /// (the model stays resumable) and raises KeyboardInterrupt. `valid`: a
     /// file of validation triples, "none", or None (the default): a seeded
     /// sample of the graph's edges held out and validated on (`target`: only
@@ -314,7 +316,7 @@ impl Database {
         device: &str,
         resume: bool,
         on_event: Option<Py<PyAny>>,
-        valid: Option<PathBuf>,
+        valid: Option<&Bound<'py, PyAny>>,
         eval_every: Option<usize>,
         patience: Option<usize>,
         metric: Option<&str>,
@@ -338,7 +340,7 @@ impl Database {
         }
         let flags = eval_every.is_some() || patience.is_some() || metric.is_some();
         let valid = match valid {
-            Some(path) if path.as_os_str() == "none" => {
+            Some(v) if v.extract::<String>().is_ok_and(|v| v == "none") => {
                 if flags || target.is_some() {
                     return Err(ConfigError::new_err(
                         "eval_every, patience, metric and target need validation (valid=\"none\" turns it off)",
@@ -347,14 +349,14 @@ impl Database {
                 cfg.validation = None;
                 None
             }
-            Some(path) => {
+            Some(v) => {
                 if target.is_some() {
                     return Err(ConfigError::new_err(
                         "target chooses the held-out edges, which a valid file replaces",
                     ));
                 }
                 Some(quiver::Validation {
-                    triples: quiver::read_triples(&path).map_err(py_err)?,
+                    triples: triples(v)?,
                     every: eval_every.unwrap_or(1),
                     patience: patience.unwrap_or(0),
                     metric: metric.unwrap_or(quiver::ValidMetric::Mrr),
@@ -383,6 +385,7 @@ impl Database {
         let stop = AtomicBool::new(false);
         let mut pending: Option<PyErr> = None;
         let mut last = serde_json::Value::Null;
+        let (mut history, mut curve, mut held) = (Vec::new(), Vec::new(), 0u64);
         let mut epochs = cfg.epochs;
         let result = self.with(|g| {
             let db = g.database();
@@ -398,10 +401,12 @@ impl Database {
                         "event": "bucket", "epoch": epoch, "epochs": epochs, "bucket": bucket,
                         "buckets": buckets, "edges": edges, "loss": loss}),
                     quiver::TrainEvent::Epoch(s) => {
-                        last = serde_json::json!({"epoch": s.epoch, "loss": s.loss, "edges": s.edges,
-                            "seconds": s.seconds});
+                        let mean = s.loss / s.edges.max(1) as f64;
+                        last = serde_json::json!({"epoch": s.epoch, "loss": s.loss, "mean_loss": mean,
+                            "edges": s.edges, "seconds": s.seconds});
+                        history.push(last.clone());
                         serde_json::json!({"event": "epoch", "epoch": s.epoch, "epochs": epochs,
-                            "loss": s.loss, "edges": s.edges, "seconds": s.seconds})
+                            "loss": s.loss, "mean_loss": mean, "edges": s.edges, "seconds": s.seconds})
                     }
                     quiver::TrainEvent::Validation {
                         epoch,
@@ -409,8 +414,11 @@ impl Database {
                         hits10,
                         best_epoch,
                         best,
-                    } => serde_json::json!({"event": "validation", "epoch": epoch, "epochs": epochs,
-                        "mrr": mrr, "hits@10": hits10, "best_epoch": best_epoch, "best": best}),
+                    } => {
+                        curve.push(serde_json::json!({"epoch": epoch, "mrr": mrr, "hits@10": hits10}));
+                        serde_json::json!({"event": "validation", "epoch": epoch, "epochs": epochs,
+                            "mrr": mrr, "hits@10": hits10, "best_epoch": best_epoch, "best": best})
+                    }
                     quiver::TrainEvent::WeightSpread { relation, min, max } => serde_json::json!({
                         "event": "weight_spread", "relation": relation, "min": min, "max": max}),
                     quiver::TrainEvent::Start {
@@ -419,7 +427,7 @@ impl Database {
                         fraction,
                         target,
                     } => {
-                        epochs = n;
+                        (epochs, held) = (n, held_out);
                         serde_json::json!({"event": "start", "epochs": n, "held_out": held_out,
                             "fraction": fraction, "target": target})
                     }
@@ -445,7 +453,11 @@ impl Database {
             (Err(EngineError::Stopped(_)), None) => Err(PyKeyboardInterrupt::new_err("training stopped")),
             (Err(e), _) => Err(py_err(e)),
             (Ok(()), Some(err)) => Err(err),
-            (Ok(()), None) => dict(py, serde_json::json!({"model": model, "last_epoch": last})),
+            (Ok(()), None) => dict(
+                py,
+                serde_json::json!({"model": model, "last_epoch": last, "history": history,
+                    "validation": curve, "held_out": held}),
+            ),
         }
     }
 
@@ -459,23 +471,6 @@ impl Database {
         filter: Vec<PathBuf>,
         device: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let triples = |o: &Bound<'py, PyAny>| -> PyResult<Vec<quiver::Triple>> {
-            if let Ok(path) = o.extract::<PathBuf>() {
-                return quiver::read_triples(&path).map_err(py_err);
-            }
-            let (h, r, t): (Bound<PyAny>, Bound<PyAny>, Bound<PyAny>) = o.extract()?;
-            let (h, r, t) = (keys(&h, "heads")?, keys(&r, "relations")?, keys(&t, "tails")?);
-            if h.len() != r.len() || r.len() != t.len() {
-                return Err(PyTypeError::new_err(
-                    "heads, relations and tails must have one length",
-                ));
-            }
-            Ok(h.into_iter()
-                .zip(r)
-                .zip(t)
-                .map(|((head, relation), tail)| quiver::Triple { head, relation, tail })
-                .collect())
-        };
         let test = triples(test)?;
         let mut known = Vec::new();
         for f in &filter {
@@ -639,4 +634,23 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
+}
+
+/// Triples from a file path or a (heads, relations, tails) tuple of key sequences.
+fn triples(o: &Bound<'_, PyAny>) -> PyResult<Vec<quiver::Triple>> {
+    if let Ok(path) = o.extract::<PathBuf>() {
+        return quiver::read_triples(&path).map_err(py_err);
+    }
+    let (h, r, t): (Bound<PyAny>, Bound<PyAny>, Bound<PyAny>) = o.extract()?;
+    let (h, r, t) = (keys(&h, "heads")?, keys(&r, "relations")?, keys(&t, "tails")?);
+    if h.len() != r.len() || r.len() != t.len() {
+        return Err(PyTypeError::new_err(
+            "heads, relations and tails must have one length",
+        ));
+    }
+    Ok(h.into_iter()
+        .zip(r)
+        .zip(t)
+        .map(|((head, relation), tail)| quiver::Triple { head, relation, tail })
+        .collect())
 }

@@ -246,6 +246,40 @@ def test_training_holds_out_its_own_validation_by_default(tmp_path):
             db.train("x", {"dim": 8}, device="cpu", progress=False, target="Nope")
 
 
+def test_train_returns_its_curves_and_takes_validation_as_data(tmp_path):
+    import pandas as pd
+
+    with social(tmp_path / "db") as db:
+        triples = (["u1", "u3"], ["Follows", "Follows"], ["u2", "u4"])
+        r = db.train("t", {"dim": 8, "epochs": 3, "threads": 1}, device="cpu", progress=False, valid=triples)
+        assert [h["epoch"] for h in r["history"]] == [0, 1, 2]
+        for h in r["history"]:
+            assert h["mean_loss"] == pytest.approx(h["loss"] / h["edges"])
+        assert [v["epoch"] for v in r["validation"]] == [0, 1, 2] and r["held_out"] == 0
+        df = pd.DataFrame({"head": triples[0], "relation": triples[1], "tail": triples[2]})
+        r2 = db.train("d", {"dim": 8, "epochs": 3, "threads": 1}, device="cpu", progress=False, valid=df)
+        assert [v["mrr"] for v in r2["validation"]] == [v["mrr"] for v in r["validation"]]
+
+
+def test_rows_come_out_as_numpy_arrow_and_polars(tmp_path):
+    import pyarrow as pa
+    import polars as pl
+
+    with social(tmp_path / "db") as db:
+        rows = db.query("MATCH (a:User)-[f:Likes]->(i:Item) RETURN a.key AS who, i, f.weight AS w ORDER BY who, w")
+        t = rows.to_arrow()
+        assert isinstance(t, pa.Table) and t.column_names == ["who", "i", "w"] and t.num_rows == len(rows)
+        assert t.column("who").to_pylist() == [r["who"] for r in rows]
+        assert t.column("i").to_pylist() == [r["i"] for r in rows]
+        p = rows.to_polars()
+        assert isinstance(p, pl.DataFrame) and p.columns == ["who", "i", "w"]
+        assert p["w"].to_list() == pytest.approx([r["w"] for r in rows])
+        assert rows.to_pandas().equals(t.to_pandas())
+        nums = db.query("MATCH (a:User)-[f:Likes]->() RETURN f.weight, 2 ORDER BY f.weight").to_numpy()
+        assert nums.dtype == np.float64 and nums.shape == (len(rows), 2) and (nums[:, 1] == 2).all()
+        assert rows.to_numpy().dtype == object and rows.to_numpy().shape == (len(rows), 3)
+
+
 def test_cold_start_node_gets_an_inferred_embedding(tmp_path):
     with social(tmp_path / "db") as db:
         db.train("m", {"dim": 8, "epochs": 2, "threads": 1}, device="cpu", progress=False)
