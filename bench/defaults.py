@@ -83,7 +83,8 @@ def kg(work, name, quiver, point, flags):
 def kg_run(work, name, quiver, point, flags):
     db = db_of(work, name, quiver, False)
     valid = os.path.join(work, name, "valid.txt")
-    _, secs = run([quiver, "train", db, "--model", point, "--device", "cpu", "--valid", valid, "--patience", "3", *flags])
+    _, secs = run([quiver, "train", db, "--model", point, "--force", "--device", "cpu", "--valid", valid, "--patience", "3",
+                   *flags])
     out, _ = run([quiver, "models", db])
     line = next(l for l in out.splitlines() if l.startswith(point + ":"))
     v = json.loads(line.split("metrics ", 1)[1])["valid"]

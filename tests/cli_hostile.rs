@@ -213,6 +213,7 @@ fn a_diverging_run_is_an_error_and_its_model_is_not_finished() {
             "8",
             "--max-norm",
             "0",
+            "--force",
             flag,
             value,
         ]);

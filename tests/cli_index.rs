@@ -117,7 +117,7 @@ fn import_vectors_index_and_search_from_the_command_line() {
         !text(&quiver(&["models", p(&db)])).contains("index over"),
         "replaced with the model"
     );
-    // Training into the name starts a new model: the old version's index goes with it.
+    // Training into the name (--force) starts a new model: the old version's index goes with it.
     // (An index made stale by a resumed run is `tests/ann.rs`'s `a_stale_index_is_never_used`.)
     let o = quiver(&["index", p(&db), "--model", "v", "--type", "Item"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -132,6 +132,7 @@ fn import_vectors_index_and_search_from_the_command_line() {
         "8",
         "--threads",
         "1",
+        "--force",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&quiver(&["models", p(&db)])).contains("index over"));

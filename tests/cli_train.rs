@@ -96,6 +96,39 @@ fn train_validates_on_its_own_held_out_edges_unless_told_not_to() {
     assert_eq!(text(&o).matches("epoch ").count(), 10, "{}", text(&o));
     assert!(metrics(&db, "n").get("valid").is_none());
 
+    // A model of that name is kept unless --force.
+    let o = quiver(&[
+        "train",
+        p(&db),
+        "--model",
+        "n",
+        "--dim",
+        "8",
+        "--device",
+        "cpu",
+        "--valid",
+        "none",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("model `n` exists: --force replaces it"),
+        "{}",
+        text(&o)
+    );
+    let o = quiver(&[
+        "train",
+        p(&db),
+        "--model",
+        "n",
+        "--dim",
+        "8",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+
     // A graph too small to spare edges trains 10 epochs on all of them.
     let small = dir.path().join("ring");
     std::fs::create_dir(&small).unwrap();

@@ -205,6 +205,7 @@ class Database:
         patience: Optional[int] = None,
         metric: Optional[str] = None,
         target: Optional[str] = None,
+        overwrite: bool = False,
     ) -> Dict[str, Any]:
         """Trains TransE (or resumes a stopped run) with the GIL released.
         The model is scored on validation triples every `eval_every` epochs
@@ -217,6 +218,7 @@ class Database:
         (10 epochs unless the config says). `valid` may also be a
         (heads, relations, tails) tuple or a DataFrame (columns head,
         relation, tail, or its first three).
+        A model of that name is an error unless `overwrite` (or `resume`).
         Returns {model, last_epoch, history: per epoch {epoch, loss,
         mean_loss (per edge), edges, seconds}, validation: per scoring
         {epoch, mrr, hits@10}, held_out: edges held out as validation}.
@@ -236,7 +238,7 @@ class Database:
         bar = _Progress() if progress else None
         try:
             return self._db.train(model, config, device, resume, bar.update if bar else None,
-                                  valid, eval_every, patience, metric, target)
+                                  valid, eval_every, patience, metric, target, overwrite)
         finally:
             if bar:
                 bar.close()

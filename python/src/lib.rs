@@ -306,7 +306,7 @@ impl Database {
     /// file of validation triples, "none", or None (the default): a seeded
     /// sample of the graph's edges held out and validated on (`target`: only
     /// that relation's); the best epoch is kept.
-    #[pyo3(signature = (model, config=None, device="auto", resume=false, on_event=None, valid=None, eval_every=None, patience=None, metric=None, target=None))]
+    #[pyo3(signature = (model, config=None, device="auto", resume=false, on_event=None, valid=None, eval_every=None, patience=None, metric=None, target=None, overwrite=false))]
     #[allow(clippy::too_many_arguments)]
     fn train<'py>(
         &self,
@@ -321,8 +321,14 @@ impl Database {
         patience: Option<usize>,
         metric: Option<&str>,
         target: Option<&str>,
+        overwrite: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut cfg = train_config(config)?;
+        if !resume && !overwrite && self.with(|g| Ok(g.database().model_info(model).is_ok()))? {
+            return Err(ConfigError::new_err(format!(
+                "model `{model}` exists: train(..., overwrite=True) replaces it, resume=True continues it"
+            )));
+        }
         let metric = match metric {
             None => None,
             Some("mrr") => Some(quiver::ValidMetric::Mrr),

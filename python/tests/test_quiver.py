@@ -259,6 +259,10 @@ def test_train_returns_its_curves_and_takes_validation_as_data(tmp_path):
         df = pd.DataFrame({"head": triples[0], "relation": triples[1], "tail": triples[2]})
         r2 = db.train("d", {"dim": 8, "epochs": 3, "threads": 1}, device="cpu", progress=False, valid=df)
         assert [v["mrr"] for v in r2["validation"]] == [v["mrr"] for v in r["validation"]]
+        # A model of that name is kept unless overwrite=True.
+        with pytest.raises(quiver.ConfigError, match="model `t` exists"):
+            db.train("t", {"dim": 8, "epochs": 1}, device="cpu", progress=False)
+        db.train("t", {"dim": 8, "epochs": 1}, device="cpu", progress=False, overwrite=True)
 
 
 def test_rows_come_out_as_numpy_arrow_and_polars(tmp_path):

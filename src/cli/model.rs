@@ -246,6 +246,9 @@ pub struct TrainArgs {
     /// Continue the stopped run of --model from its last finished bucket (its stored settings apply).
     #[arg(long)]
     pub resume: bool,
+    /// Replace a model of that name (without it, an existing model is an error).
+    #[arg(long)]
+    pub force: bool,
     /// Start from this stored model's embeddings (new nodes from their neighbours').
     #[arg(long)]
     pub warm_start: Option<String>,
@@ -361,10 +364,21 @@ fn budget(text: &str) -> Result<std::time::Duration, String> {
 
 /// `quiver train`, with a progress bar on a terminal and a loss curve beside DB.
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
-    if args.auto {
-        return super::tune::train_auto(args, &open(&args.db)?, &args.model, None);
-    }
     let database = open(&args.db)?;
+    let exists = || -> anyhow::Result<()> {
+        if !args.resume && !args.force && database.model_info(&args.model).is_ok() {
+            bail!(
+                "model `{}` exists: --force replaces it, --resume continues it",
+                args.model
+            );
+        }
+        Ok(())
+    };
+    if args.auto {
+        args.config(&database)?;
+        exists()?;
+        return super::tune::train_auto(args, &database, &args.model, None);
+    }
     let (config, valid) = match args.resume {
         true => (
             serde_json::from_str::<serde_json::Value>(&database.model_info(&args.model)?.settings)
@@ -379,6 +393,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
             (config, valid)
         }
     };
+    exists()?;
     let relation_name = |r: u32| {
         database
             .catalog()
