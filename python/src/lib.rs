@@ -274,17 +274,23 @@ impl Database {
         )
     }
 
-    /// Imports edge-list files as `quiver import` does.
-    #[pyo3(signature = (paths, skip_bad=false))]
+    /// Imports edge-list files as `quiver import` does (`create_types`:
+    /// its `--create-types`; `node_type`: its `--node-type`).
+    #[pyo3(signature = (paths, skip_bad=false, create_types=false, node_type=None))]
     fn import_files<'py>(
         &self,
         py: Python<'py>,
         paths: Vec<PathBuf>,
         skip_bad: bool,
+        create_types: bool,
+        node_type: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let defaults = quiver::import::ImportOptions::default();
         let opts = quiver::import::ImportOptions {
             skip_bad,
-            ..Default::default()
+            create_types,
+            node_type: node_type.unwrap_or(defaults.node_type.clone()),
+            ..defaults
         };
         let report = self.with(|g| {
             py.detach(|| g.database().import(&paths, &opts, &mut |_| {}))

@@ -284,6 +284,43 @@ def test_rows_come_out_as_numpy_arrow_and_polars(tmp_path):
         assert rows.to_numpy().dtype == object and rows.to_numpy().shape == (len(rows), 3)
 
 
+def test_load_takes_dataframes_and_arrow_through_the_bulk_import(tmp_path):
+    import pandas as pd
+    import polars as pl
+    import pyarrow as pa
+
+    edges = pd.DataFrame({"user": ["u1", "u2", "u1"], "rel": ["Likes", "Likes", "Follows"],
+                          "to": ["i1", "i1", "u2"], "w": [2.0, 0.5, 1.0],
+                          "dst": ["Item", "Item", "User"]})
+    with quiver.open(tmp_path / "db") as db:
+        r = db.load(edges, head="user", relation="rel", tail="to", src_type="User", dst_type="dst",
+                    weight="w", create_types=True)
+        assert r["edges_added"] == 3 and r["nodes_added"] == 3
+        rows = db.query("MATCH (a:User)-[f]->(b) RETURN a.key, type(f), b.key, f.weight ORDER BY a.key, b.key").rows
+        assert rows == [("u1", "Likes", "i1", 2.0), ("u1", "Follows", "u2", 1.0), ("u2", "Likes", "i1", 0.5)]
+        with pytest.raises(KeyError, match="no column 'nope'"):
+            db.load(edges, head="nope", src_type="User", dst_type="Item")
+        with pytest.raises(TypeError, match="both src_type and dst_type"):
+            db.load(edges, head="user", src_type="User")
+    with quiver.open(tmp_path / "kg") as db:
+        triples = {"head": ["a", "b,q", "t\tt"], "relation": ["r", "r", "s"], "tail": ["c", 'd"x', "a"]}
+        for data in (pd.DataFrame(triples), pl.DataFrame(triples), pa.table(triples), triples):
+            db.load(data)
+        assert sorted(db.query("MATCH (a)-[r]->(b) RETURN a.key, b.key").rows) == [
+            ("a", "c"), ("b,q", 'd"x'), ("t\tt", "a")]
+        with pytest.raises(quiver.StorageError, match="row 2:1: empty head key"):
+            db.load({"head": ["x", ""], "relation": ["r", "r"], "tail": ["y", "z"]})
+        assert db.query("MATCH (n {key: 'x'}) RETURN count(*)").rows == [(0,)]
+    # The same graph as the file import.
+    edges_file = tmp_path / "kg.tsv"
+    edges_file.write_text("a\tr\tc\nb\tr\td\n")
+    with quiver.open(tmp_path / "f") as f, quiver.open(tmp_path / "d") as d:
+        f.import_files([edges_file])
+        d.load(pd.read_csv(edges_file, sep="\t", names=["head", "relation", "tail"]))
+        q = "MATCH (a)-[r]->(b) RETURN a.key, type(r), b.key ORDER BY a.key"
+        assert f.query(q).rows == d.query(q).rows
+
+
 def test_cold_start_node_gets_an_inferred_embedding(tmp_path):
     with social(tmp_path / "db") as db:
         db.train("m", {"dim": 8, "epochs": 2, "threads": 1}, device="cpu", progress=False)
