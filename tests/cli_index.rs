@@ -198,3 +198,42 @@ fn kill_9_during_an_index_build_leaves_no_index_and_check_passes() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&quiver(&["models", p(&db)])).contains("index over Item: 60000 rows"));
 }
+
+#[test]
+fn ctrl_c_during_an_index_build_stores_nothing_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, vecs) = with_vectors(dir.path(), 60_000, 16, 5);
+    let o = import_npy(&db, &vecs, &["--create-nodes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["index", p(&db), "--model", "v", "--type", "Item"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let o = child.wait_with_output().unwrap();
+    if o.status.success() {
+        eprintln!("the build finished before Ctrl-C reached it; nothing to check");
+        return;
+    }
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert!(
+        text(&o).contains("stopped: no index of Item was stored"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&quiver(&["models", p(&db)])).contains("index over"));
+    let leftovers: Vec<String> = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(text(&quiver(&["check", p(&db)])).contains("check passed"));
+}

@@ -282,3 +282,51 @@ fn train_auto_tries_its_points_on_one_split_and_keeps_the_best() {
         );
     }
 }
+
+#[test]
+fn ctrl_c_stops_training_at_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = network(dir.path());
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args([
+            "train",
+            p(&db),
+            "--model",
+            "m",
+            "--dim",
+            "32",
+            "--epochs",
+            "3000",
+            "--valid",
+            "none",
+        ])
+        .args(["--device", "cpu"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert!(
+        text(&o).contains("stopping at the next safe point"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("`--resume` continues it") || text(&o).contains("--resume` continues it"),
+        "{}",
+        text(&o)
+    );
+    let listed = text(&quiver(&["models", p(&db)]));
+    assert!(
+        listed.contains("m: ") && listed.contains("stopped at"),
+        "{listed}"
+    );
+    assert!(text(&quiver(&["check", p(&db)])).contains("check passed"));
+}

@@ -60,13 +60,19 @@ pub fn index(a: &IndexArgs) -> anyhow::Result<()> {
             b.set_message(name.to_string());
             b
         });
-        let info = quiver::index_model(&db, &a.model, ty, &settings, &|done, total| {
+        let stop = super::interrupt::flag();
+        let built = quiver::index_model(&db, &a.model, ty, &settings, &|done, total| {
             if let Some(b) = &bar {
                 b.set_length(total as u64);
                 b.set_position(done as u64);
             }
-            true
-        })?;
+            !stop.load(std::sync::atomic::Ordering::SeqCst)
+        });
+        if let Err(quiver::EngineError::Interrupted) = built {
+            eprintln!("stopped: no index of {name} was stored");
+            std::process::exit(130);
+        }
+        let info = built?;
         if let Some(b) = bar {
             b.finish_and_clear();
         }

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod embed;
 pub mod exchange;
 pub mod index;
+pub mod interrupt;
 pub mod model;
 pub mod shell;
 pub mod store;

@@ -488,20 +488,32 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let device = quiver::Device::select(&args.device)?;
     eprintln!("training on {}", device.describe());
     let started = Instant::now();
-    let never = std::sync::atomic::AtomicBool::new(false);
-    if args.resume {
-        quiver::resume_on_until(&database, &args.model, &device, &mut log, &never, valid.as_ref())?;
-    } else {
-        quiver::train_on_until(
+    let stop = super::interrupt::flag();
+    let done = match args.resume {
+        true => quiver::resume_on_until(&database, &args.model, &device, &mut log, stop, valid.as_ref()),
+        false => quiver::train_on_until(
             &database,
             &args.model,
             &config,
             &device,
             &mut log,
-            &never,
+            stop,
             valid.as_ref(),
-        )?;
+        ),
+    };
+    if let Err(quiver::EngineError::Stopped(_)) = done {
+        if let Some(b) = &bar {
+            b.abandon();
+        }
+        eprintln!(
+            "stopped: model `{}` is saved at its last checkpoint; `quiver train {} --model {} --resume` continues it",
+            args.model,
+            args.db.display(),
+            args.model
+        );
+        std::process::exit(130);
     }
+    done?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
