@@ -2,7 +2,8 @@
 //! (issue 34): rows that carry a long list share it, strings and lists a
 //! statement builds are capped, sorts hold a bounded number of values and
 //! watch the clock, statements have a bounded number of clauses, and a
-//! statement that writes a large batch leaves no large delta behind.
+//! statement that writes a large batch leaves no large delta behind;
+//! training and index builds run by a statement stop at its timeout.
 //! Memory is measured as the peak RSS of a child process that runs one
 //! statement.
 
@@ -161,4 +162,53 @@ fn a_large_statement_batch_is_folded_into_the_base() {
     assert_eq!(stats.delta_changes, 0, "a delta of the whole batch was left");
     assert_eq!(stats.edges, 60_000);
     assert!(g.database().check().unwrap().ok());
+}
+
+#[test]
+fn training_and_index_builds_by_a_statement_stop_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Graph::open(dir.path()).unwrap();
+    run(&g, "CREATE NODE TYPE U; CREATE RELATION TYPE F (U -> U)").unwrap();
+    run(&g, "UNWIND range(0, 29999) AS i MERGE (a:U {key: toString(i)}) MERGE (b:U {key: toString((i + 1) % 30000)}) CREATE (a)-[:F]->(b)").unwrap();
+    let limits = |ms| Limits {
+        timeout: Some(std::time::Duration::from_millis(ms)),
+        ..Limits::default()
+    };
+    let train = g
+        .prepare("CALL quiver.train({model: 'm', dim: 16, epochs: 100000, validation: false})")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = g.execute(&train, &Params::new(), limits(300));
+    assert!(
+        matches!(r, Err(QueryError::Timeout(300))),
+        "{:?}",
+        r.map(|r| r.rows)
+    );
+    assert!(started.elapsed().as_secs_f64() < 10.0);
+    let info = g.database().model_info("m").unwrap();
+    assert!(!info.progress.is_empty(), "stopped at a checkpoint, resumable");
+    // A finished model's index build past the timeout stores nothing.
+    run(
+        &g,
+        "CALL quiver.train({model: 'n', dim: 16, epochs: 1, validation: false})",
+    )
+    .unwrap();
+    let index = g.prepare("CALL quiver.index({model: 'n'})").unwrap();
+    let r = g.execute(&index, &Params::new(), limits(20));
+    assert!(
+        matches!(r, Err(QueryError::Timeout(20))),
+        "{:?}",
+        r.map(|r| r.rows)
+    );
+    let parts: Vec<String> = g
+        .database()
+        .model_info("n")
+        .unwrap()
+        .parts
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(!parts.iter().any(|k| k.starts_with("index/")), "{parts:?}");
+    // Without a timeout it builds.
+    run(&g, "CALL quiver.index({model: 'n'})").unwrap();
 }

@@ -44,7 +44,8 @@ pub struct Limits {
     /// `DISTINCT`, a group table or a variable-length expansion).
     pub max_rows: u64,
     /// Longest a query may run (`None`: no limit). Training run by
-    /// `quiver.train` is not interrupted.
+    /// `quiver.train` stops at the first checkpoint past it (resumable), an
+    /// index build by `quiver.index` within a few thousand rows (storing nothing).
     pub timeout: Option<Duration>,
 }
 

@@ -231,8 +231,19 @@ impl Ctx<'_> {
             None => (0..m.nodes.len() as u32).collect(),
         };
         let mut out = Vec::new();
+        // The build's threads check the statement's deadline (the caller's
+        // interrupt is not theirs to call); a build cut short stores nothing.
+        let deadline = self.timeout.map(|limit| self.start + limit);
         for t in types {
-            let info = quiver_engine::index_model(self.db, &name, t, &s, &|_, _| true)?;
+            let built = quiver_engine::index_model(self.db, &name, t, &s, &|_, _| {
+                deadline.is_none_or(|d| Instant::now() < d)
+            });
+            let info = match (built, self.timeout) {
+                (Err(quiver_engine::EngineError::Interrupted), Some(limit)) => {
+                    return Err(QueryError::Timeout(limit.as_millis() as u64))
+                }
+                (built, _) => built?,
+            };
             out.push(vec![
                 Value::Str(name.clone()),
                 Value::Str(self.snap.catalog().type_name(t).to_string()),
@@ -267,16 +278,37 @@ impl Ctx<'_> {
         }
         let cfg: quiver_engine::TrainConfig = serde_json::from_value(serde_json::Value::Object(obj))
             .map_err(|e| runtime(format!("quiver.train: {e}")))?;
-        let mut last = None;
+        let (mut last, mut epochs, mut cut) = (None, cfg.epochs, None);
         let t = Instant::now();
-        quiver_engine::train_on(self.db, &name, &cfg, &quiver_engine::Device::Cpu, &mut |e| {
-            if let quiver_engine::TrainEvent::Epoch(s) = e {
-                last = Some(*s);
-            }
-        })?;
+        // Events come between buckets: there the statement's timeout and
+        // interrupt stop the run at a checkpoint (it resumes from it).
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let run = quiver_engine::train_on_until(
+            self.db,
+            &name,
+            &cfg,
+            &quiver_engine::Device::Cpu,
+            &mut |e| {
+                match e {
+                    quiver_engine::TrainEvent::Epoch(s) => last = Some(*s),
+                    quiver_engine::TrainEvent::Start { epochs: n, .. } => epochs = *n,
+                    _ => {}
+                }
+                if let Err(err) = self.check_time() {
+                    cut.get_or_insert(err);
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            },
+            &stop,
+            None,
+        );
+        match (run, cut) {
+            (Err(quiver_engine::EngineError::Stopped(_)), Some(err)) => return Err(err),
+            (run, _) => run?,
+        }
         Ok(vec![vec![
             Value::Str(name),
-            Value::Int(cfg.epochs as i64),
+            Value::Int(epochs as i64),
             Value::Int(last.map_or(0, |s| s.edges) as i64),
             Value::Float(t.elapsed().as_secs_f64()),
             last.map_or(Value::Null, |s| Value::Float(s.loss)),
