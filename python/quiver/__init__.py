@@ -151,6 +151,7 @@ class Database:
 
     @property
     def path(self) -> str:
+        """The database directory."""
         return self._db.path
 
     def close(self) -> None:
@@ -172,6 +173,12 @@ class Database:
         return self._db.prepare(text)
 
     def execute(self, prepared: Prepared, params: Optional[Dict[str, Any]] = None) -> Rows:
+        """Runs a statement from `prepare` with `params` ($name values);
+        raises QueryError as `query` does.
+
+            p = db.prepare("MATCH (u:User {key: $k})-->(v) RETURN v.key")
+            db.execute(p, {"k": "alice"}).rows
+        """
         return Rows(*self._db.execute(prepared, params))
 
     def execute_many(self, text: str, rows: Sequence[Dict[str, Any]]) -> Rows:
@@ -436,15 +443,23 @@ class Database:
     # Administration
 
     def stats(self) -> Dict[str, Any]:
+        """Counts per node type and relation, degrees and disk use: the
+        object `quiver stats --json` prints."""
         return self._db.stats()
 
     def check(self) -> Dict[str, Any]:
+        """Verifies every segment's checksum and the graph's consistency, as
+        `quiver check`; raises StorageError naming the first problem."""
         return self._db.check()
 
     def models(self) -> List[Dict[str, Any]]:
+        """The stored models, one dict each: name, settings, whether finished,
+        and metrics (validation curve and the last evaluation)."""
         return self._db.models()
 
     def drop_model(self, name: str) -> None:
+        """Removes model `name` and its parts (index and int8 copies
+        included); raises StorageError when there is none."""
         self._db.drop_model(name)
 
     def recall(

@@ -621,3 +621,21 @@ def test_search_against_a_numpy_brute_force(tmp_path):
         # Neighbours of stored nodes go through the index too, never the node itself.
         nk, _ = db.neighbors("v", "Item", ["i0"], k=5)
         assert "i0" not in list(nk[0])
+
+
+def test_every_public_name_has_a_docstring():
+    import inspect
+
+    missing = []
+    for name in dir(quiver):
+        obj = getattr(quiver, name)
+        if name.startswith("_") or not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue
+        if not (obj.__doc__ or "").strip():
+            missing.append(name)
+        if inspect.isclass(obj) and obj.__module__ == "quiver":
+            for attr, f in vars(obj).items():
+                if not attr.startswith("_") and (callable(f) or isinstance(f, property)):
+                    if not (f.__doc__ or "").strip():
+                        missing.append(f"{name}.{attr}")
+    assert missing == []
