@@ -501,7 +501,14 @@ class _Progress:
 
     def update(self, e: Dict[str, Any]) -> None:
         kind = e["event"]
-        if kind == "bucket":
+        if kind == "chunks" and self._tqdm is not None:
+            # Within a bucket: the bar moves by the share of its chunks done.
+            if self._bar is None:
+                self._bar = self._tqdm(total=e["epochs"] * e["buckets"], unit="bucket",
+                                       desc=f"epoch {e['epoch'] + 1}/{e['epochs']}")
+            at = e["epoch"] * e["buckets"] + e["bucket"] + e["done"] / max(e["chunks"], 1)
+            self._bar.update(at - self._bar.n)
+        elif kind == "bucket":
             total = e["epochs"] * e["buckets"]
             done = e["epoch"] * e["buckets"] + e["bucket"] + 1
             desc = f"epoch {e['epoch'] + 1}/{e['epochs']}"

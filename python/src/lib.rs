@@ -412,6 +412,14 @@ impl Database {
                     } => serde_json::json!({
                         "event": "bucket", "epoch": epoch, "epochs": epochs, "bucket": bucket,
                         "buckets": buckets, "edges": edges, "loss": loss}),
+                    quiver::TrainEvent::Chunks {
+                        epoch,
+                        bucket,
+                        buckets,
+                        done,
+                        chunks,
+                    } => serde_json::json!({"event": "chunks", "epoch": epoch, "epochs": epochs,
+                        "bucket": bucket, "buckets": buckets, "done": done, "chunks": chunks}),
                     quiver::TrainEvent::Epoch(s) => {
                         let mean = s.loss / s.edges.max(1) as f64;
                         last = serde_json::json!({"epoch": s.epoch, "loss": s.loss, "mean_loss": mean,

@@ -422,8 +422,9 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
             loss,
         } => {
             if let Some(b) = &bar {
-                b.set_length((epochs * buckets) as u64);
-                b.set_position((epoch * buckets + bucket + 1) as u64);
+                // Thousandths of a bucket, so that chunk progress moves it too.
+                b.set_length((epochs * buckets * 1000) as u64);
+                b.set_position(((epoch * buckets + bucket + 1) * 1000) as u64);
                 b.set_message(format!(
                     "epoch {}/{} bucket {}/{buckets} loss {loss:.3e} {:.0} edges/s",
                     epoch + 1,
@@ -431,6 +432,18 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
                     bucket + 1,
                     edges as f64 / epoch_start.elapsed().as_secs_f64()
                 ));
+            }
+        }
+        quiver::TrainEvent::Chunks {
+            epoch,
+            bucket,
+            buckets,
+            done,
+            chunks,
+        } => {
+            if let Some(b) = &bar {
+                b.set_length((epochs * buckets * 1000) as u64);
+                b.set_position(((epoch * buckets + bucket) * 1000 + done * 1000 / chunks.max(1)) as u64);
             }
         }
         quiver::TrainEvent::Epoch(s) => {

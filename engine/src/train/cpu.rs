@@ -153,6 +153,9 @@ impl Work {
     }
 }
 
+/// Trains a bucket visit's chunks on the threads of `works`; `tick(done)`
+/// hears, about every [`TICK`], how many chunks are done.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn train_bucket(
     params: &Params<'_>,
     cfg: &TrainConfig,
@@ -161,12 +164,14 @@ pub(super) fn train_bucket(
     visit: &Visit,
     rng: &mut Xoshiro256PlusPlus,
     works: &mut [Work],
+    tick: &mut dyn FnMut(usize),
 ) -> Result<f64> {
     let (i, j) = visit.bucket;
     let edges = buckets.bucket(i, j);
     let (order, chunks) = (&visit.order, &visit.chunks);
     let seeds: Vec<u64> = works.iter().map(|_| rng.next_u64()).collect();
     let stride = works.len();
+    let done = AtomicUsize::new(0);
     let run = |t: usize, work: &mut Work| -> f64 {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seeds[t]);
         let mut loss = 0.0;
@@ -194,30 +199,56 @@ pub(super) fn train_bucket(
                 &mut rng,
                 work,
             );
+            done.fetch_add(1, Relaxed);
         }
         loss
     };
-    if works.len() == 1 {
-        return Ok(run(0, &mut works[0]));
-    }
-    on_threads(works, run)
+    on_threads(works, run, (&done, tick))
 }
 
-/// Runs `f(t, &mut works[t])` on a thread per item and sums the results. A
-/// thread that cannot start, or panics, is an error (for training: the
-/// bucket is not saved, so a resume trains it again).
-pub(super) fn on_threads<W: Send>(works: &mut [W], f: impl Fn(usize, &mut W) -> f64 + Sync) -> Result<f64> {
+/// How often a bucket visit reports its progress.
+pub(super) const TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Runs `f(t, &mut works[t])` on a thread per item and sums the results,
+/// calling `tick(done)` from this thread about every [`TICK`] until they
+/// end. A thread that cannot start, or panics, is an error (for training:
+/// the bucket is not saved, so a resume trains it again).
+pub(super) fn on_threads<W: Send>(
+    works: &mut [W],
+    f: impl Fn(usize, &mut W) -> f64 + Sync,
+    (done, tick): (&AtomicUsize, &mut dyn FnMut(usize)),
+) -> Result<f64> {
+    /// Says a thread ended, however it ended (a panic included).
+    struct Ended(std::sync::mpsc::Sender<()>);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
     let f = &f;
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         let mut handles = Vec::with_capacity(works.len());
         let mut failed = None;
         for (t, w) in works.iter_mut().enumerate() {
-            match std::thread::Builder::new().spawn_scoped(s, move || f(t, w)) {
+            let ended = Ended(tx.clone());
+            match std::thread::Builder::new().spawn_scoped(s, move || {
+                let _ended = ended;
+                f(t, w)
+            }) {
                 Ok(h) => handles.push(h),
                 Err(e) => {
                     failed = Some(format!("starting training thread {t}: {e}"));
                     break;
                 }
+            }
+        }
+        let mut running = handles.len();
+        while running > 0 {
+            match rx.recv_timeout(TICK) {
+                Ok(()) => running -= 1,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => tick(done.load(Relaxed)),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
         let mut sum = 0.0;
@@ -667,10 +698,15 @@ mod tests {
     #[test]
     fn a_panicking_thread_is_an_error_not_a_nan_loss() {
         let mut works = vec![(); 4];
-        assert_eq!(on_threads(&mut works, |t, _| t as f64).unwrap(), 6.0);
+        let done = AtomicUsize::new(0);
+        assert_eq!(
+            on_threads(&mut works, |t, _| t as f64, (&done, &mut |_| {})).unwrap(),
+            6.0
+        );
         let e = on_threads(
             &mut works,
             |t, _| if t == 2 { panic!("boom at {t}") } else { 1.0 },
+            (&done, &mut |_| {}),
         )
         .unwrap_err();
         assert!(
@@ -736,5 +772,36 @@ mod tests {
             );
         }
         assert_eq!(state[2 * d], 3.0, "step count");
+    }
+}
+
+#[cfg(test)]
+mod ticks {
+    use super::*;
+
+    /// A slow visit is heard from while it runs, with its count so far.
+    #[test]
+    fn a_long_visit_reports_its_chunks_as_they_finish() {
+        let mut works = vec![(); 2];
+        let done = AtomicUsize::new(0);
+        let mut heard = Vec::new();
+        let sum = on_threads(
+            &mut works,
+            |_, _| {
+                for _ in 0..4 {
+                    std::thread::sleep(TICK / 2);
+                    done.fetch_add(1, Relaxed);
+                }
+                1.0
+            },
+            (&done, &mut |n| heard.push(n)),
+        )
+        .unwrap();
+        assert_eq!(sum, 2.0);
+        assert!(
+            !heard.is_empty() && heard.windows(2).all(|w| w[0] <= w[1]),
+            "{heard:?}"
+        );
+        assert!(heard.iter().all(|&n| n <= 8), "{heard:?}");
     }
 }

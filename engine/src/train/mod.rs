@@ -22,7 +22,7 @@
 //! gradients summed.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
 use quiver_storage::{BucketEdge, Buckets, Database, Snapshot, StagedPart};
@@ -89,6 +89,21 @@ pub enum TrainEvent {
         edges: u64,
         /// Loss summed over this epoch so far.
         loss: f64,
+    },
+    /// While bucket `bucket` of `buckets` in epoch `epoch` trains (CPU
+    /// backend, about every quarter second): `done` of its `chunks` chunks
+    /// are trained, so that progress moves within a long bucket.
+    Chunks {
+        /// 0-based epoch.
+        epoch: usize,
+        /// 0-based bucket index in the epoch's order.
+        bucket: usize,
+        /// Buckets per epoch.
+        buckets: usize,
+        /// Chunks of this visit trained so far.
+        done: usize,
+        /// Chunks of this visit.
+        chunks: usize,
     },
     /// An epoch is done.
     Epoch(EpochStats),
@@ -425,6 +440,7 @@ fn train_visit(
     device: &Device,
     rng: &mut Xoshiro256PlusPlus,
     works: &mut [Work],
+    tick: &mut dyn FnMut(usize),
 ) -> Result<f64> {
     let p = cfg.partitions;
     let needed = &visit.needed;
@@ -493,7 +509,7 @@ fn train_visit(
         relation_state: atomics(relation_state),
         prev: ctx.prev,
     };
-    train_bucket(&params, cfg, buckets, &ctx.ends, visit, rng, works)
+    train_bucket(&params, cfg, buckets, &ctx.ends, visit, rng, works, tick)
 }
 
 /// Algorithm 1 from `start`: every epoch visits every bucket `passes` times
@@ -595,6 +611,16 @@ fn run(
                 &mut state.relations,
                 &mut state.relation_state,
             );
+            let chunks = visit.chunks.len();
+            let mut tick = |done: usize| {
+                on_event(&TrainEvent::Chunks {
+                    epoch,
+                    bucket: b,
+                    buckets: visits,
+                    done,
+                    chunks,
+                })
+            };
             let visit_loss = train_visit(
                 &ctx,
                 &epoch_cfg,
@@ -605,6 +631,7 @@ fn run(
                 device,
                 &mut rng,
                 &mut works,
+                &mut tick,
             )?;
             drop(foreign);
             // Nothing that diverged is saved: the model stays at its last checkpoint, unfinished.
