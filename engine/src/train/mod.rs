@@ -46,104 +46,19 @@ mod gpu;
 mod plan;
 mod resident;
 pub(crate) use resident::physical_memory;
+mod events;
+mod threads;
 mod valid;
 
 use checkpoint::*;
 use cpu::*;
+pub use events::{EpochStats, TrainEvent};
 use gpu::*;
 use plan::*;
 use resident::*;
+use threads::*;
 use valid::*;
-pub use valid::{best_model_name, Validation};
-
-/// What one epoch did.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EpochStats {
-    /// 0-based epoch.
-    pub epoch: usize,
-    /// Summed loss over the buckets trained in this epoch.
-    pub loss: f64,
-    /// Positive edges trained.
-    pub edges: u64,
-    /// Wall time of the epoch.
-    pub seconds: f64,
-    /// Share of that time spent loading and saving partitions.
-    pub io_share: f64,
-    /// Partitions brought into memory (read back or initialised) in this epoch.
-    pub loads: u64,
-}
-
-/// What a training run reports as it goes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum TrainEvent {
-    /// Bucket `bucket` of `buckets` in epoch `epoch` is trained and saved;
-    /// `edges` and `loss` add up the epoch so far.
-    Bucket {
-        /// 0-based epoch.
-        epoch: usize,
-        /// 0-based bucket index in the epoch's order.
-        bucket: usize,
-        /// Buckets per epoch.
-        buckets: usize,
-        /// Edges trained in this epoch so far.
-        edges: u64,
-        /// Loss summed over this epoch so far.
-        loss: f64,
-    },
-    /// While bucket `bucket` of `buckets` in epoch `epoch` trains (CPU
-    /// backend, about every quarter second): `done` of its `chunks` chunks
-    /// are trained, so that progress moves within a long bucket.
-    Chunks {
-        /// 0-based epoch.
-        epoch: usize,
-        /// 0-based bucket index in the epoch's order.
-        bucket: usize,
-        /// Buckets per epoch.
-        buckets: usize,
-        /// Chunks of this visit trained so far.
-        done: usize,
-        /// Chunks of this visit.
-        chunks: usize,
-    },
-    /// An epoch is done.
-    Epoch(EpochStats),
-    /// The model was scored on the validation triples after `epoch`.
-    Validation {
-        /// 0-based epoch.
-        epoch: usize,
-        /// Filtered MRR.
-        mrr: f64,
-        /// Filtered Hits@10.
-        hits10: f64,
-        /// The epoch of the best score so far (this one when it is the best).
-        best_epoch: usize,
-        /// The best score so far, in the run's metric.
-        best: f64,
-    },
-    /// Before the first bucket (of a new or resumed run): the epochs it
-    /// trains at most, and the edges it holds out of training as its own
-    /// validation ([`crate::AutoValid`]; 0 with a validation file or none).
-    Start {
-        /// Epochs of the run (a cap when validation stops it early).
-        epochs: usize,
-        /// Edges held out as validation.
-        held_out: u64,
-        /// Their share of the candidate edges.
-        fraction: f64,
-        /// The relation held out and scored, when one is.
-        target: Option<u32>,
-    },
-    /// Before training: relation `relation`'s edge weights, which the loss
-    /// uses ([`TrainConfig::weights`]), span two or more orders of magnitude.
-    WeightSpread {
-        /// Relation id.
-        relation: u32,
-        /// Smallest stored weight.
-        min: f32,
-        /// Largest stored weight.
-        max: f32,
-    },
-}
+pub use valid::{best_model_name, settled, Validation};
 
 /// What a run reports to and hears from its caller.
 struct Control<'a> {
@@ -192,18 +107,6 @@ pub fn train_on(
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<()> {
     train_on_until(db, name, config, device, on_event, &AtomicBool::new(false), None)
-}
-
-/// `config` as a run on the database's current edges without a validation
-/// file stores it: the validation split's fraction chosen (or the split
-/// dropped when the graph is too small for one) and `epochs = 0` resolved.
-/// Runs given the result hold out the same edges, whatever else they change.
-pub fn settled(db: &Database, config: &TrainConfig) -> Result<TrainConfig> {
-    config.validate()?;
-    let buckets = db.buckets(config.partitions)?;
-    let mut config = config.clone();
-    settle_validation(&mut config, &buckets, db.catalog().relations.len(), false)?;
-    Ok(config)
 }
 
 /// [`train_on`] that ends with [`EngineError::Stopped`] at the first bucket
@@ -259,29 +162,6 @@ pub fn train_on_until(
             valid: valid.or(auto.as_ref()),
         },
     )
-}
-
-/// The run's own validation, when it has no validation file and its
-/// config holds edges out ([`held_out`]); announces the run.
-fn auto_validation(
-    db: &Database,
-    buckets: &Buckets,
-    cfg: &TrainConfig,
-    given: Option<&Validation>,
-    on_event: &mut dyn FnMut(&TrainEvent),
-) -> Result<Option<Validation>> {
-    let auto = match given {
-        Some(_) => None,
-        None => held_out(db, buckets, cfg)?,
-    };
-    let split = cfg.validation.as_ref().filter(|_| auto.is_some());
-    on_event(&TrainEvent::Start {
-        epochs: cfg.epochs,
-        held_out: auto.as_ref().map_or(0, |a| a.triples.len() as u64),
-        fraction: split.map_or(0.0, |v| v.fraction),
-        target: split.and_then(|v| v.target),
-    });
-    Ok(auto)
 }
 
 /// Training threads: the setting, or one per core.

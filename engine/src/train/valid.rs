@@ -205,6 +205,41 @@ pub(super) fn held_out(db: &Database, buckets: &Buckets, cfg: &TrainConfig) -> R
     }))
 }
 
+/// `config` as a run on the database's current edges without a validation
+/// file stores it: the validation split's fraction chosen (or the split
+/// dropped when the graph is too small for one) and `epochs = 0` resolved.
+/// Runs given the result hold out the same edges, whatever else they change.
+pub fn settled(db: &Database, config: &TrainConfig) -> Result<TrainConfig> {
+    config.validate()?;
+    let buckets = db.buckets(config.partitions)?;
+    let mut config = config.clone();
+    settle_validation(&mut config, &buckets, db.catalog().relations.len(), false)?;
+    Ok(config)
+}
+
+/// The run's own validation, when it has no validation file and its
+/// config holds edges out ([`held_out`]); announces the run.
+pub(super) fn auto_validation(
+    db: &Database,
+    buckets: &Buckets,
+    cfg: &TrainConfig,
+    given: Option<&Validation>,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<Option<Validation>> {
+    let auto = match given {
+        Some(_) => None,
+        None => held_out(db, buckets, cfg)?,
+    };
+    let split = cfg.validation.as_ref().filter(|_| auto.is_some());
+    on_event(&TrainEvent::Start {
+        epochs: cfg.epochs,
+        held_out: auto.as_ref().map_or(0, |a| a.triples.len() as u64),
+        fraction: split.map_or(0.0, |v| v.fraction),
+        target: split.and_then(|v| v.target),
+    });
+    Ok(auto)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
