@@ -210,7 +210,7 @@ impl AutoValid {
     /// at dimension `dim` (0: no split): about min(5,000, 5% of the edges)
     /// of them, and no more than one scoring of about 10¹¹ multiply-adds
     /// (each held-out edge is ranked against every node, both ways) allows,
-    /// but at least 500; none below [`AUTO_VALID_MIN_EDGES`].
+    /// but at least 500; none below `AUTO_VALID_MIN_EDGES` (2,000).
     pub fn choose_fraction(edges: u64, nodes: u64, dim: usize) -> f64 {
         if edges < AUTO_VALID_MIN_EDGES {
             return 0.0;
