@@ -78,7 +78,7 @@ pub enum TrainEvent {
         target: Option<u32>,
     },
     /// Before training: relation `relation`'s edge weights, which the loss
-    /// uses ([`TrainConfig::weights`]), span two or more orders of magnitude.
+    /// uses ([`crate::TrainConfig::weights`]), span two or more orders of magnitude.
     WeightSpread {
         /// Relation id.
         relation: u32,
