@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use quiver_engine::{EngineError, TrainConfig, TrainEvent, Validation};
+use quiver_engine::{AutoValid, EngineError, TrainConfig, TrainEvent, Validation};
 use quiver_storage::Database;
 
 use crate::Result;
@@ -201,6 +201,51 @@ fn run_points(
         }
     }
     Ok(trials)
+}
+
+/// What `quiver train --auto` (Python `train(auto=True)`) tries, in this
+/// order, over the run's other settings: the defaults first, then the
+/// points of the choice of the defaults that came first on some graph
+/// (`bench/defaults.py`: relation balance on Last.fm; L2, margin and d = 64
+/// on CiaoDVD and FB15k-237), then the best of the rest by the mean of
+/// validation / best.
+pub const AUTO_POINTS: [&str; 4] = [
+    "",
+    "relation_balance = 0.5",
+    "score = \"l2\"\nloss = \"margin\"\ndim = 64",
+    "dim = 64\nrelation_balance = 0.5",
+];
+
+/// [`AUTO_POINTS`] over `base`, every point holding out the same edges
+/// (`base` settled once, [`quiver_engine::settled`]), and that split; an
+/// error when the graph is too small for one or `base` has no validation.
+pub fn auto_points(db: &Database, base: &TrainConfig) -> Result<(Vec<Point>, AutoValid)> {
+    let base = quiver_engine::settled(db, base)?;
+    let Some(split) = base.validation.clone() else {
+        return Err(config_error(
+            "--auto needs validation: the graph has too few edges to hold some out".into(),
+        ));
+    };
+    let json = serde_json::to_value(&base).map_err(|e| config_error(e.to_string()))?;
+    let points = AUTO_POINTS
+        .iter()
+        .map(|text| {
+            let table: toml::Table = toml::from_str(text).map_err(|e| config_error(e.to_string()))?;
+            let mut config = json.clone();
+            for (k, v) in &table {
+                config[k] = serde_json::to_value(v).map_err(|e| config_error(e.to_string()))?;
+            }
+            let mut config: TrainConfig =
+                serde_json::from_value(config).map_err(|e| config_error(e.to_string()))?;
+            config.validation = Some(split.clone());
+            Ok(Point {
+                settings: table.clone().into_iter().collect(),
+                table,
+                config,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((points, split))
 }
 
 /// The trial with the best validation score; the earliest of equals.

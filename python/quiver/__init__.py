@@ -297,6 +297,8 @@ class Database:
         metric: Optional[str] = None,
         target: Optional[str] = None,
         overwrite: bool = False,
+        auto: bool = False,
+        budget: float = 600.0,
     ) -> Dict[str, Any]:
         """Trains TransE (or resumes a stopped run) with the GIL released.
         The model is scored on validation triples every `eval_every` epochs
@@ -310,6 +312,12 @@ class Database:
         (heads, relations, tails) tuple or a DataFrame (columns head,
         relation, tail, or its first three).
         A model of that name is an error unless `overwrite` (or `resume`).
+        With `auto`, the settings `quiver train --auto` tries (the defaults,
+        relation balance, L2 with the margin loss and d = 64, ...) are
+        trained one after another on the same held-out edges, none started
+        after `budget` seconds, and the best is kept; the result adds
+        `trials` (settings, best validation score, epoch kept, seconds) and
+        `chosen` (its index).
         Returns {model, last_epoch, history: per epoch {epoch, loss,
         mean_loss (per edge), edges, seconds}, validation: per scoring
         {epoch, mrr, hits@10}, held_out: edges held out as validation}.
@@ -329,7 +337,7 @@ class Database:
         bar = _Progress() if progress else None
         try:
             return self._db.train(model, config, device, resume, bar.update if bar else None,
-                                  valid, eval_every, patience, metric, target, overwrite)
+                                  valid, eval_every, patience, metric, target, overwrite, auto, budget)
         finally:
             if bar:
                 bar.close()

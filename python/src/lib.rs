@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use quiver::{Device, EngineError, Graph, Params, QueryError, QueryValue, StorageError, TrainConfig};
@@ -18,6 +17,7 @@ mod convert;
 mod embeddings;
 mod errors;
 mod retrieval;
+mod training;
 use convert::*;
 use errors::{guard, py_err, ConfigError, CorruptionError, Error, LockedError, QuerySyntaxError};
 
@@ -304,206 +304,6 @@ impl Database {
         )
     }
 
-    /// Trains (or resumes) a model with the GIL released; `on_event` gets a
-    /// dict per bucket and epoch. Returns {model, last_epoch, history: one
-    /// dict per epoch (loss, mean_loss per edge, edges, seconds), validation:
-    /// one dict per scoring (epoch, mrr, hits@10), held_out}. Ctrl-C stops at the next bucket boundary
-    /// (the model stays resumable) and raises KeyboardInterrupt. `valid`: a
-    /// file of validation triples, "none", or None (the default): a seeded
-    /// sample of the graph's edges held out and validated on (`target`: only
-    /// that relation's); the best epoch is kept.
-    #[pyo3(signature = (model, config=None, device="auto", resume=false, on_event=None, valid=None, eval_every=None, patience=None, metric=None, target=None, overwrite=false))]
-    #[allow(clippy::too_many_arguments)]
-    fn train<'py>(
-        &self,
-        py: Python<'py>,
-        model: &str,
-        config: Option<&Bound<'py, PyAny>>,
-        device: &str,
-        resume: bool,
-        on_event: Option<Py<PyAny>>,
-        valid: Option<&Bound<'py, PyAny>>,
-        eval_every: Option<usize>,
-        patience: Option<usize>,
-        metric: Option<&str>,
-        target: Option<&str>,
-        overwrite: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let mut cfg = train_config(config)?;
-        if !resume && !overwrite && self.with(|g| Ok(g.database().model_info(model).is_ok()))? {
-            return Err(ConfigError::new_err(format!(
-                "model `{model}` exists: train(..., overwrite=True) replaces it, resume=True continues it"
-            )));
-        }
-        let metric = match metric {
-            None => None,
-            Some("mrr") => Some(quiver::ValidMetric::Mrr),
-            Some("hits@10") => Some(quiver::ValidMetric::Hits10),
-            Some(m) => {
-                return Err(ConfigError::new_err(format!(
-                    "metric {m}: expected mrr or hits@10"
-                )))
-            }
-        };
-        if eval_every == Some(0) {
-            return Err(ConfigError::new_err(
-                "eval_every = 0: validate every 1 or more epochs",
-            ));
-        }
-        let flags = eval_every.is_some() || patience.is_some() || metric.is_some();
-        let valid = match valid {
-            Some(v) if v.extract::<String>().is_ok_and(|v| v == "none") => {
-                if flags || target.is_some() {
-                    return Err(ConfigError::new_err(
-                        "eval_every, patience, metric and target need validation (valid=\"none\" turns it off)",
-                    ));
-                }
-                cfg.validation = None;
-                None
-            }
-            Some(v) => {
-                if target.is_some() {
-                    return Err(ConfigError::new_err(
-                        "target chooses the held-out edges, which a valid file replaces",
-                    ));
-                }
-                Some(quiver::Validation {
-                    triples: triples(v)?,
-                    every: eval_every.unwrap_or(1),
-                    patience: patience.unwrap_or(0),
-                    metric: metric.unwrap_or(quiver::ValidMetric::Mrr),
-                })
-            }
-            None => {
-                match &mut cfg.validation {
-                    Some(v) => {
-                        v.every = eval_every.unwrap_or(v.every);
-                        v.patience = patience.unwrap_or(v.patience);
-                        v.metric = metric.unwrap_or(v.metric);
-                        if let Some(t) = target {
-                            v.target =
-                                Some(self.with(|g| g.database().catalog().relation(t).map_err(py_err))?);
-                        }
-                    }
-                    None if flags || target.is_some() => return Err(ConfigError::new_err(
-                        "eval_every, patience, metric and target need validation (the config turns it off)",
-                    )),
-                    None => {}
-                }
-                None
-            }
-        };
-        let dev = self::device(device)?;
-        let stop = AtomicBool::new(false);
-        let mut pending: Option<PyErr> = None;
-        let mut last = serde_json::Value::Null;
-        let (mut history, mut curve, mut held) = (Vec::new(), Vec::new(), 0u64);
-        let mut epochs = cfg.epochs;
-        let result = self.with(|g| {
-            let db = g.database();
-            let mut on = |e: &quiver::TrainEvent| {
-                let j = match *e {
-                    quiver::TrainEvent::Bucket {
-                        epoch,
-                        bucket,
-                        buckets,
-                        edges,
-                        loss,
-                    } => serde_json::json!({
-                        "event": "bucket", "epoch": epoch, "epochs": epochs, "bucket": bucket,
-                        "buckets": buckets, "edges": edges, "loss": loss}),
-                    quiver::TrainEvent::Chunks {
-                        epoch,
-                        bucket,
-                        buckets,
-                        done,
-                        chunks,
-                    } => serde_json::json!({"event": "chunks", "epoch": epoch, "epochs": epochs,
-                        "bucket": bucket, "buckets": buckets, "done": done, "chunks": chunks}),
-                    quiver::TrainEvent::Epoch(s) => {
-                        let mean = s.loss / s.edges.max(1) as f64;
-                        last = serde_json::json!({"epoch": s.epoch, "loss": s.loss, "mean_loss": mean,
-                            "edges": s.edges, "seconds": s.seconds});
-                        history.push(last.clone());
-                        serde_json::json!({"event": "epoch", "epoch": s.epoch, "epochs": epochs,
-                            "loss": s.loss, "mean_loss": mean, "edges": s.edges, "seconds": s.seconds})
-                    }
-                    quiver::TrainEvent::Validation {
-                        epoch,
-                        mrr,
-                        hits10,
-                        best_epoch,
-                        best,
-                    } => {
-                        curve.push(serde_json::json!({"epoch": epoch, "mrr": mrr, "hits@10": hits10}));
-                        serde_json::json!({"event": "validation", "epoch": epoch, "epochs": epochs,
-                            "mrr": mrr, "hits@10": hits10, "best_epoch": best_epoch, "best": best})
-                    }
-                    quiver::TrainEvent::WeightSpread { relation, min, max } => serde_json::json!({
-                        "event": "weight_spread", "relation": relation, "min": min, "max": max}),
-                    quiver::TrainEvent::Start {
-                        epochs: n,
-                        held_out,
-                        fraction,
-                        target,
-                    } => {
-                        (epochs, held) = (n, held_out);
-                        serde_json::json!({"event": "start", "epochs": n, "held_out": held_out,
-                            "fraction": fraction, "target": target})
-                    }
-                };
-                Python::attach(|py| {
-                    let r = match &on_event {
-                        Some(f) => dict(py, j).and_then(|d| f.call1(py, (d,)).map(drop)),
-                        None => Ok(()),
-                    };
-                    if let Err(err) = r.and_then(|()| py.check_signals()) {
-                        stop.store(true, Ordering::Relaxed);
-                        pending.get_or_insert(err);
-                    }
-                });
-            };
-            Ok(py.detach(|| match resume {
-                true => quiver::resume_on_until(db, model, &dev, &mut on, &stop, valid.as_ref()),
-                false => quiver::train_on_until(db, model, &cfg, &dev, &mut on, &stop, valid.as_ref()),
-            }))
-        })?;
-        match (result, pending) {
-            (Err(EngineError::Stopped(_)), Some(err)) => Err(err),
-            (Err(EngineError::Stopped(_)), None) => Err(PyKeyboardInterrupt::new_err("training stopped")),
-            (Err(e), _) => Err(py_err(e)),
-            (Ok(()), Some(err)) => Err(err),
-            (Ok(()), None) => dict(
-                py,
-                serde_json::json!({"model": model, "last_epoch": last, "history": history,
-                    "validation": curve, "held_out": held}),
-            ),
-        }
-    }
-
-    /// Filtered link prediction, as `quiver eval --json` (stored with the model).
-    #[pyo3(signature = (model, test, filter=Vec::new(), device="cpu"))]
-    fn evaluate<'py>(
-        &self,
-        py: Python<'py>,
-        model: &str,
-        test: &Bound<'py, PyAny>,
-        filter: Vec<PathBuf>,
-        device: &str,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let test = triples(test)?;
-        let mut known = Vec::new();
-        for f in &filter {
-            known.extend(quiver::read_triples(f).map_err(py_err)?);
-        }
-        let dev = self::device(device)?;
-        let obj = self.with(|g| {
-            py.detach(|| quiver::tasks::evaluate_stored(g.database(), model, &test, &known, &dev))
-                .map_err(py_err)
-        })?;
-        dict(py, obj)
-    }
-
     /// Counts per type and relation, as `quiver stats --json`.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let s = self.with(|g| g.database().stats().map_err(py_err))?;
@@ -541,75 +341,6 @@ impl Database {
 
     fn drop_model(&self, name: &str) -> PyResult<()> {
         self.with(|g| g.database().drop_model(name).map_err(py_err))
-    }
-
-    /// Recall@K of held-out edges of `relation`, as `quiver eval recall`:
-    /// with `train`, model `model` is first trained (settings from `config`)
-    /// without `holdout` of those edges (and their reverses); then each
-    /// source retrieves by translation or kNN and the held-out edges are
-    /// looked for in its top K.
-    #[pyo3(signature = (model, relation, holdout=0.1, k=vec![10, 20, 50], method="translation", config=None, seed=0, device="auto", train=true))]
-    #[allow(clippy::too_many_arguments)]
-    fn recall<'py>(
-        &self,
-        py: Python<'py>,
-        model: &str,
-        relation: &str,
-        holdout: f64,
-        k: Vec<usize>,
-        method: &str,
-        config: Option<&Bound<'py, PyAny>>,
-        seed: u64,
-        device: &str,
-        train: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let mut cfg = train_config(config)?;
-        let method = match method {
-            "translation" => quiver::recall::Method::Translation,
-            "knn" => quiver::recall::Method::Knn,
-            m => {
-                return Err(ConfigError::new_err(format!(
-                    "method {m}: expected translation or knn"
-                )))
-            }
-        };
-        let dev = self::device(device)?;
-        let report = self.with(|g| {
-            py.detach(|| {
-                let db = g.database();
-                let holdout = quiver::Holdout {
-                    relation: db.catalog().relation(relation)?,
-                    fraction: holdout,
-                    seed,
-                    pairs: true,
-                };
-                if train {
-                    cfg.holdout = Some(holdout.clone());
-                    quiver::train_on(db, model, &cfg, &dev, &mut |_| {})?;
-                }
-                let m = quiver::Model::load(db, model)?;
-                if m.config.holdout.as_ref() != Some(&holdout) {
-                    return Err(EngineError::Config(format!(
-                        "model `{model}` was trained with holdout {:?}, not {holdout:?}",
-                        m.config.holdout
-                    ))
-                    .into());
-                }
-                Ok::<_, quiver::Error>(quiver::recall::recall(
-                    &db.snapshot(),
-                    &m,
-                    &holdout,
-                    &k,
-                    method,
-                    None,
-                )?)
-            })
-            .map_err(py_err)
-        })?;
-        dict(
-            py,
-            serde_json::to_value(report).map_err(|e| Error::new_err(e.to_string()))?,
-        )
     }
 
     /// Stores an int8 copy of each node type's rows; returns bytes per type.
@@ -654,23 +385,4 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
-}
-
-/// Triples from a file path or a (heads, relations, tails) tuple of key sequences.
-fn triples(o: &Bound<'_, PyAny>) -> PyResult<Vec<quiver::Triple>> {
-    if let Ok(path) = o.extract::<PathBuf>() {
-        return quiver::read_triples(&path).map_err(py_err);
-    }
-    let (h, r, t): (Bound<PyAny>, Bound<PyAny>, Bound<PyAny>) = o.extract()?;
-    let (h, r, t) = (keys(&h, "heads")?, keys(&r, "relations")?, keys(&t, "tails")?);
-    if h.len() != r.len() || r.len() != t.len() {
-        return Err(PyTypeError::new_err(
-            "heads, relations and tails must have one length",
-        ));
-    }
-    Ok(h.into_iter()
-        .zip(r)
-        .zip(t)
-        .map(|((head, relation), tail)| quiver::Triple { head, relation, tail })
-        .collect())
 }

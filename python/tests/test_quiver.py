@@ -265,6 +265,21 @@ def test_train_returns_its_curves_and_takes_validation_as_data(tmp_path):
         db.train("t", {"dim": 8, "epochs": 1}, device="cpu", progress=False, overwrite=True)
 
 
+def test_train_auto_tries_the_search_points_and_keeps_the_best(tmp_path):
+    with social(tmp_path / "db", users=800) as db:
+        r = db.train("a", {"dim": 8, "epochs": 2, "threads": 1}, device="cpu", progress=False, auto=True,
+                     target="Follows")
+        assert len(r["trials"]) == 4 and r["trials"][0]["settings"] == "(the settings as given)"
+        best = max(t["best"] for t in r["trials"])
+        assert r["trials"][r["chosen"]]["best"] == best
+        [m] = [m for m in db.models() if m["name"] == "a"]
+        assert m["metrics"]["valid"]["best"] == pytest.approx(best)
+        r = db.train("b", {"dim": 8, "epochs": 1}, device="cpu", progress=False, auto=True, budget=0)
+        assert len(r["trials"]) == 1
+        with pytest.raises(quiver.ConfigError, match="neither resume nor valid"):
+            db.train("c", device="cpu", progress=False, auto=True, valid="none")
+
+
 def test_rows_come_out_as_numpy_arrow_and_polars(tmp_path):
     import pyarrow as pa
     import polars as pl

@@ -170,20 +170,8 @@ fn report(
     Ok((chosen, lines))
 }
 
-/// What `quiver train --auto` tries, in this order, over the run's other
-/// settings: the defaults first, then the points of the choice of the
-/// defaults that came first on some graph (`bench/defaults.py`: relation
-/// balance on Last.fm; L2, margin and d = 64 on CiaoDVD and FB15k-237),
-/// then the best of the rest by the mean of validation / best.
-pub const AUTO_POINTS: [&str; 4] = [
-    "",
-    "relation_balance = 0.5",
-    "score = \"l2\"\nloss = \"margin\"\ndim = 64",
-    "dim = 64\nrelation_balance = 0.5",
-];
-
 /// `quiver train --auto` (and `eval recall --auto`, with its `holdout`):
-/// the [`AUTO_POINTS`] over the run's settings, each judged on the same
+/// [`tune::AUTO_POINTS`] over the run's settings, each judged on the same
 /// held-out edges, until `--budget` (10 minutes) has passed; the best is
 /// kept as model `name`.
 pub fn train_auto(
@@ -199,28 +187,7 @@ pub fn train_auto(
     if args.valid.valid.is_some() {
         bail!("--auto judges on the graph's own held-out edges: it takes no --valid");
     }
-    let base = quiver::settled(db, &base)?;
-    let Some(split) = base.validation.clone() else {
-        bail!("--auto needs validation: the graph has too few edges to hold some out");
-    };
-    let json = serde_json::to_value(&base)?;
-    let points = AUTO_POINTS
-        .iter()
-        .map(|text| {
-            let table: toml::Table = toml::from_str(text)?;
-            let mut config = json.clone();
-            for (k, v) in &table {
-                config[k] = serde_json::to_value(v)?;
-            }
-            let mut config: quiver::TrainConfig = serde_json::from_value(config)?;
-            config.validation = Some(split.clone());
-            Ok(tune::Point {
-                settings: table.clone().into_iter().collect(),
-                table,
-                config,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (points, split) = tune::auto_points(db, &base)?;
     let device = quiver::Device::select(&args.device)?;
     eprintln!(
         "--auto: up to {} points on {} for {:.0} s, judged by validation MRR on the same {:.2}% of held-out edges",
