@@ -119,6 +119,10 @@ pub struct Judge<'a> {
     pub valid: Option<&'a Validation>,
     /// No point starts after this (the first always runs).
     pub deadline: Option<Instant>,
+    /// Set (by the caller's Ctrl-C) to stop: the point training stops at
+    /// its next checkpoint and is dropped, and the search ends with the
+    /// trials before it (an error when there are none).
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// Trains every point as model `{name}~trial` judged by `judge`, keeping
@@ -178,15 +182,26 @@ fn run_points(
             }
             on_event(i, e)
         };
-        crate::train_on_until(
+        let run = crate::train_on_until(
             db,
             trial_name,
             &point.config,
             device,
             &mut log,
-            &never,
+            judge.stop.unwrap_or(&never),
             judge.valid,
-        )?;
+        );
+        match run {
+            Err(EngineError::Stopped(_)) if !trials.is_empty() => {
+                for m in [quiver_engine::best_model_name(trial_name), trial_name.to_string()] {
+                    if db.catalog().models.iter().any(|x| x.name == m) {
+                        db.drop_model(&m)?;
+                    }
+                }
+                break;
+            }
+            run => run?,
+        }
         trials.push(Trial {
             point: point.clone(),
             best,
@@ -267,4 +282,79 @@ pub fn describe(settings: &[(String, toml::Value)]) -> String {
 
 fn config_error(message: String) -> crate::Error {
     EngineError::Config(message).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// 400 nodes, 3,000 seeded edges of two relations: enough for a split.
+    fn graph(dir: &std::path::Path) -> Database {
+        let db = Database::create(dir.join("db")).unwrap();
+        db.create_node_type("N").unwrap();
+        let a = db.create_relation_type("a", "N", "N").unwrap();
+        let b = db.create_relation_type("b", "N", "N").unwrap();
+        let mut batch = db.batch();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..3000u64 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let rel = if i % 3 == 0 { b } else { a };
+            batch.insert_edge(
+                rel,
+                format!("n{}", (x >> 33) % 400),
+                format!("n{}", (x >> 13) % 400),
+                None,
+            );
+        }
+        db.commit(batch).unwrap();
+        db
+    }
+
+    #[test]
+    fn a_stopped_search_keeps_the_trials_before_it_and_no_trial_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = graph(dir.path());
+        let base = TrainConfig {
+            dim: 8,
+            epochs: 2,
+            threads: 1,
+            ..TrainConfig::default()
+        };
+        let (points, split) = auto_points(&db, &base).unwrap();
+        assert_eq!(points.len(), AUTO_POINTS.len());
+        assert!(points
+            .iter()
+            .all(|p| p.config.validation.as_ref() == Some(&split)));
+        // Ctrl-C while the second point trains.
+        let stop = AtomicBool::new(false);
+        let judge = Judge {
+            valid: None,
+            deadline: None,
+            stop: Some(&stop),
+        };
+        let device = quiver_engine::Device::Cpu;
+        let trials = run(&db, "m", &points, &device, judge, &mut |i, _| {
+            if i == 1 {
+                stop.store(true, Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+        assert_eq!(trials.len(), 1);
+        let names: Vec<String> = db.catalog().models.iter().map(|m| m.name.clone()).collect();
+        assert_eq!(names, ["m"]);
+        // Stopped during the first point, the search has nothing: an error.
+        stop.store(true, Ordering::Relaxed);
+        let judge = Judge {
+            valid: None,
+            deadline: None,
+            stop: Some(&stop),
+        };
+        assert!(run(&db, "n", &points, &device, judge, &mut |_, _| {}).is_err());
+        let names: Vec<String> = db.catalog().models.iter().map(|m| m.name.clone()).collect();
+        assert_eq!(names, ["m"]);
+    }
 }

@@ -191,6 +191,7 @@ impl Database {
                     let judge = quiver::tune::Judge {
                         valid: None,
                         deadline: Some(std::time::Instant::now() + budget),
+                        stop: Some(&stop),
                     };
                     return quiver::tune::run(db, model, &points, &dev, judge, &mut |_, e| on(e)).map(Some);
                 }

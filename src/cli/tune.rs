@@ -89,6 +89,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
     let judge = tune::Judge {
         valid: Some(&valid),
         deadline: None,
+        stop: None,
     };
     let trials = tune::run(&db, &args.model, &points, &device, judge, &mut log)?;
     let (chosen, lines) = report(&args.db, &args.model, args.valid.metric(), &trials)?;
@@ -199,6 +200,7 @@ pub fn train_auto(
     let judge = tune::Judge {
         valid: None,
         deadline: Some(std::time::Instant::now() + budget),
+        stop: Some(super::interrupt::flag()),
     };
     let trials = tune::run(db, name, &points, &device, judge, &mut point_logger(&points))?;
     let metric = match split.metric {
