@@ -256,6 +256,7 @@ impl Ctx<'_> {
 
     pub(super) fn train(&self, config: Option<&Value>) -> Result<Vec<Vec<Value>>> {
         let mut name = "default".to_string();
+        let mut overwrite = false;
         let mut obj = serde_json::Map::new();
         let known = serde_json::to_value(quiver_engine::TrainConfig::default()).unwrap_or_default();
         if let Some(v) = config {
@@ -270,6 +271,13 @@ impl Ctx<'_> {
                         .to_string();
                     continue;
                 }
+                if k == "overwrite" {
+                    let Value::Bool(b) = v else {
+                        return Err(runtime("quiver.train: overwrite: expected true or false"));
+                    };
+                    overwrite = *b;
+                    continue;
+                }
                 if known.get(k).is_none() {
                     return Err(runtime(format!("quiver.train: unknown setting `{k}`")));
                 }
@@ -278,6 +286,11 @@ impl Ctx<'_> {
         }
         let cfg: quiver_engine::TrainConfig = serde_json::from_value(serde_json::Value::Object(obj))
             .map_err(|e| runtime(format!("quiver.train: {e}")))?;
+        if !overwrite && self.db.model_info(&name).is_ok() {
+            return Err(runtime(format!(
+                "quiver.train: model `{name}` exists; {{overwrite: true}} replaces it"
+            )));
+        }
         let (mut last, mut epochs, mut cut) = (None, cfg.epochs, None);
         let t = Instant::now();
         // Events come between buckets: there the statement's timeout and
