@@ -36,6 +36,13 @@ fn network(dir: &Path) -> PathBuf {
     db
 }
 
+/// `quiver train DB --model MODEL --device cpu EXTRA...`.
+fn train(db: &Path, model: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["train", p(db), "--model", model, "--device", "cpu"];
+    args.extend_from_slice(extra);
+    quiver(&args)
+}
+
 fn metrics(db: &Path, model: &str) -> serde_json::Value {
     let o = quiver(&["models", p(db)]);
     let line = text(&o)
@@ -50,18 +57,7 @@ fn metrics(db: &Path, model: &str) -> serde_json::Value {
 fn train_validates_on_its_own_held_out_edges_unless_told_not_to() {
     let dir = tempfile::tempdir().unwrap();
     let db = network(dir.path());
-    let o = quiver(&[
-        "train",
-        p(&db),
-        "--model",
-        "m",
-        "--dim",
-        "8",
-        "--epochs",
-        "4",
-        "--device",
-        "cpu",
-    ]);
+    let o = train(&db, "m", &["--dim", "8", "--epochs", "4"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("held-out edges"), "{}", text(&o));
     let v = &metrics(&db, "m")["valid"].clone();
@@ -79,54 +75,20 @@ fn train_validates_on_its_own_held_out_edges_unless_told_not_to() {
     let tsv = std::fs::read_to_string(db.join("m.valid.tsv")).unwrap();
     assert!(tsv.starts_with("epoch\tmrr\thits@10\n1\t"), "{tsv}");
 
-    let o = quiver(&[
-        "train",
-        p(&db),
-        "--model",
-        "n",
-        "--dim",
-        "8",
-        "--device",
-        "cpu",
-        "--valid",
-        "none",
-    ]);
+    let o = train(&db, "n", &["--dim", "8", "--valid", "none"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("held-out"), "{}", text(&o));
     assert_eq!(text(&o).matches("epoch ").count(), 10, "{}", text(&o));
     assert!(metrics(&db, "n").get("valid").is_none());
 
     // A model of that name is kept unless --force.
-    let o = quiver(&[
-        "train",
-        p(&db),
-        "--model",
-        "n",
-        "--dim",
-        "8",
-        "--device",
-        "cpu",
-        "--valid",
-        "none",
-    ]);
+    let o = train(&db, "n", &["--dim", "8", "--valid", "none"]);
     assert!(
         !o.status.success() && text(&o).contains("model `n` exists: --force replaces it"),
         "{}",
         text(&o)
     );
-    let o = quiver(&[
-        "train",
-        p(&db),
-        "--model",
-        "n",
-        "--dim",
-        "8",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-        "--force",
-    ]);
+    let o = train(&db, "n", &["--dim", "8", "--epochs", "1", "--force"]);
     assert!(o.status.success(), "{}", text(&o));
 
     // A graph too small to spare edges trains 10 epochs on all of them.
@@ -209,17 +171,7 @@ fn mixtures_choose_their_modes_on_validation_and_step_aside() {
 fn train_auto_tries_its_points_on_one_split_and_keeps_the_best() {
     let dir = tempfile::tempdir().unwrap();
     let db = network(dir.path());
-    let o = quiver(&[
-        "train",
-        p(&db),
-        "--model",
-        "a",
-        "--auto",
-        "--epochs",
-        "2",
-        "--device",
-        "cpu",
-    ]);
+    let o = train(&db, "a", &["--auto", "--epochs", "2"]);
     assert!(o.status.success(), "{}", text(&o));
     let said = text(&o);
     // Every point judged on the same held-out edges, the best marked and kept.
@@ -244,19 +196,7 @@ fn train_auto_tries_its_points_on_one_split_and_keeps_the_best() {
     assert!((v["best"].as_f64().unwrap() - kept).abs() < 1e-4, "{v}");
     assert!(!text(&quiver(&["models", p(&db)])).contains('~'));
     // A zero budget still trains the first point, and only it.
-    let o = quiver(&[
-        "train",
-        p(&db),
-        "--model",
-        "b",
-        "--auto",
-        "--budget",
-        "0s",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-    ]);
+    let o = train(&db, "b", &["--auto", "--budget", "0s", "--epochs", "1"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
         text(&o).lines().filter(|l| l.contains("\t")).count(),
@@ -272,12 +212,10 @@ fn train_auto_tries_its_points_on_one_split_and_keeps_the_best() {
         ),
         (vec!["--budget", "1m"], "--auto"),
     ] {
-        let mut all = vec!["train", p(&db), "--model", "c", "--device", "cpu"];
-        all.extend(args);
-        let o = quiver(&all);
+        let o = train(&db, "c", &args);
         assert!(
             !o.status.success() && text(&o).contains(says),
-            "{all:?}: {}",
+            "{args:?}: {}",
             text(&o)
         );
     }
