@@ -85,8 +85,12 @@ impl Buckets {
 
     /// Edges of bucket (i, j), in source order: (source type, source, relation, destination).
     pub fn bucket(&self, i: u32, j: u32) -> &[BucketEdge] {
-        let all: &[BucketEdge] = bytemuck::try_cast_slice(self.segment.bytes(2)).unwrap_or(&[]);
-        &all[self.range(i, j)]
+        &self.edges()[self.range(i, j)]
+    }
+
+    /// Every bucket's edges, bucket (0, 0), (0, 1), ... after another.
+    pub fn edges(&self) -> &[BucketEdge] {
+        bytemuck::try_cast_slice(self.segment.bytes(2)).unwrap_or(&[])
     }
 
     /// Weights of bucket (i, j)'s edges, or an empty slice when all are 1.

@@ -193,11 +193,8 @@ pub(super) fn relation_rates(cfg: &TrainConfig, buckets: &Buckets, relations: us
         return Vec::new();
     }
     let mut n = vec![0u64; relations];
-    let p = buckets.partitions();
-    for (i, j) in (0..p).flat_map(|i| (0..p).map(move |j| (i, j))) {
-        for e in buckets.bucket(i, j).iter().filter(|e| trains(cfg, e)) {
-            n[e.rel as usize] += 1;
-        }
+    for e in buckets.edges().iter().filter(|e| trains(cfg, e)) {
+        n[e.rel as usize] += 1;
     }
     let a = cfg.relation_balance as f64;
     let total: u64 = n.iter().sum();

@@ -144,13 +144,9 @@ pub(super) fn settle_validation(
         }
         let fraction = match v.fraction {
             0.0 => {
-                let mut edges = 0u64;
-                let p = buckets.partitions();
-                for (i, j) in (0..p).flat_map(|i| (0..p).map(move |j| (i, j))) {
-                    edges += (buckets.bucket(i, j).iter())
-                        .filter(|e| in_scope(cfg, e) && v.target.is_none_or(|t| t == e.rel))
-                        .count() as u64;
-                }
+                let edges = (buckets.edges().iter())
+                    .filter(|e| in_scope(cfg, e) && v.target.is_none_or(|t| t == e.rel))
+                    .count() as u64;
                 let nodes = buckets.node_counts().iter().map(|&n| n as u64).sum();
                 AutoValid::choose_fraction(edges, nodes, cfg.dim)
             }
@@ -184,17 +180,14 @@ pub(super) fn held_out(db: &Database, buckets: &Buckets, cfg: &TrainConfig) -> R
             .ok_or_else(|| EngineError::Internal(format!("node {id} of type {ty} has no key")))
     };
     let mut triples = Vec::new();
-    let p = buckets.partitions();
-    for (i, j) in (0..p).flat_map(|i| (0..p).map(move |j| (i, j))) {
-        for e in buckets.bucket(i, j) {
-            if in_scope(cfg, e) && v.holds(e.rel, e.src, e.dst) {
-                let r = &c.relations[e.rel as usize];
-                triples.push(crate::Triple {
-                    head: key(r.src, e.src)?,
-                    relation: r.name.clone(),
-                    tail: key(r.dst, e.dst)?,
-                });
-            }
+    for e in buckets.edges() {
+        if in_scope(cfg, e) && v.holds(e.rel, e.src, e.dst) {
+            let r = &c.relations[e.rel as usize];
+            triples.push(crate::Triple {
+                head: key(r.src, e.src)?,
+                relation: r.name.clone(),
+                tail: key(r.dst, e.dst)?,
+            });
         }
     }
     Ok(Some(Validation {
