@@ -16,6 +16,7 @@ pub mod model;
 pub mod shell;
 pub mod store;
 pub mod tune;
+pub mod valid;
 
 /// Opens an existing database, naming it in the error.
 pub fn open(db: &Path) -> anyhow::Result<Database> {

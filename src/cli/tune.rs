@@ -6,8 +6,8 @@ use anyhow::{bail, Context};
 use quiver::tune::{self, Axis};
 
 use super::exchange::file_stem;
-use super::model::ValidArgs;
 use super::open;
+use super::valid::ValidArgs;
 
 /// `quiver tune DB --config BASE.toml --valid valid.txt --set lr=0.02,0.05 --set margin=5,7`.
 #[derive(clap::Args)]
