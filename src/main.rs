@@ -30,12 +30,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Import edge lists (TSV/CSV, optionally gzip) into DB, creating it if needed.
+    /// Import edge lists (TSV/CSV, optionally gzip, or Parquet) into DB, creating it if needed.
     Import {
         /// Database directory.
         db: PathBuf,
         /// Input files: `head<TAB>relation<TAB>tail`, or
-        /// `src_type<TAB>src_key<TAB>relation<TAB>dst_type<TAB>dst_key[<TAB>weight]`.
+        /// `src_type<TAB>src_key<TAB>relation<TAB>dst_type<TAB>dst_key[<TAB>weight]`;
+        /// Parquet files with columns of those names.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Node type for plain triples.

@@ -270,3 +270,95 @@ fn spilled_import_equals_in_memory_import() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// A Parquet file with `head`, `relation`, `tail` (nullable) and a column
+/// the import ignores, in row groups of two rows.
+fn parquet_triples(path: &Path, rows: &[(&str, &str, Option<&str>)]) {
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    let schema = parquet::schema::parser::parse_message_type(
+        "message m { required binary extra (UTF8); required binary head (UTF8);
+                     required binary relation (UTF8); optional binary tail (UTF8); }",
+    )
+    .unwrap();
+    let props = std::sync::Arc::new(WriterProperties::builder().build());
+    let mut w =
+        SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema.into(), props).unwrap();
+    for group in rows.chunks(2) {
+        let mut g = w.next_row_group().unwrap();
+        for c in 0..4 {
+            let mut col = g.next_column().unwrap().unwrap();
+            let (values, defs): (Vec<ByteArray>, Vec<i16>) = match c {
+                0 => (group.iter().map(|_| "x".into()).collect(), vec![]),
+                1 => (group.iter().map(|r| r.0.into()).collect(), vec![]),
+                2 => (group.iter().map(|r| r.1.into()).collect(), vec![]),
+                _ => (
+                    group.iter().filter_map(|r| r.2.map(ByteArray::from)).collect(),
+                    group.iter().map(|r| r.2.is_some() as i16).collect(),
+                ),
+            };
+            let defs = (c == 3).then_some(&defs[..]);
+            col.typed::<ByteArrayType>()
+                .write_batch(&values, defs, None)
+                .unwrap();
+            col.close().unwrap();
+        }
+        g.close().unwrap();
+    }
+    w.close().unwrap();
+}
+
+#[test]
+fn parquet_files_import_as_triples_and_damaged_ones_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path().join("db")).unwrap();
+    let good = dir.path().join("t.parquet");
+    parquet_triples(
+        &good,
+        &[
+            ("a", "r", Some("b")),
+            ("b", "r", Some("c")),
+            ("c", "s", Some("a")),
+        ],
+    );
+    let r = import(&db, std::slice::from_ref(&good), &ImportOptions::default()).unwrap();
+    assert_eq!((r.edges_read, r.nodes_added, r.lines), (3, 3, 3));
+    assert!(named_edges(&db).contains(&("s".into(), "c".into(), "a".into(), 1f32.to_bits())));
+
+    // A null is an error at its row and column; nothing is stored.
+    let nulls = dir.path().join("n.parquet");
+    parquet_triples(
+        &nulls,
+        &[("d", "r", Some("e")), ("e", "r", Some("f")), ("f", "r", None)],
+    );
+    let Err(StorageError::ImportRejected(e)) = import(&db, &[nulls], &ImportOptions::default()) else {
+        panic!("a null key was accepted")
+    };
+    assert_eq!((e.first[0].line, e.first[0].column), (3, 4));
+    assert_eq!(e.first[0].message, "`tail` is null");
+    assert_eq!(db.snapshot().edge_count(), 3);
+
+    // Damaged copies (bytes changed, the file cut short): an error or a
+    // clean import, never a panic, and the database as it was on error.
+    let bytes = std::fs::read(&good).unwrap();
+    let mut rng = quiver_tests::rng(11);
+    let bad = dir.path().join("bad.parquet");
+    for _ in 0..400 {
+        let mut b = bytes.clone();
+        for _ in 0..1 + rng.next_u32() % 6 {
+            let i = rng.next_u32() as usize % b.len();
+            b[i] = rng.next_u32() as u8;
+        }
+        if rng.next_u32().is_multiple_of(3) {
+            let cut = rng.next_u32() as usize % b.len();
+            b.drain(cut..b.len() - 8);
+        }
+        std::fs::write(&bad, &b).unwrap();
+        let before = db.snapshot().edge_count();
+        if import(&db, std::slice::from_ref(&bad), &ImportOptions::default()).is_err() {
+            assert_eq!(db.snapshot().edge_count(), before);
+        }
+    }
+    db.check().unwrap();
+}

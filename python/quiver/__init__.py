@@ -200,8 +200,11 @@ class Database:
         create_types: bool = False,
         node_type: Optional[str] = None,
     ) -> Dict[str, Any]:
-        """Imports edge lists as `quiver import` does; a bad line raises
-        StorageError with file:line:column and nothing is stored.
+        """Imports edge lists as `quiver import` does (TSV, CSV, gzip, or
+        Parquet with columns head, relation, tail or src_type, src_key,
+        relation, dst_type, dst_key[, weight]); a bad line raises
+        StorageError with file:line:column (Parquet: file:row:column) and
+        nothing is stored.
         `create_types` creates the node and relation types typed lines name;
         `node_type` is the type of plain triples' nodes (default Entity)."""
         return self._db.import_files([os.fspath(p) for p in paths], skip_bad, create_types, node_type)
@@ -233,7 +236,6 @@ class Database:
         import tempfile
 
         import pyarrow as pa
-        import pyarrow.csv as pacsv
 
         if hasattr(data, "to_arrow"):  # polars
             table = data.to_arrow()
@@ -264,22 +266,16 @@ class Database:
             if weight is not None:
                 raise TypeError("load: weights need typed edges (src_type and dst_type)")
             cols = {"head": column(head), "relation": column(relation), "tail": column(tail)}
-        import pyarrow.compute as pc
-
-        out = pa.table(cols)
-        # Tab-separated (the import's fast path) unless a value holds a tab, a
-        # line break or a quote; then comma-separated with RFC 4180 quoting.
-        plain = not any(pc.any(pc.match_substring_regex(out.column(c), '[\t\r\n"]')).as_py()
-                        for c in out.column_names if c != "weight")
         with tempfile.TemporaryDirectory(prefix="quiver-load-") as tmp:
-            path = os.path.join(tmp, "edges.tsv" if plain else "edges.csv")
-            options = pacsv.WriteOptions(include_header=False, delimiter="\t" if plain else ",",
-                                         quoting_style="none" if plain else "needed")
-            pacsv.write_csv(out, path, write_options=options)
+            path = os.path.join(tmp, "edges.parquet")
+            import pyarrow.parquet as pq
+
+            # Uncompressed: the file lives for one import.
+            pq.write_table(pa.table(cols), path, compression="none")
             try:
                 return self.import_files([path], create_types=create_types, node_type=node_type)
             except StorageError as e:
-                # The file is ours; its line numbers are the data's rows.
+                # The file is ours; its rows are the data's.
                 raise StorageError(str(e).replace(f"{path}:", "row ")) from None
 
     # Training and evaluation

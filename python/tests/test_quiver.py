@@ -336,6 +336,47 @@ def test_load_takes_dataframes_and_arrow_through_the_bulk_import(tmp_path):
         assert f.query(q).rows == d.query(q).rows
 
 
+def test_import_files_reads_parquet_as_the_tsv_import(tmp_path):
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    typed = pa.table({"src_type": ["User", "User", "User"], "src_key": [1, 2, 1], "relation": ["Likes", "Likes", "Follows"],
+                      "dst_type": ["Item", "Item", "User"], "dst_key": ["i1", "i1", "2"], "weight": [2.0, 0.5, 1.0],
+                      "ts": [10, 11, 12]})
+    pq.write_table(typed, tmp_path / "typed.parquet", row_group_size=2)
+    pl.from_arrow(typed).write_parquet(tmp_path / "typed-zstd.pq")  # found by its magic bytes, not its name
+    (tmp_path / "typed.tsv").write_text("".join(
+        f"{a}\t{b}\t{c}\t{d}\t{e}\t{w}\n" for a, b, c, d, e, w, _ in zip(*typed.to_pydict().values())))
+    q = "MATCH (a)-[r]->(b) RETURN a.key, type(r), b.key, r.weight ORDER BY a.key, type(r)"
+    with quiver.open(tmp_path / "tsv") as t:
+        t.import_files([tmp_path / "typed.tsv"], create_types=True)
+        want = t.query(q).rows
+    for name in ("typed.parquet", "typed-zstd.pq"):
+        with quiver.open(tmp_path / name.replace(".", "-")) as db:
+            r = db.import_files([tmp_path / name], create_types=True)
+            assert r["edges_added"] == 3 and db.query(q).rows == want
+    with quiver.open(tmp_path / "kg") as db:
+        pq.write_table(pa.table({"tail": ["c", "d"], "relation": ["r", "s"], "head": ["a", "b"]}), tmp_path / "kg.parquet")
+        db.import_files([tmp_path / "kg.parquet"])
+        assert db.query("MATCH (a)-[r]->(b) RETURN a.key, type(r), b.key ORDER BY a.key").rows == [
+            ("a", "r", "c"), ("b", "s", "d")]
+        # A null key names its row and column; nothing is stored.
+        pq.write_table(pa.table({"head": ["x", None], "relation": ["r", "r"], "tail": ["y", "z"]}), tmp_path / "null.parquet")
+        with pytest.raises(quiver.StorageError, match=r"null.parquet:2:1: `head` is null"):
+            db.import_files([tmp_path / "null.parquet"])
+        assert db.query("MATCH (n {key: 'x'}) RETURN count(*)").rows == [(0,)]
+        pq.write_table(pa.table({"from": ["a"], "to": ["b"]}), tmp_path / "cols.parquet")
+        with pytest.raises(quiver.StorageError, match="needs the columns head, relation, tail .* this file has from, to"):
+            db.import_files([tmp_path / "cols.parquet"])
+        pq.write_table(pa.table({"head": [["a"]], "relation": ["r"], "tail": ["b"]}), tmp_path / "nested.parquet")
+        with pytest.raises(quiver.StorageError, match="column `head` is nested"):
+            db.import_files([tmp_path / "nested.parquet"])
+        (tmp_path / "torn.parquet").write_bytes((tmp_path / "kg.parquet").read_bytes()[:40])
+        with pytest.raises(quiver.StorageError, match="torn.parquet"):
+            db.import_files([tmp_path / "torn.parquet"])
+
+
 def test_cold_start_node_gets_an_inferred_embedding(tmp_path):
     with social(tmp_path / "db") as db:
         db.train("m", {"dim": 8, "epochs": 2, "threads": 1}, device="cpu", progress=False)

@@ -216,3 +216,27 @@ impl<T> IoContext<T> for std::io::Result<T> {
         })
     }
 }
+
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, a third-party reader that panics on some damaged files, and
+/// gives `None` if it panicked: the caller turns that into an error about the
+/// file. The panic message is not printed (the process's own hook still runs
+/// for every other panic, on this thread and the others).
+pub(crate) fn caught<R>(f: impl FnOnce() -> R) -> Option<R> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info)
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    r.ok()
+}

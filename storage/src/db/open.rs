@@ -132,8 +132,8 @@ pub(super) fn open_sled(dir: &Path) -> Result<sled::Db> {
     let opened = loop {
         // sled holds only the catalog and the delta: a small cache bounds its memory (default 1 GiB).
         let cfg = sled::Config::new().path(&path).cache_capacity(64 << 20);
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || cfg.open())) {
-            Ok(Err(sled::Error::Io(e)))
+        match crate::error::caught(move || cfg.open()) {
+            Some(Err(sled::Error::Io(e)))
                 if e.to_string().starts_with("could not acquire lock") && Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(5));
@@ -142,13 +142,13 @@ pub(super) fn open_sled(dir: &Path) -> Result<sled::Db> {
         }
     };
     match opened {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(sled::Error::Corruption { .. })) => {
+        Some(Ok(db)) => Ok(db),
+        Some(Err(sled::Error::Corruption { .. })) => {
             Err(CorruptionError::new(&path, "sled reports a damaged log").into())
         }
-        Ok(Err(sled::Error::Io(e))) => Err(StorageError::Io { path, error: e }),
-        Ok(Err(e)) => Err(CorruptionError::new(&path, e.to_string()).into()),
-        Err(_) => Err(CorruptionError::new(&path, "sled failed while reading its files").into()),
+        Some(Err(sled::Error::Io(e))) => Err(StorageError::Io { path, error: e }),
+        Some(Err(e)) => Err(CorruptionError::new(&path, e.to_string()).into()),
+        None => Err(CorruptionError::new(&path, "sled failed while reading its files").into()),
     }
 }
 
