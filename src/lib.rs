@@ -65,6 +65,54 @@ pub fn read_bytes(path: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> 
     Ok(bytes)
 }
 
+/// Writes file `path` whole or not at all: `body` writes into a temporary
+/// file beside it, which is synced and then renamed into place (over an
+/// existing file only when `force`). An error names the file and leaves no
+/// temporary behind (as on a full disk).
+pub fn write_file(
+    path: &std::path::Path,
+    force: bool,
+    body: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<()> {
+    use std::io::Write as _;
+    let io = |error: std::io::Error| StorageError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let name = path.file_name().ok_or_else(|| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no file name",
+        ))
+    })?;
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // The mode of a file created as usual (0666 less the umask), not 0600.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let tmp = builder.tempfile_in(dir_of(path)).map_err(io)?;
+    let mut w = std::io::BufWriter::new(tmp.as_file());
+    body(&mut w)
+        .and_then(|()| w.flush())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io)?;
+    drop(w);
+    let placed = match force {
+        true => tmp.persist(path),
+        false => tmp.persist_noclobber(path),
+    };
+    placed.map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// The directory a file path names its file in (`.` for a bare name).
+pub fn dir_of(path: &std::path::Path) -> &std::path::Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+}
+
 /// Any error quiver returns.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -749,7 +749,7 @@ fn export_keeps_to_its_directory_and_round_trips_keys() {
         // Not over existing files without --force.
         let o = quiver(&["export", p(&db), "--format", format, "--out", p(&out)]);
         assert!(
-            !o.status.success() && text(&o).contains("exists (--force overwrites it)"),
+            !o.status.success() && text(&o).contains("exists (--force"),
             "{}",
             text(&o)
         );

@@ -182,10 +182,7 @@ fn an_export_onto_a_full_disk_names_the_file_and_leaves_nothing_half_written() {
         } else {
             "Entity.tsv"
         };
-        assert!(
-            said.contains(&format!("writing {}", out.join(name).display())),
-            "{said}"
-        );
+        assert!(said.contains(&out.join(name).display().to_string()), "{said}");
         assert!(said.contains("No space left"), "{said}");
         // No truncated file, no temporary.
         let left: Vec<_> = std::fs::read_dir(&out)

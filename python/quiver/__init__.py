@@ -15,8 +15,12 @@ and a progress bar while training.
 from __future__ import annotations
 
 import os
-import sys
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+
+if TYPE_CHECKING:  # names in annotations only; each is imported where it is used
+    import numpy as np
+    import networkx
+    import numpy.typing as npt
 
 # Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set"
 # when the GPU is probed without one (device="auto" on a CPU-only machine):
@@ -29,7 +33,7 @@ if not os.environ.get("XDG_RUNTIME_DIR") and hasattr(os, "getuid"):
     except OSError:
         pass
 
-from . import _native
+from . import _graph, _native
 from ._native import (
     ConfigError,
     CorruptionError,
@@ -57,63 +61,10 @@ __all__ = [
     "ConfigError",
 ]
 
+from ._progress import _Progress
+from ._rows import Rows
+
 Prepared = _native.Prepared
-
-
-class Rows:
-    """A query's result: iterates one dict per row; `.columns`, `.rows`
-    (tuples), `len()`, indexing, and `.to_pandas()` when pandas is installed."""
-
-    __slots__ = ("columns", "rows")
-
-    def __init__(self, columns: List[str], rows: List[tuple]):
-        self.columns = columns
-        self.rows = rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __iter__(self) -> Iterator[Dict[str, Any]]:
-        cols = self.columns
-        return (dict(zip(cols, r)) for r in self.rows)
-
-    def __getitem__(self, i: int) -> Dict[str, Any]:
-        return dict(zip(self.columns, self.rows[i]))
-
-    def __repr__(self) -> str:
-        return f"Rows(columns={self.columns!r}, {len(self.rows)} rows)"
-
-    def to_pandas(self) -> "pandas.DataFrame":
-        """The rows as a pandas DataFrame, one column per result column
-        (nodes and edges as dicts). Needs pandas."""
-        import pandas as pd
-
-        return pd.DataFrame.from_records(self.rows, columns=self.columns)
-
-    def _columns(self) -> Dict[str, List[Any]]:
-        return {c: [r[i] for r in self.rows] for i, c in enumerate(self.columns)}
-
-    def to_arrow(self) -> "pyarrow.Table":
-        """The rows as a pyarrow Table (nodes and edges as structs, types
-        inferred per column). Needs pyarrow."""
-        import pyarrow as pa
-
-        return pa.table(self._columns())
-
-    def to_polars(self) -> "polars.DataFrame":
-        """The rows as a polars DataFrame (nodes and edges as structs).
-        Needs polars."""
-        import polars as pl
-
-        return pl.DataFrame(self._columns(), strict=False)
-
-    def to_numpy(self) -> "np.ndarray":
-        """The rows as a 2-D numpy array (rows × columns): float64 or int64
-        when every value is a number, else objects."""
-        import numpy as np
-
-        numbers = all(type(v) in (int, float) for r in self.rows for v in r)
-        return np.array(self.rows, dtype=None if numbers else object).reshape(len(self.rows), len(self.columns))
 
 
 def open(path: Union[str, "os.PathLike[str]", None] = None) -> "Database":
@@ -143,7 +94,7 @@ class Database:
     def __enter__(self) -> "Database":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -172,13 +123,16 @@ class Database:
         """Parses a statement once, for `execute` with different parameters."""
         return self._db.prepare(text)
 
-    def execute(self, prepared: Prepared, params: Optional[Dict[str, Any]] = None) -> Rows:
+    def execute(self, prepared: Union[Prepared, str], params: Optional[Dict[str, Any]] = None) -> Rows:
         """Runs a statement from `prepare` with `params` ($name values);
-        raises QueryError as `query` does.
+        raises QueryError as `query` does. A string is run as `query` runs
+        it (LadybugDB's and Kùzu's `conn.execute(text)`).
 
             p = db.prepare("MATCH (u:User {key: $k})-->(v) RETURN v.key")
             db.execute(p, {"k": "alice"}).rows
         """
+        if isinstance(prepared, str):
+            return self.query(prepared, params)
         return Rows(*self._db.execute(prepared, params))
 
     def execute_many(self, text: str, rows: Sequence[Dict[str, Any]]) -> Rows:
@@ -188,7 +142,8 @@ class Database:
 
     # Bulk loading
 
-    def add_edges(self, src_type: str, src_keys, relation: str, dst_type: str, dst_keys, weights=None) -> Dict[str, int]:
+    def add_edges(self, src_type: str, src_keys: Any, relation: str, dst_type: str, dst_keys: Any,
+                  weights: Any = None) -> Dict[str, int]:
         """Inserts edges src_keys[i] -relation-> dst_keys[i] in one atomic
         batch (lists, numpy arrays or pandas columns; nodes created as needed)."""
         return self._db.add_edges(src_type, src_keys, relation, dst_type, dst_keys, weights)
@@ -257,7 +212,7 @@ class Database:
 
         if (src_type is None) != (dst_type is None):
             raise TypeError("load: give both src_type and dst_type, or neither")
-        if src_type is not None:
+        if src_type is not None and dst_type is not None:
             cols = {"src_type": of_type(src_type), "src_key": column(head), "relation": column(relation),
                     "dst_type": of_type(dst_type), "dst_key": column(tail)}
             if weight is not None:
@@ -354,19 +309,19 @@ class Database:
 
     # Embeddings
 
-    def embeddings(self, model: str, node_type: str):
+    def embeddings(self, model: str, node_type: str) -> Tuple[List[str], "npt.NDArray[np.float32]"]:
         """(keys, matrix): the node type's keys in row order and a float32
         numpy array [n, d] that owns the rows loaded from the model (no
         further copy)."""
         return self._db.embeddings(model, node_type)
 
-    def relation_vectors(self, model: str):
+    def relation_vectors(self, model: str) -> Tuple[List[str], "npt.NDArray[np.float32]"]:
         """(row names, float32 array [rows, d]): a row per relation, then, for
         a model with reciprocal relations (the default), a row `NAME (head)`
         per relation for predicting heads (t + r′ ≈ h)."""
         return self._db.relation_vectors(model)
 
-    def embedding(self, model: str, node_type: str, key: str):
+    def embedding(self, model: str, node_type: str, key: str) -> "npt.NDArray[np.float32]":
         """One node's row; inferred from its neighbours for nodes created after training."""
         return self._db.embedding(model, node_type, key)
 
@@ -374,7 +329,7 @@ class Database:
         self,
         model: str,
         node_type: str,
-        nodes,
+        nodes: Sequence[str],
         k: int = 10,
         metric: str = "model",
         relation: Optional[str] = None,
@@ -383,7 +338,7 @@ class Database:
         device: str = "cpu",
         exact: bool = False,
         ef: Optional[int] = None,
-    ):
+    ) -> Tuple["npt.NDArray[Any]", "npt.NDArray[np.float32]"]:
         """Top-k for a batch of nodes: (keys, scores), numpy arrays [len(nodes), k]
         (keys of dtype object; None / nan pad rows with fewer than k). The
         model's index of the target type is searched when it has a current one
@@ -396,7 +351,8 @@ class Database:
         # k past the target type's rows is cut to them (as the CLI does).
         return np.array(keys, dtype=object).reshape(scores.shape), scores
 
-    def search(self, model: str, node_type: str, queries, k: int = 10, exact: bool = False, ef: Optional[int] = None):
+    def search(self, model: str, node_type: str, queries: Any, k: int = 10, exact: bool = False,
+               ef: Optional[int] = None) -> Tuple["npt.NDArray[Any]", "npt.NDArray[np.float32]"]:
         """The k best nodes of ``node_type`` for arbitrary query vectors
         (float32 [n, d], or one vector [d]): (keys, scores), numpy arrays
         [n, k], scores being the model's own. Uses the model's index of the
@@ -412,7 +368,8 @@ class Database:
         keys, scores = self._db.search(model, node_type, q, k, exact, ef)
         return np.array(keys, dtype=object).reshape(scores.shape), scores
 
-    def import_embeddings(self, model: str, node_type: str, keys, array, score: str = "dot", create_nodes: bool = False) -> int:
+    def import_embeddings(self, model: str, node_type: str, keys: Any, array: Any, score: str = "dot",
+                          create_nodes: bool = False) -> int:
         """Stores vectors from anywhere (a text encoder, another trainer) as
         ``node_type``'s rows of ``model``: ``array`` float32 [len(keys), d],
         row i for node ``keys[i]``. The model is created when missing (other
@@ -428,6 +385,116 @@ class Database:
         if a.ndim != 2:
             raise ValueError(f"array must be [n, d], not {a.ndim}-dimensional")
         return self._db.import_embeddings(model, node_type, keys, a, score, create_nodes)
+
+    def export(self, model: str, path: Union[str, "os.PathLike[str]"], format: str = "npy",
+               force: bool = False) -> Union[int, str]:
+        """Writes the model's rows to ``path``.
+
+        ``npy`` and ``tsv`` are the layouts ``quiver export`` writes into the
+        directory ``path`` (``TYPE.npy`` float32 with ``TYPE.keys.tsv``, or
+        ``TYPE.tsv``, per node type and ``_relations``); returns the file count.
+        ``parquet`` writes one file ``path`` with columns ``type``, ``key`` and
+        ``embedding`` (fixed-size lists of float32) for every node type, as
+        ``pl.read_parquet`` and ``pd.read_parquet`` read it (needs pyarrow);
+        returns the path. Existing files are refused unless ``force``, and no
+        file goes inside a database. ``pbg-checkpoint`` needs the CLI (``quiver
+        export --format pbg-checkpoint``; the wheel is built without HDF5).
+
+            db.export("m", "out/", format="npy")
+            db.export("m", "m.parquet", format="parquet")
+        """
+        if format == "parquet":
+            import numpy as np
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            path = os.fspath(path)
+            if os.path.exists(path) and not force:
+                raise StorageError(f"{path} exists (force=True overwrites it)")
+            parts = []
+            for t in self.stats()["node_types"]:
+                keys, rows = self.embeddings(model, t["name"])
+                flat = pa.array(np.ascontiguousarray(rows, dtype=np.float32).reshape(-1))
+                parts.append(pa.table({"type": pa.array([t["name"]] * len(keys), pa.string()),
+                                       "key": pa.array(keys, pa.string()),
+                                       "embedding": pa.FixedSizeListArray.from_arrays(flat, rows.shape[1])}))
+            tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp")
+            pq.write_table(pa.concat_tables(parts), tmp)
+            os.replace(tmp, path)
+            return path
+        if format == "pbg-checkpoint":
+            raise Error("export: pbg-checkpoint is written by the CLI (quiver export --format pbg-checkpoint, "
+                        "after db.close()); the wheel is built without HDF5")
+        return self._db.export_model(model, os.fspath(path), format, force)
+
+    def import_model(self, model: str, path: Union[str, "os.PathLike[str]"], format: str = "npy",
+                     score: str = "dot", create_nodes: bool = False) -> Dict[str, int]:
+        """Stores vectors written by ``export`` (or by any tool in that
+        layout) as ``model``: ``npy`` reads the directory ``path`` as ``quiver
+        import-model --format npy`` does; ``parquet`` reads a file with
+        columns ``type``, ``key`` and ``embedding``. ``score`` is how searches
+        compare the rows (dot, l2 or cosine); keys not in the database are an
+        error naming the first, unless ``create_nodes``. Returns the rows
+        stored per node type.
+
+            db.import_model("text", "vectors.parquet", format="parquet", score="cosine")
+        """
+        if format == "parquet":
+            import numpy as np
+            import pyarrow.compute as pc
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(os.fspath(path), columns=["type", "key", "embedding"])
+            out = {}
+            for name in pc.unique(table.column("type")).to_pylist():
+                part = table.filter(pc.equal(table.column("type"), name))
+                vectors = part.column("embedding").combine_chunks()
+                rows = np.asarray(vectors.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+                rows = rows.reshape(len(part), -1) if len(part) else rows.reshape(0, 0)
+                self.import_embeddings(model, name, part.column("key").to_pylist(), rows, score, create_nodes)
+                out[name] = len(part)
+            return out
+        if format != "npy":
+            raise ValueError(f"import_model: format {format!r}: expected npy or parquet")
+        return {t: n for t, n, _ in self._db.import_npy(model, os.fspath(path), score, create_nodes)}
+
+    def node_keys(self, node_type: str) -> List[Optional[str]]:
+        """The node type's keys in id order (None where a node was deleted):
+        the row order of ``embeddings`` and the indices of ``edge_index``."""
+        return self._db.node_keys(node_type)
+
+    def edge_index(self, relation: str) -> Tuple["npt.NDArray[np.int64]", "npt.NDArray[np.int64]", "npt.NDArray[np.float32]"]:
+        """A relation's edges as numpy arrays (source ids, destination ids,
+        weights), ids being positions in ``node_keys`` of the relation's types.
+
+            src, dst, w = db.edge_index("Follows")
+        """
+        return self._db.edge_index(relation)
+
+    def to_networkx(self, query: Optional[str] = None, params: Optional[Dict[str, Any]] = None,
+                    model: Optional[str] = None) -> "networkx.MultiDiGraph":
+        """The graph, or the nodes and edges a query returns, as a networkx
+        MultiDiGraph: nodes are ``(type, key)`` with attributes ``type``,
+        ``key`` and, with ``model``, ``embedding`` (the model's row); edges
+        are keyed by relation, with ``relation`` and (whole graph) ``weight``.
+        Needs networkx.
+
+            g = db.to_networkx("MATCH (a:User {key: $k})-[f:Follows]->(b) RETURN a, f, b", {"k": "u1"})
+        """
+        return _graph.to_networkx(self, query, params, model)
+
+    def to_pyg(self, query: Optional[str] = None, params: Optional[Dict[str, Any]] = None,
+               model: Optional[str] = None) -> Any:
+        """The graph, or the nodes and edges a query returns, as a PyTorch
+        Geometric ``HeteroData``: per node type ``num_nodes``, ``node_keys`` (row
+        i's key) and, with ``model``, ``x`` (the model's rows); per
+        (source type, relation, destination type) ``edge_index`` [2, E] and
+        (whole graph) ``edge_weight``. Needs torch and torch_geometric.
+
+            data = db.to_pyg(model="m")
+            data["User", "Follows", "User"].edge_index
+        """
+        return _graph.to_pyg(self, query, params, model)
 
     def create_index(
         self,
@@ -488,59 +555,3 @@ class Database:
     def quantize(self, model: str) -> Dict[str, int]:
         """Stores an int8 copy per node type (for `neighbors(quantized=True)`)."""
         return self._db.quantize(model)
-
-
-class _Progress:
-    """tqdm's bar when tqdm is installed (tqdm.auto: notebooks too), else a
-    line on stderr when it is a terminal."""
-
-    def __init__(self):
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            tqdm = None
-        self._tqdm = tqdm
-        self._bar = None
-        self._tty = sys.stderr.isatty()
-
-    def update(self, e: Dict[str, Any]) -> None:
-        kind = e["event"]
-        if kind == "chunks" and self._tqdm is not None:
-            # Within a bucket: the bar moves by the share of its chunks done.
-            if self._bar is None:
-                self._bar = self._tqdm(total=e["epochs"] * e["buckets"], unit="bucket",
-                                       desc=f"epoch {e['epoch'] + 1}/{e['epochs']}")
-            at = e["epoch"] * e["buckets"] + e["bucket"] + e["done"] / max(e["chunks"], 1)
-            self._bar.update(at - self._bar.n)
-        elif kind == "bucket":
-            total = e["epochs"] * e["buckets"]
-            done = e["epoch"] * e["buckets"] + e["bucket"] + 1
-            desc = f"epoch {e['epoch'] + 1}/{e['epochs']}"
-            mean = e["loss"] / max(e["edges"], 1)
-            if self._tqdm is not None:
-                if self._bar is None:
-                    self._bar = self._tqdm(total=total, unit="bucket", desc=desc)
-                self._bar.set_description(desc, refresh=False)
-                self._bar.set_postfix(mean_loss=f"{mean:.4f}", refresh=False)
-                self._bar.update(done - self._bar.n)
-            elif self._tty:
-                sys.stderr.write(f"\r{desc} bucket {e['bucket'] + 1}/{e['buckets']} mean loss {mean:.4f}")
-        elif kind == "start" and e["held_out"] and (self._bar is not None or self._tty):
-            print(f"validation: {e['held_out']} held-out edges, at most {e['epochs']} epochs; the best is kept",
-                  file=sys.stderr)
-        elif kind == "validation":
-            line = f"valid after epoch {e['epoch'] + 1}: MRR {e['mrr']:.4f}, Hits@10 {e['hits@10']:.4f} (best after epoch {e['best_epoch'] + 1})"
-            if self._bar is not None:
-                self._bar.write(line)
-            elif self._tty:
-                sys.stderr.write("\r" + line + "\n")
-        elif kind == "epoch":
-            rate = e["edges"] / e["seconds"] if e["seconds"] > 0 else float("nan")
-            if self._bar is not None:
-                self._bar.set_postfix(mean_loss=f"{e['mean_loss']:.4f}", edges_per_s=f"{rate:,.0f}")
-            elif self._tty:
-                sys.stderr.write(f"\repoch {e['epoch'] + 1}/{e['epochs']} mean loss {e['mean_loss']:.4f} {rate:,.0f} edges/s\n")
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()

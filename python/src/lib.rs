@@ -16,6 +16,7 @@ use quiver::{Device, EngineError, Graph, Params, QueryError, QueryValue, Storage
 mod convert;
 mod embeddings;
 mod errors;
+mod exchange;
 mod retrieval;
 mod training;
 use convert::*;

@@ -689,9 +689,80 @@ def test_every_public_name_has_a_docstring():
             continue
         if not (obj.__doc__ or "").strip():
             missing.append(name)
-        if inspect.isclass(obj) and obj.__module__ == "quiver":
+        if inspect.isclass(obj) and obj.__module__.startswith("quiver"):
             for attr, f in vars(obj).items():
                 if not attr.startswith("_") and (callable(f) or isinstance(f, property)):
                     if not (f.__doc__ or "").strip():
                         missing.append(f"{name}.{attr}")
     assert missing == []
+
+
+def test_export_and_import_models_from_python_match_the_cli(tmp_path):
+    import polars as pl
+
+    path = tmp_path / "db"
+    with social(path) as db:
+        db.train("m", {"dim": 8, "epochs": 2, "threads": 1}, device="cpu", progress=False, valid="none")
+        assert db.export("m", tmp_path / "py") == 6  # User, Item, _relations: a matrix and keys each
+        with pytest.raises(quiver.Error, match="exists"):
+            db.export("m", tmp_path / "py")
+        with pytest.raises(quiver.Error, match="inside database"):
+            db.export("m", path / "out")
+        with pytest.raises(quiver.Error, match="pbg-checkpoint is written by the CLI"):
+            db.export("m", tmp_path / "pbg", format="pbg-checkpoint")
+        assert db.export("m", tmp_path / "m.parquet", format="parquet") == str(tmp_path / "m.parquet")
+        users, rows = db.embeddings("m", "User")
+        # Round trips: the same rows back under a new name, from either layout.
+        assert db.import_model("back", tmp_path / "py", score="l2") == {"Item": 10, "User": len(users)}
+        assert db.import_model("pq", tmp_path / "m.parquet", format="parquet") == {"User": len(users), "Item": 10}
+        for name in ("back", "pq"):
+            k, r = db.embeddings(name, "User")
+            assert list(k) == list(users) and np.array_equal(r, rows)
+        frame = pl.read_parquet(tmp_path / "m.parquet")
+        assert frame.columns == ["type", "key", "embedding"] and frame.height == len(users) + 10
+        assert np.array_equal(np.array(frame.filter(pl.col("type") == "User")["embedding"].to_list(), np.float32), rows)
+    # The CLI writes the same files from the same model.
+    cli("export", path, "--model", "m", "--format", "npy", "--out", tmp_path / "cli")
+    for f in sorted(os.listdir(tmp_path / "cli")):
+        assert (tmp_path / "cli" / f).read_bytes() == (tmp_path / "py" / f).read_bytes(), f
+
+
+def test_graph_out_as_arrays_networkx_and_pyg(tmp_path):
+    import networkx as nx
+
+    with social(tmp_path / "db") as db:
+        db.train("m", {"dim": 8, "epochs": 1, "threads": 1}, device="cpu", progress=False, valid="none")
+        users, items = db.node_keys("User"), db.node_keys("Item")
+        src, dst, w = db.edge_index("Likes")
+        assert src.dtype == np.int64 and w.dtype == np.float32 and len(src) == len(dst) == len(w)
+        # Against Cypher's answer, edge by edge.
+        want = sorted(db.query("MATCH (a:User)-[r:Likes]->(b) RETURN a.key, b.key, r.weight").rows)
+        got = sorted((users[a], items[b], float(x)) for a, b, x in zip(src, dst, w))
+        assert got == [(a, b, pytest.approx(x)) for a, b, x in want]
+        g = db.to_networkx(model="m")
+        assert isinstance(g, nx.MultiDiGraph)
+        assert g.number_of_nodes() == len(users) + len(items)
+        assert g.number_of_edges() == db.stats()["edges"]
+        _, rows = db.embeddings("m", "User")
+        assert np.array_equal(g.nodes[("User", users[3])]["embedding"], rows[3])
+        a, b = users[src[0]], items[dst[0]]
+        assert g.edges[("User", a), ("Item", b), "Likes"]["weight"] == pytest.approx(float(w[0]))
+        # A query's subgraph: its nodes and edges only.
+        q = "MATCH (a:User {key: $k})-[f:Follows]->(b) RETURN a, f, b"
+        sub = db.to_networkx(q, {"k": "u1"})
+        follows = db.query("MATCH (a:User {key: 'u1'})-[:Follows]->(b) RETURN DISTINCT b.key").rows
+        assert sub.number_of_edges() == len(follows)
+        assert set(sub.nodes) == {("User", "u1")} | {("User", k) for (k,) in follows}
+        assert db.execute("MATCH (a:User {key: $k}) RETURN a.key", {"k": "u1"}).rows == [("u1",)]
+        try:
+            import torch_geometric  # noqa: F401
+        except ImportError:
+            with pytest.raises(ImportError):
+                db.to_pyg()
+            return
+        data = db.to_pyg(model="m")
+        assert data["User"].num_nodes == len(users) and data["User"].x.shape == (len(users), 8)
+        e = data["User", "Likes", "Item"]
+        assert e.edge_index.shape == (2, len(src)) and (e.edge_index[0].numpy() == src).all()
+        sub = db.to_pyg(q, {"k": "u1"}, model="m")
+        assert sub["User"].node_keys[0] == "u1" and sub["User"].x.shape == (len(follows) + 1, 8)

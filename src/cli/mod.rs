@@ -47,52 +47,11 @@ pub fn output_file(flag: &str, path: &Path, force: bool) -> anyhow::Result<()> {
     if !force && path.exists() {
         anyhow::bail!("{flag} {} exists (--force overwrites it)", path.display());
     }
-    let dir = dir_of(path);
+    let dir = quiver::dir_of(path);
     if !dir.is_dir() {
         anyhow::bail!("{flag} {}: no directory {}", path.display(), dir.display());
     }
     Ok(())
-}
-
-/// Writes file `path` whole or not at all: `body` writes into a temporary
-/// file beside it, which is synced and then renamed into place (over an
-/// existing file only when `force`). An error names the file and leaves no
-/// temporary behind (as on a full disk).
-pub fn write_file(
-    path: &Path,
-    force: bool,
-    body: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
-) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let at = || format!("writing {}", path.display());
-    let dir = dir_of(path);
-    let name = path.file_name().context("no file name")?.to_string_lossy();
-    let prefix = format!(".{name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // The mode of a file created as usual (0666 less the umask), not 0600.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let tmp = builder.tempfile_in(dir).with_context(at)?;
-    let mut w = std::io::BufWriter::new(tmp.as_file());
-    body(&mut w)
-        .and_then(|()| w.flush())
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(at)?;
-    drop(w);
-    let placed = match force {
-        true => tmp.persist(path),
-        false => tmp.persist_noclobber(path),
-    };
-    placed.map_err(|e| e.error).with_context(at)?;
-    Ok(())
-}
-
-/// The directory a file path names its file in (`.` for a bare name).
-fn dir_of(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
 }
 
 /// Milliseconds, for messages.

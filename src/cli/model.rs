@@ -7,9 +7,9 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use quiver::Database;
 
-use super::exchange::file_stem;
 use super::open;
 use super::valid::ValidArgs;
+use quiver::vectors::file_stem;
 
 /// Logs one line per training epoch to standard error.
 pub fn epoch_logger() -> impl FnMut(&quiver::TrainEvent) {

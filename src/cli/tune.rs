@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use quiver::tune::{self, Axis};
 
-use super::exchange::file_stem;
 use super::open;
 use super::valid::ValidArgs;
+use quiver::vectors::file_stem;
 
 /// `quiver tune DB --config BASE.toml --valid valid.txt --set lr=0.02,0.05 --set margin=5,7`.
 #[derive(clap::Args)]
@@ -99,7 +99,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.save_config {
         let text = toml::to_string(&trials[chosen].point.table)?;
         super::output_file("--save-config", out, args.force)?;
-        super::write_file(out, args.force, |w| w.write_all(text.as_bytes()))?;
+        quiver::write_file(out, args.force, |w| w.write_all(text.as_bytes()))?;
         say!("config: {}", out.display());
     }
     say!(

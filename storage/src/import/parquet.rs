@@ -17,10 +17,12 @@ use crate::error::{caught, IoContext, Result, StorageError};
 /// Rows read from each column at a time.
 const BATCH: usize = 1 << 16;
 
-/// Whether `path` starts with Parquet's magic bytes.
+/// Whether `path` is a regular file that starts with Parquet's magic bytes
+/// (a FIFO or standard input is never read twice).
 pub(super) fn is_parquet(path: &Path) -> bool {
     let mut magic = [0u8; 4];
     path.to_str() != Some("-")
+        && path.metadata().is_ok_and(|m| m.is_file())
         && File::open(path)
             .and_then(|mut f| f.read_exact(&mut magic))
             .is_ok()

@@ -3,6 +3,7 @@
 //! rows, and `STEM.keys.tsv`, `row<TAB>key`, per node type), and Python's
 //! `import_embeddings` gives one type's rows from memory. Either way the
 //! result is a stored model like a trained one (searched, indexed, exported).
+//! [`export_model`] writes that layout (or TSV) from a stored model.
 
 use std::path::Path;
 
@@ -10,6 +11,9 @@ use quiver_engine::{EngineError, Model, Score, TrainConfig};
 use quiver_storage::Database;
 
 use crate::Result;
+
+mod export;
+pub use export::{export_model, file_stem};
 
 /// How searches compare imported vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
