@@ -3,6 +3,8 @@
 pub mod demo;
 #[cfg(feature = "pbg")]
 pub mod pbg;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod tasks;
 pub mod tune;
 pub mod vectors;
@@ -10,7 +12,7 @@ pub mod vectors;
 /// Values in query parameters and results.
 pub use quiver_query::Value as QueryValue;
 pub use quiver_query::{
-    Graph, Limits, Params, Pos, Prepared, QueryError, Rows, MAX_DEPTH as QUERY_MAX_DEPTH,
+    writes as query_writes, Graph, Limits, Params, Pos, Prepared, QueryError, Rows, MAX_DEPTH as QUERY_MAX_DEPTH,
 };
 
 pub use quiver_storage::{

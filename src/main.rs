@@ -18,7 +18,7 @@ macro_rules! say {
 
 mod cli;
 
-use cli::{demo, embed, exchange, index, model, shell, store, tune};
+use cli::{demo, embed, exchange, index, model, serve, shell, store, tune};
 
 /// quiver: an embedded graph database with a built-in embedding engine.
 #[derive(Parser)]
@@ -167,6 +167,8 @@ enum Command {
     /// Build an approximate nearest-neighbour index (HNSW) of a model's node type(s),
     /// stored with the model and used by every neighbour search while the model is unchanged.
     Index(Box<index::IndexArgs>),
+    /// Serve the database over HTTP: a JSON API for many clients (one process owns the database).
+    Serve(Box<serve::ServeArgs>),
     /// Nearest neighbours of nodes by a model's embeddings (its index when it has one; exact; or its int8 copy).
     Neighbors(Box<embed::NeighborsArgs>),
     /// Store an int8 copy (one scale per row) of a model's embeddings and report its recall.
@@ -342,6 +344,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tune(args) => tune::tune(&args)?,
         Command::Neighbors(a) => embed::neighbors(&a)?,
         Command::Index(a) => index::index(&a)?,
+        Command::Serve(a) => serve::serve(&a)?,
         Command::Quantize { db, model, types } => embed::quantize(&db, &model, &types)?,
         Command::Drift {
             db,

@@ -220,3 +220,29 @@ pub fn evaluate_stored(
     db.set_model_metrics(name, &stored.to_string())?;
     Ok(obj)
 }
+
+/// Counts per node type and relation, as `db.stats()` in Python and
+/// `GET /api/stats` give them.
+pub fn stats_json(db: &Database) -> Result<serde_json::Value> {
+    let s = db.stats()?;
+    Ok(serde_json::json!({
+        "nodes": s.nodes, "edges": s.edges,
+        "node_types": s.node_types.iter().map(|(n, c)| serde_json::json!({"name": n, "nodes": c})).collect::<Vec<_>>(),
+        "relations": s.relations.iter().map(|(n, a, b, c)| serde_json::json!({"name": n, "from": a, "to": b, "edges": c})).collect::<Vec<_>>(),
+    }))
+}
+
+/// The stored models, one object each: name, settings, whether finished,
+/// progress, and metrics (the validation curve and the last evaluation), as
+/// `db.models()` in Python and `GET /api/models` give them.
+pub fn models_json(db: &Database) -> serde_json::Value {
+    let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
+    db.models()
+        .iter()
+        .map(|m| {
+            serde_json::json!({"name": m.name, "settings": parse(&m.settings),
+                "finished": m.progress.is_empty(), "progress": parse(&m.progress),
+                "metrics": parse(&m.metrics)})
+        })
+        .collect()
+}

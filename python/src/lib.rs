@@ -307,15 +307,8 @@ impl Database {
 
     /// Counts per type and relation, as `quiver stats --json`.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let s = self.with(|g| g.database().stats().map_err(py_err))?;
-        dict(
-            py,
-            serde_json::json!({
-                "nodes": s.nodes, "edges": s.edges,
-                "node_types": s.node_types.iter().map(|(n, c)| serde_json::json!({"name": n, "nodes": c})).collect::<Vec<_>>(),
-                "relations": s.relations.iter().map(|(n, a, b, c)| serde_json::json!({"name": n, "from": a, "to": b, "edges": c})).collect::<Vec<_>>(),
-            }),
-        )
+        let s = self.with(|g| quiver::tasks::stats_json(g.database()).map_err(py_err))?;
+        dict(py, s)
     }
 
     /// The full consistency check: {"ok": bool, "problems": [...]}.
@@ -326,18 +319,8 @@ impl Database {
 
     /// The stored models: name, settings, progress (empty when finished), metrics.
     fn models<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let ms = self.with(|g| Ok(g.database().models()))?;
-        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
-        dict(
-            py,
-            ms.iter()
-                .map(|m| {
-                    serde_json::json!({"name": m.name, "settings": parse(&m.settings),
-                        "finished": m.progress.is_empty(), "progress": parse(&m.progress),
-                        "metrics": parse(&m.metrics)})
-                })
-                .collect(),
-        )
+        let ms = self.with(|g| Ok(quiver::tasks::models_json(g.database())))?;
+        dict(py, ms)
     }
 
     fn drop_model(&self, name: &str) -> PyResult<()> {

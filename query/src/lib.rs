@@ -58,6 +58,23 @@ impl Default for Limits {
     }
 }
 
+/// Whether any of the `;`-separated statements in `text` may write: a
+/// schema change, a write clause, or a procedure that stores a model or an
+/// index. A server in read-only mode refuses these before running them.
+pub fn writes(text: &str) -> Result<bool> {
+    use ast::Clause as C;
+    let clause = |c: &C| match c {
+        C::Create(_) | C::Delete { .. } | C::Set(_) | C::Merge { .. } | C::Remove(_) => true,
+        C::Call { name, .. } => matches!(plan::Proc::named(&name.text), Some(plan::Proc::Train | plan::Proc::Index)),
+        _ => false,
+    };
+    Ok(parse(text)?.iter().any(|s| match s {
+        Statement::CreateNodeType(_) | Statement::CreateRelationType { .. } => true,
+        Statement::Query(clauses) => clauses.iter().any(clause),
+        Statement::ShowTypes | Statement::Explain(_) => false,
+    }))
+}
+
 /// A statement parsed once and run many times with different parameters.
 #[derive(Debug, Clone)]
 pub struct Prepared {

@@ -14,13 +14,9 @@ impl Planner<'_> {
         yields: &[(Name, Option<Name>)],
         filter: Option<&Expr>,
     ) -> Result<(Vec<Op>, Columns)> {
-        let proc = match name.text.to_ascii_lowercase().as_str() {
-            "quiver.train" => Proc::Train,
-            "quiver.index" => Proc::Index,
-            "quiver.nearest" => Proc::Nearest,
-            "quiver.predict" => Proc::Predict,
-            "quiver.predict_head" => Proc::PredictHead,
-            _ => {
+        let proc = match Proc::named(&name.text) {
+            Some(p) => p,
+            None => {
                 return Err(sem(
                     name.pos,
                     format!(

@@ -97,6 +97,18 @@ pub(crate) enum Proc {
 }
 
 impl Proc {
+    /// The procedure of a `CALL` name (case-insensitive).
+    pub(crate) fn named(name: &str) -> Option<Proc> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "quiver.train" => Proc::Train,
+            "quiver.index" => Proc::Index,
+            "quiver.nearest" => Proc::Nearest,
+            "quiver.predict" => Proc::Predict,
+            "quiver.predict_head" => Proc::PredictHead,
+            _ => return None,
+        })
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Proc::Train => "quiver.train",
