@@ -12,7 +12,8 @@ pub mod vectors;
 /// Values in query parameters and results.
 pub use quiver_query::Value as QueryValue;
 pub use quiver_query::{
-    writes as query_writes, Graph, Limits, Params, Pos, Prepared, QueryError, Rows, MAX_DEPTH as QUERY_MAX_DEPTH,
+    writes as query_writes, Graph, Limits, Params, Pos, Prepared, QueryError, Rows,
+    MAX_DEPTH as QUERY_MAX_DEPTH,
 };
 
 pub use quiver_storage::{

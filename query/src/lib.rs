@@ -65,7 +65,10 @@ pub fn writes(text: &str) -> Result<bool> {
     use ast::Clause as C;
     let clause = |c: &C| match c {
         C::Create(_) | C::Delete { .. } | C::Set(_) | C::Merge { .. } | C::Remove(_) => true,
-        C::Call { name, .. } => matches!(plan::Proc::named(&name.text), Some(plan::Proc::Train | plan::Proc::Index)),
+        C::Call { name, .. } => matches!(
+            plan::Proc::named(&name.text),
+            Some(plan::Proc::Train | plan::Proc::Index)
+        ),
         _ => false,
     };
     Ok(parse(text)?.iter().any(|s| match s {

@@ -38,7 +38,8 @@ pub struct ServeArgs {
 pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
     let token = match &a.token_file {
         Some(path) => Some(
-            quiver::read_text(path, 4096).with_context(|| format!("reading the token from {}", path.display()))?,
+            quiver::read_text(path, 4096)
+                .with_context(|| format!("reading the token from {}", path.display()))?,
         ),
         None => None,
     };
@@ -56,7 +57,10 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
     let graph = quiver::Graph::open(&a.db).with_context(|| format!("opening {}", a.db.display()))?;
     quiver::serve::serve(graph, opts, |addr| {
         // Tests and scripts read this line for the port.
-        println!("listening on http://{addr}{}", if a.read_only { " (read-only)" } else { "" });
+        println!(
+            "listening on http://{addr}{}",
+            if a.read_only { " (read-only)" } else { "" }
+        );
         let _ = std::io::stdout().flush();
     })?;
     Ok(())

@@ -84,9 +84,10 @@ pub(super) async fn query(State(s): State<Arc<Shared>>, body: Result<Bytes, Byte
     };
     let params = match request.get("params") {
         None | Some(serde_json::Value::Null) => Params::new(),
-        Some(serde_json::Value::Object(m)) => {
-            m.iter().map(|(k, v)| (k.clone(), QueryValue::from_json(v.clone()))).collect()
-        }
+        Some(serde_json::Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), QueryValue::from_json(v.clone())))
+            .collect(),
         Some(_) => return Err(bad_request("params must be an object")),
     };
     run(s, text.to_string(), params).await
@@ -125,11 +126,17 @@ pub(super) async fn neighbors(
     State(s): State<Arc<Shared>>,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Reply {
-    let need = |name: &str| q.get(name).cloned().ok_or_else(|| bad_request(format!("`{name}` is required")));
+    let need = |name: &str| {
+        q.get(name)
+            .cloned()
+            .ok_or_else(|| bad_request(format!("`{name}` is required")))
+    };
     let (ty, key) = (need("type")?, need("key")?);
     let k: i64 = match q.get("k") {
         None => 10,
-        Some(v) => v.parse().map_err(|_| bad_request(format!("k = `{v}`: expected a whole number")))?,
+        Some(v) => v
+            .parse()
+            .map_err(|_| bad_request(format!("k = `{v}`: expected a whole number")))?,
     };
     if !ty.chars().all(|c| c.is_alphanumeric() || c == '_') {
         return Err(bad_request(format!("type `{ty}`: not a node type name")));

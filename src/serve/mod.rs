@@ -64,7 +64,10 @@ struct ApiError(StatusCode, serde_json::Value);
 
 impl ApiError {
     fn new(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> Self {
-        ApiError(status, serde_json::json!({"kind": kind, "message": message.to_string()}))
+        ApiError(
+            status,
+            serde_json::json!({"kind": kind, "message": message.to_string()}),
+        )
     }
 }
 
@@ -132,8 +135,12 @@ async fn authorize(State(s): State<Arc<Shared>>, request: Request, next: Next) -
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !bool::from(given.as_bytes().ct_eq(token.trim().as_bytes())) {
-            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required")
-                .into_response();
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            )
+            .into_response();
         }
     }
     next.run(request).await
