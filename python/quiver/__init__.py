@@ -48,7 +48,9 @@ from ._native import (
 __version__ = _native.__version__
 __all__ = [
     "open",
+    "connect",
     "Database",
+    "Client",
     "Rows",
     "Prepared",
     "Error",
@@ -61,6 +63,7 @@ __all__ = [
     "ConfigError",
 ]
 
+from ._client import Client, connect
 from ._progress import _Progress
 from ._rows import Rows
 

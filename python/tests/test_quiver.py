@@ -766,3 +766,44 @@ def test_graph_out_as_arrays_networkx_and_pyg(tmp_path):
         assert e.edge_index.shape == (2, len(src)) and (e.edge_index[0].numpy() == src).all()
         sub = db.to_pyg(q, {"k": "u1"}, model="m")
         assert sub["User"].node_keys[0] == "u1" and sub["User"].x.shape == (len(follows) + 1, 8)
+
+
+def test_connect_gives_the_embedded_api_over_http(tmp_path):
+    path = tmp_path / "db"
+    social(path).close()
+    token = tmp_path / "token"
+    token.write_text("t0ken")
+    server = subprocess.Popen([BIN, "serve", str(path), "--bind", "127.0.0.1:0", "--token-file", str(token)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().split()[2]
+
+        def work(db):
+            """Code that runs unchanged on either handle."""
+            rows = db.query("MATCH (u:User {key: $k})-[:Follows]->(v) RETURN v.key AS who ORDER BY who", {"k": "u1"})
+            p = db.prepare("MATCH (u:User {key: $k}) RETURN u")
+            db.execute_many("CREATE (:User {key: row.k})", [{"k": "n1"}, {"k": "n2"}])
+            with pytest.raises(quiver.QuerySyntaxError) as e:
+                db.query("MATCH (u:User)\nRETURN nope")
+            return (rows.columns, rows.rows, list(rows), rows.to_pandas().shape, db.execute(p, {"k": "n2"}).rows,
+                    (e.value.line, e.value.column), db.stats()["nodes"])
+
+        served = quiver.connect(url, token="t0ken")
+        import shutil
+
+        # The embedded answer comes from a copy of the database as it was.
+        shutil.copytree(path, tmp_path / "copy")
+        with quiver.open(tmp_path / "copy") as embedded:
+            want = work(embedded)
+        with served as db:
+            assert work(db) == want
+            assert db.models() == []
+        with pytest.raises(quiver.Error) as e:
+            quiver.connect(url).query("RETURN 1")
+        assert (e.value.status, e.value.kind) == (401, "unauthorized")
+        with pytest.raises(quiver.QueryError) as e:
+            quiver.connect(url, token="t0ken").query("RETURN $missing")
+        assert e.value.status == 400
+    finally:
+        server.kill()
+        server.wait()
