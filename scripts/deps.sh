@@ -32,6 +32,8 @@ ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulka
 # HDF5, for PyTorch-BigGraph's files (`export --format pbg`, `import-model`); found with pkg-config.
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 pkg-config --exists hdf5 2>/dev/null || missing+=(libhdf5-dev)
+# A real browser for the explorer's tests (driven by Playwright for Python).
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

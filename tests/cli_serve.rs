@@ -342,3 +342,115 @@ fn readers_run_beside_a_writer_and_the_cap_answers_503() {
     );
     assert_eq!(query(&a, "RETURN 1", None).0, 200);
 }
+
+#[test]
+fn training_jobs_run_beside_queries_and_the_map_is_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ring(dir.path());
+    let s = serve(&[p(&db), "--bind", "127.0.0.1:0"]);
+    let a = s.addr.as_str();
+    let post = |path: &str, body: serde_json::Value| http(a, "POST", path, &body.to_string(), None);
+    // Settings are checked before a job starts.
+    let (status, r) = post(
+        "/api/train",
+        serde_json::json!({"model": "n", "config": {"dimm": 4}}),
+    );
+    assert_eq!(status, 400, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown setting `dimm`"),
+        "{r}"
+    );
+    assert_eq!(
+        post("/api/train", serde_json::json!({"model": "m"})).0,
+        400,
+        "m exists: overwrite needed"
+    );
+    let (status, r) = post(
+        "/api/train",
+        serde_json::json!({"model": "n", "config": {"dim": 4, "epochs": 3, "threads": 1}}),
+    );
+    assert_eq!(status, 202, "{r}");
+    let job = r["job"].as_u64().unwrap();
+    // Queries go on while it trains; then it is done with a loss per epoch.
+    let mut state = serde_json::Value::Null;
+    for _ in 0..600 {
+        assert_eq!(query(a, "MATCH (a)-->(b) RETURN count(*)", None).0, 200);
+        state = http(a, "GET", &format!("/api/jobs/{job}"), "", None).1;
+        if state["state"] != "running" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(state["state"], "done", "{state}");
+    assert_eq!(state["epochs"].as_array().unwrap().len(), 3, "{state}");
+    let (_, models) = http(a, "GET", "/api/models", "", None);
+    assert!(models
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["name"] == "n" && m["finished"] == true));
+    assert_eq!(http(a, "GET", "/api/jobs/99", "", None).0, 404);
+
+    // A cancelled job stops at a bucket boundary, resumable.
+    let (status, r) = post(
+        "/api/train",
+        serde_json::json!({"model": "c", "config": {"dim": 4, "epochs": 100000, "threads": 1}}),
+    );
+    assert_eq!(status, 202, "{r}");
+    let job = r["job"].as_u64().unwrap();
+    assert_eq!(
+        post("/api/train", serde_json::json!({"model": "d"})).0,
+        409,
+        "one job at a time"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        post(&format!("/api/jobs/{job}/cancel"), serde_json::json!({})).0,
+        200
+    );
+    for _ in 0..500 {
+        state = http(a, "GET", &format!("/api/jobs/{job}"), "", None).1;
+        if state["state"] != "running" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(state["state"], "cancelled", "{state}");
+
+    // The map: one point per row (40), the same answer again from the cache.
+    let (status, m) = http(a, "GET", "/api/embedding-map?model=m&type=Entity", "", None);
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(
+        (
+            m["keys"].as_array().unwrap().len(),
+            m["x"].as_array().unwrap().len()
+        ),
+        (40, 40)
+    );
+    assert_eq!(
+        http(a, "GET", "/api/embedding-map?model=m&type=Entity", "", None).1,
+        m
+    );
+    let (_, small) = http(a, "GET", "/api/embedding-map?model=m&type=Entity&n=10", "", None);
+    assert_eq!(small["keys"].as_array().unwrap().len(), 10);
+    assert_eq!(
+        http(a, "GET", "/api/embedding-map?model=m&type=Entity&n=0", "", None).0,
+        400
+    );
+    assert_eq!(
+        http(a, "GET", "/api/embedding-map?model=zz&type=Entity", "", None).0,
+        400
+    );
+    // The page and its libraries come from the binary.
+    let mut s2 = TcpStream::connect(a).unwrap();
+    write!(s2, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut page = String::new();
+    s2.read_to_string(&mut page).unwrap();
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("data-testid=\"query\""),
+        "{page}"
+    );
+}

@@ -437,6 +437,17 @@ impl Default for TrainConfig {
 pub const MAX_THREADS: usize = 1024;
 
 impl TrainConfig {
+    /// Settings given as a JSON object (`CALL quiver.train({...})`, the
+    /// server's `POST /api/train`): the defaults with the given keys
+    /// replaced; an unknown key is an error naming it.
+    pub fn from_settings(settings: serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        let known = serde_json::to_value(TrainConfig::default()).unwrap_or_default();
+        if let Some(k) = settings.keys().find(|k| known.get(k.as_str()).is_none()) {
+            return Err(format!("unknown setting `{k}`"));
+        }
+        serde_json::from_value(serde_json::Value::Object(settings)).map_err(|e| e.to_string())
+    }
+
     /// The penalty's gradient at coordinate `x` (0 without regularization).
     pub(crate) fn reg_grad(&self, x: f32) -> f32 {
         match self.regularizer {

@@ -74,11 +74,15 @@ async fn run(s: Arc<Shared>, text: String, params: Params) -> Reply {
     Ok(Json(body))
 }
 
+/// A request body as JSON (too large: 413; not JSON: 400).
+pub(super) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Value, ApiError> {
+    let body = body.map_err(|e| ApiError::new(e.status(), "request", e.body_text()))?;
+    serde_json::from_slice(&body).map_err(|e| bad_request(format!("the body is not JSON: {e}")))
+}
+
 /// `POST /api/query` with `{"query": text, "params": {...}}`.
 pub(super) async fn query(State(s): State<Arc<Shared>>, body: Result<Bytes, BytesRejection>) -> Reply {
-    let body = body.map_err(|e| ApiError::new(e.status(), "request", e.body_text()))?;
-    let request: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| bad_request(format!("the body is not JSON: {e}")))?;
+    let request = json_body(body)?;
     let Some(text) = request.get("query").and_then(|q| q.as_str()) else {
         return Err(bad_request("expected {\"query\": \"...\", \"params\": {...}}"));
     };

@@ -21,6 +21,9 @@ use axum::{Json, Router};
 use crate::{Graph, Limits};
 
 mod api;
+mod assets;
+mod jobs;
+mod map;
 
 /// How `quiver serve` runs.
 #[derive(Debug, Clone)]
@@ -57,6 +60,8 @@ struct Shared {
     graph: Graph,
     opts: Options,
     queries: tokio::sync::Semaphore,
+    jobs: std::sync::Mutex<Vec<Arc<jobs::Job>>>,
+    maps: map::MapCache,
 }
 
 /// A JSON error with its status: `{"error": {"kind", "message"[, "line", "column"]}}`.
@@ -96,6 +101,8 @@ pub fn serve(mut graph: Graph, opts: Options, ready: impl FnOnce(SocketAddr)) ->
     let shared = Arc::new(Shared {
         graph,
         queries: tokio::sync::Semaphore::new(opts.max_queries),
+        jobs: Default::default(),
+        maps: Default::default(),
         opts,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -108,11 +115,17 @@ pub fn serve(mut graph: Graph, opts: Options, ready: impl FnOnce(SocketAddr)) ->
             .route("/api/stats", get(api::stats))
             .route("/api/models", get(api::models))
             .route("/api/neighbors", get(api::neighbors))
-            .fallback(not_found)
+            .route("/api/embedding-map", get(map::embedding_map))
+            .route("/api/train", post(jobs::start))
+            .route("/api/jobs/{id}", get(jobs::status))
+            .route("/api/jobs/{id}/cancel", post(jobs::cancel))
+            .route("/api/{*rest}", axum::routing::any(not_found))
             .layer(axum::middleware::from_fn_with_state(shared.clone(), authorize))
             .layer(DefaultBodyLimit::max(shared.opts.max_body))
             .with_state(shared);
-        axum::serve(listener, api)
+        // The page and its libraries, built into the binary: no path reaches the file system.
+        let app = api.merge(assets::routes()).fallback(not_found);
+        axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })

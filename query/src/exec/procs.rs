@@ -258,7 +258,6 @@ impl Ctx<'_> {
         let mut name = "default".to_string();
         let mut overwrite = false;
         let mut obj = serde_json::Map::new();
-        let known = serde_json::to_value(quiver_engine::TrainConfig::default()).unwrap_or_default();
         if let Some(v) = config {
             let Value::Map(pairs) = v else {
                 return Err(runtime("quiver.train takes a map: {dim: 200, epochs: 10, ...}"));
@@ -278,13 +277,10 @@ impl Ctx<'_> {
                     overwrite = *b;
                     continue;
                 }
-                if known.get(k).is_none() {
-                    return Err(runtime(format!("quiver.train: unknown setting `{k}`")));
-                }
                 obj.insert(k.clone(), json_of(v));
             }
         }
-        let cfg: quiver_engine::TrainConfig = serde_json::from_value(serde_json::Value::Object(obj))
+        let cfg = quiver_engine::TrainConfig::from_settings(obj)
             .map_err(|e| runtime(format!("quiver.train: {e}")))?;
         if !overwrite && self.db.model_info(&name).is_ok() {
             return Err(runtime(format!(

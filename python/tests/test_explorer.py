@@ -1,0 +1,103 @@
+"""The web explorer of `quiver serve` in a real browser: Debian's chromium
+driven by Playwright. Screenshots land in target/ui/ for a person to look at.
+Needs `chromium` (scripts/deps.sh installs it) and `playwright` (pip)."""
+
+import os
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+from test_quiver import BIN, ROOT, social
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = ROOT / "target" / "ui"
+
+
+@pytest.fixture
+def server(tmp_path):
+    path = tmp_path / "db"
+    with social(path, users=600) as db:
+        db.train("m", {"dim": 8, "epochs": 4, "threads": 1}, device="cpu", progress=False)
+    p = subprocess.Popen([BIN, "serve", str(path), "--bind", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    try:
+        yield p.stdout.readline().split()[2]
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_the_explorer_in_a_browser(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    assert os.path.exists(CHROMIUM), "chromium is not installed (scripts/deps.sh installs it)"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server)
+        expect(page.get_by_test_id("model")).to_have_value("m")
+
+        # A query: rows in the table.
+        page.get_by_test_id("query").fill("MATCH (u:User {key: 'u1'})-[f:Follows]->(v) RETURN u, f, v.key AS who")
+        page.get_by_test_id("run").click()
+        table = page.get_by_test_id("results")
+        expect(table.locator("th").first).to_have_text("u")
+        rows = table.locator("tbody tr")
+        expect(rows.first).to_contain_text("(:User u1)")
+        assert rows.count() >= 1
+        page.screenshot(path=str(SHOTS / "table.png"))
+
+        # An error, marked at its line and column.
+        page.get_by_test_id("query").fill("MATCH (u:User)\nRETURN nope")
+        page.get_by_test_id("run").click()
+        expect(page.get_by_test_id("error")).to_contain_text("line 2, column 8")
+        page.screenshot(path=str(SHOTS / "error.png"))
+
+        # The graph: a click on a node expands it and opens its panel with neighbours by the model.
+        page.get_by_test_id("query").fill("MATCH (u:User {key: 'u1'})-[f:Follows]->(v) RETURN u, f, v")
+        page.get_by_test_id("run").click()
+        expect(page.get_by_test_id("error")).to_be_hidden()
+        page.get_by_test_id("view-graph").click()
+        graph = page.get_by_test_id("graph")
+        expect(graph).to_be_visible()
+        before = page.evaluate("cy.nodes().length")
+        assert before >= 2
+        pos = page.evaluate("(() => { const n = cy.getElementById('User\\u0000u1'); const p = n.renderedPosition(); return [p.x, p.y]; })()")
+        box = graph.bounding_box()
+        page.mouse.click(box["x"] + pos[0], box["y"] + pos[1])
+        panel = page.get_by_test_id("node-panel")
+        expect(panel).to_contain_text("User u1")
+        expect(panel).to_contain_text("nearest by m")
+        expect(panel.locator("ol li")).to_have_count(10)
+        page.wait_for_function(f"cy.nodes().length > {before}")
+        page.screenshot(path=str(SHOTS / "graph.png"))
+
+        # The embedding map: points drawn; hovering one shows its key.
+        page.get_by_test_id("view-map").click()
+        expect(page.locator("#map-status")).to_contain_text("of 600 rows")
+        canvas = page.get_by_test_id("embedding-map")
+        p = page.evaluate("[map.px[0], map.py[0], map.keys[0]]")
+        cb = canvas.bounding_box()
+        page.mouse.move(cb["x"] + p[0], cb["y"] + p[1])
+        expect(page.locator("#tip")).to_have_text(p[2])
+        page.screenshot(path=str(SHOTS / "map.png"))
+
+        # A model's page with its validation curve.
+        page.get_by_test_id("view-models").click()
+        expect(page.get_by_test_id("models")).to_contain_text("dim 8")
+        expect(page.get_by_test_id("curve").locator("canvas")).to_have_count(1)
+        page.screenshot(path=str(SHOTS / "models.png"))
+
+        # The one error is the browser's note of the deliberate 400 above.
+        assert errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"], errors
+        browser.close()
+
+
+def test_the_page_is_small():
+    total = sum(f.stat().st_size for f in pathlib.Path(ROOT / "ui").rglob("*") if f.suffix in (".html", ".js", ".css"))
+    assert total <= 1 << 20, total
