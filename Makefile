@@ -6,7 +6,7 @@ CARGO ?= cargo
 export XDG_RUNTIME_DIR ?= /tmp/quiver-xdg-$(shell id -u)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps demo test lint python pytest bench diff-ladybug pbg-distributed stress fuzz clean
+.PHONY: deps demo test lint python pytest serve-load bench diff-ladybug pbg-distributed stress fuzz clean
 
 PYTHON ?= python3
 WHEELS := target/wheels
@@ -25,6 +25,17 @@ lint: deps
 test: lint
 	QUIVER_REQUIRE_GPU=1 $(CARGO) test --workspace --release
 	$(MAKE) pytest
+	$(MAKE) serve-load
+
+# `quiver serve` under load on loopback: 32 clients of 1-hop queries for 20 s
+# while a writer commits and a training job runs; any failed request fails it.
+serve-load:
+	$(CARGO) build --release --bin quiver && $(CARGO) build --release -p quiver-bench
+	rm -rf target/serve-load && mkdir -p target/serve-load
+	target/release/quiver-bench twhin --out target/serve-load/data --users 5000 >/dev/null
+	target/release/quiver import --create-types target/serve-load/db target/serve-load/data/train.txt >/dev/null
+	target/release/quiver-bench serve --quiver target/release/quiver --db target/serve-load/db \
+		--clients 32 --seconds 20 --write --train
 
 # The Python package: builds the wheel (maturin) and installs it into .venv.
 python: deps

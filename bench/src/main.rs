@@ -27,8 +27,12 @@
 //!   [--follows F] [--engagements E] [--advertisers A] [--seed S]`: the
 //!   demo's TwHIN-like network of that shape, split into `train.txt` and
 //!   `valid.txt`/`test.txt` (`bench/defaults.sh` chooses the defaults on it).
+//! - `quiver-bench serve --quiver BIN --db DB [--clients N] [--seconds S]
+//!   [--write] [--train]`: 1-hop queries over HTTP against `quiver serve`
+//!   (`http.rs`); exits non-zero on any failed request.
 
 mod ann;
+mod http;
 
 use std::hint::black_box;
 use std::io::Write;
@@ -715,7 +719,7 @@ fn write_twhin(shape: &quiver::demo::Shape, out: &Path) -> serde_json::Value {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | fof [--users N] [--queries N] | unwind [--rows N] | scale --quiver BIN [--nodes N] [--edges M] | gpu --data DIR [--epochs N] | knn [--n N] [--dim D] [--queries Q] [--k K] | coldstart --data DIR [--epochs N] | twhin --out DIR [--users N] [--communities C] [--tweets T] [--follows F] [--engagements E] [--advertisers A] [--seed S] | ann --dir DIR --db DB [--metric ip|l2] [--quantization f32|f16|i8] [--ef 16,32,...] [--queries N]"
+        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | fof [--users N] [--queries N] | unwind [--rows N] | scale --quiver BIN [--nodes N] [--edges M] | gpu --data DIR [--epochs N] | knn [--n N] [--dim D] [--queries Q] [--k K] | coldstart --data DIR [--epochs N] | twhin --out DIR [--users N] [--communities C] [--tweets T] [--follows F] [--engagements E] [--advertisers A] [--seed S] | ann --dir DIR --db DB [--metric ip|l2] [--quantization f32|f16|i8] [--ef 16,32,...] [--queries N] | serve --quiver BIN --db DB [--clients N] [--seconds S] [--write] [--train]"
     );
     std::process::exit(2);
 }
@@ -934,6 +938,23 @@ fn main() {
             };
             println!("{}", write_twhin(&shape, Path::new(&out)));
             return;
+        }
+        Some("serve") => {
+            let bin = get("--quiver").unwrap_or_else(|| usage());
+            let db = get("--db").unwrap_or_else(|| usage());
+            let clients = get("--clients").map_or(16, |v| v.parse().unwrap_or_else(|_| usage()));
+            let seconds = get("--seconds").map_or(10.0, |v| v.parse().unwrap_or_else(|_| usage()));
+            let flag = |f: &str| args.iter().any(|a| a == f);
+            let (out, ok) = http::bench_serve(
+                Path::new(&bin),
+                Path::new(&db),
+                clients,
+                seconds,
+                flag("--write"),
+                flag("--train"),
+            );
+            println!("{out}");
+            std::process::exit(if ok { 0 } else { 1 });
         }
         Some("knn") => {
             let num = |f: &str, d: usize| get(f).map_or(d, |v| v.parse().unwrap_or(d));

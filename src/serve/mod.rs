@@ -125,6 +125,11 @@ pub fn serve(mut graph: Graph, opts: Options, ready: impl FnOnce(SocketAddr)) ->
             .with_state(shared);
         // The page and its libraries, built into the binary: no path reaches the file system.
         let app = api.merge(assets::routes()).fallback(not_found);
+        // Replies go out at once (no Nagle delay behind a keep-alive client's next request).
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
