@@ -49,7 +49,7 @@ python: deps
 pytest: python
 	$(CARGO) build --release --bin quiver
 	rm -rf target/pytest-venv && $(PYTHON) -m venv target/pytest-venv
-	target/pytest-venv/bin/pip install -q $(WHEELS)/quiver-*.whl pytest pandas tqdm pyarrow polars mypy networkx playwright
+	target/pytest-venv/bin/pip install -q $(WHEELS)/quiver-*.whl pytest pandas tqdm pyarrow polars mypy networkx playwright h5py
 	QUIVER_BIN=target/release/quiver QUIVER_WHEEL=$$(ls $(WHEELS)/quiver-*.whl) \
 		target/pytest-venv/bin/python -m pytest -q python/tests
 	# The package's types (every public function annotated) and its stubs against the built module.

@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 
 pub mod demo;
-#[cfg(feature = "pbg")]
 pub mod pbg;
 #[cfg(feature = "serve")]
 pub mod serve;

@@ -14,6 +14,7 @@ and a progress bar while training.
 
 from __future__ import annotations
 
+import builtins
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -390,7 +391,7 @@ class Database:
         return self._db.import_embeddings(model, node_type, keys, a, score, create_nodes)
 
     def export(self, model: str, path: Union[str, "os.PathLike[str]"], format: str = "npy",
-               force: bool = False) -> Union[int, str]:
+               force: bool = False, partitions: int = 1) -> Union[int, str]:
         """Writes the model's rows to ``path``.
 
         ``npy`` and ``tsv`` are the layouts ``quiver export`` writes into the
@@ -400,8 +401,10 @@ class Database:
         ``embedding`` (fixed-size lists of float32) for every node type, as
         ``pl.read_parquet`` and ``pd.read_parquet`` read it (needs pyarrow);
         returns the path. Existing files are refused unless ``force``, and no
-        file goes inside a database. ``pbg-checkpoint`` needs the CLI (``quiver
-        export --format pbg-checkpoint``; the wheel is built without HDF5).
+        file goes inside a database. ``pbg-checkpoint`` writes the directory
+        ``path`` as ``quiver export --format pbg-checkpoint`` does (PyTorch-
+        BigGraph's ``init_path``, ``partitions`` per node type; L2 models;
+        needs h5py); returns the file count.
 
             db.export("m", "out/", format="npy")
             db.export("m", "m.parquet", format="parquet")
@@ -426,8 +429,21 @@ class Database:
             os.replace(tmp, path)
             return path
         if format == "pbg-checkpoint":
-            raise Error("export: pbg-checkpoint is written by the CLI (quiver export --format pbg-checkpoint, "
-                        "after db.close()); the wheel is built without HDF5")
+            import h5py
+
+            hdf5, text = self._db.pbg_checkpoint(model, os.fspath(path), partitions, force)
+            os.makedirs(path, exist_ok=True)
+            for name, datasets in hdf5:
+                with h5py.File(os.path.join(path, name), "w") as f:
+                    f.attrs["format_version"] = 1
+                    for key, array, state_dict_key in datasets:
+                        ds = f.create_dataset(key, data=array)
+                        if state_dict_key is not None:
+                            ds.attrs["state_dict_key"] = state_dict_key
+            for name, content in text:  # the version file last
+                with builtins.open(os.path.join(path, name), "w") as t:
+                    t.write(content)
+            return len(hdf5) + len(text)
         return self._db.export_model(model, os.fspath(path), format, force)
 
     def import_model(self, model: str, path: Union[str, "os.PathLike[str]"], format: str = "npy",
@@ -435,7 +451,10 @@ class Database:
         """Stores vectors written by ``export`` (or by any tool in that
         layout) as ``model``: ``npy`` reads the directory ``path`` as ``quiver
         import-model --format npy`` does; ``parquet`` reads a file with
-        columns ``type``, ``key`` and ``embedding``. ``score`` is how searches
+        columns ``type``, ``key`` and ``embedding``; ``pbg`` reads a
+        PyTorch-BigGraph checkpoint directory as ``quiver import-model`` does
+        (every count, name and shape checked against the database; needs
+        h5py). ``score`` is how searches
         compare the rows (dot, l2 or cosine); keys not in the database are an
         error naming the first, unless ``create_nodes``. Returns the rows
         stored per node type.
@@ -457,8 +476,23 @@ class Database:
                 self.import_embeddings(model, name, part.column("key").to_pylist(), rows, score, create_nodes)
                 out[name] = len(part)
             return out
+        if format == "pbg":
+            import h5py
+            import numpy as np
+
+            def read(file: str, key: str, values: bool) -> Any:
+                with h5py.File(file, "r") as f:
+                    if key not in f:
+                        return None
+                    ds = f[key]
+                    if ds.dtype != np.float32:
+                        raise TypeError(f"values of type {ds.dtype}; PBG writes float32")
+                    return np.ascontiguousarray(ds[()], dtype=np.float32).reshape(-1) if values else tuple(ds.shape)
+
+            self._db.import_pbg(model, os.fspath(path), read)
+            return {t["name"]: t["nodes"] for t in self.stats()["node_types"]}
         if format != "npy":
-            raise ValueError(f"import_model: format {format!r}: expected npy or parquet")
+            raise ValueError(f"import_model: format {format!r}: expected npy, parquet or pbg")
         return {t: n for t, n, _ in self._db.import_npy(model, os.fspath(path), score, create_nodes)}
 
     def node_keys(self, node_type: str) -> List[Optional[str]]:

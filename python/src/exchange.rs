@@ -2,11 +2,43 @@
 //! `quiver import-model --format npy` write and read them, and the graph as
 //! arrays for networkx and PyTorch Geometric.
 
-use numpy::PyArray1;
+use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 
 use crate::errors::py_err;
 use crate::Database;
+
+/// A checkpoint's HDF5 files read by a Python callable over h5py.
+struct H5py(Py<PyAny>);
+
+impl H5py {
+    fn call<T>(
+        &self,
+        path: &std::path::Path,
+        key: &str,
+        values: bool,
+        f: impl FnOnce(&Bound<'_, PyAny>) -> PyResult<T>,
+    ) -> Result<T, String> {
+        Python::attach(|py| {
+            let r = self.0.call1(py, (path.to_string_lossy().as_ref(), key, values))?;
+            f(r.bind(py))
+        })
+        .map_err(|e| e.to_string())
+    }
+}
+
+impl quiver::pbg::Datasets for H5py {
+    fn shape(&self, path: &std::path::Path, key: &str) -> Result<Option<Vec<usize>>, String> {
+        self.call(path, key, false, |r| r.extract())
+    }
+
+    fn values(&self, path: &std::path::Path, key: &str) -> Result<Vec<f32>, String> {
+        self.call(path, key, true, |r| {
+            let a: numpy::PyReadonlyArray1<'_, f32> = r.extract()?;
+            Ok(a.as_slice()?.to_vec())
+        })
+    }
+}
 
 #[pymethods]
 impl Database {
@@ -45,6 +77,54 @@ impl Database {
         let score = quiver::vectors::Comparator::parse(score).map_err(py_err)?;
         self.with(|g| {
             py.detach(|| quiver::vectors::import_npy_dir(g.database(), &dir, model, score, create_nodes))
+                .map_err(py_err)
+        })
+    }
+
+    /// The files of a PyTorch-BigGraph checkpoint of `model` for `out`, for
+    /// h5py to write: ([(file, [(dataset, float32 array, state_dict_key)])],
+    /// [(file, text)]), as `quiver export --format pbg-checkpoint` writes them.
+    #[allow(clippy::type_complexity)]
+    fn pbg_checkpoint<'py>(
+        &self,
+        py: Python<'py>,
+        model: &str,
+        out: std::path::PathBuf,
+        partitions: u32,
+        force: bool,
+    ) -> PyResult<(
+        Vec<(String, Vec<(String, Bound<'py, PyAny>, Option<String>)>)>,
+        Vec<(String, String)>,
+    )> {
+        let plan = self.with(|g| {
+            py.detach(|| quiver::pbg::checkpoint_files(g.database(), model, partitions, &out, force))
+                .map_err(py_err)
+        })?;
+        let mut files = Vec::new();
+        for (file, datasets) in plan.hdf5 {
+            let mut out = Vec::new();
+            for d in datasets {
+                let a = PyArray1::from_vec(py, d.data).reshape(d.shape)?.into_any();
+                out.push((d.key, a, d.state_dict_key));
+            }
+            files.push((file, out));
+        }
+        Ok((files, plan.text))
+    }
+
+    /// Stores the PyTorch-BigGraph checkpoint in `dir` as `model`, as
+    /// `quiver import-model` does; `read(path, key, values)` reads its HDF5
+    /// files (h5py): None without such a dataset, else its shape, or with
+    /// `values` its float32 values flat.
+    fn import_pbg(
+        &self,
+        py: Python<'_>,
+        model: &str,
+        dir: std::path::PathBuf,
+        read: Py<PyAny>,
+    ) -> PyResult<()> {
+        self.with(|g| {
+            py.detach(|| quiver::pbg::import_checkpoint_with(g.database(), &dir, model, &H5py(read)))
                 .map_err(py_err)
         })
     }

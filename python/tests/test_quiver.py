@@ -708,8 +708,8 @@ def test_export_and_import_models_from_python_match_the_cli(tmp_path):
             db.export("m", tmp_path / "py")
         with pytest.raises(quiver.Error, match="inside database"):
             db.export("m", path / "out")
-        with pytest.raises(quiver.Error, match="pbg-checkpoint is written by the CLI"):
-            db.export("m", tmp_path / "pbg", format="pbg-checkpoint")
+        with pytest.raises(quiver.Error, match="only L2 models have a PBG counterpart"):
+            db.export("m", tmp_path / "pbg", format="pbg-checkpoint")  # a dot model
         assert db.export("m", tmp_path / "m.parquet", format="parquet") == str(tmp_path / "m.parquet")
         users, rows = db.embeddings("m", "User")
         # Round trips: the same rows back under a new name, from either layout.
@@ -807,3 +807,52 @@ def test_connect_gives_the_embedded_api_over_http(tmp_path):
     finally:
         server.kill()
         server.wait()
+
+
+def test_pbg_checkpoint_from_python_is_read_back_by_the_cli(tmp_path):
+    import h5py
+
+    path = tmp_path / "db"
+    triples = tmp_path / "kg.tsv"
+    triples.write_text("".join(f"e{i}\tr{i % 3}\te{(i * 7 + 1) % 50}\n" for i in range(400)))
+    with quiver.open(path) as db:
+        db.import_files([triples])
+        db.train("m", {"dim": 8, "epochs": 2, "score": "l2", "threads": 1}, device="cpu", progress=False, valid="none")
+        n = db.export("m", tmp_path / "py", format="pbg-checkpoint", partitions=2)
+        assert n == 2 + 1 + 2  # two partitions of Entity, model.v1.h5, config.json, the version file
+        with pytest.raises(quiver.Error, match="exists"):
+            db.export("m", tmp_path / "py", format="pbg-checkpoint", partitions=2)
+        with pytest.raises(quiver.Error, match="inside database"):
+            db.export("m", path / "x", format="pbg-checkpoint")
+        keys, rows = db.embeddings("m", "Entity")
+        _, rels = db.relation_vectors("m")
+    # The CLI writes the same datasets, and reads Python's checkpoint back as the same model.
+    cli("export", path, "--model", "m", "--format", "pbg-checkpoint", "--partitions", "2", "--out", tmp_path / "cli")
+    for name in sorted(os.listdir(tmp_path / "cli")):
+        if name.endswith(".h5"):
+            with h5py.File(tmp_path / "cli" / name) as a, h5py.File(tmp_path / "py" / name) as b:
+                assert a.attrs["format_version"] == b.attrs["format_version"] == 1
+                keys_a, keys_b = [], []
+                a.visititems(lambda k, v: keys_a.append(k) if isinstance(v, h5py.Dataset) else None)
+                b.visititems(lambda k, v: keys_b.append(k) if isinstance(v, h5py.Dataset) else None)
+                assert keys_a == keys_b
+                for k in keys_a:
+                    assert np.array_equal(a[k][()], b[k][()]), (name, k)
+                    assert a[k].attrs.get("state_dict_key") == b[k].attrs.get("state_dict_key")
+        else:
+            assert (tmp_path / "cli" / name).read_text() == (tmp_path / "py" / name).read_text()
+    cli("import-model", path, tmp_path / "py", "--model", "back")
+    with quiver.open(path) as db:
+        # And Python reads the CLI's checkpoint back (h5py), checked as the CLI checks it.
+        assert db.import_model("pyback", tmp_path / "cli", format="pbg") == {"Entity": 400}
+        for name in ("back", "pyback"):
+            k, r = db.embeddings(name, "Entity")
+            assert list(k) == list(keys) and np.array_equal(r, rows)
+            assert np.array_equal(db.relation_vectors(name)[1], rels)
+        with h5py.File(tmp_path / "cli" / "embeddings_Entity_1.v1.h5", "r+") as f:
+            data = f["embeddings"][()].astype(np.float64)
+            del f["embeddings"]
+            f["embeddings"] = data
+        with pytest.raises(quiver.Error, match="embeddings_Entity_1.v1.h5: .*float32"):
+            db.import_model("bad", tmp_path / "cli", format="pbg")
+        assert "bad" not in [m["name"] for m in db.models()]

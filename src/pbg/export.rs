@@ -2,6 +2,8 @@
 
 use super::*;
 
+use quiver_engine::TrainConfig;
+
 /// What [`export_graph`] wrote.
 #[derive(Debug, Clone)]
 pub struct Exported {
@@ -245,12 +247,8 @@ fn config_py(db: &Database, partitions: u32, cfg: &TrainConfig, out: &Path) -> S
     )
 }
 
-/// Writes stored model `name` as a PBG checkpoint in `out` (version 1, the
-/// model's rows split into `partitions` partitions per node type as
-/// [`export_graph`] splits them, the relation vectors as the operators of
-/// the dynamic or static relations [`export_graph`] chose), usable as
-/// PBG's `init_path`. Nodes created after training get rows inferred from
-/// their neighbours.
+/// Writes stored model `name` as a PBG checkpoint in `out` (the files of
+/// [`checkpoint_files`], HDF5 through libhdf5), usable as PBG's `init_path`.
 pub fn export_checkpoint(
     db: &Database,
     name: &str,
@@ -258,121 +256,38 @@ pub fn export_checkpoint(
     out: &Path,
     force: bool,
 ) -> Result<usize> {
-    refuse_database(out)?;
-    check_partitions(db, out, partitions)?;
-    let model = crate::tasks::load_extended(db, name)?;
-    if model.config.score != Score::L2 {
-        return Err(fail(
-            out,
-            "only L2 models have a PBG counterpart (PBG translates the right-hand side)",
-        ));
-    }
-    let snap = db.snapshot();
-    let c = snap.catalog();
-    let d = model.dim();
-    let version_file = out.join("checkpoint_version.txt");
-    if !force && version_file.exists() {
-        return Err(fail(&version_file, "exists (--force overwrites it)"));
-    }
+    let plan = checkpoint_files(db, name, partitions, out, force)?;
     std::fs::create_dir_all(out).map_err(|e| fail(out, e))?;
-    let mut files = 0;
-    for (t, def) in c.node_types.iter().enumerate() {
-        let n = snap.node_count(t as u32);
-        let size = n.div_ceil(partitions).max(1);
-        for p in 0..partitions {
-            let range = (p * size).min(n) as usize..((p + 1) * size).min(n) as usize;
-            let rows = &model.nodes[t][range.start * d..range.end * d];
-            let path = out.join(format!("embeddings_{}_{p}.v1.h5", def.name));
-            (|| -> hdf5::Result<()> {
-                let f = hdf5::File::create(&path)?;
-                f.new_attr::<i64>()
-                    .create("format_version")?
-                    .write_scalar(&1i64)?;
-                f.new_dataset::<f32>()
-                    .shape((range.len(), d))
-                    .create("embeddings")?
-                    .write_raw(rows)?;
-                f.close()
-            })()
-            .map_err(|e| fail(&path, e))?;
-            files += 1;
-        }
+    for (file, datasets) in &plan.hdf5 {
+        let path = out.join(file);
+        (|| -> hdf5::Result<()> {
+            let f = hdf5::File::create(&path)?;
+            f.new_attr::<i64>()
+                .create("format_version")?
+                .write_scalar(&1i64)?;
+            for d in datasets {
+                let ds = f
+                    .new_dataset::<f32>()
+                    .shape(d.shape.as_slice())
+                    .create(d.key.as_str())?;
+                ds.write_raw(&d.data)?;
+                if let Some(private) = &d.state_dict_key {
+                    let private: hdf5::types::VarLenUnicode = private
+                        .parse()
+                        .map_err(|e: hdf5::types::StringError| hdf5::Error::from(e.to_string().as_str()))?;
+                    ds.new_attr::<hdf5::types::VarLenUnicode>()
+                        .create("state_dict_key")?
+                        .write_scalar(&private)?;
+                }
+            }
+            f.close()
+        })()
+        .map_err(|e| fail(&path, e))?;
     }
-    let dynamic = shared_types(c);
-    let r = c.relations.len();
-    let tails: Vec<f32> = model.relations[..r * d].to_vec();
-    // Head queries: r′ with reciprocal relations, else t − r.
-    let heads: Vec<f32> = match model.config.reciprocal {
-        true => model.relations[r * d..2 * r * d].to_vec(),
-        false => tails.iter().map(|x| -x).collect(),
-    };
-    let mut params: Vec<(String, String, Vec<usize>, Vec<f32>)> = Vec::new();
-    match dynamic {
-        Some(_) => {
-            for (side, rows) in [("lhs", tails), ("rhs", heads)] {
-                params.push((
-                    format!("model/relations/0/operator/{side}/translations"),
-                    format!("{side}_operators.0.translations"),
-                    vec![r, d],
-                    rows,
-                ));
-            }
-        }
-        None => {
-            if model.config.reciprocal {
-                return Err(fail(
-                    out,
-                    "a model with reciprocal relations on a typed graph has no PBG counterpart (static relations translate one side)",
-                ));
-            }
-            for idx in 0..r {
-                params.push((
-                    format!("model/relations/{idx}/operator/rhs/translation"),
-                    format!("rhs_operators.{idx}.translation"),
-                    vec![d],
-                    heads[idx * d..(idx + 1) * d].to_vec(),
-                ));
-            }
-        }
+    // The version file last: a checkpoint without it is not one.
+    for (file, text) in &plan.text {
+        let path = out.join(file);
+        std::fs::write(&path, text).map_err(|e| fail(&path, e))?;
     }
-    let path = out.join("model.v1.h5");
-    (|| -> hdf5::Result<()> {
-        let f = hdf5::File::create(&path)?;
-        f.new_attr::<i64>()
-            .create("format_version")?
-            .write_scalar(&1i64)?;
-        for (key, private, shape, data) in &params {
-            let ds = f
-                .new_dataset::<f32>()
-                .shape(shape.as_slice())
-                .create(key.as_str())?;
-            ds.write_raw(data)?;
-            let private: hdf5::types::VarLenUnicode = private
-                .parse()
-                .map_err(|e: hdf5::types::StringError| hdf5::Error::from(e.to_string().as_str()))?;
-            ds.new_attr::<hdf5::types::VarLenUnicode>()
-                .create("state_dict_key")?
-                .write_scalar(&private)?;
-        }
-        f.close()
-    })()
-    .map_err(|e| fail(&path, e))?;
-    // The config PBG keeps beside a checkpoint, for import-model.
-    let entities: serde_json::Map<String, serde_json::Value> = c
-        .node_types
-        .iter()
-        .map(|t| (t.name.clone(), serde_json::json!({"num_partitions": partitions})))
-        .collect();
-    let entry = |name: &str, src: u32, dst: u32| serde_json::json!({"name": name, "lhs": c.type_name(src), "rhs": c.type_name(dst), "operator": "translation"});
-    let relations: Vec<serde_json::Value> = match dynamic {
-        Some((src, dst)) => vec![entry("all_edges", src, dst)],
-        None => c.relations.iter().map(|r| entry(&r.name, r.src, r.dst)).collect(),
-    };
-    let config = serde_json::json!({"entities": entities, "relations": relations, "dynamic_relations": dynamic.is_some(),
-        "dimension": d, "comparator": "l2", "num_epochs": model.config.epochs, "lr": model.config.lr,
-        "margin": model.config.margin});
-    let config_path = out.join("config.json");
-    std::fs::write(&config_path, config.to_string()).map_err(|e| fail(&config_path, e))?;
-    std::fs::write(&version_file, "1\n").map_err(|e| fail(&version_file, e))?;
-    Ok(files + 3)
+    Ok(plan.hdf5.len() + plan.text.len())
 }

@@ -16,18 +16,26 @@
 //! c(u, v + t_r), quiver's h + r ≈ t with r = −t_r. Both hold exactly for
 //! the l2 comparators that TransE uses.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use quiver_engine::{EngineError, Model, Score, TrainConfig};
+use quiver_engine::Score;
 use quiver_storage::Database;
 
 use crate::{Error, Result};
 
+mod checkpoint;
+#[cfg(feature = "pbg")]
 mod export;
+#[cfg(feature = "pbg")]
 mod import;
+mod restore;
 
+pub use checkpoint::{checkpoint_files, CheckpointFiles, Dataset};
+#[cfg(feature = "pbg")]
 pub use export::{export_checkpoint, export_graph, Exported};
+#[cfg(feature = "pbg")]
 pub use import::import_checkpoint;
+pub use restore::{import_checkpoint_with, Datasets};
 
 /// The one (source, destination) type pair every relation has, when there
 /// is one: then PBG's dynamic relations express the graph.
