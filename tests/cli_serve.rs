@@ -192,6 +192,11 @@ fn the_api_answers_as_the_cli_and_every_failure_is_json() {
     let (_, r) = http(a, "GET", "/api/models", "", None);
     assert_eq!(r[0]["name"], "m");
     assert_eq!(r[0]["finished"], true);
+    assert_eq!(
+        r[0]["metrics"]["loss"].as_array().map(|a| a.len()),
+        Some(2),
+        "{r}"
+    );
     assert!(r[0]["settings"].to_string().contains("\"dim\":8"), "{r}");
     let (status, r) = http(
         a,

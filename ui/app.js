@@ -229,20 +229,21 @@ async function loadModels() {
     div.appendChild(Object.assign(document.createElement("p"), { textContent: `dim ${c.dim}, ${c.score} score, ${c.loss} loss, epochs ${c.epochs}` }));
     const metrics = m.metrics || {};
     for (const [k, v] of Object.entries(metrics)) {
-      if (k !== "valid") div.appendChild(Object.assign(document.createElement("pre"), { textContent: `${k}: ${JSON.stringify(v)}` }));
+      if (k !== "valid" && k !== "loss") div.appendChild(Object.assign(document.createElement("pre"), { textContent: `${k}: ${JSON.stringify(v)}` }));
     }
-    const curve = metrics.valid && metrics.valid.curve;
-    if (curve && curve.length) {
+    box.appendChild(div);
+    const plot = (testid, title, points, series) => {
+      if (!points || !points.length) return;
       const chart = document.createElement("div");
-      chart.dataset.testid = "curve";
+      chart.dataset.testid = testid;
       div.appendChild(chart);
-      box.appendChild(div);
-      new uPlot({ width: 600, height: 220, title: "validation", scales: { x: { time: false } },
-        series: [{ label: "epoch" }, { label: "MRR", stroke: "#4e79a7" }, { label: "Hits@10", stroke: "#f28e2b" }] },
-      [curve.map((p) => p.epoch), curve.map((p) => p.mrr), curve.map((p) => p["hits@10"])], chart);
-    } else {
-      box.appendChild(div);
-    }
+      new uPlot({ width: 600, height: 200, title, scales: { x: { time: false } },
+        series: [{ label: "epoch" }, ...series.map(([label, , stroke]) => ({ label, stroke }))] },
+      [points.map((p) => p.epoch), ...series.map(([, key]) => points.map((p) => p[key]))], chart);
+    };
+    plot("loss-curve", "mean loss per edge", metrics.loss, [["loss", "mean_loss", "#e15759"]]);
+    plot("curve", "validation", metrics.valid && metrics.valid.curve,
+      [["MRR", "mrr", "#4e79a7"], ["Hits@10", "hits@10", "#f28e2b"]]);
   }
 }
 

@@ -389,7 +389,20 @@ fn stop_and_resume(cfg: TrainConfig) {
 fn stop_and_resume_on(graph: fn(&std::path::Path) -> Database, cfg: TrainConfig) {
     let dir = tempfile::tempdir().unwrap();
     let db = graph(dir.path());
-    let full = train(&db, "full", &cfg, &mut |_| {}).unwrap();
+    let mut means = Vec::new();
+    let full = train(&db, "full", &cfg, &mut |e| {
+        if let TrainEvent::Epoch(s) = e {
+            means
+                .push(serde_json::json!({"epoch": s.epoch + 1, "mean_loss": s.loss / s.edges.max(1) as f64}));
+        }
+    })
+    .unwrap();
+    let losses = |db: &Database, name: &str| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&db.model_info(name).unwrap().metrics).unwrap()["loss"]
+            .clone()
+    };
+    // Each epoch's mean loss per edge is stored with the model.
+    assert_eq!(losses(&db, "full"), serde_json::Value::from(means));
     assert_eq!(Model::load(&db, "full").unwrap(), full);
     assert!(db.model_info("full").unwrap().progress.is_empty());
     assert!(
@@ -452,6 +465,8 @@ fn stop_and_resume_on(graph: fn(&std::path::Path) -> Database, cfg: TrainConfig)
     let resumed = resume(&db, "stopped", &mut |_| {}).unwrap();
     assert_eq!(resumed.nodes, full.nodes);
     assert_eq!(resumed.relations, full.relations);
+    // The stopped epoch's mean counts the visits before the stop too.
+    assert_eq!(losses(&db, "stopped"), losses(&db, "full"));
 }
 
 #[test]

@@ -91,6 +91,7 @@ def test_the_explorer_in_a_browser(server):
         page.get_by_test_id("view-models").click()
         expect(page.get_by_test_id("models")).to_contain_text("dim 8")
         expect(page.get_by_test_id("curve").locator("canvas")).to_have_count(1)
+        expect(page.get_by_test_id("loss-curve").locator("canvas")).to_have_count(1)
         page.screenshot(path=str(SHOTS / "models.png"))
 
         # The one error is the browser's note of the deliberate 400 above.

@@ -16,6 +16,23 @@ pub(super) struct Progress {
     /// Validation so far, when the run validates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) valid: Option<ValidState>,
+    /// Mean loss per edge of every finished epoch: (1-based epoch, mean).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) losses: Vec<(usize, f64)>,
+    /// Loss and edges of the epoch in progress so far, so that a resumed
+    /// epoch's mean counts the visits before the stop.
+    #[serde(default)]
+    pub(super) partial: (f64, u64),
+}
+
+impl Progress {
+    /// `self` with the epoch whose visits summed to `sums` finished.
+    pub(super) fn with_epoch(&self, epoch: usize, (loss, edges): (f64, u64)) -> Progress {
+        let mut next = self.clone();
+        next.losses.push((epoch + 1, loss / edges.max(1) as f64));
+        next.partial = (0.0, 0);
+        next
+    }
 }
 
 /// Where the run stands after visit `b` of `epoch` (empty when it is done).
@@ -23,28 +40,31 @@ pub(super) struct Progress {
 /// (`validating`), the run stands at the end of that epoch, not at the next:
 /// a run killed before the scoring was recorded scores it when resumed, as
 /// the uninterrupted run did.
+/// `sums` are the loss and edges of the epoch's visits so far.
 pub(super) fn progress_after(
     ctx: &RunCtx<'_>,
     start: &Progress,
     (epoch, b): (usize, usize),
     visits: usize,
     validating: bool,
+    sums: (f64, u64),
 ) -> String {
     let next = match (b + 1 < visits, validating) {
         (true, _) => Progress {
             epoch,
             bucket: b + 1,
+            partial: sums,
             ..start.clone()
         },
         (false, true) => Progress {
             epoch,
             bucket: visits,
-            ..start.clone()
+            ..start.with_epoch(epoch, sums)
         },
         (false, false) => Progress {
             epoch: epoch + 1,
             bucket: 0,
-            ..start.clone()
+            ..start.with_epoch(epoch, sums)
         },
     };
     if next.epoch >= ctx.cfg().epochs {

@@ -142,6 +142,8 @@ pub fn train_on_until(
         bucket: 0,
         edge_version: buckets.edge_version(),
         valid: None,
+        losses: Vec::new(),
+        partial: (0.0, 0),
     };
     // Registered before the first bucket, so that a run killed at once can resume.
     let settings_json = serde_json::to_string(&settings).map_err(|e| EngineError::Internal(e.to_string()))?;
@@ -463,6 +465,12 @@ fn run(
         let started = Instant::now();
         let (mut loss, mut edges, mut loads, mut io) = (0f64, 0u64, 0u64, 0f64);
         let first = if epoch == start.epoch { start.bucket } else { 0 };
+        // The epoch's loss and edges for its stored mean, from its first visit.
+        let mut sums = if epoch == start.epoch {
+            start.partial
+        } else {
+            (0.0, 0)
+        };
         for b in first..visits {
             let (i, j) = order[b % order.len()];
             let bucket = buckets.bucket(i, j);
@@ -523,6 +531,8 @@ fn run(
                 )));
             }
             loss += visit_loss;
+            sums.0 += visit_loss;
+            sums.1 += visit.chunks.iter().map(|c| c.len() as u64).sum::<u64>();
             for id in &visit.needed {
                 if let Some(part) = &mut state.resident[id.slot(cfg.partitions)] {
                     part.dirty = true;
@@ -545,7 +555,7 @@ fn run(
             if stopping || due || b + 1 == visits {
                 let begun = Instant::now();
                 let validating = valid.is_some_and(|v| v.due(epoch, cfg.epochs));
-                let progress = progress_after(&ctx, &start, (epoch, b), visits, validating);
+                let progress = progress_after(&ctx, &start, (epoch, b), visits, validating, sums);
                 checkpoint(&ctx, &mut state, &progress)?;
                 (saved_at, save_secs) = (begun, begun.elapsed().as_secs_f64());
                 io += save_secs;
@@ -565,6 +575,7 @@ fn run(
                 io_share: if seconds > 0.0 { io / seconds } else { 0.0 },
                 loads,
             }));
+            start = start.with_epoch(epoch, sums);
         }
         if let Some(v) = valid {
             if validate(&ctx, v, device, epoch, &mut start, on_event)? {
@@ -578,17 +589,22 @@ fn run(
     // A run whose last buckets were empty, or that had nothing left to do, still ends finished.
     let rel_arrays: [&[f32]; 2] = [&state.relations, &state.relation_state];
     db.save_model_parts(name, &ctx.settings_json, "", &[(RELATIONS_KEY, &rel_arrays)])?;
+    // Each epoch's mean loss per edge, as the curves of `quiver serve` and Python show it.
+    let losses: Vec<_> = (start.losses.iter())
+        .map(|&(epoch, mean)| serde_json::json!({"epoch": epoch, "mean_loss": mean}))
+        .collect();
+    let mut metrics = serde_json::json!({ "loss": losses });
     if let (Some(v), Some(st)) = (valid, &start.valid) {
         // The best model becomes the model, with what chose it.
         db.replace_model(&best_model_name(name), name)?;
         let curve: Vec<_> = (st.curve.iter())
             .map(|&(epoch, mrr, hits10)| serde_json::json!({"epoch": epoch, "mrr": mrr, "hits@10": hits10}))
             .collect();
-        let metrics = serde_json::json!({"valid": {"metric": v.metric, "best": st.best,
+        metrics["valid"] = serde_json::json!({"metric": v.metric, "best": st.best,
             "epoch": st.best_epoch + 1, "triples": v.triples.len(),
-            "held_out": cfg.validation.is_some(), "curve": curve}});
-        db.set_model_metrics(name, &metrics.to_string())?;
+            "held_out": cfg.validation.is_some(), "curve": curve});
     }
+    db.set_model_metrics(name, &metrics.to_string())?;
     if cfg.index {
         for ty in 0..ctx.settings.node_counts.len() as u32 {
             let settings = crate::IndexSettings {
