@@ -1,4 +1,5 @@
-"""The web explorer of `quiver serve` in a real browser: Debian's chromium
+"""`quiver serve` from Python: the client `quiver.connect`, and the web
+explorer in a real browser: Debian's chromium
 driven by Playwright. Screenshots land in target/ui/ for a person to look at.
 Needs `chromium` (scripts/deps.sh installs it) and `playwright` (pip)."""
 
@@ -9,6 +10,7 @@ import subprocess
 
 import pytest
 
+import quiver
 from test_quiver import BIN, ROOT, social
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -102,3 +104,44 @@ def test_the_explorer_in_a_browser(server):
 def test_the_page_is_small():
     total = sum(f.stat().st_size for f in pathlib.Path(ROOT / "ui").rglob("*") if f.suffix in (".html", ".js", ".css"))
     assert total <= 1 << 20, total
+
+
+def test_connect_gives_the_embedded_api_over_http(tmp_path):
+    path = tmp_path / "db"
+    social(path).close()
+    token = tmp_path / "token"
+    token.write_text("t0ken")
+    server = subprocess.Popen([BIN, "serve", str(path), "--bind", "127.0.0.1:0", "--token-file", str(token)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().split()[2]
+
+        def work(db):
+            """Code that runs unchanged on either handle."""
+            rows = db.query("MATCH (u:User {key: $k})-[:Follows]->(v) RETURN v.key AS who ORDER BY who", {"k": "u1"})
+            p = db.prepare("MATCH (u:User {key: $k}) RETURN u")
+            db.execute_many("CREATE (:User {key: row.k})", [{"k": "n1"}, {"k": "n2"}])
+            with pytest.raises(quiver.QuerySyntaxError) as e:
+                db.query("MATCH (u:User)\nRETURN nope")
+            return (rows.columns, rows.rows, list(rows), rows.to_pandas().shape, db.execute(p, {"k": "n2"}).rows,
+                    (e.value.line, e.value.column), db.stats()["nodes"])
+
+        served = quiver.connect(url, token="t0ken")
+        import shutil
+
+        # The embedded answer comes from a copy of the database as it was.
+        shutil.copytree(path, tmp_path / "copy")
+        with quiver.open(tmp_path / "copy") as embedded:
+            want = work(embedded)
+        with served as db:
+            assert work(db) == want
+            assert db.models() == []
+        with pytest.raises(quiver.Error) as e:
+            quiver.connect(url).query("RETURN 1")
+        assert (e.value.status, e.value.kind) == (401, "unauthorized")
+        with pytest.raises(quiver.QueryError) as e:
+            quiver.connect(url, token="t0ken").query("RETURN $missing")
+        assert e.value.status == 400
+    finally:
+        server.kill()
+        server.wait()
