@@ -445,6 +445,35 @@ fn training_jobs_run_beside_queries_and_the_map_is_cached() {
         http(a, "GET", "/api/embedding-map?model=m&type=Entity&n=0", "", None).0,
         400
     );
+    let (_, modes) = http(
+        a,
+        "GET",
+        "/api/embedding-map?model=m&type=Entity&modes=3",
+        "",
+        None,
+    );
+    let mut seen: Vec<u64> = modes["mode"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(seen.len(), 40);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, [0, 1, 2]);
+    assert_eq!(modes["x"], m["x"], "the same projection, coloured");
+    assert_eq!(
+        http(
+            a,
+            "GET",
+            "/api/embedding-map?model=m&type=Entity&modes=65",
+            "",
+            None
+        )
+        .0,
+        400
+    );
     assert_eq!(
         http(a, "GET", "/api/embedding-map?model=zz&type=Entity", "", None).0,
         400

@@ -174,11 +174,11 @@ async function openNode(type, key) {
 // Embedding map: a 2-D projection of a node type's rows; hover shows the key, a click opens the node
 let map = null;
 async function loadMap() {
-  const model = $("model").value, type = $("map-type").value;
+  const model = $("model").value, type = $("map-type").value, modes = +$("map-colour").value;
   if (!model || !type) { $("map-status").textContent = "train a model first"; return; }
   $("map-status").textContent = "loading…";
   try {
-    const m = await api(`/api/embedding-map?model=${encodeURIComponent(model)}&type=${encodeURIComponent(type)}&n=10000`);
+    const m = await api(`/api/embedding-map?model=${encodeURIComponent(model)}&type=${encodeURIComponent(type)}&n=10000${modes ? "&modes=" + modes : ""}`);
     const c = $("map"), w = c.width, h = c.height, pad = 10;
     const [x0, x1] = [Math.min(...m.x), Math.max(...m.x)], [y0, y1] = [Math.min(...m.y), Math.max(...m.y)];
     const px = m.x.map((x) => pad + ((x - x0) / (x1 - x0 || 1)) * (w - 2 * pad));
@@ -186,10 +186,12 @@ async function loadMap() {
     map = { ...m, px, py };
     const g = c.getContext("2d");
     g.clearRect(0, 0, w, h);
-    g.fillStyle = colorOf(type);
     g.globalAlpha = 0.6;
-    for (let i = 0; i < px.length; i++) g.fillRect(px[i] - 1.5, py[i] - 1.5, 3, 3);
-    $("map-status").textContent = `${m.keys.length} of ${m.rows} rows (first two principal components)`;
+    for (let i = 0; i < px.length; i++) {
+      g.fillStyle = m.mode ? palette[m.mode[i] % palette.length] : colorOf(type);
+      g.fillRect(px[i] - 1.5, py[i] - 1.5, 3, 3);
+    }
+    $("map-status").textContent = `${m.keys.length} of ${m.rows} rows (first two principal components${m.mode ? `, ${modes} k-means modes` : ""})`;
   } catch (e) {
     $("map-status").textContent = e.message;
   }
@@ -209,13 +211,14 @@ $("map").addEventListener("mousemove", (ev) => {
   const i = nearestPoint(ev), tip = $("tip");
   tip.hidden = i < 0;
   if (i >= 0) {
-    tip.textContent = map.keys[i];
+    tip.textContent = map.mode ? `${map.keys[i]} (mode ${map.mode[i]})` : map.keys[i];
     tip.style.left = ev.offsetX + 20 + "px";
     tip.style.top = ev.offsetY + $("map").offsetTop + "px";
   }
 });
 $("map").addEventListener("click", (ev) => { const i = nearestPoint(ev); if (i >= 0) openNode(map.type, map.keys[i]); });
 $("map-type").addEventListener("change", loadMap);
+$("map-colour").addEventListener("change", loadMap);
 $("model").addEventListener("change", () => { if (!$("view-map").hidden) loadMap(); });
 
 // Models: settings, evaluation figures and the validation curve

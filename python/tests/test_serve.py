@@ -88,6 +88,10 @@ def test_the_explorer_in_a_browser(server):
         page.mouse.move(cb["x"] + p[0], cb["y"] + p[1])
         expect(page.locator("#tip")).to_have_text(p[2])
         page.screenshot(path=str(SHOTS / "map.png"))
+        page.get_by_test_id("map-colour").select_option("4")
+        expect(page.locator("#map-status")).to_contain_text("4 k-means modes")
+        assert sorted(set(page.evaluate("map.mode"))) == [0, 1, 2, 3]
+        page.screenshot(path=str(SHOTS / "map-modes.png"))
 
         # A model's page with its validation curve.
         page.get_by_test_id("view-models").click()

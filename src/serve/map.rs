@@ -1,5 +1,7 @@
-//! `GET /api/embedding-map?model=M&type=T[&n=10000]`: a 2-D map of up to n
-//! of a node type's rows, by principal components, cached per model version.
+//! `GET /api/embedding-map?model=M&type=T[&n=10000][&modes=K]`: a 2-D map of
+//! up to n of a node type's rows, by principal components, with each row's
+//! k-means mode (the clusters of the mixtures feature) when `modes` is given;
+//! cached per model version.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,8 +15,12 @@ use super::{ApiError, Shared};
 /// Most rows a map may show.
 const MAX_POINTS: usize = 100_000;
 
-/// Maps already computed, by (model, type, n, the model's segment files).
-pub(super) type MapCache = std::sync::Mutex<HashMap<(String, String, usize, String), Arc<serde_json::Value>>>;
+/// Maps already computed, by (model, type, n, modes, the model's segment files).
+pub(super) type MapCache =
+    std::sync::Mutex<HashMap<(String, String, usize, usize, String), Arc<serde_json::Value>>>;
+
+/// Most k-means modes a map may colour by.
+const MAX_MODES: usize = 64;
 
 pub(super) async fn embedding_map(
     State(s): State<Arc<Shared>>,
@@ -37,6 +43,14 @@ pub(super) async fn embedding_map(
             .filter(|n| (1..=MAX_POINTS).contains(n))
             .ok_or_else(|| bad(format!("n = `{v}`: a whole number from 1 to {MAX_POINTS}")))?,
     };
+    let modes: usize = match q.get("modes") {
+        None => 0,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|k| (1..=MAX_MODES).contains(k))
+            .ok_or_else(|| bad(format!("modes = `{v}`: a whole number from 1 to {MAX_MODES}")))?,
+    };
     let info = s
         .graph
         .database()
@@ -47,7 +61,7 @@ pub(super) async fn embedding_map(
         .iter()
         .map(|(k, seg)| format!("{k}={}:{};", seg.file, seg.crc))
         .collect();
-    let key = (model.clone(), ty.clone(), n, version);
+    let key = (model.clone(), ty.clone(), n, modes, version);
     if let Some(hit) = s.maps.lock().ok().and_then(|m| m.get(&key).cloned()) {
         return Ok(Json((*hit).clone()));
     }
@@ -69,7 +83,22 @@ pub(super) async fn embedding_map(
         let sample: Vec<&[f32]> = ids.iter().map(|&id| &rows[id as usize * d..][..d]).collect();
         let (x, y) = principal_components(&sample, d);
         let keys: Vec<&str> = ids.iter().map(|&id| snap.node_key(t, id).unwrap_or("")).collect();
-        Ok(serde_json::json!({"model": model, "type": ty, "rows": count, "keys": keys, "x": x, "y": y}))
+        let mut map =
+            serde_json::json!({"model": model, "type": ty, "rows": count, "keys": keys, "x": x, "y": y});
+        if modes > 0 {
+            let flat: Vec<f32> = sample.concat();
+            let k = crate::kmeans(
+                &flat,
+                d,
+                modes.min(sample.len().max(1)),
+                25,
+                0,
+                &crate::Device::Cpu,
+            )
+            .map_err(|e| bad(e.to_string()))?;
+            map["mode"] = k.assignment.into();
+        }
+        Ok(map)
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))??;
