@@ -38,3 +38,27 @@ pub fn ring_with_valid(dir: &Path, valid: &str) -> (std::path::PathBuf, std::pat
     assert!(quiver(&["import", p(&db), p(&train)]).status.success());
     (db, valid_path)
 }
+
+/// A ring database with a trained 8-dimensional model `m`, and a
+/// validation file.
+// Not every test binary that includes this file trains.
+#[allow(dead_code)]
+pub fn trained(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (db, valid) = ring_with_valid(dir, "e1\tnext\te2\ne7\tnext\te8\n");
+    let o = quiver(&[
+        "train",
+        p(&db),
+        "--model",
+        "m",
+        "--device",
+        "cpu",
+        "--dim",
+        "8",
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    (db, valid)
+}

@@ -5,32 +5,10 @@
 use std::path::Path;
 
 mod cli_common;
-use cli_common::{p, quiver, ring_with_valid, text};
+use cli_common::{p, quiver, ring_with_valid, text, trained};
 
 #[path = "tmpfs.rs"]
 mod tmpfs;
-
-/// A ring database with a trained 8-dimensional model `m`, and a
-/// validation file.
-fn trained(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (db, valid) = ring_with_valid(dir, "e1\tnext\te2\ne7\tnext\te8\n");
-    let o = quiver(&[
-        "train",
-        p(&db),
-        "--model",
-        "m",
-        "--device",
-        "cpu",
-        "--dim",
-        "8",
-        "--epochs",
-        "2",
-        "--threads",
-        "1",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    (db, valid)
-}
 
 /// The database opens and passes `check`.
 fn intact(db: &Path) {

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
 mod cli_common;
-use cli_common::{p, quiver, text};
+use cli_common::{p, quiver, text, trained};
 
 /// A running `quiver serve`, killed when dropped.
 struct Server {
@@ -72,31 +72,10 @@ fn query(addr: &str, q: &str, token: Option<&str>) -> (u16, serde_json::Value) {
     )
 }
 
-/// A database of 40 nodes in a ring, with a trained model `m`.
-fn ring(dir: &std::path::Path) -> std::path::PathBuf {
-    let (db, _) = cli_common::ring_with_valid(dir, "");
-    let o = quiver(&[
-        "train",
-        p(&db),
-        "--model",
-        "m",
-        "--device",
-        "cpu",
-        "--dim",
-        "8",
-        "--epochs",
-        "2",
-        "--valid",
-        "none",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    db
-}
-
 #[test]
 fn the_api_answers_as_the_cli_and_every_failure_is_json() {
     let dir = tempfile::tempdir().unwrap();
-    let db = ring(dir.path());
+    let (db, _) = trained(dir.path());
     let s = serve(&[
         p(&db),
         "--bind",
@@ -224,7 +203,7 @@ fn the_api_answers_as_the_cli_and_every_failure_is_json() {
 #[test]
 fn tokens_read_only_and_addresses_beyond_loopback() {
     let dir = tempfile::tempdir().unwrap();
-    let db = ring(dir.path());
+    let (db, _) = trained(dir.path());
     // Any other address than loopback needs a token.
     let o = quiver(&["serve", p(&db), "--bind", "0.0.0.0:0"]);
     assert!(
@@ -280,7 +259,7 @@ fn tokens_read_only_and_addresses_beyond_loopback() {
 #[test]
 fn readers_run_beside_a_writer_and_the_cap_answers_503() {
     let dir = tempfile::tempdir().unwrap();
-    let db = ring(dir.path());
+    let (db, _) = trained(dir.path());
     let s = serve(&[p(&db), "--bind", "127.0.0.1:0"]);
     let a = s.addr.clone();
     let writer = {
@@ -351,7 +330,7 @@ fn readers_run_beside_a_writer_and_the_cap_answers_503() {
 #[test]
 fn training_jobs_run_beside_queries_and_the_map_is_cached() {
     let dir = tempfile::tempdir().unwrap();
-    let db = ring(dir.path());
+    let (db, _) = trained(dir.path());
     let s = serve(&[p(&db), "--bind", "127.0.0.1:0"]);
     let a = s.addr.as_str();
     let post = |path: &str, body: serde_json::Value| http(a, "POST", path, &body.to_string(), None);
