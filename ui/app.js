@@ -149,6 +149,12 @@ async function openNode(type, key) {
   const close = Object.assign(document.createElement("button"), { textContent: "close", onclick: () => { p.hidden = true; } });
   p.appendChild(close);
   try {
+    const props = await api("/api/query", { query: `MATCH (n:\`${type}\` {key: $key}) RETURN properties(n)`, params: { key } });
+    const dl = document.createElement("ul");
+    for (const [k, v] of Object.entries((props.rows[0] || [{}])[0])) {
+      dl.appendChild(Object.assign(document.createElement("li"), { textContent: `${k}: ${JSON.stringify(v)}` }));
+    }
+    p.appendChild(dl);
     const deg = await api("/api/query", { query: `MATCH (n:\`${type}\` {key: $key})-[r]-() RETURN type(r) AS relation, count(*) AS edges`, params: { key } });
     const ul = document.createElement("ul");
     for (const [rel, n] of deg.rows) ul.appendChild(Object.assign(document.createElement("li"), { textContent: `${rel}: ${n}` }));

@@ -74,6 +74,7 @@ def test_the_explorer_in_a_browser(server):
         page.mouse.click(box["x"] + pos[0], box["y"] + pos[1])
         panel = page.get_by_test_id("node-panel")
         expect(panel).to_contain_text("User u1")
+        expect(panel).to_contain_text('key: "u1"')
         expect(panel).to_contain_text("nearest by m")
         expect(panel.locator("ol li")).to_have_count(10)
         page.wait_for_function(f"cy.nodes().length > {before}")

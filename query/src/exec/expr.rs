@@ -72,13 +72,7 @@ impl Ctx<'_> {
                 if name == "key" {
                     self.snap.node_key(ty, id).map_or(Value::Null, Value::from)
                 } else {
-                    match self.db.property(ty, id, name)? {
-                        None => Value::Null,
-                        Some(quiver_storage::Value::Str(s)) => Value::Str(s),
-                        Some(quiver_storage::Value::Int(i)) => Value::Int(i),
-                        Some(quiver_storage::Value::Float(x)) => Value::Float(x),
-                        Some(quiver_storage::Value::Bool(b)) => Value::Bool(b),
-                    }
+                    self.db.property(ty, id, name)?.map_or(Value::Null, stored)
                 }
             }
             Value::Edge { rel, src, dst } => match name {
@@ -311,6 +305,25 @@ impl Ctx<'_> {
             }
             (Func::Keys, Value::Map(m)) => Value::List(m.keys().map(|k| Value::Str(k.clone())).collect()),
             (Func::Keys, _) => return bad("a node or a map"),
+            (Func::Properties, Value::Node { ty, id }) => {
+                let mut m = std::collections::BTreeMap::from([(
+                    "key".to_string(),
+                    self.prop(vals[0].clone(), "key")?,
+                )]);
+                m.extend(
+                    self.db
+                        .properties(*ty, *id)?
+                        .into_iter()
+                        .map(|(n, x)| (n, stored(x))),
+                );
+                Value::Map(m)
+            }
+            (Func::Properties, Value::Edge { .. }) => Value::Map(std::collections::BTreeMap::from([(
+                "weight".to_string(),
+                self.prop(vals[0].clone(), "weight")?,
+            )])),
+            (Func::Properties, Value::Map(m)) => Value::Map(m.clone()),
+            (Func::Properties, _) => return bad("a node, an edge or a map"),
             (Func::Abs, Value::Int(i)) => {
                 Value::Int(i.checked_abs().ok_or_else(|| runtime("integer overflow"))?)
             }
@@ -409,4 +422,14 @@ pub(super) fn arith(op: BinOp, l: Value, r: Value) -> Result<Value> {
             )))
         }
     })
+}
+
+/// A stored property value as a query value.
+fn stored(v: quiver_storage::Value) -> Value {
+    match v {
+        quiver_storage::Value::Str(s) => Value::Str(s),
+        quiver_storage::Value::Int(i) => Value::Int(i),
+        quiver_storage::Value::Float(x) => Value::Float(x),
+        quiver_storage::Value::Bool(b) => Value::Bool(b),
+    }
 }

@@ -88,6 +88,7 @@ impl Planner<'_> {
                     "last" => (Func::Last, 1, 1),
                     "range" => (Func::Range, 2, 3),
                     "keys" => (Func::Keys, 1, 1),
+                    "properties" => (Func::Properties, 1, 1),
                     "quiver.score" => (Func::Score, 3, 4),
                     "quiver.embed" => (Func::Embed, 1, 2),
                     _ => return Err(sem(name.pos, format!("unknown function `{}`", name.text))),

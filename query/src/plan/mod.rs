@@ -73,6 +73,7 @@ pub(crate) enum Func {
     Last,
     Range,
     Keys,
+    Properties,
 }
 
 /// Aggregate functions.
