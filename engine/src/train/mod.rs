@@ -586,33 +586,5 @@ fn run(
             return Err(EngineError::Stopped(name.to_string()));
         }
     }
-    // A run whose last buckets were empty, or that had nothing left to do, still ends finished.
-    let rel_arrays: [&[f32]; 2] = [&state.relations, &state.relation_state];
-    db.save_model_parts(name, &ctx.settings_json, "", &[(RELATIONS_KEY, &rel_arrays)])?;
-    // Each epoch's mean loss per edge, as the curves of `quiver serve` and Python show it.
-    let losses: Vec<_> = (start.losses.iter())
-        .map(|&(epoch, mean)| serde_json::json!({"epoch": epoch, "mean_loss": mean}))
-        .collect();
-    let mut metrics = serde_json::json!({ "loss": losses });
-    if let (Some(v), Some(st)) = (valid, &start.valid) {
-        // The best model becomes the model, with what chose it.
-        db.replace_model(&best_model_name(name), name)?;
-        let curve: Vec<_> = (st.curve.iter())
-            .map(|&(epoch, mrr, hits10)| serde_json::json!({"epoch": epoch, "mrr": mrr, "hits@10": hits10}))
-            .collect();
-        metrics["valid"] = serde_json::json!({"metric": v.metric, "best": st.best,
-            "epoch": st.best_epoch + 1, "triples": v.triples.len(),
-            "held_out": cfg.validation.is_some(), "curve": curve});
-    }
-    db.set_model_metrics(name, &metrics.to_string())?;
-    if cfg.index {
-        for ty in 0..ctx.settings.node_counts.len() as u32 {
-            let settings = crate::IndexSettings {
-                threads: cfg.threads,
-                ..Default::default()
-            };
-            crate::index_model(db, name, ty, &settings, &|_, _| !stop.load(Relaxed))?;
-        }
-    }
-    Ok(())
+    finish(&ctx, &state, &start, valid, stop)
 }
