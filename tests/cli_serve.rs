@@ -76,7 +76,8 @@ fn query(addr: &str, q: &str, token: Option<&str>) -> (u16, serde_json::Value) {
 fn the_api_answers_as_the_cli_and_every_failure_is_json() {
     let dir = tempfile::tempdir().unwrap();
     let (db, _) = trained(dir.path());
-    let s = serve(&[
+    // The server holds the database: it stops for the CLI's turn, then starts again.
+    let args = [
         p(&db),
         "--bind",
         "127.0.0.1:0",
@@ -84,7 +85,8 @@ fn the_api_answers_as_the_cli_and_every_failure_is_json() {
         "5",
         "--max-body",
         "4096",
-    ]);
+    ];
+    let s = serve(&args);
     let a = s.addr.as_str();
     let body = r#"{"query": "MATCH (a {key: $k})-[r]->(b) RETURN a, r, b.key", "params": {"k": "e1"}}"#;
     let (status, r) = http(a, "POST", "/api/query", body, None);
@@ -107,15 +109,7 @@ fn the_api_answers_as_the_cli_and_every_failure_is_json() {
     ]);
     let cli: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(cli[0]["r"], r["rows"][0][1]);
-    let s = serve(&[
-        p(&db),
-        "--bind",
-        "127.0.0.1:0",
-        "--max-rows",
-        "5",
-        "--max-body",
-        "4096",
-    ]);
+    let s = serve(&args);
     let a = s.addr.as_str();
 
     let (status, r) = query(a, "MATCH (a)\nRETURN b", None);

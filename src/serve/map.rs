@@ -35,22 +35,17 @@ pub(super) async fn embedding_map(
         .get("type")
         .cloned()
         .ok_or_else(|| bad("`type` is required".into()))?;
-    let n: usize = match q.get("n") {
-        None => 10_000,
+    // A whole-number parameter from 1 to `max`, `default` when absent.
+    let whole = |name: &str, default: usize, max: usize| match q.get(name) {
+        None => Ok(default),
         Some(v) => v
             .parse()
             .ok()
-            .filter(|n| (1..=MAX_POINTS).contains(n))
-            .ok_or_else(|| bad(format!("n = `{v}`: a whole number from 1 to {MAX_POINTS}")))?,
+            .filter(|x| (1..=max).contains(x))
+            .ok_or_else(|| bad(format!("{name} = `{v}`: a whole number from 1 to {max}"))),
     };
-    let modes: usize = match q.get("modes") {
-        None => 0,
-        Some(v) => v
-            .parse()
-            .ok()
-            .filter(|k| (1..=MAX_MODES).contains(k))
-            .ok_or_else(|| bad(format!("modes = `{v}`: a whole number from 1 to {MAX_MODES}")))?,
-    };
+    let n = whole("n", 10_000, MAX_POINTS)?;
+    let modes = whole("modes", 0, MAX_MODES)?;
     let info = s
         .graph
         .database()
