@@ -16,11 +16,12 @@ pub use quiver_query::{
 };
 
 pub use quiver_storage::{
-    database_containing, import, BucketEdge, Buckets, Catalog, CheckReport, CommitInfo, CorruptionError,
-    Database, DegreeSummary, Direction, ImportErrors, LineError, Neighbors, NodeRef, Snapshot, Stats,
-    StorageError, StoredPart, Value, WriteBatch,
+    database_containing, import, BucketEdge, Buckets, Catalog, Changes, CheckReport, CommitInfo,
+    CorruptionError, Database, DegreeSummary, Direction, ImportErrors, LineError, Neighbors, NodeRef,
+    Snapshot, Stats, StorageError, StoredPart, Value, WriteBatch,
 };
 
+pub use quiver_engine::refresh;
 pub use quiver_engine::{
     evaluate, index_key, index_model, kmeans, overlap, read_triples, recall, resume, resume_on,
     resume_on_until, settled, train, train_on, train_on_until, AdapterChoice, AnnIndex, AutoValid, Device,

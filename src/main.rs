@@ -18,7 +18,7 @@ macro_rules! say {
 
 mod cli;
 
-use cli::{demo, embed, exchange, index, model, serve, shell, store, tune};
+use cli::{demo, embed, exchange, index, model, refresh, serve, shell, store, tune};
 
 /// quiver: an embedded graph database with a built-in embedding engine.
 #[derive(Parser)]
@@ -82,13 +82,18 @@ enum Command {
     Train(Box<model::TrainArgs>),
     /// Train every point of a grid over a config's settings with validation and keep the best (settings are chosen on validation only).
     Tune(Box<tune::TuneArgs>),
-    /// List the stored models with their settings, progress and metrics.
+    /// Bring a model up to date with the writes since it was trained: a new version trained on the changed edges.
+    Refresh(Box<refresh::RefreshArgs>),
+    /// List the stored models with their settings, progress, metrics and the changes since each was trained.
     Models {
         /// Database directory.
         db: PathBuf,
         /// Drop this model (versions are kept until dropped).
         #[arg(long)]
         drop: Option<String>,
+        /// One JSON object per model.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a model's embeddings: per node type a matrix and a key table.
     Export {
@@ -358,7 +363,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             predictions,
             baseline,
         } => embed::rce(&predictions, baseline.as_deref())?,
-        Command::Models { db, drop } => model::models(&db, drop.as_deref())?,
+        Command::Models { db, drop, json } => model::models(&db, drop.as_deref(), json)?,
+        Command::Refresh(a) => refresh::refresh(&a)?,
         Command::Export {
             db,
             format,

@@ -233,16 +233,22 @@ pub fn stats_json(db: &Database) -> Result<serde_json::Value> {
 }
 
 /// The stored models, one object each: name, settings, whether finished,
-/// progress, and metrics (the validation curve and the last evaluation), as
-/// `db.models()` in Python and `GET /api/models` give them.
-pub fn models_json(db: &Database) -> serde_json::Value {
+/// progress, metrics (the validation curve and the last evaluation), and
+/// `since`: the edges and nodes added and deleted since the graph state it
+/// was trained on (null when it has no record of it), as `quiver models
+/// --json`, `db.models()` in Python and `GET /api/models` give them.
+pub fn models_json(db: &Database) -> Result<serde_json::Value> {
     let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
-    db.models()
-        .iter()
-        .map(|m| {
-            serde_json::json!({"name": m.name, "settings": parse(&m.settings),
-                "finished": m.progress.is_empty(), "progress": parse(&m.progress),
-                "metrics": parse(&m.metrics)})
-        })
-        .collect()
+    let mut out = Vec::new();
+    for m in db.models() {
+        let since = db.changes_since(&m.name)?.map(|c| {
+            let nodes = |v: &[Vec<u32>]| v.iter().map(Vec::len).sum::<usize>();
+            serde_json::json!({"edges_added": c.edges_added.len(), "edges_deleted": c.edges_deleted.len(),
+                "nodes_added": nodes(&c.nodes_added), "nodes_deleted": nodes(&c.nodes_deleted)})
+        });
+        out.push(serde_json::json!({"name": m.name, "settings": parse(&m.settings),
+            "finished": m.progress.is_empty(), "progress": parse(&m.progress),
+            "metrics": parse(&m.metrics), "since": since}));
+    }
+    Ok(serde_json::Value::Array(out))
 }

@@ -103,8 +103,16 @@ pub struct IndexInfo {
     pub metric: String,
     /// Columns.
     pub dim: usize,
-    /// Rows indexed (ids `0..rows`).
+    /// Rows indexed: ids `0..rows`, less `removed`.
     pub rows: u32,
+    /// Ids below `rows` not in the graph: nodes deleted before a refresh
+    /// carried the index over ([`crate::refresh_on_until`]).
+    #[serde(default)]
+    pub removed: u32,
+    /// For an index a refresh carried over: the rows it added again (moved,
+    /// new or revived nodes); `None` for one built whole.
+    #[serde(default)]
+    pub reinserted: Option<u32>,
     /// How it was built.
     pub settings: IndexSettings,
     /// [`model_version`] of the model it was built from.
@@ -149,7 +157,7 @@ fn metric_kind(metric: Metric) -> Result<MetricKind> {
     }
 }
 
-fn options(metric: Metric, dim: usize, s: &IndexSettings) -> Result<IndexOptions> {
+pub(crate) fn options(metric: Metric, dim: usize, s: &IndexSettings) -> Result<IndexOptions> {
     Ok(IndexOptions {
         dimensions: dim,
         metric: metric_kind(metric)?,
@@ -170,7 +178,7 @@ fn options(metric: Metric, dim: usize, s: &IndexSettings) -> Result<IndexOptions
 /// baseline x86-64 target compiles to SSE2: the same distances (1 − q·x for
 /// the inner product, ‖q − x‖² for L2), faster (BENCHMARKS.md). Other
 /// quantizations and cosine keep usearch's kernels.
-fn own_kernels(hnsw: &mut usearch::Index, metric: Metric, dim: usize, q: Quantization) {
+pub(crate) fn own_kernels(hnsw: &mut usearch::Index, metric: Metric, dim: usize, q: Quantization) {
     if q != Quantization::F32 {
         return;
     }
@@ -200,7 +208,7 @@ fn own_kernels(hnsw: &mut usearch::Index, metric: Metric, dim: usize, q: Quantiz
     hnsw.change_metric::<f32>(f);
 }
 
-fn ffi(what: &str, e: impl std::fmt::Display) -> EngineError {
+pub(crate) fn ffi(what: &str, e: impl std::fmt::Display) -> EngineError {
     EngineError::Internal(format!("usearch {what}: {e}"))
 }
 
@@ -246,12 +254,39 @@ pub fn build_index(
     let started = Instant::now();
     let mut hnsw = usearch::Index::new(&options(metric, dim, settings)?).map_err(|e| ffi("index", e))?;
     own_kernels(&mut hnsw, metric, dim, settings.quantization);
-    let threads = match settings.threads {
+    let ids: Vec<u32> = (0..n as u32).collect();
+    add_rows(&hnsw, (&ids, rows, dim), settings.threads, progress)?;
+    let info = IndexInfo {
+        node_type: ty,
+        metric: metric.name().to_string(),
+        dim,
+        rows: n as u32,
+        removed: 0,
+        reinserted: None,
+        settings: settings.clone(),
+        version,
+        build_seconds: started.elapsed().as_secs_f64(),
+    };
+    store_index(db, name, &hnsw, &info)?;
+    Ok(info)
+}
+
+/// Adds rows `ids` of `rows` (`n × dim`) to `hnsw` on `threads` threads (0:
+/// one per core), calling `progress(done, total)` every few thousand rows;
+/// its false ends the adding with [`EngineError::Interrupted`].
+pub(crate) fn add_rows(
+    hnsw: &usearch::Index,
+    (ids, rows, dim): (&[u32], &[f32], usize),
+    threads: usize,
+    progress: &(dyn Fn(usize, usize) -> bool + Sync),
+) -> Result<()> {
+    let n = ids.len();
+    let threads = match threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         t => t,
     }
     .min(n.max(1));
-    hnsw.reserve_capacity_and_threads(n, threads)
+    hnsw.reserve_capacity_and_threads(hnsw.size() + n, threads)
         .map_err(|e| ffi("reserve", e))?;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -266,8 +301,9 @@ pub fn build_index(
                         if start >= n || stop.load(Relaxed) {
                             return Ok(());
                         }
-                        for i in start..(start + STEP).min(n) {
-                            hnsw.add(i as u64, &rows[i * dim..(i + 1) * dim])
+                        for &id in &ids[start..(start + STEP).min(n)] {
+                            let i = id as usize;
+                            hnsw.add(u64::from(id), &rows[i * dim..(i + 1) * dim])
                                 .map_err(|e| ffi("add", e))?;
                         }
                         if !progress((start + STEP).min(n), n) {
@@ -291,25 +327,26 @@ pub fn build_index(
     if stop.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(EngineError::Interrupted);
     }
-    let info = IndexInfo {
-        node_type: ty,
-        metric: metric.name().to_string(),
-        dim,
-        rows: n as u32,
-        settings: settings.clone(),
-        version,
-        build_seconds: started.elapsed().as_secs_f64(),
-    };
-    let json = serde_json::to_vec(&info).map_err(|e| EngineError::Internal(e.to_string()))?;
+    Ok(())
+}
+
+/// Stores `hnsw` with `info` as part `index/T` of model `name`, in one
+/// catalog change (replacing any).
+pub(crate) fn store_index(db: &Database, name: &str, hnsw: &usearch::Index, info: &IndexInfo) -> Result<()> {
+    let json = serde_json::to_vec(info).map_err(|e| EngineError::Internal(e.to_string()))?;
     let len = hnsw.serialized_length();
-    db.save_model_blob(name, &index_key(ty), &[json.len(), len], |mut sections| {
-        let graph = sections.pop().unwrap_or_default();
-        if let Some(meta) = sections.pop() {
-            meta.copy_from_slice(&json);
-        }
-        hnsw.save_to_buffer(graph).map_err(|e| ffi("save", e))
-    })?;
-    Ok(info)
+    db.save_model_blob(
+        name,
+        &index_key(info.node_type),
+        &[json.len(), len],
+        |mut sections| {
+            let graph = sections.pop().unwrap_or_default();
+            if let Some(meta) = sections.pop() {
+                meta.copy_from_slice(&json);
+            }
+            hnsw.save_to_buffer(graph).map_err(|e| ffi("save", e))
+        },
+    )
 }
 
 /// A stored index, served from its memory-mapped part.
@@ -347,12 +384,13 @@ impl AnnIndex {
         #[allow(unsafe_code)]
         unsafe { hnsw.view_from_buffer(part.bytes(1)) }.map_err(|e| bad(format!("cannot be read: {e}")))?;
         own_kernels(&mut hnsw, metric, info.dim, info.settings.quantization);
-        if hnsw.size() != info.rows as usize || hnsw.dimensions() != info.dim {
+        if hnsw.size() + info.removed as usize != info.rows as usize || hnsw.dimensions() != info.dim {
             return Err(bad(format!(
-                "holds {} rows of {} columns, its record says {} of {}",
+                "holds {} rows of {} columns, its record says {} ({} removed) of {}",
                 hnsw.size(),
                 hnsw.dimensions(),
                 info.rows,
+                info.removed,
                 info.dim
             )));
         }
@@ -393,6 +431,11 @@ impl AnnIndex {
     /// What was stored with it.
     pub fn info(&self) -> &IndexInfo {
         &self.info
+    }
+
+    /// The stored graph, as usearch serialized it.
+    pub(crate) fn graph(&self) -> &[u8] {
+        self.part.bytes(1)
     }
 
     /// Bytes of the stored index.

@@ -101,9 +101,21 @@ impl Holdout {
     }
 }
 
+/// What a refresh starts from ([`TrainConfig::refresh`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshFrom {
+    /// The model refreshed (its rows are the warm start, its record of the
+    /// graph says which edges are new).
+    pub model: String,
+    /// Old edges at a node the change touched trained again per added
+    /// edge (all of them when there are fewer).
+    pub replay: f64,
+}
+
 /// A seeded uniform draw in [0, 1) for the edge (`src`, `dst`): a function
 /// of the seed and the two ids alone, so that a split needs no storage.
-fn draw(seed: u64, src: u32, dst: u32) -> f64 {
+pub(crate) fn draw(seed: u64, src: u32, dst: u32) -> f64 {
     let mut z = seed ^ ((src as u64) << 32 | dst as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -368,6 +380,15 @@ pub struct TrainConfig {
     /// index of every node type with the default settings (`quiver index`
     /// for others), so that searches never meet a stale one.
     pub index: bool,
+    /// A refresh of a stored model ([`crate::refresh_on_until`]): the run
+    /// trains only the edges added since that model's state and a replay
+    /// sample of its edges around them, warm started from it.
+    pub refresh: Option<RefreshFrom>,
+    /// The edges a refresh trains, computed from `refresh` when a run
+    /// starts or resumes (not stored; set by the trainer).
+    #[serde(skip)]
+    #[doc(hidden)]
+    pub scope: Option<crate::refresh::ScopeRef>,
     /// Validation on held-out edges when no validation file is given (the
     /// default; None: no split, no validation). In a config file, `false`
     /// turns it off, `true` or a table of [`AutoValid`]'s fields on.
@@ -428,6 +449,8 @@ impl Default for TrainConfig {
             warm_start: None,
             drift_penalty: 0.0,
             index: false,
+            refresh: None,
+            scope: None,
             validation: Some(AutoValid::default()),
         }
     }

@@ -17,6 +17,7 @@ mod mixture;
 mod model;
 mod quant;
 pub mod recall;
+pub mod refresh;
 mod retrieval;
 mod side;
 mod train;
@@ -26,8 +27,8 @@ pub use ann::{
     Quantization,
 };
 pub use config::{
-    AutoValid, EdgeWeights, Holdout, Loss, Optimizer, Regularizer, Score, Sides, TrainConfig, ValidMetric,
-    AUTO_EPOCHS,
+    AutoValid, EdgeWeights, Holdout, Loss, Optimizer, RefreshFrom, Regularizer, Score, Sides, TrainConfig,
+    ValidMetric, AUTO_EPOCHS,
 };
 pub use eval::{evaluate, read_triples, EvalReport, Triple};
 pub use gpu::{AdapterChoice, GpuContext, StepBatch, StepTables};

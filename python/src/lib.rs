@@ -317,9 +317,14 @@ impl Database {
         dict(py, serde_json::json!({"ok": r.ok(), "problems": r.problems}))
     }
 
-    /// The stored models: name, settings, progress (empty when finished), metrics.
+    /// The stored models: name, settings, progress (empty when finished),
+    /// metrics, and `since`: edges and nodes added and deleted since the
+    /// graph state it was trained on (None when it has no record of it).
     fn models<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let ms = self.with(|g| Ok(quiver::tasks::models_json(g.database())))?;
+        let ms = self.with(|g| {
+            py.detach(|| quiver::tasks::models_json(g.database()))
+                .map_err(py_err)
+        })?;
         dict(py, ms)
     }
 

@@ -111,10 +111,13 @@ pub fn describe(db: &Database, name: &str) -> anyhow::Result<Vec<String>> {
             i.settings.expansion_search,
             index.file_bytes() as f64 / (1 << 20) as f64,
             i.build_seconds,
-            if index.is_current(&info) {
-                ""
-            } else {
-                "; stale (the model changed since: run `quiver index` again)"
+            match (index.is_current(&info), i.reinserted) {
+                (false, _) => "; stale (the model changed since: run `quiver index` again)".to_string(),
+                (true, Some(n)) => format!(
+                    "; carried over by a refresh: {n} rows added again, {} deleted nodes removed",
+                    i.removed
+                ),
+                (true, None) => String::new(),
             }
         ));
     }

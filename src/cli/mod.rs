@@ -13,6 +13,7 @@ pub mod exchange;
 pub mod index;
 pub mod interrupt;
 pub mod model;
+pub mod refresh;
 pub mod serve;
 pub mod shell;
 pub mod store;

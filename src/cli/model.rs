@@ -440,13 +440,23 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
 }
 
 /// `quiver models`: lists the stored models, or drops one.
-pub fn models(db: &Path, drop: Option<&str>) -> anyhow::Result<()> {
+pub fn models(db: &Path, drop: Option<&str>, json: bool) -> anyhow::Result<()> {
     if let Some(name) = drop {
         open(db)?.drop_model(name)?;
         say!("dropped model `{name}`");
         return Ok(());
     }
     let database = open(db)?;
+    if json {
+        for m in quiver::tasks::models_json(&database)?
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            say!("{m}");
+        }
+        return Ok(());
+    }
     for m in database.models() {
         let settings: serde_json::Value = serde_json::from_str(&m.settings).unwrap_or_default();
         let c = &settings["config"];
@@ -465,6 +475,21 @@ pub fn models(db: &Path, drop: Option<&str>) -> anyhow::Result<()> {
             c["loss"],
             if m.metrics.is_empty() { "none" } else { &m.metrics }
         );
+        let since = match database.changes_since(&m.name)? {
+            None => "no record of the graph it was trained on".to_string(),
+            Some(c) if c.is_empty() => "the graph is as it was trained on".to_string(),
+            Some(c) => {
+                let nodes = |v: &[Vec<u32>]| v.iter().map(Vec::len).sum::<usize>();
+                format!(
+                    "since trained: {} edges added, {} deleted; {} nodes added, {} deleted (`quiver refresh` trains on them)",
+                    c.edges_added.len(),
+                    c.edges_deleted.len(),
+                    nodes(&c.nodes_added),
+                    nodes(&c.nodes_deleted)
+                )
+            }
+        };
+        say!("  {since}");
         for line in super::index::describe(&database, &m.name)? {
             say!("{line}");
         }

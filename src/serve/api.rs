@@ -128,9 +128,15 @@ pub(super) async fn stats(State(s): State<Arc<Shared>>) -> Reply {
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e))
 }
 
-/// `GET /api/models`: each model's settings, progress and metrics (curves, evaluations).
+/// `GET /api/models`: each model's settings, progress and metrics (curves,
+/// evaluations), and the changes since the graph state it was trained on.
 pub(super) async fn models(State(s): State<Arc<Shared>>) -> Reply {
-    Ok(Json(crate::tasks::models_json(s.graph.database())))
+    let shared = s.clone();
+    tokio::task::spawn_blocking(move || crate::tasks::models_json(shared.graph.database()))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?
+        .map(Json)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e))
 }
 
 /// `GET /api/neighbors?type=T&key=K[&k=10][&model=M]`: the model's nearest

@@ -22,6 +22,7 @@ mod extsort;
 pub mod import;
 mod keys;
 mod models;
+mod seen;
 mod segment;
 
 pub use base::Direction;
@@ -36,6 +37,7 @@ pub use db::{
 };
 pub use error::{CorruptionError, ImportErrors, LineError, Result, StorageError};
 pub use models::{StagedPart, StoredPart};
+pub use seen::{Changes, SEEN_KEY};
 
 /// Entry points for the fuzz targets in `fuzz/`; not part of the API.
 #[doc(hidden)]

@@ -164,13 +164,20 @@ pub(super) fn finish(
     ctx: &RunCtx<'_>,
     state: &RunState<'_>,
     start: &Progress,
-    valid: Option<&Validation>,
+    (buckets, valid): (&Buckets, Option<&Validation>),
     stop: &AtomicBool,
 ) -> Result<()> {
     let (db, name, cfg) = (ctx.db, ctx.name, ctx.cfg());
     // A run whose last buckets were empty, or that had nothing left to do, still ends finished.
     let rel_arrays: [&[f32]; 2] = [&state.relations, &state.relation_state];
-    db.save_model_parts(name, &ctx.settings_json, "", &[(RELATIONS_KEY, &rel_arrays)])?;
+    let untrained = untrained_parts(ctx)?;
+    db.save_model_checkpoint(
+        name,
+        &ctx.settings_json,
+        "",
+        &[(RELATIONS_KEY, &rel_arrays)],
+        untrained,
+    )?;
     // Each epoch's mean loss per edge, as the curves of `quiver serve` and Python show it.
     let losses: Vec<_> = (start.losses.iter())
         .map(|&(epoch, mean)| serde_json::json!({"epoch": epoch, "mean_loss": mean}))
@@ -187,6 +194,10 @@ pub(super) fn finish(
             "held_out": cfg.validation.is_some(), "curve": curve});
     }
     db.set_model_metrics(name, &metrics.to_string())?;
+    db.record_seen(name, buckets)?;
+    if let (Some(r), Some(prev)) = (&cfg.refresh, ctx.prev) {
+        crate::refresh::carry_indexes(db, &r.model, name, prev, cfg.threads, stop)?;
+    }
     if cfg.index {
         for ty in 0..ctx.settings.node_counts.len() as u32 {
             let settings = crate::IndexSettings {
@@ -197,4 +208,30 @@ pub(super) fn finish(
         }
     }
     Ok(())
+}
+
+/// For a refresh, the partitions it never loaded (no edge of its scope
+/// falls in them), staged from their first rows (the refreshed model's, or
+/// cold-start rows for new nodes), so that the new version is whole; for
+/// other runs nothing (a partition never trained loads as initialised).
+fn untrained_parts(ctx: &RunCtx<'_>) -> Result<Vec<(String, StagedPart)>> {
+    let cfg = ctx.cfg();
+    if cfg.refresh.is_none() {
+        return Ok(Vec::new());
+    }
+    let info = ctx.db.model_info(ctx.name)?;
+    let mut staged = Vec::new();
+    for t in 0..ctx.settings.node_counts.len() {
+        for part in 0..cfg.partitions {
+            let id = PartId { ty: t as u32, part };
+            if info.parts.iter().any(|(k, _)| *k == id.key()) {
+                continue;
+            }
+            let range = ctx.settings.part_range(t, part);
+            let state = vec![0.0; range.len() * ctx.width];
+            let rows = first_rows(cfg, ctx.prev, &ctx.snap, id, range);
+            staged.push((id.key(), ctx.db.stage_model_part(&[&rows, &state])?));
+        }
+    }
+    Ok(staged)
 }

@@ -127,6 +127,7 @@ pub fn train_on_until(
     let relations = db.catalog().relations.len();
     let mut config = config.clone();
     settle_validation(&mut config, &buckets, relations, valid.is_some())?;
+    crate::refresh::settle_scope(db, &buckets, &mut config)?;
     relation_factors(&config, &db.catalog())?;
     // The partitions are the buckets' own: nodes created since they were
     // built (by a concurrent writer) get no rows now and are inferred later.
@@ -229,7 +230,7 @@ pub fn resume_on_until(
         name: name.to_string(),
         message: m.to_string(),
     };
-    let settings: Settings =
+    let mut settings: Settings =
         serde_json::from_str(&info.settings).map_err(|e| bad(&format!("settings: {e}")))?;
     if info.progress.is_empty() {
         return Err(bad("training finished; there is nothing to resume"));
@@ -241,6 +242,7 @@ pub fn resume_on_until(
             "the graph's edges changed since this run started; train it again",
         ));
     }
+    crate::refresh::settle_scope(db, &buckets, &mut settings.config)?;
     let prev = preflight(db, &settings)?;
     let auto = auto_validation(db, &buckets, &settings.config, valid, on_event)?;
     run(
@@ -474,7 +476,15 @@ fn run(
         for b in first..visits {
             let (i, j) = order[b % order.len()];
             let bucket = buckets.bucket(i, j);
-            let needed = bucket_partitions(&ctx, bucket, (i, j))?;
+            // A refresh loads only the partitions its edges train.
+            let needed = match cfg.scope {
+                Some(_) => {
+                    let trained: Vec<BucketEdge> =
+                        bucket.iter().filter(|e| trains(cfg, e)).copied().collect();
+                    bucket_partitions(&ctx, &trained, (i, j))?
+                }
+                None => bucket_partitions(&ctx, bucket, (i, j))?,
+            };
             let io_started = Instant::now();
             loads += make_resident(&ctx, &mut state, &needed)?;
             let mut foreign = foreign_pools(settings, &needed, &mut state.pools);
@@ -586,5 +596,5 @@ fn run(
             return Err(EngineError::Stopped(name.to_string()));
         }
     }
-    finish(&ctx, &state, &start, valid, stop)
+    finish(&ctx, &state, &start, (buckets, valid), stop)
 }

@@ -86,13 +86,15 @@ pub(super) fn draw(
 pub(super) type Chunk = Range<usize>;
 
 /// False for edges the run leaves out: held out (for recall or as
-/// validation), or of another relation than `only_relations`.
+/// validation), of another relation than `only_relations`, or outside a
+/// refresh's scope.
 pub(super) fn trains(cfg: &TrainConfig, e: &BucketEdge) -> bool {
     in_scope(cfg, e)
         && !cfg
             .validation
             .as_ref()
             .is_some_and(|v| v.holds(e.rel, e.src, e.dst))
+        && cfg.scope.as_ref().is_none_or(|s| s.0.trains(e))
 }
 
 /// False for edges the run never looks at: held out for recall, or of

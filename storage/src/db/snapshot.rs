@@ -91,6 +91,16 @@ impl Snapshot {
         self.state.delta.is_deleted(ty, id)
     }
 
+    /// Ids of type `ty` that are deleted, ascending.
+    pub fn deleted_ids(&self, ty: u32) -> impl Iterator<Item = u32> + '_ {
+        self.state
+            .delta
+            .deleted
+            .get(ty as usize)
+            .into_iter()
+            .flat_map(|b| b.iter())
+    }
+
     /// Number of nodes of type `ty` that are not deleted.
     pub fn live_node_count(&self, ty: u32) -> u32 {
         let gone = self
