@@ -297,6 +297,26 @@ class Database:
             if bar:
                 bar.close()
 
+    def refresh(
+        self,
+        model: str = "default",
+        new_name: Optional[str] = None,
+        epochs: Optional[int] = None,
+        replay: Optional[float] = None,
+        drift_penalty: Optional[float] = None,
+        threads: int = 0,
+    ) -> Dict[str, Any]:
+        """A new version of `model` brought up to date with the writes since
+        it was trained, as `quiver refresh`: trained (warm started from it,
+        held near it by `drift_penalty`) for `epochs` on the edges added since
+        and `replay` old edges per added one at the nodes the change touched;
+        new nodes start from their neighbours' rows; its ANN indexes are
+        carried over. `new_name` defaults to "MODEL@2" (then @3, ...); the old
+        model stays until dropped. `models()` says what changed since each
+        model was trained ("since"). Returns {model: the new name, history}.
+        Ctrl-C stops it resumably (`train(new_name, resume=True)`)."""
+        return self._db.refresh(model, new_name, epochs, replay, drift_penalty, threads)
+
     def evaluate(
         self,
         model: str,
@@ -562,7 +582,9 @@ class Database:
 
     def models(self) -> List[Dict[str, Any]]:
         """The stored models, one dict each: name, settings, whether finished,
-        and metrics (validation curve and the last evaluation)."""
+        metrics (validation curve and the last evaluation), and "since": the
+        edges and nodes added and deleted since the graph state it was
+        trained on (None when it has no record of it)."""
         return self._db.models()
 
     def drop_model(self, name: str) -> None:

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use crate::convert::{dict, keys, train_config};
 use crate::errors::{py_err, ConfigError, Error};
 use crate::{device, Database};
+use quiver::refresh::{next_version, refresh_on_until, RefreshOptions};
 use quiver::EngineError;
 
 #[pymethods]
@@ -221,6 +222,59 @@ impl Database {
                 }
                 dict(py, out)
             }
+        }
+    }
+
+    /// A new version of `model` trained on the graph's changes since the
+    /// state it was trained on, as `quiver refresh` (the GIL released;
+    /// Ctrl-C stops it resumably). Returns {model: the new name, history:
+    /// per epoch {epoch, loss, edges, seconds}}.
+    #[pyo3(signature = (model, new_name=None, epochs=None, replay=None, drift_penalty=None, threads=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn refresh<'py>(
+        &self,
+        py: Python<'py>,
+        model: &str,
+        new_name: Option<String>,
+        epochs: Option<usize>,
+        replay: Option<f64>,
+        drift_penalty: Option<f32>,
+        threads: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let d = RefreshOptions::default();
+        let opts = RefreshOptions {
+            epochs: epochs.unwrap_or(d.epochs),
+            replay: replay.unwrap_or(d.replay),
+            drift_penalty: drift_penalty.unwrap_or(d.drift_penalty),
+            threads,
+        };
+        let stop = AtomicBool::new(false);
+        let (mut history, mut pending) = (Vec::new(), None);
+        let (to, result) = self.with(|g| {
+            let db = g.database();
+            let to = new_name.clone().unwrap_or_else(|| next_version(db, model));
+            let mut on = |e: &quiver::TrainEvent| {
+                if let quiver::TrainEvent::Epoch(s) = e {
+                    history.push(
+                        serde_json::json!({"epoch": s.epoch, "loss": s.loss, "edges": s.edges,
+                        "seconds": s.seconds}),
+                    );
+                }
+                Python::attach(|py| {
+                    if let Err(err) = py.check_signals() {
+                        stop.store(true, Ordering::Relaxed);
+                        pending.get_or_insert(err);
+                    }
+                });
+            };
+            let r =
+                py.detach(|| refresh_on_until(db, model, &to, &opts, &quiver::Device::Cpu, &mut on, &stop));
+            Ok((to, r))
+        })?;
+        match (result, pending) {
+            (Err(EngineError::Stopped(_)), Some(err)) => Err(err),
+            (Err(e), _) => Err(py_err(e)),
+            (Ok(()), _) => dict(py, serde_json::json!({"model": to, "history": history})),
         }
     }
 

@@ -569,3 +569,24 @@ def test_every_public_name_has_a_docstring():
                     if not (f.__doc__ or "").strip():
                         missing.append(f"{name}.{attr}")
     assert missing == []
+
+
+def test_models_count_changes_and_refresh_makes_a_new_version(tmp_path):
+    with social(tmp_path / "db") as db:
+        db.train("m", {"dim": 8, "epochs": 2, "threads": 1}, device="cpu", progress=False, valid="none")
+        assert db.models()[0]["since"] == {"edges_added": 0, "edges_deleted": 0, "nodes_added": 0, "nodes_deleted": 0}
+        db.query("CREATE (:User {key: 'newcomer'})")
+        db.query("MATCH (a:User {key: 'newcomer'}), (b:User {key: 'u1'}) CREATE (a)-[:Follows]->(b)")
+        since = {m["name"]: m["since"] for m in db.models()}["m"]
+        assert since == {"edges_added": 1, "edges_deleted": 0, "nodes_added": 1, "nodes_deleted": 0}
+        r = db.refresh("m", epochs=2, threads=1)
+        assert r["model"] == "m@2" and [h["epoch"] for h in r["history"]] == [0, 1]
+        # The added edge and (replay 1) about one old edge at its ends.
+        assert 1 <= r["history"][0]["edges"] <= 5
+        by_name = {m["name"]: m for m in db.models()}
+        assert by_name["m@2"]["since"]["edges_added"] == 0 and by_name["m"]["since"]["edges_added"] == 1
+        assert db.embedding("m@2", "User", "newcomer").shape == (8,)
+        with pytest.raises(quiver.ConfigError, match="nothing changed"):
+            db.refresh("m@2")
+        with pytest.raises(quiver.ConfigError, match="exists"):
+            db.refresh("m", new_name="m@2")
