@@ -67,7 +67,7 @@ pub fn writes(text: &str) -> Result<bool> {
         C::Create(_) | C::Delete { .. } | C::Set(_) | C::Merge { .. } | C::Remove(_) => true,
         C::Call { name, .. } => matches!(
             plan::Proc::named(&name.text),
-            Some(plan::Proc::Train | plan::Proc::Index)
+            Some(plan::Proc::Train | plan::Proc::Refresh | plan::Proc::Index)
         ),
         _ => false,
     };

@@ -133,6 +133,7 @@ impl Ctx<'_> {
         };
         match proc {
             Proc::Train => self.train(args.first()),
+            Proc::Refresh => self.refresh(args.first()),
             Proc::Index => self.index(args.first()),
             Proc::Nearest => {
                 let k = count(&args[1])?;
@@ -321,6 +322,81 @@ impl Ctx<'_> {
             Value::Int(last.map_or(0, |s| s.edges) as i64),
             Value::Float(t.elapsed().as_secs_f64()),
             last.map_or(Value::Null, |s| Value::Float(s.loss)),
+        ]])
+    }
+}
+
+impl Ctx<'_> {
+    /// `CALL quiver.refresh({model, as, epochs, replay, drift_penalty})`:
+    /// a new version of the model trained on the graph's changes since its
+    /// state ([`quiver_engine::refresh`]); stopped by the statement's
+    /// timeout or interrupt at a checkpoint, resumable.
+    pub(super) fn refresh(&self, config: Option<&Value>) -> Result<Vec<Vec<Value>>> {
+        use quiver_engine::refresh::{next_version, refresh_on_until, RefreshOptions};
+        let mut o = RefreshOptions::default();
+        let (mut from, mut to) = ("default".to_string(), None);
+        let none = std::collections::BTreeMap::new();
+        let pairs = match config {
+            None => &none,
+            Some(Value::Map(pairs)) => pairs,
+            Some(_) => {
+                return Err(runtime(
+                    "quiver.refresh takes a map: {model: 'm', epochs: 5, ...}",
+                ))
+            }
+        };
+        for (k, v) in pairs {
+            match (k.as_str(), v) {
+                ("model", Value::Str(s)) => from = s.to_string(),
+                ("as", Value::Str(s)) => to = Some(s.to_string()),
+                ("epochs", Value::Int(n)) if *n > 0 => o.epochs = *n as usize,
+                ("threads", Value::Int(n)) if *n >= 0 => o.threads = *n as usize,
+                ("replay", Value::Int(n)) => o.replay = *n as f64,
+                ("replay", Value::Float(x)) => o.replay = *x,
+                ("drift_penalty", Value::Int(n)) => o.drift_penalty = *n as f32,
+                ("drift_penalty", Value::Float(x)) => o.drift_penalty = *x as f32,
+                ("model" | "as" | "epochs" | "threads" | "replay" | "drift_penalty", other) => {
+                    return Err(runtime(format!("quiver.refresh: {k} cannot be {}", kind(other))))
+                }
+                _ => {
+                    return Err(runtime(format!(
+                        "quiver.refresh: unknown setting `{k}` (model, as, epochs, replay, drift_penalty, threads)"
+                    )))
+                }
+            }
+        }
+        let to = to.unwrap_or_else(|| next_version(self.db, &from));
+        let (mut edges, mut cut) = (0u64, None);
+        let t = Instant::now();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let mut on = |e: &quiver_engine::TrainEvent| {
+            if let quiver_engine::TrainEvent::Epoch(s) = e {
+                edges = s.edges;
+            }
+            if let Err(err) = self.check_time() {
+                cut.get_or_insert(err);
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        let run = refresh_on_until(
+            self.db,
+            &from,
+            &to,
+            &o,
+            &quiver_engine::Device::Cpu,
+            &mut on,
+            &stop,
+        );
+        match (run, cut) {
+            (Err(quiver_engine::EngineError::Stopped(_)), Some(err)) => return Err(err),
+            (run, _) => run?,
+        }
+        Ok(vec![vec![
+            Value::Str(to),
+            Value::Str(from),
+            Value::Int(o.epochs as i64),
+            Value::Int(edges as i64),
+            Value::Float(t.elapsed().as_secs_f64()),
         ]])
     }
 }

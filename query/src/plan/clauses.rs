@@ -20,14 +20,14 @@ impl Planner<'_> {
                 return Err(sem(
                     name.pos,
                     format!(
-                        "unknown procedure `{}` (known: quiver.train, quiver.index, quiver.nearest, quiver.predict, quiver.predict_head)",
+                        "unknown procedure `{}` (known: quiver.train, quiver.refresh, quiver.index, quiver.nearest, quiver.predict, quiver.predict_head)",
                         name.text
                     ),
                 ))
             }
         };
         let (lo, hi) = match proc {
-            Proc::Train | Proc::Index => (0, 1),
+            Proc::Train | Proc::Refresh | Proc::Index => (0, 1),
             Proc::Nearest => (2, 3),
             Proc::Predict | Proc::PredictHead => (3, 4),
         };
@@ -38,7 +38,7 @@ impl Planner<'_> {
             ));
         }
         // Settings are a map: a list or a number would read as nothing.
-        if let (Proc::Train | Proc::Index, Some(a)) = (proc, args.first()) {
+        if let (Proc::Train | Proc::Refresh | Proc::Index, Some(a)) = (proc, args.first()) {
             if !matches!(a, Expr::Map(_) | Expr::Param(_)) {
                 return Err(sem(
                     name.pos,

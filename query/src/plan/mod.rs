@@ -91,6 +91,7 @@ pub(crate) enum AggKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Proc {
     Train,
+    Refresh,
     Index,
     Nearest,
     Predict,
@@ -102,6 +103,7 @@ impl Proc {
     pub(crate) fn named(name: &str) -> Option<Proc> {
         Some(match name.to_ascii_lowercase().as_str() {
             "quiver.train" => Proc::Train,
+            "quiver.refresh" => Proc::Refresh,
             "quiver.index" => Proc::Index,
             "quiver.nearest" => Proc::Nearest,
             "quiver.predict" => Proc::Predict,
@@ -113,6 +115,7 @@ impl Proc {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Proc::Train => "quiver.train",
+            Proc::Refresh => "quiver.refresh",
             Proc::Index => "quiver.index",
             Proc::Nearest => "quiver.nearest",
             Proc::Predict => "quiver.predict",
@@ -123,6 +126,7 @@ impl Proc {
     pub(crate) fn columns(self) -> &'static [&'static str] {
         match self {
             Proc::Train => &["model", "epochs", "edges", "seconds", "loss"],
+            Proc::Refresh => &["model", "from", "epochs", "edges", "seconds"],
             Proc::Index => &["model", "type", "rows", "seconds"],
             _ => &["node", "score"],
         }
