@@ -27,7 +27,7 @@ import numpy as np
 Q = os.environ.get("QUIVER", "target/release/quiver")
 CONFIG = "configs/fb15k-237.toml"
 # (epochs, replay per added edge, drift penalty), fixed before the runs.
-GRID = [(e, r, d) for e in (5, 10) for r in (1.0, 4.0) for d in (0.01, 0.1)]
+GRID = [(e, r, d) for e in (2, 5, 10) for r in (1.0, 4.0) for d in (0.0, 0.01, 0.1)]
 
 
 def sh(*args):

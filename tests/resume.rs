@@ -11,8 +11,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use quiver_engine::refresh::{refresh_on_until, RefreshOptions};
 use quiver_engine::{
-    resume_on_until, train_on_until, Device, Loss, Model, Score, TrainConfig, Triple, ValidMetric, Validation,
+    index_model, resume_on_until, train_on_until, AnnIndex, Device, IndexSettings, Loss, Model, Score,
+    TrainConfig, Triple, ValidMetric, Validation,
 };
 use quiver_storage::Database;
 
@@ -170,4 +172,136 @@ fn kill_and_resume(n: usize) {
         reference,
         "case {n}, after {kills} kills"
     );
+}
+
+const REFRESH_ENV: &str = "QUIVER_REFRESH_CHILD";
+
+/// Refreshes `m` into `r` (threads 1: deterministic), or resumes `r`.
+fn refresh_or_resume(db: &Database) {
+    let never = AtomicBool::new(false);
+    let opts = RefreshOptions {
+        epochs: 8,
+        replay: 2.0,
+        threads: 1,
+        ..RefreshOptions::default()
+    };
+    let r = match db.model_info("r") {
+        Ok(_) => resume_on_until(db, "r", &Device::Cpu, &mut |_| {}, &never, None),
+        Err(_) => refresh_on_until(db, "m", "r", &opts, &Device::Cpu, &mut |_| {}, &never),
+    };
+    r.unwrap();
+}
+
+/// Case 0's graph and model `m` (two epochs) with its index, then 3,000
+/// edges added (some at 500 new nodes) and a node deleted.
+fn changed_graph(path: &Path) {
+    graph(path, 0);
+    let db = Database::open(path).unwrap();
+    let cfg = TrainConfig {
+        epochs: 2,
+        ..case(0).0
+    };
+    train_on_until(
+        &db,
+        "m",
+        &cfg,
+        &Device::Cpu,
+        &mut |_| {},
+        &AtomicBool::new(false),
+        None,
+    )
+    .unwrap();
+    let settings = IndexSettings {
+        threads: 1,
+        ..IndexSettings::default()
+    };
+    index_model(&db, "m", 0, &settings, &|_, _| true).unwrap();
+    let mut b = db.batch();
+    let mut random = quiver_tests::rng(9);
+    for i in 0..3_000u64 {
+        let x = random.next_u64();
+        let src = match i % 6 {
+            0 => format!("new{}", x % 500),
+            _ => format!("n{}", (x >> 8) % 12_000),
+        };
+        b.insert_edge((x % 2) as u32, src, format!("n{}", (x >> 24) % 12_000), None);
+    }
+    b.delete_node(0, "n17");
+    db.commit(b).unwrap();
+    db.flush().unwrap();
+}
+
+/// A refresh killed at random moments (mid-epoch, while partitions are
+/// staged, while the index is carried over) and resumed ends with the
+/// model and the index an uninterrupted refresh produces.
+#[test]
+fn killed_refresh_resumes_to_the_same_model() {
+    if let Ok(path) = std::env::var(REFRESH_ENV) {
+        refresh_or_resume(&Database::open(&path).unwrap());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("reference");
+    changed_graph(&reference);
+    let reference = Database::open(&reference).unwrap();
+    refresh_or_resume(&reference);
+    let path = dir.path().join("db");
+    changed_graph(&path);
+    let mut random = quiver_tests::rng(0x5eed);
+    let mut kills = 0;
+    for round in 0..30 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "killed_refresh_resumes_to_the_same_model",
+                "--test-threads=1",
+            ])
+            .env(REFRESH_ENV, &path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20 + random.next_u64() % 200));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        let db = Database::open(&path).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(db.check().unwrap().ok(), "round {round}");
+        if db.model_info("r").is_ok_and(|m| m.progress.is_empty()) {
+            break;
+        }
+    }
+    assert!(
+        kills >= 3,
+        "only {kills} kills landed before the refresh finished"
+    );
+    let db = Database::open(&path).unwrap();
+    if !db.model_info("r").unwrap().progress.is_empty() {
+        refresh_or_resume(&db);
+    }
+    let (want, got) = (
+        Model::load(&reference, "r").unwrap(),
+        Model::load(&db, "r").unwrap(),
+    );
+    assert_eq!(got, want, "after {kills} kills");
+    let (a, b) = (
+        AnnIndex::current(&reference, "r", 0).unwrap().expect("carried"),
+        AnnIndex::current(&db, "r", 0)
+            .unwrap()
+            .expect("carried after the kills"),
+    );
+    // (The versions differ: they name the part files, numbered per database.)
+    let strip = |i: &quiver_engine::IndexInfo| (i.rows, i.removed, i.reinserted);
+    assert_eq!(strip(a.info()), strip(b.info()));
+    assert_eq!(a.info().removed, 1);
+    for q in [0u32, 5, a.info().rows - 1] {
+        let row = want.node(0, q);
+        let (x, y) = (
+            a.search(&want.nodes[0], row, 10, None, &|_| false),
+            b.search(&got.nodes[0], row, 10, None, &|_| false),
+        );
+        assert_eq!(x.unwrap(), y.unwrap(), "query {q}");
+    }
 }

@@ -140,6 +140,48 @@ fn no_record(model: &str) -> EngineError {
     }
 }
 
+/// The optimizer state of the model a refresh starts from, so that its
+/// steps continue the old run's (Adagrad's sums keep a row that has seen
+/// many gradients from jumping at its first new one).
+pub(crate) struct OldState {
+    /// Per node type: `rows × width`, by id.
+    pub(crate) nodes: Vec<Vec<f32>>,
+    /// The relation vectors' state.
+    pub(crate) relations: Vec<f32>,
+}
+
+impl OldState {
+    /// Model `from`'s stored state, when it has the shape of `cfg`'s optimizer.
+    pub(crate) fn load(db: &Database, from: &str, cfg: &TrainConfig) -> Result<Self> {
+        let info = db.model_info(from)?;
+        let s: Settings = serde_json::from_str(&info.settings).map_err(|e| EngineError::Model {
+            name: from.to_string(),
+            message: format!("settings: {e}"),
+        })?;
+        let width = cfg.optimizer.state_width(cfg.dim);
+        let same = s.config.optimizer == cfg.optimizer && s.config.dim == cfg.dim;
+        let mut nodes = Vec::new();
+        for t in 0..s.node_counts.len() {
+            let mut state = Vec::with_capacity(s.node_counts[t] as usize * width);
+            for p in 0..s.config.partitions {
+                let rows = s.part_range(t, p).len() * width;
+                match db.model_part(from, &crate::model::part_key(t, p))? {
+                    Some(part) if same && part.array(1).len() == rows => {
+                        state.extend_from_slice(part.array(1))
+                    }
+                    _ => state.resize(state.len() + rows, 0.0),
+                }
+            }
+            nodes.push(state);
+        }
+        let relations = match db.model_part(from, crate::model::RELATIONS_KEY)? {
+            Some(part) if same => part.array(1).to_vec(),
+            _ => Vec::new(),
+        };
+        Ok(Self { nodes, relations })
+    }
+}
+
 /// How a refresh trains. The defaults were chosen on FB15k-237's
 /// validation split (BENCHMARKS.md, "Refresh").
 #[derive(Debug, Clone, PartialEq)]
@@ -202,8 +244,13 @@ pub fn refresh_config(db: &Database, from: &str, opts: &RefreshOptions) -> Resul
     if opts.epochs == 0 {
         return Err(EngineError::Config("a refresh needs at least one epoch".into()));
     }
+    // The old run's last rates, kept constant: the refresh continues it.
+    let last = settings.config.at_epoch(settings.config.epochs.saturating_sub(1));
     Ok(TrainConfig {
         epochs: opts.epochs,
+        lr: last.lr,
+        relation_lr: last.relation_lr,
+        lr_decay: 1.0,
         warm_start: Some(from.to_string()),
         drift_penalty: opts.drift_penalty,
         threads: opts.threads,
@@ -257,8 +304,8 @@ const MOVED: f32 = 0.05;
 
 /// Carries the current indexes of `from` over to `to` (a refresh of it,
 /// `old` its rows): per node type, the stored graph with deleted nodes
-/// removed and moved, new and revived nodes added again; rebuilt whole when
-/// more than half the rows would be added.
+/// removed and moved, new and revived nodes added again; rebuilt (without
+/// the deleted nodes) when more than half the rows would be added.
 pub(crate) fn carry_indexes(
     db: &Database,
     from: &str,
@@ -320,15 +367,17 @@ pub(crate) fn carry_indexes(
                 add.push(id);
             }
         }
-        if add.len() * 2 > n as usize {
-            crate::ann::build_index(db, to, ty, (new_rows, d, metric), &settings, &progress)?;
-            continue;
+        let rebuilt = add.len() * 2 > n as usize;
+        if rebuilt {
+            hnsw = usearch::Index::new(&options(metric, d, &settings)?).map_err(|e| ffi("index", e))?;
+            own_kernels(&mut hnsw, metric, d, settings.quantization);
+            add = (0..n).filter(|&id| !snap.is_deleted(ty, id)).collect();
         }
         add_rows(&hnsw, (&add, new_rows, d), threads, &progress)?;
         let carried = IndexInfo {
             rows: n,
             removed,
-            reinserted: Some(add.len() as u32),
+            reinserted: (!rebuilt).then_some(add.len() as u32),
             version: model_version(&db.model_info(to)?),
             build_seconds: started.elapsed().as_secs_f64(),
             settings,

@@ -182,7 +182,10 @@ impl Database {
 
     /// Renames model `from` to `to`, replacing any model `to`, in one catalog
     /// change (after a crash `to` is whole, old or new); the replaced
-    /// model's files are deleted after.
+    /// model's files are deleted after. `to`'s record of the graph it was
+    /// trained on (part [`crate::SEEN_KEY`]) stays when `from` has none: a
+    /// run's best epoch, kept under another name, replaces the run's rows,
+    /// not what it was trained on.
     pub fn replace_model(&self, from: &str, to: &str) -> Result<()> {
         check_name("model", to, MAX_NAME)?;
         let _w = self.writer.lock();
@@ -194,6 +197,14 @@ impl Database {
             .ok_or_else(|| no_model(from))?;
         let mut moved = catalog.models.remove(i);
         moved.name = to.to_string();
+        let seen = |m: &ModelRef| m.parts.iter().position(|(k, _)| k == crate::SEEN_KEY);
+        if let Some(at) = catalog.models.iter_mut().find(|m| m.name == to) {
+            if let (None, Some(j)) = (seen(&moved), seen(at)) {
+                let part = at.parts.remove(j);
+                let k = moved.parts.partition_point(|(k, _)| k.as_str() < crate::SEEN_KEY);
+                moved.parts.insert(k, part);
+            }
+        }
         let old = catalog
             .models
             .iter()

@@ -67,7 +67,8 @@ pub(super) fn progress_after(
             ..start.with_epoch(epoch, sums)
         },
     };
-    if next.epoch >= ctx.cfg().epochs {
+    // The last checkpoint marks the run finished; a refresh's is marked in `finish`.
+    if next.epoch >= ctx.cfg().epochs && ctx.cfg().refresh.is_none() {
         String::new()
     } else {
         serde_json::to_string(&next).unwrap_or_default()
@@ -164,20 +165,30 @@ pub(super) fn finish(
     ctx: &RunCtx<'_>,
     state: &RunState<'_>,
     start: &Progress,
-    (buckets, valid): (&Buckets, Option<&Validation>),
+    valid: Option<&Validation>,
     stop: &AtomicBool,
 ) -> Result<()> {
     let (db, name, cfg) = (ctx.db, ctx.name, ctx.cfg());
-    // A run whose last buckets were empty, or that had nothing left to do, still ends finished.
     let rel_arrays: [&[f32]; 2] = [&state.relations, &state.relation_state];
-    let untrained = untrained_parts(ctx)?;
-    db.save_model_checkpoint(
-        name,
-        &ctx.settings_json,
-        "",
-        &[(RELATIONS_KEY, &rel_arrays)],
-        untrained,
-    )?;
+    let mut last: &[(&str, &[&[f32]])] = &[(RELATIONS_KEY, &rel_arrays)];
+    if let (Some(r), Some(prev)) = (&cfg.refresh, ctx.prev) {
+        // A refresh is whole (every partition, the index carried over)
+        // before it is marked finished: killed in between, it resumes here.
+        let at_end = Progress {
+            epoch: cfg.epochs,
+            bucket: 0,
+            partial: (0.0, 0),
+            ..start.clone()
+        };
+        let pending = serde_json::to_string(&at_end).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let untrained = untrained_parts(ctx)?;
+        db.save_model_checkpoint(name, &ctx.settings_json, &pending, last, untrained)?;
+        crate::refresh::carry_indexes(db, &r.model, name, prev, cfg.threads, stop)?;
+        // Saved: the carried indexes were built from these parts.
+        last = &[];
+    }
+    // A run whose last buckets were empty, or that had nothing left to do, still ends finished.
+    db.save_model_parts(name, &ctx.settings_json, "", last)?;
     // Each epoch's mean loss per edge, as the curves of `quiver serve` and Python show it.
     let losses: Vec<_> = (start.losses.iter())
         .map(|&(epoch, mean)| serde_json::json!({"epoch": epoch, "mean_loss": mean}))
@@ -194,10 +205,6 @@ pub(super) fn finish(
             "held_out": cfg.validation.is_some(), "curve": curve});
     }
     db.set_model_metrics(name, &metrics.to_string())?;
-    db.record_seen(name, buckets)?;
-    if let (Some(r), Some(prev)) = (&cfg.refresh, ctx.prev) {
-        crate::refresh::carry_indexes(db, &r.model, name, prev, cfg.threads, stop)?;
-    }
     if cfg.index {
         for ty in 0..ctx.settings.node_counts.len() as u32 {
             let settings = crate::IndexSettings {
@@ -228,7 +235,7 @@ fn untrained_parts(ctx: &RunCtx<'_>) -> Result<Vec<(String, StagedPart)>> {
                 continue;
             }
             let range = ctx.settings.part_range(t, part);
-            let state = vec![0.0; range.len() * ctx.width];
+            let state = first_state(ctx, id, range.clone());
             let rows = first_rows(cfg, ctx.prev, &ctx.snap, id, range);
             staged.push((id.key(), ctx.db.stage_model_part(&[&rows, &state])?));
         }

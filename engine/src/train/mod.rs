@@ -150,6 +150,8 @@ pub fn train_on_until(
     let settings_json = serde_json::to_string(&settings).map_err(|e| EngineError::Internal(e.to_string()))?;
     let start_json = serde_json::to_string(&start).map_err(|e| EngineError::Internal(e.to_string()))?;
     db.start_model(name, &settings_json, &start_json)?;
+    // What it trains on, recorded before anything is trained (`quiver models` counts changes from it).
+    db.record_seen(name, &buckets)?;
     let auto = auto_validation(db, &buckets, &settings.config, valid, on_event)?;
     run(
         db,
@@ -273,6 +275,8 @@ struct RunCtx<'a> {
     /// Per node type: rows per partition.
     part_size: Vec<u32>,
     prev: Option<&'a Model>,
+    /// A refresh's old optimizer state ([`crate::refresh::OldState`]).
+    old_state: Option<crate::refresh::OldState>,
     /// Optimizer state per row.
     width: usize,
 }
@@ -432,6 +436,10 @@ fn run(
             .map(|t| settings.part_size(t))
             .collect(),
         prev,
+        old_state: match &cfg.refresh {
+            Some(r) => Some(crate::refresh::OldState::load(db, &r.model, cfg)?),
+            None => None,
+        },
         width: cfg.optimizer.state_width(cfg.dim),
     };
     let mut state = load_state(&ctx)?;
@@ -562,7 +570,9 @@ fn run(
             // The last bucket of an epoch stops after the epoch's event.
             let stopping = stop.load(Relaxed) && b + 1 < visits;
             let due = saved_at.elapsed().as_secs_f64() >= CHECKPOINT_SECS.max(10.0 * save_secs);
-            if stopping || due || b + 1 == visits {
+            // A refresh's epochs are small: it saves at its end, when due and when stopped.
+            let epoch_end = b + 1 == visits && (cfg.refresh.is_none() || epoch + 1 == cfg.epochs);
+            if stopping || due || epoch_end {
                 let begun = Instant::now();
                 let validating = valid.is_some_and(|v| v.due(epoch, cfg.epochs));
                 let progress = progress_after(&ctx, &start, (epoch, b), visits, validating, sums);
@@ -596,5 +606,5 @@ fn run(
             return Err(EngineError::Stopped(name.to_string()));
         }
     }
-    finish(&ctx, &state, &start, (buckets, valid), stop)
+    finish(&ctx, &state, &start, valid, stop)
 }

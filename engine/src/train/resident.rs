@@ -150,6 +150,23 @@ pub(super) fn first_rows(
     rows
 }
 
+/// The optimizer state partition `id` (rows `range`) starts from: a
+/// refresh's old state for the rows the old model had, zeros otherwise.
+pub(super) fn first_state(ctx: &RunCtx<'_>, id: PartId, range: Range<u32>) -> Vec<f32> {
+    let w = ctx.width;
+    let mut state = vec![0.0; range.len() * w];
+    if let Some(old) = ctx.old_state.as_ref().and_then(|o| o.nodes.get(id.ty as usize)) {
+        let (start, have) = (range.start as usize * w, (old.len() / w.max(1)) as u32);
+        let end = range.end.min(have).max(range.start) as usize * w;
+        state[..end - start].copy_from_slice(&old[start..end]);
+    }
+    state
+}
+
+fn range_of(ctx: &RunCtx<'_>, id: PartId) -> Range<u32> {
+    ctx.settings.part_range(id.ty as usize, id.part)
+}
+
 /// A copy of `values` in memory that the kernel is asked to back with 2 MiB
 /// pages (Linux's transparent huge pages; a hint, which changes no value).
 /// Training reads rows at random all over a partition: with 4 KiB pages
@@ -324,7 +341,10 @@ pub(super) fn load_state<'a>(ctx: &RunCtx<'a>) -> Result<RunState<'a>> {
                 Some(m) if m.relations.len() == rows * d => m.relations.clone(),
                 _ => vec![0.0; rows * d],
             },
-            vec![0.0; rows * width],
+            (ctx.old_state.as_ref())
+                .map(|o| o.relations.clone())
+                .filter(|s| s.len() == rows * width)
+                .unwrap_or_else(|| vec![0.0; rows * width]),
         ),
     };
     let types = ctx.settings.node_counts.len();
@@ -405,7 +425,7 @@ pub(super) fn make_resident(ctx: &RunCtx<'_>, state: &mut RunState<'_>, needed: 
                 Some(_) => return Err(ctx.wrong_size(&key)),
                 None => Part {
                     table: huge_pages(&first_rows(cfg, ctx.prev, &ctx.snap, id, range)),
-                    state: huge_pages(&vec![0.0; rows * width]),
+                    state: huge_pages(&first_state(ctx, id, range_of(ctx, id))),
                     last_used: state.clock,
                     dirty: true,
                     in_ball: false,
