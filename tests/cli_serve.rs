@@ -461,3 +461,80 @@ fn training_jobs_run_beside_queries_and_the_map_is_cached() {
         "{page}"
     );
 }
+
+#[test]
+fn a_write_past_refresh_after_starts_a_refresh_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = trained(dir.path());
+    let s = serve(&[p(&db), "--bind", "127.0.0.1:0"]);
+    let a = s.addr.as_str();
+    let config = serde_json::json!({"dim": 4, "epochs": 1, "threads": 1, "refresh_after": 3});
+    let (status, r) = http(
+        a,
+        "POST",
+        "/api/train",
+        &serde_json::json!({"model": "t", "config": config}).to_string(),
+        None,
+    );
+    assert_eq!(status, 202, "{r}");
+    let wait = |job: u64| {
+        for _ in 0..1000 {
+            let state = http(a, "GET", &format!("/api/jobs/{job}"), "", None).1;
+            if state["state"] != "running" {
+                return state;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("job {job} still running");
+    };
+    assert_eq!(wait(0)["state"], "done");
+    let models = || http(a, "GET", "/api/models", "", None).1;
+    let since = |name: &str| {
+        models()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .map(|m| m["since"].clone())
+    };
+    // Two changed edges: below the setting, no job.
+    for q in [
+        "MATCH (a {key: 'e1'}), (b {key: 'e5'}) CREATE (a)-[:next]->(b)",
+        "MATCH (a {key: 'e1'})-[r]->(b {key: 'e2'}) DELETE r",
+    ] {
+        assert_eq!(query(a, q, None).0, 200, "{q}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(http(a, "GET", "/api/jobs/1", "", None).0, 404, "no refresh yet");
+    assert_eq!(since("t").unwrap()["edges_added"], 1);
+    assert_eq!(since("t").unwrap()["edges_deleted"], 1);
+    // The third starts one; the write itself answers at once.
+    let (status, r) = query(
+        a,
+        "CREATE (:Entity {key: 'fresh'})-[:next]->(:Entity {key: 'e9'})",
+        None,
+    );
+    assert_eq!(status, 200, "{r}");
+    let mut job = (404, serde_json::Value::Null);
+    for _ in 0..500 {
+        job = http(a, "GET", "/api/jobs/1", "", None);
+        if job.0 == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(job.0, 200, "a refresh job started");
+    assert_eq!(job.1["refresh_of"], "t");
+    assert_eq!(job.1["model"], "t@2");
+    assert_eq!(wait(1)["state"], "done");
+    assert_eq!(since("t@2").unwrap()["edges_added"], 0);
+    // t@2 inherits the setting; t, refreshed already, is not refreshed again.
+    let (status, _) = query(
+        a,
+        "MATCH (a {key: 'e3'}), (b {key: 'e9'}) CREATE (a)-[:next]->(b)",
+        None,
+    );
+    assert_eq!(status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(http(a, "GET", "/api/jobs/2", "", None).0, 404);
+}

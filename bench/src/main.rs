@@ -10,6 +10,10 @@
 //!   [--budget MiB] [--dim D]`: the scale run: a generated power-law
 //!   graph trained one epoch out of core by the `quiver` binary under
 //!   `/usr/bin/time` (peak RSS), beside P = 1 on a tenth of it that fits.
+//! - `quiver-bench refresh --quiver BIN [--nodes N] [--edges M]
+//!   [--partitions P] [--epochs E] [--dim D]`: `quiver refresh` after 1%
+//!   new edges against a warm-started retrain of the same epochs
+//!   (`refresh.rs`).
 //! - `quiver-bench gpu --data DIR [--epochs N]`: GPU training edges/s at
 //!   d = 200 with 50 in-batch + 50 uniform negatives per side (100 chunked
 //!   negatives) for several chunks-per-step, CPU rate and evaluation on the
@@ -33,6 +37,7 @@
 
 mod ann;
 mod http;
+mod refresh;
 
 use std::hint::black_box;
 use std::io::Write;
@@ -398,7 +403,7 @@ fn bench_unwind(n: usize) -> serde_json::Value {
 /// Writes `edges` triples over `nodes` entities and 8 relations, both ends
 /// drawn from a power law (node x with probability ∝ (x + 1)^−0.8, by
 /// inverse transform), as `n<src>\tr<k>\tn<dst>` lines.
-fn power_law_file(path: &Path, nodes: u64, edges: u64, seed: u64) {
+pub(crate) fn power_law_file(path: &Path, nodes: u64, edges: u64, seed: u64) {
     let mut rng = Rng::new(seed);
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
     let draw = |rng: &mut Rng| {
@@ -719,7 +724,7 @@ fn write_twhin(shape: &quiver::demo::Shape, out: &Path) -> serde_json::Value {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | fof [--users N] [--queries N] | unwind [--rows N] | scale --quiver BIN [--nodes N] [--edges M] | gpu --data DIR [--epochs N] | knn [--n N] [--dim D] [--queries Q] [--k K] | coldstart --data DIR [--epochs N] | twhin --out DIR [--users N] [--communities C] [--tweets T] [--follows F] [--engagements E] [--advertisers A] [--seed S] | ann --dir DIR --db DB [--metric ip|l2] [--quantization f32|f16|i8] [--ef 16,32,...] [--queries N] | serve --quiver BIN --db DB [--clients N] [--seconds S] [--write] [--train]"
+        "usage: quiver-bench storage [--data DIR] [--synthetic-edges N] | train --data DIR [--epochs N] | query --data DIR [--queries N] [--only NAME] | fof [--users N] [--queries N] | unwind [--rows N] | scale --quiver BIN [--nodes N] [--edges M] | refresh --quiver BIN [--nodes N] [--edges M] [--partitions P] [--epochs E] [--dim D] | gpu --data DIR [--epochs N] | knn [--n N] [--dim D] [--queries Q] [--k K] | coldstart --data DIR [--epochs N] | twhin --out DIR [--users N] [--communities C] [--tweets T] [--follows F] [--engagements E] [--advertisers A] [--seed S] | ann --dir DIR --db DB [--metric ip|l2] [--quantization f32|f16|i8] [--ef 16,32,...] [--queries N] | serve --quiver BIN --db DB [--clients N] [--seconds S] [--write] [--train]"
     );
     std::process::exit(2);
 }
@@ -893,6 +898,17 @@ fn main() {
             let data = get("--data").unwrap_or_else(|| usage());
             let epochs = get("--epochs").map_or(5, |e| e.parse().unwrap_or(5));
             println!("{}", bench_train(Path::new(&data), epochs));
+            return;
+        }
+        Some("refresh") => {
+            let num = |f: &str, d: u64| get(f).map_or(d, |v| v.parse().unwrap_or(d));
+            let bin = get("--quiver").unwrap_or_else(|| usage());
+            let (nodes, edges) = (num("--nodes", 200_000), num("--edges", 1_000_000));
+            let (p, epochs, dim) = (num("--partitions", 1), num("--epochs", 5), num("--dim", 64));
+            println!(
+                "{}",
+                refresh::bench_refresh(Path::new(&bin), nodes, edges, p, epochs, dim)
+            );
             return;
         }
         Some("scale") => {

@@ -384,6 +384,10 @@ pub struct TrainConfig {
     /// trains only the edges added since that model's state and a replay
     /// sample of its edges around them, warm started from it.
     pub refresh: Option<RefreshFrom>,
+    /// Edges added or deleted since the model's state that start a refresh
+    /// by itself (`quiver serve`, after the write that crosses it; the new
+    /// version inherits the setting); 0: never.
+    pub refresh_after: u64,
     /// The edges a refresh trains, computed from `refresh` when a run
     /// starts or resumes (not stored; set by the trainer).
     #[serde(skip)]
@@ -450,6 +454,7 @@ impl Default for TrainConfig {
             drift_penalty: 0.0,
             index: false,
             refresh: None,
+            refresh_after: 0,
             scope: None,
             validation: Some(AutoValid::default()),
         }

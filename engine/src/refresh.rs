@@ -208,6 +208,31 @@ impl Default for RefreshOptions {
     }
 }
 
+/// The models a refresh is due for: finished, with `refresh_after` > 0,
+/// not refreshed already (no model is a refresh of them), and at least that
+/// many edges added or deleted since their state.
+pub fn due(db: &Database) -> Result<Vec<String>> {
+    let models = db.models();
+    let settings = |m: &quiver_storage::ModelRef| serde_json::from_str::<Settings>(&m.settings).ok();
+    let refreshed: Vec<String> = (models.iter().filter_map(settings))
+        .filter_map(|s| s.config.refresh.map(|r| r.model))
+        .collect();
+    let mut out = Vec::new();
+    for m in &models {
+        let after = settings(m).map_or(0, |s| s.config.refresh_after);
+        if after == 0 || !m.progress.is_empty() || refreshed.contains(&m.name) {
+            continue;
+        }
+        if db
+            .changes_since(&m.name)?
+            .is_some_and(|c| c.edges_changed() >= after)
+        {
+            out.push(m.name.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// The name a refresh of `from` gets when none is given: `from@2`, or for
 /// `name@N`, `name@N+1` (the first such name not taken).
 pub fn next_version(db: &Database, from: &str) -> String {

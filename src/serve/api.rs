@@ -62,6 +62,7 @@ async fn run(s: Arc<Shared>, text: String, params: Params) -> Reply {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "read_only", m));
     }
     let started = Instant::now();
+    let edges_before = s.graph.database().catalog().edge_version;
     // On this worker thread (the runtime moves its other tasks away), which
     // saves the two thread hand-offs of `spawn_blocking` on every query.
     // A panic is a 500 reply, not a dropped connection.
@@ -80,6 +81,9 @@ async fn run(s: Arc<Shared>, text: String, params: Params) -> Reply {
     })?;
     let mut body = result.map_err(query_error)?;
     body["elapsed_ms"] = (started.elapsed().as_secs_f64() * 1e3).into();
+    if s.graph.database().catalog().edge_version != edges_before {
+        super::jobs::after_write(&s);
+    }
     Ok(Json(body))
 }
 

@@ -1,7 +1,9 @@
 //! Training as a background job: `POST /api/train` starts one (on its own
 //! thread, so queries go on), `GET /api/jobs/{id}` says where it is,
 //! `POST /api/jobs/{id}/cancel` stops it at the next bucket boundary (the
-//! model is saved there and resumable, as after Ctrl-C).
+//! model is saved there and resumable, as after Ctrl-C). A write that takes
+//! a model `refresh_after` changed edges past its state starts a refresh job
+//! by itself ([`after_write`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,6 +14,13 @@ use axum::Json;
 
 use super::{ApiError, Shared};
 use crate::{EngineError, TrainConfig, TrainEvent};
+
+/// What a job runs.
+enum Work {
+    Train(TrainConfig),
+    /// A refresh of this model into the job's.
+    Refresh(String),
+}
 
 /// One training job.
 pub(super) struct Job {
@@ -67,27 +76,63 @@ pub(super) async fn start(
             "model `{model}` exists; \"overwrite\": true replaces it"
         )));
     }
+    match spawn(&s, model, Work::Train(config))? {
+        Some(id) => Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "job": id })))),
+        None => {
+            let m = "a training job is running; wait for it or cancel it";
+            Err(ApiError::new(StatusCode::CONFLICT, "busy", m))
+        }
+    }
+}
+
+/// Starts `work` as a job training `model` on a thread of its own; its id,
+/// or `None` when a job is running (one at a time).
+fn spawn(s: &Arc<Shared>, model: String, work: Work) -> Result<Option<usize>, ApiError> {
     let mut jobs = s
         .jobs
         .lock()
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "jobs"))?;
     if jobs.iter().any(|j| j.running()) {
-        let m = "a training job is running; wait for it or cancel it";
-        return Err(ApiError::new(StatusCode::CONFLICT, "busy", m));
+        return Ok(None);
     }
     let id = jobs.len();
+    let mut state = serde_json::json!({"id": id, "model": model, "state": "running", "epochs": [] });
+    if let Work::Refresh(from) = &work {
+        state["refresh_of"] = from.as_str().into();
+    }
     let job = Arc::new(Job {
-        model: model.clone(),
+        model,
         stop: AtomicBool::new(false),
-        state: Mutex::new(serde_json::json!({"id": id, "model": model, "state": "running", "epochs": [] })),
+        state: Mutex::new(state),
     });
     jobs.push(job.clone());
     let shared = s.clone();
-    std::thread::spawn(move || run(&shared, &job, &config));
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "job": id }))))
+    std::thread::spawn(move || run(&shared, &job, &work));
+    Ok(Some(id))
 }
 
-fn run(s: &Shared, job: &Job, config: &TrainConfig) {
+/// After a write that changed edges: on a thread of its own (the write has
+/// answered), at most one at a time, a refresh job for the first model one
+/// is due for ([`crate::refresh::due`]), unless a job is running; the
+/// next write checks again.
+pub(super) fn after_write(s: &Arc<Shared>) {
+    if s.opts.read_only || s.checking.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let shared = s.clone();
+    std::thread::spawn(move || {
+        let db = shared.graph.database();
+        if let Ok(due) = crate::refresh::due(db) {
+            if let Some(from) = due.into_iter().next() {
+                let to = crate::refresh::next_version(db, &from);
+                let _ = spawn(&shared, to, Work::Refresh(from));
+            }
+        }
+        shared.checking.store(false, Ordering::Release);
+    });
+}
+
+fn run(s: &Shared, job: &Job, work: &Work) {
     let on_event = &mut |e: &TrainEvent| match e {
         TrainEvent::Start { epochs, .. } => job.update(|s| s["of_epochs"] = (*epochs).into()),
         TrainEvent::Bucket {
@@ -113,15 +158,14 @@ fn run(s: &Shared, job: &Job, config: &TrainConfig) {
         }),
         _ => {}
     };
-    let result = crate::train_on_until(
-        s.graph.database(),
-        &job.model,
-        config,
-        &crate::Device::Cpu,
-        on_event,
-        &job.stop,
-        None,
-    );
+    let (db, cpu) = (s.graph.database(), &crate::Device::Cpu);
+    let result = match work {
+        Work::Train(config) => crate::train_on_until(db, &job.model, config, cpu, on_event, &job.stop, None),
+        Work::Refresh(from) => {
+            let opts = crate::refresh::RefreshOptions::default();
+            crate::refresh::refresh_on_until(db, from, &job.model, &opts, cpu, on_event, &job.stop)
+        }
+    };
     job.update(|st| match result {
         Ok(()) => st["state"] = "done".into(),
         Err(EngineError::Stopped(_)) => st["state"] = "cancelled".into(),

@@ -61,6 +61,8 @@ struct Shared {
     opts: Options,
     queries: tokio::sync::Semaphore,
     jobs: std::sync::Mutex<Vec<Arc<jobs::Job>>>,
+    /// A check for due refreshes is under way ([`jobs::after_write`]).
+    checking: std::sync::atomic::AtomicBool,
     maps: map::MapCache,
 }
 
@@ -102,6 +104,7 @@ pub fn serve(mut graph: Graph, opts: Options, ready: impl FnOnce(SocketAddr)) ->
         graph,
         queries: tokio::sync::Semaphore::new(opts.max_queries),
         jobs: Default::default(),
+        checking: Default::default(),
         maps: Default::default(),
         opts,
     });
