@@ -17,7 +17,7 @@ use crate::{EngineError, TrainConfig, TrainEvent};
 
 /// What a job runs.
 enum Work {
-    Train(TrainConfig),
+    Train(Box<TrainConfig>),
     /// A refresh of this model into the job's.
     Refresh(String),
 }
@@ -76,7 +76,7 @@ pub(super) async fn start(
             "model `{model}` exists; \"overwrite\": true replaces it"
         )));
     }
-    match spawn(&s, model, Work::Train(config))? {
+    match spawn(&s, model, Work::Train(Box::new(config)))? {
         Some(id) => Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "job": id })))),
         None => {
             let m = "a training job is running; wait for it or cancel it";
