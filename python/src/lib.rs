@@ -19,6 +19,7 @@ mod errors;
 mod exchange;
 mod retrieval;
 mod training;
+mod trigger;
 use convert::*;
 use errors::{guard, py_err, ConfigError, CorruptionError, Error, LockedError, QuerySyntaxError};
 
@@ -60,6 +61,10 @@ struct Database {
     /// were mapped, the keys, the read-only array (so that a second call
     /// neither maps nor checks the part again).
     views: Mutex<HashMap<(String, String), View>>,
+    /// A triggered refresh is running ([`trigger::after_write`]).
+    refreshing: std::sync::atomic::AtomicBool,
+    /// Set by `close`: a triggered refresh stops.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 thread_local! {
@@ -144,6 +149,8 @@ impl Database {
                 graph: RwLock::new(Some(g)),
                 path: path.display().to_string(),
                 views: Mutex::new(HashMap::new()),
+                refreshing: Default::default(),
+                closing: Default::default(),
             })
         })
     }
@@ -158,6 +165,7 @@ impl Database {
         if let Ok(mut v) = self.views.lock() {
             v.clear();
         }
+        self.closing.store(true, std::sync::atomic::Ordering::Relaxed);
         // Waits, without the GIL, for calls in other threads (a training run) to finish.
         let closed = py.detach(|| self.graph.write().map(|mut g| drop(g.take())).is_ok());
         if !closed {
@@ -174,13 +182,17 @@ impl Database {
     /// Runs `;`-separated statements; returns the last one's (columns, rows).
     #[pyo3(signature = (text, params=None))]
     fn query<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         py: Python<'py>,
         text: &str,
         params: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<(Vec<String>, Bound<'py, PyList>)> {
         let p = self::params(params)?;
-        let rows = self.with(|g| interruptible(py, |stop| g.query_interruptible(text, &p, Some(stop))))?;
+        let this = slf.borrow();
+        let before = this.edge_version();
+        let rows = this.with(|g| interruptible(py, |stop| g.query_interruptible(text, &p, Some(stop))))?;
+        drop(this);
+        trigger::after_write(slf, before);
         rows_out(py, rows)
     }
 
@@ -190,17 +202,21 @@ impl Database {
 
     #[pyo3(signature = (prepared, params=None))]
     fn execute<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         py: Python<'py>,
         prepared: &Prepared,
         params: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<(Vec<String>, Bound<'py, PyList>)> {
         let p = self::params(params)?;
-        let rows = self.with(|g| {
+        let this = slf.borrow();
+        let before = this.edge_version();
+        let rows = this.with(|g| {
             interruptible(py, |stop| {
                 g.execute_interruptible(&prepared.0, &p, g.limits(), Some(stop))
             })
         })?;
+        drop(this);
+        trigger::after_write(slf, before);
         rows_out(py, rows)
     }
 
@@ -209,7 +225,7 @@ impl Database {
     #[pyo3(signature = (src_type, src_keys, relation, dst_type, dst_keys, weights=None))]
     #[allow(clippy::too_many_arguments)]
     fn add_edges<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         py: Python<'py>,
         src_type: &str,
         src_keys: &Bound<'py, PyAny>,
@@ -244,7 +260,9 @@ impl Database {
                 w.as_ref().map_or(String::new(), |w| format!(", {}", w.len()))
             )));
         }
-        let info = self.with(|g| {
+        let this = slf.borrow();
+        let before = this.edge_version();
+        let info = this.with(|g| {
             let db = g.database();
             let c = db.catalog();
             let bad = |e: StorageError| py_err(e);
@@ -269,6 +287,8 @@ impl Database {
             })
             .map_err(bad)
         })?;
+        drop(this);
+        trigger::after_write(slf, before);
         dict(
             py,
             serde_json::json!({"nodes_created": info.nodes_created, "edges_changed": info.edges_changed}),

@@ -590,3 +590,23 @@ def test_models_count_changes_and_refresh_makes_a_new_version(tmp_path):
             db.refresh("m@2")
         with pytest.raises(quiver.ConfigError, match="exists"):
             db.refresh("m", new_name="m@2")
+
+
+def test_a_write_past_refresh_after_refreshes_in_the_background(tmp_path):
+    import time
+
+    with social(tmp_path / "db") as db:
+        db.train("m", {"dim": 8, "epochs": 2, "threads": 1, "refresh_after": 2}, device="cpu", progress=False,
+                 valid="none")
+        db.add_edges("User", ["u1"], "Follows", "User", ["newcomer"])
+        time.sleep(0.3)
+        assert [m["name"] for m in db.models()] == ["m"]
+        db.query("CREATE (:User {key: 'late'})")
+        db.query("MATCH (a:User {key: 'late'}), (b:User {key: 'u2'}) CREATE (a)-[:Follows]->(b)")
+        for _ in range(300):
+            by_name = {m["name"]: m for m in db.models()}
+            if by_name.get("m@2", {}).get("finished"):
+                break
+            time.sleep(0.05)
+        assert by_name["m@2"]["finished"] and by_name["m@2"]["since"]["edges_added"] == 0
+        assert db.embedding("m@2", "User", "late").shape == (8,)
