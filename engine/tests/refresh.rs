@@ -309,3 +309,55 @@ fn the_index_is_carried_over_without_deleted_nodes() {
     assert!((400..410).all(|id| ids.contains(&id)), "{ids:?}");
     assert_eq!(ids.len(), 409);
 }
+
+#[test]
+fn with_partitions_a_refresh_loads_only_the_partitions_of_its_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = graph(dir.path(), 400, 2000);
+    let cfg = TrainConfig {
+        partitions: 4,
+        ..config()
+    };
+    train_on_until(
+        &db,
+        "m",
+        &cfg,
+        &Device::Cpu,
+        &mut |_| {},
+        &AtomicBool::new(false),
+        None,
+    )
+    .unwrap();
+    // Edges inside partition 0 (ids below 100) only.
+    let a = db.catalog().relation("a").unwrap();
+    let mut b = db.batch();
+    for i in 0..30u32 {
+        b.insert_edge(a, i, (i * 7 + 3) % 100, None);
+    }
+    db.commit(b).unwrap();
+    let added = db.changes_since("m").unwrap().unwrap().edges_added.len() as u64;
+    assert!(added > 20);
+    let (mut loads, mut edges) = (0, Vec::new());
+    let mut log = |e: &TrainEvent| {
+        if let TrainEvent::Epoch(s) = e {
+            loads += s.loads;
+            edges.push(s.edges);
+        }
+    };
+    refresh_on_until(
+        &db,
+        "m",
+        "r",
+        &opts(0.0),
+        &Device::Cpu,
+        &mut log,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(edges, vec![added, added]);
+    assert_eq!(loads, 1, "partition 0 of the one node type, once");
+    // The partitions it never loaded are the old model's rows.
+    let (m, r) = (Model::load(&db, "m").unwrap(), Model::load(&db, "r").unwrap());
+    assert_eq!(&m.nodes[0][100 * 16..], &r.nodes[0][100 * 16..]);
+    assert_ne!(&m.nodes[0][..100 * 16], &r.nodes[0][..100 * 16]);
+}
