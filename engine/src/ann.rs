@@ -106,7 +106,7 @@ pub struct IndexInfo {
     /// Rows indexed: ids `0..rows`, less `removed`.
     pub rows: u32,
     /// Ids below `rows` not in the graph: nodes deleted before a refresh
-    /// carried the index over ([`crate::refresh_on_until`]).
+    /// carried the index over ([`crate::refresh::refresh_on_until`]).
     #[serde(default)]
     pub removed: u32,
     /// For an index a refresh carried over: the rows it added again (moved,

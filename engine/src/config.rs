@@ -380,7 +380,7 @@ pub struct TrainConfig {
     /// index of every node type with the default settings (`quiver index`
     /// for others), so that searches never meet a stale one.
     pub index: bool,
-    /// A refresh of a stored model ([`crate::refresh_on_until`]): the run
+    /// A refresh of a stored model ([`crate::refresh::refresh_on_until`]): the run
     /// trains only the edges added since that model's state and a replay
     /// sample of its edges around them, warm started from it.
     pub refresh: Option<RefreshFrom>,

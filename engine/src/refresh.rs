@@ -4,15 +4,19 @@
 //!
 //! A refresh is an ordinary run ([`crate::train_on_until`], so it resumes,
 //! stops and checks memory as training does) whose settings name the model
-//! refreshed ([`RefreshFrom`]). When it starts or resumes, its [`Scope`] is
+//! refreshed ([`RefreshFrom`]). When it starts or resumes, its scope is
 //! computed from that model's record of the graph: the edges added since,
 //! and a seeded replay sample of the other edges at a node the change
 //! touched (an end of an added or deleted edge, or a new node), `replay`
 //! old edges per added one (all of them when there are fewer), so that an
-//! epoch's cost follows the change even when it touches hubs; only those train, buckets without any load nothing, every other
-//! row keeps the old model's value (or moves near it as a negative, held by
-//! the drift penalty), and new nodes start from their cold-start rows. At
-//! the end the old model's indexes are carried over ([`carry_index`]).
+//! epoch's cost follows the change even when it touches hubs. Only those
+//! edges train; buckets without any load nothing; the run continues the
+//! old one (its optimizer state, its last learning rates); only the touched
+//! rows move, held near their old values by the drift penalty, and every
+//! other row keeps the old model's value exactly (it is a negative, never
+//! stepped: pushed as a negative without being pulled as a positive, a row
+//! drifts); new nodes start from their cold-start rows. At the end the old
+//! model's indexes are carried over.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -40,7 +44,9 @@ pub(crate) struct Scope {
 }
 
 impl Scope {
-    fn touched(&self, ty: u32, id: u32) -> bool {
+    /// Whether node `id` of type `ty` is an end of a changed edge, or new:
+    /// the rows a refresh moves (the others are the old model's exactly).
+    pub(crate) fn touched(&self, ty: u32, id: u32) -> bool {
         (self.touched.get(ty as usize))
             .and_then(|b| b.get(id as usize / 64))
             .is_some_and(|w| w >> (id % 64) & 1 == 1)
@@ -291,7 +297,7 @@ pub fn refresh_config(db: &Database, from: &str, opts: &RefreshOptions) -> Resul
 
 /// Refreshes stored model `from` into a new model `to` (the old one stays
 /// until dropped): trained on the edges added since `from`'s state and the
-/// replay sample around them ([`Scope`]); its indexes carried over. Stops,
+/// replay sample around them; its indexes carried over. Stops,
 /// resumes ([`crate::resume_on_until`]) and reports events as training does.
 pub fn refresh_on_until(
     db: &Database,

@@ -575,6 +575,13 @@ pub(super) fn apply(params: &Params<'_>, cfg: &TrainConfig, work: &mut Work) {
         let Some((row, state)) = params.node(r) else {
             continue;
         };
+        // A refresh moves only the rows its change touched.
+        if cfg.scope.as_ref().is_some_and(|s| {
+            let (t, x) = params.id(r);
+            !s.0.touched(t, x)
+        }) {
+            continue;
+        }
         if cfg.regularization > 0.0 {
             let g = &mut work.grads[slot * d..(slot + 1) * d];
             for (gv, a) in g.iter_mut().zip(row) {
