@@ -70,6 +70,12 @@ if [ ${#data_args[@]} -gt 0 ]; then
     train_json+=("$out/quiver_train.json" "$out/quiver_query.json" "$out/quiver_fof.json" "$out/quiver_unwind.json" "$out/quiver_coldstart.json")
 fi
 
+# Refresh against a warm-started retrain of the same epochs (issue 31): 200k
+# nodes, 1M power-law edges, 1% of them inserted after training.
+cargo build --release --bin quiver >&2
+./target/release/quiver-bench refresh --quiver ./target/release/quiver >"$out/quiver_refresh.json"
+train_json+=("$out/quiver_refresh.json")
+
 # Exact top-10 (issue 5), beside faiss IndexFlatIP on the same kind of data in this run.
 ./target/release/quiver-bench knn >"$out/quiver_knn.json"
 ./target/release/quiver-bench knn --n 1000000 --dim 128 --queries 1000 >"$out/quiver_knn_1m.json"
@@ -166,6 +172,11 @@ if sc:
     print(f"\nscale run: {b['nodes']:,} nodes, {b['edges']:,} edges, d={b['dim']} ({b['embedding_gib']:.2f} GiB of embeddings), P={b['partitions']}, budget {b['budget_mib']} MiB: "
           f"one epoch {b['epoch_wall_s']:.0f} s, {b['edges_per_s']:,.0f} edges/s, peak RSS {b['peak_rss_mib']:,.0f} MiB; "
           f"P=1 on {f['edges']:,} edges: {f['edges_per_s']:,.0f} edges/s (ratio {f['edges_per_s'] / b['edges_per_s']:.2f}x)")
+rf = anchors.get("quiver_refresh")
+if rf:
+    print(f"\nrefresh after {rf['changed']:,} new edges of {rf['edges']:,} ({rf['nodes']:,} nodes, d={rf['dim']}, P={rf['partitions']}, {rf['epochs']} epochs): "
+          f"{rf['refresh_s']:.1f} s, peak RSS {rf['refresh_peak_rss_mib']:.0f} MiB; warm-started retrain {rf['warm_retrain_s']:.1f} s, "
+          f"{rf['warm_retrain_peak_rss_mib']:.0f} MiB ({100 * rf['refresh_share']:.1f}% of its time)")
 qq = anchors.get("quiver_query")
 if qq:
     kl = k.get("latency", {})
