@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 mod cli_common;
-use cli_common::{p, quiver, ring_with_valid, text};
+use cli_common::{p, quiver, ring_with_valid, text, trained};
 
 /// 40 communities of 15 users: each follows 6 others of its own community
 /// (both ways stored as given) and likes 6 of its community's 20 items.
@@ -267,4 +267,55 @@ fn ctrl_c_stops_training_at_a_checkpoint() {
         "{listed}"
     );
     assert!(text(&quiver(&["check", p(&db)])).contains("check passed"));
+}
+
+#[test]
+fn models_show_the_changes_since_training_and_refresh_trains_on_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = trained(dir.path());
+    let json = |db: &Path| -> Vec<serde_json::Value> {
+        let o = quiver(&["models", p(db), "--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    assert_eq!(json(&db)[0]["since"]["edges_added"], 0);
+    let more = dir.path().join("more.tsv");
+    std::fs::write(&more, "e1\tnext\te20\nnew\tnext\te3\n").unwrap();
+    assert!(quiver(&["import", p(&db), p(&more)]).status.success());
+    let o = quiver(&["models", p(&db)]);
+    assert!(
+        text(&o).contains("since trained: 2 edges added, 0 deleted; 1 nodes added, 0 deleted"),
+        "{}",
+        text(&o)
+    );
+    let o = quiver(&[
+        "refresh",
+        p(&db),
+        "--model",
+        "m",
+        "--threads",
+        "1",
+        "--epochs",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("refreshed `m` as `m@2`"), "{}", text(&o));
+    let models = json(&db);
+    let m2 = models.iter().find(|m| m["name"] == "m@2").unwrap();
+    assert_eq!(
+        m2["since"],
+        serde_json::json!({"edges_added": 0, "edges_deleted": 0, "nodes_added": 0, "nodes_deleted": 0})
+    );
+    assert_eq!(m2["settings"]["config"]["refresh"]["model"], "m");
+    // Nothing changed since m@2: nothing to refresh.
+    let o = quiver(&["refresh", p(&db), "--model", "m@2"]);
+    assert!(
+        !o.status.success() && text(&o).contains("nothing changed"),
+        "{}",
+        text(&o)
+    );
+    assert!(quiver(&["check", p(&db)]).status.success());
 }
