@@ -432,32 +432,61 @@ fn fixed_defaults() -> quiver_engine::TrainConfig {
     }
 }
 
-/// One `quiver train` epoch under `/usr/bin/time -v`: (edges/s from its epoch
-/// line, peak RSS in MiB, wall seconds).
-fn timed_epoch(bin: &Path, db: &Path, partitions: u64, budget: u64, dim: u64) -> (f64, f64, f64) {
+/// `quiver ARGS` under `/usr/bin/time -v`: (wall seconds, peak RSS in MiB,
+/// its standard error); panics when it fails.
+pub(crate) fn timed_run(bin: &Path, args: &[&str]) -> (f64, f64, String) {
     let t = Instant::now();
     let out = std::process::Command::new("/usr/bin/time")
         .arg("-v")
         .arg(bin)
-        .args([
-            "train",
-            db.to_str().unwrap(),
-            "--model",
-            "scale",
-            "--device",
-            "cpu",
-            "--epochs",
-            "1",
-            "--force",
-        ])
-        .args(["--valid", "none", "--score", "l2", "--loss", "margin"])
-        .args(["--dim", &dim.to_string(), "--partitions", &partitions.to_string()])
-        .args(["--memory-budget", &budget.to_string(), "--negatives", "50"])
+        .args(args)
         .output()
         .unwrap();
     let secs = t.elapsed().as_secs_f64();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "quiver train failed: {err}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "quiver {args:?} failed: {err}");
+    let rss_kib = err
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")?
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(f64::NAN);
+    (secs, rss_kib / 1024.0, err)
+}
+
+/// One `quiver train` epoch under `/usr/bin/time -v`: (edges/s from its epoch
+/// line, peak RSS in MiB, wall seconds).
+fn timed_epoch(bin: &Path, db: &Path, partitions: u64, budget: u64, dim: u64) -> (f64, f64, f64) {
+    let (p, budget, dim) = (partitions.to_string(), budget.to_string(), dim.to_string());
+    let args = [
+        "train",
+        db.to_str().unwrap(),
+        "--model",
+        "scale",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--force",
+        "--valid",
+        "none",
+        "--score",
+        "l2",
+        "--loss",
+        "margin",
+        "--dim",
+        &dim,
+        "--partitions",
+        &p,
+        "--memory-budget",
+        &budget,
+        "--negatives",
+        "50",
+    ];
+    let (secs, rss, err) = timed_run(bin, &args);
     let rate = err
         .lines()
         .find_map(|l| {
@@ -470,16 +499,7 @@ fn timed_epoch(bin: &Path, db: &Path, partitions: u64, budget: u64, dim: u64) ->
                 .filter(|_| l.contains("edges/s"))
         })
         .unwrap_or(f64::NAN);
-    let rss_kib = err
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Maximum resident set size (kbytes): ")?
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or(f64::NAN);
-    (rate, rss_kib / 1024.0, secs)
+    (rate, rss, secs)
 }
 
 fn bench_scale(

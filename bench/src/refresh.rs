@@ -4,32 +4,13 @@
 
 use std::io::{BufRead, Write};
 use std::path::Path;
-use std::time::Instant;
 
 use serde_json::json;
 
-/// `quiver ARGS` under `/usr/bin/time -v`: (wall seconds, peak RSS in MiB).
+/// `quiver ARGS` timed: (wall seconds, peak RSS in MiB).
 fn timed(bin: &Path, args: &[&str]) -> (f64, f64) {
-    let t = Instant::now();
-    let out = std::process::Command::new("/usr/bin/time")
-        .arg("-v")
-        .arg(bin)
-        .args(args)
-        .output()
-        .unwrap();
-    let secs = t.elapsed().as_secs_f64();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "quiver {args:?} failed: {err}");
-    let rss_kib = err
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Maximum resident set size (kbytes): ")?
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or(f64::NAN);
-    (secs, rss_kib / 1024.0)
+    let (secs, rss, _) = crate::timed_run(bin, args);
+    (secs, rss)
 }
 
 /// Trains model `m` on `nodes`/`edges` power-law edges less 1%, inserts
