@@ -6,7 +6,7 @@
 
 use crate::catalog::{Catalog, ModelRef, SegmentRef};
 use crate::db::{check_name, Database, MAX_NAME};
-use crate::error::{Result, StorageError};
+use crate::error::{IoContext, Result, StorageError};
 use crate::segment::{make_durable, sync_dir, Kind, Segment, SegmentWriter};
 
 /// One part of a stored model, memory-mapped and verified.
@@ -178,6 +178,43 @@ impl Database {
             .ok_or_else(|| no_model(name))?;
         let old = catalog.models.remove(i);
         self.commit_and_delete(catalog, old.parts.into_iter().map(|(_, r)| r))
+    }
+
+    /// Copies model `from` as a new, finished model `to` (an error when `to`
+    /// exists): its settings, metrics and every part, each part a
+    /// new name for the same immutable segment file (a hard link, or a copy
+    /// where the file system has none), in one catalog change.
+    pub fn copy_model(&self, from: &str, to: &str) -> Result<()> {
+        check_name("model", to, MAX_NAME)?;
+        let _w = self.writer.lock();
+        let mut catalog = self.catalog().as_ref().clone();
+        let mut copy = catalog
+            .models
+            .iter()
+            .find(|m| m.name == from)
+            .cloned()
+            .ok_or_else(|| no_model(from))?;
+        if catalog.models.iter().any(|m| m.name == to) {
+            return Err(StorageError::InvalidInput(format!("model `{to}` exists")));
+        }
+        copy.name = to.to_string();
+        copy.progress.clear();
+        for (_, r) in &mut copy.parts {
+            catalog.model_seq += 1;
+            let file = format!("model-{}", catalog.model_seq);
+            let (src, dst) = (self.path().join(&r.file), self.path().join(&file));
+            // Renamed into place only once whole: a crash leaves an unreferenced file.
+            let tmp = self.path().join(format!("{file}.tmp"));
+            std::fs::hard_link(&src, &tmp)
+                .or_else(|_| std::fs::copy(&src, &tmp).map(drop))
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &dst))
+                .at(&dst)?;
+            r.file = file;
+        }
+        sync_dir(self.path())?;
+        catalog.models.push(copy);
+        self.commit_and_delete(catalog, [])
     }
 
     /// Renames model `from` to `to`, replacing any model `to`, in one catalog

@@ -63,11 +63,13 @@ pub(super) fn validate(
     };
     let st = ValidState::record(start.valid.take(), epoch, value, (r.mrr, r.hits10));
     if st.stale == 0 {
+        // Kept as saved (its partitions, pools and optimizer state), so
+        // that a warm start or a refresh of the model continues it.
         let keep = best_model_name(name);
         if db.catalog().models.iter().any(|m| m.name == keep) {
             db.drop_model(&keep)?;
         }
-        model.store_rows(db, &keep)?;
+        db.copy_model(name, &keep)?;
     }
     on_event(&TrainEvent::Validation {
         epoch,
