@@ -210,7 +210,7 @@ fn run_points(
             seconds: started.elapsed().as_secs_f64(),
         });
         if chosen(&trials) == Some(i) {
-            db.replace_model(trial_name, name)?;
+            db.replace_model(trial_name, name, None)?;
         } else {
             db.drop_model(trial_name)?;
         }

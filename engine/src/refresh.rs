@@ -285,7 +285,9 @@ pub fn refresh_config(db: &Database, from: &str, opts: &RefreshOptions) -> Resul
         warm_start: Some(from.to_string()),
         drift_penalty: opts.drift_penalty,
         threads: opts.threads,
-        validation: None,
+        // The old run's held-out edges, if it had them: the refresh keeps
+        // its best epoch, or the old model when none beats it.
+        validation: settings.config.validation.clone(),
         index: false,
         refresh: Some(RefreshFrom {
             model: from.to_string(),

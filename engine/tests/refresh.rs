@@ -361,3 +361,42 @@ fn with_partitions_a_refresh_loads_only_the_partitions_of_its_edges() {
     assert_eq!(&m.nodes[0][100 * 16..], &r.nodes[0][100 * 16..]);
     assert_ne!(&m.nodes[0][..100 * 16], &r.nodes[0][..100 * 16]);
 }
+
+#[test]
+fn a_validated_refresh_starts_from_the_old_model_as_its_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = graph(dir.path(), 600, 6000);
+    let cfg = TrainConfig {
+        validation: TrainConfig::default().validation,
+        epochs: 4,
+        ..config()
+    };
+    train_on_until(
+        &db,
+        "m",
+        &cfg,
+        &Device::Cpu,
+        &mut |_| {},
+        &AtomicBool::new(false),
+        None,
+    )
+    .unwrap();
+    assert!(db.model_info("m").unwrap().metrics.contains("\"valid\""));
+    let a = db.catalog().relation("a").unwrap();
+    let mut b = db.batch();
+    for i in 0..100u32 {
+        b.insert_edge(a, i, (i * 13 + 5) % 600, None);
+    }
+    db.commit(b).unwrap();
+    refresh(&db, "r", &opts(2.0), &AtomicBool::new(false), &mut Vec::new()).unwrap();
+    let metrics: serde_json::Value = serde_json::from_str(&db.model_info("r").unwrap().metrics).unwrap();
+    let curve = metrics["valid"]["curve"].as_array().unwrap();
+    assert_eq!(curve[0]["epoch"], 0, "the old model scored first: {metrics}");
+    assert_eq!(curve.len(), 3, "{metrics}");
+    let best = metrics["valid"]["epoch"].as_u64().unwrap();
+    let (m, r) = (Model::load(&db, "m").unwrap(), Model::load(&db, "r").unwrap());
+    let same = m.nodes[0] == r.nodes[0][..m.nodes[0].len()];
+    assert_eq!(same, best == 0, "best epoch {best}: {metrics}");
+    assert!(db.model_info("r~best").is_err());
+    assert!(db.check().unwrap().ok());
+}

@@ -280,7 +280,7 @@ pub fn import_rows(
     let staging = format!("{name}~import");
     let _ = db.drop_model(&staging);
     model.store(db, &staging)?;
-    db.replace_model(&staging, name)?;
+    db.replace_model(&staging, name, None)?;
     Ok(given.iter().filter(|g| !**g).count())
 }
 

@@ -222,8 +222,9 @@ impl Database {
     /// model's files are deleted after. `to`'s record of the graph it was
     /// trained on (part [`crate::SEEN_KEY`]) stays when `from` has none: a
     /// run's best epoch, kept under another name, replaces the run's rows,
-    /// not what it was trained on.
-    pub fn replace_model(&self, from: &str, to: &str) -> Result<()> {
+    /// not what it was trained on. With `progress`, the moved model's
+    /// progress becomes that in the same change.
+    pub fn replace_model(&self, from: &str, to: &str, progress: Option<&str>) -> Result<()> {
         check_name("model", to, MAX_NAME)?;
         let _w = self.writer.lock();
         let mut catalog = self.catalog().as_ref().clone();
@@ -234,6 +235,9 @@ impl Database {
             .ok_or_else(|| no_model(from))?;
         let mut moved = catalog.models.remove(i);
         moved.name = to.to_string();
+        if let Some(p) = progress {
+            moved.progress = p.to_string();
+        }
         let seen = |m: &ModelRef| m.parts.iter().position(|(k, _)| k == crate::SEEN_KEY);
         if let Some(at) = catalog.models.iter_mut().find(|m| m.name == to) {
             if let (None, Some(j)) = (seen(&moved), seen(at)) {

@@ -181,6 +181,14 @@ pub(super) fn finish(
             ..start.clone()
         };
         let pending = serde_json::to_string(&at_end).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let best = best_model_name(name);
+        if valid.is_some() && db.model_info(&best).is_ok() {
+            // The best epoch (or the old model) becomes the model, its
+            // relation vectors with it; the partitions no epoch trained
+            // are added below.
+            db.replace_model(&best, name, Some(&pending))?;
+            last = &[];
+        }
         let untrained = untrained_parts(ctx)?;
         db.save_model_checkpoint(name, &ctx.settings_json, &pending, last, untrained)?;
         crate::refresh::carry_indexes(db, &r.model, name, prev, cfg.threads, stop)?;
@@ -195,13 +203,15 @@ pub(super) fn finish(
         .collect();
     let mut metrics = serde_json::json!({ "loss": losses });
     if let (Some(v), Some(st)) = (valid, &start.valid) {
-        // The best model becomes the model, with what chose it.
-        db.replace_model(&best_model_name(name), name)?;
+        // The best model becomes the model, with what chose it (a refresh's already has).
+        if cfg.refresh.is_none() {
+            db.replace_model(&best_model_name(name), name, None)?;
+        }
         let curve: Vec<_> = (st.curve.iter())
             .map(|&(epoch, mrr, hits10)| serde_json::json!({"epoch": epoch, "mrr": mrr, "hits@10": hits10}))
             .collect();
         metrics["valid"] = serde_json::json!({"metric": v.metric, "best": st.best,
-            "epoch": st.best_epoch + 1, "triples": v.triples.len(),
+            "epoch": if st.initial { 0 } else { st.best_epoch + 1 }, "triples": v.triples.len(),
             "held_out": cfg.validation.is_some(), "curve": curve});
     }
     db.set_model_metrics(name, &metrics.to_string())?;

@@ -153,6 +153,9 @@ pub fn train_on_until(
     // What it trains on, recorded before anything is trained (`quiver models` counts changes from it).
     db.record_seen(name, &buckets)?;
     let auto = auto_validation(db, &buckets, &settings.config, valid, on_event)?;
+    let mut start = start;
+    let valid = valid.or(auto.as_ref());
+    refresh_baseline(db, name, &settings, &mut start, (prev.as_ref(), valid), device)?;
     run(
         db,
         name,
@@ -164,9 +167,32 @@ pub fn train_on_until(
         Control {
             on_event,
             stop,
-            valid: valid.or(auto.as_ref()),
+            valid,
         },
     )
+}
+
+/// A refresh that validates scores its starting point first (before its
+/// first bucket, also when it resumes from there) and keeps it as the best
+/// so far ([`baseline`]), so that it never ends below the old model on
+/// validation; the state is saved with the run's progress.
+fn refresh_baseline(
+    db: &Database,
+    name: &str,
+    settings: &Settings,
+    start: &mut Progress,
+    (prev, valid): (Option<&Model>, Option<&Validation>),
+    device: &Device,
+) -> Result<()> {
+    let fresh = start.valid.is_none() && start.epoch == 0 && start.bucket == 0;
+    if let (Some(_), Some(prev), Some(v), true) = (&settings.config.refresh, prev, valid, fresh) {
+        start.valid = Some(baseline(db, name, settings, prev, v, device)?);
+        let json = serde_json::to_string(&*start).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let settings_json =
+            serde_json::to_string(settings).map_err(|e| EngineError::Internal(e.to_string()))?;
+        db.save_model_parts(name, &settings_json, &json, &[])?;
+    }
+    Ok(())
 }
 
 /// Training threads: the setting, or one per core.
@@ -247,6 +273,9 @@ pub fn resume_on_until(
     crate::refresh::settle_scope(db, &buckets, &mut settings.config)?;
     let prev = preflight(db, &settings)?;
     let auto = auto_validation(db, &buckets, &settings.config, valid, on_event)?;
+    let mut start = start;
+    let valid = valid.or(auto.as_ref());
+    refresh_baseline(db, name, &settings, &mut start, (prev.as_ref(), valid), device)?;
     run(
         db,
         name,
@@ -258,7 +287,7 @@ pub fn resume_on_until(
         Control {
             on_event,
             stop,
-            valid: valid.or(auto.as_ref()),
+            valid,
         },
     )
 }
@@ -570,8 +599,10 @@ fn run(
             // The last bucket of an epoch stops after the epoch's event.
             let stopping = stop.load(Relaxed) && b + 1 < visits;
             let due = saved_at.elapsed().as_secs_f64() >= CHECKPOINT_SECS.max(10.0 * save_secs);
-            // A refresh's epochs are small: it saves at its end, when due and when stopped.
-            let epoch_end = b + 1 == visits && (cfg.refresh.is_none() || epoch + 1 == cfg.epochs);
+            // A refresh's epochs are small: it saves at its end, before a
+            // scoring (which reads the saved model), when due and when stopped.
+            let scoring = valid.is_some_and(|v| v.due(epoch, cfg.epochs));
+            let epoch_end = b + 1 == visits && (cfg.refresh.is_none() || epoch + 1 == cfg.epochs || scoring);
             if stopping || due || epoch_end {
                 let begun = Instant::now();
                 let validating = valid.is_some_and(|v| v.due(epoch, cfg.epochs));

@@ -12,6 +12,9 @@ pub(super) struct ValidState {
     pub(super) stale: usize,
     #[serde(default)]
     pub(super) curve: Vec<(usize, f64, f64)>,
+    /// The best is the run's starting point (a refresh's old model).
+    #[serde(default)]
+    pub(super) initial: bool,
 }
 
 /// Validation during a run, as LibKGE and PyKEEN do it: every `every`
@@ -101,15 +104,97 @@ impl ValidState {
             best: f64::NEG_INFINITY,
             stale: 0,
             curve: Vec::new(),
+            initial: false,
         });
         st.curve.push((epoch + 1, mrr, hits10));
         if value > st.best {
-            (st.best_epoch, st.best, st.stale) = (epoch, value, 0);
+            (st.best_epoch, st.best, st.stale, st.initial) = (epoch, value, 0, false);
         } else {
             st.stale += 1;
         }
         st
     }
+}
+
+/// A refresh's starting point (the old model's rows, cold-start rows for
+/// nodes created since), scored as its first candidate and kept as model
+/// `NAME~best`: the best so far, at epoch 0 of the curve.
+pub(super) fn baseline(
+    db: &Database,
+    name: &str,
+    settings: &Settings,
+    prev: &Model,
+    v: &Validation,
+    device: &Device,
+) -> Result<ValidState> {
+    let mut m = prev.clone();
+    m.extend_to(&db.snapshot());
+    let d = m.dim();
+    m.nodes.resize(settings.node_counts.len(), Vec::new());
+    for (rows, &n) in m.nodes.iter_mut().zip(&settings.node_counts) {
+        rows.resize(n as usize * d, 0.0);
+    }
+    m.config = settings.config.clone();
+    let r = crate::evaluate(db, &m, &v.triples, &v.triples, device)?;
+    let value = match v.metric {
+        ValidMetric::Mrr => r.mrr,
+        ValidMetric::Hits10 => r.hits10,
+    };
+    // Stored as the run stores its partitions, with the old optimizer state.
+    let cfg = &settings.config;
+    let old = match &cfg.refresh {
+        Some(r) => Some(crate::refresh::OldState::load(db, &r.model, cfg)?),
+        None => None,
+    };
+    let width = cfg.optimizer.state_width(d);
+    let state_of = |t: usize, range: std::ops::Range<u32>| -> Vec<f32> {
+        let mut s = vec![0.0; range.len() * width];
+        if let Some(o) = old.as_ref().and_then(|o| o.nodes.get(t)) {
+            let end = (range.end as usize * width)
+                .min(o.len())
+                .max(range.start as usize * width);
+            s[..end - range.start as usize * width].copy_from_slice(&o[range.start as usize * width..end]);
+        }
+        s
+    };
+    let mut parts: Vec<(String, [Vec<f32>; 2])> = Vec::new();
+    for t in 0..settings.node_counts.len() {
+        for p in 0..cfg.partitions {
+            let r = settings.part_range(t, p);
+            let rows = m.nodes[t][r.start as usize * d..r.end as usize * d].to_vec();
+            parts.push((
+                PartId {
+                    ty: t as u32,
+                    part: p,
+                }
+                .key(),
+                [rows, state_of(t, r)],
+            ));
+        }
+    }
+    let rel_state = (old.map(|o| o.relations))
+        .filter(|s| s.len() == settings.relation_rows() * width)
+        .unwrap_or_else(|| vec![0.0; settings.relation_rows() * width]);
+    parts.push((RELATIONS_KEY.to_string(), [m.relations.clone(), rel_state]));
+    let arrays: Vec<[&[f32]; 2]> = parts.iter().map(|(_, [a, b])| [&a[..], &b[..]]).collect();
+    let named: Vec<(&str, &[&[f32]])> = parts
+        .iter()
+        .zip(&arrays)
+        .map(|((k, _), a)| (k.as_str(), &a[..]))
+        .collect();
+    let keep = best_model_name(name);
+    if db.catalog().models.iter().any(|m| m.name == keep) {
+        db.drop_model(&keep)?;
+    }
+    let json = serde_json::to_string(settings).map_err(|e| EngineError::Internal(e.to_string()))?;
+    db.save_model_parts(&keep, &json, "", &named)?;
+    Ok(ValidState {
+        best_epoch: 0,
+        best: value,
+        stale: 0,
+        curve: vec![(0, r.mrr, r.hits10)],
+        initial: true,
+    })
 }
 
 impl Validation {
