@@ -46,10 +46,10 @@ pub(crate) fn bench_refresh(
     }
     let db = work.path().join("db");
     let d = db.to_str().unwrap();
-    let (p, e, dim) = (partitions.to_string(), epochs.to_string(), dim.to_string());
+    let (p, e, d_arg) = (partitions.to_string(), epochs.to_string(), dim.to_string());
     let settings = [
         "--dim",
-        &dim,
+        &d_arg,
         "--partitions",
         &p,
         "--epochs",

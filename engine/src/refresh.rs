@@ -351,15 +351,18 @@ pub(crate) fn carry_indexes(
     let Ok(from_info) = db.model_info(from) else {
         return Ok(());
     };
+    let mut indexes = Vec::new();
+    for ty in 0..old.nodes.len() as u32 {
+        if let Some(index) = AnnIndex::open(db, from, ty)?.filter(|i| i.is_current(&from_info)) {
+            indexes.push((ty, index));
+        }
+    }
+    if indexes.is_empty() {
+        return Ok(());
+    }
     let new = Model::load(db, to)?;
     let snap = db.snapshot();
-    for ty in 0..new.nodes.len() as u32 {
-        let Some(index) = AnnIndex::open(db, from, ty)? else {
-            continue;
-        };
-        if !index.is_current(&from_info) {
-            continue;
-        }
+    for (ty, index) in indexes {
         let d = new.dim();
         let (old_rows, new_rows) = (&old.nodes[ty as usize], &new.nodes[ty as usize]);
         let info = index.info();
