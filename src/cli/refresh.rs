@@ -53,16 +53,16 @@ pub fn refresh(a: &RefreshArgs) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let stop = super::interrupt::flag();
-    let done = refresh_on_until(
-        &db,
-        &a.model,
-        &to,
-        &opts,
-        &quiver::Device::Cpu,
-        &mut super::model::epoch_logger(),
-        stop,
-    );
+    let mut bar = super::model::RunBar::new(a.epochs);
+    let mut log = |e: &quiver::TrainEvent| match *e {
+        quiver::TrainEvent::Validation { epoch, mrr, .. } => {
+            bar.println(&format!("  valid after epoch {}: MRR {mrr:.4}", epoch + 1))
+        }
+        _ => bar.event(e),
+    };
+    let done = refresh_on_until(&db, &a.model, &to, &opts, &quiver::Device::Cpu, &mut log, stop);
     if let Err(quiver::EngineError::Stopped(_)) = done {
+        bar.abandon();
         eprintln!(
             "stopped: model `{to}` is saved at its last checkpoint; `quiver train {} --model {to} --resume` continues it",
             a.db.display()
@@ -70,6 +70,7 @@ pub fn refresh(a: &RefreshArgs) -> anyhow::Result<()> {
         std::process::exit(130);
     }
     done?;
+    bar.finish();
     say!(
         "refreshed `{}` as `{to}` in {:.1} s",
         a.model,
