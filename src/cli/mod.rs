@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use quiver::Database;
 
+pub mod bar;
 pub mod demo;
 pub mod embed;
 pub mod exchange;

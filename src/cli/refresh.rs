@@ -53,7 +53,7 @@ pub fn refresh(a: &RefreshArgs) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let stop = super::interrupt::flag();
-    let mut bar = super::model::RunBar::new(a.epochs);
+    let mut bar = super::bar::RunBar::new(a.epochs);
     let mut log = |e: &quiver::TrainEvent| match *e {
         quiver::TrainEvent::Validation { epoch, mrr, .. } => {
             bar.println(&format!("  valid after epoch {}: MRR {mrr:.4}", epoch + 1))

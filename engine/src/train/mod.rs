@@ -67,20 +67,6 @@ struct Control<'a> {
     valid: Option<&'a Validation>,
 }
 
-/// PBG's inside-out order: layer k holds the buckets whose larger index is k,
-/// starting next to the previous layer, so consecutive buckets share a partition.
-pub(crate) fn bucket_order(p: u32) -> Vec<(u32, u32)> {
-    let mut order = Vec::with_capacity((p * p) as usize);
-    for k in 0..p {
-        for j in (0..k).rev() {
-            order.push((k, j));
-            order.push((j, k));
-        }
-        order.push((k, k));
-    }
-    order
-}
-
 /// Trains model `name` from scratch on the database's current edges
 /// (replacing any model of that name) with the CPU backend, saving it after
 /// every bucket, and returns it loaded whole (convenient for graphs that
@@ -170,29 +156,6 @@ pub fn train_on_until(
             valid,
         },
     )
-}
-
-/// A refresh that validates scores its starting point first (before its
-/// first bucket, also when it resumes from there) and keeps it as the best
-/// so far ([`baseline`]), so that it never ends below the old model on
-/// validation; the state is saved with the run's progress.
-fn refresh_baseline(
-    db: &Database,
-    name: &str,
-    settings: &Settings,
-    start: &mut Progress,
-    (prev, valid): (Option<&Model>, Option<&Validation>),
-    device: &Device,
-) -> Result<()> {
-    let fresh = start.valid.is_none() && start.epoch == 0 && start.bucket == 0;
-    if let (Some(_), Some(prev), Some(v), true) = (&settings.config.refresh, prev, valid, fresh) {
-        start.valid = Some(baseline(db, name, settings, prev, v, device)?);
-        let json = serde_json::to_string(&*start).map_err(|e| EngineError::Internal(e.to_string()))?;
-        let settings_json =
-            serde_json::to_string(settings).map_err(|e| EngineError::Internal(e.to_string()))?;
-        db.save_model_parts(name, &settings_json, &json, &[])?;
-    }
-    Ok(())
 }
 
 /// Training threads: the setting, or one per core.
@@ -321,27 +284,6 @@ impl RunCtx<'_> {
             message: format!("stored part {key} has the wrong size for the model's settings"),
         }
     }
-}
-
-/// The partitions bucket (i, j) trains: i of its relations' source types, j
-/// of their destination types.
-fn bucket_partitions(ctx: &RunCtx<'_>, bucket: &[BucketEdge], (i, j): (u32, u32)) -> Result<Vec<PartId>> {
-    let mut needed: Vec<PartId> = Vec::new();
-    for e in bucket {
-        let (s, t) = ctx.ends[e.rel as usize];
-        if e.src / ctx.part_size[s as usize] != i || e.dst / ctx.part_size[t as usize] != j {
-            return Err(EngineError::Model {
-                name: ctx.name.to_string(),
-                message: format!("bucket ({i}, {j}) holds an edge outside its partitions"),
-            });
-        }
-        for part in [PartId { ty: s, part: i }, PartId { ty: t, part: j }] {
-            if !needed.contains(&part) {
-                needed.push(part);
-            }
-        }
-    }
-    Ok(needed)
 }
 
 /// Trains one visit of a bucket on the device with `cfg`, the run's

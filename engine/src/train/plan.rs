@@ -273,6 +273,45 @@ pub(super) fn plan_chunks(
     (order, chunks)
 }
 
+/// PBG's inside-out order: layer k holds the buckets whose larger index is k,
+/// starting next to the previous layer, so consecutive buckets share a partition.
+pub(crate) fn bucket_order(p: u32) -> Vec<(u32, u32)> {
+    let mut order = Vec::with_capacity((p * p) as usize);
+    for k in 0..p {
+        for j in (0..k).rev() {
+            order.push((k, j));
+            order.push((j, k));
+        }
+        order.push((k, k));
+    }
+    order
+}
+
+/// The partitions bucket (i, j) trains: i of its relations' source types, j
+/// of their destination types.
+pub(super) fn bucket_partitions(
+    ctx: &RunCtx<'_>,
+    bucket: &[BucketEdge],
+    (i, j): (u32, u32),
+) -> Result<Vec<PartId>> {
+    let mut needed: Vec<PartId> = Vec::new();
+    for e in bucket {
+        let (s, t) = ctx.ends[e.rel as usize];
+        if e.src / ctx.part_size[s as usize] != i || e.dst / ctx.part_size[t as usize] != j {
+            return Err(EngineError::Model {
+                name: ctx.name.to_string(),
+                message: format!("bucket ({i}, {j}) holds an edge outside its partitions"),
+            });
+        }
+        for part in [PartId { ty: s, part: i }, PartId { ty: t, part: j }] {
+            if !needed.contains(&part) {
+                needed.push(part);
+            }
+        }
+    }
+    Ok(needed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -197,6 +197,29 @@ pub(super) fn baseline(
     })
 }
 
+/// A refresh that validates scores its starting point first (before its
+/// first bucket, also when it resumes from there) and keeps it as the best
+/// so far ([`baseline`]), so that it never ends below the old model on
+/// validation; the state is saved with the run's progress.
+pub(super) fn refresh_baseline(
+    db: &Database,
+    name: &str,
+    settings: &Settings,
+    start: &mut Progress,
+    (prev, valid): (Option<&Model>, Option<&Validation>),
+    device: &Device,
+) -> Result<()> {
+    let fresh = start.valid.is_none() && start.epoch == 0 && start.bucket == 0;
+    if let (Some(_), Some(prev), Some(v), true) = (&settings.config.refresh, prev, valid, fresh) {
+        start.valid = Some(baseline(db, name, settings, prev, v, device)?);
+        let json = serde_json::to_string(&*start).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let settings_json =
+            serde_json::to_string(settings).map_err(|e| EngineError::Internal(e.to_string()))?;
+        db.save_model_parts(name, &settings_json, &json, &[])?;
+    }
+    Ok(())
+}
+
 impl Validation {
     /// Whether the model is scored after `epoch` of `epochs`: every
     /// `every`-th epoch, and the last.
