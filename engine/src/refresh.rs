@@ -92,6 +92,12 @@ pub(crate) fn settle_scope(db: &Database, buckets: &Buckets, cfg: &mut TrainConf
         return Ok(());
     };
     let changes = db.changes_since(&r.model)?.ok_or_else(|| no_record(&r.model))?;
+    if changes.is_empty() {
+        return Err(EngineError::Config(format!(
+            "nothing changed since model `{}` was trained: there is nothing to refresh",
+            r.model
+        )));
+    }
     let snap = db.snapshot();
     let catalog = snap.catalog();
     let mut touched: Vec<Vec<u64>> = (0..catalog.node_types.len() as u32)
@@ -321,12 +327,8 @@ pub fn refresh_on_until(
             "model `{to}` exists: drop it first, or name the refresh otherwise"
         )));
     }
+    // Nothing changed, or no record: refused by the run's scope before it is registered.
     let cfg = refresh_config(db, from, opts)?;
-    if db.changes_since(from)?.ok_or_else(|| no_record(from))?.is_empty() {
-        return Err(EngineError::Config(format!(
-            "nothing changed since model `{from}` was trained: there is nothing to refresh"
-        )));
-    }
     crate::train_on_until(db, to, &cfg, device, on_event, stop, None)
 }
 
