@@ -161,6 +161,11 @@ fn golden_with() {
 }
 
 #[test]
+fn golden_write_return() {
+    check("write_return.txt");
+}
+
+#[test]
 fn golden_merge() {
     check("merge.txt");
 }

@@ -24,7 +24,6 @@ mod parser;
 mod plan;
 mod value;
 
-use std::cell::Cell;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -281,6 +280,27 @@ impl Graph {
         }
     }
 
+    /// A reading part's result: the RETURN's columns and rows, or the
+    /// yielded columns of a closing CALL.
+    fn read_out(
+        &self,
+        ctx: &Ctx<'_>,
+        p: &plan::Plan,
+        rows: exec::RowIter<'_>,
+    ) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
+        Ok(match &p.ret {
+            Some(ret) => (ret.columns.clone(), ctx.project(ret, rows)?),
+            None => {
+                let mut out = Vec::new();
+                for r in rows {
+                    let r = r?;
+                    out.push(p.call_columns.iter().map(|(_, s)| r[*s].clone()).collect());
+                }
+                (p.call_columns.iter().map(|(c, _)| c.clone()).collect(), out)
+            }
+        })
+    }
+
     fn run(
         &self,
         s: &Statement,
@@ -346,24 +366,50 @@ impl Graph {
             S::Query(clauses) => {
                 let snap = self.db.snapshot();
                 let p = plan::plan(clauses, snap.catalog(), &snap)?;
-                let ctx = Ctx {
+                let run = exec::Run {
                     db: &self.db,
-                    snap: &snap,
-                    params,
                     models: &self.models,
-                    start: Instant::now(),
-                    timeout: limits.timeout,
-                    max_rows: limits.max_rows,
-                    width: p.width,
-                    ticks: Cell::new(0),
+                    params,
+                    limits,
                     interrupt,
-                    polled: Cell::new(Instant::now()),
-                    pool: Default::default(),
+                    start: Instant::now(),
+                    width: p.width,
                 };
                 let input = vec![Value::Null; p.width];
-                let rows = ctx.pipeline(&p.ops, input);
+                if p.before.is_empty() && p.writes.is_empty() {
+                    let ctx = run.ctx(&snap, None);
+                    let rows = ctx.pipeline(&p.ops, input);
+                    let (columns, out) = self.read_out(&ctx, &p, rows)?;
+                    return Ok(Rows {
+                        columns,
+                        rows: out,
+                        snapshot: self.db.snapshot(),
+                    });
+                }
+                // A statement that writes holds the writer lock throughout;
+                // each part's writes are staged for the parts after it to
+                // read, and all of them commit as one batch at the end.
+                drop(snap);
+                let mut txn = self.db.begin();
+                let mut rows = vec![input];
+                let mut props = 0;
+                for part in &p.before {
+                    let written = {
+                        let c = run.ctx(txn.snapshot(), Some(&txn));
+                        let it = c.pipeline_from(&part.ops, Box::new(rows.into_iter().map(Ok)));
+                        c.write(&part.writes, it, true)?
+                    };
+                    txn.stage(written.batch)?;
+                    props += written.props;
+                    rows = written.rows;
+                    run.ctx(txn.snapshot(), Some(&txn)).fill(&part.fills, &mut rows)?;
+                }
+                let c = run.ctx(txn.snapshot(), Some(&txn));
+                let last = c.pipeline_from(&p.ops, Box::new(rows.into_iter().map(Ok)));
                 if !p.writes.is_empty() {
-                    let out = ctx.write(&p, rows)?;
+                    let written = c.write(&p.writes, last, false)?;
+                    drop(c);
+                    let info = txn.commit(written.batch)?;
                     self.wrote()?;
                     return Ok(self.rows(
                         &[
@@ -372,20 +418,18 @@ impl Graph {
                             "edges_changed",
                             "properties_set",
                         ],
-                        out,
+                        vec![vec![
+                            Value::Int(info.nodes_created as i64),
+                            Value::Int(info.nodes_deleted as i64),
+                            Value::Int(info.edges_changed as i64),
+                            Value::Int(props + written.props),
+                        ]],
                     ));
                 }
-                let (columns, out) = match &p.ret {
-                    Some(ret) => (ret.columns.clone(), ctx.project(ret, rows)?),
-                    None => {
-                        let mut out = Vec::new();
-                        for r in rows {
-                            let r = r?;
-                            out.push(p.call_columns.iter().map(|(_, s)| r[*s].clone()).collect());
-                        }
-                        (p.call_columns.iter().map(|(c, _)| c.clone()).collect(), out)
-                    }
-                };
+                let (columns, out) = self.read_out(&c, &p, last)?;
+                drop(c);
+                txn.commit(quiver_storage::WriteBatch::default())?;
+                self.wrote()?;
                 Ok(Rows {
                     columns,
                     rows: out,

@@ -32,7 +32,7 @@ pub use catalog::{
 };
 pub use check::{CheckReport, DegreeSummary, Stats};
 pub use db::{
-    database_containing, CommitInfo, Database, Neighbors, NodeRef, Snapshot, WriteBatch, LARGE_COMMIT,
+    database_containing, CommitInfo, Database, Neighbors, NodeRef, Snapshot, Txn, WriteBatch, LARGE_COMMIT,
     MAX_NAME,
 };
 pub use error::{CorruptionError, ImportErrors, LineError, Result, StorageError};

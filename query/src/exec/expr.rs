@@ -72,7 +72,7 @@ impl Ctx<'_> {
                 if name == "key" {
                     self.snap.node_key(ty, id).map_or(Value::Null, Value::from)
                 } else {
-                    self.db.property(ty, id, name)?.map_or(Value::Null, stored)
+                    self.property(ty, id, name)?.map_or(Value::Null, stored)
                 }
             }
             Value::Edge { rel, src, dst } => match name {
@@ -295,12 +295,7 @@ impl Ctx<'_> {
             (Func::Range, _) => return bad("an integer"),
             (Func::Keys, Value::Node { ty, id }) => {
                 let mut names = vec![Value::Str("key".into())];
-                names.extend(
-                    self.db
-                        .properties(*ty, *id)?
-                        .into_iter()
-                        .map(|(n, _)| Value::Str(n)),
-                );
+                names.extend(self.properties(*ty, *id)?.into_iter().map(|(n, _)| Value::Str(n)));
                 Value::List(names.into())
             }
             (Func::Keys, Value::Map(m)) => Value::List(m.keys().map(|k| Value::Str(k.clone())).collect()),
@@ -311,8 +306,7 @@ impl Ctx<'_> {
                     self.prop(vals[0].clone(), "key")?,
                 )]);
                 m.extend(
-                    self.db
-                        .properties(*ty, *id)?
+                    self.properties(*ty, *id)?
                         .into_iter()
                         .map(|(n, x)| (n, stored(x))),
                 );

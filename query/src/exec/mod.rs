@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quiver_engine::Model;
-use quiver_storage::{Database, Direction, Neighbors, NodeRef, Snapshot};
+use quiver_storage::{Database, Direction, Neighbors, NodeRef, Snapshot, Txn};
 
 use crate::ast::{BinOp, Dir};
 use crate::error::{runtime, QueryError, Result};
-use crate::plan::{Agg, AggKind, CExpr, Func, Merge, NodeSrc, Op, Plan, Proc, Ret, Step, Target, Write};
+use crate::plan::{Agg, AggKind, CExpr, Func, Merge, NodeSrc, Op, Proc, Ret, Step, Target, Write};
 use crate::value::{format_float, Params, Value};
 
 mod expr;
@@ -28,7 +28,7 @@ use expr::*;
 
 /// One row: a value per slot.
 pub(crate) type Row = Vec<Value>;
-type RowIter<'a> = Box<dyn Iterator<Item = Result<Row>> + 'a>;
+pub(crate) type RowIter<'a> = Box<dyn Iterator<Item = Result<Row>> + 'a>;
 
 /// Loads models on first use and keeps them while their stored parts are
 /// unchanged; beside each, the model extended with rows inferred for nodes
@@ -47,6 +47,9 @@ pub(crate) struct CachedModel {
 pub(crate) struct Ctx<'a> {
     pub db: &'a Database,
     pub snap: &'a Snapshot,
+    /// The statement's write transaction, once it has written: properties
+    /// are read through it, so later clauses see earlier writes.
+    pub txn: Option<&'a Txn<'a>>,
     pub params: &'a Params,
     pub models: &'a ModelCache,
     pub start: Instant,
@@ -62,6 +65,39 @@ pub(crate) struct Ctx<'a> {
     /// Rows dropped by the aggregate and filters, reused by expansions so
     /// that a row costs no allocation in the steady state.
     pub pool: std::cell::RefCell<Vec<Row>>,
+}
+
+/// What every part of one statement runs with.
+pub(crate) struct Run<'r> {
+    pub db: &'r Database,
+    pub models: &'r ModelCache,
+    pub params: &'r Params,
+    pub limits: crate::Limits,
+    pub interrupt: Option<&'r dyn Fn() -> bool>,
+    pub start: Instant,
+    pub width: usize,
+}
+
+impl Run<'_> {
+    /// A context reading `snap` (and, once the statement has written, its
+    /// properties through `txn`).
+    pub(crate) fn ctx<'a>(&'a self, snap: &'a Snapshot, txn: Option<&'a Txn<'a>>) -> Ctx<'a> {
+        Ctx {
+            db: self.db,
+            snap,
+            txn,
+            params: self.params,
+            models: self.models,
+            start: self.start,
+            timeout: self.limits.timeout,
+            max_rows: self.limits.max_rows,
+            width: self.width,
+            ticks: Cell::new(0),
+            interrupt: self.interrupt,
+            polled: Cell::new(Instant::now()),
+            pool: Default::default(),
+        }
+    }
 }
 
 /// Longest string a query may build (in bytes): `replace`, `+`.
@@ -92,6 +128,22 @@ impl Ctx<'_> {
             self.check_time()?;
         }
         Ok(())
+    }
+
+    /// A node property, as the statement sees it.
+    fn property(&self, ty: u32, id: u32, name: &str) -> Result<Option<quiver_storage::Value>> {
+        Ok(match self.txn {
+            Some(t) => t.property(ty, id, name)?,
+            None => self.db.property(ty, id, name)?,
+        })
+    }
+
+    /// A node's properties, as the statement sees them.
+    fn properties(&self, ty: u32, id: u32) -> Result<Vec<(String, quiver_storage::Value)>> {
+        Ok(match self.txn {
+            Some(t) => t.properties(ty, id)?,
+            None => self.db.properties(ty, id)?,
+        })
     }
 
     /// The timeout and the caller's interrupt.

@@ -6,7 +6,12 @@ use super::*;
 impl Ctx<'_> {
     /// The rows the operators produce from one input row.
     pub(crate) fn pipeline<'s>(&'s self, ops: &'s [Op], input: Row) -> RowIter<'s> {
-        let mut it: RowIter<'s> = Box::new(std::iter::once(Ok(input)));
+        self.pipeline_from(ops, Box::new(std::iter::once(Ok(input))))
+    }
+
+    /// The rows the operators produce from the input rows (taken together:
+    /// an aggregate in a `WITH` sees them all).
+    pub(crate) fn pipeline_from<'s>(&'s self, ops: &'s [Op], mut it: RowIter<'s>) -> RowIter<'s> {
         for op in ops {
             match op {
                 Op::Scan { slot, types } => {

@@ -1,10 +1,20 @@
-//! Writes: a statement's creates, sets and deletes gathered into one batch.
+//! Writes: a part's creates, sets and deletes gathered into one batch.
 
 use super::*;
 
+/// A part's writes as one batch, with the rows they were applied for.
+pub(crate) struct Written {
+    pub batch: quiver_storage::WriteBatch,
+    /// Properties set or removed.
+    pub props: i64,
+    /// The rows, when asked to keep them (clauses after the writes read them).
+    pub rows: Vec<Row>,
+}
+
 impl Ctx<'_> {
-    /// Applies the plan's writes for every row, in one batch.
-    pub(crate) fn write(&self, plan: &Plan, rows: RowIter<'_>) -> Result<Vec<Vec<Value>>> {
+    /// Applies `writes` for every row into one batch (nothing is committed).
+    pub(crate) fn write(&self, writes: &[Write], rows: RowIter<'_>, keep: bool) -> Result<Written> {
+        let mut kept = Vec::new();
         let mut w = Writer {
             ctx: self,
             batch: self.db.batch(),
@@ -16,8 +26,12 @@ impl Ctx<'_> {
         };
         for row in rows {
             let row = row?;
-            for op in &plan.writes {
+            for op in writes {
                 w.apply(op, &row)?;
+            }
+            if keep {
+                self.cap(kept.len() + 1)?;
+                kept.push(row);
             }
         }
         let Writer {
@@ -51,13 +65,56 @@ impl Ctx<'_> {
             }
             batch.delete_node(ty, id);
         }
-        let info = self.db.commit(batch)?;
-        Ok(vec![vec![
-            Value::Int(info.nodes_created as i64),
-            Value::Int(info.nodes_deleted as i64),
-            Value::Int(info.edges_changed as i64),
-            Value::Int(props),
-        ]])
+        Ok(Written {
+            batch,
+            props,
+            rows: kept,
+        })
+    }
+
+    /// Fills each slot of `fills` that is null in a row with the node or
+    /// edge its target names in the snapshot (the part's writes applied).
+    pub(crate) fn fill(&self, fills: &[(usize, Target)], rows: &mut [Row]) -> Result<()> {
+        let key = |e: &CExpr, row: &Row| -> Result<Option<String>> {
+            Ok(match self.eval(e, row)? {
+                Value::Str(s) => Some(s),
+                _ => None,
+            })
+        };
+        let id = |src: &NodeSrc, row: &Row| -> Result<Option<u32>> {
+            Ok(match src {
+                NodeSrc::Bound(s) => match row[*s] {
+                    Value::Node { id, .. } => Some(id),
+                    _ => None,
+                },
+                NodeSrc::New { ty, key: k } => key(k, row)?.and_then(|k| self.snap.node_id(*ty, &k)),
+            })
+        };
+        for row in rows {
+            for (slot, target) in fills {
+                if !matches!(row[*slot], Value::Null) {
+                    continue;
+                }
+                row[*slot] = match target {
+                    Target::Node { ty, key: k } => {
+                        match key(k, row)?.and_then(|k| self.snap.node_id(*ty, &k)) {
+                            Some(id) => Value::Node { ty: *ty, id },
+                            None => Value::Null,
+                        }
+                    }
+                    Target::Edge { rel, src, dst } => match (id(src, row)?, id(dst, row)?) {
+                        (Some(s), Some(d)) if self.snap.has_edge(*rel, s, d) => Value::Edge {
+                            rel: *rel,
+                            src: s,
+                            dst: d,
+                        },
+                        _ => Value::Null,
+                    },
+                    Target::Slot(_) => continue,
+                };
+            }
+        }
+        Ok(())
     }
 
     /// DETACH DELETE: the node and every edge it has.

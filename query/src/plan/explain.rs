@@ -36,60 +36,67 @@ pub(crate) fn explain(plan: &Plan, catalog: &Catalog) -> Vec<String> {
         )
     };
     let mut out = Vec::new();
-    for op in &plan.ops {
-        out.push(match op {
-            Op::Scan { slot, types: t } => format!("NodeScan ({}{})", var(slot), types(t)),
-            Op::ByKey { slot, types: t, .. } => format!("NodeByKey ({}{} {{key}})", var(slot), types(t)),
-            Op::CheckType { slot, types: t } => {
-                format!("CheckType ({}{})", var(slot), types(&Some(t.clone())))
-            }
-            Op::Expand(s) if s.into => format!("ExpandInto {}", step(s, "")),
-            Op::Expand(s) => format!("Expand {}", step(s, "")),
-            Op::VarExpand { step: s, min, max } => {
-                let hi = max.map_or(String::new(), |m| m.to_string());
-                format!("VarExpand {}", step(s, &format!("*{min}..{hi}")))
-            }
-            Op::Intersect { a, b } => format!("Intersect {} and {}", step(a, ""), step(b, "")),
-            Op::TwoHop { a, b, count } => format!(
-                "TwoHop{} {} then {} (neighbour bitmaps)",
-                if count.is_some() { "Count" } else { "" },
-                step(a, ""),
-                step(b, "")
-            ),
-            Op::Filter(_) => "Filter".to_string(),
-            Op::Call {
-                proc,
-                exclude: Some((rel, dir)),
-                out,
-                ..
-            } => {
-                let node = out
-                    .iter()
-                    .find(|(c, _)| *c == 0)
-                    .map_or("node".into(), |(_, s)| var(s));
-                let (l, r) = match dir {
-                    Direction::Out => ("-", "->"),
-                    Direction::In => ("<-", "-"),
-                };
-                format!(
+    let parts = plan.before.iter().map(|p| (&p.ops, &p.writes, Some(&p.fills)));
+    for (ops, writes, fills) in parts.chain([(&plan.ops, &plan.writes, None)]) {
+        for op in ops {
+            out.push(match op {
+                Op::Scan { slot, types: t } => format!("NodeScan ({}{})", var(slot), types(t)),
+                Op::ByKey { slot, types: t, .. } => format!("NodeByKey ({}{} {{key}})", var(slot), types(t)),
+                Op::CheckType { slot, types: t } => {
+                    format!("CheckType ({}{})", var(slot), types(&Some(t.clone())))
+                }
+                Op::Expand(s) if s.into => format!("ExpandInto {}", step(s, "")),
+                Op::Expand(s) => format!("Expand {}", step(s, "")),
+                Op::VarExpand { step: s, min, max } => {
+                    let hi = max.map_or(String::new(), |m| m.to_string());
+                    format!("VarExpand {}", step(s, &format!("*{min}..{hi}")))
+                }
+                Op::Intersect { a, b } => format!("Intersect {} and {}", step(a, ""), step(b, "")),
+                Op::TwoHop { a, b, count } => format!(
+                    "TwoHop{} {} then {} (neighbour bitmaps)",
+                    if count.is_some() { "Count" } else { "" },
+                    step(a, ""),
+                    step(b, "")
+                ),
+                Op::Filter(_) => "Filter".to_string(),
+                Op::Call {
+                    proc,
+                    exclude: Some((rel, dir)),
+                    out,
+                    ..
+                } => {
+                    let node = out
+                        .iter()
+                        .find(|(c, _)| *c == 0)
+                        .map_or("node".into(), |(_, s)| var(s));
+                    let (l, r) = match dir {
+                        Direction::Out => ("-", "->"),
+                        Direction::In => ("<-", "-"),
+                    };
+                    format!(
                     "Call {proc:?} searched without (arg){l}[:{}]{r}({node}) (filter pushed into the search)",
                     catalog.relations[*rel as usize].name
                 )
-            }
-            Op::Call { proc, .. } => format!("Call {proc:?}"),
-            Op::Unwind { slot, .. } => format!("Unwind ({})", var(slot)),
-            Op::Optional(ops) => format!("Optional ({} operators)", ops.len()),
-            Op::With { ret, slots } => {
-                let names: Vec<String> = slots.iter().map(var).collect();
-                format!("{} ({})", projection(ret), names.join(", "))
-            }
-        });
-    }
-    if !plan.writes.is_empty() {
-        out.push(format!(
-            "Write ({} operations per row, one batch)",
-            plan.writes.len()
-        ));
+                }
+                Op::Call { proc, .. } => format!("Call {proc:?}"),
+                Op::Unwind { slot, .. } => format!("Unwind ({})", var(slot)),
+                Op::Optional(ops) => format!("Optional ({} operators)", ops.len()),
+                Op::With { ret, slots } => {
+                    let names: Vec<String> = slots.iter().map(var).collect();
+                    format!("{} ({})", projection(ret), names.join(", "))
+                }
+            });
+        }
+        if !writes.is_empty() {
+            out.push(format!("Write ({} operations per row, one batch)", writes.len()));
+        }
+        if let Some(fills) = fills {
+            let names: Vec<String> = fills.iter().map(|(s, _)| var(s)).collect();
+            out.push(format!(
+                "Stage (the writes seen from here on; binds {})",
+                names.join(", ")
+            ));
+        }
     }
     if let Some(r) = &plan.ret {
         out.push(projection(r));

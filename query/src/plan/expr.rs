@@ -17,7 +17,7 @@ impl Planner<'_> {
                 if self.created.contains_key(&n.text) {
                     return Err(sem(
                         n.pos,
-                        format!("`{}` is created by this query and cannot be read in it", n.text),
+                        format!("`{0}` is created by this clause: read it in a later one (WITH {0} ... or RETURN)", n.text),
                     ));
                 }
                 CExpr::Slot(self.var(n)?)

@@ -300,9 +300,23 @@ pub(crate) enum Write {
     Merge(Box<Merge>),
 }
 
+/// A part of a query that writes and is read after: its rows, with its
+/// writes applied, feed the next part, which sees those writes.
+#[derive(Debug, Clone)]
+pub(crate) struct Part {
+    pub ops: Vec<Op>,
+    pub writes: Vec<Write>,
+    /// Slots filled, where null, once the writes are applied: the nodes
+    /// and edges the part created or merged, found by key in the new view.
+    pub fills: Vec<(usize, Target)>,
+}
+
 /// A compiled query.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
+    /// The parts before the last, each ending with writes.
+    pub before: Vec<Part>,
+    /// The last part's reading operators and writes.
     pub ops: Vec<Op>,
     pub writes: Vec<Write>,
     pub ret: Option<Ret>,
@@ -316,8 +330,9 @@ struct Planner<'a> {
     catalog: &'a Catalog,
     snap: &'a Snapshot,
     vars: HashMap<String, usize>,
-    /// Variables bound to nodes created by CREATE: (type, key expression).
-    created: HashMap<String, (u32, CExpr)>,
+    /// Variables bound to nodes and edges CREATE makes in the current part:
+    /// written by key, readable only in a later part.
+    created: HashMap<String, Target>,
     /// Variables bound to nodes and edges MERGE finds or creates: readable
     /// (null when created), written by key.
     merged: HashMap<String, Target>,
@@ -344,6 +359,7 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
         width: 0,
     };
     let mut plan = Plan {
+        before: Vec::new(),
         ops: Vec::new(),
         writes: Vec::new(),
         ret: None,
@@ -351,17 +367,40 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
         width: 0,
         names: HashMap::new(),
     };
+    let writing = clauses.iter().any(|c| {
+        matches!(
+            c,
+            Clause::Create(_)
+                | Clause::Delete { .. }
+                | Clause::Set(_)
+                | Clause::Merge { .. }
+                | Clause::Remove(_)
+        )
+    });
     for (i, c) in clauses.iter().enumerate() {
+        if let (true, Clause::Call { name, .. }) = (writing, c) {
+            if let Some(proc @ (Proc::Train | Proc::Refresh | Proc::Index)) = Proc::named(&name.text) {
+                return Err(sem(
+                    name.pos,
+                    format!(
+                        "{} stores a model or an index and runs as a statement of its own, not with CREATE, MERGE, SET, REMOVE or DELETE",
+                        proc.name()
+                    ),
+                ));
+            }
+        }
+        // A clause that reads after writes starts a new part, which sees them.
         let reading = matches!(
             c,
-            Clause::Match { .. } | Clause::Call { .. } | Clause::Unwind { .. } | Clause::With { .. }
+            Clause::Match { .. }
+                | Clause::Call { .. }
+                | Clause::Unwind { .. }
+                | Clause::With { .. }
+                | Clause::Return(_)
         );
         let only_merges = plan.writes.iter().all(|w| matches!(w, Write::Merge(_)));
-        if (reading && !plan.writes.is_empty()) || (matches!(c, Clause::Merge { .. }) && !only_merges) {
-            return Err(sem(
-                clause_pos(c),
-                "reading clauses and MERGE cannot follow CREATE, DELETE, SET or REMOVE",
-            ));
+        if (reading || (matches!(c, Clause::Merge { .. }) && !only_merges)) && !plan.writes.is_empty() {
+            p.end_part(&mut plan);
         }
         match c {
             Clause::Match {
@@ -429,15 +468,7 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
                     });
                 }
             }
-            Clause::Return(proj) => {
-                if !plan.writes.is_empty() {
-                    return Err(sem(
-                        Pos::default(),
-                        "RETURN after CREATE, MERGE, DELETE or SET is not supported: run the read as its own query",
-                    ));
-                }
-                plan.ret = Some(p.ret(proj)?);
-            }
+            Clause::Return(proj) => plan.ret = Some(p.ret(proj)?),
         }
         let last = i + 1 == clauses.len();
         if last && plan.ret.is_none() && plan.writes.is_empty() && !matches!(c, Clause::Call { .. }) {
@@ -453,16 +484,6 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
     Ok(plan)
 }
 
-fn clause_pos(c: &Clause) -> Pos {
-    match c {
-        Clause::Match { patterns, .. } => patterns[0].start.pos.pos,
-        Clause::Call { name, .. } => name.pos,
-        Clause::Merge { pattern, .. } => pattern.start.pos.pos,
-        Clause::Unwind { alias, .. } => alias.pos,
-        _ => Pos::default(),
-    }
-}
-
 /// Splits an AND tree into its conjuncts.
 fn conjuncts(e: &Expr) -> Vec<&Expr> {
     match e {
@@ -476,6 +497,31 @@ fn conjuncts(e: &Expr) -> Vec<&Expr> {
 }
 
 impl Planner<'_> {
+    /// Closes the current part (its operators and writes) before a clause
+    /// that reads its writes: the variables it created or merged become
+    /// ordinary ones, filled from the new view.
+    fn end_part(&mut self, plan: &mut Plan) {
+        let mut written: Vec<(String, Target)> = self.created.drain().chain(self.merged.drain()).collect();
+        written.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut fills = Vec::new();
+        for (name, target) in written {
+            let slot = match self.vars.get(&name) {
+                Some(&s) => s,
+                None => {
+                    let s = self.slot();
+                    self.bind(name, s);
+                    s
+                }
+            };
+            fills.push((slot, target));
+        }
+        plan.before.push(Part {
+            ops: std::mem::take(&mut plan.ops),
+            writes: std::mem::take(&mut plan.writes),
+            fills,
+        });
+    }
+
     /// True when `e` reads only variables bound before the current MATCH
     /// (so it can be evaluated first, as a node key to look up).
     fn outer_only(&self, e: &Expr) -> bool {

@@ -9,7 +9,7 @@ use super::*;
 /// `count(DISTINCT c)`) into one `TwoHop` operator. `x`, `e1` and `e2`
 /// must be unused: nothing but the set of `c` is observable.
 pub(super) fn rewrite(plan: &mut Plan, fresh: usize) {
-    let (Some(ret), true) = (&mut plan.ret, plan.writes.is_empty()) else {
+    let (Some(ret), true) = (&mut plan.ret, plan.writes.is_empty() && plan.before.is_empty()) else {
         return;
     };
     let [Op::ByKey {

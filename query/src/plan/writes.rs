@@ -22,6 +22,22 @@ impl Planner<'_> {
                     Dir::In => (srcs[i + 1].clone(), srcs[i].clone()),
                     Dir::Both => return Err(sem(r.pos.pos, "CREATE needs a direction: -> or <-")),
                 };
+                if let Some(v) = &r.var {
+                    if self.vars.contains_key(&v.text) || self.created.contains_key(&v.text) {
+                        return Err(sem(
+                            v.pos,
+                            format!("`{}` is already bound; CREATE makes a new relationship", v.text),
+                        ));
+                    }
+                    self.created.insert(
+                        v.text.clone(),
+                        Target::Edge {
+                            rel,
+                            src: src.clone(),
+                            dst: dst.clone(),
+                        },
+                    );
+                }
                 writes.push(Write::Edge {
                     rel,
                     src,
@@ -35,13 +51,7 @@ impl Planner<'_> {
 
     pub(super) fn create_node(&mut self, np: &NodePattern, writes: &mut Vec<Write>) -> Result<NodeSrc> {
         if let Some(v) = &np.var {
-            if let Some((ty, key)) = self.created.get(&v.text) {
-                return Ok(NodeSrc::New {
-                    ty: *ty,
-                    key: key.clone(),
-                });
-            }
-            if let Some(Target::Node { ty, key }) = self.merged.get(&v.text) {
+            if let Some(Target::Node { ty, key }) = self.created.get(&v.text).or(self.merged.get(&v.text)) {
                 return Ok(NodeSrc::New {
                     ty: *ty,
                     key: key.clone(),
@@ -78,7 +88,8 @@ impl Planner<'_> {
             props,
         });
         if let Some(v) = &np.var {
-            self.created.insert(v.text.clone(), (ty, key.clone()));
+            self.created
+                .insert(v.text.clone(), Target::Node { ty, key: key.clone() });
         }
         Ok(NodeSrc::New { ty, key })
     }
@@ -108,13 +119,8 @@ impl Planner<'_> {
         let mut end_slots = Vec::new();
         for np in ends {
             let bound = np.var.as_ref().and_then(|v| {
-                if let Some(Target::Node { ty, key }) = self.merged.get(&v.text) {
-                    return Some(NodeSrc::New {
-                        ty: *ty,
-                        key: key.clone(),
-                    });
-                }
-                if let Some((ty, key)) = self.created.get(&v.text) {
+                if let Some(Target::Node { ty, key }) = self.merged.get(&v.text).or(self.created.get(&v.text))
+                {
                     return Some(NodeSrc::New {
                         ty: *ty,
                         key: key.clone(),
@@ -266,14 +272,8 @@ impl Planner<'_> {
 
     /// What a SET or REMOVE of variable `v` changes.
     pub(super) fn target(&self, v: &Name) -> Result<Target> {
-        if let Some(t) = self.merged.get(&v.text) {
+        if let Some(t) = self.merged.get(&v.text).or(self.created.get(&v.text)) {
             return Ok(t.clone());
-        }
-        if let Some((ty, key)) = self.created.get(&v.text) {
-            return Ok(Target::Node {
-                ty: *ty,
-                key: key.clone(),
-            });
         }
         self.var(v).map(Target::Slot)
     }

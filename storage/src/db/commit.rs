@@ -75,152 +75,20 @@ impl Database {
     /// that it leaves no delta behind.
     pub fn commit(&self, batch: WriteBatch) -> Result<CommitInfo> {
         let _w = self.writer.lock();
+        self.commit_locked(batch)
+    }
+
+    /// [`Database::commit`]; the caller holds the writer lock.
+    pub(super) fn commit_locked(&self, batch: WriteBatch) -> Result<CommitInfo> {
         let snap = self.snapshot();
-        let mut catalog = (*snap.state.catalog).clone();
-        let mut new_nodes: Vec<HashMap<String, u32>> = vec![HashMap::new(); catalog.node_types.len()];
-        let mut new_keys: Vec<(u32, u32, String)> = Vec::new();
-        // Final state of each touched edge: Some(weight) present, None absent.
-        let mut edges: EdgeStates = HashMap::new();
-        let mut order: Vec<(u32, u32, u32)> = Vec::new();
-        // (type, id, name, value); `None` removes the property.
-        let mut props: Vec<(u32, u32, String, Option<Value>)> = Vec::new();
-        // Nodes this batch deletes (true) or brings back (false).
-        let mut deaths: HashMap<(u32, u32), bool> = HashMap::new();
-        let mut resolve = |catalog: &mut Catalog,
-                           deaths: &mut HashMap<(u32, u32), bool>,
-                           ty: u32,
-                           node: &NodeRef,
-                           create: bool|
-         -> Result<u32> {
-            let def = catalog
-                .node_types
-                .get(ty as usize)
-                .ok_or_else(|| StorageError::UnknownNodeType(format!("#{ty}")))?;
-            let dead = |deaths: &HashMap<(u32, u32), bool>, id: u32| {
-                deaths
-                    .get(&(ty, id))
-                    .copied()
-                    .unwrap_or_else(|| snap.is_deleted(ty, id))
-            };
-            let not_found = |key: String| StorageError::NodeNotFound {
-                node_type: def.name.clone(),
-                key,
-            };
-            match node {
-                NodeRef::Id(id) if *id < def.count && dead(deaths, *id) => {
-                    Err(not_found(snap.node_key(ty, *id).unwrap_or("?").to_string()))
-                }
-                NodeRef::Id(id) if *id < def.count => Ok(*id),
-                NodeRef::Id(id) => Err(StorageError::InvalidId {
-                    node_type: def.name.clone(),
-                    id: *id,
-                    count: def.count,
-                }),
-                NodeRef::Key(k) => {
-                    if let Some(id) = snap
-                        .any_node_id(ty, k)
-                        .or_else(|| new_nodes[ty as usize].get(k.as_str()).copied())
-                    {
-                        if !dead(deaths, id) {
-                            return Ok(id);
-                        }
-                        if !create {
-                            return Err(not_found(k.clone()));
-                        }
-                        deaths.insert((ty, id), false);
-                        return Ok(id);
-                    }
-                    if !create {
-                        return Err(not_found(k.clone()));
-                    }
-                    check_key(k)?;
-                    let id = def.count;
-                    catalog.node_types[ty as usize].count += 1;
-                    new_nodes[ty as usize].insert(k.clone(), id);
-                    new_keys.push((ty, id, k.clone()));
-                    Ok(id)
-                }
-            }
-        };
-        for op in batch.ops {
-            match op {
-                Op::Node { ty, key } => {
-                    resolve(&mut catalog, &mut deaths, ty, &NodeRef::Key(key), true)?;
-                }
-                Op::Edge {
-                    rel,
-                    src,
-                    dst,
-                    weight,
-                } => {
-                    let r = catalog
-                        .relations
-                        .get(rel as usize)
-                        .cloned()
-                        .ok_or_else(|| StorageError::UnknownRelation(format!("#{rel}")))?;
-                    let create = weight.is_some();
-                    let ends = resolve(&mut catalog, &mut deaths, r.src, &src, create)
-                        .and_then(|s| Ok((s, resolve(&mut catalog, &mut deaths, r.dst, &dst, create)?)));
-                    let (s, d) = match ends {
-                        // Deleting an edge whose endpoint does not exist changes nothing.
-                        Err(StorageError::NodeNotFound { .. }) if !create => continue,
-                        other => other?,
-                    };
-                    if let Some(w) = weight {
-                        check_weight(w)?;
-                    }
-                    if edges.insert((rel, s, d), weight).is_none() {
-                        order.push((rel, s, d));
-                    }
-                }
-                Op::Property {
-                    ty,
-                    node,
-                    name,
-                    value,
-                } => {
-                    let id = resolve(&mut catalog, &mut deaths, ty, &node, false)?;
-                    if let Some(Value::Float(f)) = value {
-                        if !f.is_finite() {
-                            return Err(StorageError::InvalidInput(format!(
-                                "property `{name}` is not finite"
-                            )));
-                        }
-                    }
-                    props.push((ty, id, name, value));
-                }
-                Op::DeleteNode { ty, node } => {
-                    let id = match resolve(&mut catalog, &mut deaths, ty, &node, false) {
-                        Err(StorageError::NodeNotFound { .. }) => continue,
-                        other => other?,
-                    };
-                    // Its edges go with it: those stored and those this batch added.
-                    let touches = |rel: u32, s: u32, d: u32| {
-                        let r = &catalog.relations[rel as usize];
-                        (r.src == ty && s == id) || (r.dst == ty && d == id)
-                    };
-                    for (&(rel, s, d), state) in edges.iter_mut() {
-                        if touches(rel, s, d) {
-                            *state = None;
-                        }
-                    }
-                    for dir in [Direction::Out, Direction::In] {
-                        for (rel, n) in snap.all_neighbors(ty, id, dir) {
-                            let key = if dir == Direction::Out {
-                                (rel, id, n)
-                            } else {
-                                (rel, n, id)
-                            };
-                            if edges.insert(key, None).is_none() {
-                                order.push(key);
-                            }
-                        }
-                    }
-                    props.retain(|p| (p.0, p.1) != (ty, id));
-                    deaths.insert((ty, id), true);
-                }
-            }
-        }
+        let Resolved {
+            mut catalog,
+            new_keys,
+            edges,
+            order,
+            props,
+            deaths,
+        } = resolve(&snap, batch.ops)?;
         let mut b = sled::Batch::default();
         self.node_records(&mut b, &props, &deaths)?;
         // A batch this large would cost sled some kilobytes of memory a
@@ -232,24 +100,14 @@ impl Database {
         for (ty, id, key) in &new_keys {
             b.insert(keys::node_id(*ty, *id), key.as_bytes());
         }
-        let mut changes = Vec::new();
-        for key @ (rel, src, dst) in order {
-            let state = edges[&key];
-            let ctx = snap.edge_ctx(&catalog, rel, src, dst);
-            // Only edges whose presence or weight changes count as changes.
-            if snap.edge_weight_in(&catalog, rel, src, dst) == state {
-                continue;
-            }
-            let k = keys::edge(rel, src, dst);
+        let changes = edge_changes(&snap, &mut catalog, &edges, &order);
+        for &(ctx, state) in &changes {
+            let k = keys::edge(ctx.rel, ctx.src, ctx.dst);
             match (ctx.base, state) {
                 (Some(bw), Some(w)) if bw == w => b.remove(k),
                 (None, None) => b.remove(k),
                 _ => b.insert(k, keys::edge_value(state)),
             }
-            changes.push((ctx, state));
-        }
-        if !changes.is_empty() {
-            catalog.edge_version += 1;
         }
         b.insert(keys::CATALOG, catalog.encode());
         self.sled.apply_batch(b).in_catalog(&self.catalog_dir())?;
@@ -258,33 +116,7 @@ impl Database {
             nodes_deleted: deaths.values().filter(|d| **d).count() as u64,
             edges_changed: changes.len() as u64,
         };
-        let mut st = self.state.write();
-        let st = Arc::make_mut(&mut st);
-        let delta = Arc::make_mut(&mut st.delta);
-        delta
-            .nodes
-            .resize_with(catalog.node_types.len(), NodeDelta::default);
-        for (ty, _, key) in new_keys {
-            let nd = &mut delta.nodes[ty as usize];
-            let key: Box<str> = key.into();
-            nd.by_key
-                .insert(key.clone(), catalog.base_count(ty) + nd.keys.len() as u32);
-            nd.keys.push(key);
-        }
-        for (ctx, state) in changes {
-            delta.set_edge(ctx, state);
-        }
-        delta
-            .deleted
-            .resize_with(catalog.node_types.len(), RoaringBitmap::new);
-        for ((ty, id), dead) in deaths {
-            if dead {
-                delta.deleted[ty as usize].insert(id);
-            } else {
-                delta.deleted[ty as usize].remove(id);
-            }
-        }
-        st.catalog = Arc::new(catalog);
+        *self.state.write() = Arc::new(next_state(&snap, catalog, new_keys, changes, &deaths));
         Ok(info)
     }
 
@@ -465,4 +297,235 @@ impl Database {
         }
         Ok(())
     }
+}
+
+/// A batch resolved against a snapshot: what it does, before anything is written.
+pub(super) struct Resolved {
+    /// The catalog with the batch's new nodes counted.
+    pub catalog: Catalog,
+    /// (type, id, key) of each node the batch creates.
+    pub new_keys: Vec<(u32, u32, String)>,
+    /// Final state of each touched edge, and the order they were first touched in.
+    pub edges: EdgeStates,
+    pub order: Vec<EdgeKey>,
+    /// (type, id, name, value); `None` removes the property.
+    pub props: Vec<(u32, u32, String, Option<Value>)>,
+    /// Nodes this batch deletes (true) or brings back (false).
+    pub deaths: HashMap<(u32, u32), bool>,
+}
+
+/// Resolves a batch's operations in order against `snap`: keys to ids (new
+/// keys get the next ids), each edge's final state, the properties set and
+/// the nodes deleted. Nothing is applied if any operation is invalid.
+pub(super) fn resolve(snap: &Snapshot, ops: Vec<Op>) -> Result<Resolved> {
+    let mut catalog = (*snap.state.catalog).clone();
+    let mut new_nodes: Vec<HashMap<String, u32>> = vec![HashMap::new(); catalog.node_types.len()];
+    let mut new_keys: Vec<(u32, u32, String)> = Vec::new();
+    // Final state of each touched edge: Some(weight) present, None absent.
+    let mut edges: EdgeStates = HashMap::new();
+    let mut order: Vec<(u32, u32, u32)> = Vec::new();
+    // (type, id, name, value); `None` removes the property.
+    let mut props: Vec<(u32, u32, String, Option<Value>)> = Vec::new();
+    // Nodes this batch deletes (true) or brings back (false).
+    let mut deaths: HashMap<(u32, u32), bool> = HashMap::new();
+    let mut id_of = |catalog: &mut Catalog,
+                     deaths: &mut HashMap<(u32, u32), bool>,
+                     ty: u32,
+                     node: &NodeRef,
+                     create: bool|
+     -> Result<u32> {
+        let def = catalog
+            .node_types
+            .get(ty as usize)
+            .ok_or_else(|| StorageError::UnknownNodeType(format!("#{ty}")))?;
+        let dead = |deaths: &HashMap<(u32, u32), bool>, id: u32| {
+            deaths
+                .get(&(ty, id))
+                .copied()
+                .unwrap_or_else(|| snap.is_deleted(ty, id))
+        };
+        let not_found = |key: String| StorageError::NodeNotFound {
+            node_type: def.name.clone(),
+            key,
+        };
+        match node {
+            NodeRef::Id(id) if *id < def.count && dead(deaths, *id) => {
+                Err(not_found(snap.node_key(ty, *id).unwrap_or("?").to_string()))
+            }
+            NodeRef::Id(id) if *id < def.count => Ok(*id),
+            NodeRef::Id(id) => Err(StorageError::InvalidId {
+                node_type: def.name.clone(),
+                id: *id,
+                count: def.count,
+            }),
+            NodeRef::Key(k) => {
+                if let Some(id) = snap
+                    .any_node_id(ty, k)
+                    .or_else(|| new_nodes[ty as usize].get(k.as_str()).copied())
+                {
+                    if !dead(deaths, id) {
+                        return Ok(id);
+                    }
+                    if !create {
+                        return Err(not_found(k.clone()));
+                    }
+                    deaths.insert((ty, id), false);
+                    return Ok(id);
+                }
+                if !create {
+                    return Err(not_found(k.clone()));
+                }
+                check_key(k)?;
+                let id = def.count;
+                catalog.node_types[ty as usize].count += 1;
+                new_nodes[ty as usize].insert(k.clone(), id);
+                new_keys.push((ty, id, k.clone()));
+                Ok(id)
+            }
+        }
+    };
+    for op in ops {
+        match op {
+            Op::Node { ty, key } => {
+                id_of(&mut catalog, &mut deaths, ty, &NodeRef::Key(key), true)?;
+            }
+            Op::Edge {
+                rel,
+                src,
+                dst,
+                weight,
+            } => {
+                let r = catalog
+                    .relations
+                    .get(rel as usize)
+                    .cloned()
+                    .ok_or_else(|| StorageError::UnknownRelation(format!("#{rel}")))?;
+                let create = weight.is_some();
+                let ends = id_of(&mut catalog, &mut deaths, r.src, &src, create)
+                    .and_then(|s| Ok((s, id_of(&mut catalog, &mut deaths, r.dst, &dst, create)?)));
+                let (s, d) = match ends {
+                    // Deleting an edge whose endpoint does not exist changes nothing.
+                    Err(StorageError::NodeNotFound { .. }) if !create => continue,
+                    other => other?,
+                };
+                if let Some(w) = weight {
+                    check_weight(w)?;
+                }
+                if edges.insert((rel, s, d), weight).is_none() {
+                    order.push((rel, s, d));
+                }
+            }
+            Op::Property {
+                ty,
+                node,
+                name,
+                value,
+            } => {
+                let id = id_of(&mut catalog, &mut deaths, ty, &node, false)?;
+                if let Some(Value::Float(f)) = value {
+                    if !f.is_finite() {
+                        return Err(StorageError::InvalidInput(format!(
+                            "property `{name}` is not finite"
+                        )));
+                    }
+                }
+                props.push((ty, id, name, value));
+            }
+            Op::DeleteNode { ty, node } => {
+                let id = match id_of(&mut catalog, &mut deaths, ty, &node, false) {
+                    Err(StorageError::NodeNotFound { .. }) => continue,
+                    other => other?,
+                };
+                // Its edges go with it: those stored and those this batch added.
+                let touches = |rel: u32, s: u32, d: u32| {
+                    let r = &catalog.relations[rel as usize];
+                    (r.src == ty && s == id) || (r.dst == ty && d == id)
+                };
+                for (&(rel, s, d), state) in edges.iter_mut() {
+                    if touches(rel, s, d) {
+                        *state = None;
+                    }
+                }
+                for dir in [Direction::Out, Direction::In] {
+                    for (rel, n) in snap.all_neighbors(ty, id, dir) {
+                        let key = if dir == Direction::Out {
+                            (rel, id, n)
+                        } else {
+                            (rel, n, id)
+                        };
+                        if edges.insert(key, None).is_none() {
+                            order.push(key);
+                        }
+                    }
+                }
+                props.retain(|p| (p.0, p.1) != (ty, id));
+                deaths.insert((ty, id), true);
+            }
+        }
+    }
+    Ok(Resolved {
+        catalog,
+        new_keys,
+        edges,
+        order,
+        props,
+        deaths,
+    })
+}
+
+/// The edges whose presence or weight a resolved batch changes, each with
+/// where it stands in the base; counts a new edge version when there are any.
+pub(super) fn edge_changes(
+    snap: &Snapshot,
+    catalog: &mut Catalog,
+    edges: &EdgeStates,
+    order: &[EdgeKey],
+) -> Vec<(EdgeCtx, Option<f32>)> {
+    let changes: Vec<_> = order
+        .iter()
+        .filter(|&&(rel, src, dst)| snap.edge_weight_in(catalog, rel, src, dst) != edges[&(rel, src, dst)])
+        .map(|&(rel, src, dst)| (snap.edge_ctx(catalog, rel, src, dst), edges[&(rel, src, dst)]))
+        .collect();
+    if !changes.is_empty() {
+        catalog.edge_version += 1;
+    }
+    changes
+}
+
+/// The in-memory state after a batch: `snap`'s with the new keys, the edge
+/// changes and the deaths in its delta.
+pub(super) fn next_state(
+    snap: &Snapshot,
+    catalog: Catalog,
+    new_keys: Vec<(u32, u32, String)>,
+    changes: Vec<(EdgeCtx, Option<f32>)>,
+    deaths: &HashMap<(u32, u32), bool>,
+) -> State {
+    let mut st = (*snap.state).clone();
+    let delta = Arc::make_mut(&mut st.delta);
+    delta
+        .nodes
+        .resize_with(catalog.node_types.len(), NodeDelta::default);
+    for (ty, _, key) in new_keys {
+        let nd = &mut delta.nodes[ty as usize];
+        let key: Box<str> = key.into();
+        nd.by_key
+            .insert(key.clone(), catalog.base_count(ty) + nd.keys.len() as u32);
+        nd.keys.push(key);
+    }
+    for (ctx, state) in changes {
+        delta.set_edge(ctx, state);
+    }
+    delta
+        .deleted
+        .resize_with(catalog.node_types.len(), RoaringBitmap::new);
+    for (&(ty, id), &dead) in deaths {
+        if dead {
+            delta.deleted[ty as usize].insert(id);
+        } else {
+            delta.deleted[ty as usize].remove(id);
+        }
+    }
+    st.catalog = Arc::new(catalog);
+    st
 }

@@ -21,10 +21,12 @@ mod batch;
 mod commit;
 mod open;
 mod snapshot;
+mod txn;
 
 pub use batch::{CommitInfo, NodeRef, WriteBatch};
 pub use commit::LARGE_COMMIT;
 pub use snapshot::{Neighbors, Snapshot};
+pub use txn::Txn;
 
 /// Name of the sled directory inside a database directory.
 pub(crate) const CATALOG_DIR: &str = "catalog";
