@@ -161,6 +161,11 @@ fn golden_with() {
 }
 
 #[test]
+fn golden_union() {
+    check("union.txt");
+}
+
+#[test]
 fn golden_write_return() {
     check("write_return.txt");
 }

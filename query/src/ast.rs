@@ -97,6 +97,11 @@ pub enum Clause {
     Remove(Vec<(Name, Name)>),
     /// `RETURN ...`.
     Return(Projection),
+    /// `UNION` (`all`: `UNION ALL`) between two queries that end with RETURN.
+    Union {
+        /// Keep duplicate rows.
+        all: bool,
+    },
     /// `UNWIND list AS name`: a row per element.
     Unwind {
         /// The list (a scalar gives one row, null none).
@@ -137,6 +142,8 @@ impl Display for SetItem {
 pub struct Projection {
     /// `RETURN DISTINCT`.
     pub distinct: bool,
+    /// `RETURN *`, `WITH *, ...`: every variable in scope, by name.
+    pub star: bool,
     /// Expressions and their aliases.
     pub items: Vec<(Expr, Option<Name>)>,
     /// `ORDER BY` keys; `true` for descending.
@@ -647,6 +654,7 @@ impl Display for Clause {
                 Ok(())
             }
             Clause::Return(p) => write!(f, "RETURN {p}"),
+            Clause::Union { all } => f.write_str(if *all { "UNION ALL" } else { "UNION" }),
         }
     }
 }
@@ -655,6 +663,9 @@ impl Display for Projection {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         if self.distinct {
             f.write_str("DISTINCT ")?;
+        }
+        if self.star {
+            f.write_str(if self.items.is_empty() { "*" } else { "*, " })?;
         }
         list(f, &self.items, |f, (e, alias)| {
             write!(f, "{e}")?;

@@ -22,10 +22,11 @@ mod exec;
 mod lexer;
 mod parser;
 mod plan;
+mod run;
 mod value;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use quiver_storage::Database;
 
@@ -34,7 +35,7 @@ pub use error::{Pos, QueryError, Result};
 pub use parser::{parse, parse_one, MAX_DEPTH};
 pub use value::{Params, Rows, Value};
 
-use exec::{Ctx, ModelCache};
+use exec::ModelCache;
 
 /// Limits on one query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +211,7 @@ impl Graph {
     }
 
     /// Makes the statement's writes durable, unless `set_sync(false)`.
-    fn wrote(&self) -> Result<()> {
+    pub(crate) fn wrote(&self) -> Result<()> {
         if self.sync {
             self.db.flush()?;
         }
@@ -272,33 +273,12 @@ impl Graph {
         self.run(&p.statement, params, limits, interrupt)
     }
 
-    fn rows(&self, columns: &[&str], rows: Vec<Vec<Value>>) -> Rows {
+    pub(crate) fn rows(&self, columns: &[&str], rows: Vec<Vec<Value>>) -> Rows {
         Rows {
             columns: columns.iter().map(|c| c.to_string()).collect(),
             rows,
             snapshot: self.db.snapshot(),
         }
-    }
-
-    /// A reading part's result: the RETURN's columns and rows, or the
-    /// yielded columns of a closing CALL.
-    fn read_out(
-        &self,
-        ctx: &Ctx<'_>,
-        p: &plan::Plan,
-        rows: exec::RowIter<'_>,
-    ) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
-        Ok(match &p.ret {
-            Some(ret) => (ret.columns.clone(), ctx.project(ret, rows)?),
-            None => {
-                let mut out = Vec::new();
-                for r in rows {
-                    let r = r?;
-                    out.push(p.call_columns.iter().map(|(_, s)| r[*s].clone()).collect());
-                }
-                (p.call_columns.iter().map(|(c, _)| c.clone()).collect(), out)
-            }
-        })
     }
 
     fn run(
@@ -356,86 +336,20 @@ impl Graph {
             }
             S::Explain(clauses) => {
                 let snap = self.db.snapshot();
-                let p = plan::plan(clauses, snap.catalog(), &snap)?;
-                let lines = plan::explain(&p, snap.catalog());
+                let (branches, all) = plan::plan_union(clauses, snap.catalog(), &snap)?;
+                let mut lines = Vec::new();
+                for (i, p) in branches.iter().enumerate() {
+                    if i > 0 {
+                        lines.push(if all { "Union All" } else { "Union (distinct rows)" }.to_string());
+                    }
+                    lines.extend(plan::explain(p, snap.catalog()));
+                }
                 Ok(self.rows(
                     &["plan"],
                     lines.into_iter().map(|l| vec![Value::Str(l)]).collect(),
                 ))
             }
-            S::Query(clauses) => {
-                let snap = self.db.snapshot();
-                let p = plan::plan(clauses, snap.catalog(), &snap)?;
-                let run = exec::Run {
-                    db: &self.db,
-                    models: &self.models,
-                    params,
-                    limits,
-                    interrupt,
-                    start: Instant::now(),
-                    width: p.width,
-                };
-                let input = vec![Value::Null; p.width];
-                if p.before.is_empty() && p.writes.is_empty() {
-                    let ctx = run.ctx(&snap, None);
-                    let rows = ctx.pipeline(&p.ops, input);
-                    let (columns, out) = self.read_out(&ctx, &p, rows)?;
-                    return Ok(Rows {
-                        columns,
-                        rows: out,
-                        snapshot: self.db.snapshot(),
-                    });
-                }
-                // A statement that writes holds the writer lock throughout;
-                // each part's writes are staged for the parts after it to
-                // read, and all of them commit as one batch at the end.
-                drop(snap);
-                let mut txn = self.db.begin();
-                let mut rows = vec![input];
-                let mut props = 0;
-                for part in &p.before {
-                    let written = {
-                        let c = run.ctx(txn.snapshot(), Some(&txn));
-                        let it = c.pipeline_from(&part.ops, Box::new(rows.into_iter().map(Ok)));
-                        c.write(&part.writes, it, true)?
-                    };
-                    txn.stage(written.batch)?;
-                    props += written.props;
-                    rows = written.rows;
-                    run.ctx(txn.snapshot(), Some(&txn)).fill(&part.fills, &mut rows)?;
-                }
-                let c = run.ctx(txn.snapshot(), Some(&txn));
-                let last = c.pipeline_from(&p.ops, Box::new(rows.into_iter().map(Ok)));
-                if !p.writes.is_empty() {
-                    let written = c.write(&p.writes, last, false)?;
-                    drop(c);
-                    let info = txn.commit(written.batch)?;
-                    self.wrote()?;
-                    return Ok(self.rows(
-                        &[
-                            "nodes_created",
-                            "nodes_deleted",
-                            "edges_changed",
-                            "properties_set",
-                        ],
-                        vec![vec![
-                            Value::Int(info.nodes_created as i64),
-                            Value::Int(info.nodes_deleted as i64),
-                            Value::Int(info.edges_changed as i64),
-                            Value::Int(props + written.props),
-                        ]],
-                    ));
-                }
-                let (columns, out) = self.read_out(&c, &p, last)?;
-                drop(c);
-                txn.commit(quiver_storage::WriteBatch::default())?;
-                self.wrote()?;
-                Ok(Rows {
-                    columns,
-                    rows: out,
-                    snapshot: self.db.snapshot(),
-                })
-            }
+            S::Query(clauses) => self.run_query(clauses, params, limits, interrupt),
         }
     }
 }

@@ -183,7 +183,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn cap(&self, n: usize) -> Result<()> {
+    pub(crate) fn cap(&self, n: usize) -> Result<()> {
         if n as u64 > self.max_rows {
             return Err(QueryError::RowCap(self.max_rows));
         }

@@ -292,7 +292,13 @@ impl Parser {
             };
             let last = matches!(c, Clause::Return(_));
             out.push(c);
-            if last {
+            if last && self.eat_kw("UNION") {
+                let all = self.eat_kw("ALL");
+                out.push(Clause::Union { all });
+                if matches!(self.peek(), Tok::Eof | Tok::Sym(";")) {
+                    return Err(self.expected("a query after UNION"));
+                }
+            } else if last {
                 return Ok(out);
             }
         }
@@ -377,17 +383,20 @@ impl Parser {
 
     pub(super) fn projection(&mut self) -> Result<Projection> {
         let distinct = self.eat_kw("DISTINCT");
+        let star = self.eat_sym("*");
         let mut items = Vec::new();
-        loop {
-            let e = self.expr()?;
-            let alias = if self.eat_kw("AS") {
-                Some(self.name("an alias")?)
-            } else {
-                None
-            };
-            items.push((e, alias));
-            if !self.eat_sym(",") {
-                break;
+        if !star || self.eat_sym(",") {
+            loop {
+                let e = self.expr()?;
+                let alias = if self.eat_kw("AS") {
+                    Some(self.name("an alias")?)
+                } else {
+                    None
+                };
+                items.push((e, alias));
+                if !self.eat_sym(",") {
+                    break;
+                }
             }
         }
         let mut order = Vec::new();
@@ -419,6 +428,7 @@ impl Parser {
         };
         Ok(Projection {
             distinct,
+            star,
             items,
             order,
             skip,
@@ -462,6 +472,9 @@ mod tests {
             "MATCH (a)-->(b) WITH DISTINCT a, count(b) AS n ORDER BY n DESC SKIP 1 LIMIT 2 WHERE n > 1 RETURN a",
             "UNWIND $rows AS r MERGE (u:User {key: r.key}) ON CREATE SET u += r, u.n = 1 ON MATCH SET u.n = u.n + 1",
             "MATCH (a {key: 'x'}) MERGE (a)-[r:F]->(:U {key: 'y'}) ON MATCH SET r.weight = 2 SET a += {b: {c: 1}}",
+            "MATCH (a) RETURN a.k AS k UNION ALL MATCH (b) RETURN b.k AS k UNION ALL RETURN 1 AS k",
+            "MATCH (a)-->(b) WITH *, a.x AS x RETURN DISTINCT *, x ORDER BY x UNION RETURN *",
+            "CREATE (u:U {key: $k}) WITH u MATCH (u)-->(v) SET v.x = 1 RETURN u, count(v)",
         ] {
             round_trip(q);
         }

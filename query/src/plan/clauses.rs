@@ -139,6 +139,7 @@ impl Planner<'_> {
     /// `WITH`: a projection like RETURN's whose columns become the only
     /// variables in scope.
     pub(super) fn with(&mut self, p: &Projection) -> Result<Op> {
+        let p = &self.star(p)?;
         for (e, alias) in &p.items {
             if alias.is_none() && !matches!(e, Expr::Var(_)) {
                 return Err(sem(
@@ -169,7 +170,33 @@ impl Planner<'_> {
         Ok(Op::With { ret, slots })
     }
 
+    /// `*` in a projection: every variable in scope, by name, before the items.
+    fn star(&self, p: &Projection) -> Result<Projection> {
+        let mut p = p.clone();
+        if !std::mem::take(&mut p.star) {
+            return Ok(p);
+        }
+        let mut names: Vec<&String> = self.vars.keys().collect();
+        if names.is_empty() {
+            return Err(sem(
+                Pos::default(),
+                "`*` needs variables in scope: there are none",
+            ));
+        }
+        names.sort();
+        let all = names.into_iter().map(|n| {
+            let var = Name {
+                text: n.clone(),
+                pos: Pos::default(),
+            };
+            (Expr::Var(var), None)
+        });
+        p.items = all.chain(p.items).collect();
+        Ok(p)
+    }
+
     pub(super) fn ret(&mut self, p: &Projection) -> Result<Ret> {
+        let p = &self.star(p)?;
         let mut columns = Vec::new();
         let mut items = Vec::new();
         for (e, alias) in &p.items {
