@@ -161,6 +161,11 @@ fn golden_with() {
 }
 
 #[test]
+fn golden_subqueries() {
+    check("subqueries.txt");
+}
+
+#[test]
 fn golden_union() {
     check("union.txt");
 }

@@ -64,7 +64,7 @@ impl Default for Limits {
 pub fn writes(text: &str) -> Result<bool> {
     use ast::Clause as C;
     let clause = |c: &C| match c {
-        C::Create(_) | C::Delete { .. } | C::Set(_) | C::Merge { .. } | C::Remove(_) => true,
+        c if c.writes() => true,
         C::Call { name, .. } => matches!(
             plan::Proc::named(&name.text),
             Some(plan::Proc::Train | plan::Proc::Refresh | plan::Proc::Index)

@@ -62,6 +62,57 @@ impl Ctx<'_> {
                 Some(Err(e)) => return Err(e),
                 found => Value::Bool(found.is_some()),
             },
+            CExpr::Count(ops) => {
+                let mut n = 0;
+                for r in self.pipeline(ops, row.clone()) {
+                    r?;
+                    n += 1;
+                }
+                Value::Int(n)
+            }
+            CExpr::PatternList { ops, map } => {
+                let mut out = Vec::new();
+                for r in self.pipeline(ops, row.clone()) {
+                    out.push(self.eval(map, &r?)?);
+                    if out.len() > MAX_LIST {
+                        return Err(too_long("list", out.len()));
+                    }
+                }
+                Value::List(out.into())
+            }
+            CExpr::ListComp {
+                list,
+                slot,
+                filter,
+                map,
+            } => {
+                let items = match self.eval(list, row)? {
+                    Value::List(l) => l,
+                    Value::Null => return Ok(Value::Null),
+                    other => {
+                        return Err(runtime(format!(
+                            "a list comprehension takes a list, not {}",
+                            kind(&other)
+                        )))
+                    }
+                };
+                let mut r = row.clone();
+                let mut out = Vec::new();
+                for x in items.iter() {
+                    self.tick()?;
+                    r[*slot] = x.clone();
+                    if let Some(f) = filter {
+                        if !matches!(self.eval(f, &r)?, Value::Bool(true)) {
+                            continue;
+                        }
+                    }
+                    out.push(match map {
+                        Some(m) => self.eval(m, &r)?,
+                        None => x.clone(),
+                    });
+                }
+                Value::List(out.into())
+            }
         })
     }
 

@@ -106,6 +106,20 @@ impl Ctx<'_> {
         let all_types = || 0..self.snap.catalog().node_types.len() as u32;
         Ok(match op {
             Op::Scan { .. } => unreachable!("scans run lazily in the pipeline"),
+            Op::Subquery { ops, ret, slots } => {
+                let found = self.project(ret, self.pipeline(ops, row.clone()))?;
+                self.cap(found.len())?;
+                found
+                    .into_iter()
+                    .map(|vals| {
+                        let mut r = self.copy(&row);
+                        for (s, v) in slots.iter().zip(vals) {
+                            r[*s] = v;
+                        }
+                        r
+                    })
+                    .collect()
+            }
             Op::ByKey { slot, types, key } => {
                 let k = match self.eval(key, &row)? {
                     Value::Str(s) => s,

@@ -363,6 +363,28 @@ impl Writer<'_> {
                 None => {}
             },
             Write::Merge(m) => self.merge(m, row)?,
+            Write::Foreach {
+                list,
+                slot,
+                ops,
+                writes,
+            } => {
+                let items = match ctx.eval(list, row)? {
+                    Value::List(l) => l,
+                    Value::Null => return Ok(()),
+                    other => return Err(runtime(format!("FOREACH takes a list, not {}", kind(&other)))),
+                };
+                for x in items.iter() {
+                    let mut r = row.clone();
+                    r[*slot] = x.clone();
+                    for sub in ctx.pipeline(ops, r) {
+                        let sub = sub?;
+                        for w in writes {
+                            self.apply(w, &sub)?;
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }

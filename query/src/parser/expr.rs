@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// An optional sub-expression (a comprehension's `WHERE` or `| e`).
+type MaybeExpr = Option<Box<Expr>>;
+
 impl Parser {
     pub(super) fn expr(&mut self) -> Result<Expr> {
         self.enter()?;
@@ -162,11 +165,10 @@ impl Parser {
                 Ok(Expr::Param(Name { text: p, pos }))
             }
             Tok::Sym("[") => {
-                self.bump();
                 self.enter()?;
-                let items = self.args("]")?;
+                let e = self.list_or_comprehension()?;
                 self.depth -= 1;
-                Ok(Expr::List(items))
+                Ok(e)
             }
             Tok::Sym("{") => Ok(Expr::Map(self.map()?)),
             Tok::Sym("(") => {
@@ -190,6 +192,27 @@ impl Parser {
             Tok::Quoted(text) => {
                 self.bump();
                 Ok(Expr::Var(Name { text, pos }))
+            }
+            Tok::Ident(word)
+                if (word.eq_ignore_ascii_case("EXISTS") || word.eq_ignore_ascii_case("COUNT"))
+                    && matches!(self.peek_at(1), Tok::Sym("{")) =>
+            {
+                self.bump();
+                self.bump();
+                self.enter()?;
+                let _ = self.eat_kw("MATCH");
+                let patterns = self.patterns()?;
+                let filter = match self.eat_kw("WHERE") {
+                    true => Some(Box::new(self.expr()?)),
+                    false => None,
+                };
+                self.sym("}", "'}' to close the subquery")?;
+                self.depth -= 1;
+                Ok(Expr::Subquery {
+                    count: word.eq_ignore_ascii_case("COUNT"),
+                    patterns,
+                    filter,
+                })
             }
             Tok::Ident(word) if word.eq_ignore_ascii_case("CASE") => {
                 self.bump();
@@ -265,5 +288,52 @@ impl Parser {
             }
             _ => Err(self.expected("an expression")),
         }
+    }
+
+    /// At `[`: a list, a list comprehension `[x IN l WHERE p | e]` or a
+    /// pattern comprehension `[(a)-->(b) WHERE p | e]`.
+    fn list_or_comprehension(&mut self) -> Result<Expr> {
+        self.bump();
+        let is_name = matches!(self.peek(), Tok::Ident(_) | Tok::Quoted(_));
+        if is_name && self.is_kw_at(1, "IN") {
+            let var = self.name("a variable")?;
+            self.kw("IN")?;
+            let list = Box::new(self.expr()?);
+            let (filter, map) = self.comprehension_tail()?;
+            self.sym("]", "']' to close the list comprehension")?;
+            return Ok(Expr::ListComp {
+                var,
+                list,
+                filter,
+                map,
+            });
+        }
+        if self.is_sym("(") && self.looks_like_pattern() {
+            let (at, depth) = (self.i, self.depth);
+            if let Ok(pattern) = self.path() {
+                if self.is_kw("WHERE") || self.is_sym("|") {
+                    let (filter, map) = self.comprehension_tail()?;
+                    let map = map.ok_or_else(|| self.expected("'|' and what to collect for each match"))?;
+                    self.sym("]", "']' to close the pattern comprehension")?;
+                    return Ok(Expr::PatternComp { pattern, filter, map });
+                }
+            }
+            // A list whose first item is a pattern predicate or a parenthesis.
+            (self.i, self.depth) = (at, depth);
+        }
+        Ok(Expr::List(self.args("]")?))
+    }
+
+    /// `[WHERE p] [| e]` of a comprehension.
+    fn comprehension_tail(&mut self) -> Result<(MaybeExpr, MaybeExpr)> {
+        let filter = match self.eat_kw("WHERE") {
+            true => Some(Box::new(self.expr()?)),
+            false => None,
+        };
+        let map = match self.eat_sym("|") {
+            true => Some(Box::new(self.expr()?)),
+            false => None,
+        };
+        Ok((filter, map))
     }
 }

@@ -60,8 +60,9 @@ struct Parser {
     depth: usize,
 }
 
-const CLAUSE_WORDS: [&str; 11] = [
+const CLAUSE_WORDS: [&str; 12] = [
     "MATCH", "OPTIONAL", "WHERE", "RETURN", "CREATE", "DELETE", "DETACH", "SET", "REMOVE", "CALL", "UNWIND",
+    "FOREACH",
 ];
 
 impl Parser {
@@ -218,8 +219,27 @@ impl Parser {
                     patterns,
                     filter,
                 }
+            } else if self.is_kw("CALL") && matches!(self.peek_at(1), Tok::Sym("{")) {
+                self.bump();
+                self.bump();
+                self.enter()?;
+                let body = self.clauses()?;
+                self.sym("}", "'}' to close the subquery")?;
+                self.depth -= 1;
+                Clause::Subquery(body)
             } else if self.eat_kw("CALL") {
                 self.call_clause()?
+            } else if self.eat_kw("FOREACH") {
+                self.sym("(", "'(' after FOREACH")?;
+                self.enter()?;
+                let var = self.name("a variable")?;
+                self.kw("IN")?;
+                let list = self.expr()?;
+                self.sym("|", "'|' before the clauses FOREACH runs")?;
+                let body = self.clauses()?;
+                self.sym(")", "')' to close FOREACH")?;
+                self.depth -= 1;
+                Clause::Foreach { var, list, body }
             } else if self.eat_kw("UNWIND") {
                 let expr = self.expr()?;
                 self.kw("AS")?;
@@ -283,7 +303,7 @@ impl Parser {
                 return Err(
                     self.expected("MATCH, UNWIND, WITH, CREATE, MERGE, CALL, RETURN, SHOW TYPES or EXPLAIN")
                 );
-            } else if matches!(self.peek(), Tok::Eof | Tok::Sym(";")) {
+            } else if matches!(self.peek(), Tok::Eof | Tok::Sym(";" | "}" | ")")) {
                 return Ok(out);
             } else {
                 return Err(
@@ -475,6 +495,10 @@ mod tests {
             "MATCH (a) RETURN a.k AS k UNION ALL MATCH (b) RETURN b.k AS k UNION ALL RETURN 1 AS k",
             "MATCH (a)-->(b) WITH *, a.x AS x RETURN DISTINCT *, x ORDER BY x UNION RETURN *",
             "CREATE (u:U {key: $k}) WITH u MATCH (u)-->(v) SET v.x = 1 RETURN u, count(v)",
+            "RETURN [x IN range(1, 3) WHERE x > 1 | x * 2], [x IN l], [(a)-[:F]->(b) WHERE b.x | b.key], [(1), (a)-->(b)]",
+            "MATCH (u) WHERE EXISTS { MATCH (u)-->(v), (v)-->(w) WHERE w.k = 1 } RETURN COUNT { (u)-->() } AS n",
+            "MATCH (u) CALL { WITH u MATCH (u)-->(v) RETURN count(v) AS n } CALL { RETURN 1 AS one } RETURN u, n, one",
+            "MATCH (u) FOREACH (x IN [1, 2] | SET u.x = x FOREACH (y IN [x] | MERGE (:U {key: toString(y)})))",
         ] {
             round_trip(q);
         }

@@ -81,6 +81,15 @@ pub(crate) fn explain(plan: &Plan, catalog: &Catalog) -> Vec<String> {
                 Op::Call { proc, .. } => format!("Call {proc:?}"),
                 Op::Unwind { slot, .. } => format!("Unwind ({})", var(slot)),
                 Op::Optional(ops) => format!("Optional ({} operators)", ops.len()),
+                Op::Subquery { ops, ret, slots } => {
+                    let names: Vec<String> = slots.iter().map(var).collect();
+                    format!(
+                        "Subquery ({} operators, {}) ({})",
+                        ops.len(),
+                        projection(ret),
+                        names.join(", ")
+                    )
+                }
                 Op::With { ret, slots } => {
                     let names: Vec<String> = slots.iter().map(var).collect();
                     format!("{} ({})", projection(ret), names.join(", "))

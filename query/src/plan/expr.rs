@@ -59,6 +59,55 @@ impl Planner<'_> {
                 r?;
                 CExpr::Exists(ops)
             }
+            Expr::Subquery {
+                count,
+                patterns,
+                filter,
+            } => {
+                let saved = self.vars.clone();
+                let mut ops = Vec::new();
+                let r = self.matches(patterns, filter.as_deref(), &mut ops);
+                self.vars = saved;
+                r?;
+                match count {
+                    true => CExpr::Count(ops),
+                    false => CExpr::Exists(ops),
+                }
+            }
+            Expr::PatternComp { pattern, filter, map } => {
+                let saved = self.vars.clone();
+                let mut ops = Vec::new();
+                let r = self
+                    .matches(std::slice::from_ref(pattern), filter.as_deref(), &mut ops)
+                    .and_then(|()| self.expr(map));
+                self.vars = saved;
+                CExpr::PatternList {
+                    map: Box::new(r?),
+                    ops,
+                }
+            }
+            Expr::ListComp {
+                var,
+                list,
+                filter,
+                map,
+            } => {
+                let list = Box::new(self.expr(list)?);
+                let slot = self.slot();
+                let saved = self.vars.clone();
+                self.bind(var.text.clone(), slot);
+                let mut inner =
+                    |e: &Option<Box<Expr>>| e.as_ref().map(|e| self.expr(e).map(Box::new)).transpose();
+                let r = inner(filter).and_then(|f| Ok((f, inner(map)?)));
+                self.vars = saved;
+                let (filter, map) = r?;
+                CExpr::ListComp {
+                    list,
+                    slot,
+                    filter,
+                    map,
+                }
+            }
             Expr::Call { name, args, .. } => {
                 if agg_of(e).is_some() {
                     return Err(sem(

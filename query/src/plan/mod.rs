@@ -18,6 +18,7 @@ mod clauses;
 mod explain;
 mod expr;
 mod pattern;
+mod query;
 mod two_hop;
 mod types;
 mod writes;
@@ -104,127 +105,8 @@ pub(crate) fn plan(clauses: &[Clause], catalog: &Catalog, snap: &Snapshot) -> Re
         names: HashMap::new(),
         width: 0,
     };
-    let mut plan = Plan {
-        before: Vec::new(),
-        ops: Vec::new(),
-        writes: Vec::new(),
-        ret: None,
-        call_columns: Vec::new(),
-        width: 0,
-        names: HashMap::new(),
-    };
-    let writing = clauses.iter().any(|c| {
-        matches!(
-            c,
-            Clause::Create(_)
-                | Clause::Delete { .. }
-                | Clause::Set(_)
-                | Clause::Merge { .. }
-                | Clause::Remove(_)
-        )
-    });
-    for (i, c) in clauses.iter().enumerate() {
-        if let (true, Clause::Call { name, .. }) = (writing, c) {
-            if let Some(proc @ (Proc::Train | Proc::Refresh | Proc::Index)) = Proc::named(&name.text) {
-                return Err(sem(
-                    name.pos,
-                    format!(
-                        "{} stores a model or an index and runs as a statement of its own, not with CREATE, MERGE, SET, REMOVE or DELETE",
-                        proc.name()
-                    ),
-                ));
-            }
-        }
-        // A clause that reads after writes starts a new part, which sees them.
-        let reading = matches!(
-            c,
-            Clause::Match { .. }
-                | Clause::Call { .. }
-                | Clause::Unwind { .. }
-                | Clause::With { .. }
-                | Clause::Return(_)
-        );
-        let only_merges = plan.writes.iter().all(|w| matches!(w, Write::Merge(_)));
-        if (reading || (matches!(c, Clause::Merge { .. }) && !only_merges)) && !plan.writes.is_empty() {
-            p.end_part(&mut plan);
-        }
-        match c {
-            Clause::Match {
-                optional: false,
-                patterns,
-                filter,
-            } => p.matches(patterns, filter.as_ref(), &mut plan.ops)?,
-            Clause::Match {
-                optional: true,
-                patterns,
-                filter,
-            } => {
-                let mut ops = Vec::new();
-                p.matches(patterns, filter.as_ref(), &mut ops)?;
-                plan.ops.push(Op::Optional(ops));
-            }
-            Clause::Call {
-                name,
-                args,
-                yields,
-                filter,
-            } => {
-                let (op, cols) = p.call(name, args, yields, filter.as_ref())?;
-                plan.ops.extend(op);
-                plan.call_columns = cols;
-            }
-            Clause::Unwind { expr, alias } => {
-                let expr = p.expr(expr)?;
-                let slot = p.slot();
-                p.bind(alias.text.clone(), slot);
-                plan.ops.push(Op::Unwind { expr, slot });
-            }
-            Clause::With { proj, filter } => {
-                plan.ops.push(p.with(proj)?);
-                if let Some(f) = filter {
-                    plan.ops.push(Op::Filter(p.expr(f)?));
-                }
-            }
-            Clause::Create(patterns) => p.create(patterns, &mut plan.writes)?,
-            Clause::Merge {
-                pattern,
-                on_create,
-                on_match,
-            } => {
-                let w = p.merge(pattern, on_create, on_match, &mut plan.ops)?;
-                plan.writes.push(w);
-            }
-            Clause::Delete { detach, targets } => {
-                for t in targets {
-                    plan.writes.push(Write::Delete {
-                        target: p.expr(t)?,
-                        detach: *detach,
-                    });
-                }
-            }
-            Clause::Set(items) => p.set_items(items, &mut plan.writes)?,
-            Clause::Remove(items) => {
-                for (var, prop) in items {
-                    if prop.text == "key" {
-                        return Err(sem(prop.pos, "a node's key cannot be removed"));
-                    }
-                    plan.writes.push(Write::Remove {
-                        target: p.target(var)?,
-                        prop: prop.text.clone(),
-                    });
-                }
-            }
-            Clause::Return(proj) => plan.ret = Some(p.ret(proj)?),
-            Clause::Union { .. } => return Err(sem(Pos::default(), "UNION joins whole queries")),
-        }
-        let last = i + 1 == clauses.len();
-        if last && plan.ret.is_none() && plan.writes.is_empty() && !matches!(c, Clause::Call { .. }) {
-            return Err(sem(
-                Pos::default(),
-                "a query ends with RETURN, CALL or a write clause (CREATE, MERGE, DELETE, SET, REMOVE)",
-            ));
-        }
-    }
+    let mut plan = Plan::default();
+    p.clauses(clauses, &mut plan)?;
     plan.width = p.width;
     plan.names = p.names;
     two_hop::rewrite(&mut plan, p.width);

@@ -67,6 +67,10 @@ fn reads_only(e: &CExpr, allowed: &[usize]) -> bool {
         CExpr::List(l) | CExpr::Func(_, l) => all(l),
         CExpr::Map(m) => m.iter().all(|(_, x)| reads_only(x, allowed)),
         CExpr::Bin(_, x, y) => reads_only(x, allowed) && reads_only(y, allowed),
-        CExpr::Exists(_) | CExpr::Case { .. } => false,
+        CExpr::Exists(_)
+        | CExpr::Count(_)
+        | CExpr::ListComp { .. }
+        | CExpr::PatternList { .. }
+        | CExpr::Case { .. } => false,
     }
 }

@@ -24,6 +24,20 @@ pub(crate) enum CExpr {
     Func(Func, Vec<CExpr>),
     /// True when the sub-plan yields a row for this row.
     Exists(Vec<Op>),
+    /// The number of rows the sub-plan yields for this row (`COUNT { }`).
+    Count(Vec<Op>),
+    /// `[x IN list WHERE p | e]`, the element in `slot`.
+    ListComp {
+        list: Box<CExpr>,
+        slot: usize,
+        filter: Option<Box<CExpr>>,
+        map: Option<Box<CExpr>>,
+    },
+    /// `[(a)-->(b) WHERE p | e]`: `map` over the sub-plan's rows.
+    PatternList {
+        ops: Vec<Op>,
+        map: Box<CExpr>,
+    },
     Case {
         subject: Option<Box<CExpr>>,
         whens: Vec<(CExpr, CExpr)>,
@@ -168,6 +182,13 @@ pub(crate) enum Op {
     /// `WITH`: the rows projected (grouped, sorted, paged like `RETURN`)
     /// into fresh slots; every other slot of a new row is null.
     With { ret: Ret, slots: Vec<usize> },
+    /// `CALL { ... }`: per row, the subquery's rows (its operators, then
+    /// its RETURN) into `slots`; a row for each.
+    Subquery {
+        ops: Vec<Op>,
+        ret: Ret,
+        slots: Vec<usize>,
+    },
     /// A procedure; its columns go to the slots. With `exclude`, a
     /// neighbour search leaves out the nodes joined to its first argument
     /// by the relation (`WHERE NOT (u)-[:R]->(node)`, searched with the
@@ -282,6 +303,14 @@ pub(crate) enum Write {
         prop: String,
     },
     Merge(Box<Merge>),
+    /// `FOREACH`: for each element of the list (in `slot`), the rows of
+    /// `ops` (a MERGE's look-ups), each with `writes` applied.
+    Foreach {
+        list: CExpr,
+        slot: usize,
+        ops: Vec<Op>,
+        writes: Vec<Write>,
+    },
 }
 
 /// A part of a query that writes and is read after: its rows, with its
@@ -296,7 +325,7 @@ pub(crate) struct Part {
 }
 
 /// A compiled query.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Plan {
     /// The parts before the last, each ending with writes.
     pub before: Vec<Part>,
