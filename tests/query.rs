@@ -166,6 +166,11 @@ fn golden_subqueries() {
 }
 
 #[test]
+fn golden_paths() {
+    check("paths.txt");
+}
+
+#[test]
 fn golden_union() {
     check("union.txt");
 }

@@ -44,6 +44,9 @@ pub enum Value {
     List(Arc<[Value]>),
     /// A map (`{name: 'a', age: 3}`, a parameter's rows), ordered by key.
     Map(BTreeMap<String, Value>),
+    /// A path (`p = (a)-->(b)`, `shortestPath(...)`): its nodes and edges
+    /// alternating, node first and last.
+    Path(Arc<[Value]>),
 }
 
 impl Value {
@@ -78,10 +81,11 @@ impl Value {
             Value::Edge { .. } => 1,
             Value::Map(_) => 2,
             Value::List(_) => 3,
-            Value::Str(_) => 4,
-            Value::Bool(_) => 5,
-            Value::Int(_) | Value::Float(_) => 6,
-            Value::Null => 7,
+            Value::Path(_) => 4,
+            Value::Str(_) => 5,
+            Value::Bool(_) => 6,
+            Value::Int(_) | Value::Float(_) => 7,
+            Value::Null => 8,
         }
     }
 
@@ -115,7 +119,7 @@ impl Value {
                     dst: z,
                 },
             ) => (a, b, c).cmp(&(x, y, z)),
-            (List(a), List(b)) => {
+            (List(a), List(b)) | (Path(a), Path(b)) => {
                 for (x, y) in a.iter().zip(b.iter()) {
                     let o = x.total_cmp(y);
                     if o != Ordering::Equal {
@@ -177,7 +181,7 @@ impl Hash for Value {
             Value::Str(s) => s.hash(h),
             Value::Node { ty, id } => (ty, id).hash(h),
             Value::Edge { rel, src, dst } => (rel, src, dst).hash(h),
-            Value::List(l) => l.hash(h),
+            Value::List(l) | Value::Path(l) => l.hash(h),
             Value::Map(m) => m.hash(h),
         }
     }
@@ -300,6 +304,24 @@ impl Rows {
                 let items: Vec<String> = l.iter().map(|x| self.display_quoted(x)).collect();
                 format!("[{}]", items.join(", "))
             }
+            Value::Path(p) => {
+                // (:User 'a')-[:Follows]->(:User 'b')<-[:Follows]-(:User 'c')
+                let mut out = self.display(&p[0]);
+                for w in p[1..].chunks(2) {
+                    let (Value::Edge { rel, dst, .. }, Some(Value::Node { ty, id })) = (&w[0], w.get(1))
+                    else {
+                        continue;
+                    };
+                    let r = &c.relations[*rel as usize];
+                    let (forward, name) = (dst == id && r.dst == *ty, &r.name);
+                    out += &match forward {
+                        true => format!("-[:{name}]->"),
+                        false => format!("<-[:{name}]-"),
+                    };
+                    out += &self.display(&w[1]);
+                }
+                out
+            }
             Value::Map(m) => {
                 let items: Vec<String> = m
                     .iter()
@@ -334,6 +356,10 @@ impl Rows {
                 json!({"type": r.name, "src": self.node_key(r.src, *src), "dst": self.node_key(r.dst, *dst)})
             }
             Value::List(l) => serde_json::Value::Array(l.iter().map(|x| self.json_value(x)).collect()),
+            Value::Path(p) => json!({
+                "nodes": p.iter().step_by(2).map(|x| self.json_value(x)).collect::<Vec<_>>(),
+                "relationships": p.iter().skip(1).step_by(2).map(|x| self.json_value(x)).collect::<Vec<_>>(),
+            }),
             Value::Map(m) => {
                 serde_json::Value::Object(m.iter().map(|(k, x)| (k.clone(), self.json_value(x))).collect())
             }

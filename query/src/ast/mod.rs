@@ -169,6 +169,10 @@ pub struct Projection {
 /// `(a:Label {k: v})-[r:T]->(b)...`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PathPattern {
+    /// `p = ...`: the variable the whole path is bound to.
+    pub var: Option<Name>,
+    /// `shortestPath(...)` (`Some(false)`) or `allShortestPaths(...)` (`Some(true)`).
+    pub shortest: Option<bool>,
     /// The first node.
     pub start: NodePattern,
     /// Each relationship and the node after it.

@@ -261,9 +261,21 @@ impl Display for RelPattern {
 
 impl Display for PathPattern {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if let Some(v) = &self.var {
+            name(f, v)?;
+            f.write_str(" = ")?;
+        }
+        match self.shortest {
+            Some(false) => f.write_str("shortestPath(")?,
+            Some(true) => f.write_str("allShortestPaths(")?,
+            None => {}
+        }
         write!(f, "{}", self.start)?;
         for (r, n) in &self.steps {
             write!(f, "{r}{n}")?;
+        }
+        if self.shortest.is_some() {
+            f.write_char(')')?;
         }
         Ok(())
     }

@@ -273,8 +273,14 @@ impl Ctx<'_> {
             }
             (Func::Labels, _) => return bad("a node"),
             (Func::Size, Value::List(l)) => Value::Int(l.len() as i64),
+            (Func::Size, Value::Path(p)) => Value::Int((p.len() / 2) as i64),
+            (Func::Nodes, Value::Path(p)) => Value::List(p.iter().step_by(2).cloned().collect()),
+            (Func::Relationships, Value::Path(p)) => {
+                Value::List(p.iter().skip(1).step_by(2).cloned().collect())
+            }
+            (Func::Nodes | Func::Relationships, _) => return bad("a path"),
             (Func::Size, Value::Str(s)) => Value::Int(s.chars().count() as i64),
-            (Func::Size, _) => return bad("a list or a string"),
+            (Func::Size, _) => return bad("a list, a string or a path"),
             (Func::ToLower, Value::Str(s)) => Value::Str(s.to_lowercase()),
             (Func::ToUpper, Value::Str(s)) => Value::Str(s.to_uppercase()),
             (Func::Trim, Value::Str(s)) => Value::Str(s.trim().to_string()),

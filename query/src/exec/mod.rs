@@ -19,6 +19,7 @@ use crate::value::{format_float, Params, Value};
 
 mod expr;
 mod ops;
+mod paths;
 mod procs;
 pub(crate) use procs::{cached_index, cached_model};
 mod project;
@@ -219,5 +220,6 @@ pub(crate) fn kind(v: &Value) -> &'static str {
         Value::Edge { .. } => "an edge",
         Value::List(_) => "a list",
         Value::Map(_) => "a map",
+        Value::Path(_) => "a path",
     }
 }

@@ -106,6 +106,17 @@ impl Ctx<'_> {
         let all_types = || 0..self.snap.catalog().node_types.len() as u32;
         Ok(match op {
             Op::Scan { .. } => unreachable!("scans run lazily in the pipeline"),
+            Op::Path { slot, nodes, edges } => {
+                let p = self.path(nodes, edges, &row)?;
+                vec![with(&row, *slot, p)]
+            }
+            Op::Shortest {
+                step,
+                min,
+                max,
+                all,
+                path,
+            } => self.shortest(step, (*min, *max), *all, *path, row)?,
             Op::Subquery { ops, ret, slots } => {
                 let found = self.project(ret, self.pipeline(ops, row.clone()))?;
                 self.cap(found.len())?;
@@ -418,44 +429,6 @@ impl Ctx<'_> {
         })
     }
 
-    /// Trails (no edge twice) from the row's start node, depth first and
-    /// lazily, so `LIMIT` stops the walk; the trails it yields, and the
-    /// neighbour lists it holds, are each bounded by the row cap.
-    pub(super) fn var_expand<'s>(
-        &'s self,
-        step: &'s Step,
-        min: u32,
-        max: Option<u32>,
-        r: Result<Row>,
-    ) -> RowIter<'s> {
-        let row = match r {
-            Ok(row) => row,
-            Err(e) => return Box::new(std::iter::once(Err(e))),
-        };
-        let start = row[step.from].clone();
-        if !matches!(start, Value::Node { .. }) {
-            return Box::new(std::iter::empty());
-        }
-        let mut single = step.clone();
-        single.into = false;
-        single.to_types = None;
-        Box::new(Trails {
-            ctx: self,
-            single,
-            step,
-            min,
-            max,
-            row,
-            reached: Some(start),
-            frames: Vec::new(),
-            path: Vec::new(),
-            on_path: Default::default(),
-            held: 0,
-            emitted: 0,
-            failed: false,
-        })
-    }
-
     pub(super) fn intersect(&self, a: &Step, b: &Step, row: Row) -> Result<Vec<Row>> {
         let (mut ea, mut eb) = (Vec::new(), Vec::new());
         self.expand(a, &row, &mut |e, n| {
@@ -540,111 +513,6 @@ impl Iterator for Expansion<'_, '_> {
             r[self.step.to] = Value::Node { ty: *to_ty, id: n };
             return Some(Ok(r));
         }
-    }
-}
-
-/// The walk of a variable-length expansion: an explicit stack instead of
-/// recursion, so no graph is deep enough to overflow the thread's stack.
-pub(super) struct Trails<'s, 'a> {
-    pub(super) ctx: &'s Ctx<'a>,
-    /// One hop of the step (no target check, any type).
-    pub(super) single: Step,
-    pub(super) step: &'s Step,
-    pub(super) min: u32,
-    pub(super) max: Option<u32>,
-    pub(super) row: Row,
-    /// A node just reached by the trail in `path`, not yet emitted or expanded.
-    pub(super) reached: Option<Value>,
-    /// Per node on the trail, its (edge, neighbour) pairs and the next one to take.
-    pub(super) frames: Vec<(Vec<(Value, Value)>, usize)>,
-    pub(super) path: Vec<Value>,
-    /// The edges of `path`, for the no-edge-twice test in constant time.
-    pub(super) on_path: rustc_hash::FxHashSet<(u32, u32, u32)>,
-    /// Pairs held in `frames`.
-    pub(super) held: usize,
-    /// Trails emitted: one start node's expansion yields at most the row cap.
-    pub(super) emitted: usize,
-    pub(super) failed: bool,
-}
-
-impl Trails<'_, '_> {
-    /// Emits the trail to `at` if it qualifies, and pushes `at`'s neighbours.
-    pub(super) fn visit(&mut self, at: Value) -> Result<Option<Row>> {
-        self.ctx.tick()?;
-        let len = self.path.len() as u32;
-        let mut next = Vec::new();
-        if self.max.is_none_or(|m| len < m) {
-            let mut probe = self.row.clone();
-            probe[self.single.from] = at.clone();
-            self.ctx.expand(&self.single, &probe, &mut |e, n| {
-                next.push((e, n));
-                Ok(())
-            })?;
-        }
-        self.held += next.len();
-        self.ctx.cap(self.held + self.path.len())?;
-        self.frames.push((next, 0));
-        let ok_type = match (&at, &self.step.to_types) {
-            (Value::Node { ty, .. }, Some(t)) => t.contains(ty),
-            _ => true,
-        };
-        let ok_target = !self.step.into || self.row[self.step.to] == at;
-        if len < self.min || !ok_type || !ok_target {
-            return Ok(None);
-        }
-        self.emitted += 1;
-        self.ctx.cap(self.emitted)?;
-        let mut r = self.row.clone();
-        r[self.step.edge] = Value::List(self.path.as_slice().into());
-        r[self.step.to] = at;
-        Ok(Some(r))
-    }
-}
-
-impl Iterator for Trails<'_, '_> {
-    type Item = Result<Row>;
-
-    fn next(&mut self) -> Option<Result<Row>> {
-        if self.failed {
-            return None;
-        }
-        loop {
-            if let Some(at) = self.reached.take() {
-                match self.visit(at) {
-                    Ok(Some(r)) => return Some(Ok(r)),
-                    Ok(None) => continue,
-                    Err(e) => {
-                        self.failed = true;
-                        return Some(Err(e));
-                    }
-                }
-            }
-            let (pairs, i) = self.frames.last_mut()?;
-            if let Some((e, n)) = pairs.get(*i).cloned() {
-                *i += 1;
-                if self.on_path.insert(edge_id(&e)) {
-                    self.path.push(e);
-                    self.reached = Some(n);
-                }
-            } else {
-                self.held -= pairs.len();
-                self.frames.pop();
-                // Every frame but the start node's was reached by the trail's last edge.
-                if !self.frames.is_empty() {
-                    if let Some(e) = self.path.pop() {
-                        self.on_path.remove(&edge_id(&e));
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// An edge value's identity (expansions yield only edges).
-pub(super) fn edge_id(e: &Value) -> (u32, u32, u32) {
-    match e {
-        Value::Edge { rel, src, dst } => (*rel, *src, *dst),
-        _ => (u32::MAX, u32::MAX, u32::MAX),
     }
 }
 

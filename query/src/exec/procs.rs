@@ -410,7 +410,7 @@ pub(super) fn json_of(v: &Value) -> serde_json::Value {
         Value::Str(s) => s.clone().into(),
         Value::List(l) => l.iter().map(json_of).collect(),
         Value::Map(m) => m.iter().map(|(k, x)| (k.clone(), json_of(x))).collect(),
-        Value::Node { .. } | Value::Edge { .. } => serde_json::Value::Null,
+        Value::Node { .. } | Value::Edge { .. } | Value::Path(_) => serde_json::Value::Null,
     }
 }
 

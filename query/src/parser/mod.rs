@@ -499,6 +499,8 @@ mod tests {
             "MATCH (u) WHERE EXISTS { MATCH (u)-->(v), (v)-->(w) WHERE w.k = 1 } RETURN COUNT { (u)-->() } AS n",
             "MATCH (u) CALL { WITH u MATCH (u)-->(v) RETURN count(v) AS n } CALL { RETURN 1 AS one } RETURN u, n, one",
             "MATCH (u) FOREACH (x IN [1, 2] | SET u.x = x FOREACH (y IN [x] | MERGE (:U {key: toString(y)})))",
+            "MATCH p = (a)-[:F*1..3]->(b), q = shortestPath((a)-[*..5]-(c)), allShortestPaths((b)<-[r:F|G*]-(c)) RETURN p",
+            "MATCH `the path` = (a) RETURN length(`the path`), nodes(`the path`), relationships(`the path`)",
         ] {
             round_trip(q);
         }

@@ -4,11 +4,38 @@ use super::*;
 
 impl Parser {
     pub(super) fn patterns(&mut self) -> Result<Vec<PathPattern>> {
-        let mut out = vec![self.path()?];
+        let mut out = vec![self.named_path()?];
         while self.eat_sym(",") {
-            out.push(self.path()?);
+            out.push(self.named_path()?);
         }
         Ok(out)
+    }
+
+    /// `[p =] path`, `[p =] shortestPath(path)`, `[p =] allShortestPaths(path)`.
+    fn named_path(&mut self) -> Result<PathPattern> {
+        let var = match (self.peek(), self.peek_at(1)) {
+            (Tok::Ident(_) | Tok::Quoted(_), Tok::Sym("=")) => {
+                let v = self.name("a path variable")?;
+                self.bump();
+                Some(v)
+            }
+            _ => None,
+        };
+        let shortest = match self.peek() {
+            Tok::Ident(w) if w.eq_ignore_ascii_case("shortestPath") => Some(false),
+            Tok::Ident(w) if w.eq_ignore_ascii_case("allShortestPaths") => Some(true),
+            _ => None,
+        };
+        if shortest.is_some() {
+            self.bump();
+            self.sym("(", "'(' after shortestPath")?;
+        }
+        let mut p = self.path()?;
+        if shortest.is_some() {
+            self.sym(")", "')' to close shortestPath")?;
+        }
+        (p.var, p.shortest) = (var, shortest);
+        Ok(p)
     }
 
     pub(super) fn path(&mut self) -> Result<PathPattern> {
@@ -18,7 +45,12 @@ impl Parser {
             let rel = self.rel()?;
             steps.push((rel, self.node()?));
         }
-        Ok(PathPattern { start, steps })
+        Ok(PathPattern {
+            var: None,
+            shortest: None,
+            start,
+            steps,
+        })
     }
 
     pub(super) fn node(&mut self) -> Result<NodePattern> {

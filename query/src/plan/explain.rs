@@ -59,6 +59,21 @@ pub(crate) fn explain(plan: &Plan, catalog: &Catalog) -> Vec<String> {
                     step(b, "")
                 ),
                 Op::Filter(_) => "Filter".to_string(),
+                Op::Path { slot, .. } => format!("Path ({})", var(slot)),
+                Op::Shortest {
+                    step: s,
+                    min,
+                    max,
+                    all,
+                    ..
+                } => {
+                    let hi = max.map_or(String::new(), |m| m.to_string());
+                    format!(
+                        "{} {} (breadth first)",
+                        if *all { "AllShortestPaths" } else { "ShortestPath" },
+                        step(s, &format!("*{min}..{hi}"))
+                    )
+                }
                 Op::Call {
                     proc,
                     exclude: Some((rel, dir)),

@@ -137,6 +137,8 @@ impl Planner<'_> {
                     "last" => (Func::Last, 1, 1),
                     "range" => (Func::Range, 2, 3),
                     "keys" => (Func::Keys, 1, 1),
+                    "nodes" => (Func::Nodes, 1, 1),
+                    "relationships" | "rels" => (Func::Relationships, 1, 1),
                     "properties" => (Func::Properties, 1, 1),
                     "quiver.score" => (Func::Score, 3, 4),
                     "quiver.embed" => (Func::Embed, 1, 2),

@@ -30,7 +30,30 @@ impl Planner<'_> {
         }
         let mut edges = Vec::new();
         for p in patterns {
-            self.path(p, &where_keys, &mut edges, ops)?;
+            if p.shortest.is_some() {
+                self.shortest(p, &where_keys, ops)?;
+                continue;
+            }
+            let at = self.path(p, &where_keys, &mut edges, ops)?;
+            if let Some(v) = &p.var {
+                let nodes = at
+                    .nodes
+                    .into_iter()
+                    .collect::<Option<Vec<usize>>>()
+                    .ok_or_else(|| {
+                        sem(
+                            v.pos,
+                            format!("`{}` names a path whose parts are not connected", v.text),
+                        )
+                    })?;
+                let slot = self.slot();
+                self.bind(v.text.clone(), slot);
+                ops.push(Op::Path {
+                    slot,
+                    nodes,
+                    edges: at.edges,
+                });
+            }
         }
         if let Some(f) = filter {
             ops.push(Op::Filter(self.expr(f)?));
@@ -117,13 +140,14 @@ impl Planner<'_> {
         Ok(Some(rels))
     }
 
+    /// Plans a path pattern; where each of its nodes and edges went.
     pub(super) fn path(
         &mut self,
         p: &PathPattern,
         where_keys: &HashMap<String, &Expr>,
         edges: &mut Vec<usize>,
         ops: &mut Vec<Op>,
-    ) -> Result<()> {
+    ) -> Result<PathSlots> {
         let nodes: Vec<&NodePattern> = std::iter::once(&p.start)
             .chain(p.steps.iter().map(|(_, n)| n))
             .collect();
@@ -175,6 +199,7 @@ impl Planner<'_> {
             .collect();
         // Expand from bound nodes until every node is bound.
         let mut done = vec![false; n - 1];
+        let mut reversed = vec![false; n - 1];
         while done.iter().any(|d| !d) {
             let mut progressed = false;
             for j in 0..n - 1 {
@@ -188,6 +213,7 @@ impl Planner<'_> {
                     (None, None) => continue,
                 };
                 let r = &p.steps[j].0;
+                reversed[j] = from > to;
                 let into = slot[to].is_some();
                 let to_slot = match slot[to] {
                     Some(s) => s,
@@ -243,6 +269,7 @@ impl Planner<'_> {
                         };
                         edges.push(rel_slots[k]);
                         done[k] = true;
+                        reversed[k] = to < from;
                         ops.push(Op::Intersect { a: step, b: b_step });
                         slot[to] = Some(to_slot);
                         self.node_filters(nodes[to], to_slot, ops)?;
@@ -269,8 +296,88 @@ impl Planner<'_> {
                 break;
             }
         }
+        Ok(PathSlots {
+            nodes: slot,
+            edges: rel_slots.into_iter().zip(reversed).collect(),
+        })
+    }
+
+    /// `shortestPath((a)-[:R*..k]-(b))`: both ends bound (earlier, by key, or
+    /// by a scan), then a breadth-first search between them per row.
+    fn shortest(
+        &mut self,
+        p: &PathPattern,
+        where_keys: &HashMap<String, &Expr>,
+        ops: &mut Vec<Op>,
+    ) -> Result<()> {
+        let [(r, end)] = p.steps.as_slice() else {
+            return Err(sem(
+                p.start.pos.pos,
+                "shortestPath takes one relationship between two nodes: shortestPath((a)-[:R*..10]-(b))",
+            ));
+        };
+        let (min, max) = match r.hops {
+            None => (1, Some(1)),
+            Some((lo, hi)) => (lo.unwrap_or(1), hi),
+        };
+        if min > 1 {
+            return Err(sem(
+                r.pos.pos,
+                "shortestPath starts at 0 or 1 hop: -[*..10]- or -[*0..10]-",
+            ));
+        }
+        let mut ends = Vec::new();
+        for np in [&p.start, end] {
+            let bound = np.var.as_ref().and_then(|v| self.vars.get(&v.text).copied());
+            ends.push(match bound {
+                Some(s) => {
+                    if let Some(types) = self.types_of(np)? {
+                        ops.push(Op::CheckType { slot: s, types });
+                    }
+                    self.node_filters(np, s, ops)?;
+                    s
+                }
+                None => {
+                    let key = self.key_of(np, where_keys);
+                    self.bind_node(np, key, ops)?
+                }
+            });
+        }
+        let edge = self.slot();
+        if let Some(v) = &r.var {
+            self.bind(v.text.clone(), edge);
+        }
+        let path = p.var.as_ref().map(|v| {
+            let s = self.slot();
+            self.bind(v.text.clone(), s);
+            s
+        });
+        let step = Step {
+            from: ends[0],
+            to: ends[1],
+            edge,
+            rels: self.rels_of(r)?,
+            dir: r.dir,
+            to_types: self.types_of(end)?,
+            into: true,
+            uniq: Vec::new(),
+        };
+        ops.push(Op::Shortest {
+            step,
+            min,
+            max,
+            all: p.shortest == Some(true),
+            path,
+        });
         Ok(())
     }
+}
+
+/// Where a planned path's nodes (`None`: not reached) and edges are, for
+/// its path variable.
+pub(super) struct PathSlots {
+    pub nodes: Vec<Option<usize>>,
+    pub edges: Vec<(usize, bool)>,
 }
 
 pub(super) fn flip(d: Dir) -> Dir {

@@ -71,6 +71,8 @@ pub(crate) enum Func {
     Last,
     Range,
     Keys,
+    Nodes,
+    Relationships,
     Properties,
 }
 
@@ -179,6 +181,24 @@ pub(crate) enum Op {
     TwoHop { a: Step, b: Step, count: Option<usize> },
     /// Keeps rows where the expression is true.
     Filter(CExpr),
+    /// Binds `slot` to the path through the node slots and edge slots (a
+    /// variable-length step's edge list, `true` when it was expanded from
+    /// its right end and so lists its edges right to left).
+    Path {
+        slot: usize,
+        nodes: Vec<usize>,
+        edges: Vec<(usize, bool)>,
+    },
+    /// `shortestPath` / `allShortestPaths` between two bound nodes: a
+    /// breadth-first search along `step` (from `step.from` to `step.to`),
+    /// `step.edge` the edge list, `path` the path.
+    Shortest {
+        step: Step,
+        min: u32,
+        max: Option<u32>,
+        all: bool,
+        path: Option<usize>,
+    },
     /// `WITH`: the rows projected (grouped, sorted, paged like `RETURN`)
     /// into fresh slots; every other slot of a new row is null.
     With { ret: Ret, slots: Vec<usize> },

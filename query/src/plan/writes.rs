@@ -5,6 +5,7 @@ use super::*;
 impl Planner<'_> {
     pub(super) fn create(&mut self, patterns: &[PathPattern], writes: &mut Vec<Write>) -> Result<()> {
         for p in patterns {
+            named_path(p, "CREATE")?;
             let mut srcs = Vec::new();
             for np in std::iter::once(&p.start).chain(p.steps.iter().map(|(_, n)| n)) {
                 srcs.push(self.create_node(np, writes)?);
@@ -104,6 +105,7 @@ impl Planner<'_> {
         on_match: &[SetItem],
         ops: &mut Vec<Op>,
     ) -> Result<Write> {
+        named_path(p, "MERGE")?;
         if p.steps.len() > 1 {
             return Err(sem(
                 p.start.pos.pos,
@@ -276,5 +278,17 @@ impl Planner<'_> {
             return Ok(t.clone());
         }
         self.var(v).map(Target::Slot)
+    }
+}
+
+/// Writes name their nodes and relationships, not paths.
+fn named_path(p: &PathPattern, clause: &str) -> Result<()> {
+    match (&p.var, p.shortest) {
+        (Some(v), _) => Err(sem(
+            v.pos,
+            format!("{clause} does not bind paths: name its nodes and relationships"),
+        )),
+        (None, Some(_)) => Err(sem(p.start.pos.pos, format!("{clause} cannot take shortestPath"))),
+        (None, None) => Ok(()),
     }
 }
