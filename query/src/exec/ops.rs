@@ -170,7 +170,16 @@ impl Ctx<'_> {
             Op::VarExpand { .. } => unreachable!("variable-length expansions run lazily in the pipeline"),
             Op::With { .. } => unreachable!("WITH runs in the pipeline"),
             Op::Intersect { a, b } => self.intersect(a, b, row)?,
-            Op::TwoHop { a, b, count } => {
+            Op::TwoHop {
+                a,
+                b,
+                count: Some(slot),
+                paths: true,
+            } => {
+                let n = self.two_hop_paths(a, b, &row)?;
+                vec![with(&row, *slot, Value::Int(n as i64))]
+            }
+            Op::TwoHop { a, b, count, .. } => {
                 let ends = self.two_hop(a, b, &row)?;
                 let n: u64 = ends.iter().map(|e| e.count).sum();
                 match count {
@@ -325,6 +334,36 @@ impl Ctx<'_> {
             }
         }
         Ok(ends)
+    }
+
+    /// The number of two-step paths from the row's `a.from` along `a` then
+    /// `b` (`b` directed): per middle node, its degree along `b`, less the
+    /// edge that led to it when `b` could take it back (relationship
+    /// uniqueness), without listing a neighbour.
+    fn two_hop_paths(&self, a: &Step, b: &Step, row: &Row) -> Result<u64> {
+        let c = self.snap.catalog();
+        let mut n = 0;
+        let mut mids = Vec::new();
+        self.expand(a, row, &mut |e, x| {
+            mids.push((e, x));
+            Ok(())
+        })?;
+        for (e1, x) in &mids {
+            let (Value::Node { ty, id }, Value::Edge { rel: r1, src, dst }) = (x, e1) else {
+                continue;
+            };
+            for (rel, d) in self.step_rels(b, *ty, *id) {
+                let def = &c.relations[rel as usize];
+                let to_ty = if d == Direction::Out { def.dst } else { def.src };
+                if b.to_types.as_ref().is_some_and(|t| !t.contains(&to_ty)) {
+                    continue;
+                }
+                self.tick()?;
+                let back = rel == *r1 && if d == Direction::Out { src == id } else { dst == id };
+                n += self.snap.degree(rel, *id, d) - u64::from(back);
+            }
+        }
+        Ok(n)
     }
 
     /// Calls `f(edge, node)` for each edge of `step` from the row's `from` node.

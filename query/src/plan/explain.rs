@@ -52,11 +52,20 @@ pub(crate) fn explain(plan: &Plan, catalog: &Catalog) -> Vec<String> {
                     format!("VarExpand {}", step(s, &format!("*{min}..{hi}")))
                 }
                 Op::Intersect { a, b } => format!("Intersect {} and {}", step(a, ""), step(b, "")),
-                Op::TwoHop { a, b, count } => format!(
-                    "TwoHop{} {} then {} (neighbour bitmaps)",
-                    if count.is_some() { "Count" } else { "" },
+                Op::TwoHop { a, b, count, paths } => format!(
+                    "TwoHop{} {} then {} ({})",
+                    match (count, paths) {
+                        (_, true) => "PathCount",
+                        (Some(_), false) => "Count",
+                        (None, false) => "",
+                    },
                     step(a, ""),
-                    step(b, "")
+                    step(b, ""),
+                    if *paths {
+                        "degrees, not paths"
+                    } else {
+                        "neighbour bitmaps"
+                    }
                 ),
                 Op::Filter(_) => "Filter".to_string(),
                 Op::Path { slot, .. } => format!("Path ({})", var(slot)),

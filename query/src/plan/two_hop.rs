@@ -1,6 +1,8 @@
 //! Two hops from one node, when only the distinct ends are used
 //! (`RETURN count(DISTINCT c)`, `RETURN DISTINCT c`): the union of the
-//! middle nodes' neighbour lists in one bitmap, instead of a row per path.
+//! middle nodes' neighbour lists in one bitmap, instead of a row per path;
+//! when only the number of paths is (`RETURN count(*)`), the sum of the
+//! middle nodes' degrees.
 
 use super::*;
 
@@ -29,13 +31,30 @@ pub(super) fn rewrite(plan: &mut Plan, fresh: usize) {
         .order
         .iter()
         .all(|(o, _)| o.as_ref().map_or_else(only_ends, |_| true));
-    let count = match ret.items.as_slice() {
-        _ if ret.distinct && order_ok && ret.items.iter().all(|i| i.as_ref().is_ok_and(only_ends)) => None,
+    let (count, paths) = match ret.items.as_slice() {
+        _ if ret.distinct && order_ok && ret.items.iter().all(|i| i.as_ref().is_ok_and(only_ends)) => {
+            (None, false)
+        }
         [Err(Agg {
             kind: AggKind::Count,
             distinct: true,
             arg: Some(CExpr::Slot(s)),
-        })] if *s == c => Some(fresh),
+        })] if *s == c => (Some(fresh), false),
+        // Every path counts once (`c` is never null): from degrees, when
+        // the second hop has a direction (an undirected one meets its
+        // self-loops twice).
+        [Err(Agg {
+            kind: AggKind::Count,
+            distinct: false,
+            arg,
+        })] if !ret.distinct
+            && s2.dir != Dir::Both
+            && arg
+                .as_ref()
+                .is_none_or(|x| matches!(x, CExpr::Slot(s) if *s == c)) =>
+        {
+            (Some(fresh), true)
+        }
         _ => return,
     };
     if let Some(n) = count {
@@ -53,6 +72,7 @@ pub(super) fn rewrite(plan: &mut Plan, fresh: usize) {
         a: a_step,
         b: b_step,
         count,
+        paths,
     });
     plan.width = plan.width.max(fresh + 1);
 }

@@ -177,8 +177,14 @@ pub(crate) enum Op {
     Intersect { a: Step, b: Step },
     /// The distinct nodes two steps from `a.from` (`a.to`, the edges and
     /// the middle node stay null), or with `count`, one row with their
-    /// number in that slot.
-    TwoHop { a: Step, b: Step, count: Option<usize> },
+    /// number in that slot; with `paths`, the number of two-step paths
+    /// instead (from the middle nodes' degrees).
+    TwoHop {
+        a: Step,
+        b: Step,
+        count: Option<usize>,
+        paths: bool,
+    },
     /// Keeps rows where the expression is true.
     Filter(CExpr),
     /// Binds `slot` to the path through the node slots and edge slots (a
