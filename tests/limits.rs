@@ -140,7 +140,7 @@ fn a_large_statement_batch_is_folded_into_the_base() {
     run(&g, "CREATE NODE TYPE U; CREATE RELATION TYPE F (U -> U)").unwrap();
     let rows: Vec<Value> = (0..60_000)
         .map(|i| {
-            Value::Map(
+            Value::Map(std::sync::Arc::new(
                 [
                     ("s", format!("u{i}")),
                     ("t", format!("u{}", (i * 7 + 1) % 60_000)),
@@ -148,7 +148,7 @@ fn a_large_statement_batch_is_folded_into_the_base() {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), Value::Str(v)))
                 .collect(),
-            )
+            ))
         })
         .collect();
     let mut params = Params::new();

@@ -21,7 +21,7 @@ fn shortest_paths_are_the_shortest_of_all_paths() {
     let n = 14;
     let edges: Vec<Value> = (0..30)
         .map(|_| {
-            Value::Map(
+            Value::Map(std::sync::Arc::new(
                 [
                     ("a".to_string(), Value::from(format!("n{}", below(n)))),
                     ("b".to_string(), Value::from(format!("n{}", below(n)))),
@@ -31,7 +31,7 @@ fn shortest_paths_are_the_shortest_of_all_paths() {
                     ),
                 ]
                 .into(),
-            )
+            ))
         })
         .collect();
     let params = Params::from([("edges".to_string(), Value::List(edges.into()))]);

@@ -359,13 +359,13 @@ fn bench_unwind(n: usize) -> serde_json::Value {
         edges
             .iter()
             .map(|(s, d)| {
-                Value::Map(
+                Value::Map(std::sync::Arc::new(
                     [
                         ("s".to_string(), Value::from(s.as_str())),
                         ("d".to_string(), Value::from(d.as_str())),
                     ]
                     .into(),
-                )
+                ))
             })
             .collect(),
     );

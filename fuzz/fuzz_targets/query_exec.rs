@@ -55,8 +55,8 @@ fuzz_target!(|data: &[u8]| {
                 "rows".to_string(),
                 Value::List(
                     [
-                        Value::Map([("key".into(), "alice".into()), ("w".into(), 2.5.into())].into()),
-                        Value::Map([("key".into(), "dan".into()), ("age".into(), 3i64.into())].into()),
+                        Value::Map(std::sync::Arc::new([("key".into(), "alice".into()), ("w".into(), 2.5.into())].into())),
+                        Value::Map(std::sync::Arc::new([("key".into(), "dan".into()), ("age".into(), 3i64.into())].into())),
                     ]
                     .into(),
                 ),

@@ -47,7 +47,7 @@ pub(crate) fn value_at(o: &Bound<'_, PyAny>, depth: usize) -> PyResult<QueryValu
                 .map_err(|_| PyTypeError::new_err("map keys in parameters must be strings"))?;
             m.insert(k, to_value(&v)?);
         }
-        return Ok(QueryValue::Map(m));
+        return Ok(QueryValue::Map(m.into()));
     }
     if o.is_instance_of::<PyList>() || o.is_instance_of::<PyTuple>() || o.hasattr("tolist")? {
         let items = if o.hasattr("tolist")? {
@@ -92,7 +92,7 @@ pub(crate) fn to_py<'py>(
         .into_any(),
         QueryValue::Map(m) => {
             let d = PyDict::new(py);
-            for (k, x) in m {
+            for (k, x) in m.iter() {
                 d.set_item(k, to_py(py, rows, x)?)?;
             }
             d.into_any()
@@ -140,8 +140,8 @@ pub(crate) fn py_to_toml(o: &Bound<'_, PyAny>) -> PyResult<toml::Table> {
                 toml::Value::Array(l.iter().map(|x| conv(key, x.clone())).collect::<PyResult<_>>()?)
             }
             QueryValue::Map(m) => toml::Value::Table(
-                m.into_iter()
-                    .map(|(k, x)| Ok((k.clone(), conv(&k, x)?)))
+                m.iter()
+                    .map(|(k, x)| Ok((k.clone(), conv(k, x.clone())?)))
                     .collect::<PyResult<_>>()?,
             ),
             _ => {
@@ -153,8 +153,8 @@ pub(crate) fn py_to_toml(o: &Bound<'_, PyAny>) -> PyResult<toml::Table> {
     }
     match to_value(o)? {
         QueryValue::Map(m) => m
-            .into_iter()
-            .map(|(k, x)| Ok((k.clone(), conv(&k, x)?)))
+            .iter()
+            .map(|(k, x)| Ok((k.clone(), conv(k, x.clone())?)))
             .collect(),
         _ => Err(ConfigError::new_err("invalid configuration: expected a dict")),
     }

@@ -42,8 +42,10 @@ pub enum Value {
     /// shared: rows that carry it (`WITH collect(x) AS l UNWIND l AS y`)
     /// hold one copy, not one each.
     List(Arc<[Value]>),
-    /// A map (`{name: 'a', age: 3}`, a parameter's rows), ordered by key.
-    Map(BTreeMap<String, Value>),
+    /// A map (`{name: 'a', age: 3}`, a parameter's rows), ordered by key;
+    /// shared like a list (`UNWIND $rows AS r` hands each row its map
+    /// without copying it).
+    Map(Arc<BTreeMap<String, Value>>),
     /// A path (`p = (a)-->(b)`, `shortestPath(...)`): its nodes and edges
     /// alternating, node first and last.
     Path(Arc<[Value]>),
@@ -129,7 +131,7 @@ impl Value {
                 a.len().cmp(&b.len())
             }
             (Map(a), Map(b)) => {
-                for ((ka, va), (kb, vb)) in a.iter().zip(b) {
+                for ((ka, va), (kb, vb)) in a.iter().zip(b.iter()) {
                     let o = ka.cmp(kb).then_with(|| va.total_cmp(vb));
                     if o != Ordering::Equal {
                         return o;
@@ -231,7 +233,9 @@ impl Value {
             },
             J::String(s) => Value::Str(s),
             J::Array(a) => Value::List(a.into_iter().map(Value::from_json).collect()),
-            J::Object(o) => Value::Map(o.into_iter().map(|(k, v)| (k, Value::from_json(v))).collect()),
+            J::Object(o) => Value::Map(Arc::new(
+                o.into_iter().map(|(k, v)| (k, Value::from_json(v))).collect(),
+            )),
         }
     }
 }

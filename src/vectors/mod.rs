@@ -217,7 +217,7 @@ pub fn import_rows(
         }
         let mut b = db.batch();
         for k in &missing {
-            b.insert_node(ty, k);
+            b.insert_node(ty, k.as_str());
         }
         db.commit(b)?;
     }

@@ -18,7 +18,7 @@ pub(crate) struct DeltaSet {
 
 #[derive(Clone, Default, Debug)]
 pub(crate) struct NodeDelta {
-    pub by_key: HashMap<Box<str>, u32>,
+    pub by_key: rustc_hash::FxHashMap<Box<str>, u32>,
     /// `keys[i]` is the key of id `base_count + i`.
     pub keys: Vec<Box<str>>,
 }

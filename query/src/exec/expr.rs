@@ -15,13 +15,17 @@ impl Ctx<'_> {
             CExpr::Const(v) => v.clone(),
             CExpr::Param(p) => self.param(p)?,
             CExpr::Slot(s) => row[*s].clone(),
-            CExpr::Prop(x, name) => self.prop(self.eval(x, row)?, name)?,
+            // A map in a slot (`UNWIND $rows AS r ... r.src`): read in place.
+            CExpr::Prop(x, name) => match x.slot_in(row) {
+                Some(Value::Map(m)) => m.get(name).cloned().unwrap_or(Value::Null),
+                _ => self.prop(self.eval(x, row)?, name)?,
+            },
             CExpr::List(l) => Value::List(l.iter().map(|x| self.eval(x, row)).collect::<Result<_>>()?),
-            CExpr::Map(m) => Value::Map(
+            CExpr::Map(m) => Value::Map(Arc::new(
                 m.iter()
                     .map(|(k, x)| Ok((k.clone(), self.eval(x, row)?)))
                     .collect::<Result<_>>()?,
-            ),
+            )),
             CExpr::Not(x) => match self.eval(x, row)? {
                 Value::Bool(b) => Value::Bool(!b),
                 Value::Null => Value::Null,
@@ -133,7 +137,7 @@ impl Ctx<'_> {
                     .map_or(Value::Null, |w| Value::Float(w as f64)),
                 _ => Value::Null,
             },
-            Value::Map(mut m) => m.remove(name).unwrap_or(Value::Null),
+            Value::Map(m) => m.get(name).cloned().unwrap_or(Value::Null),
             other => {
                 return Err(runtime(format!(
                     "cannot read property `{name}` of {}",
@@ -367,12 +371,11 @@ impl Ctx<'_> {
                         .into_iter()
                         .map(|(n, x)| (n, stored(x))),
                 );
-                Value::Map(m)
+                Value::Map(Arc::new(m))
             }
-            (Func::Properties, Value::Edge { .. }) => Value::Map(std::collections::BTreeMap::from([(
-                "weight".to_string(),
-                self.prop(vals[0].clone(), "weight")?,
-            )])),
+            (Func::Properties, Value::Edge { .. }) => Value::Map(Arc::new(std::collections::BTreeMap::from(
+                [("weight".to_string(), self.prop(vals[0].clone(), "weight")?)],
+            ))),
             (Func::Properties, Value::Map(m)) => Value::Map(m.clone()),
             (Func::Properties, _) => return bad("a node, an edge or a map"),
             (Func::Abs, Value::Int(i)) => {

@@ -30,6 +30,10 @@ impl Ctx<'_> {
                     it = self.with(ret, slots, it);
                     continue;
                 }
+                Op::Unwind { expr, slot } => {
+                    it = Box::new(it.flat_map(move |r| self.unwind(expr, *slot, r)));
+                    continue;
+                }
                 _ => {}
             }
             it = Box::new(it.flat_map(move |r| -> RowIter<'s> {
@@ -137,20 +141,33 @@ impl Ctx<'_> {
                     Value::Null => return Ok(Vec::new()),
                     other => return Err(runtime(format!("a node key is a string, not {}", kind(&other)))),
                 };
-                let types: Vec<u32> = types.clone().unwrap_or_else(|| all_types().collect());
-                types
-                    .into_iter()
-                    .filter_map(|ty| {
-                        Some(with(
-                            &row,
-                            *slot,
-                            Value::Node {
-                                ty,
-                                id: self.snap.node_id(ty, &k)?,
-                            },
-                        ))
+                let node = |ty: u32| {
+                    Some(Value::Node {
+                        ty,
+                        id: self.snap.node_id(ty, &k)?,
                     })
-                    .collect()
+                };
+                match types.as_deref() {
+                    // One type (MERGE's look-up, a pattern's `(a:User {key: ..})`): the row itself.
+                    Some(&[ty]) => match node(ty) {
+                        Some(n) => {
+                            let mut row = row;
+                            row[*slot] = n;
+                            vec![row]
+                        }
+                        None => {
+                            self.recycle(row);
+                            Vec::new()
+                        }
+                    },
+                    Some(types) => types
+                        .iter()
+                        .filter_map(|&ty| Some(with(&row, *slot, node(ty)?)))
+                        .collect(),
+                    None => all_types()
+                        .filter_map(|ty| Some(with(&row, *slot, node(ty)?)))
+                        .collect(),
+                }
             }
             Op::CheckType { slot, types } => match row[*slot] {
                 Value::Node { ty, .. } if types.contains(&ty) => vec![row],
@@ -193,6 +210,22 @@ impl Ctx<'_> {
                     }
                 }
             }
+            // One look-up (a MERGE's): no pipeline to build.
+            Op::Optional(ops)
+                if matches!(
+                    ops.as_slice(),
+                    [Op::ByKey { .. }] | [Op::Expand(Step { into: true, .. })]
+                ) =>
+            {
+                let out = self.apply(&ops[0], self.copy(&row))?;
+                match out.is_empty() {
+                    true => vec![row],
+                    false => {
+                        self.recycle(row);
+                        out
+                    }
+                }
+            }
             Op::Optional(ops) => {
                 let mut out = Vec::new();
                 for r in self.pipeline(ops, row.clone()) {
@@ -204,14 +237,7 @@ impl Ctx<'_> {
                 }
                 out
             }
-            Op::Unwind { expr, slot } => match self.eval(expr, &row)? {
-                Value::List(items) => {
-                    self.cap(items.len())?;
-                    items.iter().map(|v| with(&row, *slot, v.clone())).collect()
-                }
-                Value::Null => Vec::new(),
-                one => vec![with(&row, *slot, one)],
-            },
+            Op::Unwind { .. } => unreachable!("UNWIND runs lazily in the pipeline"),
             Op::Filter(e) => match self.eval(e, &row)? {
                 Value::Bool(true) => vec![row],
                 _ => {
@@ -364,6 +390,29 @@ impl Ctx<'_> {
             }
         }
         Ok(n)
+    }
+
+    /// `UNWIND`: a row per element, made lazily from the row pool (a
+    /// batch of 100,000 parameter rows holds one row at a time).
+    fn unwind<'s>(&'s self, expr: &'s CExpr, slot: usize, r: Result<Row>) -> RowIter<'s> {
+        let row = match r {
+            Ok(row) => row,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        let items = match self.eval(expr, &row) {
+            Ok(Value::List(items)) => items,
+            Ok(Value::Null) => return Box::new(std::iter::empty()),
+            Ok(one) => Arc::from([one]),
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        if let Err(e) = self.cap(items.len()) {
+            return Box::new(std::iter::once(Err(e)));
+        }
+        Box::new((0..items.len()).map(move |i| {
+            let mut r = self.copy(&row);
+            r[slot] = items[i].clone();
+            Ok(r)
+        }))
     }
 
     /// Calls `f(edge, node)` for each edge of `step` from the row's `from` node.

@@ -263,7 +263,7 @@ impl Ctx<'_> {
             let Value::Map(pairs) = v else {
                 return Err(runtime("quiver.train takes a map: {dim: 200, epochs: 10, ...}"));
             };
-            for (k, v) in pairs {
+            for (k, v) in pairs.iter() {
                 if k == "model" {
                     name = v
                         .as_str()

@@ -21,8 +21,8 @@ impl Ctx<'_> {
             props: 0,
             deleted: FxHashSet::default(),
             bare: Vec::new(),
-            new_nodes: FxHashSet::default(),
-            new_edges: FxHashSet::default(),
+            new_nodes: Vec::new(),
+            new_edges: Vec::new(),
         };
         for row in rows {
             let row = row?;
@@ -32,6 +32,8 @@ impl Ctx<'_> {
             if keep {
                 self.cap(kept.len() + 1)?;
                 kept.push(row);
+            } else {
+                self.recycle(row);
             }
         }
         let Writer {
@@ -141,8 +143,10 @@ struct Writer<'c> {
     deleted: FxHashSet<(u32, u32, u32)>,
     bare: Vec<(u32, u32)>,
     /// Nodes and edges MERGE created, so that a later row finds them.
-    new_nodes: FxHashSet<(u32, String)>,
-    new_edges: FxHashSet<(u32, String, String)>,
+    /// Per node type, the keys; per relation, source key → destination keys
+    /// (looked up by `&str`, so a row that finds one allocates nothing).
+    new_nodes: Vec<FxHashSet<String>>,
+    new_edges: Vec<FxHashMap<String, FxHashSet<String>>>,
 }
 
 /// A node or an edge a SET or REMOVE changes.
@@ -205,10 +209,10 @@ impl Writer<'_> {
     }
 
     /// A node's key, for recognising it whether named by id or by key.
-    fn key_text(&self, ty: u32, r: &NodeRef) -> String {
+    fn key_text<'k>(&'k self, ty: u32, r: &'k NodeRef) -> &'k str {
         match r {
-            NodeRef::Key(k) => k.clone(),
-            NodeRef::Id(id) => self.ctx.snap.node_key(ty, *id).unwrap_or_default().to_string(),
+            NodeRef::Key(k) => k,
+            NodeRef::Id(id) => self.ctx.snap.node_key(ty, *id).unwrap_or_default(),
         }
     }
 
@@ -267,9 +271,16 @@ impl Writer<'_> {
         match w {
             Write::Node { ty, key, props: ps } => {
                 let k = self.key(key, row)?;
-                self.batch.insert_node(*ty, &k);
+                let mut set = Vec::new();
                 for (name, e) in ps {
-                    let v = stored(ctx.eval(e, row)?, name)?;
+                    set.push((name, stored(ctx.eval(e, row)?, name)?));
+                }
+                if set.is_empty() {
+                    self.batch.insert_node(*ty, k);
+                    return Ok(());
+                }
+                self.batch.insert_node(*ty, k.as_str());
+                for (name, v) in set {
                     self.batch.set_property(*ty, NodeRef::Key(k.clone()), name, v);
                     self.props += 1;
                 }
@@ -339,19 +350,19 @@ impl Writer<'_> {
                     Value::Null => return Ok(()),
                     other => return Err(runtime(format!("SET += takes a map, not {}", kind(&other)))),
                 };
-                for (prop, v) in map {
+                for (prop, v) in map.iter() {
                     let again = match &place {
                         Place::Node(ty, node) => Place::Node(*ty, node.clone()),
                         Place::Edge(rel, s, d) => Place::Edge(*rel, s.clone(), d.clone()),
                     };
                     // `SET n += row` with the row's own key: the key stays as it is.
                     if let (Place::Node(ty, node), "key") = (&again, prop.as_str()) {
-                        if v.as_str() == Some(self.key_text(*ty, node).as_str()) {
+                        if v.as_str() == Some(self.key_text(*ty, node)) {
                             continue;
                         }
                         return Err(runtime("a node's key cannot be changed"));
                     }
-                    self.set(again, &prop, v)?;
+                    self.set(again, prop, v.clone())?;
                 }
             }
             Write::Remove { target, prop } => match self.place(target, row)? {
@@ -396,7 +407,10 @@ impl Writer<'_> {
         let mut created = false;
         for n in &m.nodes {
             let k = self.key(&n.key, row)?;
-            if matches!(row[n.slot], Value::Node { .. }) || self.new_nodes.contains(&(n.ty, k.clone())) {
+            let ty = n.ty as usize;
+            if matches!(row[n.slot], Value::Node { .. })
+                || self.new_nodes.get(ty).is_some_and(|s| s.contains(&k))
+            {
                 continue;
             }
             if ctx.snap.node_id(n.ty, &k).is_some() {
@@ -411,7 +425,10 @@ impl Writer<'_> {
                 self.batch.set_property(n.ty, NodeRef::Key(k.clone()), name, v);
                 self.props += 1;
             }
-            self.new_nodes.insert((n.ty, k));
+            if self.new_nodes.len() <= ty {
+                self.new_nodes.resize_with(ty + 1, Default::default);
+            }
+            self.new_nodes[ty].insert(k);
             created = true;
         }
         if let Some(e) = &m.edge {
@@ -419,11 +436,21 @@ impl Writer<'_> {
                 return Err(runtime("MERGE: an end of the relationship is null"));
             };
             let def = &ctx.snap.catalog().relations[e.rel as usize];
-            let id = (e.rel, self.key_text(def.src, &s), self.key_text(def.dst, &d));
-            created = !matches!(row[e.slot], Value::Edge { .. }) && !self.new_edges.contains(&id);
+            let (sk, dk) = (self.key_text(def.src, &s), self.key_text(def.dst, &d));
+            let rel = e.rel as usize;
+            let seen = self
+                .new_edges
+                .get(rel)
+                .and_then(|m| m.get(sk))
+                .is_some_and(|to| to.contains(dk));
+            created = !matches!(row[e.slot], Value::Edge { .. }) && !seen;
             if created {
+                let (sk, dk) = (sk.to_string(), dk.to_string());
+                if self.new_edges.len() <= rel {
+                    self.new_edges.resize_with(rel + 1, Default::default);
+                }
+                self.new_edges[rel].entry(sk).or_default().insert(dk);
                 self.batch.insert_edge(e.rel, s, d, None);
-                self.new_edges.insert(id);
             }
         }
         for w in if created { &m.on_create } else { &m.on_match } {

@@ -365,6 +365,16 @@ pub(crate) struct Plan {
     pub names: HashMap<usize, String>,
 }
 
+impl CExpr {
+    /// The value of a slot expression in `row`, borrowed.
+    pub(crate) fn slot_in<'r>(&self, row: &'r [Value]) -> Option<&'r Value> {
+        match self {
+            CExpr::Slot(s) => row.get(*s),
+            _ => None,
+        }
+    }
+}
+
 impl Plan {
     /// The names of the columns the plan returns (RETURN's, or a closing CALL's).
     pub(crate) fn columns(&self) -> Vec<String> {

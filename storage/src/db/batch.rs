@@ -63,11 +63,8 @@ pub struct WriteBatch {
 
 impl WriteBatch {
     /// Inserts a node of type `ty` unless one with that key exists.
-    pub fn insert_node(&mut self, ty: u32, key: &str) -> &mut Self {
-        self.ops.push(Op::Node {
-            ty,
-            key: key.to_string(),
-        });
+    pub fn insert_node(&mut self, ty: u32, key: impl Into<String>) -> &mut Self {
+        self.ops.push(Op::Node { ty, key: key.into() });
         self
     }
 

@@ -3,11 +3,12 @@
 
 use super::*;
 use batch::Op;
+use rustc_hash::FxHashMap;
 
 /// An edge: (relation, source id, destination id).
 type EdgeKey = (u32, u32, u32);
 /// The final state of the edges a batch touches: `Some(weight)` present, `None` absent.
-type EdgeStates = HashMap<EdgeKey, Option<f32>>;
+type EdgeStates = FxHashMap<EdgeKey, Option<f32>>;
 
 /// Nodes and edges a batch touches past which it is committed as a new
 /// base generation ([`Database::commit`]).
@@ -127,7 +128,7 @@ impl Database {
         &self,
         b: &mut sled::Batch,
         props: &[(u32, u32, String, Option<Value>)],
-        deaths: &HashMap<(u32, u32), bool>,
+        deaths: &FxHashMap<(u32, u32), bool>,
     ) -> Result<()> {
         for (ty, id, name, value) in props {
             match value {
@@ -159,7 +160,7 @@ impl Database {
         new_keys: Vec<(u32, u32, String)>,
         (edges, order): (&EdgeStates, &[EdgeKey]),
         b: sled::Batch,
-        deaths: &HashMap<(u32, u32), bool>,
+        deaths: &FxHashMap<(u32, u32), bool>,
     ) -> Result<CommitInfo> {
         let changed = order
             .iter()
@@ -311,7 +312,7 @@ pub(super) struct Resolved {
     /// (type, id, name, value); `None` removes the property.
     pub props: Vec<(u32, u32, String, Option<Value>)>,
     /// Nodes this batch deletes (true) or brings back (false).
-    pub deaths: HashMap<(u32, u32), bool>,
+    pub deaths: FxHashMap<(u32, u32), bool>,
 }
 
 /// Resolves a batch's operations in order against `snap`: keys to ids (new
@@ -319,17 +320,17 @@ pub(super) struct Resolved {
 /// the nodes deleted. Nothing is applied if any operation is invalid.
 pub(super) fn resolve(snap: &Snapshot, ops: Vec<Op>) -> Result<Resolved> {
     let mut catalog = (*snap.state.catalog).clone();
-    let mut new_nodes: Vec<HashMap<String, u32>> = vec![HashMap::new(); catalog.node_types.len()];
+    let mut new_nodes: Vec<FxHashMap<String, u32>> = vec![FxHashMap::default(); catalog.node_types.len()];
     let mut new_keys: Vec<(u32, u32, String)> = Vec::new();
     // Final state of each touched edge: Some(weight) present, None absent.
-    let mut edges: EdgeStates = HashMap::new();
+    let mut edges: EdgeStates = FxHashMap::default();
     let mut order: Vec<(u32, u32, u32)> = Vec::new();
     // (type, id, name, value); `None` removes the property.
     let mut props: Vec<(u32, u32, String, Option<Value>)> = Vec::new();
     // Nodes this batch deletes (true) or brings back (false).
-    let mut deaths: HashMap<(u32, u32), bool> = HashMap::new();
+    let mut deaths: FxHashMap<(u32, u32), bool> = FxHashMap::default();
     let mut id_of = |catalog: &mut Catalog,
-                     deaths: &mut HashMap<(u32, u32), bool>,
+                     deaths: &mut FxHashMap<(u32, u32), bool>,
                      ty: u32,
                      node: &NodeRef,
                      create: bool|
@@ -338,7 +339,7 @@ pub(super) fn resolve(snap: &Snapshot, ops: Vec<Op>) -> Result<Resolved> {
             .node_types
             .get(ty as usize)
             .ok_or_else(|| StorageError::UnknownNodeType(format!("#{ty}")))?;
-        let dead = |deaths: &HashMap<(u32, u32), bool>, id: u32| {
+        let dead = |deaths: &FxHashMap<(u32, u32), bool>, id: u32| {
             deaths
                 .get(&(ty, id))
                 .copied()
@@ -359,9 +360,11 @@ pub(super) fn resolve(snap: &Snapshot, ops: Vec<Op>) -> Result<Resolved> {
                 count: def.count,
             }),
             NodeRef::Key(k) => {
-                if let Some(id) = snap
-                    .any_node_id(ty, k)
-                    .or_else(|| new_nodes[ty as usize].get(k.as_str()).copied())
+                // The batch's own new keys first: a batch names them again and again.
+                if let Some(id) = new_nodes[ty as usize]
+                    .get(k.as_str())
+                    .copied()
+                    .or_else(|| snap.any_node_id(ty, k))
                 {
                     if !dead(deaths, id) {
                         return Ok(id);
@@ -395,14 +398,14 @@ pub(super) fn resolve(snap: &Snapshot, ops: Vec<Op>) -> Result<Resolved> {
                 dst,
                 weight,
             } => {
-                let r = catalog
+                let (src_ty, dst_ty) = catalog
                     .relations
                     .get(rel as usize)
-                    .cloned()
+                    .map(|r| (r.src, r.dst))
                     .ok_or_else(|| StorageError::UnknownRelation(format!("#{rel}")))?;
                 let create = weight.is_some();
-                let ends = id_of(&mut catalog, &mut deaths, r.src, &src, create)
-                    .and_then(|s| Ok((s, id_of(&mut catalog, &mut deaths, r.dst, &dst, create)?)));
+                let ends = id_of(&mut catalog, &mut deaths, src_ty, &src, create)
+                    .and_then(|s| Ok((s, id_of(&mut catalog, &mut deaths, dst_ty, &dst, create)?)));
                 let (s, d) = match ends {
                     // Deleting an edge whose endpoint does not exist changes nothing.
                     Err(StorageError::NodeNotFound { .. }) if !create => continue,
@@ -499,7 +502,7 @@ pub(super) fn next_state(
     catalog: Catalog,
     new_keys: Vec<(u32, u32, String)>,
     changes: Vec<(EdgeCtx, Option<f32>)>,
-    deaths: &HashMap<(u32, u32), bool>,
+    deaths: &FxHashMap<(u32, u32), bool>,
 ) -> State {
     let mut st = (*snap.state).clone();
     let delta = Arc::make_mut(&mut st.delta);

@@ -5,6 +5,7 @@
 use super::commit::{edge_changes, next_state, resolve, Resolved};
 use super::*;
 use batch::Op;
+use rustc_hash::FxHashMap;
 
 /// A write in progress. It holds the writer lock from [`Database::begin`]
 /// until it is committed or dropped, so the ids its view gives new nodes
@@ -22,7 +23,7 @@ pub struct Txn<'a> {
     props: HashMap<(u32, u32, String), Option<Value>>,
     /// Nodes the staged batches delete (true) or bring back (false):
     /// either way their stored properties are gone.
-    deaths: HashMap<(u32, u32), bool>,
+    deaths: FxHashMap<(u32, u32), bool>,
 }
 
 impl Database {
@@ -39,7 +40,7 @@ impl Database {
             start,
             ops: Vec::new(),
             props: HashMap::new(),
-            deaths: HashMap::new(),
+            deaths: FxHashMap::default(),
         }
     }
 }
