@@ -86,9 +86,10 @@ impl Ctx<'_> {
     }
 
     /// The shortest paths from `step.from` to `step.to` (one, or with
-    /// `all` every one of the least length), by a breadth-first search
-    /// that stops at the level reaching the target; the nodes it visits
-    /// are held to the row cap.
+    /// `all` every one of the least length): a breadth-first search from
+    /// both ends, a level at a time from the side with the smaller
+    /// frontier, stopping at the level where the two meet; the nodes it
+    /// visits are held to the row cap.
     pub(super) fn shortest(
         &self,
         step: &Step,
@@ -97,82 +98,177 @@ impl Ctx<'_> {
         path: Option<usize>,
         row: Row,
     ) -> Result<Vec<Row>> {
-        let (start, target) = (row[step.from].clone(), row[step.to].clone());
-        if !matches!(start, Value::Node { .. }) || !matches!(target, Value::Node { .. }) {
+        let (Value::Node { ty: sty, id: sid }, Value::Node { ty: tty, id: tid }) =
+            (&row[step.from], &row[step.to])
+        else {
             return Ok(Vec::new());
-        }
-        let mut single = step.clone();
-        (single.into, single.to_types) = (false, None);
-        // Per node reached: the (node, edge) pairs it was first reached from.
-        let mut parents: FxHashMap<Value, Vec<(Value, Value)>> = FxHashMap::default();
-        parents.insert(start.clone(), Vec::new());
-        let mut frontier = vec![start.clone()];
-        let mut depth = 0;
-        // From a node to itself: the empty path, or none (Neo4j refuses such
-        // a search; the shortest cycle is not a shortest path).
+        };
+        let (start, target) = ((*sty, *sid), (*tty, *tid));
         if start == target && min > 0 {
+            // Neo4j refuses this search; the shortest cycle is not a shortest path.
             return Ok(Vec::new());
         }
-        let mut found = start == target;
-        while !found {
-            if frontier.is_empty() || max.is_some_and(|m| depth >= m) {
+        let mut back = step.clone();
+        back.dir = crate::plan::flip(step.dir);
+        // Per side: each node reached, its distance and the (node, edge)
+        // pairs it was reached from at that distance.
+        let mut sides = [Side::new(start), Side::new(target)];
+        let mut meets: Vec<NodeId> = Vec::new();
+        let mut len = 0;
+        while start != target && meets.is_empty() {
+            if max.is_some_and(|m| len >= m) {
                 return Ok(Vec::new());
             }
-            depth += 1;
-            let mut level: FxHashMap<Value, Vec<(Value, Value)>> = FxHashMap::default();
-            let mut next = Vec::new();
-            let mut probe = row.clone();
-            for at in &frontier {
-                self.tick()?;
-                probe[single.from] = at.clone();
-                self.expand(&single, &probe, &mut |e, n| {
-                    if parents.contains_key(&n) {
-                        return Ok(());
-                    }
-                    let from = level.entry(n.clone()).or_insert_with(|| {
-                        next.push(n.clone());
-                        Vec::new()
-                    });
-                    if from.is_empty() || all {
-                        from.push((at.clone(), e));
-                    }
-                    Ok(())
-                })?;
+            let s = usize::from(sides[1].frontier.len() < sides[0].frontier.len());
+            if sides[s].frontier.is_empty() {
+                return Ok(Vec::new());
             }
-            self.cap(parents.len() + level.len())?;
-            found = level.contains_key(&target);
-            parents.extend(level);
-            frontier = next;
+            let dir_step = if s == 0 { step } else { &back };
+            let (this, other) = if s == 0 {
+                let [a, b] = &mut sides;
+                (a, &*b)
+            } else {
+                let [a, b] = &mut sides;
+                (b, &*a)
+            };
+            this.level(self, dir_step, all, other, &mut meets)?;
+            self.cap(sides[0].reached.len() + sides[1].reached.len())?;
+            len += 1;
         }
-        // Every path back from the target, each reversed into a row.
+        if start == target {
+            meets.push(start);
+        }
+        // The meeting nodes on a shortest path, then every path through each.
+        let total = |m: &NodeId| sides[0].reached[m].0 + sides[1].reached[m].0;
+        let best = meets.iter().map(total).min().unwrap_or(0);
+        meets.retain(|m| total(m) == best);
+        meets.sort_unstable();
+        meets.dedup();
         let mut out = Vec::new();
-        let mut stack = vec![(target.clone(), Vec::new())];
-        while let Some((at, tail)) = stack.pop() {
-            self.tick()?;
-            if at == start {
-                let mut nodes_edges = vec![start.clone()];
-                let mut edges = Vec::new();
-                for (e, n) in tail.iter().rev() {
-                    edges.push(Value::clone(e));
-                    nodes_edges.push(Value::clone(e));
-                    nodes_edges.push(Value::clone(n));
+        for m in meets {
+            for head in sides[0].chains(m, all, self)? {
+                for tail in sides[1].chains(m, all, self)? {
+                    let edges: Vec<Value> = head
+                        .iter()
+                        .rev()
+                        .chain(tail.iter())
+                        .map(|(e, _)| edge(*e))
+                        .collect();
+                    // Between the edges, each node the end its edge does not share with the one before.
+                    let mut nodes_edges = vec![node(start)];
+                    for e in &edges {
+                        let next = self.other_end(e, nodes_edges.last().unwrap_or(&Value::Null));
+                        nodes_edges.push(e.clone());
+                        nodes_edges.push(next);
+                    }
+                    let mut r = self.copy(&row);
+                    r[step.edge] = Value::List(edges.into());
+                    if let Some(p) = path {
+                        r[p] = Value::Path(nodes_edges.into());
+                    }
+                    out.push(r);
+                    self.cap(out.len())?;
+                    if !all {
+                        return Ok(out);
+                    }
                 }
-                let mut r = self.copy(&row);
-                r[step.edge] = Value::List(edges.into());
-                if let Some(p) = path {
-                    r[p] = Value::Path(nodes_edges.into());
-                }
-                out.push(r);
-                self.cap(out.len())?;
-                continue;
-            }
-            for (prev, e) in parents[&at].iter().rev() {
-                let mut t = tail.clone();
-                t.push((e.clone(), at.clone()));
-                stack.push((prev.clone(), t));
             }
         }
         Ok(out)
+    }
+}
+
+/// A node: (type, id).
+type NodeId = (u32, u32);
+/// An edge: (relation, source id, destination id).
+type EdgeId = (u32, u32, u32);
+
+fn node((ty, id): NodeId) -> Value {
+    Value::Node { ty, id }
+}
+
+fn edge((rel, src, dst): EdgeId) -> Value {
+    Value::Edge { rel, src, dst }
+}
+
+/// One side of a bidirectional breadth-first search.
+struct Side {
+    /// Each node reached: its distance, and the (node, edge) pairs it was
+    /// reached from at that distance (the first only, unless all are wanted).
+    reached: FxHashMap<NodeId, (u32, Vec<(NodeId, EdgeId)>)>,
+    frontier: Vec<NodeId>,
+}
+
+impl Side {
+    fn new(from: NodeId) -> Self {
+        Side {
+            reached: FxHashMap::from_iter([(from, (0, Vec::new()))]),
+            frontier: vec![from],
+        }
+    }
+
+    /// Expands the frontier by one level along `step`, noting the nodes
+    /// the other side has reached.
+    fn level(
+        &mut self,
+        ctx: &Ctx<'_>,
+        step: &Step,
+        all: bool,
+        other: &Side,
+        meets: &mut Vec<NodeId>,
+    ) -> Result<()> {
+        let c = ctx.snap.catalog();
+        let mut next = Vec::new();
+        for &(ty, id) in &self.frontier {
+            ctx.tick()?;
+            let depth = self.reached[&(ty, id)].0 + 1;
+            for (rel, d) in ctx.step_rels(step, ty, id) {
+                let def = &c.relations[rel as usize];
+                let to_ty = if d == Direction::Out { def.dst } else { def.src };
+                for &n in ctx.snap.neighbors(rel, id, d).iter() {
+                    let e = match d {
+                        Direction::Out => (rel, id, n),
+                        Direction::In => (rel, n, id),
+                    };
+                    let key = (to_ty, n);
+                    match self.reached.get_mut(&key) {
+                        Some((dist, from)) if *dist == depth && all => from.push(((ty, id), e)),
+                        Some(_) => {}
+                        None => {
+                            self.reached.insert(key, (depth, vec![((ty, id), e)]));
+                            next.push(key);
+                            if other.reached.contains_key(&key) {
+                                meets.push(key);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.frontier = next;
+        Ok(())
+    }
+
+    /// The edge chains from `m` back to this side's start, nearest first
+    /// (one, unless `all`).
+    fn chains(&self, m: NodeId, all: bool, ctx: &Ctx<'_>) -> Result<Vec<Vec<(EdgeId, NodeId)>>> {
+        let mut done = Vec::new();
+        let mut stack = vec![(m, Vec::new())];
+        while let Some((at, chain)) = stack.pop() {
+            ctx.tick()?;
+            let from = &self.reached[&at].1;
+            if from.is_empty() {
+                done.push(chain);
+                ctx.cap(done.len())?;
+                continue;
+            }
+            for &(prev, e) in from.iter().take(if all { usize::MAX } else { 1 }) {
+                let mut c = chain.clone();
+                c.push((e, prev));
+                stack.push((prev, c));
+            }
+        }
+        Ok(done)
     }
 }
 

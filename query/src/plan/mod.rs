@@ -25,6 +25,7 @@ mod writes;
 
 use clauses::*;
 pub(crate) use explain::explain;
+pub(crate) use pattern::flip;
 pub(crate) use types::*;
 
 struct Planner<'a> {

@@ -380,7 +380,7 @@ pub(super) struct PathSlots {
     pub edges: Vec<(usize, bool)>,
 }
 
-pub(super) fn flip(d: Dir) -> Dir {
+pub(crate) fn flip(d: Dir) -> Dir {
     match d {
         Dir::Out => Dir::In,
         Dir::In => Dir::Out,
