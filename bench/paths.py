@@ -82,6 +82,8 @@ def main():
     lb_short = conn.prepare("MATCH p = (a:Entity {name: $s})-[:LINK* SHORTEST 1..10]-(b:Entity {name: $t}) "
                             "RETURN length(p)")
     lb_two = conn.prepare("MATCH (a:Entity {name: $s})-[:LINK]->(:Entity)-[:LINK]->(c:Entity) RETURN count(*)")
+    lb_two_with = conn.prepare("MATCH (a:Entity {name: $s})-[:LINK]->(m:Entity) WITH m "
+                               "MATCH (m)-[:LINK]->(c:Entity) RETURN count(*)")
 
     db = quiver.open(os.path.join(work, "q"))
     db.import_files([train])
@@ -107,6 +109,14 @@ def main():
         differ = [(p, a, b) for p, a, b in zip(params[args.warmup:], q_out, l_out)
                   if a != b and not (a is None and b in (None, 0))
                   and not (name == "two_hop_count" and b - a == loops.get(p, 0))]
+        # LadybugDB 0.22's two-hop count(*) sometimes disagrees with its own
+        # count of the same walks through a WITH (/m/0342h: 28,221 against
+        # 28,305): such a start is checked against the latter.
+        if name == "two_hop_count":
+            own = [(p, a, b) for p, a, b in differ
+                   if first(conn.execute(lb_two_with, {"s": p}).get_all()) - loops.get(p, 0) == a]
+            res["ladybug_two_hop_count_disagrees_with_itself"] = [p for p, _, _ in own]
+            differ = [d for d in differ if d not in own]
         if differ:
             print(f"{name}: {len(differ)} answers differ, e.g. {differ[:3]}", file=sys.stderr)
             sys.exit(1)

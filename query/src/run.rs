@@ -36,8 +36,16 @@ impl Graph {
                 drop(snap);
                 return self.run_writes(p, &run(p));
             }
+            let run = run(p);
+            let ctx = run.ctx(&snap, None);
+            let rows = read_out(&ctx, p, ctx.pipeline(&p.ops, vec![Value::Null; p.width]))?;
+            return Ok(Rows {
+                columns: p.columns(),
+                rows,
+                snapshot: self.db.snapshot(),
+            });
         }
-        // Reads: each query on the same snapshot, their rows one after another.
+        // A UNION: each query on the same snapshot, their rows one after another.
         let mut rows = Vec::new();
         let mut seen = FxHashSet::default();
         for p in &branches {
@@ -45,7 +53,7 @@ impl Graph {
             let ctx = run.ctx(&snap, None);
             let it = ctx.pipeline(&p.ops, vec![Value::Null; p.width]);
             for row in read_out(&ctx, p, it)? {
-                if all || branches.len() == 1 || seen.insert(row.clone()) {
+                if all || seen.insert(row.clone()) {
                     rows.push(row);
                     ctx.cap(rows.len())?;
                 }

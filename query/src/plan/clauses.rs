@@ -170,12 +170,14 @@ impl Planner<'_> {
         Ok(Op::With { ret, slots })
     }
 
-    /// `*` in a projection: every variable in scope, by name, before the items.
-    fn star(&self, p: &Projection) -> Result<Projection> {
-        let mut p = p.clone();
-        if !std::mem::take(&mut p.star) {
-            return Ok(p);
+    /// `*` in a projection: every variable in scope, by name, before the
+    /// items (the projection itself, borrowed, without one).
+    fn star<'p>(&self, p: &'p Projection) -> Result<std::borrow::Cow<'p, Projection>> {
+        if !p.star {
+            return Ok(std::borrow::Cow::Borrowed(p));
         }
+        let mut p = p.clone();
+        p.star = false;
         let mut names: Vec<&String> = self.vars.keys().collect();
         if names.is_empty() {
             return Err(sem(
@@ -192,7 +194,7 @@ impl Planner<'_> {
             (Expr::Var(var), None)
         });
         p.items = all.chain(p.items).collect();
-        Ok(p)
+        Ok(std::borrow::Cow::Owned(p))
     }
 
     pub(super) fn ret(&mut self, p: &Projection) -> Result<Ret> {
