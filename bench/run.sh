@@ -64,6 +64,9 @@ if [ ${#data_args[@]} -gt 0 ]; then
         "$venv/bin/pip" install -q --force-reinstall --no-deps target/wheels/quiver-*.whl
         "$venv/bin/python" bench/python_query.py "${data_args[@]}" >"$out/quiver_python.json"
         train_json+=("$out/quiver_python.json")
+        # Shortest paths and two-hop path counts beside LadybugDB, same draws.
+        "$venv/bin/python" -W ignore bench/paths.py "${data_args[@]}" >"$out/quiver_paths.json"
+        train_json+=("$out/quiver_paths.json")
     fi
     ./target/release/quiver-bench unwind --rows 100000 >"$out/quiver_unwind.json"
     ./target/release/quiver-bench coldstart "${data_args[@]}" >"$out/quiver_coldstart.json"
@@ -213,9 +216,18 @@ if fof:
 uw = anchors.get("quiver_unwind")
 if uw:
     st = uw["statement"]
+    imp = uw["import"]["rows_per_s"]
     print(f"\nA batch of {uw['rows']:,} edges as one statement (`UNWIND $rows` of maps, one commit): "
-          f"CREATE {st['create']['rows_per_s']:,.0f} rows/s, MERGE {st['merge']['rows_per_s']:,.0f} rows/s; "
-          f"the same edges through `import`: {uw['import']['rows_per_s']:,.0f} rows/s")
+          f"CREATE {st['create']['rows_per_s']:,.0f} rows/s ({imp / st['create']['rows_per_s']:.1f}x import's time), "
+          f"MERGE {st['merge']['rows_per_s']:,.0f} rows/s ({imp / st['merge']['rows_per_s']:.1f}x); "
+          f"the same edges through `import`: {imp:,.0f} rows/s (goal: within 3x)")
+pa = anchors.get("paths")
+if pa:
+    print("\nShortest paths and two-hop path counts beside LadybugDB (bench/paths.py, Python to Python, same draws, answers compared)\n")
+    print("| query | quiver p50 | LadybugDB p50 | quiver p99 | LadybugDB p99 | p50 ratio |\n|---|---|---|---|---|---|")
+    for name in ["two_hop_count", "shortest"]:
+        a, b = pa[name]["quiver"], pa[name]["ladybug"]
+        print(f"| {name} | {a['median_us']:.1f} µs | {b['median_us']:.1f} µs | {a['p99_us']:.1f} µs | {b['p99_us']:.1f} µs | {pa[name]['ratio_median']:.1f}x |")
 knn = [d for d in map(lambda p: json.load(open(p)), [p for p in sys.argv[2:] if "knn" in p or "faiss_flat" in p])]
 if knn:
     print("\nExact top-10 by inner product, random unit vectors (quiver: CPU backend; faiss: IndexFlatIP, same run)\n")
