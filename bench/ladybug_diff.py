@@ -103,7 +103,21 @@ def read_query(rng, users, items):
     """A random read; `ordered` when its ORDER BY fixes the row order."""
     u = lambda: f"'u{rng.randrange(users)}'"
     n = rng.randint(10, 60)
-    t = rng.randrange(22)
+    t = rng.randrange(27)
+    if t == 22:
+        return ("MATCH (a:User)-[:Follows]->(b) RETURN b.key AS k UNION "
+                f"MATCH (a:User)-[:Likes]->(i) WHERE a.age > {n} RETURN a.key AS k", False)
+    if t == 23:
+        return ("MATCH (a:User)-[:Follows]->(b) RETURN b.key AS k, 1 AS n UNION ALL "
+                "MATCH (i:Item) RETURN i.key AS k, 2 AS n", False)
+    if t == 24:
+        return (f"MATCH (u:User) RETURN u.key, COUNT {{ MATCH (u)-[:Follows]->(v) WHERE v.age > {n} }} AS c, "
+                "EXISTS { MATCH (u)-[:Likes]->(i) } AS likes", False)
+    if t in (25, 26):
+        a, b = rng.sample(range(users), 2) if users > 1 else (0, 0)
+        arrow = "-[:Follows*1..5]->" if t == 25 else "-[:Follows*1..5]-"
+        return (f"MATCH p = shortestPath((a:User {{key: 'u{a}'}}){arrow}(b:User {{key: 'u{b}'}})) "
+                "RETURN length(p)", False)
     if t == 0:
         return f"MATCH (a:User)-[:Follows]->(b) WHERE a.age > {n} RETURN a.key, b.key", False
     if t == 1:
@@ -167,7 +181,21 @@ def read_query(rng, users, items):
 
 def write_statement(rng, users, items):
     u = lambda: f"'u{rng.randrange(users + 2)}'"
-    t = rng.randrange(7)
+    t = rng.randrange(12)
+    # Writes that RETURN, and reads after writes (a clause sees the writes before it).
+    if t == 7:
+        return (f"MERGE (x:User {{key: {u()}}}) ON CREATE SET x.age = {rng.randint(1, 9)} "
+                "ON MATCH SET x.name = 'merged' RETURN x.key, x.age, x.name")
+    if t == 8:
+        return f"MATCH (x:User) WHERE x.age > {rng.randint(10, 60)} SET x.age = x.age + 1 RETURN x.key, x.age"
+    if t == 9:
+        return f"MATCH (x:User {{key: {u()}}})-[r:Follows]->() DELETE r RETURN count(*)"
+    if t == 10:
+        return (f"MERGE (x:User {{key: {u()}}}) WITH x MATCH (y:User {{key: {u()}}}) "
+                "MERGE (x)-[r:Follows]->(y) ON CREATE SET r.weight = 1.0 WITH x MATCH (x)-[:Follows]->(z) RETURN x.key, z.key")
+    if t == 11:
+        return (f"MATCH (x:User {{key: {u()}}}) SET x.name = 'set' WITH x MATCH (y:User) "
+                "WHERE y.name = 'set' RETURN y.key")
     if t == 0:
         return f"MERGE (x:User {{key: {u()}}}) ON CREATE SET x.age = {rng.randint(1, 9)} ON MATCH SET x.name = 'merged'"
     if t == 1:
@@ -192,11 +220,14 @@ READ_BACK = [
 
 
 def for_engine(text, engine):
-    """The one spelling that differs: LadybugDB has label(r) for type(r)
-    and SET x.p = NULL for REMOVE x.p."""
+    """The spellings that differ: LadybugDB has label(r) for type(r), SET
+    x.p = NULL for REMOVE x.p and -[* SHORTEST 1..5]- for shortestPath."""
     if engine == "quiver":
         return text.replace("TYPE(r)", "type(r)")
     text = text.replace("TYPE(r)", "label(r)")
+    if "shortestPath((" in text:
+        # LadybugDB spells it `-[* SHORTEST 1..5]-`.
+        text = text.replace("shortestPath((", "(").replace("*1..5", "* SHORTEST 1..5").replace(")) RETURN", ") RETURN")
     if " REMOVE " in text:
         head, prop = text.split(" REMOVE ")
         text = f"{head} SET {prop} = NULL"
@@ -252,10 +283,14 @@ def main():
                 compare(q, lb, *read_query(rng, users, items), stats, True)
             for _ in range(args.writes):
                 w = write_statement(rng, users, items)
-                a, b = q.run(for_engine(w, "quiver")), lb.run(for_engine(w, "ladybug"))
-                if a[0] != b[0]:
-                    stats["error_mismatch"] += 1
-                    print(f"WRITE DIFFERS: {w}\n  quiver: {a}\n  LadybugDB: {b}")
+                # A write that returns rows is compared like a read (both run it once).
+                if " RETURN " in w:
+                    compare(q, lb, w, False, stats, True)
+                else:
+                    a, b = q.run(for_engine(w, "quiver")), lb.run(for_engine(w, "ladybug"))
+                    if a[0] != b[0]:
+                        stats["error_mismatch"] += 1
+                        print(f"WRITE DIFFERS: {w}\n  quiver: {a}\n  LadybugDB: {b}")
                 for text, ordered in READ_BACK:
                     if compare(q, lb, text, ordered, stats, True):
                         print(f"  (after: {w})")
