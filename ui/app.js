@@ -82,7 +82,10 @@ $("query").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrl
 
 const isNode = (v) => v && typeof v === "object" && "key" in v && "type" in v && Object.keys(v).length === 2;
 const isEdge = (v) => v && typeof v === "object" && "src" in v && "dst" in v;
-const text = (v) => isNode(v) ? `(:${v.type} ${v.key})` : isEdge(v) ? `[:${v.type} ${v.src}→${v.dst}]` : JSON.stringify(v);
+const isPath = (v) => v && typeof v === "object" && Array.isArray(v.nodes) && Array.isArray(v.relationships);
+const text = (v) => isNode(v) ? `(:${v.type} ${v.key})` : isEdge(v) ? `[:${v.type} ${v.src}→${v.dst}]`
+  : isPath(v) ? v.nodes.map((n, i) => (i ? `-[:${v.relationships[i - 1].type}]-` : "") + `(:${n.type} ${n.key})`).join("")
+  : JSON.stringify(v);
 function renderTable(res) {
   const t = $("results");
   t.replaceChildren();
@@ -124,6 +127,7 @@ function addToGraph(res) {
   const rels = relTypes();
   const visit = (v) => {
     if (Array.isArray(v)) return v.forEach(visit);
+    if (isPath(v)) return [...v.nodes, ...v.relationships].forEach(visit);
     if (isNode(v)) addNode(v.type, v.key);
     else if (isEdge(v)) {
       const r = rels.get(v.type);

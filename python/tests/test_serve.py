@@ -3,6 +3,7 @@ explorer in a real browser: Debian's chromium
 driven by Playwright. Screenshots land in target/ui/ for a person to look at.
 Needs `chromium` (scripts/deps.sh installs it) and `playwright` (pip)."""
 
+import json
 import os
 import pathlib
 import shutil
@@ -79,6 +80,20 @@ def test_the_explorer_in_a_browser(server):
         expect(panel.locator("ol li")).to_have_count(10)
         page.wait_for_function(f"cy.nodes().length > {before}")
         page.screenshot(path=str(SHOTS / "graph.png"))
+
+        # A path: one cell in the table, its nodes and relationships in the graph.
+        page.get_by_test_id("view-table").click()
+        page.get_by_test_id("query").fill(
+            "MATCH p = (u:User {key: 'u1'})-[:Follows*2]->(v) RETURN p, [n IN nodes(p) | n.key] AS ks LIMIT 1"
+        )
+        page.get_by_test_id("run").click()
+        expect(page.get_by_test_id("error")).to_be_hidden()
+        cells = page.get_by_test_id("results").locator("tbody tr").first.locator("td")
+        expect(cells.first).to_contain_text("(:User u1)-[:Follows]-(:User ")
+        keys = json.loads(cells.nth(1).inner_text())
+        page.get_by_test_id("view-graph").click()
+        for a, b in zip(keys, keys[1:]):
+            page.wait_for_function(f"cy.getElementById('User\\u0000{a}\\u0001Follows\\u0001User\\u0000{b}').length === 1")
 
         # The embedding map: points drawn; hovering one shows its key.
         page.get_by_test_id("view-map").click()
