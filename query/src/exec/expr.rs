@@ -75,9 +75,12 @@ impl Ctx<'_> {
                 Value::Int(n)
             }
             CExpr::PatternList { ops, map } => {
-                let mut out = Vec::new();
+                let (mut out, mut held) = (Vec::new(), 0);
                 for r in self.pipeline(ops, row.clone()) {
-                    out.push(self.eval(map, &r?)?);
+                    let v = self.eval(map, &r?)?;
+                    held += super::held(&v);
+                    self.cap_values(1, held)?;
+                    out.push(v);
                     if out.len() > MAX_LIST {
                         return Err(too_long("list", out.len()));
                     }
@@ -101,23 +104,41 @@ impl Ctx<'_> {
                     }
                 };
                 let mut r = row.clone();
-                let mut out = Vec::new();
+                let (mut out, mut held) = (Vec::new(), 0);
                 for x in items.iter() {
                     self.tick()?;
+                    self.cap_values(1, held)?;
                     r[*slot] = x.clone();
                     if let Some(f) = filter {
                         if !matches!(self.eval(f, &r)?, Value::Bool(true)) {
                             continue;
                         }
                     }
-                    out.push(match map {
+                    let v = match map {
                         Some(m) => self.eval(m, &r)?,
                         None => x.clone(),
-                    });
+                    };
+                    held += super::held(&v);
+                    out.push(v);
                 }
                 Value::List(out.into())
             }
         })
+    }
+
+    /// The value of `e`, borrowed from the row when it is a map's entry
+    /// there (`row.key` of `UNWIND $rows AS row`), so that a key looked up
+    /// costs no copy.
+    pub(crate) fn eval_ref<'r>(&self, e: &CExpr, row: &'r Row) -> Result<std::borrow::Cow<'r, Value>> {
+        if let CExpr::Prop(x, name) = e {
+            if let Some(Value::Map(m)) = x.slot_in(row) {
+                return Ok(match m.get(name) {
+                    Some(v) => std::borrow::Cow::Borrowed(v),
+                    None => std::borrow::Cow::Owned(Value::Null),
+                });
+            }
+        }
+        Ok(std::borrow::Cow::Owned(self.eval(e, row)?))
     }
 
     pub(super) fn prop(&self, v: Value, name: &str) -> Result<Value> {

@@ -115,6 +115,16 @@ pub(crate) fn too_long(what: &str, len: usize) -> QueryError {
     ))
 }
 
+/// The values `v` holds: one, or a list's elements (a comprehension's
+/// output is bounded by what its items hold together).
+pub(crate) fn held(v: &Value) -> usize {
+    match v {
+        Value::List(l) | Value::Path(l) => 1 + l.len(),
+        Value::Map(m) => 1 + m.len(),
+        _ => 1,
+    }
+}
+
 /// Values a buffered row may hold on average, in units of the row cap.
 const VALUES_PER_ROW: u64 = 32;
 
@@ -122,7 +132,7 @@ const VALUES_PER_ROW: u64 = 32;
 const POLL: Duration = Duration::from_millis(20);
 
 impl Ctx<'_> {
-    fn tick(&self) -> Result<()> {
+    pub(crate) fn tick(&self) -> Result<()> {
         let t = self.ticks.get() + 1;
         self.ticks.set(t);
         if t.is_multiple_of(256) {
@@ -194,7 +204,7 @@ impl Ctx<'_> {
     /// Bounds the values a buffer of `n` rows of `width` values each holds
     /// (a sort's keys and items): [`VALUES_PER_ROW`] per row of the row cap,
     /// so that wide rows cannot hold what the row cap forbids.
-    fn cap_values(&self, n: usize, width: usize) -> Result<()> {
+    pub(crate) fn cap_values(&self, n: usize, width: usize) -> Result<()> {
         let (held, most) = (
             n as u64 * width as u64,
             self.max_rows.saturating_mul(VALUES_PER_ROW),

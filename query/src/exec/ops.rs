@@ -136,37 +136,37 @@ impl Ctx<'_> {
                     .collect()
             }
             Op::ByKey { slot, types, key } => {
-                let k = match self.eval(key, &row)? {
-                    Value::Str(s) => s,
-                    Value::Null => return Ok(Vec::new()),
-                    other => return Err(runtime(format!("a node key is a string, not {}", kind(&other)))),
+                // The key read in place (`row.key` of `UNWIND $rows AS row`), not copied.
+                let found: Vec<Value> = {
+                    let v = self.eval_ref(key, &row)?;
+                    let k = match &*v {
+                        Value::Str(s) => s.as_str(),
+                        Value::Null => return Ok(Vec::new()),
+                        other => return Err(runtime(format!("a node key is a string, not {}", kind(other)))),
+                    };
+                    let node = |ty: u32| {
+                        Some(Value::Node {
+                            ty,
+                            id: self.snap.node_id(ty, k)?,
+                        })
+                    };
+                    match types.as_deref() {
+                        Some(types) => types.iter().filter_map(|&ty| node(ty)).collect(),
+                        None => all_types().filter_map(node).collect(),
+                    }
                 };
-                let node = |ty: u32| {
-                    Some(Value::Node {
-                        ty,
-                        id: self.snap.node_id(ty, &k)?,
-                    })
-                };
-                match types.as_deref() {
-                    // One type (MERGE's look-up, a pattern's `(a:User {key: ..})`): the row itself.
-                    Some(&[ty]) => match node(ty) {
-                        Some(n) => {
-                            let mut row = row;
-                            row[*slot] = n;
-                            vec![row]
-                        }
-                        None => {
-                            self.recycle(row);
-                            Vec::new()
-                        }
-                    },
-                    Some(types) => types
-                        .iter()
-                        .filter_map(|&ty| Some(with(&row, *slot, node(ty)?)))
-                        .collect(),
-                    None => all_types()
-                        .filter_map(|ty| Some(with(&row, *slot, node(ty)?)))
-                        .collect(),
+                match found.len() {
+                    0 => {
+                        self.recycle(row);
+                        Vec::new()
+                    }
+                    // One node (a MERGE's look-up, a pattern's `(a:User {key: ..})`): the row itself.
+                    1 => {
+                        let mut row = row;
+                        row[*slot] = found.into_iter().next().unwrap_or(Value::Null);
+                        vec![row]
+                    }
+                    _ => found.into_iter().map(|n| with(&row, *slot, n)).collect(),
                 }
             }
             Op::CheckType { slot, types } => match row[*slot] {

@@ -386,6 +386,9 @@ impl Writer<'_> {
                     other => return Err(runtime(format!("FOREACH takes a list, not {}", kind(&other)))),
                 };
                 for x in items.iter() {
+                    // Nested FOREACH multiplies: the timeout and a bound on the batch hold.
+                    ctx.tick()?;
+                    ctx.cap_values(1, self.batch.len())?;
                     let mut r = row.clone();
                     r[*slot] = x.clone();
                     for sub in ctx.pipeline(ops, r) {
@@ -406,13 +409,17 @@ impl Writer<'_> {
         let ctx = self.ctx;
         let mut created = false;
         for n in &m.nodes {
-            let k = self.key(&n.key, row)?;
             let ty = n.ty as usize;
-            if matches!(row[n.slot], Value::Node { .. })
-                || self.new_nodes.get(ty).is_some_and(|s| s.contains(&k))
-            {
+            if matches!(row[n.slot], Value::Node { .. }) {
                 continue;
             }
+            // A key this statement merged already: found without a copy.
+            if let Value::Str(k) = &*ctx.eval_ref(&n.key, row)? {
+                if self.new_nodes.get(ty).is_some_and(|s| s.contains(k)) {
+                    continue;
+                }
+            }
+            let k = self.key(&n.key, row)?;
             if ctx.snap.node_id(n.ty, &k).is_some() {
                 return Err(runtime(format!(
                     "MERGE: {} '{k}' exists with other property values than the pattern's (merge on the key and SET the rest)",
