@@ -426,7 +426,9 @@ impl Writer<'_> {
                     ctx.snap.catalog().type_name(n.ty)
                 )));
             }
-            self.batch.insert_node(n.ty, &k);
+            if !n.implied {
+                self.batch.insert_node(n.ty, k.as_str());
+            }
             for (name, e) in &n.props {
                 let v = stored(ctx.eval(e, row)?, name)?;
                 self.batch.set_property(n.ty, NodeRef::Key(k.clone()), name, v);

@@ -89,7 +89,29 @@ impl Planner<'_> {
                 on_create,
                 on_match,
             } => {
-                let w = self.merge(pattern, on_create, on_match, ops)?;
+                let mut w = self.merge(pattern, on_create, on_match, ops)?;
+                // Nodes merged bare in this MERGE or earlier in this part, at
+                // an end of this edge: when new, the edge's write creates them.
+                if let Write::Merge(m) = &mut w {
+                    if m.edge.is_some() {
+                        for n in m.nodes.iter_mut().filter(|n| n.props.is_empty()) {
+                            n.implied = true;
+                        }
+                    }
+                    for end in m.edge.iter().flat_map(|e| e.ends) {
+                        for earlier in writes.iter_mut() {
+                            if let Write::Merge(e) = earlier {
+                                if e.on_create.is_empty() {
+                                    for n in
+                                        e.nodes.iter_mut().filter(|n| n.slot == end && n.props.is_empty())
+                                    {
+                                        n.implied = true;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
                 writes.push(w);
             }
             Clause::Delete { detach, targets } => {

@@ -273,6 +273,9 @@ pub(crate) struct MergeNode {
     pub ty: u32,
     pub key: CExpr,
     pub props: Vec<(String, CExpr)>,
+    /// Created, when new, by a later MERGE's edge in the same part (it has
+    /// no properties to set first): the batch needs no write of its own.
+    pub implied: bool,
 }
 
 /// The edge of a one-hop MERGE: `slot` holds it when the snapshot has it.
@@ -282,6 +285,8 @@ pub(crate) struct MergeEdge {
     pub rel: u32,
     pub src: NodeSrc,
     pub dst: NodeSrc,
+    /// The slots its two ends are read from.
+    pub ends: [usize; 2],
 }
 
 /// A MERGE: its nodes, then its edge; the pattern was created when its

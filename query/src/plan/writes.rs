@@ -7,8 +7,12 @@ impl Planner<'_> {
         for p in patterns {
             named_path(p, "CREATE")?;
             let mut srcs = Vec::new();
+            // Where each node this pattern creates put its write.
+            let mut made = Vec::new();
             for np in std::iter::once(&p.start).chain(p.steps.iter().map(|(_, n)| n)) {
+                let at = writes.len();
                 srcs.push(self.create_node(np, writes)?);
+                made.push((writes.len() > at).then_some(at));
             }
             for (i, (r, _)) in p.steps.iter().enumerate() {
                 if r.types.len() != 1 || r.hops.is_some() {
@@ -45,6 +49,20 @@ impl Planner<'_> {
                     dst,
                     weight: None,
                 });
+            }
+            // A new node without properties at an end of a new edge is
+            // created by the edge (a batch's edge creates its missing ends):
+            // one write per row fewer, and one key look-up less in the commit.
+            if !p.steps.is_empty() {
+                let mut implied: Vec<usize> = made
+                    .into_iter()
+                    .flatten()
+                    .filter(|&at| matches!(&writes[at], Write::Node { props, .. } if props.is_empty()))
+                    .collect();
+                implied.sort_unstable();
+                for at in implied.into_iter().rev() {
+                    writes.remove(at);
+                }
             }
         }
         Ok(())
@@ -170,6 +188,7 @@ impl Planner<'_> {
             }
             end_slots.push(slot);
             nodes.push(MergeNode {
+                implied: false,
                 slot,
                 ty,
                 key: key.clone(),
@@ -218,7 +237,13 @@ impl Planner<'_> {
                     into: true,
                     uniq: Vec::new(),
                 })]));
-                Some(MergeEdge { slot, rel, src, dst })
+                Some(MergeEdge {
+                    slot,
+                    rel,
+                    src,
+                    dst,
+                    ends: [from, to],
+                })
             }
         };
         let mut on_c = Vec::new();
