@@ -170,3 +170,24 @@ fn a_transaction_shows_its_staged_writes_only_to_itself() {
     assert_eq!(info.nodes_created, 1);
     assert_eq!(db.property(ty, a, "v").unwrap(), Some(v));
 }
+
+/// What a read-only server refuses: every statement that may write,
+/// whatever clause the write hides in.
+#[test]
+fn statements_that_write_are_recognised() {
+    let writes = |q: &str| quiver_query::writes(q).unwrap();
+    assert!(writes("CREATE (a:N {key: 'x'}) RETURN a"));
+    assert!(writes("MATCH (a:N) FOREACH (k IN ['x'] | MERGE (:N {key: k}))"));
+    assert!(writes("MATCH (a:N) SET a.v = 1 WITH a MATCH (b:N) RETURN b"));
+    assert!(writes("MATCH (a:N) DETACH DELETE a RETURN count(*)"));
+    assert!(!writes(
+        "MATCH (a:N) CALL { WITH a MATCH (a)-->(b) RETURN count(b) AS n } RETURN a, n"
+    ));
+    assert!(!writes(
+        "MATCH (a:N) RETURN a.key AS k UNION MATCH (b:N) RETURN b.key AS k"
+    ));
+    assert!(!writes(
+        "MATCH p = shortestPath((a:N {key: 'x'})-[*..3]-(b:N {key: 'y'})) RETURN p"
+    ));
+    assert!(!writes("RETURN [x IN range(1, 3) | x], COUNT { MATCH (n:N) }"));
+}
