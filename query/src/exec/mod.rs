@@ -21,6 +21,7 @@ mod expr;
 mod ops;
 mod paths;
 mod procs;
+mod two_hop;
 pub(crate) use procs::{cached_index, cached_model};
 mod project;
 mod write;
