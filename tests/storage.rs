@@ -122,6 +122,27 @@ fn a_failing_batch_changes_nothing() {
     assert!(all_edges(&db).is_empty());
 }
 
+/// A database closed and opened again while another thread starts child
+/// processes (each holds every descriptor between fork and exec, the lock's
+/// included) opens: the lock waits out that moment.
+#[test]
+fn reopening_while_another_thread_starts_processes_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(Database::create(&path).unwrap());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::process::Command::new("true").status().unwrap();
+            }
+        });
+        let failed = (0..300).find_map(|i| Database::open(&path).err().map(|e| format!("open {i}: {e}")));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(failed, None);
+    });
+}
+
 #[test]
 fn second_open_is_refused_while_locked() {
     let dir = tempfile::tempdir().unwrap();

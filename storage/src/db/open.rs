@@ -111,11 +111,21 @@ pub(super) fn lock_dir(dir: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .at(&path)?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked(dir.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => Err(StorageError::Io { path, error: e }),
+    // A lock this process just released can still be held for a moment by
+    // a child that another thread is starting (between fork and exec it
+    // holds every descriptor, close-on-exec ones included): wait that long,
+    // not for another process that has the database open.
+    for wait in [1, 2, 5, 10, 20, 50, 100, 0] {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) if wait > 0 => {
+                std::thread::sleep(Duration::from_millis(wait));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => break,
+            Err(std::fs::TryLockError::Error(e)) => return Err(StorageError::Io { path, error: e }),
+        }
     }
+    Err(StorageError::Locked(dir.to_path_buf()))
 }
 
 /// Opens sled, turning a panic inside it (which some damaged files cause)
