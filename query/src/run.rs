@@ -22,13 +22,15 @@ impl Graph {
     ) -> Result<Rows> {
         let snap = self.db.snapshot();
         let (branches, all) = plan::plan_union(clauses, snap.catalog(), &snap)?;
+        // One clock for the statement: a UNION's queries share its timeout.
+        let start = Instant::now();
         let run = |p: &Plan| exec::Run {
             db: &self.db,
             models: &self.models,
             params,
             limits,
             interrupt,
-            start: Instant::now(),
+            start,
             width: p.width,
         };
         if let [p] = branches.as_slice() {
